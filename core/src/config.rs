@@ -1,0 +1,208 @@
+//! Endpoint configuration: plain data, serde-deserialisable (TOML or JSON), units in names.
+//!
+//! One [`Config`] serves both sides; fields marked *server* or *client* are ignored by the
+//! other. Defaults follow `DESIGN.md` §4.3 and the seeds they cite.
+
+use serde::{Deserialize, Serialize};
+
+use crate::channel::{default_channels, ChannelKind, OversizePolicy};
+use crate::fragment::FragmentConfig;
+use crate::heartbeat::HeartbeatConfig;
+use crate::limits::RateLimitConfig;
+use crate::retry::RetryConfig;
+use crate::ticket::TicketConfig;
+use crate::tick::{TickConfig, TickSyncConfig};
+use crate::wire::{MAX_CHANNELS, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
+
+/// Endpoint configuration. Validate with [`Config::validate`] (the endpoint does so too).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Seeds every random choice: quinn-proto's RNG, connection ids, reset and token keys,
+    /// handshake nonces, session ids and backoff jitter. Same seed and inputs ⇒ same messages.
+    pub seed: u64,
+    /// SHA-256 of the game's message schema, hex in config files; peers must agree.
+    #[serde(with = "hex32")]
+    pub schema_hash: [u8; 32],
+    /// Lowest protocol version offered or accepted.
+    pub version_min: u16,
+    /// Highest protocol version offered or accepted.
+    pub version_max: u16,
+    /// Capability bits this side supports; the session gets the intersection.
+    pub capabilities: u64,
+    /// Time allowed from the QUIC connection's start to an accepted tickwire handshake.
+    /// Default 10 000 ms: several round trips at 500 ms RTT plus TLS.
+    pub handshake_timeout_ms: u64,
+    /// *Server*: live sessions admitted at once; more are rejected with `SERVER_FULL`.
+    pub max_sessions: usize,
+    /// *Server*: handshakes in progress at once; beyond it new connections are refused
+    /// at the QUIC level (CONNECTION_REFUSED, seen by clients as `SERVER_BUSY`).
+    pub max_pending_handshakes: usize,
+    /// *Server*: `retry_after_ms` advised when full.
+    pub server_full_retry_after_ms: u32,
+    /// *Server*: revalidate every live session's ticket every this many ticks (default 60 =
+    /// once a second at 60 Hz); revoked or expired sessions are closed with a reason.
+    pub revalidate_every_ticks: u32,
+    /// *Server*: whether revalidation also closes sessions whose join ticket has expired
+    /// (`TICKET_EXPIRED`). Off by default: a join ticket authorises *joining*, and issuers
+    /// keep them short-lived; turn it on when tickets bound session length. Revoked tickets
+    /// always close their sessions.
+    pub close_sessions_on_ticket_expiry: bool,
+    /// Largest reliable message, in bytes; a peer declaring a larger frame is closed with
+    /// `PROTOCOL_VIOLATION`. Default 8 MiB.
+    pub max_reliable_message_bytes: usize,
+    /// Bytes of reliable messages queued per connection waiting for flow control; a `send`
+    /// beyond it fails with `SendError::QueueFull`. Default 32 MiB.
+    pub max_queued_reliable_bytes: usize,
+    /// Datagram messages queued per connection waiting for QUIC's datagram buffer; beyond it
+    /// the oldest is dropped and counted. Default 1024.
+    pub max_queued_datagrams: usize,
+    /// What to do with unreliable messages larger than the fragmentation limits.
+    pub oversize_unreliable: OversizePolicy,
+    /// QUIC idle timeout (RFC 9000 §10.1), kept above the heartbeat timeout so that tickwire's
+    /// detection, with its reason code, fires first. Default 20 000 ms.
+    pub idle_timeout_ms: u64,
+    /// Channel table, indexed by channel id; both peers must use the same table.
+    pub channels: Vec<ChannelKind>,
+    /// Heartbeat interval and failure detection.
+    pub heartbeat: HeartbeatConfig,
+    /// Fragmentation and reassembly limits, per connection.
+    pub fragment: FragmentConfig,
+    /// *Server*: fixed-timestep scheduler.
+    pub tick: TickConfig,
+    /// *Client*: tick synchronisation to the server.
+    pub tick_sync: TickSyncConfig,
+    /// *Server*: join ticket verification.
+    pub tickets: TicketConfig,
+    /// Reconnection backoff (used by runtimes and applications).
+    pub retry: RetryConfig,
+    /// *Server*: rate limits per address and per connection.
+    pub limits: RateLimitConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            schema_hash: [0; 32],
+            version_min: MIN_PROTOCOL_VERSION,
+            version_max: PROTOCOL_VERSION,
+            capabilities: 0,
+            handshake_timeout_ms: 10_000,
+            max_sessions: 1024,
+            max_pending_handshakes: 256,
+            server_full_retry_after_ms: 5_000,
+            revalidate_every_ticks: 60,
+            close_sessions_on_ticket_expiry: false,
+            max_reliable_message_bytes: 8 << 20,
+            max_queued_reliable_bytes: 32 << 20,
+            max_queued_datagrams: 1024,
+            oversize_unreliable: OversizePolicy::Reject,
+            idle_timeout_ms: 20_000,
+            channels: default_channels(),
+            heartbeat: HeartbeatConfig::default(),
+            fragment: FragmentConfig::default(),
+            tick: TickConfig::default(),
+            tick_sync: TickSyncConfig::default(),
+            tickets: TicketConfig::default(),
+            retry: RetryConfig::default(),
+            limits: RateLimitConfig::default(),
+        }
+    }
+}
+
+/// A configuration value out of range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid config: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Checks ranges and cross-field constraints.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first offending field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |what: &str| Err(ConfigError(what.to_owned()));
+        if self.version_min > self.version_max || self.version_min == 0 {
+            return fail("version_min must be >= 1 and <= version_max");
+        }
+        if self.channels.is_empty() || self.channels.len() > MAX_CHANNELS {
+            return fail("channels must hold 1..=32 entries");
+        }
+        if self.handshake_timeout_ms == 0 {
+            return fail("handshake_timeout_ms must be > 0");
+        }
+        if self.idle_timeout_ms <= self.heartbeat.timeout_ms {
+            return fail("idle_timeout_ms must exceed heartbeat.timeout_ms");
+        }
+        if self.max_reliable_message_bytes == 0 || self.max_reliable_message_bytes > u32::MAX as usize {
+            return fail("max_reliable_message_bytes must be in 1..=u32::MAX");
+        }
+        if self.revalidate_every_ticks == 0 {
+            return fail("revalidate_every_ticks must be > 0");
+        }
+        Ok(())
+    }
+
+    /// The schema hash for a schema described by `text` (SHA-256 of its bytes).
+    pub fn schema_hash_of(text: &str) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(text.as_bytes()).into()
+    }
+}
+
+/// Serde helper: `[u8; 32]` as a 64-character hex string.
+mod hex32 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(bytes: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        s.serialize_str(&hex)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let text = String::deserialize(d)?;
+        let err = || serde::de::Error::custom("expected 64 hex characters");
+        if text.len() != 64 || !text.is_ascii() {
+            return Err(err());
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|_| err())?;
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_roundtrip_through_toml() {
+        let config = Config::default();
+        config.validate().unwrap();
+        let text = toml::to_string(&config).unwrap();
+        let back: Config = toml::from_str(&text).unwrap();
+        assert_eq!(back, config);
+    }
+
+    #[test]
+    fn partial_toml_keeps_defaults() {
+        let config: Config = toml::from_str(
+            "seed = 7\nschema_hash = \"00000000000000000000000000000000000000000000000000000000000000ff\"\n[heartbeat]\ninterval_ms = 250\n",
+        )
+        .unwrap();
+        assert_eq!(config.seed, 7);
+        assert_eq!(config.schema_hash[31], 0xff);
+        assert_eq!(config.heartbeat.interval_ms, 250);
+        assert_eq!(config.heartbeat.timeout_ms, HeartbeatConfig::default().timeout_ms);
+        assert!(toml::from_str::<Config>("sed = 1").is_err());
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let config = Config { idle_timeout_ms: 1, ..Config::default() };
+        assert!(config.validate().unwrap_err().0.contains("idle_timeout_ms"));
+    }
+}

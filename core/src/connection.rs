@@ -1,0 +1,890 @@
+//! One peer's tickwire session on top of one quinn-proto connection.
+//!
+//! A [`Conn`] is driven by the [`crate::Endpoint`]: inputs go to its `quic` connection, then
+//! [`Conn::process`] turns QUIC events into handshake steps, heartbeats and delivered
+//! messages, pushing tickwire [`Event`]s into the endpoint's queue. Sub-machines (heartbeat,
+//! reassembly, tick sync, rate limits) are owned here and report their deadlines through
+//! [`Conn::poll_timeout`].
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use quinn_proto::{Dir, StreamEvent, StreamId, VarInt};
+
+use crate::channel::{ChannelId, ChannelKind, OversizePolicy, SendOptions, CONTROL_PRIORITY};
+use crate::config::Config;
+use crate::endpoint::{ConnHandle, Event, Initiator, SendError};
+use crate::fragment::{self, FragmentHeader, Reassembler, FRAGMENT_HEADER_LEN};
+use crate::handshake::{AwaitingAccept, AwaitingHello, ClientHandshake, Exporter, Rejection, Session};
+use crate::heartbeat::Heartbeat;
+use crate::limits::PeerLimiter;
+use crate::stats::ConnectionStats;
+use crate::tick::TickSync;
+use crate::tls::{EXPORTER_LABEL, EXPORTER_LEN};
+use crate::wire::{
+    self, seq_newer, type_byte, CloseInfo, Control, Datagram, DatagramKind, FrameDecoder,
+    ReasonCode, MAX_CHANNELS, MAX_CONTROL_FRAME_BYTES, SEQUENCED_HEADER_LEN,
+};
+
+/// Where the session is. Handshake states hold their typestate value.
+#[derive(Debug)]
+pub(crate) enum State {
+    /// Client: QUIC/TLS in progress.
+    ClientConnecting(ClientHandshake),
+    /// Client: hello sent.
+    ClientAwaitingAccept(AwaitingAccept),
+    /// Server: QUIC/TLS in progress; a rejection may already be decided (sent once 1-RTT keys
+    /// exist, because an application close in Initial packets loses its code, RFC 9000 §10.2.3).
+    ServerConnecting(Option<Rejection>),
+    /// Server: waiting for the hello.
+    ServerAwaitingHello(AwaitingHello),
+    /// A handshake message is being checked (its typestate value has been taken out).
+    Verifying,
+    /// Handshake done.
+    Established,
+    /// Closed by tickwire (event already reported); waiting for QUIC to drain.
+    Closed,
+}
+
+/// A control-stream frame the endpoint must act on (it holds the server's context).
+#[derive(Debug)]
+pub(crate) enum Pending {
+    /// Server: a hello arrived in `ServerAwaitingHello`.
+    Hello(Control),
+}
+
+#[derive(Debug)]
+struct RxStream {
+    channel: Option<ChannelId>,
+    decoder: FrameDecoder,
+}
+
+#[derive(Debug)]
+struct QueuedFrame {
+    bytes: Bytes,
+    written: usize,
+    deadline: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
+struct TxChannel {
+    stream: Option<StreamId>,
+    queue: VecDeque<QueuedFrame>,
+}
+
+#[derive(Debug)]
+struct QueuedDatagram {
+    bytes: Bytes,
+    deadline: Option<Instant>,
+}
+
+/// Per-connection state; see the module docs.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub(crate) quic: quinn_proto::Connection,
+    pub(crate) state: State,
+    pub(crate) session: Option<Session>,
+    handshake_deadline: Option<Instant>,
+    control: Option<StreamId>,
+    control_rx: FrameDecoder,
+    control_tx: VecDeque<QueuedFrame>,
+    rx_streams: BTreeMap<StreamId, RxStream>,
+    tx_channels: BTreeMap<ChannelId, TxChannel>,
+    queued_reliable_bytes: usize,
+    datagrams: VecDeque<QueuedDatagram>,
+    heartbeat: Heartbeat,
+    reassembler: Reassembler,
+    tick_sync: Option<TickSync>,
+    limiter: Option<PeerLimiter>,
+    tx_seq: [u16; MAX_CHANNELS],
+    rx_seq: [Option<u16>; MAX_CHANNELS],
+    next_fragment_id: u16,
+    last_udp_rx: u64,
+    pub(crate) stats: ConnectionStats,
+}
+
+/// What [`Conn::process`] needs from the endpoint.
+pub(crate) struct Ctx<'a> {
+    pub now: Instant,
+    pub handle: ConnHandle,
+    pub config: &'a Config,
+    pub events: &'a mut VecDeque<Event>,
+    pub nonce: &'a mut dyn FnMut() -> [u8; wire::NONCE_LEN],
+    /// The server's current tick (clients use their tick-sync estimate).
+    pub server_tick: u64,
+}
+
+impl Conn {
+    /// A client connection about to run `handshake`.
+    pub(crate) fn client(
+        quic: quinn_proto::Connection,
+        now: Instant,
+        config: &Config,
+        handshake: ClientHandshake,
+    ) -> Self {
+        let mut conn = Self::new(quic, now, config, State::ClientConnecting(handshake));
+        conn.tick_sync = Some(TickSync::new(config.tick_sync.clone()));
+        conn
+    }
+
+    /// A server connection; `rejection` if the accept policy already refused it.
+    pub(crate) fn server(
+        quic: quinn_proto::Connection,
+        now: Instant,
+        config: &Config,
+        rejection: Option<Rejection>,
+    ) -> Self {
+        let mut conn = Self::new(quic, now, config, State::ServerConnecting(rejection));
+        conn.limiter = Some(PeerLimiter::new(&config.limits, now));
+        conn
+    }
+
+    fn new(quic: quinn_proto::Connection, now: Instant, config: &Config, state: State) -> Self {
+        Self {
+            quic,
+            state,
+            session: None,
+            handshake_deadline: Some(now + Duration::from_millis(config.handshake_timeout_ms)),
+            control: None,
+            control_rx: FrameDecoder::new(MAX_CONTROL_FRAME_BYTES),
+            control_tx: VecDeque::new(),
+            rx_streams: BTreeMap::new(),
+            tx_channels: BTreeMap::new(),
+            queued_reliable_bytes: 0,
+            datagrams: VecDeque::new(),
+            heartbeat: Heartbeat::new(now, config.heartbeat.clone()),
+            reassembler: Reassembler::new(config.fragment.clone()),
+            tick_sync: None,
+            limiter: None,
+            tx_seq: [0; MAX_CHANNELS],
+            rx_seq: [None; MAX_CHANNELS],
+            next_fragment_id: 0,
+            last_udp_rx: 0,
+            stats: ConnectionStats::default(),
+        }
+    }
+
+    pub(crate) fn is_established(&self) -> bool {
+        matches!(self.state, State::Established)
+    }
+
+    pub(crate) fn is_handshaking(&self) -> bool {
+        !matches!(self.state, State::Established | State::Closed)
+    }
+
+    pub(crate) fn tick_sync(&self) -> Option<&TickSync> {
+        self.tick_sync.as_ref()
+    }
+
+    pub(crate) fn tick_sync_mut(&mut self) -> Option<&mut TickSync> {
+        self.tick_sync.as_mut()
+    }
+
+    /// The earliest deadline of this connection and its sub-machines.
+    pub(crate) fn poll_timeout(&mut self) -> Option<Instant> {
+        let mut deadline = self.quic.poll_timeout();
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                deadline = Some(deadline.map_or(t, |d| d.min(t)));
+            }
+        };
+        match self.state {
+            State::Established => {
+                consider(self.heartbeat.poll_timeout());
+                consider(self.reassembler.poll_timeout());
+            }
+            State::Closed => {}
+            _ => consider(self.handshake_deadline),
+        }
+        deadline
+    }
+
+    /// Timer work: QUIC timers, handshake deadline, heartbeat pings and failure, reassembly
+    /// expiry. A spurious call is harmless.
+    pub(crate) fn handle_timeout(&mut self, ctx: &mut Ctx<'_>) {
+        let now = ctx.now;
+        self.quic.handle_timeout(now);
+        match self.state {
+            State::Closed => {}
+            State::Established => {
+                self.reassembler.handle_timeout(now);
+                if self.heartbeat.handle_timeout(now).is_some() {
+                    self.close(ctx, Rejection::new(ReasonCode::HEARTBEAT_TIMEOUT, "no packets from peer"));
+                    return;
+                }
+                self.send_pings(ctx);
+            }
+            _ => {
+                if self.handshake_deadline.is_some_and(|d| now >= d) {
+                    self.close(ctx, Rejection::new(ReasonCode::HANDSHAKE_TIMEOUT, "handshake did not finish in time"));
+                }
+            }
+        }
+    }
+
+    fn local_tick(&mut self, ctx: &Ctx<'_>) -> u64 {
+        match &self.tick_sync {
+            Some(sync) => sync.estimated_server_tick(ctx.now).map_or(0, |t| t.max(0.0) as u64),
+            None => ctx.server_tick,
+        }
+    }
+
+    fn send_pings(&mut self, ctx: &mut Ctx<'_>) {
+        let tick = self.local_tick(ctx);
+        while let Some(ping) = self.heartbeat.poll_ping(ctx.now, tick) {
+            let bytes = wire::encode_heartbeat(DatagramKind::Ping, &ping);
+            let _ = self.quic.datagrams().send(bytes, true);
+        }
+    }
+
+    /// Drains QUIC events into tickwire state and events. Call after every input.
+    pub(crate) fn process(&mut self, ctx: &mut Ctx<'_>) -> Option<Pending> {
+        let udp_rx = self.quic.stats().udp_rx.datagrams;
+        if udp_rx != self.last_udp_rx {
+            self.last_udp_rx = udp_rx;
+            self.heartbeat.on_receive(ctx.now);
+        }
+        let mut pending = None;
+        while let Some(event) = self.quic.poll() {
+            match event {
+                quinn_proto::Event::Connected => self.on_quic_connected(ctx),
+                quinn_proto::Event::ConnectionLost { reason } => self.on_quic_lost(ctx, reason),
+                quinn_proto::Event::Stream(StreamEvent::Opened { dir }) => {
+                    pending = pending.or(self.accept_streams(ctx, dir));
+                }
+                quinn_proto::Event::Stream(StreamEvent::Readable { id }) => {
+                    if Some(id) == self.control {
+                        pending = pending.or(self.read_control(ctx));
+                    } else {
+                        self.read_stream(ctx, id);
+                    }
+                }
+                quinn_proto::Event::DatagramReceived => self.read_datagrams(ctx),
+                quinn_proto::Event::Stream(StreamEvent::Finished { id } | StreamEvent::Stopped { id, .. }) => {
+                    self.rx_streams.remove(&id);
+                }
+                _ => {}
+            }
+            if matches!(self.state, State::Closed) {
+                // Drain remaining events without acting on them.
+                while self.quic.poll().is_some() {}
+                break;
+            }
+        }
+        if !matches!(self.state, State::Closed) {
+            self.flush(ctx.now);
+        }
+        pending
+    }
+
+    fn exporter(&self) -> Option<Exporter> {
+        let mut out = [0u8; EXPORTER_LEN];
+        self.quic
+            .crypto_session()
+            .export_keying_material(&mut out, EXPORTER_LABEL, b"")
+            .ok()?;
+        Some(out)
+    }
+
+    fn on_quic_connected(&mut self, ctx: &mut Ctx<'_>) {
+        let Some(exporter) = self.exporter() else {
+            self.close(ctx, Rejection::new(ReasonCode::TRANSPORT_ERROR, "TLS exporter unavailable"));
+            return;
+        };
+        match std::mem::replace(&mut self.state, State::Closed) {
+            State::ClientConnecting(handshake) => {
+                let (next, hello) = handshake.start(exporter, (ctx.nonce)());
+                self.state = State::ClientAwaitingAccept(next);
+                let Some(id) = self.quic.streams().open(Dir::Bi) else {
+                    self.close(ctx, Rejection::new(ReasonCode::TRANSPORT_ERROR, "no control stream credit"));
+                    return;
+                };
+                let _ = self.quic.send_stream(id).set_priority(CONTROL_PRIORITY);
+                self.control = Some(id);
+                self.queue_control(&hello);
+            }
+            State::ServerConnecting(None) => {
+                self.state = State::ServerAwaitingHello(AwaitingHello::new(exporter));
+            }
+            State::ServerConnecting(Some(rejection)) => {
+                self.state = State::ServerConnecting(None);
+                self.close(ctx, rejection);
+            }
+            other => self.state = other,
+        }
+    }
+
+    fn on_quic_lost(&mut self, ctx: &mut Ctx<'_>, error: quinn_proto::ConnectionError) {
+        use quinn_proto::ConnectionError as E;
+        if matches!(self.state, State::Closed) {
+            return;
+        }
+        let (reason, info) = match error {
+            E::ApplicationClosed(close) => {
+                let code = u16::try_from(close.error_code.into_inner()).unwrap_or(u16::MAX);
+                (ReasonCode(code), CloseInfo::decode(&close.reason))
+            }
+            E::ConnectionClosed(close) if close.error_code == quinn_proto::TransportErrorCode::CONNECTION_REFUSED => (
+                ReasonCode::SERVER_BUSY,
+                CloseInfo { retry_after_ms: None, detail: "connection refused".into() },
+            ),
+            E::TimedOut if self.is_handshaking() => (
+                ReasonCode::HANDSHAKE_TIMEOUT,
+                CloseInfo { retry_after_ms: None, detail: "QUIC handshake timed out".into() },
+            ),
+            other => (
+                ReasonCode::TRANSPORT_ERROR,
+                CloseInfo { retry_after_ms: None, detail: other.to_string() },
+            ),
+        };
+        self.report_closed(ctx, reason, info.retry_after_ms, info.detail, Initiator::Peer);
+    }
+
+    fn report_closed(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        reason: ReasonCode,
+        retry_after_ms: Option<u32>,
+        detail: String,
+        initiator: Initiator,
+    ) {
+        let conn = ctx.handle;
+        let event = if self.is_established() {
+            Event::Disconnected { conn, reason, detail, initiator }
+        } else {
+            Event::Rejected {
+                conn,
+                reason,
+                retry_after: retry_after_ms.map(|ms| Duration::from_millis(ms.into())),
+                detail,
+                initiator,
+            }
+        };
+        self.state = State::Closed;
+        self.datagrams.clear();
+        self.tx_channels.clear();
+        self.queued_reliable_bytes = 0;
+        ctx.events.push_back(event);
+    }
+
+    /// Closes the session with `rejection` as the reason the peer sees, and reports it.
+    pub(crate) fn close(&mut self, ctx: &mut Ctx<'_>, rejection: Rejection) {
+        if matches!(self.state, State::Closed) {
+            return;
+        }
+        let info = CloseInfo {
+            retry_after_ms: rejection.retry_after_ms,
+            detail: rejection.detail.clone(),
+        };
+        self.quic.close(ctx.now, VarInt::from(rejection.reason.0), info.encode());
+        self.report_closed(ctx, rejection.reason, rejection.retry_after_ms, rejection.detail, Initiator::Local);
+    }
+
+    fn accept_streams(&mut self, ctx: &mut Ctx<'_>, dir: Dir) -> Option<Pending> {
+        let mut pending = None;
+        while let Some(id) = self.quic.streams().accept(dir) {
+            match dir {
+                Dir::Bi if self.control.is_none() && !self.quic.side().is_client() => {
+                    self.control = Some(id);
+                    let _ = self.quic.send_stream(id).set_priority(CONTROL_PRIORITY);
+                    pending = pending.or(self.read_control(ctx));
+                }
+                Dir::Bi => {
+                    self.close(ctx, Rejection::new(ReasonCode::PROTOCOL_VIOLATION, "unexpected bidirectional stream"));
+                    return None;
+                }
+                Dir::Uni => {
+                    let decoder = FrameDecoder::new(ctx.config.max_reliable_message_bytes);
+                    self.rx_streams.insert(id, RxStream { channel: None, decoder });
+                    self.read_stream(ctx, id);
+                }
+            }
+        }
+        pending
+    }
+
+    /// Reads everything readable on stream `id` into `sink`; returns `Err` with a reason if
+    /// the stream broke the protocol.
+    fn drain_stream(quic: &mut quinn_proto::Connection, id: StreamId, mut sink: impl FnMut(&[u8])) -> bool {
+        let mut stream = quic.recv_stream(id);
+        let Ok(mut chunks) = stream.read(true) else {
+            return false;
+        };
+        let mut finished = false;
+        loop {
+            match chunks.next(usize::MAX) {
+                Ok(Some(chunk)) => sink(&chunk.bytes),
+                Ok(None) => {
+                    finished = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let _ = chunks.finalize();
+        finished
+    }
+
+    fn read_control(&mut self, ctx: &mut Ctx<'_>) -> Option<Pending> {
+        let id = self.control?;
+        let decoder = &mut self.control_rx;
+        Self::drain_stream(&mut self.quic, id, |bytes| decoder.push(bytes));
+        self.next_control_frame(ctx)
+    }
+
+    /// Acts on the next complete control frame, if the state expects one.
+    pub(crate) fn next_control_frame(&mut self, ctx: &mut Ctx<'_>) -> Option<Pending> {
+        if matches!(self.state, State::ServerConnecting(_) | State::Verifying | State::Closed) {
+            return None; // keep buffered until the handshake state can take it
+        }
+        let frame = match self.control_rx.next_frame() {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return None,
+            Err(e) => {
+                self.close(ctx, Rejection::new(ReasonCode::BAD_HANDSHAKE, e.to_string()));
+                return None;
+            }
+        };
+        let message: Control = match wire::decode(&frame) {
+            Ok(message) => message,
+            Err(e) => {
+                self.close(ctx, Rejection::new(ReasonCode::BAD_HANDSHAKE, e.to_string()));
+                return None;
+            }
+        };
+        match std::mem::replace(&mut self.state, State::Closed) {
+            State::ClientAwaitingAccept(awaiting) => {
+                match awaiting.handle_accept(&message) {
+                    Ok(session) => self.establish(ctx, session),
+                    Err(rejection) => {
+                        self.state = State::Verifying;
+                        self.close(ctx, rejection);
+                    }
+                }
+                None
+            }
+            state @ State::ServerAwaitingHello(_) => {
+                self.state = state;
+                Some(Pending::Hello(message))
+            }
+            other => {
+                self.state = other;
+                self.close(ctx, Rejection::new(ReasonCode::PROTOCOL_VIOLATION, "unexpected control message"));
+                None
+            }
+        }
+    }
+
+    /// Server: takes the waiting-for-hello typestate out for the endpoint to run.
+    pub(crate) fn take_awaiting_hello(&mut self) -> Option<AwaitingHello> {
+        match std::mem::replace(&mut self.state, State::Verifying) {
+            State::ServerAwaitingHello(awaiting) => Some(awaiting),
+            other => {
+                self.state = other;
+                None
+            }
+        }
+    }
+
+    /// Server: the hello checked out; send `accept` and go live.
+    pub(crate) fn accept(&mut self, ctx: &mut Ctx<'_>, session: Session, accept: &Control) {
+        self.queue_control(accept);
+        self.establish(ctx, session);
+        self.flush(ctx.now);
+    }
+
+    fn establish(&mut self, ctx: &mut Ctx<'_>, session: Session) {
+        self.state = State::Established;
+        self.handshake_deadline = None;
+        if let Some(sync) = &mut self.tick_sync {
+            sync.on_sample(ctx.now, session.server_tick, self.quic.rtt());
+        }
+        self.heartbeat.on_receive(ctx.now);
+        ctx.events.push_back(Event::Connected {
+            conn: ctx.handle,
+            session: session.clone(),
+        });
+        self.session = Some(session);
+        self.send_pings(ctx);
+    }
+
+    fn queue_control(&mut self, message: &Control) {
+        self.control_tx.push_back(QueuedFrame {
+            bytes: wire::encode_frame(&wire::encode(message)),
+            written: 0,
+            deadline: None,
+        });
+    }
+
+    fn read_stream(&mut self, ctx: &mut Ctx<'_>, id: StreamId) {
+        let Some(rx) = self.rx_streams.get_mut(&id) else {
+            return;
+        };
+        let mut first_byte = None;
+        let mut channel = rx.channel;
+        let decoder = &mut rx.decoder;
+        let finished = Self::drain_stream(&mut self.quic, id, |mut bytes| {
+            if channel.is_none() {
+                if let Some((&b, rest)) = bytes.split_first() {
+                    channel = Some(ChannelId(b));
+                    first_byte = Some(b);
+                    bytes = rest;
+                }
+            }
+            decoder.push(bytes);
+        });
+        rx.channel = channel;
+        let Some(channel) = channel else {
+            return;
+        };
+        if first_byte.is_some() && !matches!(ctx.config.channels.get(channel.0 as usize), Some(ChannelKind::Reliable { .. })) {
+            self.close(ctx, Rejection::new(ReasonCode::PROTOCOL_VIOLATION, format!("stream for non-reliable channel {}", channel.0)));
+            return;
+        }
+        loop {
+            let Some(rx) = self.rx_streams.get_mut(&id) else {
+                return;
+            };
+            match rx.decoder.next_frame() {
+                Ok(Some(frame)) => {
+                    if !self.admit(ctx.now, frame.len()) {
+                        self.close(ctx, Rejection::new(ReasonCode::RATE_LIMITED, "reliable message rate exceeded"));
+                        return;
+                    }
+                    self.deliver(ctx, channel, frame);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    self.close(ctx, Rejection::new(ReasonCode::PROTOCOL_VIOLATION, e.to_string()));
+                    return;
+                }
+            }
+        }
+        if finished {
+            self.rx_streams.remove(&id);
+        }
+    }
+
+    /// Rate limit for incoming messages (server side only).
+    fn admit(&mut self, now: Instant, bytes: usize) -> bool {
+        match &mut self.limiter {
+            Some(limiter) => limiter.check(now, bytes).is_ok(),
+            None => true,
+        }
+    }
+
+    fn deliver(&mut self, ctx: &mut Ctx<'_>, channel: ChannelId, payload: Bytes) {
+        self.stats.messages_received += 1;
+        self.stats.message_bytes_received += payload.len() as u64;
+        ctx.events.push_back(Event::Message {
+            conn: ctx.handle,
+            channel,
+            payload,
+        });
+    }
+
+    fn read_datagrams(&mut self, ctx: &mut Ctx<'_>) {
+        while let Some(bytes) = self.quic.datagrams().recv() {
+            if !self.is_established() {
+                self.stats.datagrams_dropped_malformed += 1;
+                continue;
+            }
+            self.handle_datagram(ctx, &bytes);
+            if matches!(self.state, State::Closed) {
+                return;
+            }
+        }
+    }
+
+    fn handle_datagram(&mut self, ctx: &mut Ctx<'_>, bytes: &Bytes) {
+        let now = ctx.now;
+        let datagram = match Datagram::decode(bytes) {
+            Ok(d) => d,
+            Err(_) => {
+                self.stats.datagrams_dropped_malformed += 1;
+                return;
+            }
+        };
+        match datagram {
+            Datagram::Ping(ping) => {
+                let tick = self.local_tick(ctx);
+                let pong = self.heartbeat.handle_ping(now, &ping, tick);
+                let _ = self.quic.datagrams().send(wire::encode_heartbeat(DatagramKind::Pong, &pong), true);
+            }
+            Datagram::Pong(pong) => {
+                if let (Some(sample), Some(sync)) = (self.heartbeat.handle_pong(now, &pong), &mut self.tick_sync) {
+                    sync.on_sample(now, sample.peer_tick, sample.rtt);
+                }
+            }
+            Datagram::Unreliable { channel, payload } => {
+                if self.check_datagram_channel(ctx, channel, false) && self.admit(now, payload.len()) {
+                    self.deliver(ctx, ChannelId(channel), bytes.slice_ref(payload));
+                }
+            }
+            Datagram::Sequenced { channel, seq, payload } => {
+                if self.check_datagram_channel(ctx, channel, true) && self.accept_seq(channel, seq) && self.admit(now, payload.len()) {
+                    self.deliver(ctx, ChannelId(channel), bytes.slice_ref(payload));
+                }
+            }
+            Datagram::Fragment { channel, sequenced, header, chunk } => {
+                if !self.check_datagram_channel(ctx, channel, sequenced) {
+                    return;
+                }
+                if sequenced && self.rx_seq[channel as usize].is_some_and(|last| !seq_newer(header.message_id, last)) {
+                    self.stats.stale_sequenced_dropped += 1;
+                    return;
+                }
+                if let Some(message) = self.reassembler.insert(now, channel, header, chunk) {
+                    let fresh = !sequenced || self.accept_seq(channel, header.message_id);
+                    if fresh && self.admit(now, message.len()) {
+                        self.deliver(ctx, ChannelId(channel), message);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether `channel` is a datagram channel of the right kind; counts a mismatch.
+    fn check_datagram_channel(&mut self, ctx: &Ctx<'_>, channel: u8, sequenced: bool) -> bool {
+        let ok = match ctx.config.channels.get(channel as usize) {
+            Some(ChannelKind::Sequenced) => sequenced,
+            Some(ChannelKind::Unreliable) => !sequenced,
+            _ => false,
+        };
+        if !ok {
+            self.stats.datagrams_dropped_malformed += 1;
+        }
+        ok
+    }
+
+    /// Sequenced channels deliver only messages newer than the newest delivered.
+    fn accept_seq(&mut self, channel: u8, seq: u16) -> bool {
+        let last = &mut self.rx_seq[channel as usize];
+        if last.is_some_and(|l| !seq_newer(seq, l)) {
+            self.stats.stale_sequenced_dropped += 1;
+            return false;
+        }
+        *last = Some(seq);
+        true
+    }
+
+    /// Queues `payload` on `channel`.
+    pub(crate) fn send(
+        &mut self,
+        now: Instant,
+        config: &Config,
+        channel: ChannelId,
+        payload: Bytes,
+        options: SendOptions,
+    ) -> Result<(), SendError> {
+        if !self.is_established() {
+            return Err(SendError::NotConnected);
+        }
+        let kind = *config
+            .channels
+            .get(channel.0 as usize)
+            .ok_or(SendError::UnknownChannel(channel))?;
+        let result = match kind {
+            ChannelKind::Reliable { priority } => self.send_reliable(config, channel, priority.stream_priority(), payload, options),
+            ChannelKind::Unreliable | ChannelKind::Sequenced => {
+                self.send_datagram(config, channel, kind == ChannelKind::Sequenced, payload, options)
+            }
+        };
+        self.flush(now);
+        result
+    }
+
+    fn send_reliable(
+        &mut self,
+        config: &Config,
+        channel: ChannelId,
+        priority: i32,
+        payload: Bytes,
+        options: SendOptions,
+    ) -> Result<(), SendError> {
+        if payload.len() > config.max_reliable_message_bytes {
+            return Err(SendError::TooLarge { size: payload.len(), max: config.max_reliable_message_bytes });
+        }
+        let frame = wire::encode_frame(&payload);
+        if self.queued_reliable_bytes + frame.len() > config.max_queued_reliable_bytes {
+            return Err(SendError::QueueFull);
+        }
+        let tx = self.tx_channels.entry(channel).or_default();
+        if tx.stream.is_none() {
+            let Some(id) = self.quic.streams().open(Dir::Uni) else {
+                return Err(SendError::QueueFull);
+            };
+            let _ = self.quic.send_stream(id).set_priority(priority);
+            tx.stream = Some(id);
+            tx.queue.push_back(QueuedFrame { bytes: Bytes::copy_from_slice(&[channel.0]), written: 0, deadline: None });
+            self.queued_reliable_bytes += 1;
+        }
+        self.queued_reliable_bytes += frame.len();
+        tx.queue.push_back(QueuedFrame { bytes: frame, written: 0, deadline: options.deadline });
+        self.stats.messages_sent += 1;
+        self.stats.message_bytes_sent += payload.len() as u64;
+        Ok(())
+    }
+
+    fn send_datagram(
+        &mut self,
+        config: &Config,
+        channel: ChannelId,
+        sequenced: bool,
+        payload: Bytes,
+        options: SendOptions,
+    ) -> Result<(), SendError> {
+        let max = self.quic.datagrams().max_size().ok_or(SendError::DatagramsUnsupported)?;
+        let header = if sequenced { SEQUENCED_HEADER_LEN } else { 1 };
+        let seq = if sequenced {
+            let seq = self.tx_seq[channel.0 as usize];
+            self.tx_seq[channel.0 as usize] = seq.wrapping_add(1);
+            Some(seq)
+        } else {
+            None
+        };
+        if payload.len() + header <= max {
+            let mut out = BytesMut::with_capacity(header + payload.len());
+            out.extend_from_slice(&[type_byte(if sequenced { DatagramKind::Sequenced } else { DatagramKind::Unreliable }, channel.0)]);
+            if let Some(seq) = seq {
+                out.extend_from_slice(&seq.to_be_bytes());
+            }
+            out.extend_from_slice(&payload);
+            self.queue_datagram(config, out.freeze(), options.deadline);
+        } else {
+            let chunk_max = max.saturating_sub(1 + FRAGMENT_HEADER_LEN);
+            let too_large = payload.len() > config.fragment.max_message_bytes;
+            let fragments = match fragment::split(&payload, chunk_max, config.fragment.max_fragments) {
+                Ok(fragments) if !too_large => fragments,
+                _ => {
+                    return match config.oversize_unreliable {
+                        OversizePolicy::Reject => Err(SendError::TooLarge { size: payload.len(), max: config.fragment.max_message_bytes }),
+                        OversizePolicy::SendReliable => {
+                            let first_reliable = config.channels.iter().position(|k| !k.is_datagram());
+                            match first_reliable {
+                                Some(index) => {
+                                    let priority = match config.channels[index] {
+                                        ChannelKind::Reliable { priority } => priority.stream_priority(),
+                                        _ => 0,
+                                    };
+                                    self.send_reliable(config, ChannelId(index as u8), priority, payload, options)
+                                }
+                                None => Err(SendError::TooLarge { size: payload.len(), max: config.fragment.max_message_bytes }),
+                            }
+                        }
+                    };
+                }
+            };
+            let message_id = seq.unwrap_or_else(|| {
+                let id = self.next_fragment_id;
+                self.next_fragment_id = id.wrapping_add(1);
+                id
+            });
+            let kind = if sequenced { DatagramKind::SequencedFragment } else { DatagramKind::Fragment };
+            for (index, count, chunk) in fragments {
+                let mut out = BytesMut::with_capacity(1 + FRAGMENT_HEADER_LEN + chunk.len());
+                out.extend_from_slice(&[type_byte(kind, channel.0)]);
+                out.extend_from_slice(&FragmentHeader { message_id, index, count }.encode());
+                out.extend_from_slice(chunk);
+                self.queue_datagram(config, out.freeze(), options.deadline);
+            }
+            self.stats.messages_fragmented += 1;
+        }
+        self.stats.messages_sent += 1;
+        self.stats.message_bytes_sent += payload.len() as u64;
+        Ok(())
+    }
+
+    fn queue_datagram(&mut self, config: &Config, bytes: Bytes, deadline: Option<Instant>) {
+        if self.datagrams.len() >= config.max_queued_datagrams {
+            self.datagrams.pop_front();
+            self.stats.datagrams_dropped_queue_full += 1;
+        }
+        self.datagrams.push_back(QueuedDatagram { bytes, deadline });
+    }
+
+    /// Moves queued frames and datagrams into QUIC as far as flow control and the datagram
+    /// buffer allow, dropping those past their deadline.
+    pub(crate) fn flush(&mut self, now: Instant) {
+        if let Some(id) = self.control {
+            Self::write_queue(&mut self.quic, id, &mut self.control_tx, now, &mut 0, &mut self.stats.messages_expired);
+        }
+        for tx in self.tx_channels.values_mut() {
+            if let Some(id) = tx.stream {
+                Self::write_queue(&mut self.quic, id, &mut tx.queue, now, &mut self.queued_reliable_bytes, &mut self.stats.messages_expired);
+            }
+        }
+        while let Some(front) = self.datagrams.front() {
+            if front.deadline.is_some_and(|d| now > d) {
+                self.datagrams.pop_front();
+                self.stats.messages_expired += 1;
+                continue;
+            }
+            if self.quic.datagrams().send_buffer_space() < front.bytes.len() {
+                break;
+            }
+            let Some(item) = self.datagrams.pop_front() else { break };
+            match self.quic.datagrams().send(item.bytes, false) {
+                Ok(()) => {}
+                Err(quinn_proto::SendDatagramError::Blocked(bytes)) => {
+                    self.datagrams.push_front(QueuedDatagram { bytes, deadline: item.deadline });
+                    break;
+                }
+                Err(_) => self.stats.datagrams_dropped_queue_full += 1,
+            }
+        }
+    }
+
+    fn write_queue(
+        quic: &mut quinn_proto::Connection,
+        id: StreamId,
+        queue: &mut VecDeque<QueuedFrame>,
+        now: Instant,
+        queued_bytes: &mut usize,
+        expired: &mut u64,
+    ) {
+        while let Some(front) = queue.front_mut() {
+            if front.written == 0 && front.deadline.is_some_and(|d| now > d) {
+                *queued_bytes = queued_bytes.saturating_sub(front.bytes.len());
+                queue.pop_front();
+                *expired += 1;
+                continue;
+            }
+            match quic.send_stream(id).write(&front.bytes[front.written..]) {
+                Ok(n) => {
+                    front.written += n;
+                    *queued_bytes = queued_bytes.saturating_sub(n);
+                    if front.written == front.bytes.len() {
+                        queue.pop_front();
+                    } else {
+                        break;
+                    }
+                }
+                Err(quinn_proto::WriteError::Blocked) => break,
+                Err(_) => {
+                    let dropped: usize = queue.iter().map(|f| f.bytes.len() - f.written).sum();
+                    *queued_bytes = queued_bytes.saturating_sub(dropped);
+                    queue.clear();
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Fills the transport counters and sub-machine stats into a snapshot.
+    pub(crate) fn snapshot_stats(&self) -> ConnectionStats {
+        let quic = self.quic.stats();
+        let mut stats = self.stats;
+        stats.udp_tx_datagrams = quic.udp_tx.datagrams;
+        stats.udp_tx_bytes = quic.udp_tx.bytes;
+        stats.udp_rx_datagrams = quic.udp_rx.datagrams;
+        stats.udp_rx_bytes = quic.udp_rx.bytes;
+        stats.quic_rtt_ms = self.quic.rtt().as_secs_f64() * 1e3;
+        stats.heartbeat = self.heartbeat.stats();
+        stats.reassembly = *self.reassembler.stats();
+        stats.tick_sync = self.tick_sync.as_ref().map(|s| s.stats());
+        stats.limiter = self.limiter.as_ref().map(|l| l.stats());
+        stats
+    }
+}

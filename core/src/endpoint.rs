@@ -1,0 +1,724 @@
+//! The [`Endpoint`]: every tickwire session of one UDP socket, as a sans-IO state machine.
+//!
+//! Method kinds follow quinn-proto: inputs are `handle_*`, outputs are `poll_*` drained until
+//! `None`, commands are verbs, getters take `&self`. See the crate docs for the drive loop.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use ed25519_dalek::SigningKey;
+use quinn_proto::{DatagramEvent, EcnCodepoint, IdleTimeout, Transmit, TransportConfig, VarInt};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha12Rng;
+
+use crate::channel::{ChannelId, SendOptions};
+use crate::clock::WallClock;
+use crate::config::{Config, ConfigError};
+use crate::connection::{Conn, Ctx, Pending};
+use crate::handshake::{ClientHandshake, ClientOffer, Rejection, ServerContribution, ServerPolicy, Session};
+use crate::limits::AddressLimiter;
+use crate::stats::{ConnectionStats, EndpointStats};
+use crate::ticket::{JoinTicket, TicketError, TicketVerifier};
+use crate::tick::{TickInfo, TickScheduler, TickSync};
+use crate::tls::{self, derive_seed, AnchoredTime, TlsSetupError, SERVER_NAME};
+use crate::wire::{ReasonCode, Role, NONCE_LEN};
+
+/// Endpoint-level responses (version negotiation, stateless resets, refusals) held at most.
+const MAX_QUEUED_RESPONSES: usize = 256;
+
+/// Identifies one connection of an [`Endpoint`]. Stale handles are harmless: lookups return
+/// `None` or [`SendError::UnknownConnection`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnHandle(pub(crate) usize);
+
+impl ConnHandle {
+    /// The numeric index, for logs and maps.
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
+
+/// Who ended a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Initiator {
+    /// This endpoint (application command, local timeout, or local verification failure).
+    Local,
+    /// The peer, or the network (the QUIC connection failed).
+    Peer,
+}
+
+/// Something that happened; drained with [`Endpoint::poll_event`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// The handshake completed; the session may send and receive.
+    Connected {
+        /// The connection.
+        conn: ConnHandle,
+        /// What was agreed.
+        session: Session,
+    },
+    /// The handshake failed: the client's view of a server rejection, the server's view of a
+    /// client it refused, or a local failure (timeout, bad signature). Never a bare timeout.
+    Rejected {
+        /// The connection (now closed).
+        conn: ConnHandle,
+        /// Why.
+        reason: ReasonCode,
+        /// When trying again makes sense, if the rejecting side said so.
+        retry_after: Option<Duration>,
+        /// Log detail from the rejecting side.
+        detail: String,
+        /// Which side refused.
+        initiator: Initiator,
+    },
+    /// An established session ended.
+    Disconnected {
+        /// The connection (now closed).
+        conn: ConnHandle,
+        /// Why.
+        reason: ReasonCode,
+        /// Log detail from the closing side.
+        detail: String,
+        /// Which side ended it.
+        initiator: Initiator,
+    },
+    /// A message arrived on `channel`.
+    Message {
+        /// The connection.
+        conn: ConnHandle,
+        /// The channel it arrived on.
+        channel: ChannelId,
+        /// The message, whole (reassembled if it was fragmented).
+        payload: Bytes,
+    },
+}
+
+/// Errors of [`Endpoint::send`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The handle names no connection; drop it.
+    #[error("unknown connection")]
+    UnknownConnection,
+    /// The session is not established (still handshaking, or closed); wait for
+    /// [`Event::Connected`] or drop the handle.
+    #[error("session not established")]
+    NotConnected,
+    /// The channel id is not in the channel table.
+    #[error("unknown channel {0:?}")]
+    UnknownChannel(ChannelId),
+    /// The message exceeds the channel's limit; split it at the application level.
+    #[error("message of {size} bytes exceeds the {max}-byte limit")]
+    TooLarge {
+        /// Message size.
+        size: usize,
+        /// Limit.
+        max: usize,
+    },
+    /// Reliable send queue full (the peer is not reading); retry later or disconnect it.
+    #[error("send queue full")]
+    QueueFull,
+    /// The peer did not enable QUIC datagrams (RFC 9221); use a reliable channel.
+    #[error("peer does not support datagrams")]
+    DatagramsUnsupported,
+}
+
+/// Errors of [`Endpoint::connect`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    /// quinn-proto refused (invalid address, connection ids exhausted).
+    #[error("QUIC connect failed: {0}")]
+    Quic(#[from] quinn_proto::ConnectError),
+}
+
+/// Errors constructing an [`Endpoint`] (local misconfiguration).
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    /// A configuration value is out of range.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// TLS could not be set up.
+    #[error(transparent)]
+    Tls(#[from] TlsSetupError),
+}
+
+/// Options for one outgoing connection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectOptions {
+    /// Requested role.
+    pub role: Role,
+    /// Abort with `SERVER_KEY_MISMATCH` unless the server proves this identity key.
+    pub expected_server_key: Option<[u8; 32]>,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self {
+            role: Role::Player,
+            expected_server_key: None,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct ServerState {
+    tickets: TicketVerifier,
+    addresses: AddressLimiter,
+    scheduler: TickScheduler,
+    ticks_since_revalidation: u32,
+    shutting_down: bool,
+}
+
+/// All sessions of one UDP socket. Construct with [`Endpoint::server`] or
+/// [`Endpoint::client`]; drive as the crate docs show.
+#[derive(Debug)]
+pub struct Endpoint {
+    config: Arc<Config>,
+    quic: quinn_proto::Endpoint,
+    client_config: quinn_proto::ClientConfig,
+    identity: SigningKey,
+    wall: WallClock,
+    time_source: Arc<AnchoredTime>,
+    conns: BTreeMap<ConnHandle, Conn>,
+    events: VecDeque<Event>,
+    responses: VecDeque<(Transmit, Vec<u8>)>,
+    rng: ChaCha12Rng,
+    cursor: usize,
+    server: Option<ServerState>,
+    stats: EndpointStats,
+    last_now: Option<Instant>,
+}
+
+fn transport_config(config: &Config, server: bool) -> Arc<TransportConfig> {
+    let mut transport = TransportConfig::default();
+    let idle = IdleTimeout::try_from(Duration::from_millis(config.idle_timeout_ms)).unwrap_or(IdleTimeout::from(VarInt::MAX));
+    transport
+        .max_idle_timeout(Some(idle))
+        .keep_alive_interval(None)
+        .datagram_receive_buffer_size(Some(1 << 20))
+        .datagram_send_buffer_size(1 << 20)
+        .max_concurrent_bidi_streams(VarInt::from_u32(u32::from(server)))
+        .max_concurrent_uni_streams(VarInt::from_u32(config.channels.len() as u32));
+    Arc::new(transport)
+}
+
+impl Endpoint {
+    /// A game-server endpoint with identity `identity`, serving game server id `gs_id`
+    /// (the audience join tickets must name). Add ticket issuer keys with
+    /// [`Endpoint::tickets_mut`]. The tick scheduler starts at `now`.
+    ///
+    /// # Errors
+    /// [`EndpointError`] if the config is invalid or TLS cannot be set up.
+    pub fn server(config: Config, identity: SigningKey, gs_id: u64, wall: WallClock, now: Instant) -> Result<Self, EndpointError> {
+        config.validate()?;
+        let time_source = Arc::new(AnchoredTime::default());
+        let mut server_config = quinn_proto::ServerConfig::new(
+            tls::server_crypto(&identity)?,
+            tls::token_key(derive_seed(config.seed, "quic/token-key")),
+        );
+        server_config
+            .transport_config(transport_config(&config, true))
+            .time_source(time_source.clone());
+        let server = ServerState {
+            tickets: TicketVerifier::new(gs_id, config.tickets.clone()),
+            addresses: AddressLimiter::new(&config.limits),
+            scheduler: TickScheduler::new(now, config.tick.clone()),
+            ticks_since_revalidation: 0,
+            shutting_down: false,
+        };
+        let mut endpoint = Self::new(config, identity, wall, time_source, Some(Arc::new(server_config)))?;
+        endpoint.server = Some(server);
+        Ok(endpoint)
+    }
+
+    /// A client endpoint with identity `identity` (the key its join tickets name).
+    ///
+    /// # Errors
+    /// [`EndpointError`] if the config is invalid or TLS cannot be set up.
+    pub fn client(config: Config, identity: SigningKey, wall: WallClock) -> Result<Self, EndpointError> {
+        config.validate()?;
+        Self::new(config, identity, wall, Arc::new(AnchoredTime::default()), None)
+    }
+
+    fn new(
+        config: Config,
+        identity: SigningKey,
+        wall: WallClock,
+        time_source: Arc<AnchoredTime>,
+        server_config: Option<Arc<quinn_proto::ServerConfig>>,
+    ) -> Result<Self, EndpointError> {
+        let seed = config.seed;
+        let mut endpoint_config = quinn_proto::EndpointConfig::new(tls::reset_key(derive_seed(seed, "quic/reset-key")));
+        let cid_seed = derive_seed(seed, "quic/cid");
+        endpoint_config
+            .cid_generator(move || Box::new(tls::SeededCidGenerator::new(cid_seed)))
+            .rng_seed(Some(derive_seed(seed, "quic/rng")));
+        let mut client_config = quinn_proto::ClientConfig::new(tls::client_crypto()?);
+        client_config
+            .transport_config(transport_config(&config, false))
+            .initial_dst_cid_provider(tls::initial_cid_provider(derive_seed(seed, "quic/initial-dcid")));
+        Ok(Self {
+            quic: quinn_proto::Endpoint::new(Arc::new(endpoint_config), server_config, false, None),
+            client_config,
+            identity,
+            wall,
+            time_source,
+            conns: BTreeMap::new(),
+            events: VecDeque::new(),
+            responses: VecDeque::new(),
+            rng: ChaCha12Rng::from_seed(derive_seed(seed, "tickwire/rng")),
+            cursor: 0,
+            server: None,
+            stats: EndpointStats::default(),
+            last_now: None,
+            config: Arc::new(config),
+        })
+    }
+
+    /// Time only moves forward: an earlier `now` than already seen is replaced by the latest.
+    fn advance(&mut self, now: Instant) -> Instant {
+        let now = match self.last_now {
+            Some(last) if last > now => last,
+            _ => now,
+        };
+        self.last_now = Some(now);
+        self.time_source.set(self.wall.unix_ms_at(now));
+        now
+    }
+
+    // ----- inputs -----
+
+    /// Input: a UDP datagram from `remote`, received on local address `local_ip` (if known)
+    /// with ECN codepoint `ecn`.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        local_ip: Option<IpAddr>,
+        ecn: Option<EcnCodepoint>,
+        data: BytesMut,
+    ) {
+        let now = self.advance(now);
+        let mut buf = Vec::new();
+        match self.quic.handle(now, remote, local_ip, ecn, data, &mut buf) {
+            None => {}
+            Some(DatagramEvent::ConnectionEvent(ch, event)) => {
+                let handle = ConnHandle(ch.0);
+                if let Some(conn) = self.conns.get_mut(&handle) {
+                    conn.quic.handle_event(event);
+                    self.process(now, handle);
+                }
+            }
+            Some(DatagramEvent::NewConnection(incoming)) => self.on_incoming(now, incoming),
+            Some(DatagramEvent::Response(transmit)) => self.queue_response(transmit, buf),
+        }
+    }
+
+    /// Input: the deadline from [`Endpoint::poll_timeout`] passed (spurious calls are fine).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let now = self.advance(now);
+        let handles: Vec<ConnHandle> = self.conns.keys().copied().collect();
+        for handle in handles {
+            let Some(conn) = self.conns.get_mut(&handle) else { continue };
+            if conn.poll_timeout().is_some_and(|t| t <= now) {
+                let server_tick = self.server.as_ref().map_or(0, |s| s.scheduler.current_tick());
+                let before = self.events.len();
+                {
+                    let mut nonce = nonce_fn(&mut self.rng);
+                    let mut ctx = Ctx {
+                        now,
+                        handle,
+                        config: &self.config,
+                        events: &mut self.events,
+                        nonce: &mut nonce,
+                        server_tick,
+                    };
+                    conn.handle_timeout(&mut ctx);
+                }
+                count_events(&mut self.stats, &self.events, before);
+                self.process(now, handle);
+            }
+        }
+    }
+
+    fn on_incoming(&mut self, now: Instant, incoming: quinn_proto::Incoming) {
+        let pending = self.conns.values().filter(|c| c.is_handshaking()).count();
+        let live = self.conns.values().filter(|c| c.is_established()).count();
+        let Some(server) = &mut self.server else {
+            self.quic.ignore(incoming);
+            return;
+        };
+        let mut buf = Vec::new();
+        if server.shutting_down || pending >= self.config.max_pending_handshakes {
+            let transmit = self.quic.refuse(incoming, &mut buf);
+            self.stats.connections_refused += 1;
+            self.queue_response(transmit, buf);
+            return;
+        }
+        let rejection = match server.addresses.check(now, incoming.remote_address().ip()) {
+            Err(limited) => {
+                self.stats.handshakes_rate_limited += 1;
+                Some(Rejection {
+                    reason: ReasonCode::RATE_LIMITED,
+                    retry_after_ms: Some(limited.retry_after.as_millis().min(u32::MAX as u128) as u32),
+                    detail: "too many handshakes from this address".into(),
+                })
+            }
+            Ok(()) if live + pending >= self.config.max_sessions => Some(Rejection {
+                reason: ReasonCode::SERVER_FULL,
+                retry_after_ms: Some(self.config.server_full_retry_after_ms),
+                detail: format!("{} sessions", self.config.max_sessions),
+            }),
+            Ok(()) => None,
+        };
+        match self.quic.accept(incoming, now, &mut buf, None) {
+            Ok((ch, quic)) => {
+                let handle = ConnHandle(ch.0);
+                self.conns.insert(handle, Conn::server(quic, now, &self.config, rejection));
+                self.process(now, handle);
+            }
+            Err(err) => {
+                if let Some(transmit) = err.response {
+                    self.queue_response(transmit, buf);
+                }
+            }
+        }
+    }
+
+    fn queue_response(&mut self, transmit: Transmit, buf: Vec<u8>) {
+        if self.responses.len() >= MAX_QUEUED_RESPONSES {
+            self.stats.responses_dropped += 1;
+            return;
+        }
+        self.responses.push_back((transmit, buf));
+    }
+
+    /// Runs a connection's event processing, the server side of its handshake, and its
+    /// endpoint-event exchange; forgets it once drained.
+    fn process(&mut self, now: Instant, handle: ConnHandle) {
+        let Some(conn) = self.conns.get_mut(&handle) else { return };
+        let server_tick = self.server.as_ref().map_or(0, |s| s.scheduler.current_tick());
+        let before = self.events.len();
+        let mut nonce = nonce_fn(&mut self.rng);
+        let mut ctx = Ctx {
+            now,
+            handle,
+            config: &self.config,
+            events: &mut self.events,
+            nonce: &mut nonce,
+            server_tick,
+        };
+        let mut pending = conn.process(&mut ctx);
+        while let Some(Pending::Hello(hello)) = pending.take() {
+            let Some(server) = self.server.as_mut() else { break };
+            let Some(awaiting) = conn.take_awaiting_hello() else { break };
+            let tick_rate_hz = u16::try_from(self.config.tick.tick_rate_hz).unwrap_or(u16::MAX);
+            let policy = ServerPolicy {
+                version_min: self.config.version_min,
+                version_max: self.config.version_max,
+                schema_hash: self.config.schema_hash,
+                capabilities: self.config.capabilities,
+                identity: &self.identity,
+            };
+            let contribution = ServerContribution {
+                nonce: (ctx.nonce)(),
+                session_id: u64::from_be_bytes((ctx.nonce)()[..8].try_into().expect("nonce is 24 bytes")),
+                server_tick,
+                tick_rate_hz,
+            };
+            let unix_ms = self.wall.unix_ms_at(now);
+            let tickets = &mut server.tickets;
+            match awaiting.handle_hello(&policy, &hello, contribution, |ticket: &JoinTicket, key: &[u8; 32]| {
+                tickets.verify(ticket, unix_ms, key)
+            }) {
+                Ok((session, accept)) => conn.accept(&mut ctx, session, &accept),
+                Err(rejection) => conn.close(&mut ctx, rejection),
+            }
+            pending = conn.next_control_frame(&mut ctx);
+        }
+        count_events(&mut self.stats, &self.events, before);
+        while let Some(event) = conn.quic.poll_endpoint_events() {
+            if let Some(reply) = self.quic.handle_event(quinn_proto::ConnectionHandle(handle.0), event) {
+                conn.quic.handle_event(reply);
+            }
+        }
+        if conn.quic.is_drained() {
+            self.conns.remove(&handle);
+        }
+    }
+
+    // ----- outputs -----
+
+    /// Output: the next UDP datagram to send, written into `buf` (cleared first); the
+    /// returned [`Transmit`] says where to, its size and segment size. Drain until `None`.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
+        let now = self.advance(now);
+        if let Some((transmit, bytes)) = self.responses.pop_front() {
+            buf.clear();
+            buf.extend_from_slice(&bytes);
+            return Some(transmit);
+        }
+        for _ in 0..=self.conns.len() {
+            let key = self
+                .conns
+                .range(ConnHandle(self.cursor)..)
+                .next()
+                .or_else(|| self.conns.iter().next())
+                .map(|(k, _)| *k)?;
+            let conn = self.conns.get_mut(&key).expect("key was just found in the map");
+            buf.clear();
+            if let Some(transmit) = conn.quic.poll_transmit(now, 1, buf) {
+                self.cursor = key.0;
+                return Some(transmit);
+            }
+            self.cursor = key.0 + 1;
+        }
+        None
+    }
+
+    /// Output: the next event. Drain until `None` after every input.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Output: the next absolute deadline at which [`Endpoint::handle_timeout`] (or, on a
+    /// server, [`Endpoint::poll_tick`]) has work; `None` = no timer.
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        let mut deadline = self.server.as_ref().map(|s| s.scheduler.next_deadline());
+        for conn in self.conns.values_mut() {
+            if let Some(t) = conn.poll_timeout() {
+                deadline = Some(deadline.map_or(t, |d| d.min(t)));
+            }
+        }
+        deadline
+    }
+
+    /// Output (server): the next due tick, with its lateness. Drain until `None`. Every
+    /// `revalidate_every_ticks` ticks, live sessions' tickets are rechecked.
+    pub fn poll_tick(&mut self, now: Instant) -> Option<TickInfo> {
+        let now = self.advance(now);
+        let server = self.server.as_mut()?;
+        let tick = server.scheduler.poll_tick(now)?;
+        self.stats.ticks += 1;
+        server.ticks_since_revalidation += 1;
+        if server.ticks_since_revalidation >= self.config.revalidate_every_ticks {
+            server.ticks_since_revalidation = 0;
+            self.revalidate(now);
+        }
+        Some(tick)
+    }
+
+    // ----- commands -----
+
+    /// Command (client): opens a session to `remote` presenting `ticket`.
+    ///
+    /// # Errors
+    /// [`ConnectError`] if QUIC refuses the address. Later failures arrive as
+    /// [`Event::Rejected`].
+    pub fn connect(&mut self, now: Instant, remote: SocketAddr, ticket: JoinTicket, options: ConnectOptions) -> Result<ConnHandle, ConnectError> {
+        let now = self.advance(now);
+        let offer = ClientOffer {
+            version_min: self.config.version_min,
+            version_max: self.config.version_max,
+            schema_hash: self.config.schema_hash,
+            capabilities: self.config.capabilities,
+            role: options.role,
+            join_ticket: ticket,
+            expected_server_key: options.expected_server_key,
+        };
+        let (ch, quic) = self.quic.connect(now, self.client_config.clone(), remote, SERVER_NAME)?;
+        let handle = ConnHandle(ch.0);
+        let handshake = ClientHandshake::new(self.identity.clone(), offer);
+        self.conns.insert(handle, Conn::client(quic, now, &self.config, handshake));
+        self.process(now, handle);
+        Ok(handle)
+    }
+
+    /// Command: sends `payload` on `channel` (see [`crate::channel`] for delivery semantics).
+    ///
+    /// # Errors
+    /// [`SendError`]; nothing is sent on error.
+    pub fn send(&mut self, now: Instant, conn: ConnHandle, channel: ChannelId, payload: Bytes) -> Result<(), SendError> {
+        self.send_with(now, conn, channel, payload, SendOptions::default())
+    }
+
+    /// Command: [`Endpoint::send`] with per-message options (a deadline).
+    ///
+    /// # Errors
+    /// [`SendError`]; nothing is sent on error.
+    pub fn send_with(&mut self, now: Instant, conn: ConnHandle, channel: ChannelId, payload: Bytes, options: SendOptions) -> Result<(), SendError> {
+        let now = self.advance(now);
+        let config = &self.config;
+        let conn = self.conns.get_mut(&conn).ok_or(SendError::UnknownConnection)?;
+        conn.send(now, config, channel, payload, options)
+    }
+
+    /// Command: closes `conn`, telling the peer `reason` and `detail`. Reported as
+    /// [`Event::Disconnected`] (or [`Event::Rejected`] mid-handshake) with
+    /// [`Initiator::Local`]. Unknown handles are ignored.
+    pub fn close(&mut self, now: Instant, conn: ConnHandle, reason: ReasonCode, detail: &str) {
+        self.close_with(now, conn, Rejection::new(reason, detail));
+    }
+
+    fn close_with(&mut self, now: Instant, handle: ConnHandle, rejection: Rejection) {
+        let now = self.advance(now);
+        let Some(conn) = self.conns.get_mut(&handle) else { return };
+        let before = self.events.len();
+        {
+            let mut nonce = nonce_fn(&mut self.rng);
+            let mut ctx = Ctx {
+                now,
+                handle,
+                config: &self.config,
+                events: &mut self.events,
+                nonce: &mut nonce,
+                server_tick: 0,
+            };
+            conn.close(&mut ctx, rejection);
+        }
+        count_events(&mut self.stats, &self.events, before);
+        self.process(now, handle);
+    }
+
+    /// Command (server): stops admitting sessions and closes every connection with
+    /// `SERVER_SHUTDOWN`, advising clients to retry after `retry_after` if given.
+    pub fn shutdown(&mut self, now: Instant, detail: &str, retry_after: Option<Duration>) {
+        if let Some(server) = &mut self.server {
+            server.shutting_down = true;
+        }
+        let handles: Vec<ConnHandle> = self.conns.keys().copied().collect();
+        for handle in handles {
+            let rejection = Rejection {
+                reason: ReasonCode::SERVER_SHUTDOWN,
+                retry_after_ms: retry_after.map(|d| d.as_millis().min(u32::MAX as u128) as u32),
+                detail: detail.to_owned(),
+            };
+            self.close_with(now, handle, rejection);
+        }
+    }
+
+    /// Command (server): rechecks every live session's ticket now (revocation, and expiry if
+    /// `tickets.close_on_expiry`), closing failures with the ticket reason. Runs
+    /// automatically every `revalidate_every_ticks` ticks.
+    pub fn revalidate(&mut self, now: Instant) {
+        let Some(server) = &self.server else { return };
+        let unix_ms = self.wall.unix_ms_at(now);
+        let close_on_expiry = self.config.close_sessions_on_ticket_expiry;
+        let failed: Vec<(ConnHandle, TicketError)> = self
+            .conns
+            .iter()
+            .filter_map(|(handle, conn)| {
+                let ticket = conn.session.as_ref()?.ticket.as_ref()?;
+                match server.tickets.check_live(ticket.key_id, &ticket.claims, unix_ms) {
+                    Err(TicketError::Expired { .. }) if !close_on_expiry => None,
+                    Err(e) if conn.is_established() => Some((*handle, e)),
+                    _ => None,
+                }
+            })
+            .collect();
+        for (handle, error) in failed {
+            self.close_with(now, handle, Rejection::from(error));
+        }
+    }
+
+    // ----- getters -----
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The session agreed on `conn`, once established.
+    pub fn session(&self, conn: ConnHandle) -> Option<&Session> {
+        self.conns.get(&conn)?.session.as_ref()
+    }
+
+    /// The peer's current address.
+    pub fn remote_address(&self, conn: ConnHandle) -> Option<SocketAddr> {
+        Some(self.conns.get(&conn)?.quic.remote_address())
+    }
+
+    /// A statistics snapshot for `conn`.
+    pub fn stats(&self, conn: ConnHandle) -> Option<ConnectionStats> {
+        Some(self.conns.get(&conn)?.snapshot_stats())
+    }
+
+    /// Endpoint-wide counters.
+    pub fn endpoint_stats(&self) -> EndpointStats {
+        let mut stats = self.stats.clone();
+        stats.sessions_live = self.conns.values().filter(|c| c.is_established()).count();
+        stats.handshakes_pending = self.conns.values().filter(|c| c.is_handshaking()).count();
+        stats
+    }
+
+    /// Handles of all connections not yet drained, in handle order.
+    pub fn connections(&self) -> impl Iterator<Item = ConnHandle> + '_ {
+        self.conns.keys().copied()
+    }
+
+    /// Number of connections not yet drained (established, handshaking or closing).
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// (Server) the ticket verifier: add issuer keys, revoke tickets, clients or keys.
+    pub fn tickets_mut(&mut self) -> Option<&mut TicketVerifier> {
+        Some(&mut self.server.as_mut()?.tickets)
+    }
+
+    /// (Server) the last delivered tick.
+    pub fn current_tick(&self) -> Option<u64> {
+        Some(self.server.as_ref()?.scheduler.current_tick())
+    }
+
+    /// (Server) the tick scheduler, for its deadline and lateness statistics.
+    pub fn scheduler(&self) -> Option<&TickScheduler> {
+        Some(&self.server.as_ref()?.scheduler)
+    }
+
+    /// (Client) tick synchronisation state for `conn`.
+    pub fn tick_sync(&self, conn: ConnHandle) -> Option<&TickSync> {
+        self.conns.get(&conn)?.tick_sync()
+    }
+
+    /// (Client) the next local tick of `conn`, run ahead of the server by the configured
+    /// margin and slewed smoothly; drain until `None`. Its deadline is
+    /// `tick_sync(conn)?.next_deadline()` (not part of [`Endpoint::poll_timeout`], since only
+    /// applications that tick need it).
+    pub fn poll_client_tick(&mut self, now: Instant, conn: ConnHandle) -> Option<u64> {
+        let now = self.advance(now);
+        self.conns.get_mut(&conn)?.tick_sync_mut()?.poll_tick(now)
+    }
+
+    /// The wall-clock anchor.
+    pub fn wall_clock(&self) -> WallClock {
+        self.wall
+    }
+
+    /// This endpoint's identity public key.
+    pub fn identity_key(&self) -> [u8; 32] {
+        self.identity.verifying_key().to_bytes()
+    }
+}
+
+fn nonce_fn(rng: &mut ChaCha12Rng) -> impl FnMut() -> [u8; NONCE_LEN] + '_ {
+    move || {
+        let mut nonce = [0u8; NONCE_LEN];
+        rng.fill_bytes(&mut nonce);
+        nonce
+    }
+}
+
+fn count_events(stats: &mut EndpointStats, events: &VecDeque<Event>, from: usize) {
+    for event in events.iter().skip(from) {
+        match event {
+            Event::Connected { .. } => stats.sessions_established += 1,
+            Event::Rejected { reason, .. } => *stats.rejections.entry(*reason).or_default() += 1,
+            Event::Disconnected { reason, .. } => *stats.disconnections.entry(*reason).or_default() += 1,
+            Event::Message { .. } => {}
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! The tickwire session handshake (client ↔ game server), as a typestate.
+//!
+//! It runs on the control stream once QUIC/TLS is up, in one round trip:
+//!
+//! ```text
+//! client                                             server
+//!   ClientHandshake::start(exporter, nonce)
+//!     ── Control::Hello { body, sig_c } ──────────▶  AwaitingHello::handle_hello(..)
+//!                                                      checks version, schema, sig_c, ticket,
+//!                                                      role; signs the transcript
+//!     ◀──────────── Control::Accept { body, sig_s } ──  (or CONNECTION_CLOSE with a reason)
+//!   AwaitingAccept::handle_accept(..) → Session
+//! ```
+//!
+//! `sig_c = Ed25519(client_key, SHA-256("tickwire/hello/v1" ‖ exporter ‖ hello_body))` and
+//! `sig_s = Ed25519(server_key, SHA-256("tickwire/accept/v1" ‖ exporter ‖ u32be(len(hello_body))
+//! ‖ hello_body ‖ accept_body))`, where `exporter` is 32 bytes of TLS exporter output
+//! ([`crate::tls::EXPORTER_LABEL`], empty context). Both signatures therefore bind the
+//! identities to this very TLS session (see `PROTOCOL.md` §4).
+
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use sha2::{Digest, Sha256};
+
+use crate::ticket::{JoinTicket, JoinTicketClaims, TicketError};
+use crate::tls::EXPORTER_LEN;
+use crate::wire::{
+    self, AcceptBody, Control, HelloBody, ReasonCode, Role, Signature, Signed, NONCE_LEN,
+};
+
+/// Ticket permission bit that allows the [`Role::Admin`] role.
+pub const PERMISSION_ADMIN: u32 = 1 << 31;
+/// Ticket permission bit that allows the [`Role::Spectator`] role without playing.
+pub const PERMISSION_SPECTATE: u32 = 1 << 30;
+
+/// A TLS exporter value binding the handshake to one QUIC connection.
+pub type Exporter = [u8; EXPORTER_LEN];
+
+fn hello_digest(exporter: &Exporter, hello_body: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"tickwire/hello/v1");
+    h.update(exporter);
+    h.update(hello_body);
+    h.finalize().into()
+}
+
+fn accept_digest(exporter: &Exporter, hello_body: &[u8], accept_body: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"tickwire/accept/v1");
+    h.update(exporter);
+    h.update((hello_body.len() as u32).to_be_bytes());
+    h.update(hello_body);
+    h.update(accept_body);
+    h.finalize().into()
+}
+
+fn verify(key: &[u8; 32], digest: &[u8; 32], sig: &Signature) -> bool {
+    VerifyingKey::from_bytes(key)
+        .and_then(|k| k.verify_strict(digest, &ed25519_dalek::Signature::from_bytes(&sig.0)))
+        .is_ok()
+}
+
+/// An explicit refusal: sent to the peer as CONNECTION_CLOSE with `reason` as the application
+/// error code and [`wire::CloseInfo`] as the reason phrase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// Why.
+    pub reason: ReasonCode,
+    /// When the client may retry, in milliseconds, if at all.
+    pub retry_after_ms: Option<u32>,
+    /// Log detail.
+    pub detail: String,
+}
+
+impl Rejection {
+    /// A rejection without retry advice.
+    pub fn new(reason: ReasonCode, detail: impl Into<String>) -> Self {
+        Self {
+            reason,
+            retry_after_ms: None,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl From<TicketError> for Rejection {
+    fn from(err: TicketError) -> Self {
+        let (reason, retry_after_ms) = match &err {
+            TicketError::Malformed => (ReasonCode::TICKET_MALFORMED, None),
+            TicketError::UnknownKey { .. } => (ReasonCode::TICKET_UNKNOWN_KEY, None),
+            TicketError::BadSignature => (ReasonCode::TICKET_BAD_SIGNATURE, None),
+            TicketError::WrongAudience { .. } => (ReasonCode::TICKET_WRONG_AUDIENCE, None),
+            TicketError::NotYetValid { starts_in_ms } => (
+                ReasonCode::TICKET_NOT_YET_VALID,
+                Some(u32::try_from(*starts_in_ms).unwrap_or(u32::MAX)),
+            ),
+            TicketError::Expired { .. } => (ReasonCode::TICKET_EXPIRED, None),
+            TicketError::LifetimeTooLong => (ReasonCode::TICKET_LIFETIME_TOO_LONG, None),
+            TicketError::Revoked => (ReasonCode::TICKET_REVOKED, None),
+            TicketError::IdentityMismatch => (ReasonCode::TICKET_IDENTITY_MISMATCH, None),
+            TicketError::Replayed => (ReasonCode::TICKET_REPLAYED, None),
+            TicketError::ReplayCacheFull { retry_after_ms } => (
+                ReasonCode::SERVER_BUSY,
+                Some(u32::try_from(*retry_after_ms).unwrap_or(u32::MAX)),
+            ),
+        };
+        Rejection {
+            reason,
+            retry_after_ms,
+            detail: err.to_string(),
+        }
+    }
+}
+
+/// The agreed session, as each side sees it once the handshake completes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session {
+    /// Negotiated protocol version.
+    pub version: u16,
+    /// Server-assigned session id.
+    pub session_id: u64,
+    /// Assigned role.
+    pub role: Role,
+    /// Granted permission bits.
+    pub permissions: u32,
+    /// Capability intersection.
+    pub capabilities: u64,
+    /// The client's Ed25519 identity key.
+    pub client_key: [u8; 32],
+    /// The server's Ed25519 identity key.
+    pub server_key: [u8; 32],
+    /// The server's tick when it accepted.
+    pub server_tick: u64,
+    /// The server's tick rate, in hertz.
+    pub tick_rate_hz: u16,
+    /// *Server side*: the verified ticket (used for revalidation). *Client side*: `None`.
+    pub ticket: Option<AdmittedTicket>,
+}
+
+/// A join ticket the server accepted: its issuer key id and verified claims.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdmittedTicket {
+    /// Issuer key id (revoking the key revokes the session).
+    pub key_id: u32,
+    /// The verified claims.
+    pub claims: JoinTicketClaims,
+}
+
+/// What the client offers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientOffer {
+    /// Lowest protocol version offered.
+    pub version_min: u16,
+    /// Highest protocol version offered.
+    pub version_max: u16,
+    /// The game's schema hash.
+    pub schema_hash: [u8; 32],
+    /// Capability bits offered.
+    pub capabilities: u64,
+    /// Requested role.
+    pub role: Role,
+    /// The join ticket to present.
+    pub join_ticket: JoinTicket,
+    /// If set, the server must prove this identity key or the client aborts with
+    /// [`ReasonCode::SERVER_KEY_MISMATCH`].
+    pub expected_server_key: Option<[u8; 32]>,
+}
+
+/// Client, before TLS completes: holds the offer. The only move is [`ClientHandshake::start`].
+#[derive(Debug)]
+pub struct ClientHandshake {
+    identity: SigningKey,
+    offer: ClientOffer,
+}
+
+/// Client, hello sent: the only move is [`AwaitingAccept::handle_accept`].
+#[derive(Debug)]
+pub struct AwaitingAccept {
+    offer: ClientOffer,
+    exporter: Exporter,
+    nonce: [u8; NONCE_LEN],
+    hello_body: Vec<u8>,
+    client_key: [u8; 32],
+}
+
+impl ClientHandshake {
+    /// A client handshake for `identity` presenting `offer`.
+    pub fn new(identity: SigningKey, offer: ClientOffer) -> Self {
+        Self { identity, offer }
+    }
+
+    /// Builds and signs the hello once the TLS exporter is available.
+    pub fn start(self, exporter: Exporter, nonce: [u8; NONCE_LEN]) -> (AwaitingAccept, Control) {
+        let client_key = self.identity.verifying_key().to_bytes();
+        let body = HelloBody {
+            version_min: self.offer.version_min,
+            version_max: self.offer.version_max,
+            schema_hash: self.offer.schema_hash,
+            nonce,
+            capabilities: self.offer.capabilities,
+            role: self.offer.role,
+            identity_key: client_key,
+            join_ticket: self.offer.join_ticket.clone(),
+        };
+        let hello_body = wire::encode(&body);
+        let signature = Signature(self.identity.sign(&hello_digest(&exporter, &hello_body)).to_bytes());
+        let message = Control::Hello(Signed {
+            body: hello_body.clone(),
+            signature,
+        });
+        let next = AwaitingAccept {
+            offer: self.offer,
+            exporter,
+            nonce,
+            hello_body,
+            client_key,
+        };
+        (next, message)
+    }
+}
+
+impl AwaitingAccept {
+    /// Verifies the server's accept.
+    ///
+    /// # Errors
+    /// A [`Rejection`] the client sends back to the server when closing: `BAD_HANDSHAKE`
+    /// (wrong message, undecodable body, echo mismatch, version outside the offer),
+    /// `SERVER_KEY_MISMATCH`, or `BAD_SIGNATURE`.
+    pub fn handle_accept(self, message: &Control) -> Result<Session, Rejection> {
+        let Control::Accept(signed) = message else {
+            return Err(Rejection::new(ReasonCode::BAD_HANDSHAKE, "expected accept"));
+        };
+        let body: AcceptBody = wire::decode(&signed.body)
+            .map_err(|e| Rejection::new(ReasonCode::BAD_HANDSHAKE, e.to_string()))?;
+        if body.client_nonce != self.nonce
+            || body.schema_hash != self.offer.schema_hash
+            || body.version < self.offer.version_min
+            || body.version > self.offer.version_max
+            || body.capabilities & !self.offer.capabilities != 0
+        {
+            return Err(Rejection::new(ReasonCode::BAD_HANDSHAKE, "accept does not match hello"));
+        }
+        if let Some(expected) = self.offer.expected_server_key {
+            if expected != body.server_key {
+                return Err(Rejection::new(ReasonCode::SERVER_KEY_MISMATCH, "unexpected server key"));
+            }
+        }
+        let digest = accept_digest(&self.exporter, &self.hello_body, &signed.body);
+        if !verify(&body.server_key, &digest, &signed.signature) {
+            return Err(Rejection::new(ReasonCode::BAD_SIGNATURE, "server signature invalid"));
+        }
+        Ok(Session {
+            version: body.version,
+            session_id: body.session_id,
+            role: body.role,
+            permissions: body.permissions,
+            capabilities: body.capabilities,
+            client_key: self.client_key,
+            server_key: body.server_key,
+            server_tick: body.server_tick,
+            tick_rate_hz: body.tick_rate_hz,
+            ticket: None,
+        })
+    }
+}
+
+/// What the server requires of a hello.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerPolicy<'a> {
+    /// Lowest protocol version accepted.
+    pub version_min: u16,
+    /// Highest protocol version accepted.
+    pub version_max: u16,
+    /// The game's schema hash.
+    pub schema_hash: [u8; 32],
+    /// Capability bits the server supports.
+    pub capabilities: u64,
+    /// The server's identity key (signs the accept).
+    pub identity: &'a SigningKey,
+}
+
+/// Values the server contributes to the accept (drawn by the endpoint from its seeded RNG
+/// and its tick scheduler).
+#[derive(Debug, Clone, Copy)]
+pub struct ServerContribution {
+    /// Fresh server nonce.
+    pub nonce: [u8; NONCE_LEN],
+    /// The new session's id.
+    pub session_id: u64,
+    /// Current server tick.
+    pub server_tick: u64,
+    /// Server tick rate, in hertz.
+    pub tick_rate_hz: u16,
+}
+
+/// Server, TLS up: waiting for the hello. The only move is [`AwaitingHello::handle_hello`].
+#[derive(Debug)]
+pub struct AwaitingHello {
+    exporter: Exporter,
+}
+
+impl AwaitingHello {
+    /// A server handshake bound to the connection's exporter value.
+    pub fn new(exporter: Exporter) -> Self {
+        Self { exporter }
+    }
+
+    /// Checks the hello in order — decoding, version, schema, client signature, join ticket
+    /// (through `verify_ticket`, which sees the ticket and the handshake identity key), role —
+    /// and answers with a signed accept.
+    ///
+    /// # Errors
+    /// A [`Rejection`] with the first failing check's reason code.
+    pub fn handle_hello(
+        self,
+        policy: &ServerPolicy<'_>,
+        message: &Control,
+        contribution: ServerContribution,
+        verify_ticket: impl FnOnce(&JoinTicket, &[u8; 32]) -> Result<JoinTicketClaims, TicketError>,
+    ) -> Result<(Session, Control), Rejection> {
+        let Control::Hello(signed) = message else {
+            return Err(Rejection::new(ReasonCode::BAD_HANDSHAKE, "expected hello"));
+        };
+        let hello: HelloBody = wire::decode(&signed.body)
+            .map_err(|e| Rejection::new(ReasonCode::BAD_HANDSHAKE, e.to_string()))?;
+        let low = hello.version_min.max(policy.version_min);
+        let high = hello.version_max.min(policy.version_max);
+        if low > high {
+            return Err(Rejection::new(
+                ReasonCode::UNSUPPORTED_VERSION,
+                format!(
+                    "client speaks {}..={}, server {}..={}",
+                    hello.version_min, hello.version_max, policy.version_min, policy.version_max
+                ),
+            ));
+        }
+        if hello.schema_hash != policy.schema_hash {
+            return Err(Rejection::new(ReasonCode::SCHEMA_MISMATCH, "schema hash differs"));
+        }
+        if !verify(&hello.identity_key, &hello_digest(&self.exporter, &signed.body), &signed.signature) {
+            return Err(Rejection::new(ReasonCode::BAD_SIGNATURE, "client signature invalid"));
+        }
+        let claims = verify_ticket(&hello.join_ticket, &hello.identity_key)?;
+        let permitted = match hello.role {
+            Role::Player => true,
+            Role::Spectator => true,
+            Role::Admin => claims.permissions & PERMISSION_ADMIN != 0,
+        };
+        if !permitted {
+            return Err(Rejection::new(ReasonCode::ROLE_NOT_PERMITTED, "ticket lacks the admin permission"));
+        }
+        let body = AcceptBody {
+            version: high,
+            schema_hash: policy.schema_hash,
+            client_nonce: hello.nonce,
+            server_nonce: contribution.nonce,
+            session_id: contribution.session_id,
+            role: hello.role,
+            permissions: claims.permissions,
+            capabilities: hello.capabilities & policy.capabilities,
+            server_key: policy.identity.verifying_key().to_bytes(),
+            server_tick: contribution.server_tick,
+            tick_rate_hz: contribution.tick_rate_hz,
+            play_ticket: None,
+        };
+        let accept_body = wire::encode(&body);
+        let digest = accept_digest(&self.exporter, &signed.body, &accept_body);
+        let signature = Signature(policy.identity.sign(&digest).to_bytes());
+        let session = Session {
+            version: body.version,
+            session_id: body.session_id,
+            role: body.role,
+            permissions: body.permissions,
+            capabilities: body.capabilities,
+            client_key: hello.identity_key,
+            server_key: body.server_key,
+            server_tick: body.server_tick,
+            tick_rate_hz: body.tick_rate_hz,
+            ticket: Some(AdmittedTicket {
+                key_id: hello.join_ticket.key_id,
+                claims,
+            }),
+        };
+        Ok((
+            session,
+            Control::Accept(Signed {
+                body: accept_body,
+                signature,
+            }),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests;

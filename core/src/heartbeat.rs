@@ -1,0 +1,995 @@
+//! Liveness and path statistics over datagrams: ping/pong heartbeats.
+//!
+//! Each side of a connection runs one [`Heartbeat`]. It emits a [`Ping`] every
+//! [`HeartbeatConfig::interval_ms`], answers the peer's pings with [`Pong`]s, estimates the
+//! round-trip time from the pongs (RFC 6298 §2, with RFC 9002 §5.3's rule for the responder's
+//! hold time), measures the incoming path from the peer's pings (RFC 3550 §6.4.1 jitter, loss,
+//! duplication, reordering) and declares the connection failed once nothing has been heard from
+//! the peer for an adaptive timeout ([`Heartbeat::failure_timeout`]).
+//!
+//! The machine is sans-IO and follows the crate's naming: inputs are `handle_*` and
+//! [`Heartbeat::on_receive`], outputs are `poll_*` (drain [`Heartbeat::poll_ping`] until `None`
+//! after every input, then re-read [`Heartbeat::poll_timeout`]), getters take `&self`.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// Heartbeat request, sent every [`HeartbeatConfig::interval_ms`] on the unreliable path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ping {
+    /// Sequence number: 0 for a heartbeat's first ping, +1 per ping, wrapping after `u32::MAX`.
+    pub seq: u32,
+    /// The sender's current tick (the last tick its scheduler delivered) when sending.
+    pub tick: u64,
+    /// The sender's clock when sending, in microseconds since the sender's heartbeat epoch.
+    /// Only differences between one sender's timestamps mean anything to the receiver.
+    pub ts_us: u64,
+}
+
+/// Heartbeat answer: echoes a [`Ping`] so that its sender can measure the round trip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pong {
+    /// `seq` of the ping being answered.
+    pub seq: u32,
+    /// The responder's current tick when sending this pong (clients derive the server's tick
+    /// from it, see `tick::TickSync`).
+    pub tick: u64,
+    /// `ts_us` of the ping being answered, unchanged (microseconds on the pinger's clock).
+    pub echo_ts_us: u64,
+    /// Microseconds the responder held the ping before answering (receipt to pong send);
+    /// 0 when answered at once. Subtracted from the RTT like QUIC's ack delay.
+    pub hold_us: u32,
+}
+
+/// Heartbeat settings. Defaults follow seed 001 (500 ms / 5 s) and RFC 9002.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HeartbeatConfig {
+    /// Time between pings, in milliseconds. Default 500 (seed 001).
+    pub interval_ms: u64,
+    /// Least idle time, in milliseconds, after which the peer is declared gone. Default 5 000
+    /// (seed 001). Slow paths stretch it, see [`Heartbeat::failure_timeout`].
+    pub timeout_ms: u64,
+    /// Number of most recent RTT samples kept for the p50/p99 percentiles. Default 256
+    /// (about two minutes of pings at the default interval).
+    pub rtt_window: usize,
+    /// RTT assumed before the first sample, in milliseconds. Default 333 (RFC 9002 §6.2.2).
+    pub initial_rtt_ms: u64,
+    /// Pings remembered while awaiting their pong. When full, the oldest is forgotten (counted
+    /// lost if unanswered) and a later pong for it counts in `late_or_unknown_pongs`.
+    /// Default 32: 16 s of pings at the default interval, three times the default timeout, so
+    /// on a live connection no pong outlives its ping's entry.
+    pub max_outstanding_pings: usize,
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        Self {
+            interval_ms: 500,
+            timeout_ms: 5_000,
+            rtt_window: 256,
+            initial_rtt_ms: 333,
+            max_outstanding_pings: 32,
+        }
+    }
+}
+
+/// A [`HeartbeatConfig`] that [`HeartbeatConfig::validate`] rejects. [`Heartbeat::new`] still
+/// accepts such a config (it treats zero interval and table sizes as 1), so validate once when
+/// loading configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HeartbeatConfigError {
+    /// `interval_ms` is 0. Set a positive ping interval.
+    #[error("heartbeat interval_ms must be positive")]
+    ZeroInterval,
+    /// `timeout_ms` does not exceed `interval_ms`, so one lost ping would end the connection.
+    /// Raise `timeout_ms` (several intervals) or lower `interval_ms`.
+    #[error("heartbeat timeout_ms must exceed interval_ms")]
+    TimeoutNotAboveInterval,
+    /// `rtt_window` is 0, which leaves the percentiles empty. Set at least 1.
+    #[error("heartbeat rtt_window must be positive")]
+    ZeroRttWindow,
+    /// `initial_rtt_ms` is 0. Use a realistic first guess such as 333 (RFC 9002 §6.2.2).
+    #[error("heartbeat initial_rtt_ms must be positive")]
+    ZeroInitialRtt,
+    /// `max_outstanding_pings` is 0. Allow at least `timeout_ms / interval_ms` pings.
+    #[error("heartbeat max_outstanding_pings must be positive")]
+    ZeroOutstandingPings,
+}
+
+impl HeartbeatConfig {
+    /// Checks the settings; see [`HeartbeatConfigError`] for what each failure means.
+    pub fn validate(&self) -> Result<(), HeartbeatConfigError> {
+        use HeartbeatConfigError as E;
+        if self.interval_ms == 0 {
+            Err(E::ZeroInterval)
+        } else if self.timeout_ms <= self.interval_ms {
+            Err(E::TimeoutNotAboveInterval)
+        } else if self.rtt_window == 0 {
+            Err(E::ZeroRttWindow)
+        } else if self.initial_rtt_ms == 0 {
+            Err(E::ZeroInitialRtt)
+        } else if self.max_outstanding_pings == 0 {
+            Err(E::ZeroOutstandingPings)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// One round-trip measurement, returned by [`Heartbeat::handle_pong`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RttSample {
+    /// Round-trip time: arrival − echoed timestamp − the peer's hold time (the hold time is
+    /// subtracted only if that leaves at least the minimum RTT, RFC 9002 §5.3).
+    pub rtt: Duration,
+    /// The peer's tick when it sent the pong ([`Pong::tick`]).
+    pub peer_tick: u64,
+}
+
+/// The peer has been silent for longer than the failure timeout; returned once by
+/// [`Heartbeat::handle_timeout`]. The caller should close the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeartbeatFailure {
+    /// Time since anything was last received from the peer (or since the epoch, if nothing was).
+    pub idle: Duration,
+    /// The failure timeout that was in force ([`Heartbeat::failure_timeout`]).
+    pub timeout: Duration,
+}
+
+/// A snapshot of a [`Heartbeat`]'s estimators and counters. Durations are `f64` milliseconds.
+/// "Ratios" are in `[0, 1]` and 0 while their denominator is 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct HeartbeatStats {
+    /// RTT samples fed to the estimators.
+    pub rtt_samples: u64,
+    /// Smoothed RTT, RFC 6298 §2 (the initial RTT until the first sample).
+    pub srtt_ms: f64,
+    /// RTT variation, RFC 6298 §2 (half the initial RTT until the first sample).
+    pub rttvar_ms: f64,
+    /// Smallest raw RTT seen (hold time not subtracted, RFC 9002 §5.2); 0 before any sample.
+    pub min_rtt_ms: f64,
+    /// Most recent RTT sample; 0 before any sample.
+    pub latest_rtt_ms: f64,
+    /// Median of the last `rtt_window` samples (nearest rank); 0 before any sample.
+    pub rtt_p50_ms: f64,
+    /// 99th percentile of the last `rtt_window` samples (nearest rank); 0 before any sample.
+    pub rtt_p99_ms: f64,
+    /// Interarrival jitter of the peer's pings, RFC 3550 §6.4.1.
+    pub jitter_ms: f64,
+    /// Our pings declared lost / (lost + answered). A ping is declared lost once older than
+    /// [`Heartbeat::loss_delay`]; a pong arriving later undoes that (see `spurious_losses`).
+    pub loss_ratio: f64,
+    /// Peer→us ping loss from sequence gaps (RFC 3550 §6.4.1 "cumulative number lost" over
+    /// "expected"), counting pings not yet arrived as lost.
+    pub incoming_loss_ratio: f64,
+    /// Duplicate pings / pings received.
+    pub duplicate_ratio: f64,
+    /// Pings that arrived after a higher sequence number / pings received.
+    pub out_of_order_ratio: f64,
+    /// The failure timeout now in force ([`Heartbeat::failure_timeout`]).
+    pub failure_timeout_ms: f64,
+    /// Pings emitted by [`Heartbeat::poll_ping`].
+    pub pings_sent: u64,
+    /// Pongs passed to [`Heartbeat::handle_pong`], valid or not.
+    pub pongs_received: u64,
+    /// Pings passed to [`Heartbeat::handle_ping`], duplicates included.
+    pub pings_received: u64,
+    /// Pongs returned by [`Heartbeat::handle_ping`].
+    pub pongs_sent: u64,
+    /// Our pings currently counted lost.
+    pub pings_lost: u64,
+    /// Pings declared lost whose pong arrived afterwards (RTT still sampled, loss undone).
+    pub spurious_losses: u64,
+    /// Pongs discarded because their `seq` was not awaited: never sent, already answered
+    /// (duplicate pong) or forgotten (older than `max_outstanding_pings` pings).
+    pub late_or_unknown_pongs: u64,
+    /// Pongs whose echoed timestamp lay in our future: the RTT would be negative, so it is
+    /// clamped to zero and, not being a measurement, not fed to the estimators. The ping still
+    /// counts as answered.
+    pub future_timestamps_clamped: u64,
+    /// Duplicate pings received.
+    pub duplicate_pings: u64,
+    /// Pings received after a higher sequence number (including those too old to check for
+    /// duplication, see [`Heartbeat::handle_ping`]).
+    pub out_of_order_pings: u64,
+}
+
+/// Heartbeat state machine for one side of one connection: pings, pongs, RTT and path
+/// statistics, failure detection.
+///
+/// Inputs: [`handle_ping`](Self::handle_ping), [`handle_pong`](Self::handle_pong),
+/// [`on_receive`](Self::on_receive), [`handle_timeout`](Self::handle_timeout). Outputs:
+/// [`poll_ping`](Self::poll_ping), [`poll_timeout`](Self::poll_timeout). Getter:
+/// [`stats`](Self::stats). Failure is terminal: after [`HeartbeatFailure`] is returned no more
+/// pings are emitted and no timer is armed (pings are still answered).
+#[derive(Debug)]
+pub struct Heartbeat {
+    epoch: Instant,
+    interval: Duration,
+    min_timeout: Duration,
+    max_outstanding: usize,
+    next_seq: u32,
+    next_ping_at: Instant,
+    /// Our unanswered pings, oldest first.
+    outstanding: VecDeque<Outstanding>,
+    rtt: RttEstimator,
+    incoming: IncomingPath,
+    last_receive: Instant,
+    failed: bool,
+    /// Counters only; [`Heartbeat::stats`] fills in the rest.
+    counters: HeartbeatStats,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Outstanding {
+    seq: u32,
+    sent_at: Instant,
+    lost: bool,
+}
+
+impl Heartbeat {
+    /// Creates a heartbeat whose timestamps count from `epoch` and whose first ping is due at
+    /// `epoch`. Silence is measured from `epoch` until something is received.
+    pub fn new(epoch: Instant, config: HeartbeatConfig) -> Self {
+        let initial_rtt = Duration::from_millis(config.initial_rtt_ms);
+        Self {
+            epoch,
+            interval: Duration::from_millis(config.interval_ms.max(1)),
+            min_timeout: Duration::from_millis(config.timeout_ms),
+            max_outstanding: config.max_outstanding_pings.max(1),
+            next_seq: 0,
+            next_ping_at: epoch,
+            outstanding: VecDeque::new(),
+            rtt: RttEstimator::new(initial_rtt, config.rtt_window),
+            incoming: IncomingPath::default(),
+            last_receive: epoch,
+            failed: false,
+            counters: HeartbeatStats::default(),
+        }
+    }
+
+    /// Output: the ping to send now, if one is due (the first at the epoch, then one per
+    /// interval; a late poll sends one ping, never a burst). `local_tick` is our current tick.
+    /// Returns `None` after failure. If the outstanding table is full, the oldest entry is
+    /// forgotten and counted lost if it was not already.
+    pub fn poll_ping(&mut self, now: Instant, local_tick: u64) -> Option<Ping> {
+        if self.failed || now < self.next_ping_at {
+            return None;
+        }
+        self.detect_losses(now);
+        if self.outstanding.len() >= self.max_outstanding {
+            if let Some(evicted) = self.outstanding.pop_front() {
+                if !evicted.lost {
+                    self.counters.pings_lost += 1;
+                }
+            }
+        }
+        let seq = self.next_seq;
+        self.next_seq = seq.wrapping_add(1);
+        self.next_ping_at = now + self.interval;
+        self.outstanding.push_back(Outstanding {
+            seq,
+            sent_at: now,
+            lost: false,
+        });
+        self.counters.pings_sent += 1;
+        Some(Ping {
+            seq,
+            tick: local_tick,
+            ts_us: self.micros_since_epoch(now),
+        })
+    }
+
+    /// Input: a ping from the peer arrived at `now`; returns the pong to send back at once
+    /// (`hold_us` 0; a caller that delays sending should set it to the delay). Also counts as
+    /// [`on_receive`](Self::on_receive).
+    ///
+    /// Updates the incoming-path statistics: RFC 3550 §6.4.1 jitter between the peer's
+    /// `ts_us` and our arrival time, loss from sequence gaps, duplicates and reordering.
+    /// Duplicates are recognised up to 63 sequence numbers behind the highest seen; older
+    /// pings count as out of order and are otherwise ignored (they neither reduce the loss
+    /// count nor feed the jitter).
+    pub fn handle_ping(&mut self, now: Instant, ping: &Ping, local_tick: u64) -> Pong {
+        self.on_receive(now);
+        self.counters.pings_received += 1;
+        let arrival_us = self.micros_since_epoch(now);
+        self.incoming.on_ping(ping, arrival_us);
+        self.counters.pongs_sent += 1;
+        Pong {
+            seq: ping.seq,
+            tick: local_tick,
+            echo_ts_us: ping.ts_us,
+            hold_us: 0,
+        }
+    }
+
+    /// Input: a pong from the peer arrived at `now`. Returns the RTT sample it yields, or `None`
+    /// when it yields none: its `seq` is not awaited (counted in `late_or_unknown_pongs`) or its
+    /// echoed timestamp is in our future (counted in `future_timestamps_clamped`, see
+    /// [`HeartbeatStats`]). Also counts as [`on_receive`](Self::on_receive).
+    pub fn handle_pong(&mut self, now: Instant, pong: &Pong) -> Option<RttSample> {
+        self.on_receive(now);
+        self.counters.pongs_received += 1;
+        let Some(index) = self.outstanding.iter().position(|p| p.seq == pong.seq) else {
+            self.counters.late_or_unknown_pongs += 1;
+            return None;
+        };
+        let ping = self.outstanding.remove(index)?;
+        if ping.lost {
+            self.counters.pings_lost = self.counters.pings_lost.saturating_sub(1);
+            self.counters.spurious_losses += 1;
+        }
+        let now_us = self.micros_since_epoch(now);
+        let Some(raw_us) = now_us.checked_sub(pong.echo_ts_us) else {
+            self.counters.future_timestamps_clamped += 1;
+            return None;
+        };
+        let hold = Duration::from_micros(u64::from(pong.hold_us));
+        let rtt = self.rtt.on_sample(Duration::from_micros(raw_us), hold);
+        self.detect_losses(now);
+        Some(RttSample {
+            rtt,
+            peer_tick: pong.tick,
+        })
+    }
+
+    /// Input: something (any datagram or packet) arrived from the peer at `now`; the peer is
+    /// alive. Earlier `now`s than already seen are ignored. No effect after failure.
+    pub fn on_receive(&mut self, now: Instant) {
+        self.last_receive = self.last_receive.max(now);
+    }
+
+    /// Output: the next deadline, the earlier of the next ping and the failure deadline
+    /// (last receipt + [`failure_timeout`](Self::failure_timeout)); `None` after failure.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.failed {
+            return None;
+        }
+        Some(self.next_ping_at.min(self.failure_deadline()))
+    }
+
+    /// Input: the deadline from [`poll_timeout`](Self::poll_timeout) (or any time) has come.
+    /// Declares overdue pings lost and returns the failure, once, when the peer has been silent
+    /// for the failure timeout. Spurious calls are no-ops.
+    pub fn handle_timeout(&mut self, now: Instant) -> Option<HeartbeatFailure> {
+        if self.failed {
+            return None;
+        }
+        self.detect_losses(now);
+        if now < self.failure_deadline() {
+            return None;
+        }
+        self.failed = true;
+        Some(HeartbeatFailure {
+            idle: now.saturating_duration_since(self.last_receive),
+            timeout: self.failure_timeout(),
+        })
+    }
+
+    /// The silence after which the peer is declared gone:
+    /// `max(timeout_ms, 3 × (srtt + max(4 × rttvar, 1 ms) + interval))`.
+    ///
+    /// The inner sum is QUIC's probe timeout (RFC 9002 §6.2.1: `smoothed_rtt + max(4 × rttvar,
+    /// kGranularity) + max_ack_delay`, the RFC 6298 §2 retransmission timeout plus the peer's
+    /// longest wait before sending), with the ping interval in the role of `max_ack_delay`,
+    /// since the peer may wait up to one interval before its next ping. QUIC keeps its idle
+    /// timeout at no less than three probe timeouts (RFC 9000 §10.1) so that a few losses on a
+    /// slow path are not mistaken for a dead peer; so does this. With defaults and a 333 ms
+    /// RTT the sum is 1.5 s, so `timeout_ms` (5 s) rules until the RTT nears half a second.
+    pub fn failure_timeout(&self) -> Duration {
+        let pto =
+            self.rtt.srtt + (self.rtt.rttvar * 4).max(Duration::from_millis(1)) + self.interval;
+        self.min_timeout.max(pto * 3)
+    }
+
+    /// Age after which an unanswered ping is counted lost:
+    /// `max(2 × max(srtt, interval), srtt + 4 × rttvar)`. Twice the RTT leaves room for a slow
+    /// pong; the interval floor keeps sub-millisecond paths from declaring loss on scheduling
+    /// hiccups; the RFC 6298 §2 RTO term covers paths whose RTT varies widely.
+    pub fn loss_delay(&self) -> Duration {
+        (self.rtt.srtt.max(self.interval) * 2).max(self.rtt.srtt + self.rtt.rttvar * 4)
+    }
+
+    /// Getter: a snapshot of the estimators and counters.
+    pub fn stats(&self) -> HeartbeatStats {
+        let c = &self.counters;
+        let answered = c.pongs_received - c.late_or_unknown_pongs;
+        let mut window: Vec<Duration> = self.rtt.window.iter().copied().collect();
+        window.sort_unstable();
+        let incoming = &self.incoming;
+        let expected = incoming.expected();
+        HeartbeatStats {
+            rtt_samples: self.rtt.samples,
+            srtt_ms: millis(self.rtt.srtt),
+            rttvar_ms: millis(self.rtt.rttvar),
+            min_rtt_ms: self.rtt.min.map_or(0.0, millis),
+            latest_rtt_ms: self.rtt.latest.map_or(0.0, millis),
+            rtt_p50_ms: nearest_rank(&window, 0.50).map_or(0.0, millis),
+            rtt_p99_ms: nearest_rank(&window, 0.99).map_or(0.0, millis),
+            jitter_ms: incoming.jitter_us / 1e3,
+            loss_ratio: ratio(c.pings_lost, c.pings_lost + answered),
+            incoming_loss_ratio: ratio(expected.saturating_sub(incoming.unique), expected),
+            duplicate_ratio: ratio(incoming.duplicates, c.pings_received),
+            out_of_order_ratio: ratio(incoming.out_of_order, c.pings_received),
+            failure_timeout_ms: millis(self.failure_timeout()),
+            duplicate_pings: incoming.duplicates,
+            out_of_order_pings: incoming.out_of_order,
+            ..*c
+        }
+    }
+
+    fn failure_deadline(&self) -> Instant {
+        self.last_receive + self.failure_timeout()
+    }
+
+    fn detect_losses(&mut self, now: Instant) {
+        let delay = self.loss_delay();
+        for ping in self.outstanding.iter_mut().filter(|p| !p.lost) {
+            if now.saturating_duration_since(ping.sent_at) > delay {
+                ping.lost = true;
+                self.counters.pings_lost += 1;
+            }
+        }
+    }
+
+    fn micros_since_epoch(&self, now: Instant) -> u64 {
+        let micros = now.saturating_duration_since(self.epoch).as_micros();
+        u64::try_from(micros).unwrap_or(u64::MAX)
+    }
+}
+
+/// RFC 6298 §2 estimator plus min/latest RTT and a window for percentiles.
+#[derive(Debug)]
+struct RttEstimator {
+    srtt: Duration,
+    rttvar: Duration,
+    min: Option<Duration>,
+    latest: Option<Duration>,
+    samples: u64,
+    window: VecDeque<Duration>,
+    window_len: usize,
+}
+
+impl RttEstimator {
+    /// Before any sample: SRTT = initial, RTTVAR = initial / 2 (RFC 9002 §5.3).
+    fn new(initial: Duration, window_len: usize) -> Self {
+        Self {
+            srtt: initial,
+            rttvar: initial / 2,
+            min: None,
+            latest: None,
+            samples: 0,
+            window: VecDeque::with_capacity(window_len.min(1024)),
+            window_len,
+        }
+    }
+
+    /// Feeds a raw RTT and the peer's hold time; returns the sample used.
+    fn on_sample(&mut self, raw: Duration, hold: Duration) -> Duration {
+        let min = self.min.map_or(raw, |m| m.min(raw));
+        self.min = Some(min);
+        // RFC 9002 §5.3: subtract the hold time only if that does not go below min RTT.
+        let rtt = raw.checked_sub(hold).filter(|r| *r >= min).unwrap_or(raw);
+        if self.samples == 0 {
+            // RFC 6298 §2.2.
+            self.srtt = rtt;
+            self.rttvar = rtt / 2;
+        } else {
+            // RFC 6298 §2.3, alpha = 1/8, beta = 1/4; RTTVAR uses the old SRTT.
+            self.rttvar = (self.rttvar * 3 + self.srtt.abs_diff(rtt)) / 4;
+            self.srtt = (self.srtt * 7 + rtt) / 8;
+        }
+        self.samples += 1;
+        self.latest = Some(rtt);
+        if self.window_len > 0 {
+            if self.window.len() == self.window_len {
+                self.window.pop_front();
+            }
+            self.window.push_back(rtt);
+        }
+        rtt
+    }
+}
+
+/// Statistics of the peer's pings as they arrive.
+#[derive(Debug, Default)]
+struct IncomingPath {
+    /// Extended (64-bit) sequence number of the lowest ping counted, 0 before any.
+    first: u64,
+    /// Extended sequence number of the highest ping seen, `None` before any.
+    highest: Option<u64>,
+    /// Bit `k` set: ping `highest - k` has been seen.
+    seen: u64,
+    /// Distinct pings counted (excluding those too old to check for duplication).
+    unique: u64,
+    duplicates: u64,
+    out_of_order: u64,
+    /// RFC 3550 §6.4.1 interarrival jitter, microseconds.
+    jitter_us: f64,
+    /// Transit time (arrival − sender timestamp) of the previous fresh ping, microseconds.
+    last_transit_us: Option<i128>,
+}
+
+/// Sequence numbers start at 2^32 in the extended space so that a first ping can be followed
+/// by pings up to 2^31 behind it without underflow.
+const EXTENDED_SEQ_BASE: u64 = 1 << 32;
+
+/// How far behind the highest sequence number duplicates are still recognised.
+const DUPLICATE_WINDOW: u64 = u64::BITS as u64;
+
+impl IncomingPath {
+    fn on_ping(&mut self, ping: &Ping, arrival_us: u64) {
+        if !self.record(ping.seq) {
+            return;
+        }
+        // RFC 3550 §6.4.1: D = (Rj − Ri) − (Sj − Si) = transit_j − transit_i;
+        // J += (|D| − J) / 16.
+        let transit = i128::from(arrival_us) - i128::from(ping.ts_us);
+        if let Some(last) = self.last_transit_us.replace(transit) {
+            let d = (transit - last).unsigned_abs() as f64;
+            self.jitter_us += (d - self.jitter_us) / 16.0;
+        }
+    }
+
+    /// Records a sequence number; returns whether it is a fresh (countable, non-duplicate) ping.
+    fn record(&mut self, seq: u32) -> bool {
+        let Some(highest) = self.highest else {
+            let extended = EXTENDED_SEQ_BASE + u64::from(seq);
+            (self.first, self.highest, self.seen, self.unique) = (extended, Some(extended), 1, 1);
+            return true;
+        };
+        let delta = seq.wrapping_sub(highest as u32) as i32;
+        let extended = highest.saturating_add_signed(i64::from(delta));
+        if delta > 0 {
+            let shift = delta.unsigned_abs();
+            self.seen = self.seen.checked_shl(shift).unwrap_or(0) | 1;
+            self.highest = Some(extended);
+            self.unique += 1;
+            return true;
+        }
+        let back = u64::from(delta.unsigned_abs());
+        if back >= DUPLICATE_WINDOW {
+            self.out_of_order += 1;
+            return false;
+        }
+        let bit = 1u64 << back;
+        if self.seen & bit != 0 {
+            self.duplicates += 1;
+            return false;
+        }
+        self.seen |= bit;
+        self.out_of_order += 1;
+        self.unique += 1;
+        self.first = self.first.min(extended);
+        true
+    }
+
+    /// Pings expected so far: highest − first + 1 (RFC 3550 Appendix A.3).
+    fn expected(&self) -> u64 {
+        self.highest.map_or(0, |h| h - self.first + 1)
+    }
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn ratio(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+/// Nearest-rank percentile of sorted values: the value at rank ⌈p × n⌉.
+fn nearest_rank(sorted: &[Duration], p: f64) -> Option<Duration> {
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len().max(1)) - 1).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{RngExt, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn ping(seq: u32, ts_ms: u64) -> Ping {
+        Ping {
+            seq,
+            tick: 0,
+            ts_us: ts_ms * 1_000,
+        }
+    }
+
+    /// Answers `ping` as a peer would, immediately.
+    fn pong(ping: &Ping) -> Pong {
+        Pong {
+            seq: ping.seq,
+            tick: 7,
+            echo_ts_us: ping.ts_us,
+            hold_us: 0,
+        }
+    }
+
+    fn held(ping: &Ping, hold_us: u32) -> Pong {
+        Pong {
+            hold_us,
+            ..pong(ping)
+        }
+    }
+
+    enum Msg {
+        Ping(Ping),
+        Pong(Pong),
+    }
+
+    /// Two heartbeats on a symmetric link with a fixed one-way delay and random loss.
+    struct Pair {
+        now: Instant,
+        /// Side 0 and side 1.
+        sides: [Heartbeat; 2],
+        one_way: Duration,
+        loss: f64,
+        rng: ChaCha8Rng,
+        /// In flight, in delivery order: (arrival, receiving side, message).
+        wire: VecDeque<(Instant, usize, Msg)>,
+        failures: usize,
+    }
+
+    impl Pair {
+        fn new(t0: Instant, one_way: Duration, loss: f64, seed: u64) -> Self {
+            Self {
+                now: t0,
+                sides: [0, 1].map(|_| Heartbeat::new(t0, HeartbeatConfig::default())),
+                one_way,
+                loss,
+                rng: ChaCha8Rng::seed_from_u64(seed),
+                wire: VecDeque::new(),
+                failures: 0,
+            }
+        }
+
+        fn send(&mut self, to: usize, msg: Msg) {
+            if !self.rng.random_bool(self.loss) {
+                self.wire.push_back((self.now + self.one_way, to, msg));
+            }
+        }
+
+        /// Jumps to the next event and processes everything due.
+        fn step(&mut self) {
+            let wire_next = self.wire.front().map(|(at, ..)| *at);
+            let deadlines = self.sides.iter().filter_map(Heartbeat::poll_timeout);
+            self.now =
+                (deadlines.chain(wire_next).min()).expect("a live heartbeat always has a deadline");
+            let now = self.now;
+            while self.wire.front().is_some_and(|(at, ..)| *at <= now) {
+                let (_, to, msg) = self.wire.pop_front().unwrap();
+                match msg {
+                    Msg::Ping(p) => {
+                        let answer = self.sides[to].handle_ping(now, &p, 0);
+                        self.send(1 - to, Msg::Pong(answer));
+                    }
+                    Msg::Pong(p) => _ = self.sides[to].handle_pong(now, &p),
+                }
+            }
+            for side in [0, 1] {
+                if self.sides[side].handle_timeout(now).is_some() {
+                    self.failures += 1;
+                }
+                while let Some(p) = self.sides[side].poll_ping(now, 0) {
+                    self.send(1 - side, Msg::Ping(p));
+                }
+            }
+        }
+
+        fn run_for(&mut self, duration: Duration) {
+            let end = self.now + duration;
+            while self.now < end {
+                self.step();
+            }
+        }
+    }
+
+    #[test]
+    fn config_defaults_round_trip_through_toml() {
+        let config: HeartbeatConfig = toml::from_str("").unwrap();
+        assert_eq!(config, HeartbeatConfig::default());
+        assert_eq!((config.interval_ms, config.timeout_ms), (500, 5_000));
+        assert_eq!(config.validate(), Ok(()));
+        let custom: HeartbeatConfig = toml::from_str("interval_ms = 250").unwrap();
+        assert_eq!(custom.interval_ms, 250);
+        assert!(toml::from_str::<HeartbeatConfig>("interval = 250").is_err());
+        let zero = HeartbeatConfig {
+            interval_ms: 0,
+            ..HeartbeatConfig::default()
+        };
+        assert_eq!(zero.validate(), Err(HeartbeatConfigError::ZeroInterval));
+    }
+
+    #[test]
+    fn first_ping_is_immediate_then_one_per_interval() {
+        let t0 = Instant::now();
+        let mut hb = Heartbeat::new(t0, HeartbeatConfig::default());
+        let first = hb.poll_ping(t0, 42).unwrap();
+        assert_eq!((first.seq, first.tick, first.ts_us), (0, 42, 0));
+        assert_eq!(hb.poll_ping(t0, 42), None);
+        assert_eq!(hb.poll_timeout(), Some(t0 + ms(500)));
+        assert_eq!(hb.poll_ping(t0 + ms(499), 43), None);
+        // Polled late: one ping, and the next one an interval later.
+        let second = hb.poll_ping(t0 + ms(700), 43).unwrap();
+        assert_eq!((second.seq, second.ts_us), (1, 700_000));
+        assert_eq!(hb.poll_timeout(), Some(t0 + ms(1_200)));
+    }
+
+    #[test]
+    fn rfc6298_first_sample_then_update() {
+        let t0 = Instant::now();
+        let mut hb = Heartbeat::new(t0, HeartbeatConfig::default());
+        assert_eq!((hb.stats().srtt_ms, hb.stats().rttvar_ms), (333.0, 166.5));
+
+        let p = hb.poll_ping(t0, 0).unwrap();
+        let sample = hb.handle_pong(t0 + ms(100), &pong(&p)).unwrap();
+        assert_eq!((sample.rtt, sample.peer_tick), (ms(100), 7));
+        // First sample: SRTT = R, RTTVAR = R / 2.
+        assert_eq!((hb.stats().srtt_ms, hb.stats().rttvar_ms), (100.0, 50.0));
+
+        let p = hb.poll_ping(t0 + ms(500), 0).unwrap();
+        hb.handle_pong(t0 + ms(700), &pong(&p)).unwrap();
+        // RTTVAR = 3/4 × 50 + 1/4 × |100 − 200| = 62.5; SRTT = 7/8 × 100 + 1/8 × 200 = 112.5.
+        let stats = hb.stats();
+        assert_eq!((stats.srtt_ms, stats.rttvar_ms), (112.5, 62.5));
+        assert_eq!((stats.min_rtt_ms, stats.latest_rtt_ms), (100.0, 200.0));
+        assert_eq!((stats.rtt_p50_ms, stats.rtt_p99_ms), (100.0, 200.0));
+        assert_eq!(stats.rtt_samples, 2);
+    }
+
+    #[test]
+    fn hold_time_is_subtracted_only_down_to_min_rtt() {
+        let t0 = Instant::now();
+        let mut hb = Heartbeat::new(t0, HeartbeatConfig::default());
+        let p = hb.poll_ping(t0, 0).unwrap();
+        assert_eq!(hb.handle_pong(t0 + ms(80), &pong(&p)).unwrap().rtt, ms(80));
+        // 130 ms with 30 ms hold: 100 ms ≥ min RTT, so subtracted.
+        let p = hb.poll_ping(t0 + ms(500), 0).unwrap();
+        assert_eq!(
+            hb.handle_pong(t0 + ms(630), &held(&p, 30_000)).unwrap().rtt,
+            ms(100)
+        );
+        // 100 ms with 50 ms hold would give 50 ms < min RTT: the hold is ignored.
+        let p = hb.poll_ping(t0 + ms(1_000), 0).unwrap();
+        assert_eq!(
+            hb.handle_pong(t0 + ms(1_100), &held(&p, 50_000))
+                .unwrap()
+                .rtt,
+            ms(100)
+        );
+    }
+
+    #[test]
+    fn rtt_converges_to_a_constant_path_delay() {
+        let t0 = Instant::now();
+        let mut pair = Pair::new(t0, ms(40), 0.0, 1);
+        pair.run_for(ms(60000));
+        for stats in pair.sides.each_ref().map(Heartbeat::stats) {
+            assert_eq!(
+                (stats.srtt_ms, stats.min_rtt_ms, stats.latest_rtt_ms),
+                (80.0, 80.0, 80.0)
+            );
+            assert!(stats.rttvar_ms < 1.0, "rttvar decays: {}", stats.rttvar_ms);
+            assert_eq!((stats.rtt_p50_ms, stats.rtt_p99_ms), (80.0, 80.0));
+            assert_eq!(stats.jitter_ms, 0.0, "constant delay has no jitter");
+            assert_eq!(stats.loss_ratio, 0.0);
+            assert_eq!(stats.incoming_loss_ratio, 0.0);
+            assert!(stats.pings_sent >= 120 && stats.pongs_received >= 119);
+        }
+        assert_eq!(pair.failures, 0);
+    }
+
+    #[test]
+    fn jitter_follows_rfc3550_for_alternating_delays() {
+        let t0 = Instant::now();
+        let mut hb = Heartbeat::new(t0, HeartbeatConfig::default());
+        // Pings sent every 500 ms by the peer, arriving after 20, 50, 20, 50, ... ms:
+        // every transit difference is 30 ms, so J_k = J_{k-1} + (30 − J_{k-1}) / 16.
+        let mut expected = 0.0;
+        for i in 0..10u32 {
+            let sent_ms = u64::from(i) * 500;
+            let delay_ms = if i % 2 == 0 { 20 } else { 50 };
+            let arrival = t0 + ms(sent_ms + delay_ms);
+            hb.handle_ping(arrival, &ping(i, sent_ms), 0);
+            if i > 0 {
+                expected += (30.0 - expected) / 16.0;
+            }
+            assert!((hb.stats().jitter_ms - expected).abs() < 1e-9);
+        }
+        assert!((expected - 30.0 * (1.0 - (15.0f64 / 16.0).powi(9))).abs() < 1e-9);
+    }
+
+    #[test]
+    fn incoming_loss_duplicates_and_reordering() {
+        let t0 = Instant::now();
+        let mut hb = Heartbeat::new(t0, HeartbeatConfig::default());
+        for (i, seq) in [0, 1, 3, 3, 2, 5].into_iter().enumerate() {
+            let pong = hb.handle_ping(t0 + ms(i as u64 * 500), &ping(seq, 0), 9);
+            assert_eq!((pong.seq, pong.tick, pong.hold_us), (seq, 9, 0));
+        }
+        let stats = hb.stats();
+        // Expected 0..=5 (6), got 0, 1, 2, 3, 5: 4 is missing.
+        assert!((stats.incoming_loss_ratio - 1.0 / 6.0).abs() < 1e-12);
+        assert_eq!((stats.duplicate_pings, stats.out_of_order_pings), (1, 1));
+        assert!((stats.duplicate_ratio - 1.0 / 6.0).abs() < 1e-12);
+        assert!((stats.out_of_order_ratio - 1.0 / 6.0).abs() < 1e-12);
+        assert_eq!((stats.pings_received, stats.pongs_sent), (6, 6));
+        // The late 4 fills the gap.
+        hb.handle_ping(t0 + ms(4_000), &ping(4, 0), 9);
+        assert_eq!(hb.stats().incoming_loss_ratio, 0.0);
+    }
+
+    #[test]
+    fn outgoing_loss_counts_only_old_unanswered_pings_and_late_pongs_undo_it() {
+        let t0 = Instant::now();
+        let mut hb = Heartbeat::new(t0, HeartbeatConfig::default());
+        let mut unanswered = Vec::new();
+        for i in 0..8u32 {
+            let at = t0 + ms(u64::from(i) * 500);
+            let p = hb.poll_ping(at, 0).unwrap();
+            if i % 4 == 3 {
+                unanswered.push(p);
+            } else {
+                hb.handle_pong(at + ms(50), &pong(&p)).unwrap();
+            }
+        }
+        // Seq 7 is only 500 ms old at 4 s: not lost yet (loss delay 2 × max(srtt, 500 ms) = 1 s).
+        let at = t0 + ms(4_000);
+        hb.handle_timeout(at);
+        assert_eq!(
+            (hb.stats().pings_lost, hb.stats().loss_ratio),
+            (1, 1.0 / 7.0)
+        );
+        hb.handle_timeout(at + ms(600));
+        assert_eq!((hb.stats().pings_lost, hb.stats().loss_ratio), (2, 0.25));
+
+        // Seq 3's pong finally arrives: a real (if slow) round trip, and not a loss after all.
+        let late = hb.handle_pong(at + ms(700), &pong(&unanswered[0])).unwrap();
+        assert_eq!(late.rtt, ms(3_200));
+        let stats = hb.stats();
+        assert_eq!((stats.pings_lost, stats.spurious_losses), (1, 1));
+        assert_eq!(stats.loss_ratio, 0.125);
+
+        // A duplicate of it, and a pong for a ping never sent, are discarded and counted.
+        assert_eq!(hb.handle_pong(at + ms(800), &pong(&unanswered[0])), None);
+        assert_eq!(hb.handle_pong(at + ms(800), &pong(&ping(999, 0))), None);
+        assert_eq!(hb.stats().late_or_unknown_pongs, 2);
+        assert_eq!(hb.stats().pongs_received, 9);
+    }
+
+    #[test]
+    fn outstanding_table_is_bounded() {
+        let t0 = Instant::now();
+        // A long initial RTT keeps age-based loss out of the picture.
+        let config = HeartbeatConfig {
+            max_outstanding_pings: 4,
+            initial_rtt_ms: 10_000,
+            ..HeartbeatConfig::default()
+        };
+        let mut hb = Heartbeat::new(t0, config);
+        let pings: Vec<Ping> = (0..6u32)
+            .map(|i| hb.poll_ping(t0 + ms(u64::from(i) * 500), 0).unwrap())
+            .collect();
+        assert_eq!(hb.outstanding.len(), 4);
+        // Seqs 0 and 1 were forgotten (and counted lost); their pongs are unknown now.
+        assert_eq!(hb.stats().pings_lost, 2);
+        assert_eq!(hb.handle_pong(t0 + ms(3_000), &pong(&pings[0])), None);
+        assert_eq!(hb.stats().late_or_unknown_pongs, 1);
+    }
+
+    #[test]
+    fn failure_is_reported_exactly_at_the_timeout_and_only_once() {
+        let t0 = Instant::now();
+        let mut hb = Heartbeat::new(t0, HeartbeatConfig::default());
+        // 3 × (333 + 4 × 166.5 + 500) ms = 4.497 s < 5 s: the configured timeout rules.
+        assert_eq!(hb.failure_timeout(), ms(5000));
+        let mut failure = None;
+        while failure.is_none() {
+            let now = hb.poll_timeout().unwrap();
+            failure = hb.handle_timeout(now).map(|f| (now, f));
+            while hb.poll_ping(now, 0).is_some() {}
+        }
+        let (at, failure) = failure.unwrap();
+        assert_eq!(at, t0 + ms(5000));
+        assert_eq!(failure.idle, ms(5000));
+        assert_eq!(failure.timeout, ms(5000));
+        assert_eq!(hb.stats().pings_sent, 10, "pings at 0, 0.5, …, 4.5 s");
+
+        assert_eq!(hb.handle_timeout(at + ms(1)), None);
+        assert_eq!(hb.poll_timeout(), None);
+        assert_eq!(hb.poll_ping(at + ms(1000), 0), None);
+    }
+
+    #[test]
+    fn any_receipt_defers_failure_and_slow_paths_stretch_the_timeout() {
+        let t0 = Instant::now();
+        let mut hb = Heartbeat::new(t0, HeartbeatConfig::default());
+        hb.poll_ping(t0, 0);
+        hb.on_receive(t0 + ms(4_000));
+        assert_eq!(hb.handle_timeout(t0 + ms(5_000)), None);
+        assert_eq!(hb.poll_timeout(), Some(t0 + ms(500)), "next ping first");
+
+        // A 2 s RTT path: 3 × (2 + 4 × 1 + 0.5) s = 19.5 s.
+        let p = hb.poll_ping(t0 + ms(5_000), 0).unwrap();
+        hb.handle_pong(t0 + ms(7_000), &pong(&p)).unwrap();
+        assert_eq!(hb.failure_timeout(), ms(19_500));
+        assert_eq!(hb.stats().failure_timeout_ms, 19_500.0);
+    }
+
+    #[test]
+    fn no_false_failure_under_30_percent_random_loss() {
+        let t0 = Instant::now();
+        let mut pair = Pair::new(t0, ms(40), 0.30, 0x5eed);
+        pair.run_for(ms(600000));
+        assert_eq!(pair.failures, 0);
+        for stats in pair.sides.each_ref().map(Heartbeat::stats) {
+            // A round trip survives with probability 0.7 × 0.7, so ~51 % of pings are lost.
+            assert!(
+                (stats.loss_ratio - 0.51).abs() < 0.05,
+                "{}",
+                stats.loss_ratio
+            );
+            assert!((stats.incoming_loss_ratio - 0.30).abs() < 0.05);
+            assert_eq!(stats.srtt_ms, 80.0);
+            assert_eq!(stats.spurious_losses, 0);
+        }
+    }
+
+    #[test]
+    fn future_dated_pong_is_clamped_and_not_sampled() {
+        let t0 = Instant::now();
+        let mut hb = Heartbeat::new(t0, HeartbeatConfig::default());
+        let p = hb.poll_ping(t0 + ms(1_000), 0).unwrap();
+        let forged = Pong {
+            echo_ts_us: 5_000_000,
+            ..pong(&p)
+        };
+        assert_eq!(hb.handle_pong(t0 + ms(1_050), &forged), None);
+        hb.handle_timeout(t0 + ms(4000));
+        let stats = hb.stats();
+        assert_eq!(stats.future_timestamps_clamped, 1);
+        assert_eq!((stats.rtt_samples, stats.srtt_ms), (0, 333.0));
+        assert_eq!(
+            (stats.pongs_received, stats.pings_lost),
+            (1, 0),
+            "answered all the same"
+        );
+    }
+
+    #[test]
+    fn sequence_numbers_wrap() {
+        let t0 = Instant::now();
+        let mut hb = Heartbeat::new(t0, HeartbeatConfig::default());
+        hb.next_seq = u32::MAX;
+        let last = hb.poll_ping(t0, 0).unwrap();
+        let wrapped = hb.poll_ping(t0 + ms(500), 0).unwrap();
+        assert_eq!((last.seq, wrapped.seq), (u32::MAX, 0));
+        assert!(hb.handle_pong(t0 + ms(600), &pong(&wrapped)).is_some());
+        assert!(hb.handle_pong(t0 + ms(600), &pong(&last)).is_some());
+
+        for (i, seq) in [u32::MAX - 1, u32::MAX, 0, 1].into_iter().enumerate() {
+            hb.handle_ping(t0 + ms(i as u64 * 500), &ping(seq, i as u64 * 500), 0);
+        }
+        let stats = hb.stats();
+        assert_eq!(
+            (stats.incoming_loss_ratio, stats.out_of_order_ratio),
+            (0.0, 0.0)
+        );
+        hb.handle_ping(t0 + ms(2_000), &ping(u32::MAX, 500), 0);
+        assert_eq!(hb.stats().duplicate_pings, 1);
+    }
+}

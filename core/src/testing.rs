@@ -1,0 +1,397 @@
+//! In-memory harness: N endpoints on a virtual network, in virtual time.
+//!
+//! Enabled by the `testing` feature (and in this crate's tests). Packets are delivered after a
+//! seeded latency with optional jitter, loss and duplication; a node can be cut off. Time
+//! jumps straight to the next packet or deadline, so minutes of protocol time run in
+//! milliseconds, and the same seed gives the same run.
+//!
+//! ```
+//! # use std::time::{Duration, Instant};
+//! # use tickwire_core::testing::Net;
+//! let mut net = Net::new(Instant::now(), 7);
+//! let server = net.add_server(Net::config(7));
+//! let client = net.add_client(Net::config(8));
+//! let conn = net.connect(client, server);
+//! net.run_for(Duration::from_millis(500));
+//! assert!(net.node(client).connected(conn));
+//! ```
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use ed25519_dalek::SigningKey;
+use rand::{Rng, RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::channel::ChannelId;
+use crate::clock::WallClock;
+use crate::config::Config;
+use crate::endpoint::{ConnHandle, ConnectOptions, Endpoint, Event};
+use crate::tick::TickInfo;
+use crate::ticket::{JoinTicket, JoinTicketClaims, TicketIssuer};
+
+/// Unix time at the harness's start, in milliseconds (2026-01-01T00:00:00Z).
+pub const START_UNIX_MS: u64 = 1_767_225_600_000;
+/// Key id of the harness's ticket issuer.
+pub const ISSUER_KEY_ID: u32 = 1;
+/// Game server id that harness servers use and harness tickets name.
+pub const GS_ID: u64 = 42;
+
+/// One datagram in flight.
+#[derive(Debug, Clone)]
+pub struct Packet {
+    /// Sender's address.
+    pub from: SocketAddr,
+    /// Receiver's address.
+    pub to: SocketAddr,
+    /// UDP payload.
+    pub data: Bytes,
+}
+
+/// One endpoint on the virtual network, with everything it emitted.
+#[derive(Debug)]
+pub struct Node {
+    /// The endpoint.
+    pub endpoint: Endpoint,
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Its identity key.
+    pub identity: SigningKey,
+    /// Events drained so far, in order (take them with [`Node::take_events`]).
+    pub events: VecDeque<Event>,
+    /// Ticks delivered (servers).
+    pub ticks: Vec<TickInfo>,
+    /// While true, every packet to or from this node is dropped.
+    pub isolated: bool,
+}
+
+impl Node {
+    /// Takes all events drained so far.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        self.events.drain(..).collect()
+    }
+
+    /// Whether `conn` has an established session.
+    pub fn connected(&self, conn: ConnHandle) -> bool {
+        self.endpoint.session(conn).is_some()
+            && !self.events.iter().any(|e| matches!(e, Event::Disconnected { conn: c, .. } if *c == conn))
+    }
+
+    /// Payloads received on `channel` from `conn`, in order, without removing them.
+    pub fn messages(&self, conn: ConnHandle, channel: ChannelId) -> Vec<Bytes> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Message { conn: c, channel: ch, payload } if *c == conn && *ch == channel => Some(payload.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The first rejection or disconnection event, if any.
+    pub fn closure(&self) -> Option<&Event> {
+        self.events
+            .iter()
+            .find(|e| matches!(e, Event::Rejected { .. } | Event::Disconnected { .. }))
+    }
+}
+
+/// Link behaviour applied to every packet (seeded).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LinkModel {
+    /// One-way base latency.
+    pub latency: Duration,
+    /// Extra uniform delay in `[0, jitter)`; reorders packets when larger than their spacing.
+    pub jitter: Duration,
+    /// Probability a packet is dropped.
+    pub loss: f64,
+    /// Probability a delivered packet is delivered twice.
+    pub duplicate: f64,
+}
+
+impl Default for LinkModel {
+    fn default() -> Self {
+        Self {
+            latency: Duration::from_millis(10),
+            jitter: Duration::ZERO,
+            loss: 0.0,
+            duplicate: 0.0,
+        }
+    }
+}
+
+/// The virtual network. See the module docs.
+#[derive(Debug)]
+pub struct Net {
+    /// Current virtual time.
+    pub now: Instant,
+    start: Instant,
+    nodes: Vec<Node>,
+    in_flight: BTreeMap<(Instant, u64), Packet>,
+    seq: u64,
+    rng: ChaCha8Rng,
+    /// Link behaviour for every packet.
+    pub link: LinkModel,
+    /// Ticket issuer trusted by every harness server.
+    pub issuer: TicketIssuer,
+    /// Packets delivered so far.
+    pub delivered: u64,
+    /// Packets dropped so far.
+    pub dropped: u64,
+    next_ticket: u64,
+    buf: Vec<u8>,
+}
+
+impl Net {
+    /// An empty network at virtual time `start`, seeded with `seed`.
+    pub fn new(start: Instant, seed: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut issuer_key = [0u8; 32];
+        rng.fill_bytes(&mut issuer_key);
+        Self {
+            now: start,
+            start,
+            nodes: Vec::new(),
+            in_flight: BTreeMap::new(),
+            seq: 0,
+            rng,
+            link: LinkModel::default(),
+            issuer: TicketIssuer::new(ISSUER_KEY_ID, SigningKey::from_bytes(&issuer_key)),
+            delivered: 0,
+            dropped: 0,
+            next_ticket: 0,
+            buf: Vec::new(),
+        }
+    }
+
+    /// A default config with `seed`.
+    pub fn config(seed: u64) -> Config {
+        Config {
+            seed,
+            ..Config::default()
+        }
+    }
+
+    /// The wall clock every node shares (anchored at [`START_UNIX_MS`]).
+    pub fn wall_clock(&self) -> WallClock {
+        WallClock::new(self.start, START_UNIX_MS)
+    }
+
+    fn next_addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::new(10, 0, 0, 1 + self.nodes.len() as u8), 4433))
+    }
+
+    fn identity_for(seed: u64) -> SigningKey {
+        SigningKey::from_bytes(&crate::tls::derive_seed(seed, "testing/identity"))
+    }
+
+    /// Adds a game server (id [`GS_ID`]) trusting the harness issuer; returns its index.
+    pub fn add_server(&mut self, config: Config) -> usize {
+        self.add_server_with(config, self.wall_clock())
+    }
+
+    /// Adds a game server with its own wall clock (e.g. skewed).
+    pub fn add_server_with(&mut self, config: Config, wall: WallClock) -> usize {
+        let identity = Self::identity_for(config.seed);
+        let mut endpoint = Endpoint::server(config, identity.clone(), GS_ID, wall, self.now).expect("harness config is valid");
+        endpoint
+            .tickets_mut()
+            .expect("a server endpoint has a ticket verifier")
+            .add_key(ISSUER_KEY_ID, self.issuer.verifying_key());
+        self.push(endpoint, identity)
+    }
+
+    /// Adds a client; returns its index.
+    pub fn add_client(&mut self, config: Config) -> usize {
+        let identity = Self::identity_for(config.seed);
+        let endpoint = Endpoint::client(config, identity.clone(), self.wall_clock()).expect("harness config is valid");
+        self.push(endpoint, identity)
+    }
+
+    fn push(&mut self, endpoint: Endpoint, identity: SigningKey) -> usize {
+        let addr = self.next_addr();
+        self.nodes.push(Node {
+            endpoint,
+            addr,
+            identity,
+            events: VecDeque::new(),
+            ticks: Vec::new(),
+            isolated: false,
+        });
+        self.nodes.len() - 1
+    }
+
+    /// Node `index`.
+    pub fn node(&self, index: usize) -> &Node {
+        &self.nodes[index]
+    }
+
+    /// Node `index`, mutably.
+    pub fn node_mut(&mut self, index: usize) -> &mut Node {
+        &mut self.nodes[index]
+    }
+
+    /// Claims for a valid ticket for `client` to join a harness server, valid for 60 s from now.
+    pub fn claims_for(&mut self, client: usize) -> JoinTicketClaims {
+        self.next_ticket += 1;
+        let mut jti = [0u8; 16];
+        jti[..8].copy_from_slice(&self.next_ticket.to_be_bytes());
+        let now_ms = self.wall_clock().unix_ms_at(self.now);
+        let client_key = self.nodes[client].identity.verifying_key().to_bytes();
+        JoinTicketClaims::new(client as u64, GS_ID, jti, now_ms, 60_000, 0, client_key)
+    }
+
+    /// A valid ticket for `client` (see [`Net::claims_for`]).
+    pub fn ticket_for(&mut self, client: usize) -> JoinTicket {
+        let claims = self.claims_for(client);
+        self.issuer.issue(&claims)
+    }
+
+    /// `client` connects to `server` with a fresh valid ticket.
+    pub fn connect(&mut self, client: usize, server: usize) -> ConnHandle {
+        let ticket = self.ticket_for(client);
+        self.connect_with(client, server, ticket, ConnectOptions::default())
+    }
+
+    /// `client` connects to `server` with `ticket` and `options`.
+    pub fn connect_with(&mut self, client: usize, server: usize, ticket: JoinTicket, options: ConnectOptions) -> ConnHandle {
+        let addr = self.nodes[server].addr;
+        let now = self.now;
+        let conn = self.nodes[client]
+            .endpoint
+            .connect(now, addr, ticket, options)
+            .expect("harness addresses are valid");
+        self.drain(client);
+        conn
+    }
+
+    /// Sends on `conn` from `node` and drains its output.
+    ///
+    /// # Panics
+    /// If the send fails (tests that expect failure call the endpoint directly).
+    pub fn send(&mut self, node: usize, conn: ConnHandle, channel: ChannelId, payload: impl Into<Bytes>) {
+        let now = self.now;
+        self.nodes[node]
+            .endpoint
+            .send(now, conn, channel, payload.into())
+            .expect("send succeeds");
+        self.drain(node);
+    }
+
+    /// Drains node `index`'s transmits (into the network), events and ticks.
+    pub fn drain(&mut self, index: usize) {
+        let now = self.now;
+        let mut buf = std::mem::take(&mut self.buf);
+        loop {
+            let node = &mut self.nodes[index];
+            let Some(transmit) = node.endpoint.poll_transmit(now, &mut buf) else { break };
+            let from = node.addr;
+            let isolated = node.isolated;
+            let data = Bytes::copy_from_slice(&buf[..transmit.size]);
+            self.route(Packet { from, to: transmit.destination, data }, isolated);
+        }
+        self.buf = buf;
+        let node = &mut self.nodes[index];
+        while let Some(event) = node.endpoint.poll_event() {
+            node.events.push_back(event);
+        }
+        while let Some(tick) = node.endpoint.poll_tick(now) {
+            node.ticks.push(tick);
+        }
+    }
+
+    fn route(&mut self, packet: Packet, sender_isolated: bool) {
+        let receiver_isolated = self.nodes.iter().any(|n| n.addr == packet.to && n.isolated);
+        // Draw a fixed number of values per packet so one knob does not reshuffle the rest.
+        let (lost, jitter, dup) = (self.rng.random::<f64>(), self.rng.random::<f64>(), self.rng.random::<f64>());
+        if sender_isolated || receiver_isolated || lost < self.link.loss {
+            self.dropped += 1;
+            return;
+        }
+        let delay = self.link.latency + self.link.jitter.mul_f64(jitter);
+        let copies = if dup < self.link.duplicate { 2 } else { 1 };
+        for _ in 0..copies {
+            self.seq += 1;
+            self.in_flight.insert((self.now + delay, self.seq), packet.clone());
+        }
+    }
+
+    /// The next instant anything happens: a packet arrival or a node deadline.
+    pub fn next_time(&mut self) -> Option<Instant> {
+        let packet = self.in_flight.keys().next().map(|(t, _)| *t);
+        let timer = self.nodes.iter_mut().filter_map(|n| n.endpoint.poll_timeout()).min();
+        match (packet, timer) {
+            (Some(p), Some(t)) => Some(p.min(t)),
+            (p, t) => p.or(t),
+        }
+    }
+
+    /// Advances to the next instant anything happens (not past `limit`) and processes
+    /// everything due then. Returns false if nothing is due by `limit`.
+    pub fn step_until(&mut self, limit: Instant) -> bool {
+        let Some(next) = self.next_time() else { return false };
+        if next > limit {
+            return false;
+        }
+        self.now = self.now.max(next);
+        let now = self.now;
+        while let Some(entry) = self.in_flight.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let packet = entry.remove();
+            if let Some(index) = self.nodes.iter().position(|n| n.addr == packet.to) {
+                self.delivered += 1;
+                self.nodes[index]
+                    .endpoint
+                    .handle_datagram(now, packet.from, None, None, BytesMut::from(&packet.data[..]));
+                self.drain(index);
+            }
+        }
+        for index in 0..self.nodes.len() {
+            if self.nodes[index].endpoint.poll_timeout().is_some_and(|t| t <= now) {
+                self.nodes[index].endpoint.handle_timeout(now);
+            }
+            self.drain(index);
+        }
+        true
+    }
+
+    /// Processes everything up to `now + duration`, then sets the clock there.
+    ///
+    /// # Panics
+    /// If more than 10 million steps are needed (a livelock: something re-arms a deadline in
+    /// the past without making progress).
+    pub fn run_for(&mut self, duration: Duration) {
+        let limit = self.now + duration;
+        let mut steps = 0u64;
+        while self.step_until(limit) {
+            steps += 1;
+            assert!(steps < 10_000_000, "livelock: {steps} steps without reaching {duration:?}");
+        }
+        self.now = limit;
+    }
+
+    /// Runs until `done(self)` holds, checking after every step, for at most `max`
+    /// virtual time. Returns whether it held.
+    pub fn run_until(&mut self, max: Duration, mut done: impl FnMut(&Net) -> bool) -> bool {
+        let limit = self.now + max;
+        let mut steps = 0u64;
+        while !done(self) {
+            if !self.step_until(limit) {
+                self.now = limit;
+                return done(self);
+            }
+            steps += 1;
+            assert!(steps < 10_000_000, "livelock after {steps} steps");
+        }
+        true
+    }
+
+    /// Virtual time since the network started.
+    pub fn elapsed(&self) -> Duration {
+        self.now - self.start
+    }
+}

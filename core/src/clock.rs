@@ -36,7 +36,10 @@ impl WallClock {
         } else {
             self.unix_ms.saturating_sub(offset_ms.unsigned_abs())
         };
-        Self { instant: self.instant, unix_ms }
+        Self {
+            instant: self.instant,
+            unix_ms,
+        }
     }
 
     /// Milliseconds between `now` and the Unix time `unix_ms` on this clock, as a duration
@@ -56,7 +59,13 @@ mod tests {
         let clock = WallClock::new(t0 + Duration::from_secs(10), 1_000_000);
         assert_eq!(clock.unix_ms_at(t0 + Duration::from_secs(12)), 1_002_000);
         assert_eq!(clock.unix_ms_at(t0), 990_000);
-        assert_eq!(clock.skewed(-500).unix_ms_at(t0 + Duration::from_secs(10)), 999_500);
-        assert_eq!(clock.until(t0 + Duration::from_secs(10), 1_000_250), Duration::from_millis(250));
+        assert_eq!(
+            clock.skewed(-500).unix_ms_at(t0 + Duration::from_secs(10)),
+            999_500
+        );
+        assert_eq!(
+            clock.until(t0 + Duration::from_secs(10), 1_000_250),
+            Duration::from_millis(250)
+        );
     }
 }

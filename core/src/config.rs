@@ -10,8 +10,8 @@ use crate::fragment::FragmentConfig;
 use crate::heartbeat::HeartbeatConfig;
 use crate::limits::RateLimitConfig;
 use crate::retry::RetryConfig;
-use crate::ticket::TicketConfig;
 use crate::tick::{TickConfig, TickSyncConfig};
+use crate::ticket::TicketConfig;
 use crate::wire::{MAX_CHANNELS, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 
 /// Endpoint configuration. Validate with [`Config::validate`] (the endpoint does so too).
@@ -202,7 +202,10 @@ mod tests {
 
     #[test]
     fn validation_names_the_field() {
-        let config = Config { idle_timeout_ms: 1, ..Config::default() };
+        let config = Config {
+            idle_timeout_ms: 1,
+            ..Config::default()
+        };
         assert!(config.validate().unwrap_err().0.contains("idle_timeout_ms"));
     }
 }

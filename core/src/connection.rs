@@ -23,8 +23,8 @@ use crate::stats::ConnectionStats;
 use crate::tick::TickSync;
 use crate::tls::{EXPORTER_LABEL, EXPORTER_LEN};
 use crate::wire::{
-    self, seq_newer, type_byte, CloseInfo, Control, Datagram, DatagramKind, FrameDecoder,
-    ReasonCode, MAX_CHANNELS, MAX_CONTROL_FRAME_BYTES, SEQUENCED_HEADER_LEN,
+    self, seq_newer, type_byte, CloseInfo, Control, Datagram, DatagramKind, FrameDecoder, ReasonCode,
+    MAX_CHANNELS, MAX_CONTROL_FRAME_BYTES, SEQUENCED_HEADER_LEN,
 };
 
 /// Where the session is. Handshake states hold their typestate value.
@@ -210,14 +210,20 @@ impl Conn {
             State::Established => {
                 self.reassembler.handle_timeout(now);
                 if self.heartbeat.handle_timeout(now).is_some() {
-                    self.close(ctx, Rejection::new(ReasonCode::HEARTBEAT_TIMEOUT, "no packets from peer"));
+                    self.close(
+                        ctx,
+                        Rejection::new(ReasonCode::HEARTBEAT_TIMEOUT, "no packets from peer"),
+                    );
                     return;
                 }
                 self.send_pings(ctx);
             }
             _ => {
                 if self.handshake_deadline.is_some_and(|d| now >= d) {
-                    self.close(ctx, Rejection::new(ReasonCode::HANDSHAKE_TIMEOUT, "handshake did not finish in time"));
+                    self.close(
+                        ctx,
+                        Rejection::new(ReasonCode::HANDSHAKE_TIMEOUT, "handshake did not finish in time"),
+                    );
                 }
             }
         }
@@ -225,7 +231,9 @@ impl Conn {
 
     fn local_tick(&mut self, ctx: &Ctx<'_>) -> u64 {
         match &self.tick_sync {
-            Some(sync) => sync.estimated_server_tick(ctx.now).map_or(0, |t| t.max(0.0) as u64),
+            Some(sync) => sync
+                .estimated_server_tick(ctx.now)
+                .map_or(0, |t| t.max(0.0) as u64),
             None => ctx.server_tick,
         }
     }
@@ -261,7 +269,9 @@ impl Conn {
                     }
                 }
                 quinn_proto::Event::DatagramReceived => self.read_datagrams(ctx),
-                quinn_proto::Event::Stream(StreamEvent::Finished { id } | StreamEvent::Stopped { id, .. }) => {
+                quinn_proto::Event::Stream(
+                    StreamEvent::Finished { id } | StreamEvent::Stopped { id, .. },
+                ) => {
                     self.rx_streams.remove(&id);
                 }
                 _ => {}
@@ -289,7 +299,10 @@ impl Conn {
 
     fn on_quic_connected(&mut self, ctx: &mut Ctx<'_>) {
         let Some(exporter) = self.exporter() else {
-            self.close(ctx, Rejection::new(ReasonCode::TRANSPORT_ERROR, "TLS exporter unavailable"));
+            self.close(
+                ctx,
+                Rejection::new(ReasonCode::TRANSPORT_ERROR, "TLS exporter unavailable"),
+            );
             return;
         };
         match std::mem::replace(&mut self.state, State::Closed) {
@@ -297,7 +310,10 @@ impl Conn {
                 let (next, hello) = handshake.start(exporter, (ctx.nonce)());
                 self.state = State::ClientAwaitingAccept(next);
                 let Some(id) = self.quic.streams().open(Dir::Bi) else {
-                    self.close(ctx, Rejection::new(ReasonCode::TRANSPORT_ERROR, "no control stream credit"));
+                    self.close(
+                        ctx,
+                        Rejection::new(ReasonCode::TRANSPORT_ERROR, "no control stream credit"),
+                    );
                     return;
                 };
                 let _ = self.quic.send_stream(id).set_priority(CONTROL_PRIORITY);
@@ -325,17 +341,30 @@ impl Conn {
                 let code = u16::try_from(close.error_code.into_inner()).unwrap_or(u16::MAX);
                 (ReasonCode(code), CloseInfo::decode(&close.reason))
             }
-            E::ConnectionClosed(close) if close.error_code == quinn_proto::TransportErrorCode::CONNECTION_REFUSED => (
-                ReasonCode::SERVER_BUSY,
-                CloseInfo { retry_after_ms: None, detail: "connection refused".into() },
-            ),
+            E::ConnectionClosed(close)
+                if close.error_code == quinn_proto::TransportErrorCode::CONNECTION_REFUSED =>
+            {
+                (
+                    ReasonCode::SERVER_BUSY,
+                    CloseInfo {
+                        retry_after_ms: None,
+                        detail: "connection refused".into(),
+                    },
+                )
+            }
             E::TimedOut if self.is_handshaking() => (
                 ReasonCode::HANDSHAKE_TIMEOUT,
-                CloseInfo { retry_after_ms: None, detail: "QUIC handshake timed out".into() },
+                CloseInfo {
+                    retry_after_ms: None,
+                    detail: "QUIC handshake timed out".into(),
+                },
             ),
             other => (
                 ReasonCode::TRANSPORT_ERROR,
-                CloseInfo { retry_after_ms: None, detail: other.to_string() },
+                CloseInfo {
+                    retry_after_ms: None,
+                    detail: other.to_string(),
+                },
             ),
         };
         self.report_closed(ctx, reason, info.retry_after_ms, info.detail, Initiator::Peer);
@@ -351,7 +380,12 @@ impl Conn {
     ) {
         let conn = ctx.handle;
         let event = if self.is_established() {
-            Event::Disconnected { conn, reason, detail, initiator }
+            Event::Disconnected {
+                conn,
+                reason,
+                detail,
+                initiator,
+            }
         } else {
             Event::Rejected {
                 conn,
@@ -377,8 +411,15 @@ impl Conn {
             retry_after_ms: rejection.retry_after_ms,
             detail: rejection.detail.clone(),
         };
-        self.quic.close(ctx.now, VarInt::from(rejection.reason.0), info.encode());
-        self.report_closed(ctx, rejection.reason, rejection.retry_after_ms, rejection.detail, Initiator::Local);
+        self.quic
+            .close(ctx.now, VarInt::from(rejection.reason.0), info.encode());
+        self.report_closed(
+            ctx,
+            rejection.reason,
+            rejection.retry_after_ms,
+            rejection.detail,
+            Initiator::Local,
+        );
     }
 
     fn accept_streams(&mut self, ctx: &mut Ctx<'_>, dir: Dir) -> Option<Pending> {
@@ -391,12 +432,21 @@ impl Conn {
                     pending = pending.or(self.read_control(ctx));
                 }
                 Dir::Bi => {
-                    self.close(ctx, Rejection::new(ReasonCode::PROTOCOL_VIOLATION, "unexpected bidirectional stream"));
+                    self.close(
+                        ctx,
+                        Rejection::new(ReasonCode::PROTOCOL_VIOLATION, "unexpected bidirectional stream"),
+                    );
                     return None;
                 }
                 Dir::Uni => {
                     let decoder = FrameDecoder::new(ctx.config.max_reliable_message_bytes);
-                    self.rx_streams.insert(id, RxStream { channel: None, decoder });
+                    self.rx_streams.insert(
+                        id,
+                        RxStream {
+                            channel: None,
+                            decoder,
+                        },
+                    );
                     self.read_stream(ctx, id);
                 }
             }
@@ -435,7 +485,10 @@ impl Conn {
 
     /// Acts on the next complete control frame, if the state expects one.
     pub(crate) fn next_control_frame(&mut self, ctx: &mut Ctx<'_>) -> Option<Pending> {
-        if matches!(self.state, State::ServerConnecting(_) | State::Verifying | State::Closed) {
+        if matches!(
+            self.state,
+            State::ServerConnecting(_) | State::Verifying | State::Closed
+        ) {
             return None; // keep buffered until the handshake state can take it
         }
         let frame = match self.control_rx.next_frame() {
@@ -470,7 +523,10 @@ impl Conn {
             }
             other => {
                 self.state = other;
-                self.close(ctx, Rejection::new(ReasonCode::PROTOCOL_VIOLATION, "unexpected control message"));
+                self.close(
+                    ctx,
+                    Rejection::new(ReasonCode::PROTOCOL_VIOLATION, "unexpected control message"),
+                );
                 None
             }
         }
@@ -538,8 +594,19 @@ impl Conn {
         let Some(channel) = channel else {
             return;
         };
-        if first_byte.is_some() && !matches!(ctx.config.channels.get(channel.0 as usize), Some(ChannelKind::Reliable { .. })) {
-            self.close(ctx, Rejection::new(ReasonCode::PROTOCOL_VIOLATION, format!("stream for non-reliable channel {}", channel.0)));
+        if first_byte.is_some()
+            && !matches!(
+                ctx.config.channels.get(channel.0 as usize),
+                Some(ChannelKind::Reliable { .. })
+            )
+        {
+            self.close(
+                ctx,
+                Rejection::new(
+                    ReasonCode::PROTOCOL_VIOLATION,
+                    format!("stream for non-reliable channel {}", channel.0),
+                ),
+            );
             return;
         }
         loop {
@@ -549,7 +616,10 @@ impl Conn {
             match rx.decoder.next_frame() {
                 Ok(Some(frame)) => {
                     if !self.admit(ctx.now, frame.len()) {
-                        self.close(ctx, Rejection::new(ReasonCode::RATE_LIMITED, "reliable message rate exceeded"));
+                        self.close(
+                            ctx,
+                            Rejection::new(ReasonCode::RATE_LIMITED, "reliable message rate exceeded"),
+                        );
                         return;
                     }
                     self.deliver(ctx, channel, frame);
@@ -610,10 +680,15 @@ impl Conn {
             Datagram::Ping(ping) => {
                 let tick = self.local_tick(ctx);
                 let pong = self.heartbeat.handle_ping(now, &ping, tick);
-                let _ = self.quic.datagrams().send(wire::encode_heartbeat(DatagramKind::Pong, &pong), true);
+                let _ = self
+                    .quic
+                    .datagrams()
+                    .send(wire::encode_heartbeat(DatagramKind::Pong, &pong), true);
             }
             Datagram::Pong(pong) => {
-                if let (Some(sample), Some(sync)) = (self.heartbeat.handle_pong(now, &pong), &mut self.tick_sync) {
+                if let (Some(sample), Some(sync)) =
+                    (self.heartbeat.handle_pong(now, &pong), &mut self.tick_sync)
+                {
                     sync.on_sample(now, sample.peer_tick, sample.rtt);
                 }
             }
@@ -622,16 +697,30 @@ impl Conn {
                     self.deliver(ctx, ChannelId(channel), bytes.slice_ref(payload));
                 }
             }
-            Datagram::Sequenced { channel, seq, payload } => {
-                if self.check_datagram_channel(ctx, channel, true) && self.accept_seq(channel, seq) && self.admit(now, payload.len()) {
+            Datagram::Sequenced {
+                channel,
+                seq,
+                payload,
+            } => {
+                if self.check_datagram_channel(ctx, channel, true)
+                    && self.accept_seq(channel, seq)
+                    && self.admit(now, payload.len())
+                {
                     self.deliver(ctx, ChannelId(channel), bytes.slice_ref(payload));
                 }
             }
-            Datagram::Fragment { channel, sequenced, header, chunk } => {
+            Datagram::Fragment {
+                channel,
+                sequenced,
+                header,
+                chunk,
+            } => {
                 if !self.check_datagram_channel(ctx, channel, sequenced) {
                     return;
                 }
-                if sequenced && self.rx_seq[channel as usize].is_some_and(|last| !seq_newer(header.message_id, last)) {
+                if sequenced
+                    && self.rx_seq[channel as usize].is_some_and(|last| !seq_newer(header.message_id, last))
+                {
                     self.stats.stale_sequenced_dropped += 1;
                     return;
                 }
@@ -686,7 +775,9 @@ impl Conn {
             .get(channel.0 as usize)
             .ok_or(SendError::UnknownChannel(channel))?;
         let result = match kind {
-            ChannelKind::Reliable { priority } => self.send_reliable(config, channel, priority.stream_priority(), payload, options),
+            ChannelKind::Reliable { priority } => {
+                self.send_reliable(config, channel, priority.stream_priority(), payload, options)
+            }
             ChannelKind::Unreliable | ChannelKind::Sequenced => {
                 self.send_datagram(config, channel, kind == ChannelKind::Sequenced, payload, options)
             }
@@ -704,7 +795,10 @@ impl Conn {
         options: SendOptions,
     ) -> Result<(), SendError> {
         if payload.len() > config.max_reliable_message_bytes {
-            return Err(SendError::TooLarge { size: payload.len(), max: config.max_reliable_message_bytes });
+            return Err(SendError::TooLarge {
+                size: payload.len(),
+                max: config.max_reliable_message_bytes,
+            });
         }
         let frame = wire::encode_frame(&payload);
         if self.queued_reliable_bytes + frame.len() > config.max_queued_reliable_bytes {
@@ -717,11 +811,19 @@ impl Conn {
             };
             let _ = self.quic.send_stream(id).set_priority(priority);
             tx.stream = Some(id);
-            tx.queue.push_back(QueuedFrame { bytes: Bytes::copy_from_slice(&[channel.0]), written: 0, deadline: None });
+            tx.queue.push_back(QueuedFrame {
+                bytes: Bytes::copy_from_slice(&[channel.0]),
+                written: 0,
+                deadline: None,
+            });
             self.queued_reliable_bytes += 1;
         }
         self.queued_reliable_bytes += frame.len();
-        tx.queue.push_back(QueuedFrame { bytes: frame, written: 0, deadline: options.deadline });
+        tx.queue.push_back(QueuedFrame {
+            bytes: frame,
+            written: 0,
+            deadline: options.deadline,
+        });
         self.stats.messages_sent += 1;
         self.stats.message_bytes_sent += payload.len() as u64;
         Ok(())
@@ -735,7 +837,11 @@ impl Conn {
         payload: Bytes,
         options: SendOptions,
     ) -> Result<(), SendError> {
-        let max = self.quic.datagrams().max_size().ok_or(SendError::DatagramsUnsupported)?;
+        let max = self
+            .quic
+            .datagrams()
+            .max_size()
+            .ok_or(SendError::DatagramsUnsupported)?;
         let header = if sequenced { SEQUENCED_HEADER_LEN } else { 1 };
         let seq = if sequenced {
             let seq = self.tx_seq[channel.0 as usize];
@@ -746,7 +852,14 @@ impl Conn {
         };
         if payload.len() + header <= max {
             let mut out = BytesMut::with_capacity(header + payload.len());
-            out.extend_from_slice(&[type_byte(if sequenced { DatagramKind::Sequenced } else { DatagramKind::Unreliable }, channel.0)]);
+            out.extend_from_slice(&[type_byte(
+                if sequenced {
+                    DatagramKind::Sequenced
+                } else {
+                    DatagramKind::Unreliable
+                },
+                channel.0,
+            )]);
             if let Some(seq) = seq {
                 out.extend_from_slice(&seq.to_be_bytes());
             }
@@ -759,7 +872,10 @@ impl Conn {
                 Ok(fragments) if !too_large => fragments,
                 _ => {
                     return match config.oversize_unreliable {
-                        OversizePolicy::Reject => Err(SendError::TooLarge { size: payload.len(), max: config.fragment.max_message_bytes }),
+                        OversizePolicy::Reject => Err(SendError::TooLarge {
+                            size: payload.len(),
+                            max: config.fragment.max_message_bytes,
+                        }),
                         OversizePolicy::SendReliable => {
                             let first_reliable = config.channels.iter().position(|k| !k.is_datagram());
                             match first_reliable {
@@ -768,9 +884,18 @@ impl Conn {
                                         ChannelKind::Reliable { priority } => priority.stream_priority(),
                                         _ => 0,
                                     };
-                                    self.send_reliable(config, ChannelId(index as u8), priority, payload, options)
+                                    self.send_reliable(
+                                        config,
+                                        ChannelId(index as u8),
+                                        priority,
+                                        payload,
+                                        options,
+                                    )
                                 }
-                                None => Err(SendError::TooLarge { size: payload.len(), max: config.fragment.max_message_bytes }),
+                                None => Err(SendError::TooLarge {
+                                    size: payload.len(),
+                                    max: config.fragment.max_message_bytes,
+                                }),
                             }
                         }
                     };
@@ -781,11 +906,22 @@ impl Conn {
                 self.next_fragment_id = id.wrapping_add(1);
                 id
             });
-            let kind = if sequenced { DatagramKind::SequencedFragment } else { DatagramKind::Fragment };
+            let kind = if sequenced {
+                DatagramKind::SequencedFragment
+            } else {
+                DatagramKind::Fragment
+            };
             for (index, count, chunk) in fragments {
                 let mut out = BytesMut::with_capacity(1 + FRAGMENT_HEADER_LEN + chunk.len());
                 out.extend_from_slice(&[type_byte(kind, channel.0)]);
-                out.extend_from_slice(&FragmentHeader { message_id, index, count }.encode());
+                out.extend_from_slice(
+                    &FragmentHeader {
+                        message_id,
+                        index,
+                        count,
+                    }
+                    .encode(),
+                );
                 out.extend_from_slice(chunk);
                 self.queue_datagram(config, out.freeze(), options.deadline);
             }
@@ -808,11 +944,25 @@ impl Conn {
     /// buffer allow, dropping those past their deadline.
     pub(crate) fn flush(&mut self, now: Instant) {
         if let Some(id) = self.control {
-            Self::write_queue(&mut self.quic, id, &mut self.control_tx, now, &mut 0, &mut self.stats.messages_expired);
+            Self::write_queue(
+                &mut self.quic,
+                id,
+                &mut self.control_tx,
+                now,
+                &mut 0,
+                &mut self.stats.messages_expired,
+            );
         }
         for tx in self.tx_channels.values_mut() {
             if let Some(id) = tx.stream {
-                Self::write_queue(&mut self.quic, id, &mut tx.queue, now, &mut self.queued_reliable_bytes, &mut self.stats.messages_expired);
+                Self::write_queue(
+                    &mut self.quic,
+                    id,
+                    &mut tx.queue,
+                    now,
+                    &mut self.queued_reliable_bytes,
+                    &mut self.stats.messages_expired,
+                );
             }
         }
         while let Some(front) = self.datagrams.front() {
@@ -824,11 +974,16 @@ impl Conn {
             if self.quic.datagrams().send_buffer_space() < front.bytes.len() {
                 break;
             }
-            let Some(item) = self.datagrams.pop_front() else { break };
+            let Some(item) = self.datagrams.pop_front() else {
+                break;
+            };
             match self.quic.datagrams().send(item.bytes, false) {
                 Ok(()) => {}
                 Err(quinn_proto::SendDatagramError::Blocked(bytes)) => {
-                    self.datagrams.push_front(QueuedDatagram { bytes, deadline: item.deadline });
+                    self.datagrams.push_front(QueuedDatagram {
+                        bytes,
+                        deadline: item.deadline,
+                    });
                     break;
                 }
                 Err(_) => self.stats.datagrams_dropped_queue_full += 1,

@@ -66,14 +66,26 @@ impl Pump {
     }
 
     /// Input: one received datagram.
-    pub fn receive(&mut self, now: Instant, from: SocketAddr, local_ip: Option<IpAddr>, ecn: Option<EcnCodepoint>, data: &[u8]) {
+    pub fn receive(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        local_ip: Option<IpAddr>,
+        ecn: Option<EcnCodepoint>,
+        data: &[u8],
+    ) {
         self.stats.datagrams_in += 1;
-        self.endpoint.handle_datagram(now, from, local_ip, ecn, BytesMut::from(data));
+        self.endpoint
+            .handle_datagram(now, from, local_ip, ecn, BytesMut::from(data));
     }
 
     /// Input: wake-up; runs timers if the endpoint's deadline has passed.
     pub fn wake(&mut self, now: Instant) {
-        if self.endpoint.poll_timeout().is_some_and(|deadline| deadline <= now) {
+        if self
+            .endpoint
+            .poll_timeout()
+            .is_some_and(|deadline| deadline <= now)
+        {
             self.endpoint.handle_timeout(now);
         }
     }

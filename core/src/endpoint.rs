@@ -21,8 +21,8 @@ use crate::connection::{Conn, Ctx, Pending};
 use crate::handshake::{ClientHandshake, ClientOffer, Rejection, ServerContribution, ServerPolicy, Session};
 use crate::limits::AddressLimiter;
 use crate::stats::{ConnectionStats, EndpointStats};
-use crate::ticket::{JoinTicket, TicketError, TicketVerifier};
 use crate::tick::{TickInfo, TickScheduler, TickSync};
+use crate::ticket::{JoinTicket, TicketError, TicketVerifier};
 use crate::tls::{self, derive_seed, AnchoredTime, TlsSetupError, SERVER_NAME};
 use crate::wire::{ReasonCode, Role, NONCE_LEN};
 
@@ -194,7 +194,8 @@ pub struct Endpoint {
 
 fn transport_config(config: &Config, server: bool) -> Arc<TransportConfig> {
     let mut transport = TransportConfig::default();
-    let idle = IdleTimeout::try_from(Duration::from_millis(config.idle_timeout_ms)).unwrap_or(IdleTimeout::from(VarInt::MAX));
+    let idle = IdleTimeout::try_from(Duration::from_millis(config.idle_timeout_ms))
+        .unwrap_or(IdleTimeout::from(VarInt::MAX));
     transport
         .max_idle_timeout(Some(idle))
         .keep_alive_interval(None)
@@ -212,7 +213,13 @@ impl Endpoint {
     ///
     /// # Errors
     /// [`EndpointError`] if the config is invalid or TLS cannot be set up.
-    pub fn server(config: Config, identity: SigningKey, gs_id: u64, wall: WallClock, now: Instant) -> Result<Self, EndpointError> {
+    pub fn server(
+        config: Config,
+        identity: SigningKey,
+        gs_id: u64,
+        wall: WallClock,
+        now: Instant,
+    ) -> Result<Self, EndpointError> {
         config.validate()?;
         let time_source = Arc::new(AnchoredTime::default());
         let mut server_config = quinn_proto::ServerConfig::new(
@@ -251,7 +258,8 @@ impl Endpoint {
         server_config: Option<Arc<quinn_proto::ServerConfig>>,
     ) -> Result<Self, EndpointError> {
         let seed = config.seed;
-        let mut endpoint_config = quinn_proto::EndpointConfig::new(tls::reset_key(derive_seed(seed, "quic/reset-key")));
+        let mut endpoint_config =
+            quinn_proto::EndpointConfig::new(tls::reset_key(derive_seed(seed, "quic/reset-key")));
         let cid_seed = derive_seed(seed, "quic/cid");
         endpoint_config
             .cid_generator(move || Box::new(tls::SeededCidGenerator::new(cid_seed)))
@@ -322,7 +330,9 @@ impl Endpoint {
         let now = self.advance(now);
         let handles: Vec<ConnHandle> = self.conns.keys().copied().collect();
         for handle in handles {
-            let Some(conn) = self.conns.get_mut(&handle) else { continue };
+            let Some(conn) = self.conns.get_mut(&handle) else {
+                continue;
+            };
             if conn.poll_timeout().is_some_and(|t| t <= now) {
                 let server_tick = self.server.as_ref().map_or(0, |s| s.scheduler.current_tick());
                 let before = self.events.len();
@@ -377,7 +387,8 @@ impl Endpoint {
         match self.quic.accept(incoming, now, &mut buf, None) {
             Ok((ch, quic)) => {
                 let handle = ConnHandle(ch.0);
-                self.conns.insert(handle, Conn::server(quic, now, &self.config, rejection));
+                self.conns
+                    .insert(handle, Conn::server(quic, now, &self.config, rejection));
                 self.process(now, handle);
             }
             Err(err) => {
@@ -399,7 +410,9 @@ impl Endpoint {
     /// Runs a connection's event processing, the server side of its handshake, and its
     /// endpoint-event exchange; forgets it once drained.
     fn process(&mut self, now: Instant, handle: ConnHandle) {
-        let Some(conn) = self.conns.get_mut(&handle) else { return };
+        let Some(conn) = self.conns.get_mut(&handle) else {
+            return;
+        };
         let server_tick = self.server.as_ref().map_or(0, |s| s.scheduler.current_tick());
         let before = self.events.len();
         let mut nonce = nonce_fn(&mut self.rng);
@@ -414,7 +427,9 @@ impl Endpoint {
         let mut pending = conn.process(&mut ctx);
         while let Some(Pending::Hello(hello)) = pending.take() {
             let Some(server) = self.server.as_mut() else { break };
-            let Some(awaiting) = conn.take_awaiting_hello() else { break };
+            let Some(awaiting) = conn.take_awaiting_hello() else {
+                break;
+            };
             let tick_rate_hz = u16::try_from(self.config.tick.tick_rate_hz).unwrap_or(u16::MAX);
             let policy = ServerPolicy {
                 version_min: self.config.version_min,
@@ -431,9 +446,12 @@ impl Endpoint {
             };
             let unix_ms = self.wall.unix_ms_at(now);
             let tickets = &mut server.tickets;
-            match awaiting.handle_hello(&policy, &hello, contribution, |ticket: &JoinTicket, key: &[u8; 32]| {
-                tickets.verify(ticket, unix_ms, key)
-            }) {
+            match awaiting.handle_hello(
+                &policy,
+                &hello,
+                contribution,
+                |ticket: &JoinTicket, key: &[u8; 32]| tickets.verify(ticket, unix_ms, key),
+            ) {
                 Ok((session, accept)) => conn.accept(&mut ctx, session, &accept),
                 Err(rejection) => conn.close(&mut ctx, rejection),
             }
@@ -441,7 +459,10 @@ impl Endpoint {
         }
         count_events(&mut self.stats, &self.events, before);
         while let Some(event) = conn.quic.poll_endpoint_events() {
-            if let Some(reply) = self.quic.handle_event(quinn_proto::ConnectionHandle(handle.0), event) {
+            if let Some(reply) = self
+                .quic
+                .handle_event(quinn_proto::ConnectionHandle(handle.0), event)
+            {
                 conn.quic.handle_event(reply);
             }
         }
@@ -518,7 +539,13 @@ impl Endpoint {
     /// # Errors
     /// [`ConnectError`] if QUIC refuses the address. Later failures arrive as
     /// [`Event::Rejected`].
-    pub fn connect(&mut self, now: Instant, remote: SocketAddr, ticket: JoinTicket, options: ConnectOptions) -> Result<ConnHandle, ConnectError> {
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        ticket: JoinTicket,
+        options: ConnectOptions,
+    ) -> Result<ConnHandle, ConnectError> {
         let now = self.advance(now);
         let offer = ClientOffer {
             version_min: self.config.version_min,
@@ -529,10 +556,13 @@ impl Endpoint {
             join_ticket: ticket,
             expected_server_key: options.expected_server_key,
         };
-        let (ch, quic) = self.quic.connect(now, self.client_config.clone(), remote, SERVER_NAME)?;
+        let (ch, quic) = self
+            .quic
+            .connect(now, self.client_config.clone(), remote, SERVER_NAME)?;
         let handle = ConnHandle(ch.0);
         let handshake = ClientHandshake::new(self.identity.clone(), offer);
-        self.conns.insert(handle, Conn::client(quic, now, &self.config, handshake));
+        self.conns
+            .insert(handle, Conn::client(quic, now, &self.config, handshake));
         self.process(now, handle);
         Ok(handle)
     }
@@ -541,7 +571,13 @@ impl Endpoint {
     ///
     /// # Errors
     /// [`SendError`]; nothing is sent on error.
-    pub fn send(&mut self, now: Instant, conn: ConnHandle, channel: ChannelId, payload: Bytes) -> Result<(), SendError> {
+    pub fn send(
+        &mut self,
+        now: Instant,
+        conn: ConnHandle,
+        channel: ChannelId,
+        payload: Bytes,
+    ) -> Result<(), SendError> {
         self.send_with(now, conn, channel, payload, SendOptions::default())
     }
 
@@ -549,7 +585,14 @@ impl Endpoint {
     ///
     /// # Errors
     /// [`SendError`]; nothing is sent on error.
-    pub fn send_with(&mut self, now: Instant, conn: ConnHandle, channel: ChannelId, payload: Bytes, options: SendOptions) -> Result<(), SendError> {
+    pub fn send_with(
+        &mut self,
+        now: Instant,
+        conn: ConnHandle,
+        channel: ChannelId,
+        payload: Bytes,
+        options: SendOptions,
+    ) -> Result<(), SendError> {
         let now = self.advance(now);
         let config = &self.config;
         let conn = self.conns.get_mut(&conn).ok_or(SendError::UnknownConnection)?;
@@ -565,7 +608,9 @@ impl Endpoint {
 
     fn close_with(&mut self, now: Instant, handle: ConnHandle, rejection: Rejection) {
         let now = self.advance(now);
-        let Some(conn) = self.conns.get_mut(&handle) else { return };
+        let Some(conn) = self.conns.get_mut(&handle) else {
+            return;
+        };
         let before = self.events.len();
         {
             let mut nonce = nonce_fn(&mut self.rng);

@@ -14,6 +14,12 @@
 //! - every chunk but the last has the same length `C ≥ 1`, the last has length `1..=C`;
 //! - the empty message is one fragment with an empty chunk, the only empty chunk allowed.
 //!
+//! A fragment is refused as too large as soon as the smallest message it can belong to exceeds
+//! the limit (`(count − 1) × C + 1` for a non-last chunk of length `C`, `count × L` for a last
+//! one of length `L`), and a partial as soon as its exact length `(count − 1) × C + L` is known
+//! to. Refusing when `count × C` merely *could* exceed the limit would refuse messages of exactly
+//! the maximum size (262 144 bytes in 1 200-byte chunks: 219 × 1 200 = 262 800).
+//!
 //! Lost fragments are not repaired (datagrams are never retransmitted): a message is delivered only
 //! when all its fragments arrive, and a partial message is dropped after
 //! [`FragmentConfig::reassembly_timeout_ms`]. Every fragment the reassembler refuses or throws away
@@ -115,11 +121,7 @@ pub enum FragmentHeaderError {
 /// # Errors
 /// [`SplitError`] when `max_chunk_bytes` is 0 or the message needs more than `max_fragments`
 /// fragments.
-pub fn split(
-    message: &[u8],
-    max_chunk_bytes: usize,
-    max_fragments: u8,
-) -> Result<Fragments<'_>, SplitError> {
+pub fn split(message: &[u8], max_chunk_bytes: usize, max_fragments: u8) -> Result<Fragments<'_>, SplitError> {
     if max_chunk_bytes == 0 {
         return Err(SplitError::ZeroChunkSize);
     }
@@ -200,10 +202,11 @@ impl FusedIterator for Fragments<'_> {}
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FragmentConfig {
-    /// Largest message accepted, in bytes. Default 262 144 (256 KiB): at the smallest QUIC
-    /// datagram payloads (~1 100 bytes after headers) that is within 255 fragments. Large
-    /// unreliable messages rarely survive loss (all fragments must arrive), so bigger data should
-    /// go on a reliable channel.
+    /// Largest message accepted, in bytes. Default 262 144 (256 KiB): chunks of 1 029 bytes carry
+    /// it in 255 fragments, and every QUIC path fits more (it must carry 1 200-byte UDP payloads,
+    /// RFC 9000 §14). Large unreliable messages rarely survive loss (every fragment must arrive:
+    /// 219 fragments at 1 % loss make it 11 % of the time), so bulk data belongs on a reliable
+    /// channel.
     pub max_message_bytes: usize,
     /// Most fragments per message. Default 255, the most the `u8` count can express.
     pub max_fragments: u8,
@@ -299,14 +302,15 @@ pub struct ReassemblyStats {
     /// partials replaced by a fragment that disagrees with them on `count` or chunk length (a
     /// wrapped `message_id`, or a non-last chunk of another size).
     pub dropped_inconsistent: u64,
-    /// Partials evicted (oldest first) to open a new one beyond `max_partial_messages`; with a
-    /// limit of 0, the refused fragments.
+    /// Partials evicted (oldest first) to open a new one when `max_partial_messages` are open;
+    /// with a limit of 0, the refused fragments.
     pub evicted_partial_limit: u64,
     /// Partials evicted (oldest first) to stay within `memory_budget_bytes`.
     pub evicted_memory_budget: u64,
     /// Partials dropped after `reassembly_timeout_ms`.
     pub expired_timeout: u64,
-    /// Fragments of one of the last 64 completed messages.
+    /// Fragments of one of the last 64 completed messages (same channel and id). A new message
+    /// that reuses such an id before 64 others complete is dropped the same way.
     pub late_duplicates: u64,
 }
 
@@ -364,19 +368,18 @@ impl Partial {
         if !consistent {
             return Fit::Inconsistent;
         }
+        // `index < count == self.count == chunks.len()`, checked by `insert` and above.
         if self.chunks[usize::from(header.index)].is_some() {
             return Fit::Duplicate;
         }
-        match chunk_len.zip(last_len) {
-            Some((c, l))
-                if usize::from(self.count - 1)
-                    .saturating_mul(c)
-                    .saturating_add(l)
-                    > limit =>
-            {
-                Fit::TooLarge
-            }
-            _ => Fit::Joins,
+        let message_len = |(c, l)| usize::from(self.count - 1).saturating_mul(c).saturating_add(l);
+        if chunk_len
+            .zip(last_len)
+            .is_some_and(|lens| message_len(lens) > limit)
+        {
+            Fit::TooLarge
+        } else {
+            Fit::Joins
         }
     }
 }
@@ -535,16 +538,17 @@ impl Reassembler {
 
     /// Largest message that can be accepted: it must fit both limits on its own.
     fn message_limit(&self) -> usize {
-        self.config
-            .max_message_bytes
-            .min(self.config.memory_budget_bytes)
+        self.config.max_message_bytes.min(self.config.memory_budget_bytes)
     }
 
+    /// Drops the partials due at `now`, oldest first (deadlines grow with creation order).
     fn expire(&mut self, now: Instant) {
-        while self.poll_timeout().is_some_and(|deadline| deadline <= now) {
-            if let Some(key) = self.oldest_except(None) {
-                self.discard(key, DropReason::Timeout, 0);
+        while let Some(key) = self.oldest_except(None) {
+            let deadline = self.partials.get(&key).and_then(|p| p.deadline);
+            if deadline.is_none_or(|deadline| deadline > now) {
+                break;
             }
+            self.discard(key, DropReason::Timeout, 0);
         }
     }
 
@@ -701,10 +705,7 @@ mod tests {
         assert!(h(0, 2, 3).is_last() && !h(0, 0, 3).is_last());
 
         use FragmentHeaderError::*;
-        assert_eq!(
-            FragmentHeader::decode(&[1, 2, 0]),
-            Err(Truncated { len: 3 })
-        );
+        assert_eq!(FragmentHeader::decode(&[1, 2, 0]), Err(Truncated { len: 3 }));
         assert_eq!(FragmentHeader::decode(&[1, 2, 0, 0]), Err(ZeroCount));
         let out_of_range = Err(IndexOutOfRange { index: 5, count: 5 });
         assert_eq!(FragmentHeader::decode(&[1, 2, 5, 5]), out_of_range);
@@ -736,11 +737,7 @@ mod tests {
         let mut r = reassembler(|_| {});
         let msg = message(2_500);
         assert_eq!(feed(&mut r, t0, (7, &msg, 1_000), 2..), NOTHING);
-        assert_eq!(
-            feed(&mut r, t0, (7, &msg, 1_000), 2..),
-            NOTHING,
-            "duplicate"
-        );
+        assert_eq!(feed(&mut r, t0, (7, &msg, 1_000), 2..), NOTHING, "duplicate");
         assert_eq!((r.partial_count(), r.buffered_bytes()), (1, 500));
         assert_eq!(feed(&mut r, t0, (7, &msg, 1_000), ..2), [msg.as_slice()]);
         assert_eq!(
@@ -754,11 +751,7 @@ mod tests {
         let s = r.stats();
         assert_eq!((s.fragments_received, s.messages_reassembled), (5, 1));
         assert_eq!(
-            (
-                s.duplicate_fragments,
-                s.late_duplicates,
-                s.fragments_dropped
-            ),
+            (s.duplicate_fragments, s.late_duplicates, s.fragments_dropped),
             (1, 1, 1)
         );
     }
@@ -773,14 +766,8 @@ mod tests {
 
         r.insert(t0, 2, h(9, 0, 2), b"a2");
         r.insert(t0, 3, h(9, 1, 2), b"b3");
-        assert_eq!(
-            r.insert(t0, 3, h(9, 0, 2), b"a3"),
-            Some(Bytes::from("a3b3"))
-        );
-        assert_eq!(
-            r.insert(t0, 2, h(9, 1, 2), b"b2"),
-            Some(Bytes::from("a2b2"))
-        );
+        assert_eq!(r.insert(t0, 3, h(9, 0, 2), b"a3"), Some(Bytes::from("a3b3")));
+        assert_eq!(r.insert(t0, 2, h(9, 1, 2), b"b2"), Some(Bytes::from("a2b2")));
         assert_eq!(r.stats().messages_reassembled, 4);
     }
 
@@ -799,14 +786,8 @@ mod tests {
         r.handle_timeout(t0 + ms(999));
         assert_eq!(r.partial_count(), 2, "an early timeout is a no-op");
         r.handle_timeout(t0 + ms(1_000));
-        assert_eq!(
-            (r.partial_count(), r.poll_timeout()),
-            (1, Some(t0 + ms(1_400)))
-        );
-        assert_eq!(
-            (r.stats().expired_timeout, r.stats().fragments_dropped),
-            (1, 2)
-        );
+        assert_eq!((r.partial_count(), r.poll_timeout()), (1, Some(t0 + ms(1_400))));
+        assert_eq!((r.stats().expired_timeout, r.stats().fragments_dropped), (1, 2));
 
         // An earlier `now` counts as the latest seen: nothing revived, nothing extended.
         assert_eq!(feed(&mut r, t0, (1, &msg, 10), 2..), NOTHING);
@@ -867,10 +848,7 @@ mod tests {
         // Each alone could fit; together they make 3 × 30 + 20 = 110 bytes.
         r.insert(t0, 0, h(5, 3, 4), &[0; 20]);
         r.insert(t0, 0, h(5, 1, 4), &[0; 30]);
-        assert_eq!(
-            (r.stats().dropped_too_large, r.stats().fragments_dropped),
-            (4, 6)
-        );
+        assert_eq!((r.stats().dropped_too_large, r.stats().fragments_dropped), (4, 6));
         assert_eq!((r.partial_count(), r.buffered_bytes()), (0, 0));
 
         // 100 bytes in 30-byte chunks: 4 × 30 > 100, yet the message is within the limit.
@@ -887,11 +865,7 @@ mod tests {
             feed(&mut r, t0 + ms(id.into()), (id, &msg, 10), ..1);
         }
         assert_eq!((r.partial_count(), r.stats().evicted_partial_limit), (2, 1));
-        assert_eq!(
-            r.poll_timeout(),
-            Some(t0 + ms(1_001)),
-            "message 0 was evicted"
-        );
+        assert_eq!(r.poll_timeout(), Some(t0 + ms(1_001)), "message 0 was evicted");
         assert_eq!(feed(&mut r, t0, (2, &msg, 10), 1..), [msg.as_slice()]);
 
         let mut none = reassembler(|c| c.max_partial_messages = 0);
@@ -927,11 +901,7 @@ mod tests {
 
         r.insert(t0, 0, h(4, 0, 3), &[0; 50]);
         assert_eq!(r.stats().dropped_too_large, 1, "more than the whole budget");
-        assert_eq!(
-            r.buffered_bytes(),
-            70,
-            "nothing evicted for a hopeless message"
-        );
+        assert_eq!(r.buffered_bytes(), 70, "nothing evicted for a hopeless message");
         assert_eq!(feed(&mut r, t0, (3, &small, 30), 1..), [small]);
     }
 
@@ -984,12 +954,7 @@ mod tests {
     }
 
     fn op() -> impl Strategy<Value = Op> {
-        let send = (
-            0..3u8,
-            0..1_500usize,
-            1..200usize,
-            prop::bool::weighted(0.2),
-        );
+        let send = (0..3u8, 0..1_500usize, 1..200usize, prop::bool::weighted(0.2));
         let deliver = (any::<Index>(), prop::bool::weighted(0.2), 0..50u64);
         prop_oneof![
             2 => send.prop_map(|(channel, len, chunk, reuse)| Op::Send(channel, len, chunk, reuse)),
@@ -1083,9 +1048,8 @@ mod tests {
                     let c = usize::from(channel);
                     let needed = len.div_ceil(chunk).max(1);
                     let previous = (channel, next_id[c].wrapping_sub(1));
-                    let taken = |(&(key, n), _): (&(Key, u8), &Vec<u8>)| {
-                        key == previous && usize::from(n) == needed
-                    };
+                    let taken =
+                        |(&(key, n), _): (&(Key, u8), &Vec<u8>)| key == previous && usize::from(n) == needed;
                     let id = if reuse && next_id[c] > 0 && !sent.iter().any(taken) {
                         previous.1
                     } else {
@@ -1096,8 +1060,7 @@ mod tests {
                     match split(&msg, chunk, 255) {
                         Ok(frags) => {
                             sent.insert(((channel, id), frags.fragment_count()), msg.clone());
-                            in_flight
-                                .extend(frags.map(|(i, n, c)| (channel, h(id, i, n), c.to_vec())));
+                            in_flight.extend(frags.map(|(i, n, c)| (channel, h(id, i, n), c.to_vec())));
                         }
                         Err(e) => {
                             prop_assert_eq!(e, SplitError::TooManyFragments { needed, max: 255 })
@@ -1146,11 +1109,7 @@ mod tests {
                 "every fragment is accounted for once"
             );
             if exact {
-                let model_bytes: usize = model
-                    .partials
-                    .values()
-                    .flat_map(|(_, _, r)| r.values())
-                    .sum();
+                let model_bytes: usize = model.partials.values().flat_map(|(_, _, r)| r.values()).sum();
                 prop_assert_eq!(
                     (real.partial_count(), stored),
                     (model.partials.len(), model_bytes)

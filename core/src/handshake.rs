@@ -23,9 +23,7 @@ use sha2::{Digest, Sha256};
 
 use crate::ticket::{JoinTicket, JoinTicketClaims, TicketError};
 use crate::tls::EXPORTER_LEN;
-use crate::wire::{
-    self, AcceptBody, Control, HelloBody, ReasonCode, Role, Signature, Signed, NONCE_LEN,
-};
+use crate::wire::{self, AcceptBody, Control, HelloBody, ReasonCode, Role, Signature, Signed, NONCE_LEN};
 
 /// Ticket permission bit that allows the [`Role::Admin`] role.
 pub const PERMISSION_ADMIN: u32 = 1 << 31;
@@ -202,7 +200,11 @@ impl ClientHandshake {
             join_ticket: self.offer.join_ticket.clone(),
         };
         let hello_body = wire::encode(&body);
-        let signature = Signature(self.identity.sign(&hello_digest(&exporter, &hello_body)).to_bytes());
+        let signature = Signature(
+            self.identity
+                .sign(&hello_digest(&exporter, &hello_body))
+                .to_bytes(),
+        );
         let message = Control::Hello(Signed {
             body: hello_body.clone(),
             signature,
@@ -237,16 +239,25 @@ impl AwaitingAccept {
             || body.version > self.offer.version_max
             || body.capabilities & !self.offer.capabilities != 0
         {
-            return Err(Rejection::new(ReasonCode::BAD_HANDSHAKE, "accept does not match hello"));
+            return Err(Rejection::new(
+                ReasonCode::BAD_HANDSHAKE,
+                "accept does not match hello",
+            ));
         }
         if let Some(expected) = self.offer.expected_server_key {
             if expected != body.server_key {
-                return Err(Rejection::new(ReasonCode::SERVER_KEY_MISMATCH, "unexpected server key"));
+                return Err(Rejection::new(
+                    ReasonCode::SERVER_KEY_MISMATCH,
+                    "unexpected server key",
+                ));
             }
         }
         let digest = accept_digest(&self.exporter, &self.hello_body, &signed.body);
         if !verify(&body.server_key, &digest, &signed.signature) {
-            return Err(Rejection::new(ReasonCode::BAD_SIGNATURE, "server signature invalid"));
+            return Err(Rejection::new(
+                ReasonCode::BAD_SIGNATURE,
+                "server signature invalid",
+            ));
         }
         Ok(Session {
             version: body.version,
@@ -336,8 +347,15 @@ impl AwaitingHello {
         if hello.schema_hash != policy.schema_hash {
             return Err(Rejection::new(ReasonCode::SCHEMA_MISMATCH, "schema hash differs"));
         }
-        if !verify(&hello.identity_key, &hello_digest(&self.exporter, &signed.body), &signed.signature) {
-            return Err(Rejection::new(ReasonCode::BAD_SIGNATURE, "client signature invalid"));
+        if !verify(
+            &hello.identity_key,
+            &hello_digest(&self.exporter, &signed.body),
+            &signed.signature,
+        ) {
+            return Err(Rejection::new(
+                ReasonCode::BAD_SIGNATURE,
+                "client signature invalid",
+            ));
         }
         let claims = verify_ticket(&hello.join_ticket, &hello.identity_key)?;
         let permitted = match hello.role {
@@ -346,7 +364,10 @@ impl AwaitingHello {
             Role::Admin => claims.permissions & PERMISSION_ADMIN != 0,
         };
         if !permitted {
-            return Err(Rejection::new(ReasonCode::ROLE_NOT_PERMITTED, "ticket lacks the admin permission"));
+            return Err(Rejection::new(
+                ReasonCode::ROLE_NOT_PERMITTED,
+                "ticket lacks the admin permission",
+            ));
         }
         let body = AcceptBody {
             version: high,

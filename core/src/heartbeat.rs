@@ -380,8 +380,7 @@ impl Heartbeat {
     /// slow path are not mistaken for a dead peer; so does this. With defaults and a 333 ms
     /// RTT the sum is 1.5 s, so `timeout_ms` (5 s) rules until the RTT nears half a second.
     pub fn failure_timeout(&self) -> Duration {
-        let pto =
-            self.rtt.srtt + (self.rtt.rttvar * 4).max(Duration::from_millis(1)) + self.interval;
+        let pto = self.rtt.srtt + (self.rtt.rttvar * 4).max(Duration::from_millis(1)) + self.interval;
         self.min_timeout.max(pto * 3)
     }
 
@@ -667,8 +666,7 @@ mod tests {
         fn step(&mut self) {
             let wire_next = self.wire.front().map(|(at, ..)| *at);
             let deadlines = self.sides.iter().filter_map(Heartbeat::poll_timeout);
-            self.now =
-                (deadlines.chain(wire_next).min()).expect("a live heartbeat always has a deadline");
+            self.now = (deadlines.chain(wire_next).min()).expect("a live heartbeat always has a deadline");
             let now = self.now;
             while self.wire.front().is_some_and(|(at, ..)| *at <= now) {
                 let (_, to, msg) = self.wire.pop_front().unwrap();
@@ -766,9 +764,7 @@ mod tests {
         // 100 ms with 50 ms hold would give 50 ms < min RTT: the hold is ignored.
         let p = hb.poll_ping(t0 + ms(1_000), 0).unwrap();
         assert_eq!(
-            hb.handle_pong(t0 + ms(1_100), &held(&p, 50_000))
-                .unwrap()
-                .rtt,
+            hb.handle_pong(t0 + ms(1_100), &held(&p, 50_000)).unwrap().rtt,
             ms(100)
         );
     }
@@ -850,10 +846,7 @@ mod tests {
         // Seq 7 is only 500 ms old at 4 s: not lost yet (loss delay 2 × max(srtt, 500 ms) = 1 s).
         let at = t0 + ms(4_000);
         hb.handle_timeout(at);
-        assert_eq!(
-            (hb.stats().pings_lost, hb.stats().loss_ratio),
-            (1, 1.0 / 7.0)
-        );
+        assert_eq!((hb.stats().pings_lost, hb.stats().loss_ratio), (1, 1.0 / 7.0));
         hb.handle_timeout(at + ms(600));
         assert_eq!((hb.stats().pings_lost, hb.stats().loss_ratio), (2, 0.25));
 
@@ -938,11 +931,7 @@ mod tests {
         assert_eq!(pair.failures, 0);
         for stats in pair.sides.each_ref().map(Heartbeat::stats) {
             // A round trip survives with probability 0.7 × 0.7, so ~51 % of pings are lost.
-            assert!(
-                (stats.loss_ratio - 0.51).abs() < 0.05,
-                "{}",
-                stats.loss_ratio
-            );
+            assert!((stats.loss_ratio - 0.51).abs() < 0.05, "{}", stats.loss_ratio);
             assert!((stats.incoming_loss_ratio - 0.30).abs() < 0.05);
             assert_eq!(stats.srtt_ms, 80.0);
             assert_eq!(stats.spurious_losses, 0);
@@ -985,10 +974,7 @@ mod tests {
             hb.handle_ping(t0 + ms(i as u64 * 500), &ping(seq, i as u64 * 500), 0);
         }
         let stats = hb.stats();
-        assert_eq!(
-            (stats.incoming_loss_ratio, stats.out_of_order_ratio),
-            (0.0, 0.0)
-        );
+        assert_eq!((stats.incoming_loss_ratio, stats.out_of_order_ratio), (0.0, 0.0));
         hb.handle_ping(t0 + ms(2_000), &ping(u32::MAX, 500), 0);
         assert_eq!(hb.stats().duplicate_pings, 1);
     }

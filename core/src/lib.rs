@@ -93,7 +93,9 @@ pub mod testing;
 pub use channel::{ChannelId, ChannelKind, Priority, SendOptions};
 pub use clock::WallClock;
 pub use config::Config;
-pub use endpoint::{ConnHandle, ConnectError, ConnectOptions, Endpoint, EndpointError, Event, Initiator, SendError};
+pub use endpoint::{
+    ConnHandle, ConnectError, ConnectOptions, Endpoint, EndpointError, Event, Initiator, SendError,
+};
 pub use handshake::Session;
 pub use quinn_proto::{EcnCodepoint, Transmit};
 pub use stats::{ConnectionStats, EndpointStats};

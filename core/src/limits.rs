@@ -152,10 +152,7 @@ impl RateLimitConfig {
     /// The first [`RateLimitConfigError`] found; fix that field.
     pub fn validate(&self) -> Result<(), RateLimitConfigError> {
         let rates = [
-            (
-                "handshakes_per_addr_per_sec",
-                self.handshakes_per_addr_per_sec,
-            ),
+            ("handshakes_per_addr_per_sec", self.handshakes_per_addr_per_sec),
             ("messages_per_sec", self.messages_per_sec),
             ("bytes_per_sec", self.bytes_per_sec),
         ];
@@ -319,7 +316,9 @@ impl PeerLimiter {
     /// admitted at the sustained rate rather than refused forever; its size is bounded
     /// separately by the frame limit.
     pub fn check(&mut self, now: Instant, bytes: usize) -> Result<(), RateLimited> {
-        let bytes = u64::try_from(bytes).unwrap_or(u64::MAX).min(self.bytes.capacity());
+        let bytes = u64::try_from(bytes)
+            .unwrap_or(u64::MAX)
+            .min(self.bytes.capacity());
         self.messages.refill(now);
         self.bytes.refill(now);
         let result = match (self.messages.shortfall(1), self.bytes.shortfall(bytes)) {
@@ -387,9 +386,7 @@ mod tests {
         // 1 held, 5 needed: 4 tokens at 3/s = 1.333… s, rounded up to the nanosecond.
         let wait = retry_after(bucket.try_take(t0, 5));
         assert_eq!(wait, Duration::from_nanos(1_333_333_334));
-        assert!(bucket
-            .try_take(t0 + wait - Duration::from_nanos(1), 5)
-            .is_err());
+        assert!(bucket.try_take(t0 + wait - Duration::from_nanos(1), 5).is_err());
         bucket.try_take(t0 + wait, 5).unwrap();
     }
 
@@ -512,8 +509,9 @@ mod tests {
         // Both refuse: the wait is the longer one (message 100 ms, bytes 10 ms).
         assert_eq!(retry_after(peer.check(t0, 10)), ms(100));
         peer.check(t0 + ms(100), 10).unwrap();
-        // A message larger than the byte burst can never pass.
-        assert_eq!(retry_after(peer.check(t0 + ms(100), 1_001)), Duration::MAX);
+        // A message larger than the byte burst is charged a full burst: it waits for a full
+        // bucket (990 bytes missing at 1000 B/s) instead of never passing.
+        assert_eq!(retry_after(peer.check(t0 + ms(100), 1_001)), ms(990));
         assert_eq!(
             peer.stats(),
             LimiterStats {
@@ -553,9 +551,7 @@ mod tests {
         };
         assert_eq!(
             config.validate(),
-            Err(RateLimitConfigError::ZeroBurst {
-                field: "byte_burst"
-            })
+            Err(RateLimitConfigError::ZeroBurst { field: "byte_burst" })
         );
         let config = RateLimitConfig {
             max_tracked_addrs: 0,

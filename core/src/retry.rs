@@ -97,10 +97,7 @@ pub struct Backoff {
 impl Backoff {
     /// A fresh schedule: no attempt has failed yet.
     pub fn new(config: RetryConfig) -> Self {
-        Self {
-            config,
-            attempts: 0,
-        }
+        Self { config, attempts: 0 }
     }
 
     /// Records a failed attempt and returns how long to wait before the next one, or `None`
@@ -116,9 +113,8 @@ impl Backoff {
             return None;
         }
         let exponent = i32::try_from(self.attempts - 1).unwrap_or(i32::MAX);
-        let base_ms = (self.config.initial_backoff_ms as f64
-            * self.config.multiplier.powi(exponent))
-        .min(self.config.max_backoff_ms as f64);
+        let base_ms = (self.config.initial_backoff_ms as f64 * self.config.multiplier.powi(exponent))
+            .min(self.config.max_backoff_ms as f64);
         let u = self.config.jitter_factor * (2.0 * rng.random::<f64>() - 1.0);
         let delay_ms = (base_ms * (1.0 + u)).max(0.0);
         // Float-to-int `as` saturates (NaN becomes 0), so this cannot panic.
@@ -174,10 +170,7 @@ mod tests {
             ..RetryConfig::default()
         };
         let delays = schedule(config, 0);
-        assert_eq!(
-            delays,
-            [1_000, 2_000, 4_000, 5_000, 5_000, 5_000, 5_000].map(ms)
-        );
+        assert_eq!(delays, [1_000, 2_000, 4_000, 5_000, 5_000, 5_000, 5_000].map(ms));
     }
 
     #[test]
@@ -257,10 +250,7 @@ mod tests {
             RetryConfigError::InitialAboveMax
         );
         assert_eq!(bad(|c| c.multiplier = 0.5), RetryConfigError::BadMultiplier);
-        assert_eq!(
-            bad(|c| c.multiplier = f64::NAN),
-            RetryConfigError::BadMultiplier
-        );
+        assert_eq!(bad(|c| c.multiplier = f64::NAN), RetryConfigError::BadMultiplier);
         assert_eq!(bad(|c| c.jitter_factor = 1.0), RetryConfigError::BadJitter);
         assert_eq!(bad(|c| c.jitter_factor = -0.1), RetryConfigError::BadJitter);
     }

@@ -76,7 +76,10 @@ impl Node {
     /// Whether `conn` has an established session.
     pub fn connected(&self, conn: ConnHandle) -> bool {
         self.endpoint.session(conn).is_some()
-            && !self.events.iter().any(|e| matches!(e, Event::Disconnected { conn: c, .. } if *c == conn))
+            && !self
+                .events
+                .iter()
+                .any(|e| matches!(e, Event::Disconnected { conn: c, .. } if *c == conn))
     }
 
     /// Payloads received on `channel` from `conn`, in order, without removing them.
@@ -84,7 +87,11 @@ impl Node {
         self.events
             .iter()
             .filter_map(|e| match e {
-                Event::Message { conn: c, channel: ch, payload } if *c == conn && *ch == channel => Some(payload.clone()),
+                Event::Message {
+                    conn: c,
+                    channel: ch,
+                    payload,
+                } if *c == conn && *ch == channel => Some(payload.clone()),
                 _ => None,
             })
             .collect()
@@ -195,7 +202,8 @@ impl Net {
     /// Adds a game server with its own wall clock (e.g. skewed).
     pub fn add_server_with(&mut self, config: Config, wall: WallClock) -> usize {
         let identity = Self::identity_for(config.seed);
-        let mut endpoint = Endpoint::server(config, identity.clone(), GS_ID, wall, self.now).expect("harness config is valid");
+        let mut endpoint = Endpoint::server(config, identity.clone(), GS_ID, wall, self.now)
+            .expect("harness config is valid");
         endpoint
             .tickets_mut()
             .expect("a server endpoint has a ticket verifier")
@@ -206,7 +214,8 @@ impl Net {
     /// Adds a client; returns its index.
     pub fn add_client(&mut self, config: Config) -> usize {
         let identity = Self::identity_for(config.seed);
-        let endpoint = Endpoint::client(config, identity.clone(), self.wall_clock()).expect("harness config is valid");
+        let endpoint =
+            Endpoint::client(config, identity.clone(), self.wall_clock()).expect("harness config is valid");
         self.push(endpoint, identity)
     }
 
@@ -256,7 +265,13 @@ impl Net {
     }
 
     /// `client` connects to `server` with `ticket` and `options`.
-    pub fn connect_with(&mut self, client: usize, server: usize, ticket: JoinTicket, options: ConnectOptions) -> ConnHandle {
+    pub fn connect_with(
+        &mut self,
+        client: usize,
+        server: usize,
+        ticket: JoinTicket,
+        options: ConnectOptions,
+    ) -> ConnHandle {
         let addr = self.nodes[server].addr;
         let now = self.now;
         let conn = self.nodes[client]
@@ -286,11 +301,20 @@ impl Net {
         let mut buf = std::mem::take(&mut self.buf);
         loop {
             let node = &mut self.nodes[index];
-            let Some(transmit) = node.endpoint.poll_transmit(now, &mut buf) else { break };
+            let Some(transmit) = node.endpoint.poll_transmit(now, &mut buf) else {
+                break;
+            };
             let from = node.addr;
             let isolated = node.isolated;
             let data = Bytes::copy_from_slice(&buf[..transmit.size]);
-            self.route(Packet { from, to: transmit.destination, data }, isolated);
+            self.route(
+                Packet {
+                    from,
+                    to: transmit.destination,
+                    data,
+                },
+                isolated,
+            );
         }
         self.buf = buf;
         let node = &mut self.nodes[index];
@@ -305,7 +329,11 @@ impl Net {
     fn route(&mut self, packet: Packet, sender_isolated: bool) {
         let receiver_isolated = self.nodes.iter().any(|n| n.addr == packet.to && n.isolated);
         // Draw a fixed number of values per packet so one knob does not reshuffle the rest.
-        let (lost, jitter, dup) = (self.rng.random::<f64>(), self.rng.random::<f64>(), self.rng.random::<f64>());
+        let (lost, jitter, dup) = (
+            self.rng.random::<f64>(),
+            self.rng.random::<f64>(),
+            self.rng.random::<f64>(),
+        );
         if sender_isolated || receiver_isolated || lost < self.link.loss {
             self.dropped += 1;
             return;
@@ -314,14 +342,19 @@ impl Net {
         let copies = if dup < self.link.duplicate { 2 } else { 1 };
         for _ in 0..copies {
             self.seq += 1;
-            self.in_flight.insert((self.now + delay, self.seq), packet.clone());
+            self.in_flight
+                .insert((self.now + delay, self.seq), packet.clone());
         }
     }
 
     /// The next instant anything happens: a packet arrival or a node deadline.
     pub fn next_time(&mut self) -> Option<Instant> {
         let packet = self.in_flight.keys().next().map(|(t, _)| *t);
-        let timer = self.nodes.iter_mut().filter_map(|n| n.endpoint.poll_timeout()).min();
+        let timer = self
+            .nodes
+            .iter_mut()
+            .filter_map(|n| n.endpoint.poll_timeout())
+            .min();
         match (packet, timer) {
             (Some(p), Some(t)) => Some(p.min(t)),
             (p, t) => p.or(t),
@@ -331,7 +364,9 @@ impl Net {
     /// Advances to the next instant anything happens (not past `limit`) and processes
     /// everything due then. Returns false if nothing is due by `limit`.
     pub fn step_until(&mut self, limit: Instant) -> bool {
-        let Some(next) = self.next_time() else { return false };
+        let Some(next) = self.next_time() else {
+            return false;
+        };
         if next > limit {
             return false;
         }
@@ -344,14 +379,22 @@ impl Net {
             let packet = entry.remove();
             if let Some(index) = self.nodes.iter().position(|n| n.addr == packet.to) {
                 self.delivered += 1;
-                self.nodes[index]
-                    .endpoint
-                    .handle_datagram(now, packet.from, None, None, BytesMut::from(&packet.data[..]));
+                self.nodes[index].endpoint.handle_datagram(
+                    now,
+                    packet.from,
+                    None,
+                    None,
+                    BytesMut::from(&packet.data[..]),
+                );
                 self.drain(index);
             }
         }
         for index in 0..self.nodes.len() {
-            if self.nodes[index].endpoint.poll_timeout().is_some_and(|t| t <= now) {
+            if self.nodes[index]
+                .endpoint
+                .poll_timeout()
+                .is_some_and(|t| t <= now)
+            {
                 self.nodes[index].endpoint.handle_timeout(now);
             }
             self.drain(index);
@@ -369,7 +412,10 @@ impl Net {
         let mut steps = 0u64;
         while self.step_until(limit) {
             steps += 1;
-            assert!(steps < 10_000_000, "livelock: {steps} steps without reaching {duration:?}");
+            assert!(
+                steps < 10_000_000,
+                "livelock: {steps} steps without reaching {duration:?}"
+            );
         }
         self.now = limit;
     }

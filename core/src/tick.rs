@@ -545,9 +545,7 @@ impl TickSync {
             return Some(state.clock_at);
         }
         let nanos = (remaining / (self.params.hz * (1.0 + state.adjust)) * 1e9).ceil();
-        state
-            .clock_at
-            .checked_add(Duration::from_nanos(nanos as u64))
+        state.clock_at.checked_add(Duration::from_nanos(nanos as u64))
     }
 
     /// Getter: synchronisation statistics.
@@ -604,8 +602,7 @@ mod tests {
         assert_eq!(config, TickConfig::default());
         assert_eq!(config.missed_tick_policy, MissedTickPolicy::Skip);
 
-        let skip: TickConfig =
-            toml::from_str("tick_rate_hz = 30\nmissed_tick_policy = \"skip\"").unwrap();
+        let skip: TickConfig = toml::from_str("tick_rate_hz = 30\nmissed_tick_policy = \"skip\"").unwrap();
         assert_eq!(
             (skip.tick_rate_hz, skip.missed_tick_policy),
             (30, MissedTickPolicy::Skip)
@@ -654,10 +651,7 @@ mod tests {
             assert_eq!(s.poll_tick(deadline), None);
             assert_eq!(s.current_tick(), n);
         }
-        assert_eq!(
-            s.next_deadline() - nanos(16_666_667),
-            t0 + Duration::from_secs(1)
-        );
+        assert_eq!(s.next_deadline() - nanos(16_666_667), t0 + Duration::from_secs(1));
         assert_eq!(
             s.stats(),
             TickStats {
@@ -723,10 +717,7 @@ mod tests {
         let mut previous = t0;
         while let Some(info) = s.poll_tick(s.next_deadline()) {
             let step = info.scheduled_at - previous;
-            assert!(
-                step == nanos(16_666_666) || step == nanos(16_666_667),
-                "{step:?}"
-            );
+            assert!(step == nanos(16_666_666) || step == nanos(16_666_667), "{step:?}");
             previous = info.scheduled_at;
             if info.tick == 216_000 {
                 break;
@@ -783,12 +774,7 @@ mod tests {
 
         /// Advances to the next event until `end`; calls `on_tick(now, tick)` for every client
         /// tick delivered.
-        fn run(
-            &mut self,
-            sync: &mut TickSync,
-            end: Instant,
-            mut on_tick: impl FnMut(&Self, Instant, u64),
-        ) {
+        fn run(&mut self, sync: &mut TickSync, end: Instant, mut on_tick: impl FnMut(&Self, Instant, u64)) {
             loop {
                 let pong_at = self.pongs.front().map(|(at, ..)| *at);
                 let now = [Some(self.next_ping), pong_at, sync.next_deadline()]
@@ -846,13 +832,9 @@ mod tests {
 
         // (time, client tick, client tick − (true server tick + margin)) per delivered tick.
         let mut ticks: Vec<(Instant, u64, f64)> = Vec::new();
-        sim.run(
-            &mut sync,
-            t0 + Duration::from_secs(120),
-            |sim, now, tick| {
-                ticks.push((now, tick, tick as f64 - (sim.server_tick(now) + 2.0)));
-            },
-        );
+        sim.run(&mut sync, t0 + Duration::from_secs(120), |sim, now, tick| {
+            ticks.push((now, tick, tick as f64 - (sim.server_tick(now) + 2.0)));
+        });
 
         assert!(
             ticks.windows(2).all(|w| w[1].1 == w[0].1 + 1),
@@ -870,10 +852,7 @@ mod tests {
             .map(|w| (1.0 / 60.0) / (w[1].0 - w[0].0).as_secs_f64() - 1.0);
         let worst_rate = adjusts.map(f64::abs).fold(0.0, f64::max);
         assert!(worst_rate <= 0.05 + 1e-4, "rate adjusted by {worst_rate}");
-        assert!(
-            worst_rate > 0.04,
-            "the initial offset was slewed at full speed"
-        );
+        assert!(worst_rate > 0.04, "the initial offset was slewed at full speed");
         let stats = sync.stats();
         assert_eq!(stats.snaps, 0);
         assert_eq!(stats.samples, 240);
@@ -907,18 +886,9 @@ mod tests {
         assert_eq!(sync.stats().snaps, 2);
         // Ticks run on until the first pong stamped after the leap arrives (< 1 s), then the
         // client has 2 000 ticks (33 s) to wait out.
-        assert!(
-            delivered.len() - before < 60,
-            "{}",
-            delivered.len() - before
-        );
-        assert!(
-            delivered.windows(2).all(|w| w[0] < w[1]),
-            "strictly increasing"
-        );
-        let error = sync
-            .estimated_server_tick(t0 + Duration::from_secs(40))
-            .unwrap()
+        assert!(delivered.len() - before < 60, "{}", delivered.len() - before);
+        assert!(delivered.windows(2).all(|w| w[0] < w[1]), "strictly increasing");
+        let error = sync.estimated_server_tick(t0 + Duration::from_secs(40)).unwrap()
             - sim.server_tick(t0 + Duration::from_secs(40));
         assert!(error.abs() < 1.0, "estimate follows the server: {error}");
     }
@@ -929,10 +899,7 @@ mod tests {
         let mut sync = TickSync::new(TickSyncConfig::default());
         sync.on_sample(t0, u64::MAX, 50 * MS);
         sync.on_sample(t0, 0, Duration::MAX);
-        assert_eq!(
-            (sync.stats().rejected_samples, sync.stats().samples),
-            (2, 0)
-        );
+        assert_eq!((sync.stats().rejected_samples, sync.stats().samples), (2, 0));
         assert_eq!(sync.poll_tick(t0), None);
     }
 }

@@ -151,19 +151,14 @@ mod signature_bytes {
 
     type Halves = ([u8; 32], [u8; 32]);
 
-    pub(super) fn serialize<S: Serializer>(
-        bytes: &[u8; 64],
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(bytes: &[u8; 64], serializer: S) -> Result<S::Ok, S::Error> {
         let mut halves: Halves = ([0; 32], [0; 32]);
         halves.0.copy_from_slice(&bytes[..32]);
         halves.1.copy_from_slice(&bytes[32..]);
         halves.serialize(serializer)
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<[u8; 64], D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<[u8; 64], D::Error> {
         let (first, second) = Halves::deserialize(deserializer)?;
         let mut bytes = [0; 64];
         bytes[..32].copy_from_slice(&first);
@@ -198,10 +193,7 @@ pub struct TicketIssuer {
 impl TicketIssuer {
     /// An issuer signing with `signing_key`, announced to verifiers as `key_id`.
     pub fn new(key_id: u32, signing_key: SigningKey) -> Self {
-        Self {
-            key_id,
-            signing_key,
-        }
+        Self { key_id, signing_key }
     }
 
     /// The key verifiers must register under this issuer's key id
@@ -212,8 +204,7 @@ impl TicketIssuer {
 
     /// Encodes and signs `claims`.
     pub fn issue(&self, claims: &JoinTicketClaims) -> JoinTicket {
-        let claims =
-            postcard::to_allocvec(claims).expect("postcard encoding into a Vec cannot fail");
+        let claims = postcard::to_allocvec(claims).expect("postcard encoding into a Vec cannot fail");
         let signature = self.signing_key.sign(&signed_message(self.key_id, &claims));
         JoinTicket {
             key_id: self.key_id,
@@ -491,10 +482,7 @@ impl TicketVerifier {
         handshake_key: &[u8; 32],
     ) -> Result<JoinTicketClaims, TicketError> {
         let key_id = ticket.key_id;
-        let key = self
-            .keys
-            .get(&key_id)
-            .ok_or(TicketError::UnknownKey { key_id })?;
+        let key = self.keys.get(&key_id).ok_or(TicketError::UnknownKey { key_id })?;
         key.verify_strict(
             &signed_message(key_id, &ticket.claims),
             &Signature::from_bytes(&ticket.signature),
@@ -617,12 +605,7 @@ impl TicketVerifier {
         Ok(())
     }
 
-    fn check_revoked(
-        &self,
-        key_id: u32,
-        claims: &JoinTicketClaims,
-        now: u64,
-    ) -> Result<(), TicketError> {
+    fn check_revoked(&self, key_id: u32, claims: &JoinTicketClaims, now: u64) -> Result<(), TicketError> {
         if self.revoked_keys.contains(&key_id)
             || self.revoked_clients.contains(&claims.client_id)
             || self.revoked_jtis.contains(&claims.jti, now)
@@ -633,11 +616,7 @@ impl TicketVerifier {
     }
 }
 
-fn insert_bounded<T: Ord>(
-    set: &mut BTreeSet<T>,
-    value: T,
-    capacity: usize,
-) -> Result<(), RevokeError> {
+fn insert_bounded<T: Ord>(set: &mut BTreeSet<T>, value: T, capacity: usize) -> Result<(), RevokeError> {
     if !set.contains(&value) && set.len() >= capacity {
         return Err(RevokeError::Full { capacity });
     }
@@ -663,15 +642,7 @@ mod tests {
     /// Ticket `n`: client `100 + n`, jti `[n; 16]`, valid from `from_ms` for `lifetime_ms`.
     fn claims_at(n: u8, from_ms: u64, lifetime_ms: u64) -> JoinTicketClaims {
         let client_id = 100 + u64::from(n);
-        JoinTicketClaims::new(
-            client_id,
-            GS,
-            [n; 16],
-            from_ms,
-            lifetime_ms,
-            0b101,
-            CLIENT_KEY,
-        )
+        JoinTicketClaims::new(client_id, GS, [n; 16], from_ms, lifetime_ms, 0b101, CLIENT_KEY)
     }
 
     fn claims(n: u8) -> JoinTicketClaims {
@@ -778,13 +749,7 @@ mod tests {
         let mut elsewhere = claims(1);
         elsewhere.gs_id = 8;
         let refused = harness().verify(&elsewhere, NOW);
-        assert_eq!(
-            refused,
-            Err(WrongAudience {
-                expected: GS,
-                got: 8
-            })
-        );
+        assert_eq!(refused, Err(WrongAudience { expected: GS, got: 8 }));
     }
 
     #[test]
@@ -800,19 +765,13 @@ mod tests {
         assert!(h.verify(&early, earliest).is_ok());
 
         assert!(h.verify(&claims(2), LAST_VALID).is_ok());
-        assert_eq!(
-            h.verify(&claims(3), LAST_VALID + 1),
-            Err(Expired { ago_ms: 1 })
-        );
+        assert_eq!(h.verify(&claims(3), LAST_VALID + 1), Err(Expired { ago_ms: 1 }));
     }
 
     #[test]
     fn lifetime_is_capped() {
         let mut h = harness_with(|config| config.max_lifetime_ms = 60_000);
-        assert_eq!(
-            h.verify(&claims_at(1, NOW, 60_001), NOW),
-            Err(LifetimeTooLong)
-        );
+        assert_eq!(h.verify(&claims_at(1, NOW, 60_001), NOW), Err(LifetimeTooLong));
         assert!(h.verify(&claims_at(2, NOW, 60_000), NOW).is_ok());
     }
 
@@ -820,10 +779,7 @@ mod tests {
     fn identity_key_must_match_the_handshake() {
         let mut h = harness();
         let ticket = h.issuer.issue(&claims(1));
-        assert_eq!(
-            h.gs.verify(&ticket, NOW, &[0xEE; 32]),
-            Err(IdentityMismatch)
-        );
+        assert_eq!(h.gs.verify(&ticket, NOW, &[0xEE; 32]), Err(IdentityMismatch));
         assert!(h.ticket(&ticket, NOW).is_ok());
     }
 
@@ -870,10 +826,7 @@ mod tests {
         assert_eq!(h.verify(&third, NOW + 40_001), Ok(third));
         assert_eq!(h.gs.replay_cache_len(), 2);
         // The unexpired first entry was never evicted.
-        assert_eq!(
-            h.verify(&claims_at(1, NOW, 20_000), NOW + 40_001),
-            Err(Replayed)
-        );
+        assert_eq!(h.verify(&claims_at(1, NOW, 20_000), NOW + 40_001), Err(Replayed));
         let stats = TicketStats {
             accepted: 3,
             rejected: 3,
@@ -888,10 +841,7 @@ mod tests {
         let [s1, s2, s3, s4] = [1, 2, 3, 4].map(|n| h.verify(&claims(n), NOW).unwrap());
         let gs = &mut h.gs;
         assert_eq!(gs.check_live(1, &s1, LAST_VALID), Ok(()));
-        assert_eq!(
-            gs.check_live(1, &s1, LAST_VALID + 1),
-            Err(Expired { ago_ms: 1 })
-        );
+        assert_eq!(gs.check_live(1, &s1, LAST_VALID + 1), Err(Expired { ago_ms: 1 }));
 
         gs.revoke_jti(s2.jti, s2.expires_at_ms).unwrap();
         assert_eq!(gs.check_live(1, &s2, NOW), Err(Revoked));
@@ -965,10 +915,7 @@ mod tests {
         trailing.push(0);
         // The last case announces 511 bytes of claims but carries none.
         for bad in [&bytes[..bytes.len() - 1], &trailing, &[1, 0xFF, 0x03]] {
-            assert_eq!(
-                JoinTicket::from_bytes(bad),
-                Err(TicketDecodeError::Malformed)
-            );
+            assert_eq!(JoinTicket::from_bytes(bad), Err(TicketDecodeError::Malformed));
         }
     }
 
@@ -976,10 +923,7 @@ mod tests {
     fn config_validates_and_reads_partial_toml() {
         assert_eq!(TicketConfig::default().validate(), Ok(()));
         let config: TicketConfig = toml::from_str("max_skew_ms = 10000").unwrap();
-        assert_eq!(
-            (config.max_skew_ms, config.max_lifetime_ms),
-            (10_000, 300_000)
-        );
+        assert_eq!((config.max_skew_ms, config.max_lifetime_ms), (10_000, 300_000));
         assert!(toml::from_str::<TicketConfig>("join_max_skew_ms = 1").is_err());
         let mut config = TicketConfig {
             max_lifetime_ms: 0,

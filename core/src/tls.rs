@@ -66,7 +66,9 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 /// A self-signed certificate for `identity`, deterministic in the key.
-fn self_signed(identity: &SigningKey) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), TlsSetupError> {
+fn self_signed(
+    identity: &SigningKey,
+) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), TlsSetupError> {
     let pkcs8 = identity
         .to_pkcs8_der()
         .map_err(|e| TlsSetupError::Certificate(e.to_string()))?;

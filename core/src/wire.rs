@@ -179,7 +179,11 @@ pub struct Signature(pub [u8; 64]);
 
 impl fmt::Debug for Signature {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Signature({:02x}{:02x}{:02x}{:02x}..)", self.0[0], self.0[1], self.0[2], self.0[3])
+        write!(
+            f,
+            "Signature({:02x}{:02x}{:02x}{:02x}..)",
+            self.0[0], self.0[1], self.0[2], self.0[3]
+        )
     }
 }
 
@@ -569,14 +573,21 @@ mod tests {
         dgram.extend_from_slice(&payload);
         assert_eq!(
             Datagram::decode(&dgram).unwrap(),
-            Datagram::Unreliable { channel: 7, payload: &payload }
+            Datagram::Unreliable {
+                channel: 7,
+                payload: &payload
+            }
         );
         let mut seq = vec![type_byte(DatagramKind::Sequenced, 31), 0x12, 0x34];
         seq.extend_from_slice(&payload);
         assert_eq!(seq.len() - payload.len(), SEQUENCED_HEADER_LEN);
         assert_eq!(
             Datagram::decode(&seq).unwrap(),
-            Datagram::Sequenced { channel: 31, seq: 0x1234, payload: &payload }
+            Datagram::Sequenced {
+                channel: 31,
+                seq: 0x1234,
+                payload: &payload
+            }
         );
     }
 
@@ -591,14 +602,21 @@ mod tests {
 
     #[test]
     fn heartbeat_roundtrip() {
-        let ping = Ping { seq: 5, tick: 99, ts_us: 1_000_000 };
+        let ping = Ping {
+            seq: 5,
+            tick: 99,
+            ts_us: 1_000_000,
+        };
         let bytes = encode_heartbeat(DatagramKind::Ping, &ping);
         assert_eq!(Datagram::decode(&bytes).unwrap(), Datagram::Ping(ping));
     }
 
     #[test]
     fn close_info_truncates_detail_on_char_boundary() {
-        let info = CloseInfo { retry_after_ms: Some(1500), detail: "é".repeat(150) };
+        let info = CloseInfo {
+            retry_after_ms: Some(1500),
+            detail: "é".repeat(150),
+        };
         let decoded = CloseInfo::decode(&info.encode());
         assert_eq!(decoded.retry_after_ms, Some(1500));
         assert!(decoded.detail.len() <= MAX_CLOSE_DETAIL_BYTES);

@@ -1,0 +1,200 @@
+use ed25519_dalek::SigningKey;
+
+use super::*;
+use crate::ticket::{TicketConfig, TicketIssuer, TicketVerifier};
+
+const NOW_MS: u64 = 1_767_225_600_000;
+
+struct Fixture {
+    client: SigningKey,
+    server: SigningKey,
+    issuer: TicketIssuer,
+    verifier: TicketVerifier,
+}
+
+fn fixture() -> Fixture {
+    let issuer = TicketIssuer::new(1, SigningKey::from_bytes(&[9; 32]));
+    let mut verifier = TicketVerifier::new(42, TicketConfig::default());
+    verifier.add_key(1, issuer.verifying_key());
+    Fixture {
+        client: SigningKey::from_bytes(&[1; 32]),
+        server: SigningKey::from_bytes(&[2; 32]),
+        issuer,
+        verifier,
+    }
+}
+
+fn offer(f: &Fixture, role: Role, permissions: u32) -> ClientOffer {
+    let claims = JoinTicketClaims::new(
+        7,
+        42,
+        [5; 16],
+        NOW_MS,
+        60_000,
+        permissions,
+        f.client.verifying_key().to_bytes(),
+    );
+    ClientOffer {
+        version_min: 1,
+        version_max: 3,
+        schema_hash: [8; 32],
+        capabilities: 0b1011,
+        role,
+        join_ticket: f.issuer.issue(&claims),
+        expected_server_key: None,
+    }
+}
+
+fn policy(f: &Fixture) -> ServerPolicy<'_> {
+    ServerPolicy {
+        version_min: 2,
+        version_max: 5,
+        schema_hash: [8; 32],
+        capabilities: 0b0110,
+        identity: &f.server,
+    }
+}
+
+const CONTRIBUTION: ServerContribution = ServerContribution {
+    nonce: [4; NONCE_LEN],
+    session_id: 77,
+    server_tick: 1000,
+    tick_rate_hz: 60,
+};
+
+fn run(
+    f: &mut Fixture,
+    offer: ClientOffer,
+    client_exporter: Exporter,
+    server_exporter: Exporter,
+) -> Result<(Session, Session), Rejection> {
+    let (awaiting, hello) =
+        ClientHandshake::new(f.client.clone(), offer).start(client_exporter, [3; NONCE_LEN]);
+    let policy = ServerPolicy {
+        identity: &f.server,
+        ..policy(f)
+    };
+    let verifier = &mut f.verifier;
+    let (server_session, accept) =
+        AwaitingHello::new(server_exporter).handle_hello(&policy, &hello, CONTRIBUTION, |ticket, key| {
+            verifier.verify(ticket, NOW_MS, key)
+        })?;
+    let client_session = awaiting.handle_accept(&accept)?;
+    Ok((client_session, server_session))
+}
+
+#[test]
+fn both_sides_agree_on_the_negotiated_session() {
+    let mut f = fixture();
+    let offer = offer(&f, Role::Player, 0);
+    let (client, server) = run(&mut f, offer, [0xE; 32], [0xE; 32]).unwrap();
+    assert_eq!(client.version, 3, "highest common version");
+    assert_eq!(client.capabilities, 0b0010, "intersection");
+    assert_eq!(client.session_id, 77);
+    assert_eq!(client.server_key, f.server.verifying_key().to_bytes());
+    assert_eq!(server.client_key, f.client.verifying_key().to_bytes());
+    assert_eq!(server.ticket.as_ref().unwrap().claims.client_id, 7);
+    assert_eq!(
+        Session {
+            ticket: None,
+            ..server
+        },
+        client
+    );
+}
+
+#[test]
+fn a_relayed_handshake_fails_because_exporters_differ() {
+    let mut f = fixture();
+    let offer = offer(&f, Role::Player, 0);
+    let err = run(&mut f, offer, [1; 32], [2; 32]).unwrap_err();
+    assert_eq!(err.reason, ReasonCode::BAD_SIGNATURE);
+}
+
+#[test]
+fn version_schema_and_role_failures_have_their_own_reasons() {
+    let mut f = fixture();
+    let mut old = offer(&f, Role::Player, 0);
+    old.version_max = 1;
+    assert_eq!(
+        run(&mut f, old, [0; 32], [0; 32]).unwrap_err().reason,
+        ReasonCode::UNSUPPORTED_VERSION
+    );
+
+    let mut other_schema = offer(&f, Role::Player, 0);
+    other_schema.schema_hash = [0; 32];
+    assert_eq!(
+        run(&mut f, other_schema, [0; 32], [0; 32]).unwrap_err().reason,
+        ReasonCode::SCHEMA_MISMATCH
+    );
+
+    let admin = offer(&f, Role::Admin, 0);
+    assert_eq!(
+        run(&mut f, admin, [0; 32], [0; 32]).unwrap_err().reason,
+        ReasonCode::ROLE_NOT_PERMITTED
+    );
+}
+
+#[test]
+fn admin_role_needs_the_permission_bit() {
+    let mut f = fixture();
+    let admin = offer(&f, Role::Admin, PERMISSION_ADMIN);
+    let (client, _) = run(&mut f, admin, [0; 32], [0; 32]).unwrap();
+    assert_eq!(client.role, Role::Admin);
+}
+
+#[test]
+fn a_pinned_server_key_is_enforced() {
+    let mut f = fixture();
+    let mut pinned = offer(&f, Role::Player, 0);
+    pinned.expected_server_key = Some([0xAA; 32]);
+    assert_eq!(
+        run(&mut f, pinned, [0; 32], [0; 32]).unwrap_err().reason,
+        ReasonCode::SERVER_KEY_MISMATCH
+    );
+}
+
+#[test]
+fn a_tampered_accept_is_rejected() {
+    let mut f = fixture();
+    let offer = offer(&f, Role::Player, 0);
+    let (awaiting, hello) = ClientHandshake::new(f.client.clone(), offer).start([0; 32], [3; NONCE_LEN]);
+    let verifier = &mut f.verifier;
+    let policy = ServerPolicy {
+        version_min: 1,
+        version_max: 5,
+        schema_hash: [8; 32],
+        capabilities: 0,
+        identity: &f.server,
+    };
+    let (_, accept) = AwaitingHello::new([0; 32])
+        .handle_hello(&policy, &hello, CONTRIBUTION, |t, k| {
+            verifier.verify(t, NOW_MS, k)
+        })
+        .unwrap();
+    let Control::Accept(mut signed) = accept else {
+        unreachable!()
+    };
+    let mut body: AcceptBody = wire::decode(&signed.body).unwrap();
+    body.permissions = u32::MAX;
+    signed.body = wire::encode(&body);
+    let err = awaiting.handle_accept(&Control::Accept(signed)).unwrap_err();
+    assert_eq!(err.reason, ReasonCode::BAD_SIGNATURE);
+}
+
+#[test]
+fn ticket_errors_map_to_reason_codes() {
+    let mut f = fixture();
+    let mut stranger = offer(&f, Role::Player, 0);
+    stranger.join_ticket.key_id = 99;
+    assert_eq!(
+        run(&mut f, stranger, [0; 32], [0; 32]).unwrap_err().reason,
+        ReasonCode::TICKET_UNKNOWN_KEY
+    );
+    let ok = offer(&f, Role::Player, 0);
+    run(&mut f, ok.clone(), [0; 32], [0; 32]).unwrap();
+    assert_eq!(
+        run(&mut f, ok, [0; 32], [0; 32]).unwrap_err().reason,
+        ReasonCode::TICKET_REPLAYED
+    );
+}

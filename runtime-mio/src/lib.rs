@@ -1,1 +1,280 @@
-pub fn x() {}
+//! # tickwire-mio
+//!
+//! A single-threaded driver for [`tickwire_core`] on [mio] and real UDP sockets. One
+//! [`MioRuntime`] polls any number of nodes (a UDP socket plus an [`Endpoint`]) and wakes on
+//! readability or the earliest endpoint deadline, whichever comes first. The driving logic —
+//! feeding datagrams, running timers, draining transmits, the five-stage tick — lives once in
+//! `tickwire_core::drive` and `tickwire_udp`; this crate only owns the poll loop.
+//!
+//! ```no_run
+//! use std::time::{Duration, Instant};
+//! use tickwire_core::{Config, Endpoint, Event, WallClock};
+//! use tickwire_mio::{wall_clock_now, MioRuntime};
+//!
+//! let identity = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+//! let endpoint = Endpoint::server(Config::default(), identity, 42, wall_clock_now(), Instant::now())?;
+//! let mut runtime = MioRuntime::new()?;
+//! let server = runtime.bind("127.0.0.1:4433".parse()?, endpoint)?;
+//! loop {
+//!     runtime.turn(Some(Duration::from_millis(100)))?;
+//!     while let Some(event) = runtime.endpoint(server).poll_event() {
+//!         if let Event::Connected { conn, .. } = event {
+//!             println!("{conn:?} joined");
+//!         }
+//!     }
+//!     # break;
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! [mio]: https://docs.rs/mio
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod demo;
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token};
+use serde::Serialize;
+use tickwire_core::drive::{run_tick, Pump, StageTimings, TickStages};
+use tickwire_core::{Endpoint, WallClock};
+use tickwire_udp::Datapath;
+
+/// Datagrams read from one socket per wake-up before the others get a turn.
+const RECEIVE_BUDGET: usize = 256;
+
+/// A wall-clock anchor for now: runtimes may read clocks, the core may not.
+pub fn wall_clock_now() -> WallClock {
+    let unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    WallClock::new(Instant::now(), unix_ms)
+}
+
+/// Identifies a node of a [`MioRuntime`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeId(usize);
+
+#[derive(Debug)]
+struct Node {
+    socket: UdpSocket,
+    datapath: Datapath,
+    pump: Pump,
+    /// Readable data may remain (the receive budget stopped us before `WouldBlock`).
+    readable: bool,
+}
+
+/// One thread's poll loop over any number of nodes. See the crate docs.
+#[derive(Debug)]
+pub struct MioRuntime {
+    poll: Poll,
+    events: Events,
+    nodes: Vec<Node>,
+}
+
+impl MioRuntime {
+    /// A runtime with no nodes.
+    ///
+    /// # Errors
+    /// The OS refused to create the poller.
+    pub fn new() -> io::Result<Self> {
+        Ok(Self {
+            poll: Poll::new()?,
+            events: Events::with_capacity(256),
+            nodes: Vec::new(),
+        })
+    }
+
+    /// Binds a UDP socket at `addr` (port 0 = any) for `endpoint`.
+    ///
+    /// # Errors
+    /// The socket could not be bound or configured.
+    pub fn bind(&mut self, addr: SocketAddr, endpoint: Endpoint) -> io::Result<NodeId> {
+        let mut socket = UdpSocket::bind(addr)?;
+        let id = NodeId(self.nodes.len());
+        self.poll
+            .registry()
+            .register(&mut socket, Token(id.0), Interest::READABLE | Interest::WRITABLE)?;
+        let datapath = Datapath::new(&socket)?;
+        self.nodes.push(Node {
+            socket,
+            datapath,
+            pump: Pump::new(endpoint),
+            readable: true,
+        });
+        Ok(id)
+    }
+
+    /// The node's local address.
+    ///
+    /// # Errors
+    /// The OS could not report it.
+    pub fn local_addr(&self, id: NodeId) -> io::Result<SocketAddr> {
+        self.nodes[id.0].socket.local_addr()
+    }
+
+    /// The node's endpoint, for commands, events and ticks. Call [`MioRuntime::flush`] (or the
+    /// next [`MioRuntime::turn`]) after commands so their packets leave.
+    pub fn endpoint(&mut self, id: NodeId) -> &mut Endpoint {
+        self.nodes[id.0].pump.endpoint()
+    }
+
+    /// The node's pump (socket counters).
+    pub fn pump(&self, id: NodeId) -> &Pump {
+        &self.nodes[id.0].pump
+    }
+
+    /// Node ids in creation order.
+    pub fn nodes(&self) -> impl Iterator<Item = NodeId> {
+        (0..self.nodes.len()).map(NodeId)
+    }
+
+    /// Sends whatever the node's endpoint has queued.
+    pub fn flush(&mut self, id: NodeId) {
+        let node = &mut self.nodes[id.0];
+        node.datapath.flush(&node.socket, &mut node.pump, Instant::now());
+    }
+
+    /// The earliest deadline of any node's endpoint.
+    pub fn next_deadline(&mut self) -> Option<Instant> {
+        self.nodes.iter_mut().filter_map(|n| n.pump.next_wakeup()).min()
+    }
+
+    /// One turn: waits for readability or the earliest deadline (at most `max_wait`), then
+    /// feeds received datagrams, runs due timers and flushes every node. The clock is read
+    /// after waking, so a late timer is handled at the real time.
+    ///
+    /// # Errors
+    /// A socket or poller error other than `WouldBlock`/`Interrupted`.
+    pub fn turn(&mut self, max_wait: Option<Duration>) -> io::Result<()> {
+        let now = Instant::now();
+        let mut timeout = self.next_deadline().map(|d| d.saturating_duration_since(now));
+        if let Some(max) = max_wait {
+            timeout = Some(timeout.map_or(max, |t| t.min(max)));
+        }
+        if self.nodes.iter().any(|n| n.readable) {
+            timeout = Some(Duration::ZERO);
+        }
+        match self.poll.poll(&mut self.events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        for event in &self.events {
+            if event.is_readable() {
+                if let Some(node) = self.nodes.get_mut(event.token().0) {
+                    node.readable = true;
+                }
+            }
+        }
+        let now = Instant::now();
+        for node in &mut self.nodes {
+            if node.readable {
+                let received = node
+                    .datapath
+                    .receive(&node.socket, &mut node.pump, now, RECEIVE_BUDGET)?;
+                node.readable = !received.drained;
+            }
+            node.pump.wake(now);
+            node.datapath.flush(&node.socket, &mut node.pump, now);
+        }
+        Ok(())
+    }
+
+    /// Runs every tick that is due on server node `id` through its five stages (poll, apply,
+    /// simulate, extract, send), recording per-stage wall time in `timings`.
+    pub fn run_due_ticks(&mut self, id: NodeId, game: &mut impl TickStages, timings: &mut StageStats) {
+        let node = &mut self.nodes[id.0];
+        while let Some(tick) = node.pump.endpoint().poll_tick(Instant::now()) {
+            let (socket, datapath) = (&node.socket, &node.datapath);
+            let stages = run_tick(&mut node.pump, game, &tick, Instant::now, |t, b| {
+                datapath.send(socket, t, b)
+            });
+            timings.record(&stages);
+        }
+    }
+
+    /// Graceful shutdown of server node `id`: tells every client why (`SERVER_SHUTDOWN` with
+    /// `detail`), then keeps the loop running until the connections have drained or
+    /// `grace` has passed.
+    ///
+    /// # Errors
+    /// A socket or poller error.
+    pub fn shutdown(&mut self, id: NodeId, detail: &str, grace: Duration) -> io::Result<()> {
+        let start = Instant::now();
+        self.endpoint(id).shutdown(start, detail, None);
+        self.flush(id);
+        while self.endpoint(id).connection_count() > 0 && start.elapsed() < grace {
+            self.turn(Some(Duration::from_millis(10)))?;
+        }
+        Ok(())
+    }
+}
+
+/// Per-stage timing aggregates of a server loop, in microseconds.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StageStats {
+    /// Ticks recorded.
+    pub ticks: u64,
+    /// Mean time per stage.
+    pub mean_us: StageMicros,
+    /// Worst time per stage.
+    pub max_us: StageMicros,
+    #[serde(skip)]
+    sum: StageMicros,
+}
+
+/// One number per stage, in microseconds.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct StageMicros {
+    /// Poll stage.
+    pub poll: f64,
+    /// Apply stage.
+    pub apply: f64,
+    /// Simulate stage.
+    pub simulate: f64,
+    /// Extract stage.
+    pub extract: f64,
+    /// Send stage.
+    pub send: f64,
+}
+
+impl StageMicros {
+    fn of(t: &StageTimings) -> Self {
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        Self {
+            poll: us(t.poll),
+            apply: us(t.apply),
+            simulate: us(t.simulate),
+            extract: us(t.extract),
+            send: us(t.send),
+        }
+    }
+
+    fn zip(self, other: Self, f: impl Fn(f64, f64) -> f64) -> Self {
+        Self {
+            poll: f(self.poll, other.poll),
+            apply: f(self.apply, other.apply),
+            simulate: f(self.simulate, other.simulate),
+            extract: f(self.extract, other.extract),
+            send: f(self.send, other.send),
+        }
+    }
+}
+
+impl StageStats {
+    /// Adds one tick's timings.
+    pub fn record(&mut self, timings: &StageTimings) {
+        let t = StageMicros::of(timings);
+        self.ticks += 1;
+        self.sum = self.sum.zip(t, |a, b| a + b);
+        self.max_us = self.max_us.zip(t, f64::max);
+        let n = self.ticks as f64;
+        self.mean_us = self.sum.zip(self.sum, |a, _| a / n);
+    }
+}

@@ -1,0 +1,104 @@
+//! `tickwire-client`: demo clients as their own process, against a running `tickwire-gs`.
+//!
+//! ```text
+//! cargo run --release -p tickwire-mio --bin tickwire-client -- --server 127.0.0.1:4433 --clients 8 --seconds 10
+//! # mint a ticket file for the smol example client (demo issuer, client index 0):
+//! cargo run --release -p tickwire-mio --bin tickwire-client -- --write-ticket ticket.bin --first 0
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use tickwire_mio::demo::{demo_ticket, run_clients, DemoOptions, DemoReport};
+
+/// Runs tickwire demo clients against a game server.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// The game server's UDP address.
+    #[arg(long, default_value = "127.0.0.1:4433")]
+    server: SocketAddr,
+    /// Number of clients.
+    #[arg(long, default_value_t = 8)]
+    clients: u64,
+    /// Index of the first client (identities and tickets derive from it).
+    #[arg(long, default_value_t = 0)]
+    first: u64,
+    /// Seconds to play.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Seed for client identities and randomness.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Seed of the demo ticket issuer key (must match the server's).
+    #[arg(long, default_value_t = 1)]
+    issuer_seed: u64,
+    /// Game server id to request tickets for.
+    #[arg(long, default_value_t = 42)]
+    gs_id: u64,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Instead of playing, write client `--first`'s join ticket to this file and exit.
+    #[arg(long)]
+    write_ticket: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let options = DemoOptions {
+        issuer_seed: args.issuer_seed,
+        gs_id: args.gs_id,
+        seed: args.seed,
+        duration: Duration::from_secs_f64(args.seconds.max(0.1)),
+    };
+    if let Some(path) = &args.write_ticket {
+        let ticket = demo_ticket(&options, args.first, 1);
+        return match std::fs::write(path, ticket.to_bytes()) {
+            Ok(()) => {
+                println!(
+                    "ticket for client {} (seed {}) written to {}",
+                    args.first,
+                    args.seed,
+                    path.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("cannot write {}: {e}", path.display());
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let clients = match run_clients(args.server, args.first, args.clients, &options) {
+        Ok(clients) => clients,
+        Err(e) => {
+            eprintln!("tickwire-client: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = DemoReport::build(None, &clients);
+    print!("{}", report.render());
+    for client in clients.iter().filter(|c| !c.joined) {
+        println!(
+            "client {}: {}",
+            client.index,
+            client.rejected.as_deref().unwrap_or("no answer")
+        );
+    }
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report).expect("report serialises");
+        if let Err(e) = std::fs::write(path, json) {
+            eprintln!("cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    if report.joined == report.clients {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

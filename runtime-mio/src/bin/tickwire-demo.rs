@@ -1,0 +1,103 @@
+//! `tickwire-demo`: a game server and N clients on real loopback UDP in one process (server on
+//! its own thread, all clients on another), then a report.
+//!
+//! ```text
+//! cargo run --release -p tickwire-mio --bin tickwire-demo -- --clients 32 --seconds 5 --json report.json
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use clap::Parser;
+use tickwire_mio::demo::{run_clients, run_server, DemoOptions, DemoReport};
+
+/// Runs a tickwire game server and clients over loopback UDP and reports what happened.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Number of clients.
+    #[arg(long, default_value_t = 32)]
+    clients: u64,
+    /// Seconds the clients play.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Base seed for every endpoint's randomness.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Seed of the demo ticket issuer key.
+    #[arg(long, default_value_t = 1)]
+    issuer_seed: u64,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let play = Duration::from_secs_f64(args.seconds.max(0.1));
+    let server_options = DemoOptions {
+        issuer_seed: args.issuer_seed,
+        gs_id: 42,
+        seed: args.seed,
+        duration: play + Duration::from_millis(1_500),
+    };
+    let client_options = DemoOptions {
+        duration: play,
+        ..server_options.clone()
+    };
+    let (tx, rx) = mpsc::channel();
+    let server = std::thread::spawn(move || {
+        run_server(
+            "127.0.0.1:0".parse().expect("valid address"),
+            &server_options,
+            |addr| {
+                let _ = tx.send(addr);
+            },
+            |_, _| {},
+        )
+    });
+    let Ok(addr) = rx.recv() else {
+        eprintln!("server failed to start: {:?}", server.join());
+        return ExitCode::FAILURE;
+    };
+    println!(
+        "game server on {addr}; {} clients joining for {:.1} s",
+        args.clients, args.seconds
+    );
+    let clients = match run_clients(addr, 0, args.clients, &client_options) {
+        Ok(clients) => clients,
+        Err(e) => {
+            eprintln!("clients failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let server = match server.join() {
+        Ok(Ok(report)) => report,
+        other => {
+            eprintln!("server failed: {other:?}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = DemoReport::build(Some(&server), &clients);
+    print!("{}", report.render());
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report).expect("report serialises");
+        if let Err(e) = std::fs::write(path, json) {
+            eprintln!("cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+        println!("report written to {}", path.display());
+    }
+    if report.joined == report.clients {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "{} of {} clients did not join",
+            report.clients - report.joined,
+            report.clients
+        );
+        ExitCode::FAILURE
+    }
+}

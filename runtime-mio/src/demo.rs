@@ -1,0 +1,615 @@
+//! The demo game behind `tickwire-demo`, `tickwire-gs` and `tickwire-client`: clients join
+//! with join tickets, send an input every client tick, and the server simulates players and
+//! broadcasts snapshots at half the tick rate, one in ten of them larger than a datagram (so it
+//! is fragmented and reassembled). Tickets are self-issued from a shared `issuer_seed`; the
+//! verification server that issues them for real comes with its own issue.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ed25519_dalek::SigningKey;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use tickwire_core::drive::TickStages;
+use tickwire_core::retry::Backoff;
+use tickwire_core::stats::ConnectionStats;
+use tickwire_core::tick::{TickInfo, TickStats};
+use tickwire_core::tls::derive_seed;
+use tickwire_core::{
+    ChannelId, Config, ConnHandle, ConnectOptions, Endpoint, Event, JoinTicket, JoinTicketClaims, ReasonCode,
+    TicketIssuer,
+};
+
+use crate::{wall_clock_now, MioRuntime, NodeId, StageStats};
+
+/// Key id of the demo issuer.
+pub const DEMO_KEY_ID: u32 = 1;
+/// Schema text whose hash both demo sides use.
+pub const DEMO_SCHEMA: &str =
+    "tickwire-demo/1: input{tick u64, dir u8} snapshot{tick u64, players[id u64, x f32, y f32]}";
+/// Bytes per player in a snapshot.
+const PLAYER_BYTES: usize = 16;
+
+/// Options shared by the demo's server and clients.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Seed of the issuer key both sides derive (demo only).
+    pub issuer_seed: u64,
+    /// Game server id tickets name.
+    pub gs_id: u64,
+    /// Base seed: node `i` uses `seed + i`.
+    pub seed: u64,
+    /// How long to run.
+    pub duration: Duration,
+}
+
+/// The config both demo sides use. Every demo client comes from 127.0.0.1, so the per-address
+/// handshake burst is raised from its default (8) to let a whole demo join at once.
+pub fn demo_config(seed: u64) -> Config {
+    let mut config = Config {
+        seed,
+        schema_hash: Config::schema_hash_of(DEMO_SCHEMA),
+        ..Config::default()
+    };
+    config.limits.handshake_burst_per_addr = 256;
+    config
+}
+
+/// The demo issuer (both sides derive it from `issuer_seed`).
+pub fn demo_issuer(issuer_seed: u64) -> TicketIssuer {
+    TicketIssuer::new(
+        DEMO_KEY_ID,
+        SigningKey::from_bytes(&derive_seed(issuer_seed, "demo/issuer")),
+    )
+}
+
+/// Client `index`'s identity key.
+pub fn client_identity(seed: u64, index: u64) -> SigningKey {
+    SigningKey::from_bytes(&derive_seed(seed.wrapping_add(index), "demo/client-identity"))
+}
+
+/// A join ticket for client `index`'s `attempt`-th connection (each attempt needs a fresh
+/// `jti`: tickets are single-use), valid for two minutes (a join ticket authorises joining;
+/// the session outlives it).
+pub fn demo_ticket(options: &DemoOptions, index: u64, attempt: u32) -> JoinTicket {
+    let identity = client_identity(options.seed, index);
+    let now_ms = wall_clock_now().unix_ms;
+    let mut jti = [0u8; 16];
+    jti[..4].copy_from_slice(&(options.seed as u32).to_be_bytes());
+    jti[4..8].copy_from_slice(&attempt.to_be_bytes());
+    jti[8..].copy_from_slice(&index.to_be_bytes());
+    let claims = JoinTicketClaims::new(
+        index,
+        options.gs_id,
+        jti,
+        now_ms,
+        120_000,
+        0,
+        identity.verifying_key().to_bytes(),
+    );
+    demo_issuer(options.issuer_seed).issue(&claims)
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Player {
+    x: f32,
+    y: f32,
+    dir: u8,
+}
+
+/// The server half of the demo game.
+#[derive(Debug, Default)]
+pub struct DemoServer {
+    players: BTreeMap<ConnHandle, Player>,
+    snapshot: Option<Bytes>,
+    /// Ended sessions: reason and final statistics.
+    pub ended: Vec<(ReasonCode, Option<ConnectionStats>)>,
+    /// Messages received from clients.
+    pub inputs_received: u64,
+    /// Snapshots sent (per client).
+    pub snapshots_sent: u64,
+    /// Send failures (queue full, not connected).
+    pub send_errors: u64,
+}
+
+/// Snapshot size in bytes for `tick`: small most of the time, one in ten ticks large enough to
+/// need several datagrams (a map chunk, a burst of spawned entities).
+fn snapshot_size(tick: u64, players: usize) -> usize {
+    let base = 8 + players * PLAYER_BYTES;
+    let extra = if (tick / 2) % 10 == 0 {
+        3_000 + (tick * 7919 % 5_000) as usize
+    } else {
+        (tick * 104_729 % 600) as usize
+    };
+    base + extra
+}
+
+impl TickStages for DemoServer {
+    fn apply(&mut self, endpoint: &mut Endpoint, _now: Instant, event: Event) {
+        match event {
+            Event::Connected { conn, .. } => {
+                self.players.insert(conn, Player::default());
+            }
+            Event::Disconnected { conn, reason, .. } => {
+                self.players.remove(&conn);
+                self.ended.push((reason, endpoint.stats(conn)));
+            }
+            Event::Message { conn, payload, .. } => {
+                self.inputs_received += 1;
+                if let (Some(player), Some(&dir)) = (self.players.get_mut(&conn), payload.get(8)) {
+                    player.dir = dir;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn simulate(&mut self, _tick: &TickInfo) {
+        for player in self.players.values_mut() {
+            let (dx, dy) = match player.dir % 4 {
+                0 => (1.0, 0.0),
+                1 => (0.0, 1.0),
+                2 => (-1.0, 0.0),
+                _ => (0.0, -1.0),
+            };
+            player.x += dx / 60.0;
+            player.y += dy / 60.0;
+        }
+    }
+
+    fn extract(&mut self, tick: &TickInfo) {
+        if tick.tick % 2 != 0 {
+            self.snapshot = None;
+            return;
+        }
+        let size = snapshot_size(tick.tick, self.players.len());
+        let mut out = Vec::with_capacity(size);
+        out.extend_from_slice(&tick.tick.to_be_bytes());
+        for (conn, player) in &self.players {
+            out.extend_from_slice(&(conn.index() as u64).to_be_bytes());
+            out.extend_from_slice(&player.x.to_be_bytes());
+            out.extend_from_slice(&player.y.to_be_bytes());
+        }
+        out.resize(size, 0xA5);
+        self.snapshot = Some(Bytes::from(out));
+    }
+
+    fn send(&mut self, endpoint: &mut Endpoint, now: Instant, tick: &TickInfo) {
+        let Some(snapshot) = self.snapshot.take() else {
+            return;
+        };
+        let deadline = now + Duration::from_millis(50);
+        for conn in self.players.keys() {
+            let options = tickwire_core::SendOptions {
+                deadline: Some(deadline),
+            };
+            match endpoint.send_with(now, *conn, ChannelId::LATEST, snapshot.clone(), options) {
+                Ok(()) => self.snapshots_sent += 1,
+                Err(_) => self.send_errors += 1,
+            }
+            if tick.tick % 60 == 0 {
+                let score = Bytes::from(format!("tick {} players {}", tick.tick, self.players.len()));
+                if endpoint.send(now, *conn, ChannelId::GAME, score).is_err() {
+                    self.send_errors += 1;
+                }
+            }
+        }
+    }
+}
+
+/// What the server side of a demo run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerReport {
+    /// Address it listened on.
+    pub listen: SocketAddr,
+    /// Ticks run.
+    pub ticks: u64,
+    /// Scheduler statistics (lateness p50/p99/max in ms, skipped ticks).
+    pub tick_stats: TickStats,
+    /// Per-stage wall time.
+    pub stages: StageStats,
+    /// Sessions established.
+    pub sessions: u64,
+    /// Inputs received.
+    pub inputs_received: u64,
+    /// Snapshots sent (per client).
+    pub snapshots_sent: u64,
+    /// Per-connection stats: ended sessions at their end, live ones just before shutdown.
+    pub connections: Vec<ConnectionStats>,
+}
+
+/// Runs the demo server on `listen` for `options.duration`, then shuts down gracefully.
+/// `ready` receives the bound address once the socket is up.
+///
+/// # Errors
+/// Socket errors.
+pub fn run_server(
+    listen: SocketAddr,
+    options: &DemoOptions,
+    ready: impl FnOnce(SocketAddr),
+    mut progress: impl FnMut(&Endpoint, Duration),
+) -> io::Result<ServerReport> {
+    let identity = SigningKey::from_bytes(&derive_seed(options.seed, "demo/server-identity"));
+    let start = Instant::now();
+    let mut endpoint = Endpoint::server(
+        demo_config(options.seed),
+        identity,
+        options.gs_id,
+        wall_clock_now(),
+        start,
+    )
+    .map_err(io::Error::other)?;
+    if let Some(tickets) = endpoint.tickets_mut() {
+        tickets.add_key(DEMO_KEY_ID, demo_issuer(options.issuer_seed).verifying_key());
+    }
+    let mut runtime = MioRuntime::new()?;
+    let node = runtime.bind(listen, endpoint)?;
+    let listen = runtime.local_addr(node)?;
+    ready(listen);
+    let mut game = DemoServer::default();
+    let mut stages = StageStats::default();
+    let mut last_progress = start;
+    while start.elapsed() < options.duration {
+        runtime.turn(Some(Duration::from_millis(50)))?;
+        runtime.run_due_ticks(node, &mut game, &mut stages);
+        if last_progress.elapsed() >= Duration::from_secs(1) {
+            last_progress = Instant::now();
+            progress(runtime.endpoint(node), start.elapsed());
+        }
+    }
+    let endpoint = runtime.endpoint(node);
+    let live = endpoint.connections().filter_map(|c| endpoint.stats(c));
+    let connections = game
+        .ended
+        .iter()
+        .filter_map(|(_, stats)| *stats)
+        .chain(live)
+        .collect();
+    let sessions = endpoint.endpoint_stats().sessions_established;
+    let tick_stats = endpoint.scheduler().map(|s| s.stats()).unwrap_or_default();
+    runtime.shutdown(node, "demo over", Duration::from_secs(2))?;
+    Ok(ServerReport {
+        listen,
+        ticks: tick_stats.ticks,
+        tick_stats,
+        stages,
+        sessions,
+        inputs_received: game.inputs_received,
+        snapshots_sent: game.snapshots_sent,
+        connections,
+    })
+}
+
+/// What one demo client observed.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientReport {
+    /// Client index.
+    pub index: u64,
+    /// Whether it joined.
+    pub joined: bool,
+    /// Rejection reason, if rejected.
+    pub rejected: Option<String>,
+    /// Disconnection reason seen, if any (e.g. `SERVER_SHUTDOWN` at the end).
+    pub disconnected: Option<String>,
+    /// Time from the successful attempt's `connect` to the accepted handshake, in ms.
+    pub handshake_ms: Option<f64>,
+    /// Connection attempts made (retries after retryable rejections included).
+    pub attempts: u32,
+    /// Snapshots received.
+    pub snapshots: u64,
+    /// Connection statistics at the end of the run.
+    pub stats: Option<ConnectionStats>,
+}
+
+/// Runs `count` demo clients (indices `first..first+count`) against `server` for
+/// `options.duration` on one thread, then closes them.
+///
+/// # Errors
+/// Socket errors.
+pub fn run_clients(
+    server: SocketAddr,
+    first: u64,
+    count: u64,
+    options: &DemoOptions,
+) -> io::Result<Vec<ClientReport>> {
+    let mut runtime = MioRuntime::new()?;
+    let bind: SocketAddr = if server.is_ipv4() {
+        "127.0.0.1:0"
+    } else {
+        "[::1]:0"
+    }
+    .parse()
+    .map_err(io::Error::other)?;
+    let mut clients = Vec::new();
+    let start = Instant::now();
+    for index in first..first + count {
+        let config = demo_config(options.seed.wrapping_add(1_000 + index));
+        let retry = config.retry.clone();
+        let endpoint = Endpoint::client(config, client_identity(options.seed, index), wall_clock_now())
+            .map_err(io::Error::other)?;
+        let node = runtime.bind(bind, endpoint)?;
+        clients.push(DemoClient {
+            node,
+            conn: None,
+            retry_at: Some(start),
+            attempt_started: start,
+            backoff: Backoff::new(retry),
+            rng: ChaCha8Rng::seed_from_u64(options.seed ^ index),
+            report: ClientReport {
+                index,
+                joined: false,
+                rejected: None,
+                disconnected: None,
+                handshake_ms: None,
+                attempts: 0,
+                snapshots: 0,
+                stats: None,
+            },
+        });
+    }
+    while start.elapsed() < options.duration {
+        let next_tick = clients
+            .iter()
+            .filter_map(|c| runtime.endpoint(c.node).tick_sync(c.conn?)?.next_deadline())
+            .min()
+            .map(|t| t.saturating_duration_since(Instant::now()));
+        runtime.turn(Some(
+            next_tick
+                .unwrap_or(Duration::from_millis(20))
+                .min(Duration::from_millis(20)),
+        ))?;
+        for client in &mut clients {
+            client.step(&mut runtime, server, options)?;
+            runtime.flush(client.node);
+        }
+    }
+    for client in &clients {
+        if let Some(conn) = client.conn {
+            runtime
+                .endpoint(client.node)
+                .close(Instant::now(), conn, ReasonCode::NORMAL, "client done");
+            runtime.flush(client.node);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_millis(300);
+    while Instant::now() < deadline
+        && runtime
+            .nodes()
+            .any(|n| runtime.pump(n).endpoint_ref().connection_count() > 0)
+    {
+        runtime.turn(Some(Duration::from_millis(10)))?;
+    }
+    Ok(clients.into_iter().map(|c| c.report).collect())
+}
+
+/// One demo client: its node, its connection attempt, and its retry state.
+#[derive(Debug)]
+struct DemoClient {
+    node: NodeId,
+    conn: Option<ConnHandle>,
+    /// When to (re)connect; `None` while connected or once retries are exhausted.
+    retry_at: Option<Instant>,
+    attempt_started: Instant,
+    backoff: Backoff,
+    rng: ChaCha8Rng,
+    report: ClientReport,
+}
+
+impl DemoClient {
+    /// Connects when due, handles events (retrying retryable rejections with backoff and
+    /// jitter, honouring the server's `retry_after`), and sends one input per client tick.
+    fn step(
+        &mut self,
+        runtime: &mut MioRuntime,
+        server: SocketAddr,
+        options: &DemoOptions,
+    ) -> io::Result<()> {
+        let now = Instant::now();
+        let endpoint = runtime.endpoint(self.node);
+        if self.retry_at.is_some_and(|t| t <= now) {
+            self.retry_at = None;
+            self.attempt_started = now;
+            self.report.attempts += 1;
+            let ticket = demo_ticket(options, self.report.index, self.report.attempts);
+            let conn = endpoint
+                .connect(now, server, ticket, ConnectOptions::default())
+                .map_err(io::Error::other)?;
+            self.conn = Some(conn);
+        }
+        let Some(conn) = self.conn else { return Ok(()) };
+        while let Some(event) = endpoint.poll_event() {
+            match event {
+                Event::Connected { .. } => {
+                    self.report.joined = true;
+                    self.report.rejected = None;
+                    self.report.handshake_ms =
+                        Some(now.duration_since(self.attempt_started).as_secs_f64() * 1e3);
+                    self.backoff.reset();
+                }
+                Event::Rejected {
+                    reason,
+                    detail,
+                    retry_after,
+                    ..
+                } => {
+                    self.report.rejected = Some(format!("{reason}: {detail}"));
+                    let delay = self.backoff.next_delay(&mut self.rng);
+                    if let (true, Some(delay)) = (reason.is_retryable(), delay) {
+                        self.retry_at = Some(now + delay.max(retry_after.unwrap_or_default()));
+                    }
+                }
+                Event::Disconnected { reason, detail, .. } => {
+                    self.report.disconnected = Some(format!("{reason}: {detail}"));
+                }
+                Event::Message { channel, .. } if channel == ChannelId::LATEST => self.report.snapshots += 1,
+                _ => {}
+            }
+        }
+        while let Some(tick) = endpoint.poll_client_tick(now, conn) {
+            let mut input = tick.to_be_bytes().to_vec();
+            input.push((tick / 120 + self.report.index) as u8);
+            let _ = endpoint.send(now, conn, ChannelId::LATEST, Bytes::from(input));
+        }
+        if self.report.joined && self.report.disconnected.is_none() {
+            self.report.stats = endpoint.stats(conn);
+        }
+        Ok(())
+    }
+}
+
+/// Percentiles of a sample set, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile (nearest rank).
+    pub p99: f64,
+}
+
+impl Percentiles {
+    /// Nearest-rank percentiles of `values` (zeros when empty).
+    pub fn of(mut values: Vec<f64>) -> Self {
+        if values.is_empty() {
+            return Self::default();
+        }
+        values.sort_by(f64::total_cmp);
+        let rank = |p: f64| values[((p * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1];
+        Self {
+            p50: rank(0.50),
+            p99: rank(0.99),
+        }
+    }
+}
+
+/// The demo's report (`--json` writes it).
+#[derive(Debug, Clone, Serialize)]
+pub struct DemoReport {
+    /// Clients started.
+    pub clients: u64,
+    /// Clients whose handshake was accepted.
+    pub joined: u64,
+    /// Clients rejected.
+    pub rejected: u64,
+    /// Time from connect to accepted handshake.
+    pub handshake_ms: Percentiles,
+    /// RTT: p50 is the median of the clients' heartbeat p50s, p99 the largest client p99.
+    pub rtt_ms: Percentiles,
+    /// Mean RFC 3550 interarrival jitter over clients, in ms.
+    pub jitter_ms: f64,
+    /// Mean heartbeat loss ratio over clients.
+    pub loss_ratio: f64,
+    /// Application messages sent by all endpoints.
+    pub messages_sent: u64,
+    /// Application messages received by all endpoints.
+    pub messages_received: u64,
+    /// UDP bytes sent by all endpoints.
+    pub bytes_sent: u64,
+    /// UDP bytes received by all endpoints.
+    pub bytes_received: u64,
+    /// Fragmented messages reassembled (clients).
+    pub fragmented_messages_reassembled: u64,
+    /// Fragments dropped by reassembly (clients).
+    pub fragments_dropped: u64,
+    /// Server ticks run.
+    pub ticks: u64,
+    /// Server tick lateness.
+    pub tick_lateness_ms: Percentiles,
+    /// Server per-stage timings.
+    pub stages: StageStats,
+    /// Per-client details.
+    pub per_client: Vec<ClientReport>,
+}
+
+impl DemoReport {
+    /// Aggregates the server's and the clients' reports (either may be absent when the sides
+    /// run as separate processes).
+    pub fn build(server: Option<&ServerReport>, clients: &[ClientReport]) -> Self {
+        let client_stats: Vec<&ConnectionStats> = clients.iter().filter_map(|c| c.stats.as_ref()).collect();
+        let server_stats: &[ConnectionStats] = server.map_or(&[], |s| &s.connections);
+        let all = || client_stats.iter().copied().chain(server_stats.iter());
+        let mean = |f: &dyn Fn(&ConnectionStats) -> f64| {
+            if client_stats.is_empty() {
+                0.0
+            } else {
+                client_stats.iter().map(|s| f(s)).sum::<f64>() / client_stats.len() as f64
+            }
+        };
+        let p50s = Percentiles::of(client_stats.iter().map(|s| s.heartbeat.rtt_p50_ms).collect());
+        let max_p99 = client_stats
+            .iter()
+            .map(|s| s.heartbeat.rtt_p99_ms)
+            .fold(0.0, f64::max);
+        Self {
+            clients: clients.len() as u64,
+            joined: clients.iter().filter(|c| c.joined).count() as u64,
+            rejected: clients.iter().filter(|c| c.rejected.is_some()).count() as u64,
+            handshake_ms: Percentiles::of(clients.iter().filter_map(|c| c.handshake_ms).collect()),
+            rtt_ms: Percentiles {
+                p50: p50s.p50,
+                p99: max_p99,
+            },
+            jitter_ms: mean(&|s| s.heartbeat.jitter_ms),
+            loss_ratio: mean(&|s| s.heartbeat.loss_ratio),
+            messages_sent: all().map(|s| s.messages_sent).sum(),
+            messages_received: all().map(|s| s.messages_received).sum(),
+            bytes_sent: all().map(|s| s.udp_tx_bytes).sum(),
+            bytes_received: all().map(|s| s.udp_rx_bytes).sum(),
+            fragmented_messages_reassembled: client_stats
+                .iter()
+                .map(|s| s.reassembly.messages_reassembled)
+                .sum(),
+            fragments_dropped: client_stats.iter().map(|s| s.reassembly.fragments_dropped).sum(),
+            ticks: server.map_or(0, |s| s.ticks),
+            tick_lateness_ms: server.map_or_else(Percentiles::default, |s| Percentiles {
+                p50: s.tick_stats.lateness_p50_ms,
+                p99: s.tick_stats.lateness_p99_ms,
+            }),
+            stages: server.map(|s| s.stages.clone()).unwrap_or_default(),
+            per_client: clients.to_vec(),
+        }
+    }
+
+    /// A human-readable summary.
+    pub fn render(&self) -> String {
+        let m = &self.stages.mean_us;
+        format!(
+            "tickwire demo report\n\
+             --------------------\n\
+             clients            {} joined, {} rejected (of {})\n\
+             handshake          p50 {:.1} ms   p99 {:.1} ms\n\
+             rtt (heartbeat)    p50 {:.2} ms   p99 {:.2} ms   jitter {:.3} ms   loss {:.2} %\n\
+             messages           {} sent, {} received\n\
+             udp bytes          {} sent, {} received\n\
+             fragmentation      {} messages reassembled, {} fragments dropped\n\
+             server ticks       {} (lateness p50 {:.3} ms, p99 {:.3} ms)\n\
+             stage means (us)   poll {:.1}  apply {:.1}  simulate {:.1}  extract {:.1}  send {:.1}\n",
+            self.joined,
+            self.rejected,
+            self.clients,
+            self.handshake_ms.p50,
+            self.handshake_ms.p99,
+            self.rtt_ms.p50,
+            self.rtt_ms.p99,
+            self.jitter_ms,
+            self.loss_ratio * 100.0,
+            self.messages_sent,
+            self.messages_received,
+            self.bytes_sent,
+            self.bytes_received,
+            self.fragmented_messages_reassembled,
+            self.fragments_dropped,
+            self.ticks,
+            self.tick_lateness_ms.p50,
+            self.tick_lateness_ms.p99,
+            m.poll,
+            m.apply,
+            m.simulate,
+            m.extract,
+            m.send,
+        )
+    }
+}

@@ -209,11 +209,13 @@ impl Conn {
             State::Closed => {}
             State::Established => {
                 self.reassembler.handle_timeout(now);
-                if self.heartbeat.handle_timeout(now).is_some() {
-                    self.close(
-                        ctx,
-                        Rejection::new(ReasonCode::HEARTBEAT_TIMEOUT, "no packets from peer"),
+                if let Some(failure) = self.heartbeat.handle_timeout(now) {
+                    let detail = format!(
+                        "no packets from peer for {} ms (timeout {} ms)",
+                        failure.idle.as_millis(),
+                        failure.timeout.as_millis()
                     );
+                    self.close(ctx, Rejection::new(ReasonCode::HEARTBEAT_TIMEOUT, detail));
                     return;
                 }
                 self.send_pings(ctx);
@@ -229,11 +231,11 @@ impl Conn {
         }
     }
 
-    fn local_tick(&mut self, ctx: &Ctx<'_>) -> u64 {
+    /// The tick stamped on our pings and pongs: the server's last delivered tick, or the
+    /// client's last delivered local tick (0 before the first).
+    fn local_tick(&self, ctx: &Ctx<'_>) -> u64 {
         match &self.tick_sync {
-            Some(sync) => sync
-                .estimated_server_tick(ctx.now)
-                .map_or(0, |t| t.max(0.0) as u64),
+            Some(sync) => sync.last_tick().unwrap_or(0),
             None => ctx.server_tick,
         }
     }
@@ -299,7 +301,7 @@ impl Conn {
 
     fn on_quic_connected(&mut self, ctx: &mut Ctx<'_>) {
         let Some(exporter) = self.exporter() else {
-            self.close(
+            self.close_now(
                 ctx,
                 Rejection::new(ReasonCode::TRANSPORT_ERROR, "TLS exporter unavailable"),
             );
@@ -325,7 +327,7 @@ impl Conn {
             }
             State::ServerConnecting(Some(rejection)) => {
                 self.state = State::ServerConnecting(None);
-                self.close(ctx, rejection);
+                self.close_now(ctx, rejection);
             }
             other => self.state = other,
         }
@@ -403,7 +405,19 @@ impl Conn {
     }
 
     /// Closes the session with `rejection` as the reason the peer sees, and reports it.
+    ///
+    /// A server whose TLS handshake is still running holds the rejection until the handshake
+    /// completes (at the latest until the handshake deadline): an application close sent
+    /// before the client has 1-RTT keys reaches it without its code (RFC 9000 §10.2.3).
     pub(crate) fn close(&mut self, ctx: &mut Ctx<'_>, rejection: Rejection) {
+        let in_time = self.handshake_deadline.is_some_and(|d| ctx.now < d);
+        match &mut self.state {
+            State::ServerConnecting(pending) if in_time => *pending = Some(rejection),
+            _ => self.close_now(ctx, rejection),
+        }
+    }
+
+    fn close_now(&mut self, ctx: &mut Ctx<'_>, rejection: Rejection) {
         if matches!(self.state, State::Closed) {
             return;
         }

@@ -1,9 +1,11 @@
 //! In-memory harness: N endpoints on a virtual network, in virtual time.
 //!
 //! Enabled by the `testing` feature (and in this crate's tests). Packets are delivered after a
-//! seeded latency with optional jitter, loss and duplication; a node can be cut off. Time
-//! jumps straight to the next packet or deadline, so minutes of protocol time run in
-//! milliseconds, and the same seed gives the same run.
+//! seeded latency with optional jitter, loss and duplication ([`LinkModel`], network-wide or per
+//! directed link); a node can be cut off, and a [`Fate`] filter can drop, duplicate or delay
+//! chosen packets. Time jumps straight to the next packet or deadline, so minutes of protocol
+//! time run in milliseconds, and the same seed gives the same run. Every event is also recorded
+//! with its node and time in [`Net::trace`].
 //!
 //! ```
 //! # use std::time::{Duration, Instant};
@@ -28,9 +30,11 @@ use rand_chacha::ChaCha8Rng;
 use crate::channel::ChannelId;
 use crate::clock::WallClock;
 use crate::config::Config;
-use crate::endpoint::{ConnHandle, ConnectOptions, Endpoint, Event};
+use crate::endpoint::{ConnHandle, ConnectOptions, Endpoint, Event, Initiator};
+use crate::handshake::Session;
 use crate::tick::TickInfo;
 use crate::ticket::{JoinTicket, JoinTicketClaims, TicketIssuer};
+use crate::wire::ReasonCode;
 
 /// Unix time at the harness's start, in milliseconds (2026-01-01T00:00:00Z).
 pub const START_UNIX_MS: u64 = 1_767_225_600_000;
@@ -103,6 +107,58 @@ impl Node {
             .iter()
             .find(|e| matches!(e, Event::Rejected { .. } | Event::Disconnected { .. }))
     }
+
+    /// The rejection or disconnection reported for `conn`, if any.
+    pub fn closure_of(&self, conn: ConnHandle) -> Option<&Event> {
+        self.events.iter().find(|e| match e {
+            Event::Rejected { conn: c, .. } | Event::Disconnected { conn: c, .. } => *c == conn,
+            _ => false,
+        })
+    }
+
+    /// The sessions this node saw established, in order, with their handles.
+    pub fn sessions(&self) -> Vec<(ConnHandle, Session)> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Connected { conn, session } => Some((*conn, session.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// What a [`Net::set_filter`] closure decides for one packet, before the link model applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Hand it to the link model as usual.
+    Deliver,
+    /// Drop it (counted in [`Net::dropped`]).
+    Drop,
+    /// Deliver it twice.
+    Duplicate,
+    /// Deliver it this much later than the link model says (reorders it behind later packets).
+    Delay(Duration),
+}
+
+/// The closure given to [`Net::set_filter`].
+struct Filter(Box<dyn FnMut(&Packet) -> Fate>);
+
+impl std::fmt::Debug for Filter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Filter(..)")
+    }
+}
+
+/// One event as it happened: when, where, what. See [`Net::trace`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Traced {
+    /// Virtual time since the network started.
+    pub at: Duration,
+    /// The node that emitted it.
+    pub node: usize,
+    /// The event.
+    pub event: Event,
 }
 
 /// Link behaviour applied to every packet (seeded).
@@ -139,8 +195,12 @@ pub struct Net {
     in_flight: BTreeMap<(Instant, u64), Packet>,
     seq: u64,
     rng: ChaCha8Rng,
-    /// Link behaviour for every packet.
+    /// Link behaviour for every packet without a per-link override ([`Net::set_link`]).
     pub link: LinkModel,
+    links: BTreeMap<(usize, usize), LinkModel>,
+    filter: Option<Filter>,
+    /// Every event any node emitted, in order (never drained, unlike [`Node::events`]).
+    pub trace: Vec<Traced>,
     /// Ticket issuer trusted by every harness server.
     pub issuer: TicketIssuer,
     /// Packets delivered so far.
@@ -165,6 +225,9 @@ impl Net {
             seq: 0,
             rng,
             link: LinkModel::default(),
+            links: BTreeMap::new(),
+            filter: None,
+            trace: Vec::new(),
             issuer: TicketIssuer::new(ISSUER_KEY_ID, SigningKey::from_bytes(&issuer_key)),
             delivered: 0,
             dropped: 0,
@@ -242,6 +305,17 @@ impl Net {
         &mut self.nodes[index]
     }
 
+    /// Overrides the link model for packets from node `from` to node `to` (one direction).
+    pub fn set_link(&mut self, from: usize, to: usize, link: LinkModel) {
+        self.links.insert((from, to), link);
+    }
+
+    /// Decides the fate of every packet emitted from now on, before the link model (and its
+    /// seeded draws, which still happen for every packet) applies. Replaces any earlier filter.
+    pub fn set_filter(&mut self, filter: impl FnMut(&Packet) -> Fate + 'static) {
+        self.filter = Some(Filter(Box::new(filter)));
+    }
+
     /// Claims for a valid ticket for `client` to join a harness server, valid for 60 s from now.
     pub fn claims_for(&mut self, client: usize) -> JoinTicketClaims {
         self.next_ticket += 1;
@@ -262,6 +336,102 @@ impl Net {
     pub fn connect(&mut self, client: usize, server: usize) -> ConnHandle {
         let ticket = self.ticket_for(client);
         self.connect_with(client, server, ticket, ConnectOptions::default())
+    }
+
+    /// `client` joins `server` with a fresh valid ticket and the session is established on both
+    /// sides; returns the client's and the server's handle.
+    ///
+    /// # Panics
+    /// If the session is not established within 5 s of virtual time.
+    pub fn join(&mut self, client: usize, server: usize) -> (ConnHandle, ConnHandle) {
+        let conn = self.connect(client, server);
+        let joined = |net: &Net| {
+            let session = net.nodes[client].endpoint.session(conn)?;
+            let (server_conn, _) = net.nodes[server]
+                .sessions()
+                .into_iter()
+                .find(|(_, s)| s.session_id == session.session_id)?;
+            Some(server_conn)
+        };
+        assert!(
+            self.run_until(Duration::from_secs(5), |net| joined(net).is_some()),
+            "client {client} did not join server {server}: {:?}",
+            self.nodes[client].events
+        );
+        (conn, joined(self).expect("checked by run_until"))
+    }
+
+    /// Runs until `node` reports the end of `conn` ([`Event::Rejected`] or
+    /// [`Event::Disconnected`]), for at most `max` of virtual time, and returns that event.
+    ///
+    /// # Panics
+    /// If `conn` is still open after `max`.
+    pub fn run_until_closed(&mut self, node: usize, conn: ConnHandle, max: Duration) -> Event {
+        self.run_until(max, |net| net.nodes[node].closure_of(conn).is_some());
+        match self.nodes[node].closure_of(conn) {
+            Some(event) => event.clone(),
+            None => panic!(
+                "node {node} {conn:?} still open after {max:?}: {:?}",
+                self.nodes[node].events
+            ),
+        }
+    }
+
+    /// Runs until `server` holds a connection (typically one still handshaking) and returns
+    /// the first one's handle.
+    ///
+    /// # Panics
+    /// If none arrives within `max`.
+    pub fn run_until_incoming(&mut self, server: usize, max: Duration) -> ConnHandle {
+        self.run_until(max, |net| net.nodes[server].endpoint.connection_count() > 0);
+        match self.nodes[server].endpoint.connections().next() {
+            Some(conn) => conn,
+            None => panic!("no connection reached node {server} within {max:?}"),
+        }
+    }
+
+    /// Runs until `node` reports `conn` refused (for at most `max`) and returns the fields of
+    /// its [`Event::Rejected`]: `(reason, retry_after, initiator)`.
+    ///
+    /// # Panics
+    /// If `conn` is still open after `max`, or was disconnected instead.
+    pub fn run_until_rejected(
+        &mut self,
+        node: usize,
+        conn: ConnHandle,
+        max: Duration,
+    ) -> (ReasonCode, Option<Duration>, Initiator) {
+        match self.run_until_closed(node, conn, max) {
+            Event::Rejected {
+                reason,
+                retry_after,
+                initiator,
+                ..
+            } => (reason, retry_after, initiator),
+            other => panic!("node {node} {conn:?}: expected a rejection, got {other:?}"),
+        }
+    }
+
+    /// Runs until `node` reports `conn` disconnected (for at most `max`) and returns the fields
+    /// of its [`Event::Disconnected`]: `(reason, detail, initiator)`.
+    ///
+    /// # Panics
+    /// If `conn` is still open after `max`, or was rejected instead.
+    pub fn run_until_disconnected(
+        &mut self,
+        node: usize,
+        conn: ConnHandle,
+        max: Duration,
+    ) -> (ReasonCode, String, Initiator) {
+        match self.run_until_closed(node, conn, max) {
+            Event::Disconnected {
+                reason,
+                detail,
+                initiator,
+                ..
+            } => (reason, detail, initiator),
+            other => panic!("node {node} {conn:?}: expected a disconnection, got {other:?}"),
+        }
     }
 
     /// `client` connects to `server` with `ticket` and `options`.
@@ -295,51 +465,69 @@ impl Net {
         self.drain(node);
     }
 
-    /// Drains node `index`'s transmits (into the network), events and ticks.
+    /// Drains node `index`'s ticks, transmits (into the network) and events, in that order:
+    /// a tick can close sessions (ticket revalidation), and their closes go out at once.
     pub fn drain(&mut self, index: usize) {
         let now = self.now;
+        let node = &mut self.nodes[index];
+        while let Some(tick) = node.endpoint.poll_tick(now) {
+            node.ticks.push(tick);
+        }
         let mut buf = std::mem::take(&mut self.buf);
         loop {
             let node = &mut self.nodes[index];
             let Some(transmit) = node.endpoint.poll_transmit(now, &mut buf) else {
                 break;
             };
-            let from = node.addr;
-            let isolated = node.isolated;
-            let data = Bytes::copy_from_slice(&buf[..transmit.size]);
-            self.route(
-                Packet {
-                    from,
-                    to: transmit.destination,
-                    data,
-                },
-                isolated,
-            );
+            let packet = Packet {
+                from: node.addr,
+                to: transmit.destination,
+                data: Bytes::copy_from_slice(&buf[..transmit.size]),
+            };
+            self.route(index, packet);
         }
         self.buf = buf;
+        let at = self.elapsed();
         let node = &mut self.nodes[index];
         while let Some(event) = node.endpoint.poll_event() {
+            self.trace.push(Traced {
+                at,
+                node: index,
+                event: event.clone(),
+            });
             node.events.push_back(event);
-        }
-        while let Some(tick) = node.endpoint.poll_tick(now) {
-            node.ticks.push(tick);
         }
     }
 
-    fn route(&mut self, packet: Packet, sender_isolated: bool) {
-        let receiver_isolated = self.nodes.iter().any(|n| n.addr == packet.to && n.isolated);
+    fn route(&mut self, sender: usize, packet: Packet) {
+        let receiver = self.nodes.iter().position(|n| n.addr == packet.to);
         // Draw a fixed number of values per packet so one knob does not reshuffle the rest.
         let (lost, jitter, dup) = (
             self.rng.random::<f64>(),
             self.rng.random::<f64>(),
             self.rng.random::<f64>(),
         );
-        if sender_isolated || receiver_isolated || lost < self.link.loss {
+        let isolated = self.nodes[sender].isolated || receiver.is_some_and(|r| self.nodes[r].isolated);
+        let fate = match &mut self.filter {
+            Some(Filter(filter)) => filter(&packet),
+            None => Fate::Deliver,
+        };
+        let link = receiver
+            .and_then(|r| self.links.get(&(sender, r)))
+            .unwrap_or(&self.link);
+        if isolated || fate == Fate::Drop || lost < link.loss {
             self.dropped += 1;
             return;
         }
-        let delay = self.link.latency + self.link.jitter.mul_f64(jitter);
-        let copies = if dup < self.link.duplicate { 2 } else { 1 };
+        let mut delay = link.latency + link.jitter.mul_f64(jitter);
+        if let Fate::Delay(extra) = fate {
+            delay += extra;
+        }
+        let copies = if dup < link.duplicate || fate == Fate::Duplicate {
+            2
+        } else {
+            1
+        };
         for _ in 0..copies {
             self.seq += 1;
             self.in_flight

@@ -347,7 +347,8 @@ pub struct TickSyncStats {
 ///
 /// Input: [`on_sample`](Self::on_sample). Output: [`poll_tick`](Self::poll_tick), deadline
 /// [`next_deadline`](Self::next_deadline). Getters:
-/// [`estimated_server_tick`](Self::estimated_server_tick), [`stats`](Self::stats).
+/// [`estimated_server_tick`](Self::estimated_server_tick), [`last_tick`](Self::last_tick),
+/// [`stats`](Self::stats).
 /// Earlier `now`s than already seen are treated as the latest one seen.
 #[derive(Debug)]
 pub struct TickSync {
@@ -502,6 +503,12 @@ impl TickSync {
     /// The estimated (fractional) server tick at `now`; `None` before the first sample.
     pub fn estimated_server_tick(&self, now: Instant) -> Option<f64> {
         self.state.map(|s| s.estimate(now, self.params.hz))
+    }
+
+    /// Getter: the last tick delivered by [`poll_tick`](Self::poll_tick); `None` before the
+    /// first.
+    pub fn last_tick(&self) -> Option<u64> {
+        self.last_delivered
     }
 
     /// Output: the client's next tick, once the client clock has reached it. Delivers at most
@@ -814,10 +821,13 @@ mod tests {
             Some(163.5)
         );
         // The client runs two ticks ahead: 105.5, so tick 105 now and 106 half a period later.
+        assert_eq!(sync.last_tick(), None);
         assert_eq!(sync.poll_tick(t0), Some(105));
         assert_eq!(sync.poll_tick(t0), None);
+        assert_eq!(sync.last_tick(), Some(105));
         assert_eq!(sync.next_deadline(), Some(t0 + nanos(8_333_334)));
         assert_eq!(sync.poll_tick(t0 + nanos(8_333_334)), Some(106));
+        assert_eq!(sync.last_tick(), Some(106));
     }
 
     #[test]

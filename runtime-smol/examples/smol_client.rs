@@ -1,19 +1,20 @@
-//! Joins a tickwire server, sends a few messages, prints what came back and the statistics.
+//! Joins a tickwire demo server (`tickwire-gs`), sends a few messages, prints what came back
+//! and the statistics.
 //!
 //! ```text
+//! cargo run -p tickwire-mio --bin tickwire-client -- --write-ticket ticket.bin --first 0 --seed 7
 //! cargo run -p tickwire-smol --example smol_client -- \
-//!     --server 127.0.0.1:4433 --ticket ticket.bin --identity-seed 2
+//!     --server 127.0.0.1:4433 --ticket ticket.bin --identity-seed 7
 //! ```
 //!
-//! The ticket file holds the bytes of `JoinTicket::to_bytes()` for the identity
-//! `SigningKey::from_bytes(&derive_seed(N, "identity"))`.
+//! The ticket file holds the bytes of `JoinTicket::to_bytes()` for demo client 0 of seed N,
+//! whose identity and config come from `tickwire_mio::demo` (same schema hash as the server).
 
 use std::error::Error;
 use std::net::SocketAddr;
 
-use ed25519_dalek::SigningKey;
-use tickwire_core::tls::derive_seed;
-use tickwire_core::{ChannelId, Config, ConnectOptions, JoinTicket, ReasonCode};
+use tickwire_core::{ChannelId, ConnectOptions, JoinTicket, ReasonCode};
+use tickwire_mio::demo::{client_identity, demo_config};
 use tickwire_smol::{connect, wall_clock_now};
 
 /// Ticks to keep listening for replies after sending (one second at 60 Hz).
@@ -48,11 +49,8 @@ fn parse_args() -> Result<Args, Box<dyn Error>> {
 fn main() -> Result<(), Box<dyn Error>> {
     let args = parse_args()?;
     let ticket = JoinTicket::from_bytes(&std::fs::read(&args.ticket)?)?;
-    let identity = SigningKey::from_bytes(&derive_seed(args.identity_seed, "identity"));
-    let config = Config {
-        seed: args.identity_seed,
-        ..Config::default()
-    };
+    let identity = client_identity(args.identity_seed, 0);
+    let config = demo_config(args.identity_seed);
     smol::block_on(async {
         let mut client = connect(
             config,

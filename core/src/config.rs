@@ -57,6 +57,12 @@ pub struct Config {
     /// Datagram messages queued per connection waiting for QUIC's datagram buffer; beyond it
     /// the oldest is dropped and counted. Default 1024.
     pub max_queued_datagrams: usize,
+    /// Bytes of datagrams handed to QUIC at once (its datagram send buffer); the rest wait in
+    /// tickwire's own queue, where deadlines and drop-oldest apply. Heartbeats bypass that
+    /// queue, so they wait behind at most this much — keep it small so that RTT samples
+    /// measure the path, not our backlog. tickwire refills it before every transmit, so a few
+    /// datagrams suffice to keep the path busy. Default 4 KiB.
+    pub datagram_send_buffer_bytes: usize,
     /// What to do with unreliable messages larger than the fragmentation limits.
     pub oversize_unreliable: OversizePolicy,
     /// QUIC idle timeout (RFC 9000 §10.1), kept above the heartbeat timeout so that tickwire's
@@ -97,6 +103,7 @@ impl Default for Config {
             max_reliable_message_bytes: 8 << 20,
             max_queued_reliable_bytes: 32 << 20,
             max_queued_datagrams: 1024,
+            datagram_send_buffer_bytes: 4 << 10,
             oversize_unreliable: OversizePolicy::Reject,
             idle_timeout_ms: 20_000,
             channels: default_channels(),
@@ -137,6 +144,9 @@ impl Config {
         }
         if self.max_reliable_message_bytes == 0 || self.max_reliable_message_bytes > u32::MAX as usize {
             return fail("max_reliable_message_bytes must be in 1..=u32::MAX");
+        }
+        if self.datagram_send_buffer_bytes < 2048 {
+            return fail("datagram_send_buffer_bytes must be >= 2048 (one datagram plus a heartbeat)");
         }
         if self.revalidate_every_ticks == 0 {
             return fail("revalidate_every_ticks must be > 0");

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use quinn_proto::{Dir, StreamEvent, StreamId, VarInt};
 
 use crate::channel::{ChannelId, ChannelKind, OversizePolicy, SendOptions, CONTROL_PRIORITY};
@@ -100,7 +100,7 @@ pub(crate) struct Conn {
     tx_seq: [u16; MAX_CHANNELS],
     rx_seq: [Option<u16>; MAX_CHANNELS],
     next_fragment_id: u16,
-    last_udp_rx: u64,
+    last_frames_rx: u64,
     pub(crate) stats: ConnectionStats,
 }
 
@@ -160,7 +160,7 @@ impl Conn {
             tx_seq: [0; MAX_CHANNELS],
             rx_seq: [None; MAX_CHANNELS],
             next_fragment_id: 0,
-            last_udp_rx: 0,
+            last_frames_rx: 0,
             stats: ConnectionStats::default(),
         }
     }
@@ -250,9 +250,13 @@ impl Conn {
 
     /// Drains QUIC events into tickwire state and events. Call after every input.
     pub(crate) fn process(&mut self, ctx: &mut Ctx<'_>) -> Option<Pending> {
-        let udp_rx = self.quic.stats().udp_rx.datagrams;
-        if udp_rx != self.last_udp_rx {
-            self.last_udp_rx = udp_rx;
+        // Liveness counts only frames from authenticated packets, so datagrams spoofed with a
+        // known connection id cannot hold off the heartbeat timeout.
+        let rx = self.quic.stats().frame_rx;
+        let frames =
+            rx.acks + rx.stream + rx.datagram + rx.ping + rx.crypto + rx.max_data + rx.max_stream_data;
+        if frames != self.last_frames_rx {
+            self.last_frames_rx = frames;
             self.heartbeat.on_receive(ctx.now);
         }
         let mut pending = None;
@@ -381,10 +385,12 @@ impl Conn {
         initiator: Initiator,
     ) {
         let conn = ctx.handle;
+        let retry_after = retry_after_ms.map(|ms| Duration::from_millis(ms.into()));
         let event = if self.is_established() {
             Event::Disconnected {
                 conn,
                 reason,
+                retry_after,
                 detail,
                 initiator,
             }
@@ -392,7 +398,7 @@ impl Conn {
             Event::Rejected {
                 conn,
                 reason,
-                retry_after: retry_after_ms.map(|ms| Duration::from_millis(ms.into())),
+                retry_after,
                 detail,
                 initiator,
             }
@@ -567,8 +573,13 @@ impl Conn {
     fn establish(&mut self, ctx: &mut Ctx<'_>, session: Session) {
         self.state = State::Established;
         self.handshake_deadline = None;
-        if let Some(sync) = &mut self.tick_sync {
+        if self.tick_sync.is_some() {
+            // The server's tick rate is authoritative: the client paces its ticks by it.
+            let mut config = ctx.config.tick_sync.clone();
+            config.tick_rate_hz = u32::from(session.tick_rate_hz);
+            let mut sync = TickSync::new(config);
             sync.on_sample(ctx.now, session.server_tick, self.quic.rtt());
+            self.tick_sync = Some(sync);
         }
         self.heartbeat.on_receive(ctx.now);
         ctx.events.push_back(Event::Connected {
@@ -577,6 +588,11 @@ impl Conn {
         });
         self.session = Some(session);
         self.send_pings(ctx);
+        // Reliable messages that arrived with or before the accept were held in QUIC until now.
+        let early: Vec<StreamId> = self.rx_streams.keys().copied().collect();
+        for id in early {
+            self.read_stream(ctx, id);
+        }
     }
 
     fn queue_control(&mut self, message: &Control) {
@@ -588,6 +604,9 @@ impl Conn {
     }
 
     fn read_stream(&mut self, ctx: &mut Ctx<'_>, id: StreamId) {
+        if !self.is_established() {
+            return; // an unauthenticated peer's messages stay in QUIC's flow-controlled buffer
+        }
         let Some(rx) = self.rx_streams.get_mut(&id) else {
             return;
         };
@@ -671,7 +690,7 @@ impl Conn {
     fn read_datagrams(&mut self, ctx: &mut Ctx<'_>) {
         while let Some(bytes) = self.quic.datagrams().recv() {
             if !self.is_established() {
-                self.stats.datagrams_dropped_malformed += 1;
+                self.stats.datagrams_dropped_early += 1;
                 continue;
             }
             self.handle_datagram(ctx, &bytes);
@@ -857,77 +876,36 @@ impl Conn {
             .max_size()
             .ok_or(SendError::DatagramsUnsupported)?;
         let header = if sequenced { SEQUENCED_HEADER_LEN } else { 1 };
-        let seq = if sequenced {
-            let seq = self.tx_seq[channel.0 as usize];
-            self.tx_seq[channel.0 as usize] = seq.wrapping_add(1);
-            Some(seq)
-        } else {
-            None
-        };
         if payload.len() + header <= max {
+            let kind = if sequenced {
+                DatagramKind::Sequenced
+            } else {
+                DatagramKind::Unreliable
+            };
             let mut out = BytesMut::with_capacity(header + payload.len());
-            out.extend_from_slice(&[type_byte(
-                if sequenced {
-                    DatagramKind::Sequenced
-                } else {
-                    DatagramKind::Unreliable
-                },
-                channel.0,
-            )]);
-            if let Some(seq) = seq {
-                out.extend_from_slice(&seq.to_be_bytes());
+            out.put_u8(type_byte(kind, channel.0));
+            if sequenced {
+                out.put_u16(self.next_seq(channel));
             }
             out.extend_from_slice(&payload);
             self.queue_datagram(config, out.freeze(), options.deadline);
         } else {
             let chunk_max = max.saturating_sub(1 + FRAGMENT_HEADER_LEN);
-            let too_large = payload.len() > config.fragment.max_message_bytes;
+            let within_limit = payload.len() <= config.fragment.max_message_bytes;
             let fragments = match fragment::split(&payload, chunk_max, config.fragment.max_fragments) {
-                Ok(fragments) if !too_large => fragments,
-                _ => {
-                    return match config.oversize_unreliable {
-                        OversizePolicy::Reject => Err(SendError::TooLarge {
-                            size: payload.len(),
-                            max: config.fragment.max_message_bytes,
-                        }),
-                        OversizePolicy::SendReliable => {
-                            let first_reliable = config.channels.iter().position(|k| !k.is_datagram());
-                            match first_reliable {
-                                Some(index) => {
-                                    let priority = match config.channels[index] {
-                                        ChannelKind::Reliable { priority } => priority.stream_priority(),
-                                        _ => 0,
-                                    };
-                                    self.send_reliable(
-                                        config,
-                                        ChannelId(index as u8),
-                                        priority,
-                                        payload,
-                                        options,
-                                    )
-                                }
-                                None => Err(SendError::TooLarge {
-                                    size: payload.len(),
-                                    max: config.fragment.max_message_bytes,
-                                }),
-                            }
-                        }
-                    };
-                }
+                Ok(fragments) if within_limit => fragments,
+                _ => return self.send_oversized(config, payload, options),
             };
-            let message_id = seq.unwrap_or_else(|| {
+            let (kind, message_id) = if sequenced {
+                (DatagramKind::SequencedFragment, self.next_seq(channel))
+            } else {
                 let id = self.next_fragment_id;
                 self.next_fragment_id = id.wrapping_add(1);
-                id
-            });
-            let kind = if sequenced {
-                DatagramKind::SequencedFragment
-            } else {
-                DatagramKind::Fragment
+                (DatagramKind::Fragment, id)
             };
             for (index, count, chunk) in fragments {
                 let mut out = BytesMut::with_capacity(1 + FRAGMENT_HEADER_LEN + chunk.len());
-                out.extend_from_slice(&[type_byte(kind, channel.0)]);
+                out.put_u8(type_byte(kind, channel.0));
                 out.extend_from_slice(
                     &FragmentHeader {
                         message_id,
@@ -946,12 +924,60 @@ impl Conn {
         Ok(())
     }
 
+    /// The next sequence number of a sequenced channel (consumed only by a message that is
+    /// actually queued).
+    fn next_seq(&mut self, channel: ChannelId) -> u16 {
+        let seq = &mut self.tx_seq[channel.0 as usize];
+        let current = *seq;
+        *seq = current.wrapping_add(1);
+        current
+    }
+
+    /// An unreliable message beyond the fragmentation limits: refused, or sent on the first
+    /// reliable channel, per [`OversizePolicy`].
+    fn send_oversized(
+        &mut self,
+        config: &Config,
+        payload: Bytes,
+        options: SendOptions,
+    ) -> Result<(), SendError> {
+        let too_large = SendError::TooLarge {
+            size: payload.len(),
+            max: config.fragment.max_message_bytes,
+        };
+        if config.oversize_unreliable == OversizePolicy::Reject {
+            return Err(too_large);
+        }
+        let reliable = config
+            .channels
+            .iter()
+            .enumerate()
+            .find_map(|(index, kind)| match kind {
+                ChannelKind::Reliable { priority } => {
+                    Some((ChannelId(index as u8), priority.stream_priority()))
+                }
+                _ => None,
+            });
+        match reliable {
+            Some((channel, priority)) => self.send_reliable(config, channel, priority, payload, options),
+            None => Err(too_large),
+        }
+    }
+
     fn queue_datagram(&mut self, config: &Config, bytes: Bytes, deadline: Option<Instant>) {
         if self.datagrams.len() >= config.max_queued_datagrams {
             self.datagrams.pop_front();
             self.stats.datagrams_dropped_queue_full += 1;
         }
         self.datagrams.push_back(QueuedDatagram { bytes, deadline });
+    }
+
+    /// Refills QUIC's (deliberately small) datagram buffer from tickwire's queue, if anything
+    /// waits; called before each transmit so the path stays busy without a deep FIFO.
+    pub(crate) fn top_up_datagrams(&mut self, now: Instant) {
+        if !self.datagrams.is_empty() && self.is_established() {
+            self.flush(now);
+        }
     }
 
     /// Moves queued frames and datagrams into QUIC as far as flow control and the datagram

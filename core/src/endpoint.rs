@@ -81,6 +81,9 @@ pub enum Event {
         conn: ConnHandle,
         /// Why.
         reason: ReasonCode,
+        /// When reconnecting makes sense, if the closing side said so (e.g. a shutdown's
+        /// advice).
+        retry_after: Option<Duration>,
         /// Log detail from the closing side.
         detail: String,
         /// Which side ended it.
@@ -169,7 +172,8 @@ struct ServerState {
     addresses: AddressLimiter,
     scheduler: TickScheduler,
     ticks_since_revalidation: u32,
-    shutting_down: bool,
+    /// Set by [`Endpoint::shutdown`]: the rejection every later connection gets.
+    shutdown: Option<Rejection>,
 }
 
 /// All sessions of one UDP socket. Construct with [`Endpoint::server`] or
@@ -200,7 +204,7 @@ fn transport_config(config: &Config, server: bool) -> Arc<TransportConfig> {
         .max_idle_timeout(Some(idle))
         .keep_alive_interval(None)
         .datagram_receive_buffer_size(Some(1 << 20))
-        .datagram_send_buffer_size(1 << 20)
+        .datagram_send_buffer_size(config.datagram_send_buffer_bytes)
         .max_concurrent_bidi_streams(VarInt::from_u32(u32::from(server)))
         .max_concurrent_uni_streams(VarInt::from_u32(config.channels.len() as u32));
     Arc::new(transport)
@@ -234,7 +238,7 @@ impl Endpoint {
             addresses: AddressLimiter::new(&config.limits),
             scheduler: TickScheduler::new(now, config.tick.clone()),
             ticks_since_revalidation: 0,
-            shutting_down: false,
+            shutdown: None,
         };
         let mut endpoint = Self::new(config, identity, wall, time_source, Some(Arc::new(server_config)))?;
         endpoint.server = Some(server);
@@ -362,13 +366,15 @@ impl Endpoint {
             return;
         };
         let mut buf = Vec::new();
-        if server.shutting_down || pending >= self.config.max_pending_handshakes {
+        if pending >= self.config.max_pending_handshakes {
             let transmit = self.quic.refuse(incoming, &mut buf);
             self.stats.connections_refused += 1;
             self.queue_response(transmit, buf);
             return;
         }
         let rejection = match server.addresses.check(now, incoming.remote_address().ip()) {
+            // Still answered with a full handshake so the client learns the real reason.
+            _ if server.shutdown.is_some() => server.shutdown.clone(),
             Err(limited) => {
                 self.stats.handshakes_rate_limited += 1;
                 Some(Rejection {
@@ -490,6 +496,7 @@ impl Endpoint {
                 .or_else(|| self.conns.iter().next())
                 .map(|(k, _)| *k)?;
             let conn = self.conns.get_mut(&key).expect("key was just found in the map");
+            conn.top_up_datagrams(now);
             buf.clear();
             if let Some(transmit) = conn.quic.poll_transmit(now, 1, buf) {
                 self.cursor = key.0;
@@ -631,17 +638,17 @@ impl Endpoint {
     /// Command (server): stops admitting sessions and closes every connection with
     /// `SERVER_SHUTDOWN`, advising clients to retry after `retry_after` if given.
     pub fn shutdown(&mut self, now: Instant, detail: &str, retry_after: Option<Duration>) {
+        let rejection = Rejection {
+            reason: ReasonCode::SERVER_SHUTDOWN,
+            retry_after_ms: retry_after.map(|d| d.as_millis().min(u32::MAX as u128) as u32),
+            detail: detail.to_owned(),
+        };
         if let Some(server) = &mut self.server {
-            server.shutting_down = true;
+            server.shutdown = Some(rejection.clone());
         }
         let handles: Vec<ConnHandle> = self.conns.keys().copied().collect();
         for handle in handles {
-            let rejection = Rejection {
-                reason: ReasonCode::SERVER_SHUTDOWN,
-                retry_after_ms: retry_after.map(|d| d.as_millis().min(u32::MAX as u128) as u32),
-                detail: detail.to_owned(),
-            };
-            self.close_with(now, handle, rejection);
+            self.close_with(now, handle, rejection.clone());
         }
     }
 

@@ -27,8 +27,6 @@ use crate::wire::{self, AcceptBody, Control, HelloBody, ReasonCode, Role, Signat
 
 /// Ticket permission bit that allows the [`Role::Admin`] role.
 pub const PERMISSION_ADMIN: u32 = 1 << 31;
-/// Ticket permission bit that allows the [`Role::Spectator`] role without playing.
-pub const PERMISSION_SPECTATE: u32 = 1 << 30;
 
 /// A TLS exporter value binding the handshake to one QUIC connection.
 pub type Exporter = [u8; EXPORTER_LEN];
@@ -238,6 +236,7 @@ impl AwaitingAccept {
             || body.version < self.offer.version_min
             || body.version > self.offer.version_max
             || body.capabilities & !self.offer.capabilities != 0
+            || body.role != self.offer.role
         {
             return Err(Rejection::new(
                 ReasonCode::BAD_HANDSHAKE,

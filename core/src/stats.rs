@@ -47,8 +47,11 @@ pub struct ConnectionStats {
     pub messages_expired: u64,
     /// Datagrams dropped because the per-connection datagram queue was full.
     pub datagrams_dropped_queue_full: u64,
-    /// Datagrams dropped as malformed, early, or for the wrong channel kind.
+    /// Datagrams dropped as malformed or for the wrong channel kind.
     pub datagrams_dropped_malformed: u64,
+    /// Datagrams dropped because they arrived before the handshake completed (a peer's first
+    /// ping can overtake its accept).
+    pub datagrams_dropped_early: u64,
     /// Sequenced messages dropped because a newer one was already delivered.
     pub stale_sequenced_dropped: u64,
 }
@@ -66,7 +69,7 @@ pub struct EndpointStats {
     pub rejections: BTreeMap<ReasonCode, u64>,
     /// Established sessions that ended, by reason.
     pub disconnections: BTreeMap<ReasonCode, u64>,
-    /// Incoming connections refused at the QUIC level (pending-handshake limit, shutdown).
+    /// Incoming connections refused at the QUIC level (pending-handshake limit).
     pub connections_refused: u64,
     /// Incoming connections rejected by the per-address handshake rate limit.
     pub handshakes_rate_limited: u64,

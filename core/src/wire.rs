@@ -264,7 +264,8 @@ pub struct AcceptBody {
     pub client_nonce: [u8; NONCE_LEN],
     /// Fresh server nonce, 24 bytes.
     pub server_nonce: [u8; NONCE_LEN],
-    /// Session id assigned by the server, unique per server run.
+    /// Session id assigned by the server: 64 bits from its seeded RNG (collisions are
+    /// possible in principle; use the connection handle as the local key).
     pub session_id: u64,
     /// Role assigned to the client.
     pub role: Role,
@@ -349,14 +350,18 @@ pub fn encode_frame(payload: &[u8]) -> Bytes {
 /// Incremental decoder of length-prefixed frames from a byte stream.
 ///
 /// The declared length is checked against `max_frame_bytes` as soon as the 4-byte prefix is
-/// complete, before any payload is buffered; the buffer then grows only as bytes arrive, so a
-/// peer cannot make us reserve memory it has not sent.
+/// complete — in [`FrameDecoder::push`] itself, so an oversized frame's payload is discarded
+/// rather than buffered — and the buffer grows only as bytes arrive, so a peer cannot make us
+/// reserve memory it has not sent. Buffered bytes are thus bounded by `max_frame_bytes` plus
+/// one push (which QUIC stream flow control bounds in turn).
 #[derive(Debug)]
 pub struct FrameDecoder {
     max_frame_bytes: usize,
     buf: BytesMut,
     /// Declared length of the frame in progress, once its prefix is complete.
     expected: Option<usize>,
+    /// Set once an oversized prefix was seen; the stream is unusable afterwards.
+    oversized: Option<usize>,
 }
 
 impl FrameDecoder {
@@ -366,12 +371,23 @@ impl FrameDecoder {
             max_frame_bytes,
             buf: BytesMut::new(),
             expected: None,
+            oversized: None,
         }
     }
 
     /// Appends stream bytes. Complete frames are then taken with [`FrameDecoder::next_frame`].
     pub fn push(&mut self, bytes: &[u8]) {
+        if self.oversized.is_some() {
+            return;
+        }
         self.buf.extend_from_slice(bytes);
+        if self.expected.is_none() && self.buf.len() >= FRAME_PREFIX_LEN {
+            let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
+            if len > self.max_frame_bytes {
+                self.oversized = Some(len);
+                self.buf = BytesMut::new();
+            }
+        }
     }
 
     /// Takes the next complete frame, `Ok(None)` if more bytes are needed.
@@ -380,6 +396,12 @@ impl FrameDecoder {
     /// [`WireError::FrameTooLarge`] once the prefix declares more than the limit; the stream
     /// is unusable afterwards.
     pub fn next_frame(&mut self) -> Result<Option<Bytes>, WireError> {
+        if let Some(len) = self.oversized {
+            return Err(WireError::FrameTooLarge {
+                len,
+                max: self.max_frame_bytes,
+            });
+        }
         let len = match self.expected {
             Some(len) => len,
             None => {
@@ -558,7 +580,11 @@ mod tests {
     #[test]
     fn oversized_prefix_rejected_before_payload_is_buffered() {
         let mut decoder = FrameDecoder::new(1024);
-        decoder.push(&(1025u32).to_be_bytes());
+        let mut oversized = (1025u32).to_be_bytes().to_vec();
+        oversized.extend_from_slice(&[0; 900]);
+        decoder.push(&oversized);
+        assert_eq!(decoder.buffered_bytes(), 0, "payload discarded as it arrives");
+        decoder.push(&[0; 500]);
         assert_eq!(
             decoder.next_frame(),
             Err(WireError::FrameTooLarge { len: 1025, max: 1024 })

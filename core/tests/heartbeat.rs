@@ -113,3 +113,40 @@ fn a_clean_link_reports_its_round_trip_time() {
     assert_eq!(heartbeat.loss_ratio, 0.0);
     assert!((stats.quic_rtt_ms - heartbeat.srtt_ms).abs() < 5.0, "{stats:?}");
 }
+
+#[test]
+fn a_send_backlog_does_not_inflate_the_heartbeat_rtt() {
+    // Jitter beyond the packet spacing reorders packets, which QUIC's loss detection reads as
+    // loss: the congestion window stays small and the offered load backs up.
+    let link = LinkModel {
+        latency: Duration::from_millis(20),
+        jitter: Duration::from_millis(15),
+        ..LinkModel::default()
+    };
+    let (mut net, server, _client, server_conn, _client_conn) = session(link);
+    // Offer far more than the congestion window carries: 60 × 6 KB every 10 ms (~36 MB/s).
+    for _ in 0..300 {
+        for _ in 0..60 {
+            let now = net.now;
+            // The queue is bounded and drops the oldest: a full queue is not an error.
+            let _ = net.node_mut(server).endpoint.send(
+                now,
+                server_conn,
+                tickwire_core::ChannelId::UNRELIABLE,
+                bytes::Bytes::from(vec![7u8; 6_000]),
+            );
+        }
+        net.drain(server);
+        net.run_for(Duration::from_millis(10));
+    }
+    let stats = net.node(server).endpoint.stats(server_conn).unwrap();
+    assert!(stats.heartbeat.rtt_samples > 0, "{stats:?}");
+    assert!(stats.datagrams_dropped_queue_full > 0, "the backlog was real");
+    // The path RTT is 40–70 ms; pings wait behind at most one small QUIC datagram buffer.
+    assert!(
+        stats.heartbeat.srtt_ms < 70.0 + 60.0,
+        "heartbeat srtt {:.1} ms vs QUIC {:.1} ms",
+        stats.heartbeat.srtt_ms,
+        stats.quic_rtt_ms
+    );
+}

@@ -84,8 +84,8 @@ fn after_a_shutdown_new_clients_are_turned_away() {
     let (reason, _, initiator) = net.run_until_rejected(client, conn, Duration::from_secs(1));
     assert_eq!(
         (reason, initiator),
-        (ReasonCode::SERVER_BUSY, Initiator::Peer),
-        "refused at the QUIC level, like a server out of handshake slots"
+        (ReasonCode::SERVER_SHUTDOWN, Initiator::Peer),
+        "told the real reason, not a bare refusal"
     );
 }
 

@@ -236,6 +236,7 @@ fn client_close_reaches_the_server_with_its_reason() {
             Event::Disconnected {
                 conn: sconn,
                 reason: ReasonCode::NORMAL,
+                retry_after: None,
                 detail: "done playing".into(),
                 initiator: Initiator::Peer,
             }

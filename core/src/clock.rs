@@ -13,7 +13,7 @@ pub struct WallClock {
 }
 
 impl WallClock {
-    /// An anchor; runtimes build it once from `Instant::now()` and `SystemTime::now()`.
+    /// An anchor; runtimes build it once from `crate::testing::epoch()` and `SystemTime::now()`.
     pub fn new(instant: Instant, unix_ms: u64) -> Self {
         Self { instant, unix_ms }
     }
@@ -55,7 +55,7 @@ mod tests {
 
     #[test]
     fn anchor_maps_instants_to_unix_ms() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
         let clock = WallClock::new(t0 + Duration::from_secs(10), 1_000_000);
         assert_eq!(clock.unix_ms_at(t0 + Duration::from_secs(12)), 1_002_000);
         assert_eq!(clock.unix_ms_at(t0), 990_000);

@@ -733,7 +733,7 @@ mod tests {
 
     #[test]
     fn reordered_fragments_are_delivered_once_and_copies_are_counted() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
         let mut r = reassembler(|_| {});
         let msg = message(2_500);
         assert_eq!(feed(&mut r, t0, (7, &msg, 1_000), 2..), NOTHING);
@@ -758,7 +758,7 @@ mod tests {
 
     #[test]
     fn single_fragment_messages_complete_at_once_and_channels_are_separate() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
         let mut r = reassembler(|_| {});
         assert_eq!(r.insert(t0, 0, h(1, 0, 1), b""), Some(Bytes::new()));
         assert_eq!(r.insert(t0, 1, h(1, 0, 1), b"x"), Some(Bytes::from("x")));
@@ -773,7 +773,7 @@ mod tests {
 
     #[test]
     fn a_lost_fragment_lets_the_partial_expire_and_time_never_goes_back() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
         let mut r = reassembler(|_| {});
         let msg = message(30);
         feed(&mut r, t0, (1, &msg, 10), ..2);
@@ -803,7 +803,7 @@ mod tests {
 
     #[test]
     fn malformed_and_inconsistent_fragments_are_dropped() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
         let mut r = reassembler(|_| {});
         r.insert(t0, 0, h(1, 3, 3), b"x");
         r.insert(t0, 0, h(1, 0, 3), b"");
@@ -822,7 +822,7 @@ mod tests {
 
     #[test]
     fn a_wrapped_id_with_another_count_replaces_the_stale_partial() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
         let mut r = reassembler(|_| {});
         feed(&mut r, t0, (42, &message(50), 10), ..3);
         let newer = message(20);
@@ -836,7 +836,7 @@ mod tests {
 
     #[test]
     fn oversized_messages_are_refused_as_soon_as_known_but_the_maximum_fits() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
         let mut r = reassembler(|c| (c.max_message_bytes, c.max_fragments) = (100, 10));
         r.insert(t0, 0, h(1, 0, 11), b"x");
         assert_eq!(r.stats().dropped_too_many_fragments, 1);
@@ -858,7 +858,7 @@ mod tests {
 
     #[test]
     fn the_partial_limit_evicts_the_oldest_partial() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
         let mut r = reassembler(|c| c.max_partial_messages = 2);
         let msg = message(20);
         for id in 0..3 {
@@ -880,7 +880,7 @@ mod tests {
 
     #[test]
     fn the_memory_budget_evicts_the_oldest_partials_and_refuses_what_cannot_fit() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
         let mut r = reassembler(|c| c.memory_budget_bytes = 100);
         let (big, small) = (message(80), message(60));
         feed(&mut r, t0, (1, &big, 40), ..1);
@@ -907,7 +907,7 @@ mod tests {
 
     #[test]
     fn only_the_last_64_completed_messages_are_remembered() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
         let mut r = reassembler(|_| {});
         for id in 0..=64 {
             assert!(r.insert(t0, 0, h(id, 0, 1), b"m").is_some());
@@ -1029,7 +1029,7 @@ mod tests {
     /// is exactly one that was sent, delivered once, and that limits and fragment accounting hold;
     /// with `exact`, also that delivery, buffering and all counters match the model at each step.
     fn run(config: FragmentConfig, ops: Vec<Op>, exact: bool) -> Result<(), TestCaseError> {
-        let mut now = Instant::now();
+        let mut now = crate::testing::epoch();
         let mut real = Reassembler::new(config.clone());
         let timeout = ms(config.reassembly_timeout_ms);
         let mut model = Model {
@@ -1159,7 +1159,7 @@ mod tests {
             order in Just((0..255u8).collect::<Vec<_>>()).prop_shuffle(),
             duplicates in prop::collection::vec(any::<bool>(), 255),
         ) {
-            let t0 = Instant::now();
+            let t0 = crate::testing::epoch();
             let frags = match split(&msg, chunk, 255) {
                 Ok(frags) => frags.collect::<Vec<_>>(),
                 Err(_) => return Err(TestCaseError::reject("more than 255 fragments")),

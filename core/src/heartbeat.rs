@@ -714,7 +714,7 @@ mod tests {
 
     #[test]
     fn first_ping_is_immediate_then_one_per_interval() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
         let mut hb = Heartbeat::new(t0, HeartbeatConfig::default());
         let first = hb.poll_ping(t0, 42).unwrap();
         assert_eq!((first.seq, first.tick, first.ts_us), (0, 42, 0));
@@ -729,7 +729,7 @@ mod tests {
 
     #[test]
     fn rfc6298_first_sample_then_update() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
         let mut hb = Heartbeat::new(t0, HeartbeatConfig::default());
         assert_eq!((hb.stats().srtt_ms, hb.stats().rttvar_ms), (333.0, 166.5));
 
@@ -751,7 +751,7 @@ mod tests {
 
     #[test]
     fn hold_time_is_subtracted_only_down_to_min_rtt() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
         let mut hb = Heartbeat::new(t0, HeartbeatConfig::default());
         let p = hb.poll_ping(t0, 0).unwrap();
         assert_eq!(hb.handle_pong(t0 + ms(80), &pong(&p)).unwrap().rtt, ms(80));
@@ -771,7 +771,7 @@ mod tests {
 
     #[test]
     fn rtt_converges_to_a_constant_path_delay() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
         let mut pair = Pair::new(t0, ms(40), 0.0, 1);
         pair.run_for(ms(60000));
         for stats in pair.sides.each_ref().map(Heartbeat::stats) {
@@ -791,7 +791,7 @@ mod tests {
 
     #[test]
     fn jitter_follows_rfc3550_for_alternating_delays() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
         let mut hb = Heartbeat::new(t0, HeartbeatConfig::default());
         // Pings sent every 500 ms by the peer, arriving after 20, 50, 20, 50, ... ms:
         // every transit difference is 30 ms, so J_k = J_{k-1} + (30 − J_{k-1}) / 16.
@@ -811,7 +811,7 @@ mod tests {
 
     #[test]
     fn incoming_loss_duplicates_and_reordering() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
         let mut hb = Heartbeat::new(t0, HeartbeatConfig::default());
         for (i, seq) in [0, 1, 3, 3, 2, 5].into_iter().enumerate() {
             let pong = hb.handle_ping(t0 + ms(i as u64 * 500), &ping(seq, 0), 9);
@@ -831,7 +831,7 @@ mod tests {
 
     #[test]
     fn outgoing_loss_counts_only_old_unanswered_pings_and_late_pongs_undo_it() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
         let mut hb = Heartbeat::new(t0, HeartbeatConfig::default());
         let mut unanswered = Vec::new();
         for i in 0..8u32 {
@@ -866,7 +866,7 @@ mod tests {
 
     #[test]
     fn outstanding_table_is_bounded() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
         // A long initial RTT keeps age-based loss out of the picture.
         let config = HeartbeatConfig {
             max_outstanding_pings: 4,
@@ -886,7 +886,7 @@ mod tests {
 
     #[test]
     fn failure_is_reported_exactly_at_the_timeout_and_only_once() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
         let mut hb = Heartbeat::new(t0, HeartbeatConfig::default());
         // 3 × (333 + 4 × 166.5 + 500) ms = 4.497 s < 5 s: the configured timeout rules.
         assert_eq!(hb.failure_timeout(), ms(5000));
@@ -909,7 +909,7 @@ mod tests {
 
     #[test]
     fn any_receipt_defers_failure_and_slow_paths_stretch_the_timeout() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
         let mut hb = Heartbeat::new(t0, HeartbeatConfig::default());
         hb.poll_ping(t0, 0);
         hb.on_receive(t0 + ms(4_000));
@@ -925,7 +925,7 @@ mod tests {
 
     #[test]
     fn no_false_failure_under_30_percent_random_loss() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
         let mut pair = Pair::new(t0, ms(40), 0.30, 0x5eed);
         pair.run_for(ms(600000));
         assert_eq!(pair.failures, 0);
@@ -940,7 +940,7 @@ mod tests {
 
     #[test]
     fn future_dated_pong_is_clamped_and_not_sampled() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
         let mut hb = Heartbeat::new(t0, HeartbeatConfig::default());
         let p = hb.poll_ping(t0 + ms(1_000), 0).unwrap();
         let forged = Pong {
@@ -961,7 +961,7 @@ mod tests {
 
     #[test]
     fn sequence_numbers_wrap() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
         let mut hb = Heartbeat::new(t0, HeartbeatConfig::default());
         hb.next_seq = u32::MAX;
         let last = hb.poll_ping(t0, 0).unwrap();

@@ -360,7 +360,7 @@ mod tests {
 
     #[test]
     fn burst_then_exact_refill() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
         let mut bucket = TokenBucket::new(8, 4.0, t0);
         for _ in 0..8 {
             bucket.try_take(t0, 1).unwrap();
@@ -380,7 +380,7 @@ mod tests {
 
     #[test]
     fn retry_after_is_for_the_whole_amount_and_rounds_up() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
         let mut bucket = TokenBucket::new(10, 3.0, t0);
         bucket.try_take(t0, 9).unwrap();
         // 1 held, 5 needed: 4 tokens at 3/s = 1.333… s, rounded up to the nanosecond.
@@ -392,7 +392,7 @@ mod tests {
 
     #[test]
     fn fractional_rates_are_exact_to_the_milli_token() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
         let mut bucket = TokenBucket::new(1, 0.5, t0);
         bucket.try_take(t0, 1).unwrap();
         assert_eq!(retry_after(bucket.try_take(t0, 1)), ms(2_000));
@@ -401,7 +401,7 @@ mod tests {
 
     #[test]
     fn more_than_capacity_or_no_refill_is_never() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
         let mut bucket = TokenBucket::new(4, 1.0, t0);
         assert_eq!(retry_after(bucket.try_take(t0, 5)), Duration::MAX);
         assert_eq!(bucket.available(t0), 4, "a refused take takes nothing");
@@ -418,7 +418,7 @@ mod tests {
 
     #[test]
     fn earlier_time_is_ignored() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
         let mut bucket = TokenBucket::new(2, 1.0, t0 + ms(1_000));
         bucket.try_take(t0 + ms(1_000), 2).unwrap();
         // A stale `now` neither refills nor rewinds the clock.
@@ -429,7 +429,7 @@ mod tests {
 
     #[test]
     fn address_limiter_limits_each_address_separately() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
         let mut limiter = AddressLimiter::new(&RateLimitConfig::default());
         for _ in 0..8 {
             limiter.check(t0, addr(1)).unwrap();
@@ -449,7 +449,7 @@ mod tests {
 
     #[test]
     fn address_table_is_bounded_and_evicts_the_idlest() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
         let config = RateLimitConfig {
             max_tracked_addrs: 3,
             handshake_burst_per_addr: 1,
@@ -480,7 +480,7 @@ mod tests {
 
     #[test]
     fn address_limiter_ignores_earlier_time() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
         let config = RateLimitConfig {
             handshake_burst_per_addr: 1,
             ..RateLimitConfig::default()
@@ -493,7 +493,7 @@ mod tests {
 
     #[test]
     fn peer_limiter_takes_both_or_nothing() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
         let config = RateLimitConfig {
             message_burst: 2,
             messages_per_sec: 10.0,
@@ -524,7 +524,7 @@ mod tests {
 
     #[test]
     fn peer_limiter_default_allows_a_60_hz_stream_forever() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
         let mut peer = PeerLimiter::new(&RateLimitConfig::default(), t0);
         for tick in 0..6_000u64 {
             let now = t0 + Duration::from_nanos(tick * 1_000_000_000 / 60);

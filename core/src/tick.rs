@@ -642,7 +642,7 @@ mod tests {
 
     #[test]
     fn delivers_one_tick_per_period_at_exact_times() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
         let mut s = TickScheduler::new(t0, TickConfig::default());
         assert_eq!(s.tick_duration(), nanos(16_666_666));
         assert_eq!(s.poll_tick(t0), None, "tick 0 is the start, not delivered");
@@ -670,7 +670,7 @@ mod tests {
 
     #[test]
     fn lateness_is_recorded() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
         let mut s = TickScheduler::new(t0, TickConfig::default());
         for late_ms in [1u32, 1, 1, 2, 9] {
             let deadline = s.next_deadline();
@@ -690,7 +690,7 @@ mod tests {
 
     /// Runs ticks 1–5 on time, then polls once 10 ticks overdue (ticks 6–15 due).
     fn after_stall(policy: MissedTickPolicy) -> (TickScheduler, Vec<u64>) {
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
         let mut s = scheduler(t0, policy);
         for _ in 0..5 {
             s.poll_tick(s.next_deadline()).unwrap();
@@ -719,7 +719,7 @@ mod tests {
 
     #[test]
     fn no_drift_over_an_hour() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
         let mut s = TickScheduler::new(t0, TickConfig::default());
         let mut previous = t0;
         while let Some(info) = s.poll_tick(s.next_deadline()) {
@@ -809,7 +809,7 @@ mod tests {
 
     #[test]
     fn first_sample_sets_the_estimate() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
         let mut sync = TickSync::new(TickSyncConfig::default());
         assert_eq!((sync.poll_tick(t0), sync.next_deadline()), (None, None));
         assert_eq!(sync.estimated_server_tick(t0), None);
@@ -832,7 +832,7 @@ mod tests {
 
     #[test]
     fn converges_under_jitter_with_bounded_rate() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
         let mut sim = SyncSim::new(t0, 0x71c);
         sim.server_drift = 0.001;
         sim.jitter_us = 10_000;
@@ -871,7 +871,7 @@ mod tests {
 
     #[test]
     fn snaps_on_a_huge_offset_and_never_repeats_a_tick() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
         let mut sim = SyncSim::new(t0, 7);
         let mut sync = TickSync::new(TickSyncConfig::default());
         let mut delivered = Vec::new();
@@ -905,7 +905,7 @@ mod tests {
 
     #[test]
     fn implausible_server_ticks_are_rejected() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::epoch();
         let mut sync = TickSync::new(TickSyncConfig::default());
         sync.on_sample(t0, u64::MAX, 50 * MS);
         sync.on_sample(t0, 0, Duration::MAX);

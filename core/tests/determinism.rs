@@ -2,7 +2,7 @@
 //! exactly; another seed draws other session ids. (TLS randomness is not seeded yet, so packet
 //! bytes may differ between runs; packet sizes and timing do not.)
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tickwire_core::testing::{LinkModel, Net, Traced};
 use tickwire_core::{ChannelId, Event, ReasonCode};
@@ -10,7 +10,7 @@ use tickwire_core::{ChannelId, Event, ReasonCode};
 /// Two clients join a server over a lossy, jittery, duplicating link, talk on every channel,
 /// one leaves, the other stays until the server shuts down.
 fn scripted_session(seed: u64) -> Vec<Traced> {
-    let mut net = Net::new(Instant::now(), seed);
+    let mut net = Net::new(tickwire_core::testing::epoch(), seed);
     net.link = LinkModel {
         latency: Duration::from_millis(15),
         jitter: Duration::from_millis(10),

@@ -3,7 +3,7 @@
 //! and counted; reliable channels carry megabytes.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tickwire_core::channel::OversizePolicy;
 use tickwire_core::config::Config;
@@ -22,7 +22,7 @@ struct Fixture {
 
 impl Fixture {
     fn new(link: LinkModel, configure_server: impl FnOnce(&mut Config), fragment: FragmentConfig) -> Self {
-        let mut net = Net::new(Instant::now(), 5);
+        let mut net = Net::new(tickwire_core::testing::epoch(), 5);
         let mut server_config = Net::config(100);
         configure_server(&mut server_config);
         let server = net.add_server(server_config);

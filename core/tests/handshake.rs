@@ -1,7 +1,7 @@
 //! Handshake refusals as the client sees them: every failure is an explicit
 //! `Event::Rejected { reason, .. }`, never a bare transport error or a silent timeout.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tickwire_core::config::Config;
 use tickwire_core::testing::{Fate, Net};
@@ -9,7 +9,7 @@ use tickwire_core::{ConnectOptions, Initiator, ReasonCode, Role};
 
 /// A network with a server using `server` and a client using `client` (seeds 100 and 200).
 fn pair(server: impl FnOnce(&mut Config), client: impl FnOnce(&mut Config)) -> (Net, usize, usize) {
-    let mut net = Net::new(Instant::now(), 1);
+    let mut net = Net::new(tickwire_core::testing::epoch(), 1);
     let mut server_config = Net::config(100);
     server(&mut server_config);
     let mut client_config = Net::config(200);

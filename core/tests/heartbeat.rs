@@ -1,14 +1,14 @@
 //! Heartbeat over a real session: silence is detected and reported with a reason on both sides,
 //! heavy loss is not mistaken for silence, and the path statistics describe the link.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tickwire_core::testing::{LinkModel, Net};
 use tickwire_core::{ConnHandle, Initiator, ReasonCode};
 
 /// A joined session on a network with `link`: `(net, server, client, server_conn, client_conn)`.
 fn session(link: LinkModel) -> (Net, usize, usize, ConnHandle, ConnHandle) {
-    let mut net = Net::new(Instant::now(), 4);
+    let mut net = Net::new(tickwire_core::testing::epoch(), 4);
     net.link = link;
     let server = net.add_server(Net::config(100));
     let client = net.add_client(Net::config(200));

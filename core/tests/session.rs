@@ -1,13 +1,13 @@
 //! End-to-end session stories in virtual time over real QUIC/TLS (the in-memory harness).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tickwire_core::testing::Net;
 use tickwire_core::{ChannelId, Event};
 
 #[test]
 fn client_joins_and_messages_flow_on_every_channel() {
-    let mut net = Net::new(Instant::now(), 1);
+    let mut net = Net::new(tickwire_core::testing::epoch(), 1);
     let server = net.add_server(Net::config(100));
     let client = net.add_client(Net::config(200));
     let conn = net.connect(client, server);

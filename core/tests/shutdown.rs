@@ -1,12 +1,12 @@
 //! Orderly endings: a server shutting down and a client leaving both tell the other side why.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tickwire_core::testing::Net;
 use tickwire_core::{ConnHandle, Initiator, ReasonCode};
 
 fn setup() -> (Net, usize, usize) {
-    let mut net = Net::new(Instant::now(), 7);
+    let mut net = Net::new(tickwire_core::testing::epoch(), 7);
     let server = net.add_server(Net::config(100));
     let client = net.add_client(Net::config(200));
     (net, server, client)

@@ -1,7 +1,7 @@
 //! Join tickets end to end: what the client is told when its ticket is refused at the door, and
 //! how a live session ends when its ticket is revoked or expires.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use tickwire_core::config::Config;
@@ -15,7 +15,7 @@ const MINUTE_MS: u64 = 60_000;
 
 /// A network with a default server (its wall clock `skew_ms` off the issuer's) and one client.
 fn setup(skew_ms: i64) -> (Net, usize, usize) {
-    let mut net = Net::new(Instant::now(), 2);
+    let mut net = Net::new(tickwire_core::testing::epoch(), 2);
     let wall = net.wall_clock().skewed(skew_ms);
     let server = net.add_server_with(Net::config(SERVER_SEED), wall);
     let client = net.add_client(Net::config(200));
@@ -167,7 +167,7 @@ fn revoking_a_client_ends_its_live_session_within_a_revalidation_period() {
 
 #[test]
 fn with_close_on_expiry_an_expired_ticket_ends_the_session() {
-    let mut net = Net::new(Instant::now(), 3);
+    let mut net = Net::new(tickwire_core::testing::epoch(), 3);
     let mut config = Net::config(SERVER_SEED);
     config.close_sessions_on_ticket_expiry = true;
     config.tickets.max_skew_ms = 0;

@@ -1,7 +1,7 @@
 //! Ticks: the server runs a fixed timestep, and a client estimates the server's tick through
 //! heartbeat pongs closely enough to run its own ticks just ahead of it.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tickwire_core::testing::{LinkModel, Net};
 use tickwire_core::ConnHandle;
@@ -9,7 +9,7 @@ use tickwire_core::ConnHandle;
 /// A network whose one-way latency is uniform in 20–40 ms, with a server started at time 0
 /// and a client that joined it.
 fn jittery_session() -> (Net, usize, usize, ConnHandle) {
-    let mut net = Net::new(Instant::now(), 6);
+    let mut net = Net::new(tickwire_core::testing::epoch(), 6);
     net.link = LinkModel {
         latency: Duration::from_millis(20),
         jitter: Duration::from_millis(20),
@@ -28,7 +28,7 @@ fn true_server_tick(net: &Net) -> f64 {
 
 #[test]
 fn the_server_ticks_at_its_configured_rate() {
-    let mut net = Net::new(Instant::now(), 6);
+    let mut net = Net::new(tickwire_core::testing::epoch(), 6);
     let mut config = Net::config(100);
     config.tick.tick_rate_hz = 20;
     let server = net.add_server(config);

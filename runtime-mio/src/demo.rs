@@ -34,6 +34,38 @@ pub const DEMO_SCHEMA: &str =
 /// Bytes per player in a snapshot.
 const PLAYER_BYTES: usize = 16;
 
+/// Command-line options every demo binary shares: who issues tickets, for which server.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IssuerArgs {
+    /// Seed of the demo ticket issuer key (server and clients must use the same).
+    #[arg(long, default_value_t = 1)]
+    pub issuer_seed: u64,
+    /// Game server id that tickets name.
+    #[arg(long, default_value_t = 42)]
+    pub gs_id: u64,
+}
+
+impl IssuerArgs {
+    /// Demo options for a run of `seconds` with endpoint seed `seed`.
+    pub fn options(&self, seed: u64, seconds: f64) -> DemoOptions {
+        DemoOptions {
+            issuer_seed: self.issuer_seed,
+            gs_id: self.gs_id,
+            seed,
+            duration: Duration::from_secs_f64(seconds.max(0.1)),
+        }
+    }
+}
+
+/// Writes `value` as pretty JSON to `path`.
+///
+/// # Errors
+/// The file cannot be written.
+pub fn write_json(path: &std::path::Path, value: &impl Serialize) -> io::Result<()> {
+    let json = serde_json::to_string_pretty(value).map_err(io::Error::other)?;
+    std::fs::write(path, json)
+}
+
 /// Options shared by the demo's server and clients.
 #[derive(Debug, Clone)]
 pub struct DemoOptions {

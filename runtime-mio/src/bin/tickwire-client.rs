@@ -9,10 +9,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Parser;
-use tickwire_mio::demo::{demo_ticket, run_clients, DemoOptions, DemoReport};
+use tickwire_mio::demo::{demo_ticket, run_clients, write_json, DemoReport, IssuerArgs};
 
 /// Runs tickwire demo clients against a game server.
 #[derive(Debug, Parser)]
@@ -33,12 +32,8 @@ struct Args {
     /// Seed for client identities and randomness.
     #[arg(long, default_value_t = 7)]
     seed: u64,
-    /// Seed of the demo ticket issuer key (must match the server's).
-    #[arg(long, default_value_t = 1)]
-    issuer_seed: u64,
-    /// Game server id to request tickets for.
-    #[arg(long, default_value_t = 42)]
-    gs_id: u64,
+    #[command(flatten)]
+    issuer: IssuerArgs,
     /// Write the report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -49,12 +44,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let options = DemoOptions {
-        issuer_seed: args.issuer_seed,
-        gs_id: args.gs_id,
-        seed: args.seed,
-        duration: Duration::from_secs_f64(args.seconds.max(0.1)),
-    };
+    let options = args.issuer.options(args.seed, args.seconds);
     if let Some(path) = &args.write_ticket {
         let ticket = demo_ticket(&options, args.first, 1);
         return match std::fs::write(path, ticket.to_bytes()) {
@@ -90,8 +80,7 @@ fn main() -> ExitCode {
         );
     }
     if let Some(path) = &args.json {
-        let json = serde_json::to_string_pretty(&report).expect("report serialises");
-        if let Err(e) = std::fs::write(path, json) {
+        if let Err(e) = write_json(path, &report) {
             eprintln!("cannot write {}: {e}", path.display());
             return ExitCode::FAILURE;
         }

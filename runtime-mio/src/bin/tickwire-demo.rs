@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use clap::Parser;
-use tickwire_mio::demo::{run_clients, run_server, DemoOptions, DemoReport};
+use tickwire_mio::demo::{run_clients, run_server, write_json, DemoOptions, DemoReport, IssuerArgs};
 
 /// Runs a tickwire game server and clients over loopback UDP and reports what happened.
 #[derive(Debug, Parser)]
@@ -26,9 +26,8 @@ struct Args {
     /// Base seed for every endpoint's randomness.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Seed of the demo ticket issuer key.
-    #[arg(long, default_value_t = 1)]
-    issuer_seed: u64,
+    #[command(flatten)]
+    issuer: IssuerArgs,
     /// Write the report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -36,16 +35,11 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let play = Duration::from_secs_f64(args.seconds.max(0.1));
+    let client_options = args.issuer.options(args.seed, args.seconds);
+    // The server outlives the clients so they can leave normally before it shuts down.
     let server_options = DemoOptions {
-        issuer_seed: args.issuer_seed,
-        gs_id: 42,
-        seed: args.seed,
-        duration: play + Duration::from_millis(1_500),
-    };
-    let client_options = DemoOptions {
-        duration: play,
-        ..server_options.clone()
+        duration: client_options.duration + Duration::from_millis(1_500),
+        ..client_options.clone()
     };
     let (tx, rx) = mpsc::channel();
     let server = std::thread::spawn(move || {
@@ -83,8 +77,7 @@ fn main() -> ExitCode {
     let report = DemoReport::build(Some(&server), &clients);
     print!("{}", report.render());
     if let Some(path) = &args.json {
-        let json = serde_json::to_string_pretty(&report).expect("report serialises");
-        if let Err(e) = std::fs::write(path, json) {
+        if let Err(e) = write_json(path, &report) {
             eprintln!("cannot write {}: {e}", path.display());
             return ExitCode::FAILURE;
         }

@@ -7,10 +7,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Parser;
-use tickwire_mio::demo::{run_server, DemoOptions, DemoReport};
+use tickwire_mio::demo::{run_server, write_json, DemoReport, IssuerArgs};
 
 /// Runs the tickwire demo game server.
 #[derive(Debug, Parser)]
@@ -25,12 +24,8 @@ struct Args {
     /// Seed for the server's randomness and identity.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Seed of the demo ticket issuer key (clients must use the same).
-    #[arg(long, default_value_t = 1)]
-    issuer_seed: u64,
-    /// Game server id that tickets must name.
-    #[arg(long, default_value_t = 42)]
-    gs_id: u64,
+    #[command(flatten)]
+    issuer: IssuerArgs,
     /// Write the report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -38,16 +33,11 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let options = DemoOptions {
-        issuer_seed: args.issuer_seed,
-        gs_id: args.gs_id,
-        seed: args.seed,
-        duration: Duration::from_secs_f64(args.seconds.max(0.1)),
-    };
+    let options = args.issuer.options(args.seed, args.seconds);
     let result = run_server(
         args.listen,
         &options,
-        |addr| println!("tickwire-gs listening on {addr} (gs id {})", args.gs_id),
+        |addr| println!("tickwire-gs listening on {addr} (gs id {})", args.issuer.gs_id),
         |endpoint, elapsed| {
             let stats = endpoint.endpoint_stats();
             println!(
@@ -71,8 +61,7 @@ fn main() -> ExitCode {
                 server.snapshots_sent
             );
             if let Some(path) = &args.json {
-                let json = serde_json::to_string_pretty(&server).expect("report serialises");
-                if let Err(e) = std::fs::write(path, json) {
+                if let Err(e) = write_json(path, &server) {
                     eprintln!("cannot write {}: {e}", path.display());
                     return ExitCode::FAILURE;
                 }

@@ -537,8 +537,10 @@ impl TicketVerifier {
         now_unix_ms: u64,
     ) -> Result<(), TicketError> {
         let now = now_unix_ms.max(self.latest_now_ms);
-        self.check_expiry(claims, now)?;
-        self.check_revoked(key_id, claims, now)
+        // Revocation first: a session that outlives its ticket (when expiry does not end
+        // sessions) must still end when revoked.
+        self.check_revoked(key_id, claims, now)?;
+        self.check_expiry(claims, now)
     }
 
     /// Revokes one ticket until `until_unix_ms` (pass its `expires_at_ms`; the skew allowance

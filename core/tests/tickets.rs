@@ -197,4 +197,15 @@ fn without_close_on_expiry_a_session_outlives_its_join_ticket() {
     assert!(admitted(&mut net, client, conn));
     net.run_for(Duration::from_secs(40));
     assert!(net.node(client).connected(conn));
+
+    // Outliving the ticket does not outlive a revocation.
+    let client_id = net.claims_for(client).client_id;
+    net.node_mut(server)
+        .endpoint
+        .tickets_mut()
+        .unwrap()
+        .revoke_client(client_id)
+        .unwrap();
+    let (reason, _, _) = net.run_until_disconnected(client, conn, Duration::from_secs(2));
+    assert_eq!(reason, ReasonCode::TICKET_REVOKED);
 }

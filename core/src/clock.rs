@@ -13,7 +13,8 @@ pub struct WallClock {
 }
 
 impl WallClock {
-    /// An anchor; runtimes build it once from `crate::testing::epoch()` and `SystemTime::now()`.
+    /// An anchor; runtimes build it once from the monotonic and the system clock
+    /// (`tickwire_mio::wall_clock_now`), simulators from virtual time.
     pub fn new(instant: Instant, unix_ms: u64) -> Self {
         Self { instant, unix_ms }
     }

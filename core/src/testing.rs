@@ -8,9 +8,9 @@
 //! with its node and time in [`Net::trace`].
 //!
 //! ```
-//! # use std::time::{Duration, Instant};
+//! # use std::time::Duration;
 //! # use tickwire_core::testing::Net;
-//! let mut net = Net::new(Instant::now(), 7);
+//! let mut net = Net::new(tickwire_core::testing::epoch(), 7);
 //! let server = net.add_server(Net::config(7));
 //! let client = net.add_client(Net::config(8));
 //! let conn = net.connect(client, server);

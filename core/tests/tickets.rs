@@ -145,18 +145,18 @@ fn a_ticket_from_an_unknown_issuer_key_is_refused() {
     assert_eq!(refused(&mut net, client, conn), ReasonCode::TICKET_UNKNOWN_KEY);
 }
 
+fn revoke_client(net: &mut Net, server: usize, client_id: u64) {
+    let tickets = net.node_mut(server).endpoint.tickets_mut().unwrap();
+    tickets.revoke_client(client_id).unwrap();
+}
+
 #[test]
 fn revoking_a_client_ends_its_live_session_within_a_revalidation_period() {
     let (mut net, server, client) = setup(0);
     let (conn, _) = net.join(client, server);
     let client_id = net.claims_for(client).client_id; // the id harness tickets give it
 
-    net.node_mut(server)
-        .endpoint
-        .tickets_mut()
-        .unwrap()
-        .revoke_client(client_id)
-        .unwrap();
+    revoke_client(&mut net, server, client_id);
     let revoked_at = net.elapsed();
     let (reason, _, initiator) = net.run_until_disconnected(client, conn, Duration::from_secs(2));
     assert_eq!((reason, initiator), (ReasonCode::TICKET_REVOKED, Initiator::Peer));
@@ -200,12 +200,7 @@ fn without_close_on_expiry_a_session_outlives_its_join_ticket() {
 
     // Outliving the ticket does not outlive a revocation.
     let client_id = net.claims_for(client).client_id;
-    net.node_mut(server)
-        .endpoint
-        .tickets_mut()
-        .unwrap()
-        .revoke_client(client_id)
-        .unwrap();
+    revoke_client(&mut net, server, client_id);
     let (reason, _, _) = net.run_until_disconnected(client, conn, Duration::from_secs(2));
     assert_eq!(reason, ReasonCode::TICKET_REVOKED);
 }

@@ -102,6 +102,8 @@ pub(crate) struct Conn {
     next_fragment_id: u16,
     last_frames_rx: u64,
     pub(crate) stats: ConnectionStats,
+    /// The deadline the endpoint's timer heap holds for this connection (`None` = none armed).
+    pub(crate) armed: Option<Instant>,
 }
 
 /// What [`Conn::process`] needs from the endpoint.
@@ -162,6 +164,7 @@ impl Conn {
             next_fragment_id: 0,
             last_frames_rx: 0,
             stats: ConnectionStats::default(),
+            armed: None,
         }
     }
 

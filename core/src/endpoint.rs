@@ -3,7 +3,8 @@
 //! Method kinds follow quinn-proto: inputs are `handle_*`, outputs are `poll_*` drained until
 //! `None`, commands are verbs, getters take `&self`. See the crate docs for the drive loop.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,7 +24,7 @@ use crate::limits::AddressLimiter;
 use crate::stats::{ConnectionStats, EndpointStats};
 use crate::tick::{TickInfo, TickScheduler, TickSync};
 use crate::ticket::{JoinTicket, TicketError, TicketVerifier};
-use crate::tls::{self, derive_seed, AnchoredTime, TlsSetupError, SERVER_NAME};
+use crate::tls::{self, derive_seed, AnchoredTime, CryptoOptions, TlsSetupError, SERVER_NAME};
 use crate::wire::{ReasonCode, Role, NONCE_LEN};
 
 /// Endpoint-level responses (version negotiation, stateless resets, refusals) held at most.
@@ -187,6 +188,14 @@ pub struct Endpoint {
     wall: WallClock,
     time_source: Arc<AnchoredTime>,
     conns: BTreeMap<ConnHandle, Conn>,
+    /// Connections that may have datagrams to transmit: touched by an input or command since
+    /// `poll_transmit` last found them empty. Idle connections are never polled.
+    active: BTreeSet<ConnHandle>,
+    /// Connections whose deadline may have moved since it was last put in `timers`.
+    timer_dirty: BTreeSet<ConnHandle>,
+    /// Min-heap of `(deadline, connection)`; an entry is live iff it equals the connection's
+    /// `armed` deadline, others are skipped lazily (and compacted when they pile up).
+    timers: BinaryHeap<Reverse<(Instant, ConnHandle)>>,
     events: VecDeque<Event>,
     responses: VecDeque<(Transmit, Vec<u8>)>,
     rng: ChaCha12Rng,
@@ -224,10 +233,25 @@ impl Endpoint {
         wall: WallClock,
         now: Instant,
     ) -> Result<Self, EndpointError> {
+        Self::server_with(config, identity, gs_id, wall, now, CryptoOptions::default())
+    }
+
+    /// [`Endpoint::server`] with cryptography hooks (a seeded provider, a key log).
+    ///
+    /// # Errors
+    /// [`EndpointError`] if the config is invalid or TLS cannot be set up.
+    pub fn server_with(
+        config: Config,
+        identity: SigningKey,
+        gs_id: u64,
+        wall: WallClock,
+        now: Instant,
+        crypto: CryptoOptions,
+    ) -> Result<Self, EndpointError> {
         config.validate()?;
         let time_source = Arc::new(AnchoredTime::default());
         let mut server_config = quinn_proto::ServerConfig::new(
-            tls::server_crypto(&identity)?,
+            tls::server_crypto(&identity, &crypto, time_source.clone())?,
             tls::token_key(derive_seed(config.seed, "quic/token-key")),
         );
         server_config
@@ -240,7 +264,14 @@ impl Endpoint {
             ticks_since_revalidation: 0,
             shutdown: None,
         };
-        let mut endpoint = Self::new(config, identity, wall, time_source, Some(Arc::new(server_config)))?;
+        let mut endpoint = Self::new(
+            config,
+            identity,
+            wall,
+            &crypto,
+            time_source,
+            Some(Arc::new(server_config)),
+        )?;
         endpoint.server = Some(server);
         Ok(endpoint)
     }
@@ -250,14 +281,28 @@ impl Endpoint {
     /// # Errors
     /// [`EndpointError`] if the config is invalid or TLS cannot be set up.
     pub fn client(config: Config, identity: SigningKey, wall: WallClock) -> Result<Self, EndpointError> {
+        Self::client_with(config, identity, wall, CryptoOptions::default())
+    }
+
+    /// [`Endpoint::client`] with cryptography hooks (a seeded provider, a key log).
+    ///
+    /// # Errors
+    /// [`EndpointError`] if the config is invalid or TLS cannot be set up.
+    pub fn client_with(
+        config: Config,
+        identity: SigningKey,
+        wall: WallClock,
+        crypto: CryptoOptions,
+    ) -> Result<Self, EndpointError> {
         config.validate()?;
-        Self::new(config, identity, wall, Arc::new(AnchoredTime::default()), None)
+        Self::new(config, identity, wall, &crypto, Arc::new(AnchoredTime::default()), None)
     }
 
     fn new(
         config: Config,
         identity: SigningKey,
         wall: WallClock,
+        crypto: &CryptoOptions,
         time_source: Arc<AnchoredTime>,
         server_config: Option<Arc<quinn_proto::ServerConfig>>,
     ) -> Result<Self, EndpointError> {
@@ -268,7 +313,7 @@ impl Endpoint {
         endpoint_config
             .cid_generator(move || Box::new(tls::SeededCidGenerator::new(cid_seed)))
             .rng_seed(Some(derive_seed(seed, "quic/rng")));
-        let mut client_config = quinn_proto::ClientConfig::new(tls::client_crypto()?);
+        let mut client_config = quinn_proto::ClientConfig::new(tls::client_crypto(crypto, time_source.clone())?);
         client_config
             .transport_config(transport_config(&config, false))
             .initial_dst_cid_provider(tls::initial_cid_provider(derive_seed(seed, "quic/initial-dcid")));
@@ -279,6 +324,9 @@ impl Endpoint {
             wall,
             time_source,
             conns: BTreeMap::new(),
+            active: BTreeSet::new(),
+            timer_dirty: BTreeSet::new(),
+            timers: BinaryHeap::new(),
             events: VecDeque::new(),
             responses: VecDeque::new(),
             rng: ChaCha12Rng::from_seed(derive_seed(seed, "tickwire/rng")),
@@ -330,32 +378,74 @@ impl Endpoint {
     }
 
     /// Input: the deadline from [`Endpoint::poll_timeout`] passed (spurious calls are fine).
+    /// Only connections whose deadline is due are visited: O(due · log n).
     pub fn handle_timeout(&mut self, now: Instant) {
         let now = self.advance(now);
-        let handles: Vec<ConnHandle> = self.conns.keys().copied().collect();
-        for handle in handles {
+        self.refresh_timers();
+        let mut due = Vec::new();
+        while let Some(&Reverse((deadline, handle))) = self.timers.peek() {
+            if deadline > now {
+                break;
+            }
+            self.timers.pop();
+            if let Some(conn) = self.conns.get_mut(&handle) {
+                if conn.armed == Some(deadline) {
+                    conn.armed = None;
+                    due.push(handle);
+                }
+            }
+        }
+        for handle in due {
             let Some(conn) = self.conns.get_mut(&handle) else {
                 continue;
             };
-            if conn.poll_timeout().is_some_and(|t| t <= now) {
-                let server_tick = self.server.as_ref().map_or(0, |s| s.scheduler.current_tick());
-                let before = self.events.len();
-                {
-                    let mut nonce = nonce_fn(&mut self.rng);
-                    let mut ctx = Ctx {
-                        now,
-                        handle,
-                        config: &self.config,
-                        events: &mut self.events,
-                        nonce: &mut nonce,
-                        server_tick,
-                    };
-                    conn.handle_timeout(&mut ctx);
+            let server_tick = self.server.as_ref().map_or(0, |s| s.scheduler.current_tick());
+            let before = self.events.len();
+            {
+                let mut nonce = nonce_fn(&mut self.rng);
+                let mut ctx = Ctx {
+                    now,
+                    handle,
+                    config: &self.config,
+                    events: &mut self.events,
+                    nonce: &mut nonce,
+                    server_tick,
+                };
+                conn.handle_timeout(&mut ctx);
+            }
+            count_events(&mut self.stats, &self.events, before);
+            self.process(now, handle);
+        }
+    }
+
+    /// Re-reads the deadline of every connection touched since the last call and arms it in
+    /// the heap; rebuilds the heap when stale entries outnumber live ones.
+    fn refresh_timers(&mut self) {
+        while let Some(handle) = self.timer_dirty.pop_first() {
+            let Some(conn) = self.conns.get_mut(&handle) else {
+                continue;
+            };
+            let deadline = conn.poll_timeout();
+            if deadline != conn.armed {
+                conn.armed = deadline;
+                if let Some(t) = deadline {
+                    self.timers.push(Reverse((t, handle)));
                 }
-                count_events(&mut self.stats, &self.events, before);
-                self.process(now, handle);
             }
         }
+        if self.timers.len() > 2 * self.conns.len() + 64 {
+            self.timers = self
+                .conns
+                .iter()
+                .filter_map(|(handle, conn)| Some(Reverse((conn.armed?, *handle))))
+                .collect();
+        }
+    }
+
+    /// Marks `handle` as possibly having output and a moved deadline.
+    fn touch(&mut self, handle: ConnHandle) {
+        self.active.insert(handle);
+        self.timer_dirty.insert(handle);
     }
 
     fn on_incoming(&mut self, now: Instant, incoming: quinn_proto::Incoming) {
@@ -416,6 +506,7 @@ impl Endpoint {
     /// Runs a connection's event processing, the server side of its handshake, and its
     /// endpoint-event exchange; forgets it once drained.
     fn process(&mut self, now: Instant, handle: ConnHandle) {
+        self.touch(handle);
         let Some(conn) = self.conns.get_mut(&handle) else {
             return;
         };
@@ -474,6 +565,8 @@ impl Endpoint {
         }
         if conn.quic.is_drained() {
             self.conns.remove(&handle);
+            self.active.remove(&handle);
+            self.timer_dirty.remove(&handle);
         }
     }
 
@@ -488,23 +581,28 @@ impl Endpoint {
             buf.extend_from_slice(&bytes);
             return Some(transmit);
         }
-        for _ in 0..=self.conns.len() {
-            let key = self
-                .conns
+        // Only connections touched since they last came up empty can have anything to send.
+        loop {
+            let key = *self
+                .active
                 .range(ConnHandle(self.cursor)..)
                 .next()
-                .or_else(|| self.conns.iter().next())
-                .map(|(k, _)| *k)?;
-            let conn = self.conns.get_mut(&key).expect("key was just found in the map");
+                .or_else(|| self.active.first())?;
+            let Some(conn) = self.conns.get_mut(&key) else {
+                self.active.remove(&key);
+                continue;
+            };
             conn.top_up_datagrams(now);
             buf.clear();
+            // Sending arms QUIC's loss-detection, pacing and idle timers.
+            self.timer_dirty.insert(key);
             if let Some(transmit) = conn.quic.poll_transmit(now, 1, buf) {
                 self.cursor = key.0;
                 return Some(transmit);
             }
+            self.active.remove(&key);
             self.cursor = key.0 + 1;
         }
-        None
     }
 
     /// Output: the next event. Drain until `None` after every input.
@@ -515,11 +613,14 @@ impl Endpoint {
     /// Output: the next absolute deadline at which [`Endpoint::handle_timeout`] (or, on a
     /// server, [`Endpoint::poll_tick`]) has work; `None` = no timer.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
+        self.refresh_timers();
         let mut deadline = self.server.as_ref().map(|s| s.scheduler.next_deadline());
-        for conn in self.conns.values_mut() {
-            if let Some(t) = conn.poll_timeout() {
+        while let Some(&Reverse((t, handle))) = self.timers.peek() {
+            if self.conns.get(&handle).is_some_and(|c| c.armed == Some(t)) {
                 deadline = Some(deadline.map_or(t, |d| d.min(t)));
+                break;
             }
+            self.timers.pop();
         }
         deadline
     }
@@ -601,9 +702,12 @@ impl Endpoint {
         options: SendOptions,
     ) -> Result<(), SendError> {
         let now = self.advance(now);
+        let handle = conn;
         let config = &self.config;
-        let conn = self.conns.get_mut(&conn).ok_or(SendError::UnknownConnection)?;
-        conn.send(now, config, channel, payload, options)
+        let conn = self.conns.get_mut(&handle).ok_or(SendError::UnknownConnection)?;
+        conn.send(now, config, channel, payload, options)?;
+        self.touch(handle);
+        Ok(())
     }
 
     /// Command: closes `conn`, telling the peer `reason` and `detail`. Reported as

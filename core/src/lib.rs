@@ -100,4 +100,5 @@ pub use handshake::Session;
 pub use quinn_proto::{EcnCodepoint, Transmit};
 pub use stats::{ConnectionStats, EndpointStats};
 pub use ticket::{JoinTicket, JoinTicketClaims, TicketIssuer};
+pub use tls::CryptoOptions;
 pub use wire::{ReasonCode, Role};

@@ -22,6 +22,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
+use rustls::time_provider::TimeProvider;
+use rustls::KeyLog;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use sha2::{Digest, Sha256};
@@ -61,8 +63,33 @@ pub fn derive_seed(seed: u64, label: &str) -> [u8; 32] {
     hasher.finalize().into()
 }
 
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+/// Cryptography hooks of an endpoint. Production leaves both at their defaults; the simulator
+/// supplies a provider whose randomness and key exchange come from the seed, and a key log so
+/// that its packet captures open decrypted in Wireshark.
+#[derive(Clone, Default)]
+pub struct CryptoOptions {
+    /// The rustls crypto provider (randomness, key exchange, cipher suites, signature
+    /// verification). `None` = rustls's *ring* provider.
+    pub provider: Option<Arc<CryptoProvider>>,
+    /// Receives TLS secrets in the NSS key log format. `None` = secrets are never exported.
+    pub key_log: Option<Arc<dyn KeyLog>>,
+}
+
+impl std::fmt::Debug for CryptoOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CryptoOptions")
+            .field("provider", &self.provider.as_ref().map(|_| "custom"))
+            .field("key_log", &self.key_log.is_some())
+            .finish()
+    }
+}
+
+impl CryptoOptions {
+    fn provider(&self) -> Arc<CryptoProvider> {
+        self.provider
+            .clone()
+            .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()))
+    }
 }
 
 /// A self-signed certificate for `identity`, deterministic in the key.
@@ -85,29 +112,46 @@ fn self_signed(
     Ok((cert.der().clone(), PrivateKeyDer::Pkcs8(key_der)))
 }
 
-/// QUIC server crypto: TLS 1.3 only, ALPN [`ALPN`], a certificate self-signed by `identity`.
-pub fn server_crypto(identity: &SigningKey) -> Result<Arc<QuicServerConfig>, TlsSetupError> {
+/// QUIC server crypto: TLS 1.3 only, ALPN [`ALPN`], a certificate self-signed by `identity`,
+/// no session tickets (tickwire does not resume sessions), wall time from `time`.
+pub fn server_crypto(
+    identity: &SigningKey,
+    options: &CryptoOptions,
+    time: Arc<dyn TimeProvider>,
+) -> Result<Arc<QuicServerConfig>, TlsSetupError> {
     let (cert, key) = self_signed(identity)?;
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+    let mut tls = rustls::ServerConfig::builder_with_details(options.provider(), time)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_no_client_auth()
         .with_single_cert(vec![cert], key)?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
     tls.max_early_data_size = 0;
+    tls.send_tls13_tickets = 0;
+    if let Some(key_log) = &options.key_log {
+        tls.key_log = key_log.clone();
+    }
     let quic = QuicServerConfig::try_from(tls).map_err(|e| TlsSetupError::Quic(e.to_string()))?;
     Ok(Arc::new(quic))
 }
 
-/// QUIC client crypto: TLS 1.3 only, ALPN [`ALPN`], the exporter-bound verifier.
-pub fn client_crypto() -> Result<Arc<QuicClientConfig>, TlsSetupError> {
-    let provider = provider();
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+/// QUIC client crypto: TLS 1.3 only, ALPN [`ALPN`], the exporter-bound verifier, no session
+/// resumption, wall time from `time`.
+pub fn client_crypto(
+    options: &CryptoOptions,
+    time: Arc<dyn TimeProvider>,
+) -> Result<Arc<QuicClientConfig>, TlsSetupError> {
+    let provider = options.provider();
+    let mut tls = rustls::ClientConfig::builder_with_details(provider.clone(), time)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(ExporterBoundVerifier { provider }))
         .with_no_client_auth();
     tls.alpn_protocols = vec![ALPN.to_vec()];
     tls.enable_early_data = false;
+    tls.resumption = rustls::client::Resumption::disabled();
+    if let Some(key_log) = &options.key_log {
+        tls.key_log = key_log.clone();
+    }
     let quic = QuicClientConfig::try_from(tls).map_err(|e| TlsSetupError::Quic(e.to_string()))?;
     Ok(Arc::new(quic))
 }
@@ -227,6 +271,15 @@ impl TimeSource for AnchoredTime {
     }
 }
 
+/// rustls reads wall time from the same anchor, so the core never consults the system clock.
+impl TimeProvider for AnchoredTime {
+    fn current_time(&self) -> Option<UnixTime> {
+        Some(UnixTime::since_unix_epoch(Duration::from_millis(
+            self.unix_ms.load(Ordering::Relaxed),
+        )))
+    }
+}
+
 /// Stateless-reset key derived from the seed (RFC 9000 §10.3).
 pub(crate) fn reset_key(seed: [u8; 32]) -> Arc<dyn quinn_proto::crypto::HmacKey> {
     Arc::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &seed))
@@ -247,8 +300,9 @@ mod tests {
         let (a, _) = self_signed(&key).unwrap();
         let (b, _) = self_signed(&key).unwrap();
         assert_eq!(a, b);
-        assert!(server_crypto(&key).is_ok());
-        assert!(client_crypto().is_ok());
+        let time = Arc::new(AnchoredTime::default());
+        assert!(server_crypto(&key, &CryptoOptions::default(), time.clone()).is_ok());
+        assert!(client_crypto(&CryptoOptions::default(), time).is_ok());
     }
 
     #[test]

@@ -216,6 +216,13 @@ fn transport_config(config: &Config, server: bool) -> Arc<TransportConfig> {
         .datagram_send_buffer_size(config.datagram_send_buffer_bytes)
         .max_concurrent_bidi_streams(VarInt::from_u32(u32::from(server)))
         .max_concurrent_uni_streams(VarInt::from_u32(config.channels.len() as u32));
+    if let Some(ack) = &config.ack_frequency {
+        let mut frequency = quinn_proto::AckFrequencyConfig::default();
+        frequency
+            .ack_eliciting_threshold(VarInt::from_u32(ack.ack_eliciting_threshold))
+            .max_ack_delay(Some(Duration::from_millis(ack.max_ack_delay_ms)));
+        transport.ack_frequency_config(Some(frequency));
+    }
     Arc::new(transport)
 }
 
@@ -295,7 +302,14 @@ impl Endpoint {
         crypto: CryptoOptions,
     ) -> Result<Self, EndpointError> {
         config.validate()?;
-        Self::new(config, identity, wall, &crypto, Arc::new(AnchoredTime::default()), None)
+        Self::new(
+            config,
+            identity,
+            wall,
+            &crypto,
+            Arc::new(AnchoredTime::default()),
+            None,
+        )
     }
 
     fn new(
@@ -313,7 +327,8 @@ impl Endpoint {
         endpoint_config
             .cid_generator(move || Box::new(tls::SeededCidGenerator::new(cid_seed)))
             .rng_seed(Some(derive_seed(seed, "quic/rng")));
-        let mut client_config = quinn_proto::ClientConfig::new(tls::client_crypto(crypto, time_source.clone())?);
+        let mut client_config =
+            quinn_proto::ClientConfig::new(tls::client_crypto(crypto, time_source.clone())?);
         client_config
             .transport_config(transport_config(&config, false))
             .initial_dst_cid_provider(tls::initial_cid_provider(derive_seed(seed, "quic/initial-dcid")));

@@ -1,0 +1,1284 @@
+//! The discrete-event engine: virtual time in integer nanoseconds, one queue of events ordered
+//! by `(time, insertion sequence)`, real tickwire endpoints as nodes, [`Link`]s between them.
+//!
+//! The engine is itself sans-IO: no threads, no wall clock, no `HashMap`; every random choice
+//! comes from the run's seed through [`derive()`]. Each datagram a node emits is routed through
+//! its path's link and recorded in the trace hash ([`Sim::trace_sha256`]) with its fate, so two
+//! runs agree on the hash exactly when they agree on every packet.
+//!
+//! ```no_run
+//! use tickwire_sim::{engine::{Sim, SimOptions}, scenario::Scenario};
+//! let scenario = Scenario::builtin("default").unwrap();
+//! let mut sim = Sim::new(scenario, 7, SimOptions::default()).unwrap();
+//! while !sim.finished() {
+//!     sim.run_for(1_000_000_000); // one virtual second at a time
+//! }
+//! let report = sim.report();
+//! println!("{} joined, trace {}", report.sessions.clients_joined, report.trace_sha256);
+//! ```
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use ed25519_dalek::SigningKey;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use sha2::{Digest, Sha256};
+use tickwire_core::retry::Backoff;
+use tickwire_core::{
+    ChannelId, Config, ConnHandle, ConnectOptions, Endpoint, Event, JoinTicketClaims, ReasonCode,
+    SendOptions, TicketIssuer,
+};
+
+use crate::capture::{KeyLogBuffer, PcapWriter};
+use crate::clock::{NodeClock, START_UNIX_MS};
+use crate::crypto::sim_crypto;
+use crate::link::{DropReason, Link, LinkStats, Nanos};
+use crate::report::{Metrics, Report, Side};
+use crate::scenario::{Direction, Fault, Scenario, ScenarioError, Target};
+
+/// Nanoseconds per second.
+pub const SECOND: Nanos = 1_000_000_000;
+/// Nanoseconds per millisecond.
+pub const MILLI: Nanos = 1_000_000;
+/// UDP port game servers listen on.
+pub const SERVER_PORT: u16 = 4433;
+/// Key id of the simulation's ticket issuer.
+pub const ISSUER_KEY_ID: u32 = 1;
+/// Snapshots larger than this many bytes cannot fit one QUIC datagram at the 1 200-byte
+/// initial MTU (RFC 9000 §14), so they always travel in fragments.
+pub const FRAGMENTED_ABOVE: usize = 1_200;
+/// A node woken this many times at one virtual instant is pushed 1 µs ahead (livelock guard).
+const MAX_WAKES_PER_INSTANT: u32 = 64;
+
+/// A 32-byte seed for one purpose of one run: `SHA-256("tickwire-sim/v1" ‖ seed ‖ label ‖ a ‖ b)`.
+pub fn derive(seed: u64, label: &str, a: u64, b: u64) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(b"tickwire-sim/v1");
+    hasher.update(seed.to_be_bytes());
+    hasher.update((label.len() as u64).to_be_bytes());
+    hasher.update(label.as_bytes());
+    hasher.update(a.to_be_bytes());
+    hasher.update(b.to_be_bytes());
+    hasher.finalize().into()
+}
+
+fn derive_u64(seed: u64, label: &str, a: u64, b: u64) -> u64 {
+    let bytes = derive(seed, label, a, b);
+    u64::from_be_bytes(bytes[..8].try_into().expect("32 bytes"))
+}
+
+/// Options of one run beyond the scenario.
+#[derive(Default)]
+pub struct SimOptions {
+    /// Write every datagram to this pcap sink and collect the TLS key log
+    /// ([`Sim::key_log`]).
+    pub capture: Option<Box<dyn Write>>,
+    /// Stop after this much virtual time instead of the scenario's `duration_s`.
+    pub duration: Option<Duration>,
+}
+
+impl std::fmt::Debug for SimOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimOptions")
+            .field("capture", &self.capture.is_some())
+            .field("duration", &self.duration)
+            .finish()
+    }
+}
+
+/// Errors setting up a run.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The scenario is invalid.
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
+    /// An endpoint could not be built from the scenario's configuration.
+    #[error("endpoint setup failed: {0}")]
+    Endpoint(#[from] tickwire_core::EndpointError),
+    /// The capture file could not be written.
+    #[error("capture failed: {0}")]
+    Capture(#[from] std::io::Error),
+}
+
+/// A queued event; ordered by `(at, seq)` only.
+#[derive(Debug)]
+struct Scheduled {
+    at: Nanos,
+    seq: u64,
+    what: What,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+#[derive(Debug)]
+enum What {
+    /// A datagram arrives at node `to`.
+    Deliver {
+        to: usize,
+        from: SocketAddr,
+        payload: Vec<u8>,
+    },
+    /// A node's armed deadline.
+    Wake { node: usize },
+    /// A client starts (or restarts) an attempt to join, if `generation` is still current.
+    Join { node: usize, generation: u64 },
+    /// A scheduled fault takes effect.
+    Fault(Action),
+    /// Periodic path sampling for the report.
+    Sample,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    Cut {
+        client: usize,
+        direction: Direction,
+        start: bool,
+    },
+    Step {
+        node: usize,
+        offset_ns: i128,
+    },
+    Drift {
+        node: usize,
+        ppm: f64,
+    },
+    Crash {
+        node: usize,
+    },
+    Restart {
+        node: usize,
+    },
+}
+
+/// A client's path to its server: one link each way, partition counters and fault history.
+#[derive(Debug)]
+pub(crate) struct Path {
+    pub(crate) preset: usize,
+    pub(crate) up: Link,
+    pub(crate) down: Link,
+    cut_up: u32,
+    cut_down: u32,
+    /// Faults currently affecting this client's session (cuts, its or its server's crash).
+    pub(crate) faults_active: u32,
+    /// Start of the current faulted period.
+    pub(crate) fault_since: Option<Nanos>,
+    /// When the last fault cleared.
+    pub(crate) fault_cleared: Option<Nanos>,
+    /// One-way delays observed since the last sample, per direction: (sum ns, count).
+    pub(crate) up_delay: (u128, u64),
+    pub(crate) down_delay: (u128, u64),
+    pub(crate) last_up: LinkStats,
+    pub(crate) last_down: LinkStats,
+}
+
+impl Path {
+    fn fault_begin(&mut self, now: Nanos) {
+        if self.faults_active == 0 {
+            self.fault_since = Some(now);
+        }
+        self.faults_active += 1;
+    }
+
+    fn fault_end(&mut self, now: Nanos) {
+        self.faults_active = self.faults_active.saturating_sub(1);
+        if self.faults_active == 0 {
+            self.fault_since = None;
+            self.fault_cleared = Some(now);
+        }
+    }
+}
+
+#[derive(Debug)]
+enum ClientState {
+    /// Not connected; a `Join` event is pending (or none, if it gave up).
+    Waiting,
+    Connecting {
+        conn: ConnHandle,
+        started: Nanos,
+    },
+    Connected {
+        conn: ConnHandle,
+        since: Nanos,
+    },
+    /// Crashed.
+    Down,
+}
+
+#[derive(Debug)]
+struct ClientApp {
+    index: usize,
+    server: usize,
+    state: ClientState,
+    backoff: Backoff,
+    /// Invalidates pending `Join` events after a crash or a newer schedule.
+    generation: u64,
+    /// Whether the next attempt is a reconnection (for the stampede statistics).
+    reconnecting: bool,
+}
+
+#[derive(Debug)]
+struct ServerApp {
+    gs_id: u64,
+    /// Live sessions: connection → (client index, established at).
+    sessions: BTreeMap<ConnHandle, (usize, Nanos)>,
+    snapshot_every: u64,
+}
+
+#[derive(Debug)]
+enum App {
+    Server(ServerApp),
+    Client(ClientApp),
+}
+
+#[derive(Debug)]
+struct Node {
+    addr: SocketAddr,
+    identity: SigningKey,
+    clock: NodeClock,
+    endpoint: Option<Endpoint>,
+    incarnation: u64,
+    armed: Option<Nanos>,
+    wakes_at_now: (Nanos, u32),
+    rng: ChaCha8Rng,
+    app: App,
+}
+
+/// Everything but the nodes, so a node and the world can be borrowed together.
+struct World {
+    seed: u64,
+    now: Nanos,
+    seq: u64,
+    queue: BinaryHeap<Reverse<Scheduled>>,
+    servers: usize,
+    addrs: BTreeMap<SocketAddr, usize>,
+    paths: Vec<Path>,
+    trace: Sha256,
+    datagrams: u64,
+    capture: Option<PcapWriter<Box<dyn Write>>>,
+    capture_error: Option<std::io::Error>,
+    key_log: Option<Arc<KeyLogBuffer>>,
+    issuer: TicketIssuer,
+    scenario: Arc<Scenario>,
+    metrics: Metrics,
+    buf: Vec<u8>,
+    counts: EngineCounts,
+}
+
+/// Work the engine did, for profiling a run.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct EngineCounts {
+    /// Events processed.
+    pub events: u64,
+    /// Datagram deliveries.
+    pub deliveries: u64,
+    /// Node wake-ups that ran `handle_timeout`.
+    pub wakes: u64,
+    /// Wake-ups superseded by an earlier one (skipped).
+    pub stale_wakes: u64,
+}
+
+impl World {
+    fn push(&mut self, at: Nanos, what: What) {
+        self.seq += 1;
+        self.queue.push(Reverse(Scheduled {
+            at,
+            seq: self.seq,
+            what,
+        }));
+    }
+
+    /// Routes one datagram from node `src` through its path, hashing it with its fate.
+    fn route(&mut self, src: usize, from: SocketAddr, to: SocketAddr, bytes: &[u8]) {
+        let now = self.now;
+        self.datagrams += 1;
+        self.trace.update(now.to_be_bytes());
+        hash_addr(&mut self.trace, from);
+        hash_addr(&mut self.trace, to);
+        self.trace.update((bytes.len() as u32).to_be_bytes());
+        self.trace.update(bytes);
+        if let Some(capture) = &mut self.capture {
+            if let Err(e) = capture.write(now, from, to, bytes) {
+                self.capture_error.get_or_insert(e);
+            }
+        }
+        let Some(&dst) = self.addrs.get(&to) else {
+            self.trace.update([0xff]);
+            self.metrics.no_route += 1;
+            return;
+        };
+        let uplink = src >= self.servers;
+        let client = if uplink { src } else { dst } - self.servers;
+        if uplink {
+            self.metrics.wire.bytes_up += bytes.len() as u64;
+            self.metrics.wire.datagrams_up += 1;
+        } else {
+            self.metrics.wire.bytes_down += bytes.len() as u64;
+            self.metrics.wire.datagrams_down += 1;
+        }
+        let path = &mut self.paths[client];
+        let cut = if uplink { path.cut_up } else { path.cut_down } > 0;
+        if cut {
+            self.trace.update([0xfe]);
+            self.metrics.partition_dropped += 1;
+            return;
+        }
+        let link = if uplink { &mut path.up } else { &mut path.down };
+        let outcome = link.transmit(now, bytes.to_vec());
+        if let Some(reason) = outcome.dropped {
+            self.trace.update([0, drop_code(reason)]);
+        }
+        for delivery in outcome.deliveries {
+            self.trace
+                .update([1, u8::from(delivery.corrupted), u8::from(delivery.duplicate)]);
+            self.trace.update(delivery.at.to_be_bytes());
+            if !delivery.duplicate {
+                let delay = u128::from(delivery.at.saturating_sub(now));
+                let path = &mut self.paths[client];
+                let acc = if uplink {
+                    &mut path.up_delay
+                } else {
+                    &mut path.down_delay
+                };
+                acc.0 += delay;
+                acc.1 += 1;
+            }
+            self.push(
+                delivery.at,
+                What::Deliver {
+                    to: dst,
+                    from,
+                    payload: delivery.payload,
+                },
+            );
+        }
+    }
+
+    /// Arms `node`'s wake-up at virtual time `at` unless an earlier one is armed.
+    fn arm(&mut self, id: usize, node: &mut Node, at: Nanos) {
+        let mut at = at.max(self.now);
+        if at == self.now && node.wakes_at_now.0 == self.now && node.wakes_at_now.1 >= MAX_WAKES_PER_INSTANT {
+            at = self.now + 1_000;
+        }
+        if node.armed.is_none_or(|armed| at < armed) {
+            node.armed = Some(at);
+            self.push(at, What::Wake { node: id });
+        }
+    }
+
+    fn issue_ticket(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        client: usize,
+        gs_id: u64,
+        key: [u8; 32],
+    ) -> tickwire_core::JoinTicket {
+        let jti: [u8; 16] = rng.random();
+        let claims = JoinTicketClaims::new(
+            client as u64,
+            gs_id,
+            jti,
+            START_UNIX_MS + self.now / MILLI,
+            self.scenario.traffic.ticket_lifetime_s * 1_000,
+            0,
+            key,
+        );
+        self.issuer.issue(&claims)
+    }
+
+    /// Records a session's end as seen by `side`, classifying it against the fault history.
+    fn record_disconnect(&mut self, side: Side, client: usize, established: Nanos, reason: ReasonCode) {
+        let now = self.now;
+        let grace = self.scenario.endpoint.idle_timeout_ms * MILLI;
+        let path = &self.paths[client];
+        let explained =
+            path.faults_active > 0 || path.fault_cleared.is_some_and(|t| now.saturating_sub(t) < grace);
+        let delay = match path.fault_since {
+            Some(since) if path.faults_active > 0 && established <= since => Some(now - since),
+            _ => None,
+        };
+        self.metrics
+            .record_disconnect(side, reason, explained, delay, now);
+    }
+}
+
+fn hash_addr(hasher: &mut Sha256, addr: SocketAddr) {
+    match addr {
+        SocketAddr::V4(a) => hasher.update(a.ip().octets()),
+        SocketAddr::V6(a) => hasher.update(a.ip().octets()),
+    }
+    hasher.update(addr.port().to_be_bytes());
+}
+
+fn drop_code(reason: DropReason) -> u8 {
+    match reason {
+        DropReason::Loss => 1,
+        DropReason::QueueFull => 2,
+        DropReason::Mtu => 3,
+    }
+}
+
+/// A simulation run: build with [`Sim::new`], advance with [`Sim::run_for`] /
+/// [`Sim::run_until`], read [`Sim::report`].
+pub struct Sim {
+    world: World,
+    nodes: Vec<Node>,
+    end: Nanos,
+}
+
+impl std::fmt::Debug for Sim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sim")
+            .field("now", &self.world.now)
+            .field("nodes", &self.nodes.len())
+            .field("queued", &self.world.queue.len())
+            .finish()
+    }
+}
+
+impl Sim {
+    /// Builds every node, link and scheduled fault of `scenario` for `seed`.
+    ///
+    /// # Errors
+    /// [`SimError`] if the scenario is invalid or an endpoint cannot be built.
+    pub fn new(scenario: Scenario, seed: u64, options: SimOptions) -> Result<Self, SimError> {
+        scenario.validate()?;
+        #[allow(clippy::disallowed_methods)]
+        let epoch = Instant::now(); // only differences of instants reach the endpoints
+        let servers = scenario.topology.servers;
+        let clients = scenario.clients();
+        let presets: Vec<String> = {
+            let mut pattern = Vec::new();
+            for entry in &scenario.topology.mix {
+                pattern.extend(std::iter::repeat_n(entry.preset.clone(), entry.weight as usize));
+            }
+            pattern
+        };
+        let preset_names: Vec<String> = {
+            let mut names: Vec<String> = Vec::new();
+            for entry in &scenario.topology.mix {
+                if entry.weight > 0 && !names.contains(&entry.preset) {
+                    names.push(entry.preset.clone());
+                }
+            }
+            names
+        };
+        let issuer = TicketIssuer::new(
+            ISSUER_KEY_ID,
+            SigningKey::from_bytes(&derive(seed, "issuer", 0, 0)),
+        );
+        let capture = options.capture.map(PcapWriter::new).transpose()?;
+        let key_log = capture.as_ref().map(|_| KeyLogBuffer::new());
+        let end = options
+            .duration
+            .map_or((scenario.duration_s * 1e9) as Nanos, |d| d.as_nanos() as Nanos);
+        let mut paths = Vec::with_capacity(clients);
+        let mut client_presets = Vec::with_capacity(clients);
+        for c in 0..clients {
+            let name = &presets[c % presets.len()];
+            let spec = scenario.link(name).expect("validated");
+            let preset = preset_names.iter().position(|n| n == name).expect("listed");
+            client_presets.push(preset);
+            let up = Link::new(&spec, derive(seed, "link/up", c as u64, 0));
+            let down = Link::new(&spec, derive(seed, "link/down", c as u64, 0));
+            paths.push(Path {
+                preset,
+                last_up: LinkStats::default(),
+                last_down: LinkStats::default(),
+                up,
+                down,
+                cut_up: 0,
+                cut_down: 0,
+                faults_active: 0,
+                fault_since: None,
+                fault_cleared: None,
+                up_delay: (0, 0),
+                down_delay: (0, 0),
+            });
+        }
+        let scenario = Arc::new(scenario);
+        let metrics = Metrics::new(&scenario, preset_names, &client_presets);
+        let world = World {
+            seed,
+            now: 0,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            servers,
+            addrs: BTreeMap::new(),
+            paths,
+            trace: Sha256::new(),
+            datagrams: 0,
+            capture,
+            capture_error: None,
+            key_log,
+            issuer,
+            scenario: scenario.clone(),
+            metrics,
+            buf: Vec::with_capacity(1500),
+            counts: EngineCounts::default(),
+        };
+        let mut nodes = Vec::with_capacity(servers + clients);
+        for s in 0..servers {
+            let addr = SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::new(10, 0, 0, s as u8 + 1),
+                SERVER_PORT,
+            ));
+            let snapshot_every = u64::from(scenario.traffic.tick_rate_hz / scenario.traffic.snapshot_rate_hz);
+            let app = App::Server(ServerApp {
+                gs_id: s as u64 + 1,
+                sessions: BTreeMap::new(),
+                snapshot_every,
+            });
+            nodes.push(Self::make_node(&world, epoch, s, addr, app));
+        }
+        for c in 0..clients {
+            let id = servers + c;
+            let addr = client_addr(c, 0);
+            let app = App::Client(ClientApp {
+                index: c,
+                server: c / scenario.topology.clients_per_server,
+                state: ClientState::Waiting,
+                backoff: Backoff::new(scenario.endpoint.retry.clone()),
+                generation: 0,
+                reconnecting: false,
+            });
+            nodes.push(Self::make_node(&world, epoch, id, addr, app));
+        }
+        let mut sim = Self { world, nodes, end };
+        for id in 0..sim.nodes.len() {
+            sim.start_node(id)?;
+        }
+        for id in 0..sim.nodes.len() {
+            sim.world.addrs.insert(sim.nodes[id].addr, id);
+        }
+        // Clients join spread over the join window, each at a random point of its own slot.
+        let window = (scenario.topology.join_window_s * 1e9) as Nanos;
+        for c in 0..clients {
+            let id = servers + c;
+            let slot = window / clients.max(1) as Nanos;
+            let jitter = if slot > 0 {
+                sim.nodes[id].rng.random_range(0..slot)
+            } else {
+                0
+            };
+            sim.world.push(
+                window * c as Nanos / clients.max(1) as Nanos + jitter,
+                What::Join {
+                    node: id,
+                    generation: 0,
+                },
+            );
+        }
+        sim.schedule_faults();
+        let interval = scenario.report.sample_interval_ms * MILLI;
+        sim.world.push(interval, What::Sample);
+        Ok(sim)
+    }
+
+    fn make_node(world: &World, epoch: Instant, id: usize, addr: SocketAddr, app: App) -> Node {
+        Node {
+            addr,
+            identity: SigningKey::from_bytes(&derive(world.seed, "identity", id as u64, 0)),
+            clock: NodeClock::new(epoch),
+            endpoint: None,
+            incarnation: 0,
+            armed: None,
+            wakes_at_now: (0, 0),
+            rng: ChaCha8Rng::from_seed(derive(world.seed, "app", id as u64, 0)),
+            app,
+        }
+    }
+
+    /// Builds node `id`'s endpoint for its current incarnation.
+    fn start_node(&mut self, id: usize) -> Result<(), SimError> {
+        let world = &mut self.world;
+        let node = &mut self.nodes[id];
+        let incarnation = node.incarnation;
+        let mut config: Config = world.scenario.endpoint.clone();
+        config.seed = derive_u64(world.seed, "node", id as u64, incarnation);
+        config.tick.tick_rate_hz = world.scenario.traffic.tick_rate_hz;
+        config.tick_sync.tick_rate_hz = world.scenario.traffic.tick_rate_hz;
+        let key_log = world.key_log.clone().map(|k| k as Arc<dyn rustls::KeyLog>);
+        let crypto = sim_crypto(derive(world.seed, "rustls", id as u64, incarnation), key_log);
+        let now = node.clock.instant(world.now);
+        let endpoint = match &node.app {
+            App::Server(app) => {
+                let mut endpoint = Endpoint::server_with(
+                    config,
+                    node.identity.clone(),
+                    app.gs_id,
+                    node.clock.wall(),
+                    now,
+                    crypto,
+                )?;
+                if let Some(tickets) = endpoint.tickets_mut() {
+                    tickets.add_key(ISSUER_KEY_ID, world.issuer.verifying_key());
+                }
+                endpoint
+            }
+            App::Client(_) => {
+                Endpoint::client_with(config, node.identity.clone(), node.clock.wall(), crypto)?
+            }
+        };
+        node.endpoint = Some(endpoint);
+        drive(id, node, world);
+        Ok(())
+    }
+
+    fn schedule_faults(&mut self) {
+        let scenario = self.world.scenario.clone();
+        let servers = self.world.servers;
+        let per_server = scenario.topology.clients_per_server;
+        let clients = scenario.clients();
+        let secs = |s: f64| (s * 1e9) as Nanos;
+        for fault in &scenario.faults {
+            let (nodes, client_set): (Vec<usize>, Vec<usize>) = match *fault.target() {
+                Target::Server(s) => (vec![s], (s * per_server..(s + 1) * per_server).collect()),
+                Target::Servers => ((0..servers).collect(), (0..clients).collect()),
+                Target::Client(c) => (vec![servers + c], vec![c]),
+                Target::Clients(a, b) => ((a..b).map(|c| servers + c).collect(), (a..b).collect()),
+                Target::AllClients => ((servers..servers + clients).collect(), (0..clients).collect()),
+                Target::ClientsOf(s) => {
+                    let range = s * per_server..(s + 1) * per_server;
+                    (range.clone().map(|c| servers + c).collect(), range.collect())
+                }
+            };
+            match *fault {
+                Fault::Partition {
+                    at_s,
+                    heal_at_s,
+                    direction,
+                    ..
+                } => {
+                    for &client in &client_set {
+                        self.world.push(
+                            secs(at_s),
+                            What::Fault(Action::Cut {
+                                client,
+                                direction,
+                                start: true,
+                            }),
+                        );
+                        if let Some(heal) = heal_at_s {
+                            self.world.push(
+                                secs(heal),
+                                What::Fault(Action::Cut {
+                                    client,
+                                    direction,
+                                    start: false,
+                                }),
+                            );
+                        }
+                    }
+                }
+                Fault::ClockOffset { at_s, offset_ms, .. } => {
+                    for &node in &nodes {
+                        let offset_ns = i128::from(offset_ms) * i128::from(MILLI);
+                        self.world
+                            .push(secs(at_s), What::Fault(Action::Step { node, offset_ns }));
+                    }
+                }
+                Fault::ClockDrift { at_s, ppm, .. } => {
+                    for &node in &nodes {
+                        self.world
+                            .push(secs(at_s), What::Fault(Action::Drift { node, ppm }));
+                    }
+                }
+                Fault::Crash {
+                    at_s, restart_at_s, ..
+                } => {
+                    for &node in &nodes {
+                        self.world.push(secs(at_s), What::Fault(Action::Crash { node }));
+                        if let Some(restart) = restart_at_s {
+                            self.world
+                                .push(secs(restart), What::Fault(Action::Restart { node }));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Current virtual time, in nanoseconds.
+    pub fn now(&self) -> Nanos {
+        self.world.now
+    }
+
+    /// Virtual time at which the run ends, in nanoseconds.
+    pub fn end(&self) -> Nanos {
+        self.end
+    }
+
+    /// Whether the run has reached its end.
+    pub fn finished(&self) -> bool {
+        self.world.now >= self.end
+    }
+
+    /// Work counters of the engine so far.
+    pub fn counts(&self) -> EngineCounts {
+        self.world.counts
+    }
+
+    /// Datagrams sent so far (all nodes, before link faults).
+    pub fn datagrams(&self) -> u64 {
+        self.world.datagrams
+    }
+
+    /// Advances by `span` nanoseconds of virtual time (capped at the end).
+    pub fn run_for(&mut self, span: Nanos) {
+        self.run_until(self.world.now.saturating_add(span));
+    }
+
+    /// Processes every event due at or before `until` (capped at the end), then sets the clock
+    /// to `until`.
+    pub fn run_until(&mut self, until: Nanos) {
+        let until = until.min(self.end);
+        while let Some(Reverse(next)) = self.world.queue.peek() {
+            if next.at > until {
+                break;
+            }
+            let Some(Reverse(event)) = self.world.queue.pop() else {
+                break;
+            };
+            self.world.now = event.at;
+            self.world.counts.events += 1;
+            self.handle(event.what);
+        }
+        self.world.now = self.world.now.max(until);
+    }
+
+    fn handle(&mut self, what: What) {
+        let now = self.world.now;
+        match what {
+            What::Deliver { to, from, payload } => {
+                self.world.counts.deliveries += 1;
+                let node = &mut self.nodes[to];
+                let Some(endpoint) = node.endpoint.as_mut() else {
+                    self.world.metrics.dropped_at_down_node += 1;
+                    return;
+                };
+                let local = node.clock.instant(now);
+                endpoint.handle_datagram(local, from, None, None, BytesMut::from(&payload[..]));
+                drive(to, node, &mut self.world);
+            }
+            What::Wake { node: id } => {
+                let node = &mut self.nodes[id];
+                if node.armed != Some(now) {
+                    self.world.counts.stale_wakes += 1;
+                    return; // superseded by an earlier wake-up
+                }
+                self.world.counts.wakes += 1;
+                node.armed = None;
+                if node.wakes_at_now.0 == now {
+                    node.wakes_at_now.1 += 1;
+                } else {
+                    node.wakes_at_now = (now, 1);
+                }
+                let Some(endpoint) = node.endpoint.as_mut() else {
+                    return;
+                };
+                endpoint.handle_timeout(node.clock.instant(now));
+                drive(id, node, &mut self.world);
+            }
+            What::Join { node: id, generation } => {
+                let node = &mut self.nodes[id];
+                let App::Client(app) = &node.app else { return };
+                if app.generation != generation || !matches!(app.state, ClientState::Waiting) {
+                    return;
+                }
+                start_attempt(id, node, &mut self.world);
+            }
+            What::Fault(action) => self.fault(action),
+            What::Sample => {
+                self.sample();
+                let interval = self.world.scenario.report.sample_interval_ms * MILLI;
+                self.world.push(now + interval, What::Sample);
+            }
+        }
+    }
+
+    fn fault(&mut self, action: Action) {
+        let now = self.world.now;
+        match action {
+            Action::Cut {
+                client,
+                direction,
+                start,
+            } => {
+                let path = &mut self.world.paths[client];
+                let delta = |n: &mut u32| {
+                    if start {
+                        *n += 1;
+                    } else {
+                        *n = n.saturating_sub(1);
+                    }
+                };
+                if direction != Direction::Downlink {
+                    delta(&mut path.cut_up);
+                }
+                if direction != Direction::Uplink {
+                    delta(&mut path.cut_down);
+                }
+                if start {
+                    path.fault_begin(now);
+                } else {
+                    path.fault_end(now);
+                }
+                self.world.metrics.faults += u64::from(start);
+            }
+            Action::Step { node, offset_ns } => self.nodes[node].clock.step(now, offset_ns),
+            Action::Drift { node, ppm } => self.nodes[node].clock.set_drift(now, ppm),
+            Action::Crash { node: id } => {
+                let node = &mut self.nodes[id];
+                if node.endpoint.take().is_none() {
+                    return;
+                }
+                node.armed = None;
+                self.world.metrics.faults += 1;
+                for client in self.affected_clients(id) {
+                    self.world.paths[client].fault_begin(now);
+                }
+                match &mut self.nodes[id].app {
+                    App::Client(app) => {
+                        app.state = ClientState::Down;
+                        app.generation += 1;
+                    }
+                    App::Server(app) => app.sessions.clear(),
+                }
+            }
+            Action::Restart { node: id } => {
+                if self.nodes[id].endpoint.is_some() {
+                    return;
+                }
+                for client in self.affected_clients(id) {
+                    self.world.paths[client].fault_end(now);
+                }
+                let node = &mut self.nodes[id];
+                node.incarnation += 1;
+                node.rng = ChaCha8Rng::from_seed(derive(self.world.seed, "app", id as u64, node.incarnation));
+                if let App::Client(app) = &mut node.app {
+                    // A restarted client comes back from a new port, as a real process would.
+                    self.world.addrs.remove(&node.addr);
+                    node.addr = client_addr(app.index, node.incarnation);
+                    self.world.addrs.insert(node.addr, id);
+                    app.state = ClientState::Waiting;
+                    app.backoff.reset();
+                    app.reconnecting = false;
+                    app.generation += 1;
+                    let delay = node.rng.random_range(0..100 * MILLI);
+                    let generation = app.generation;
+                    self.world.push(now + delay, What::Join { node: id, generation });
+                }
+                if let Err(e) = self.start_node(id) {
+                    tracing::error!("restart of node {id} failed: {e}");
+                }
+            }
+        }
+    }
+
+    /// Clients whose sessions a crash of node `id` affects.
+    fn affected_clients(&self, id: usize) -> Vec<usize> {
+        let servers = self.world.servers;
+        if id >= servers {
+            return vec![id - servers];
+        }
+        let per = self.world.scenario.topology.clients_per_server;
+        (id * per..(id + 1) * per).collect()
+    }
+
+    /// Samples every client's path: estimated vs true RTT, jitter, loss, per preset.
+    fn sample(&mut self) {
+        let now = self.world.now;
+        let servers = self.world.servers;
+        let mut per_preset = vec![PresetSample::default(); self.world.metrics.presets.len()];
+        for (c, path) in self.world.paths.iter_mut().enumerate() {
+            let slot = &mut per_preset[path.preset];
+            let (up, down) = (path.up.stats(), path.down.stats());
+            slot.offered += (up.offered - path.last_up.offered) + (down.offered - path.last_down.offered);
+            slot.dropped += dropped(&up) - dropped(&path.last_up) + dropped(&down) - dropped(&path.last_down);
+            path.last_up = up;
+            path.last_down = down;
+            let truth = match (path.up_delay, path.down_delay) {
+                ((us, un), (ds, dn)) if un > 0 && dn > 0 => {
+                    Some((us / u128::from(un) + ds / u128::from(dn)) as f64 / 1e6)
+                }
+                _ => None,
+            };
+            path.up_delay = (0, 0);
+            path.down_delay = (0, 0);
+            let node = &self.nodes[servers + c];
+            let (Some(endpoint), App::Client(app)) = (&node.endpoint, &node.app) else {
+                continue;
+            };
+            let ClientState::Connected { conn, .. } = app.state else {
+                continue;
+            };
+            let Some(stats) = endpoint.stats(conn) else {
+                continue;
+            };
+            let hb = stats.heartbeat;
+            if hb.rtt_samples == 0 {
+                continue;
+            }
+            slot.rtt_sum += hb.srtt_ms;
+            slot.rtt_n += 1;
+            self.world.metrics.record_path_sample(truth, &stats);
+        }
+        let t = now as f64 / 1e9;
+        for (p, sample) in per_preset.into_iter().enumerate() {
+            let rtt = (sample.rtt_n > 0).then(|| sample.rtt_sum / sample.rtt_n as f64);
+            let loss = (sample.offered > 0).then(|| 100.0 * sample.dropped as f64 / sample.offered as f64);
+            self.world.metrics.record_series(p, t, rtt, loss);
+        }
+    }
+
+    /// The report so far (complete once [`Sim::finished`]). `wall_seconds` and `speed` are
+    /// left at 0 for the caller, who owns the wall clock.
+    pub fn report(&self) -> Report {
+        let servers = self.world.servers;
+        let mut report = self
+            .world
+            .metrics
+            .report(&self.world.scenario, self.world.seed, self.world.now);
+        report.trace_sha256 = self.trace_sha256();
+        report.datagrams = self.world.datagrams;
+        let (mut offered, mut lost) = (0, 0);
+        for path in &self.world.paths {
+            for stats in [path.up.stats(), path.down.stats()] {
+                offered += stats.offered;
+                lost += dropped(&stats);
+            }
+        }
+        report.loss.link_ratio = if offered == 0 {
+            0.0
+        } else {
+            lost as f64 / offered as f64
+        };
+        for node in &self.nodes[..servers] {
+            if let Some(endpoint) = &node.endpoint {
+                if let Some(scheduler) = endpoint.scheduler() {
+                    report.ticks.absorb(&scheduler.stats());
+                }
+            }
+        }
+        for node in &self.nodes[servers..] {
+            if let (Some(endpoint), App::Client(app)) = (&node.endpoint, &node.app) {
+                if let ClientState::Connected { conn, .. } = app.state {
+                    if let Some(stats) = endpoint.stats(conn) {
+                        report.reassembly.absorb(&stats.reassembly);
+                    }
+                }
+            }
+        }
+        report.finish();
+        report
+    }
+
+    /// SHA-256 over every datagram so far (time, source, destination, bytes, fate), hex.
+    pub fn trace_sha256(&self) -> String {
+        let digest = self.world.trace.clone().finalize();
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The TLS key log collected when capturing (NSS key-log format), for Wireshark.
+    pub fn key_log(&self) -> Option<String> {
+        self.world.key_log.as_ref().map(|k| k.contents())
+    }
+
+    /// Finishes the pcap capture, returning its sink.
+    ///
+    /// # Errors
+    /// The first I/O error met while capturing, or one flushing now.
+    pub fn finish_capture(&mut self) -> Result<Option<Box<dyn Write>>, std::io::Error> {
+        if let Some(e) = self.world.capture_error.take() {
+            return Err(e);
+        }
+        self.world.capture.take().map(|c| c.finish()).transpose()
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct PresetSample {
+    offered: u64,
+    dropped: u64,
+    rtt_sum: f64,
+    rtt_n: u64,
+}
+
+fn dropped(stats: &LinkStats) -> u64 {
+    stats.lost + stats.queue_dropped + stats.mtu_dropped
+}
+
+/// Client `index`'s address in incarnation `incarnation`: `10.x.y.z`, port 40000 + incarnation.
+fn client_addr(index: usize, incarnation: u64) -> SocketAddr {
+    let n = index as u32 + 1;
+    let ip = Ipv4Addr::new(10, 1 + (n >> 16) as u8, (n >> 8) as u8, n as u8);
+    SocketAddr::V4(SocketAddrV4::new(ip, 40_000u16.wrapping_add(incarnation as u16)))
+}
+
+impl Fault {
+    fn target(&self) -> &Target {
+        match self {
+            Fault::Partition { target, .. }
+            | Fault::ClockOffset { target, .. }
+            | Fault::ClockDrift { target, .. }
+            | Fault::Crash { target, .. } => target,
+        }
+    }
+}
+
+/// A client starts a join attempt: a fresh ticket, then `connect`.
+fn start_attempt(id: usize, node: &mut Node, world: &mut World) {
+    let Some(endpoint) = node.endpoint.as_mut() else {
+        return;
+    };
+    let App::Client(app) = &mut node.app else { return };
+    let server_addr = SocketAddr::V4(SocketAddrV4::new(
+        Ipv4Addr::new(10, 0, 0, app.server as u8 + 1),
+        SERVER_PORT,
+    ));
+    let gs_id = app.server as u64 + 1;
+    let ticket = world.issue_ticket(
+        &mut node.rng,
+        app.index,
+        gs_id,
+        node.identity.verifying_key().to_bytes(),
+    );
+    let local = node.clock.instant(world.now);
+    if app.reconnecting {
+        world.metrics.record_reconnect_attempt(world.now);
+    }
+    world.metrics.attempts += 1;
+    match endpoint.connect(local, server_addr, ticket, ConnectOptions::default()) {
+        Ok(conn) => {
+            app.state = ClientState::Connecting {
+                conn,
+                started: world.now,
+            };
+        }
+        Err(e) => {
+            tracing::warn!("client {} cannot connect: {e}", app.index);
+            world.metrics.connect_errors += 1;
+        }
+    }
+    drive(id, node, world);
+}
+
+/// After any input: drain events, ticks and transmits until quiet, then arm the next wake-up.
+fn drive(id: usize, node: &mut Node, world: &mut World) {
+    let now = world.now;
+    let local = node.clock.instant(now);
+    let mut buf = std::mem::take(&mut world.buf);
+    while let Some(endpoint) = node.endpoint.as_mut() {
+        let mut busy = false;
+        while let Some(event) = endpoint.poll_event() {
+            busy = true;
+            match &mut node.app {
+                App::Server(app) => server_event(app, endpoint, world, event),
+                App::Client(app) => client_event(id, app, &mut node.rng, world, event),
+            }
+        }
+        match &mut node.app {
+            App::Server(app) => {
+                while let Some(tick) = endpoint.poll_tick(local) {
+                    busy = true;
+                    if tick.tick % app.snapshot_every == 0 {
+                        broadcast(app, endpoint, &mut node.rng, world, local, tick.tick);
+                    }
+                }
+            }
+            App::Client(app) => {
+                if let ClientState::Connected { conn, .. } = app.state {
+                    while let Some(tick) = endpoint.poll_client_tick(local, conn) {
+                        busy = true;
+                        send_input(endpoint, world, local, conn, tick);
+                    }
+                }
+            }
+        }
+        while let Some(transmit) = endpoint.poll_transmit(local, &mut buf) {
+            busy = true;
+            world.route(id, node.addr, transmit.destination, &buf[..transmit.size]);
+        }
+        if !busy {
+            break;
+        }
+    }
+    world.buf = buf;
+    let Some(endpoint) = node.endpoint.as_mut() else {
+        return;
+    };
+    let mut deadline = endpoint.poll_timeout();
+    if let App::Client(ClientApp {
+        state: ClientState::Connected { conn, .. },
+        ..
+    }) = node.app
+    {
+        if let Some(tick) = endpoint.tick_sync(conn).and_then(|s| s.next_deadline()) {
+            deadline = Some(deadline.map_or(tick, |d| d.min(tick)));
+        }
+    }
+    if let Some(deadline) = deadline {
+        let at = node.clock.virtual_at(deadline, now);
+        world.arm(id, node, at);
+    }
+}
+
+fn server_event(app: &mut ServerApp, endpoint: &mut Endpoint, world: &mut World, event: Event) {
+    match event {
+        Event::Connected { conn, .. } => {
+            let client = endpoint
+                .remote_address(conn)
+                .and_then(|a| world.addrs.get(&a).copied())
+                .and_then(|id| id.checked_sub(world.servers));
+            if let Some(client) = client {
+                app.sessions.insert(conn, (client, world.now));
+            }
+        }
+        Event::Disconnected { conn, reason, .. } => {
+            if let Some((client, since)) = app.sessions.remove(&conn) {
+                world.record_disconnect(Side::Server, client, since, reason);
+            }
+        }
+        Event::Rejected { reason, .. } => world.metrics.record_server_rejection(reason),
+        Event::Message { .. } => world.metrics.inputs_received += 1,
+        _ => {}
+    }
+}
+
+fn client_event(id: usize, app: &mut ClientApp, rng: &mut ChaCha8Rng, world: &mut World, event: Event) {
+    let now = world.now;
+    match event {
+        Event::Connected { conn, .. } => {
+            if let ClientState::Connecting { conn: c, started } = app.state {
+                if c == conn {
+                    world
+                        .metrics
+                        .record_join(app.index, now - started, app.reconnecting, now);
+                    app.state = ClientState::Connected { conn, since: now };
+                    app.backoff.reset();
+                }
+            }
+        }
+        Event::Rejected {
+            conn,
+            reason,
+            retry_after,
+            ..
+        } => {
+            if matches!(app.state, ClientState::Connecting { conn: c, .. } if c == conn) {
+                world.metrics.record_rejection(reason);
+                let fresh_ticket_helps =
+                    matches!(reason, ReasonCode::TICKET_EXPIRED | ReasonCode::TICKET_REPLAYED);
+                if reason.is_retryable() || fresh_ticket_helps {
+                    schedule_retry(id, app, rng, world, retry_after);
+                } else {
+                    app.state = ClientState::Waiting;
+                    world.metrics.gave_up += 1;
+                }
+            }
+        }
+        Event::Disconnected { conn, reason, .. } => {
+            if let ClientState::Connected { conn: c, since } = app.state {
+                if c == conn {
+                    world.record_disconnect(Side::Client, app.index, since, reason);
+                    app.reconnecting = true;
+                    schedule_retry(id, app, rng, world, None);
+                }
+            }
+        }
+        Event::Message { payload, .. } => {
+            world.metrics.snapshots_received += 1;
+            if payload.len() > FRAGMENTED_ABOVE {
+                world.metrics.fragmented_received += 1;
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Schedules the next join attempt after the backoff (or the server's advice, if later).
+fn schedule_retry(
+    id: usize,
+    app: &mut ClientApp,
+    rng: &mut ChaCha8Rng,
+    world: &mut World,
+    advice: Option<Duration>,
+) {
+    app.state = ClientState::Waiting;
+    let Some(delay) = app.backoff.next_delay(rng) else {
+        world.metrics.gave_up += 1;
+        return;
+    };
+    let delay = advice.map_or(delay, |a| a.max(delay));
+    app.generation += 1;
+    let at = world.now + delay.as_nanos() as Nanos;
+    world.push(
+        at,
+        What::Join {
+            node: id,
+            generation: app.generation,
+        },
+    );
+}
+
+/// Server: one snapshot to every live session, each of a size drawn from the distribution.
+fn broadcast(
+    app: &ServerApp,
+    endpoint: &mut Endpoint,
+    rng: &mut ChaCha8Rng,
+    world: &mut World,
+    local: Instant,
+    tick: u64,
+) {
+    let dist = world.scenario.traffic.snapshot_bytes;
+    let period = Duration::from_nanos(SECOND / u64::from(world.scenario.traffic.tick_rate_hz));
+    for &conn in app.sessions.keys() {
+        let size = dist.sample(rng);
+        let mut payload = vec![0u8; size];
+        payload[..8].copy_from_slice(&tick.to_be_bytes());
+        let options = SendOptions {
+            deadline: Some(local + period),
+        };
+        match endpoint.send_with(local, conn, ChannelId::LATEST, Bytes::from(payload), options) {
+            Ok(()) => {
+                world.metrics.snapshots_sent += 1;
+                if size > FRAGMENTED_ABOVE {
+                    world.metrics.fragmented_sent += 1;
+                }
+            }
+            Err(_) => world.metrics.send_errors += 1,
+        }
+    }
+}
+
+/// Client: one input for local tick `tick`.
+fn send_input(endpoint: &mut Endpoint, world: &mut World, local: Instant, conn: ConnHandle, tick: u64) {
+    let mut payload = vec![0u8; world.scenario.traffic.input_bytes];
+    payload[..8].copy_from_slice(&tick.to_be_bytes());
+    match endpoint.send(local, conn, ChannelId::UNRELIABLE, Bytes::from(payload)) {
+        Ok(()) => world.metrics.inputs_sent += 1,
+        Err(_) => world.metrics.send_errors += 1,
+    }
+}

@@ -1,0 +1,187 @@
+//! `tickwire-sim`: runs a scenario in virtual time and prints its report; or runs a real-UDP
+//! impairment proxy with the same link models.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use tickwire_sim::capture::keylog_path_for;
+use tickwire_sim::engine::{Sim, SimOptions, MILLI};
+use tickwire_sim::plot::render_svg;
+use tickwire_sim::scenario::{Scenario, BUILTIN};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tickwire-sim",
+    version,
+    about = "Deterministic network simulator for tickwire: real QUIC, TLS and Ed25519 in virtual time",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a scenario (the default command).
+    Run(RunArgs),
+    /// List the shipped scenarios and link presets.
+    List,
+    /// Forward real UDP between a listen address and an upstream, through a link preset.
+    Proxy(tickwire_sim::proxy::ProxyArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// A shipped scenario's name (see `list`) or a path to a scenario TOML file.
+    #[arg(default_value = "default")]
+    scenario: String,
+    /// Seed for every random choice (default: the scenario's).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Override the scenario's duration, in virtual seconds.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write every datagram to this pcap, and the TLS key log to `<PATH>.keys`.
+    #[arg(long)]
+    pcap: Option<PathBuf>,
+    /// Draw RTT and loss over time per link preset into this SVG.
+    #[arg(long)]
+    svg: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => run(cli.run),
+        Some(Command::Run(args)) => run(args),
+        Some(Command::List) => {
+            list();
+            Ok(())
+        }
+        Some(Command::Proxy(args)) => tickwire_sim::proxy::run(args).map_err(|e| e.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("tickwire-sim: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn list() {
+    println!("scenarios:");
+    for (name, _) in BUILTIN {
+        let scenario = Scenario::builtin(name).expect("shipped scenarios parse");
+        println!("  {name:<16} {}", scenario.description);
+    }
+    println!("link presets:");
+    for name in tickwire_sim::link::LinkSpec::PRESETS {
+        println!("  {name}");
+    }
+}
+
+fn load(name: &str) -> Result<Scenario, String> {
+    if let Some(scenario) = Scenario::builtin(name) {
+        return Ok(scenario);
+    }
+    let text = std::fs::read_to_string(name)
+        .map_err(|e| format!("{name:?} is neither a shipped scenario nor a readable file: {e}"))?;
+    Scenario::from_toml(&text).map_err(|e| format!("{name}: {e}"))
+}
+
+fn create(path: &Path) -> Result<BufWriter<File>, String> {
+    File::create(path)
+        .map(BufWriter::new)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))
+}
+
+fn run(args: RunArgs) -> Result<(), String> {
+    let scenario = load(&args.scenario)?;
+    let seed = args.seed.unwrap_or(scenario.seed);
+    let capture: Option<Box<dyn Write>> = match &args.pcap {
+        Some(path) => Some(Box::new(create(path)?)),
+        None => None,
+    };
+    let options = SimOptions {
+        capture,
+        duration: args.duration.map(std::time::Duration::from_secs_f64),
+    };
+    let started = Instant::now();
+    let mut sim = Sim::new(scenario.clone(), seed, options).map_err(|e| e.to_string())?;
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(sim.end() / MILLI)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {prefix} [{bar:40}] {pos}/{len} virtual ms · {msg}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(scenario.name.clone());
+    let step = (sim.end() / 200).max(10 * MILLI);
+    while !sim.finished() {
+        sim.run_for(step);
+        bar.set_position(sim.now() / MILLI);
+        bar.set_message(format!("{} datagrams", sim.datagrams()));
+    }
+    bar.finish_and_clear();
+    let wall = started.elapsed().as_secs_f64();
+    if std::env::var_os("TICKWIRE_SIM_COUNTS").is_some() {
+        eprintln!("{:?}", sim.counts());
+    }
+    let mut report = sim.report();
+    report.wall_seconds = wall;
+    report.speed = if wall > 0.0 {
+        report.virtual_seconds / wall
+    } else {
+        0.0
+    };
+    println!("{report}");
+    if let Some(path) = &args.pcap {
+        let sink = sim.finish_capture().map_err(|e| format!("pcap: {e}"))?;
+        if let Some(mut sink) = sink {
+            sink.flush().map_err(|e| format!("pcap: {e}"))?;
+        }
+        let keys = keylog_path_for(path);
+        std::fs::write(&keys, sim.key_log().unwrap_or_default())
+            .map_err(|e| format!("cannot write {}: {e}", keys.display()))?;
+        println!(
+            "pcap written to {} (TLS key log: {})",
+            path.display(),
+            keys.display()
+        );
+    }
+    if let Some(path) = &args.json {
+        let mut out = create(path)?;
+        serde_json::to_writer_pretty(&mut out, &report).map_err(|e| e.to_string())?;
+        out.flush().map_err(|e| e.to_string())?;
+        println!("report written to {}", path.display());
+    }
+    if let Some(path) = &args.svg {
+        let (rtt, loss) = report.series();
+        let title = format!(
+            "{} · seed {} · RTT and loss per link preset",
+            report.scenario, report.seed
+        );
+        std::fs::write(path, render_svg(&title, &rtt, &loss))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        println!("chart written to {}", path.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,684 @@
+//! What a run measured: counters gathered while it runs ([`Metrics`]) and the report built
+//! from them ([`Report`]), printed as text or written as JSON.
+
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
+
+use serde::Serialize;
+use tickwire_core::fragment::ReassemblyStats;
+use tickwire_core::tick::TickStats;
+use tickwire_core::{ConnectionStats, ReasonCode};
+
+use crate::engine::{FRAGMENTED_ABOVE, MILLI, SECOND};
+use crate::link::Nanos;
+use crate::plot::Series;
+use crate::scenario::Scenario;
+
+/// Which end of a session saw it end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The client.
+    Client,
+    /// The game server.
+    Server,
+}
+
+/// Percentile summary of a sample set (nearest rank), in the unit its name gives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Summary {
+    /// Samples.
+    pub count: u64,
+    /// Arithmetic mean.
+    pub mean: f64,
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Largest sample.
+    pub max: f64,
+}
+
+impl Summary {
+    /// Summarises `samples` (any order); all zero when empty.
+    pub fn of(samples: &[f64]) -> Self {
+        if samples.is_empty() {
+            return Self::default();
+        }
+        let mut sorted = samples.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let rank = |q: f64| sorted[((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1];
+        Self {
+            count: sorted.len() as u64,
+            mean: sorted.iter().sum::<f64>() / sorted.len() as f64,
+            p50: rank(0.50),
+            p99: rank(0.99),
+            max: sorted[sorted.len() - 1],
+        }
+    }
+}
+
+/// Session outcomes.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SessionReport {
+    /// Clients in the scenario.
+    pub clients: usize,
+    /// Clients that joined at least once.
+    pub clients_joined: usize,
+    /// Sessions established (first joins and reconnections).
+    pub joins: u64,
+    /// Sessions established by reconnecting after a lost session.
+    pub reconnects: u64,
+    /// Join attempts started (each with a fresh ticket).
+    pub attempts: u64,
+    /// Attempts rejected, by reason, as the clients saw them.
+    pub rejected: BTreeMap<String, u64>,
+    /// Handshakes the servers refused, by reason.
+    pub rejected_by_servers: BTreeMap<String, u64>,
+    /// Clients that stopped retrying.
+    pub gave_up: u64,
+    /// Established sessions that ended, by reason and side (`client/…`, `server/…`).
+    pub disconnects: BTreeMap<String, u64>,
+    /// Sessions ended while no fault touched their path (either side's view): the failure
+    /// detector's false positives. Should be 0.
+    pub false_disconnects: u64,
+    /// Sessions ended by a fault (partition, crash) and detected by a side.
+    pub detected_disconnects: u64,
+    /// Time from a fault's start to a side ending the session it broke, in milliseconds.
+    pub detection_delay_ms: Summary,
+    /// Reconnection attempts started after lost sessions.
+    pub reconnect_attempts: u64,
+    /// Most reconnection attempts started in any 100 ms window (a stampede shows as a peak
+    /// near the number of clients cut off).
+    pub reconnect_peak_per_100ms: u64,
+    /// Spread of reconnection attempts: 90th minus 10th percentile of their start times, in
+    /// milliseconds.
+    pub reconnect_spread_ms: f64,
+}
+
+/// RTT estimate (the heartbeat's SRTT, RFC 6298) against the truth (mean one-way delays the
+/// links imposed in the sample interval, both directions added).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RttReport {
+    /// Path samples compared.
+    pub samples: u64,
+    /// Mean true RTT, in milliseconds.
+    pub true_ms: f64,
+    /// Mean estimated RTT (SRTT), in milliseconds.
+    pub estimated_ms: f64,
+    /// Absolute error |SRTT − true|, in milliseconds.
+    pub abs_error_ms: Summary,
+    /// Mean signed error SRTT − true, in milliseconds.
+    pub bias_ms: f64,
+}
+
+/// Loss as the links imposed it and as the heartbeat estimated it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LossReport {
+    /// Datagrams the links dropped (loss, queue, MTU) over datagrams offered.
+    pub link_ratio: f64,
+    /// Mean of the clients' heartbeat loss estimates at the sample points.
+    pub estimated_ratio: f64,
+    /// Datagrams dropped by partitions.
+    pub partition_dropped: u64,
+}
+
+/// Fragmented snapshot delivery.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReassemblyReport {
+    /// Snapshots sent larger than one datagram (always fragmented).
+    pub fragmented_sent: u64,
+    /// Of those, delivered whole.
+    pub fragmented_received: u64,
+    /// `fragmented_received / fragmented_sent` (loss of any fragment loses the message).
+    pub success_ratio: f64,
+    /// Reassembly counters summed over the sessions live at the end.
+    pub counters: ReassemblyCounters,
+}
+
+/// A subset of [`ReassemblyStats`] summed over sessions.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReassemblyCounters {
+    /// Fragments received.
+    pub fragments_received: u64,
+    /// Messages reassembled.
+    pub messages_reassembled: u64,
+    /// Partial messages expired before completion.
+    pub expired_timeout: u64,
+    /// Fragments dropped for any reason.
+    pub fragments_dropped: u64,
+}
+
+impl ReassemblyReport {
+    /// Adds one session's reassembly counters.
+    pub fn absorb(&mut self, stats: &ReassemblyStats) {
+        self.counters.fragments_received += stats.fragments_received;
+        self.counters.messages_reassembled += stats.messages_reassembled;
+        self.counters.expired_timeout += stats.expired_timeout;
+        self.counters.fragments_dropped += stats.fragments_dropped;
+    }
+}
+
+/// Bytes on the wire (UDP payloads as sent, before link faults).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WireReport {
+    /// Client-to-server bytes.
+    pub bytes_up: u64,
+    /// Server-to-client bytes.
+    pub bytes_down: u64,
+    /// Client-to-server datagrams.
+    pub datagrams_up: u64,
+    /// Server-to-client datagrams.
+    pub datagrams_down: u64,
+    /// Upstream bytes per client per second.
+    pub up_bytes_per_client_s: f64,
+    /// Downstream bytes per client per second.
+    pub down_bytes_per_client_s: f64,
+}
+
+/// Game traffic counters.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TrafficReport {
+    /// Inputs sent by clients.
+    pub inputs_sent: u64,
+    /// Inputs received by servers.
+    pub inputs_received: u64,
+    /// Snapshots sent by servers.
+    pub snapshots_sent: u64,
+    /// Snapshots received by clients.
+    pub snapshots_received: u64,
+    /// Sends refused by the endpoint (queue full, not connected).
+    pub send_errors: u64,
+}
+
+/// Server tick lateness (virtual time, so it shows the scheduler's own behaviour).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TickReport {
+    /// Ticks delivered, all servers.
+    pub ticks: u64,
+    /// Ticks skipped by the missed-tick policy.
+    pub skipped: u64,
+    /// Worst server's median lateness, in milliseconds.
+    pub lateness_p50_ms: f64,
+    /// Worst server's 99th-percentile lateness, in milliseconds.
+    pub lateness_p99_ms: f64,
+    /// Largest lateness, in milliseconds.
+    pub lateness_max_ms: f64,
+}
+
+impl TickReport {
+    /// Adds one server's scheduler statistics.
+    pub fn absorb(&mut self, stats: &TickStats) {
+        self.ticks += stats.ticks;
+        self.skipped += stats.skipped;
+        self.lateness_p50_ms = self.lateness_p50_ms.max(stats.lateness_p50_ms);
+        self.lateness_p99_ms = self.lateness_p99_ms.max(stats.lateness_p99_ms);
+        self.lateness_max_ms = self.lateness_max_ms.max(stats.lateness_max_ms);
+    }
+}
+
+/// Per link preset: clients and time series for the SVG.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PresetReport {
+    /// Preset name.
+    pub name: String,
+    /// Clients on it.
+    pub clients: usize,
+    /// Mean estimated RTT (SRTT) of its connected clients at each sample, `(s, ms)`.
+    pub rtt_ms: Vec<(f64, f64)>,
+    /// Datagrams its links dropped in each sample interval, `(s, %)`.
+    pub loss_pct: Vec<(f64, f64)>,
+}
+
+/// The report of one run. Everything but `wall_seconds` and `speed` is a function of the
+/// scenario and the seed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    /// Scenario name.
+    pub scenario: String,
+    /// The run's seed.
+    pub seed: u64,
+    /// SHA-256 over every datagram (time, source, destination, bytes, fate), hex.
+    pub trace_sha256: String,
+    /// Datagrams sent.
+    pub datagrams: u64,
+    /// Virtual time simulated, in seconds.
+    pub virtual_seconds: f64,
+    /// Wall-clock time the run took, in seconds (filled by the runner).
+    pub wall_seconds: f64,
+    /// Virtual seconds per wall second (filled by the runner).
+    pub speed: f64,
+    /// Game servers.
+    pub servers: usize,
+    /// Session outcomes.
+    pub sessions: SessionReport,
+    /// Time from `connect` to an established session, in milliseconds.
+    pub handshake_ms: Summary,
+    /// RTT estimate against the truth.
+    pub rtt: RttReport,
+    /// The clients' heartbeat jitter estimates (RFC 3550 §6.4.1) at the sample points, in
+    /// milliseconds.
+    pub jitter_ms: Summary,
+    /// Loss.
+    pub loss: LossReport,
+    /// Fragmented snapshots.
+    pub reassembly: ReassemblyReport,
+    /// Bytes on the wire.
+    pub wire: WireReport,
+    /// Server tick lateness.
+    pub ticks: TickReport,
+    /// Game traffic.
+    pub traffic: TrafficReport,
+    /// Per link preset.
+    pub presets: Vec<PresetReport>,
+}
+
+impl Report {
+    /// Derives ratios once the engine has absorbed end-of-run statistics.
+    pub fn finish(&mut self) {
+        let r = &mut self.reassembly;
+        r.success_ratio = ratio(r.fragmented_received, r.fragmented_sent);
+    }
+
+    /// RTT and loss series per preset, for [`crate::plot::render_svg`].
+    pub fn series(&self) -> (Vec<Series>, Vec<Series>) {
+        let series = |points: fn(&PresetReport) -> &Vec<(f64, f64)>| {
+            self.presets
+                .iter()
+                .map(|p| Series {
+                    label: format!("{} ({} clients)", p.name, p.clients),
+                    points: points(p).clone(),
+                })
+                .collect()
+        };
+        (series(|p| &p.rtt_ms), series(|p| &p.loss_pct))
+    }
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.sessions;
+        let mut out = String::new();
+        let w = &mut out;
+        let _ = writeln!(
+            w,
+            "scenario {} · seed {} · {:.1} virtual s · {} servers, {} clients",
+            self.scenario, self.seed, self.virtual_seconds, self.servers, s.clients
+        );
+        let _ = writeln!(w, "  sessions");
+        let _ = writeln!(
+            w,
+            "    joined            {}/{} clients, {} sessions ({} reconnections), {} attempts",
+            s.clients_joined, s.clients, s.joins, s.reconnects, s.attempts
+        );
+        let _ = writeln!(w, "    rejected          {}", map_or_none(&s.rejected));
+        let _ = writeln!(w, "    refused by server {}", map_or_none(&s.rejected_by_servers));
+        let _ = writeln!(w, "    gave up           {}", s.gave_up);
+        let _ = writeln!(w, "    false disconnects {}", s.false_disconnects);
+        let _ = writeln!(
+            w,
+            "    detected          {} (delay p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms)",
+            s.detected_disconnects,
+            s.detection_delay_ms.p50,
+            s.detection_delay_ms.p99,
+            s.detection_delay_ms.max
+        );
+        let _ = writeln!(w, "    disconnects       {}", map_or_none(&s.disconnects));
+        let _ = writeln!(
+            w,
+            "    reconnection      {} attempts, peak {} per 100 ms, spread p10–p90 {:.0} ms",
+            s.reconnect_attempts, s.reconnect_peak_per_100ms, s.reconnect_spread_ms
+        );
+        let h = &self.handshake_ms;
+        let _ = writeln!(
+            w,
+            "  handshake           p50 {:.1} ms, p99 {:.1} ms ({} joins)",
+            h.p50, h.p99, h.count
+        );
+        let r = &self.rtt;
+        let _ = writeln!(
+            w,
+            "  RTT                 true {:.1} ms, estimated {:.1} ms, |error| mean {:.2} ms p99 {:.2} ms ({} samples)",
+            r.true_ms, r.estimated_ms, r.abs_error_ms.mean, r.abs_error_ms.p99, r.samples
+        );
+        let j = &self.jitter_ms;
+        let _ = writeln!(
+            w,
+            "  jitter              mean {:.2} ms, p99 {:.2} ms",
+            j.mean, j.p99
+        );
+        let l = &self.loss;
+        let _ = writeln!(
+            w,
+            "  loss                links {:.2} %, heartbeat estimate {:.2} %, partitions dropped {}",
+            100.0 * l.link_ratio,
+            100.0 * l.estimated_ratio,
+            l.partition_dropped
+        );
+        let re = &self.reassembly;
+        let _ = writeln!(
+            w,
+            "  reassembly          {}/{} snapshots > {} B delivered ({:.1} %), {} partials expired",
+            re.fragmented_received,
+            re.fragmented_sent,
+            FRAGMENTED_ABOVE,
+            100.0 * re.success_ratio,
+            re.counters.expired_timeout
+        );
+        let wi = &self.wire;
+        let _ = writeln!(
+            w,
+            "  wire                {:.0} B/s up, {:.0} B/s down per client ({} datagrams)",
+            wi.up_bytes_per_client_s, wi.down_bytes_per_client_s, self.datagrams
+        );
+        let t = &self.traffic;
+        let _ = writeln!(
+            w,
+            "  traffic             inputs {}/{} received, snapshots {}/{} received",
+            t.inputs_received, t.inputs_sent, t.snapshots_received, t.snapshots_sent
+        );
+        let tk = &self.ticks;
+        let _ = writeln!(
+            w,
+            "  ticks               {} (skipped {}), lateness p99 {:.2} ms, max {:.2} ms",
+            tk.ticks, tk.skipped, tk.lateness_p99_ms, tk.lateness_max_ms
+        );
+        if self.wall_seconds > 0.0 {
+            let _ = writeln!(
+                w,
+                "  speed               {:.2}× real time ({:.1} virtual s in {:.1} wall s)",
+                self.speed, self.virtual_seconds, self.wall_seconds
+            );
+        }
+        let _ = write!(w, "  trace_sha256        {}", self.trace_sha256);
+        f.write_str(&out)
+    }
+}
+
+fn map_or_none(map: &BTreeMap<String, u64>) -> String {
+    if map.is_empty() {
+        return "none".into();
+    }
+    map.iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn reason_name(reason: ReasonCode) -> String {
+    reason
+        .name()
+        .map_or_else(|| format!("REASON_{}", reason.0), str::to_owned)
+}
+
+/// `(time_s, value)` points of one series.
+type Points = Vec<(f64, f64)>;
+
+/// Counters gathered during a run.
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    pub(crate) presets: Vec<String>,
+    preset_clients: Vec<usize>,
+    joined: Vec<bool>,
+    joins: u64,
+    reconnects: u64,
+    pub(crate) attempts: u64,
+    pub(crate) connect_errors: u64,
+    pub(crate) gave_up: u64,
+    rejected: BTreeMap<String, u64>,
+    rejected_by_servers: BTreeMap<String, u64>,
+    disconnects: BTreeMap<String, u64>,
+    false_disconnects: u64,
+    detection_ms: Vec<f64>,
+    detected: u64,
+    reconnect_attempts: Vec<Nanos>,
+    handshake_ms: Vec<f64>,
+    rtt_true: Vec<f64>,
+    rtt_est: Vec<f64>,
+    rtt_abs_err: Vec<f64>,
+    rtt_err_sum: f64,
+    jitter_ms: Vec<f64>,
+    est_loss: Vec<f64>,
+    /// Per preset: (RTT points, loss points).
+    series: Vec<(Points, Points)>,
+    pub(crate) wire: WireReport,
+    pub(crate) inputs_sent: u64,
+    pub(crate) inputs_received: u64,
+    pub(crate) snapshots_sent: u64,
+    pub(crate) snapshots_received: u64,
+    pub(crate) fragmented_sent: u64,
+    pub(crate) fragmented_received: u64,
+    pub(crate) send_errors: u64,
+    pub(crate) no_route: u64,
+    pub(crate) partition_dropped: u64,
+    pub(crate) dropped_at_down_node: u64,
+    pub(crate) faults: u64,
+}
+
+impl Metrics {
+    /// Empty counters for `scenario`, with clients mapped to preset indices.
+    pub(crate) fn new(scenario: &Scenario, presets: Vec<String>, client_presets: &[usize]) -> Self {
+        let mut preset_clients = vec![0; presets.len()];
+        for &p in client_presets {
+            preset_clients[p] += 1;
+        }
+        Self {
+            series: vec![(Vec::new(), Vec::new()); presets.len()],
+            presets,
+            preset_clients,
+            joined: vec![false; scenario.clients()],
+            ..Self::default()
+        }
+    }
+
+    pub(crate) fn record_join(&mut self, client: usize, handshake_ns: Nanos, reconnect: bool, _now: Nanos) {
+        self.joined[client] = true;
+        self.joins += 1;
+        self.reconnects += u64::from(reconnect);
+        self.handshake_ms.push(handshake_ns as f64 / MILLI as f64);
+    }
+
+    pub(crate) fn record_rejection(&mut self, reason: ReasonCode) {
+        *self.rejected.entry(reason_name(reason)).or_default() += 1;
+    }
+
+    pub(crate) fn record_server_rejection(&mut self, reason: ReasonCode) {
+        *self.rejected_by_servers.entry(reason_name(reason)).or_default() += 1;
+    }
+
+    pub(crate) fn record_reconnect_attempt(&mut self, now: Nanos) {
+        self.reconnect_attempts.push(now);
+    }
+
+    pub(crate) fn record_disconnect(
+        &mut self,
+        side: Side,
+        reason: ReasonCode,
+        explained: bool,
+        delay: Option<Nanos>,
+        _now: Nanos,
+    ) {
+        let side_name = match side {
+            Side::Client => "client",
+            Side::Server => "server",
+        };
+        *self
+            .disconnects
+            .entry(format!("{side_name}/{}", reason_name(reason)))
+            .or_default() += 1;
+        if !explained {
+            self.false_disconnects += 1;
+        }
+        if let Some(delay) = delay {
+            self.detected += 1;
+            self.detection_ms.push(delay as f64 / MILLI as f64);
+        }
+    }
+
+    pub(crate) fn record_path_sample(&mut self, truth_ms: Option<f64>, stats: &ConnectionStats) {
+        let hb = &stats.heartbeat;
+        self.jitter_ms.push(hb.jitter_ms);
+        self.est_loss.push(hb.loss_ratio);
+        if let Some(truth) = truth_ms {
+            self.rtt_true.push(truth);
+            self.rtt_est.push(hb.srtt_ms);
+            self.rtt_abs_err.push((hb.srtt_ms - truth).abs());
+            self.rtt_err_sum += hb.srtt_ms - truth;
+        }
+    }
+
+    pub(crate) fn record_series(
+        &mut self,
+        preset: usize,
+        t: f64,
+        rtt_ms: Option<f64>,
+        loss_pct: Option<f64>,
+    ) {
+        let (rtt, loss) = &mut self.series[preset];
+        if let Some(v) = rtt_ms {
+            rtt.push((t, v));
+        }
+        if let Some(v) = loss_pct {
+            loss.push((t, v));
+        }
+    }
+
+    /// The report of the counters so far.
+    pub(crate) fn report(&self, scenario: &Scenario, seed: u64, now: Nanos) -> Report {
+        let seconds = now as f64 / SECOND as f64;
+        let clients = scenario.clients();
+        let per_client_s = |bytes: u64| {
+            if clients == 0 || seconds == 0.0 {
+                0.0
+            } else {
+                bytes as f64 / (clients as f64 * seconds)
+            }
+        };
+        let mut attempts = self.reconnect_attempts.clone();
+        attempts.sort_unstable();
+        let peak = peak_in_window(&attempts, 100 * MILLI);
+        let spread = if attempts.len() >= 2 {
+            let at = |q: f64| attempts[((q * (attempts.len() - 1) as f64).round()) as usize] as f64;
+            (at(0.9) - at(0.1)) / MILLI as f64
+        } else {
+            0.0
+        };
+        let mean = |v: &[f64]| {
+            if v.is_empty() {
+                0.0
+            } else {
+                v.iter().sum::<f64>() / v.len() as f64
+            }
+        };
+        let mut wire = self.wire.clone();
+        wire.up_bytes_per_client_s = per_client_s(wire.bytes_up);
+        wire.down_bytes_per_client_s = per_client_s(wire.bytes_down);
+        Report {
+            scenario: scenario.name.clone(),
+            seed,
+            virtual_seconds: seconds,
+            servers: scenario.topology.servers,
+            sessions: SessionReport {
+                clients,
+                clients_joined: self.joined.iter().filter(|j| **j).count(),
+                joins: self.joins,
+                reconnects: self.reconnects,
+                attempts: self.attempts,
+                rejected: self.rejected.clone(),
+                rejected_by_servers: self.rejected_by_servers.clone(),
+                gave_up: self.gave_up,
+                disconnects: self.disconnects.clone(),
+                false_disconnects: self.false_disconnects,
+                detected_disconnects: self.detected,
+                detection_delay_ms: Summary::of(&self.detection_ms),
+                reconnect_attempts: attempts.len() as u64,
+                reconnect_peak_per_100ms: peak,
+                reconnect_spread_ms: spread,
+            },
+            handshake_ms: Summary::of(&self.handshake_ms),
+            rtt: RttReport {
+                samples: self.rtt_true.len() as u64,
+                true_ms: mean(&self.rtt_true),
+                estimated_ms: mean(&self.rtt_est),
+                abs_error_ms: Summary::of(&self.rtt_abs_err),
+                bias_ms: if self.rtt_true.is_empty() {
+                    0.0
+                } else {
+                    self.rtt_err_sum / self.rtt_true.len() as f64
+                },
+            },
+            jitter_ms: Summary::of(&self.jitter_ms),
+            loss: LossReport {
+                link_ratio: 0.0,
+                estimated_ratio: mean(&self.est_loss),
+                partition_dropped: self.partition_dropped,
+            },
+            reassembly: ReassemblyReport {
+                fragmented_sent: self.fragmented_sent,
+                fragmented_received: self.fragmented_received,
+                ..ReassemblyReport::default()
+            },
+            wire,
+            traffic: TrafficReport {
+                inputs_sent: self.inputs_sent,
+                inputs_received: self.inputs_received,
+                snapshots_sent: self.snapshots_sent,
+                snapshots_received: self.snapshots_received,
+                send_errors: self.send_errors,
+            },
+            presets: self
+                .presets
+                .iter()
+                .enumerate()
+                .map(|(i, name)| PresetReport {
+                    name: name.clone(),
+                    clients: self.preset_clients[i],
+                    rtt_ms: self.series[i].0.clone(),
+                    loss_pct: self.series[i].1.clone(),
+                })
+                .collect(),
+            ..Report::default()
+        }
+    }
+}
+
+/// Largest number of sorted `times` inside any window of `width`.
+fn peak_in_window(times: &[Nanos], width: Nanos) -> u64 {
+    let mut best = 0;
+    let mut start = 0;
+    for (end, &t) in times.iter().enumerate() {
+        while t - times[start] >= width {
+            start += 1;
+        }
+        best = best.max(end - start + 1);
+    }
+    best as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_uses_nearest_rank() {
+        let samples: Vec<f64> = (1..=100).map(f64::from).collect();
+        let s = Summary::of(&samples);
+        assert_eq!((s.count, s.p50, s.p99, s.max), (100, 50.0, 99.0, 100.0));
+        assert_eq!(Summary::of(&[]), Summary::default());
+    }
+
+    #[test]
+    fn window_peak_counts_events_within_width() {
+        let t = [0, 10, 20, 150, 160, 170, 175, 400];
+        assert_eq!(peak_in_window(&t, 100), 4);
+        assert_eq!(peak_in_window(&t, 1), 1);
+        assert_eq!(peak_in_window(&[], 100), 0);
+    }
+}

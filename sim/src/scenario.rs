@@ -1,0 +1,571 @@
+//! Scenarios: TOML descriptions of a topology, a traffic model, a fault schedule and a
+//! duration. Five ship embedded in the binary ([`Scenario::builtin`]); any other file in the
+//! same format can be run by path.
+//!
+//! ```toml
+//! name = "example"
+//! duration_s = 10.0
+//!
+//! [topology]
+//! servers = 1
+//! clients_per_server = 50
+//! join_window_s = 1.0
+//! mix = [{ preset = "wifi", weight = 3 }, { preset = "mobile", weight = 1 }]
+//!
+//! [traffic]
+//! tick_rate_hz = 60
+//! snapshot_rate_hz = 30
+//! input_bytes = 32
+//! snapshot_bytes = { kind = "uniform", min = 200, max = 2400 }
+//!
+//! [[faults]]
+//! kind = "partition"
+//! target = "client:3"
+//! at_s = 4.0
+//! heal_at_s = 9.0
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use rand::{Rng, RngExt};
+use serde::{Deserialize, Serialize};
+use tickwire_core::Config;
+
+use crate::link::LinkSpec;
+
+/// A scenario as loaded from TOML. Unknown fields are errors, so typos do not pass silently.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Short name, printed in the report.
+    pub name: String,
+    /// One line on what the scenario exercises.
+    #[serde(default)]
+    pub description: String,
+    /// Seed used when the command line gives none.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Virtual time simulated, in seconds.
+    pub duration_s: f64,
+    /// Game servers and clients.
+    #[serde(default)]
+    pub topology: Topology,
+    /// What the game sends.
+    #[serde(default)]
+    pub traffic: Traffic,
+    /// Scheduled faults, in any order.
+    #[serde(default)]
+    pub faults: Vec<Fault>,
+    /// Link presets defined or overridden by this scenario, by name; the built-in presets
+    /// ([`LinkSpec::PRESETS`]) are available without listing them.
+    #[serde(default)]
+    pub links: BTreeMap<String, LinkSpec>,
+    /// tickwire endpoint configuration for every node. `seed` is ignored: each node's seed is
+    /// derived from the run's seed.
+    #[serde(default = "default_endpoint")]
+    pub endpoint: Config,
+    /// Reporting options.
+    #[serde(default)]
+    pub report: ReportOptions,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+
+/// The endpoint configuration scenarios start from: tickwire's defaults, except that clients
+/// keep retrying (a game client does not give up after five attempts while its player waits)
+/// with a wide jitter, so that a crowd disconnected together does not reconnect together.
+pub fn default_endpoint() -> Config {
+    let mut config = Config::default();
+    config.retry.max_attempts = 1_000;
+    config.retry.jitter_factor = 0.5;
+    config
+}
+
+/// Game servers and their clients.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Topology {
+    /// Number of game servers. Default 1.
+    pub servers: usize,
+    /// Clients joining each server. Default 16.
+    pub clients_per_server: usize,
+    /// Link presets of the clients, assigned round-robin by weight. Default: all `lan`.
+    pub mix: Vec<MixEntry>,
+    /// Clients start joining spread evenly over this window, in seconds. Default 1.
+    pub join_window_s: f64,
+}
+
+impl Default for Topology {
+    fn default() -> Self {
+        Self {
+            servers: 1,
+            clients_per_server: 16,
+            mix: vec![MixEntry {
+                preset: "lan".into(),
+                weight: 1,
+            }],
+            join_window_s: 1.0,
+        }
+    }
+}
+
+/// One link preset in the client mix.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MixEntry {
+    /// Preset name: built in ([`LinkSpec::PRESETS`]) or defined under `[links]`. Both
+    /// directions of the client's path use it, with independent random streams.
+    pub preset: String,
+    /// Relative share of clients. Default 1.
+    #[serde(default = "one")]
+    pub weight: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// The game's traffic.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Traffic {
+    /// Server tick rate, in Hz; clients send one input per (synchronised) tick. Default 60.
+    pub tick_rate_hz: u32,
+    /// Snapshot broadcast rate, in Hz; must divide `tick_rate_hz`. Default 30.
+    pub snapshot_rate_hz: u32,
+    /// Size of one input message, in bytes (at least 16). Default 32.
+    pub input_bytes: usize,
+    /// Size distribution of snapshot messages, in bytes (at least 16). Default uniform
+    /// 200–2 400, so some need fragments.
+    pub snapshot_bytes: SizeDist,
+    /// Lifetime of the join tickets clients present, in seconds. Default 60.
+    pub ticket_lifetime_s: u64,
+}
+
+impl Default for Traffic {
+    fn default() -> Self {
+        Self {
+            tick_rate_hz: 60,
+            snapshot_rate_hz: 30,
+            input_bytes: 32,
+            snapshot_bytes: SizeDist::Uniform { min: 200, max: 2_400 },
+            ticket_lifetime_s: 60,
+        }
+    }
+}
+
+/// A message size distribution, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SizeDist {
+    /// Always `bytes`.
+    Constant {
+        /// Size.
+        bytes: usize,
+    },
+    /// Uniform on `[min, max]`.
+    Uniform {
+        /// Smallest size.
+        min: usize,
+        /// Largest size.
+        max: usize,
+    },
+    /// Normal with `mean` and `sd`, clamped to `[min, max]`.
+    Normal {
+        /// Mean.
+        mean: f64,
+        /// Standard deviation.
+        sd: f64,
+        /// Smallest size.
+        min: usize,
+        /// Largest size.
+        max: usize,
+    },
+}
+
+impl SizeDist {
+    /// Draws one size; always exactly two `f64` draws, whatever the kind.
+    pub fn sample(&self, rng: &mut impl Rng) -> usize {
+        let (u1, u2): (f64, f64) = (rng.random(), rng.random());
+        match *self {
+            SizeDist::Constant { bytes } => bytes,
+            SizeDist::Uniform { min, max } => {
+                let span = max.saturating_sub(min) as f64 + 1.0;
+                (min + (u1 * span) as usize).min(max)
+            }
+            SizeDist::Normal { mean, sd, min, max } => {
+                // Box-Muller transform.
+                let z = (-2.0 * (1.0 - u1).ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+                let x = (mean + sd * z).round().max(0.0) as usize;
+                x.clamp(min, max)
+            }
+        }
+    }
+
+    /// The largest size this distribution can produce.
+    pub fn max(&self) -> usize {
+        match *self {
+            SizeDist::Constant { bytes } => bytes,
+            SizeDist::Uniform { max, .. } | SizeDist::Normal { max, .. } => max,
+        }
+    }
+}
+
+/// Which nodes a fault applies to. Written as a string: `server:N`, `servers`, `client:N`
+/// (global client index), `clients:A..B` (half-open range), `clients`, `clients-of:N`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Target {
+    /// One game server.
+    Server(usize),
+    /// Every game server.
+    Servers,
+    /// One client.
+    Client(usize),
+    /// Clients `start..end`.
+    Clients(usize, usize),
+    /// Every client.
+    AllClients,
+    /// Every client of one game server.
+    ClientsOf(usize),
+}
+
+impl TryFrom<String> for Target {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        let number = |s: &str| {
+            s.trim()
+                .parse::<usize>()
+                .map_err(|e| format!("bad target {text:?}: {e}"))
+        };
+        match text.split_once(':') {
+            None if text == "servers" => Ok(Target::Servers),
+            None if text == "clients" => Ok(Target::AllClients),
+            Some(("server", n)) => Ok(Target::Server(number(n)?)),
+            Some(("client", n)) => Ok(Target::Client(number(n)?)),
+            Some(("clients-of", n)) => Ok(Target::ClientsOf(number(n)?)),
+            Some(("clients", range)) => {
+                let (a, b) = range
+                    .split_once("..")
+                    .ok_or_else(|| format!("bad target {text:?}: expected clients:A..B"))?;
+                Ok(Target::Clients(number(a)?, number(b)?))
+            }
+            _ => Err(format!(
+                "bad target {text:?}: expected server:N, servers, client:N, clients:A..B, clients or clients-of:N"
+            )),
+        }
+    }
+}
+
+impl From<Target> for String {
+    fn from(target: Target) -> String {
+        target.to_string()
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Server(n) => write!(f, "server:{n}"),
+            Target::Servers => write!(f, "servers"),
+            Target::Client(n) => write!(f, "client:{n}"),
+            Target::Clients(a, b) => write!(f, "clients:{a}..{b}"),
+            Target::AllClients => write!(f, "clients"),
+            Target::ClientsOf(n) => write!(f, "clients-of:{n}"),
+        }
+    }
+}
+
+/// Which directions a partition cuts, seen from the client.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Both directions.
+    #[default]
+    Both,
+    /// Client to server only.
+    Uplink,
+    /// Server to client only.
+    Downlink,
+}
+
+/// A scheduled fault. Times are virtual seconds from the start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Fault {
+    /// Drops every datagram between the targets and their peers (for a server target: all of
+    /// its clients) from `at_s` until `heal_at_s` (never, if absent).
+    Partition {
+        /// Whose paths are cut.
+        target: Target,
+        /// Start.
+        at_s: f64,
+        /// End, if any.
+        heal_at_s: Option<f64>,
+        /// Which directions.
+        #[serde(default)]
+        direction: Direction,
+    },
+    /// Steps the targets' clocks (monotonic and wall) by `offset_ms` at `at_s`; positive =
+    /// ahead. At `at_s = 0` it is the node's initial skew.
+    ClockOffset {
+        /// Whose clocks.
+        target: Target,
+        /// When.
+        #[serde(default)]
+        at_s: f64,
+        /// Step, in milliseconds.
+        offset_ms: i64,
+    },
+    /// From `at_s`, the targets' clocks run fast (`ppm` > 0) or slow by `ppm` parts per
+    /// million.
+    ClockDrift {
+        /// Whose clocks.
+        target: Target,
+        /// When.
+        #[serde(default)]
+        at_s: f64,
+        /// Rate error, in parts per million.
+        ppm: f64,
+    },
+    /// The targets crash at `at_s` (all state lost) and, if `restart_at_s` is given, come back
+    /// then with fresh state (clients rejoin).
+    Crash {
+        /// Who crashes.
+        target: Target,
+        /// When.
+        at_s: f64,
+        /// When they restart, if ever.
+        restart_at_s: Option<f64>,
+    },
+}
+
+/// Reporting options.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReportOptions {
+    /// Interval between path samples (RTT estimate vs truth, loss, the SVG's points), in
+    /// milliseconds. Default 1 000.
+    pub sample_interval_ms: u64,
+}
+
+impl Default for ReportOptions {
+    fn default() -> Self {
+        Self {
+            sample_interval_ms: 1_000,
+        }
+    }
+}
+
+/// Errors loading a scenario.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The TOML does not parse or does not match the schema.
+    #[error("scenario does not parse: {0}")]
+    Toml(#[from] toml::de::Error),
+    /// A value is out of range or refers to something that does not exist.
+    #[error("invalid scenario: {0}")]
+    Invalid(String),
+}
+
+/// The shipped scenarios, by name, as TOML text.
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("default", include_str!("../scenarios/default.toml")),
+    ("cross-region", include_str!("../scenarios/cross-region.toml")),
+    ("lossy", include_str!("../scenarios/lossy.toml")),
+    ("partition-heal", include_str!("../scenarios/partition-heal.toml")),
+    ("scale-1k", include_str!("../scenarios/scale-1k.toml")),
+];
+
+impl Scenario {
+    /// Parses and validates a scenario.
+    ///
+    /// # Errors
+    /// [`ScenarioError`] naming the problem.
+    pub fn from_toml(text: &str) -> Result<Self, ScenarioError> {
+        let scenario: Scenario = toml::from_str(text)?;
+        scenario.validate()?;
+        Ok(scenario)
+    }
+
+    /// A shipped scenario by name (see [`BUILTIN`]).
+    pub fn builtin(name: &str) -> Option<Self> {
+        let (_, text) = BUILTIN.iter().find(|(n, _)| *n == name)?;
+        Some(Self::from_toml(text).expect("shipped scenarios are valid"))
+    }
+
+    /// The link spec of a preset name: the scenario's own `[links]` first, then the built-ins.
+    pub fn link(&self, name: &str) -> Option<LinkSpec> {
+        self.links.get(name).cloned().or_else(|| LinkSpec::preset(name))
+    }
+
+    /// Total number of clients.
+    pub fn clients(&self) -> usize {
+        self.topology.servers * self.topology.clients_per_server
+    }
+
+    /// Checks ranges and references.
+    ///
+    /// # Errors
+    /// [`ScenarioError::Invalid`] naming the first problem.
+    pub fn validate(&self) -> Result<(), ScenarioError> {
+        let bad = |msg: String| Err(ScenarioError::Invalid(msg));
+        let t = &self.topology;
+        if !(self.duration_s > 0.0 && self.duration_s.is_finite()) {
+            return bad(format!("duration_s must be positive, got {}", self.duration_s));
+        }
+        if t.servers == 0 || t.servers > 250 {
+            return bad(format!("topology.servers must be 1..=250, got {}", t.servers));
+        }
+        if self.clients() > 1 << 20 {
+            return bad(format!("at most {} clients, got {}", 1 << 20, self.clients()));
+        }
+        for (name, spec) in &self.links {
+            spec.validate()
+                .map_err(|e| ScenarioError::Invalid(format!("links.{name}: {e}")))?;
+        }
+        if t.mix.is_empty() || t.mix.iter().all(|m| m.weight == 0) {
+            return bad("topology.mix needs at least one preset with a positive weight".into());
+        }
+        for entry in &t.mix {
+            if self.link(&entry.preset).is_none() {
+                return bad(format!(
+                    "unknown link preset {:?} (built in: {:?}; or define it under [links])",
+                    entry.preset,
+                    LinkSpec::PRESETS
+                ));
+            }
+        }
+        if !(t.join_window_s >= 0.0 && t.join_window_s.is_finite()) {
+            return bad("topology.join_window_s must be a non-negative number".into());
+        }
+        let tr = &self.traffic;
+        if tr.tick_rate_hz == 0 || tr.snapshot_rate_hz == 0 || tr.tick_rate_hz % tr.snapshot_rate_hz != 0 {
+            return bad(format!(
+                "traffic.snapshot_rate_hz ({}) must be positive and divide tick_rate_hz ({})",
+                tr.snapshot_rate_hz, tr.tick_rate_hz
+            ));
+        }
+        if tr.input_bytes < 16 || tr.snapshot_bytes.max() < 16 {
+            return bad("traffic message sizes must be at least 16 bytes".into());
+        }
+        if let SizeDist::Uniform { min, max } | SizeDist::Normal { min, max, .. } = tr.snapshot_bytes {
+            if min > max || min < 16 {
+                return bad("traffic.snapshot_bytes needs 16 <= min <= max".into());
+            }
+        }
+        if self.report.sample_interval_ms == 0 {
+            return bad("report.sample_interval_ms must be positive".into());
+        }
+        for fault in &self.faults {
+            let (target, times): (&Target, Vec<f64>) = match fault {
+                Fault::Partition {
+                    target,
+                    at_s,
+                    heal_at_s,
+                    ..
+                } => (target, [Some(*at_s), *heal_at_s].into_iter().flatten().collect()),
+                Fault::ClockOffset { target, at_s, .. } | Fault::ClockDrift { target, at_s, .. } => {
+                    (target, vec![*at_s])
+                }
+                Fault::Crash {
+                    target,
+                    at_s,
+                    restart_at_s,
+                } => (
+                    target,
+                    [Some(*at_s), *restart_at_s].into_iter().flatten().collect(),
+                ),
+            };
+            if times.iter().any(|t| !(*t >= 0.0 && t.is_finite())) {
+                return bad(format!("fault on {target}: times must be non-negative"));
+            }
+            if times.windows(2).any(|w| w[1] < w[0]) {
+                return bad(format!("fault on {target}: its end is before its start"));
+            }
+            let in_range = match *target {
+                Target::Server(n) | Target::ClientsOf(n) => n < t.servers,
+                Target::Client(n) => n < self.clients(),
+                Target::Clients(a, b) => a < b && b <= self.clients(),
+                Target::Servers | Target::AllClients => true,
+            };
+            if !in_range {
+                return bad(format!("fault target {target} names no node"));
+            }
+        }
+        self.endpoint
+            .validate()
+            .map_err(|e| ScenarioError::Invalid(format!("endpoint: {e}")))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_scenarios_parse() {
+        for (name, _) in BUILTIN {
+            let scenario = Scenario::builtin(name).unwrap();
+            assert_eq!(scenario.name, *name);
+        }
+        assert!(Scenario::builtin("nope").is_none());
+    }
+
+    #[test]
+    fn targets_round_trip() {
+        for text in [
+            "server:0",
+            "servers",
+            "client:7",
+            "clients:2..5",
+            "clients",
+            "clients-of:1",
+        ] {
+            let target = Target::try_from(text.to_string()).unwrap();
+            assert_eq!(target.to_string(), text);
+        }
+        assert!(Target::try_from("client:x".to_string()).is_err());
+        assert!(Target::try_from("planet:1".to_string()).is_err());
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        let text = "name = 'x'\nduration_s = 1.0\n[topology]\nmix = [{ preset = 'moon' }]\n";
+        let err = Scenario::from_toml(text).unwrap_err().to_string();
+        assert!(err.contains("moon"), "{err}");
+        let text =
+            "name = 'x'\nduration_s = 1.0\n[[faults]]\nkind = 'crash'\ntarget = 'client:99'\nat_s = 1.0\n";
+        let err = Scenario::from_toml(text).unwrap_err().to_string();
+        assert!(err.contains("client:99"), "{err}");
+        let text = "name = 'x'\nduration_s = 1.0\nbogus = 1\n";
+        assert!(Scenario::from_toml(text).is_err());
+    }
+
+    #[test]
+    fn sizes_stay_in_range() {
+        use rand::SeedableRng;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let dists = [
+            SizeDist::Constant { bytes: 100 },
+            SizeDist::Uniform { min: 16, max: 40 },
+            SizeDist::Normal {
+                mean: 500.0,
+                sd: 300.0,
+                min: 16,
+                max: 900,
+            },
+        ];
+        for dist in dists {
+            for _ in 0..1000 {
+                let n = dist.sample(&mut rng);
+                assert!((16..=dist.max()).contains(&n), "{dist:?} gave {n}");
+            }
+        }
+    }
+}

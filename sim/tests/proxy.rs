@@ -1,0 +1,228 @@
+//! The impairment proxy on real loopback UDP: mio clients reach a mio echo server through the
+//! `lossy-burst` link, and the proxy's counters show the loss and delay it applied.
+//!
+//! Nothing here asserts on speed. Every wait is bounded by [`HANG`], which fails the test only
+//! if something hangs. The loss assertions are deterministic: a link's loss decision for its
+//! n-th datagram depends only on its seed, so the test replays each flow's links offline and
+//! checks that a loss falls within the datagrams the test is sure to send.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tickwire_core::{ChannelId, ConnHandle, ConnectOptions, Endpoint, Event};
+use tickwire_mio::{wall_clock_now, MioRuntime, NodeId};
+use tickwire_sim::link::{DropReason, Link, LinkSpec};
+use tickwire_sim::proxy::{flow_seed, Direction, Proxy, ProxyConfig};
+use tickwire_tests::{identity, test_config, ticket, EchoServer};
+
+/// Longest the test waits for the whole exchange before declaring a hang.
+const HANG: Duration = Duration::from_secs(120);
+/// Clients, each one flow through the proxy.
+const CLIENTS: u8 = 4;
+/// Messages each client sends, one at a time: message k+1 leaves only after the echo of
+/// message k arrived, so each flow carries at least this many datagrams each way.
+const MESSAGES: usize = 20;
+/// Proxy seed. Chosen so that every flow's links lose a datagram within the first
+/// `MESSAGES` (checked by [`every_link_loses_within_the_first_messages`]).
+const SEED: u64 = 4168;
+
+/// The `lossy-burst` preset (30 ms + U[0, 5] ms one way, Gilbert-Elliott bursts: 10 % loss,
+/// mean burst 3.5), without its MTU stage, so that no datagram is dropped for its size and the
+/// n-th datagram's fate depends on the seed alone.
+fn lossy() -> LinkSpec {
+    LinkSpec {
+        mtu_bytes: None,
+        ..LinkSpec::preset("lossy-burst").expect("shipped preset")
+    }
+}
+
+/// Index of the first datagram the link with `seed` loses.
+fn first_loss(spec: &LinkSpec, seed: [u8; 32]) -> usize {
+    let mut link = Link::new(spec, seed);
+    (0..100_000)
+        .find(|&i| link.transmit(i as u64 * 1_000_000, vec![0; 100]).dropped == Some(DropReason::Loss))
+        .expect("a 10 % loss link loses something")
+}
+
+fn localhost() -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
+}
+
+fn message(n: u8, k: usize) -> Bytes {
+    Bytes::from(format!("client {n} message {k}"))
+}
+
+/// One client's progress.
+struct Player {
+    n: u8,
+    node: NodeId,
+    conn: ConnHandle,
+    joined: bool,
+    echoes: usize,
+}
+
+impl Player {
+    fn send_next(&self, runtime: &mut MioRuntime) {
+        let payload = message(self.n, self.echoes);
+        runtime
+            .endpoint(self.node)
+            .send(Instant::now(), self.conn, ChannelId::GAME, payload)
+            .expect("joined");
+        runtime.flush(self.node);
+    }
+}
+
+#[test]
+fn every_link_loses_within_the_first_messages() {
+    let spec = lossy();
+    for flow in 0..u64::from(CLIENTS) {
+        for direction in [Direction::Uplink, Direction::Downlink] {
+            let first = first_loss(&spec, flow_seed(SEED, flow, direction));
+            assert!(
+                first < MESSAGES,
+                "flow {flow} {direction:?}: first loss at datagram {first}"
+            );
+        }
+    }
+}
+
+#[test]
+fn mio_clients_join_and_exchange_messages_through_a_lossy_proxy() {
+    let spec = lossy();
+    let mut config = test_config(100);
+    // Room for bursts of loss on top of the 65 ms RTT; liveness is not what is tested here.
+    config.heartbeat.timeout_ms = 3_000;
+    config.idle_timeout_ms = 10_000;
+    let server = EchoServer::start(config.clone());
+    let proxy = Proxy::bind(
+        localhost(),
+        server.addr,
+        &spec,
+        &spec,
+        SEED,
+        ProxyConfig::default(),
+    )
+    .expect("proxy binds")
+    .spawn()
+    .expect("proxy thread");
+
+    let mut runtime = MioRuntime::new().unwrap();
+    let mut players: Vec<Player> = (1..=CLIENTS)
+        .map(|n| {
+            let config = tickwire_core::Config {
+                seed: u64::from(n),
+                ..config.clone()
+            };
+            let endpoint = Endpoint::client(config, identity(n), wall_clock_now()).unwrap();
+            let node = runtime.bind(localhost(), endpoint).unwrap();
+            let conn = runtime
+                .endpoint(node)
+                .connect(
+                    Instant::now(),
+                    proxy.local_addr(),
+                    ticket(n, 1),
+                    ConnectOptions::default(),
+                )
+                .unwrap();
+            runtime.flush(node);
+            Player {
+                n,
+                node,
+                conn,
+                joined: false,
+                echoes: 0,
+            }
+        })
+        .collect();
+
+    let deadline = Instant::now() + HANG;
+    while !players.iter().all(|p| p.echoes == MESSAGES) {
+        let progress: Vec<_> = players.iter().map(|p| (p.n, p.joined, p.echoes)).collect();
+        assert!(
+            Instant::now() < deadline,
+            "hung; (client, joined, echoes): {progress:?}"
+        );
+        runtime.turn(Some(Duration::from_millis(10))).unwrap();
+        for player in &mut players {
+            while let Some(event) = runtime.endpoint(player.node).poll_event() {
+                match event {
+                    Event::Connected { conn, .. } if conn == player.conn => {
+                        player.joined = true;
+                        player.send_next(&mut runtime);
+                    }
+                    Event::Message {
+                        conn,
+                        channel,
+                        payload,
+                    } if conn == player.conn => {
+                        assert_eq!(channel, ChannelId::GAME);
+                        assert_eq!(
+                            payload,
+                            message(player.n, player.echoes),
+                            "echoes arrive in order"
+                        );
+                        player.echoes += 1;
+                        if player.echoes < MESSAGES {
+                            player.send_next(&mut runtime);
+                        }
+                    }
+                    Event::Rejected { .. } | Event::Disconnected { .. } => {
+                        panic!("client {}: {event:?}", player.n)
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    // Every round trip crossed both links' 30 ms base latency, and the proxy never sends
+    // early, so no client can have measured less than 60 ms.
+    while !players.iter().all(|p| {
+        runtime
+            .endpoint(p.node)
+            .stats(p.conn)
+            .unwrap()
+            .heartbeat
+            .rtt_samples
+            > 0
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "hung waiting for heartbeat RTT samples"
+        );
+        runtime.turn(Some(Duration::from_millis(10))).unwrap();
+    }
+    for p in &players {
+        let heartbeat = runtime.endpoint(p.node).stats(p.conn).unwrap().heartbeat;
+        assert!(heartbeat.min_rtt_ms >= 60.0, "client {}: {heartbeat:?}", p.n);
+    }
+
+    let joined = server
+        .events
+        .try_iter()
+        .filter(|(_, e)| matches!(e, Event::Connected { .. }))
+        .count();
+    assert_eq!(joined, usize::from(CLIENTS), "the server admitted every client");
+
+    let stats = proxy.stop().expect("proxy ran without error");
+    println!("{stats}");
+    assert_eq!(stats.flows_opened, u64::from(CLIENTS), "one flow per client");
+    assert_eq!(stats.flows_refused, 0);
+    for direction in [Direction::Uplink, Direction::Downlink] {
+        let d = stats.direction(direction);
+        assert!(
+            d.link.offered >= u64::from(CLIENTS) * MESSAGES as u64,
+            "{direction:?}: {d:?}"
+        );
+        // Each flow offered each link at least MESSAGES datagrams, and every link loses one of
+        // its first MESSAGES (see `every_link_loses_within_the_first_messages`).
+        assert!(d.link.lost >= u64::from(CLIENTS), "{direction:?}: {d:?}");
+        assert!(d.forwarded > 0, "{direction:?}: {d:?}");
+        assert!(
+            d.delay_ns_min.is_some_and(|min| min >= 30_000_000),
+            "{direction:?}: {d:?}"
+        );
+        assert_eq!(d.overflow_dropped, 0, "{direction:?}: {d:?}");
+    }
+}

@@ -869,6 +869,15 @@ impl Endpoint {
         self.wall
     }
 
+    /// Command: replaces the wall-clock anchor, e.g. after the system clock was stepped (NTP,
+    /// an operator). Ticket checks use the new anchor from now on; monotonic time is unaffected.
+    pub fn set_wall_clock(&mut self, wall: WallClock) {
+        self.wall = wall;
+        if let Some(now) = self.last_now {
+            self.time_source.set(wall.unix_ms_at(now));
+        }
+    }
+
     /// This endpoint's identity public key.
     pub fn identity_key(&self) -> [u8; 32] {
         self.identity.verifying_key().to_bytes()

@@ -1,9 +1,11 @@
-//! Per-node clocks: each node sees virtual time through an offset and a rate error (drift),
-//! both changeable while running.
+//! Per-node clocks: each node sees virtual time through a rate error (drift) and its wall
+//! clock through an offset, both changeable while running.
 //!
-//! A node's local time in nanoseconds is piecewise linear in virtual time:
-//! `local(v) = anchor_local + (v − anchor_virtual) × (1 + ppb / 10⁹)`; a step or a new rate
-//! re-anchors at the current instant, so local time stays continuous except for steps.
+//! A node's monotonic time in nanoseconds is piecewise linear in virtual time:
+//! `local(v) = anchor_local + (v − anchor_virtual) × (1 + ppb / 10⁹)`; a new rate re-anchors
+//! at the current instant, so it never jumps (monotonic clocks do not step). Its wall clock
+//! follows the monotonic clock plus an offset, which a step changes — what NTP or an operator
+//! does to a real system clock, and what ticket checks see.
 
 use std::time::{Duration, Instant};
 
@@ -25,6 +27,7 @@ pub struct NodeClock {
     anchor_virtual: Nanos,
     anchor_local: i128,
     ppb: i128,
+    wall_offset_ms: i64,
 }
 
 impl NodeClock {
@@ -35,6 +38,7 @@ impl NodeClock {
             anchor_virtual: 0,
             anchor_local: 0,
             ppb: 0,
+            wall_offset_ms: 0,
         }
     }
 
@@ -50,10 +54,11 @@ impl NodeClock {
         self.epoch + Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
     }
 
-    /// The node's wall clock: Unix time [`START_UNIX_MS`] at local time 0, so an offset or
-    /// drift shows in the Unix time it reads too (what ticket checks see).
+    /// The node's wall clock: Unix time [`START_UNIX_MS`] plus its offset at local time 0,
+    /// advancing with the (possibly drifting) monotonic clock.
     pub fn wall(&self) -> WallClock {
         WallClock::new(self.epoch + Duration::from_nanos(BASE_NS as u64), START_UNIX_MS)
+            .skewed(self.wall_offset_ms)
     }
 
     /// The earliest virtual time `>= not_before` at which the local clock reads `at` or later.
@@ -72,10 +77,9 @@ impl NodeClock {
         (v.max(i128::from(not_before))).min(i128::from(u64::MAX)) as Nanos
     }
 
-    /// Steps the clock by `offset_ns` at virtual time `now` (positive = ahead).
-    pub fn step(&mut self, now: Nanos, offset_ns: i128) {
-        self.anchor_local = self.local_ns(now) + offset_ns;
-        self.anchor_virtual = now;
+    /// Steps the wall clock by `offset_ms` (positive = ahead); the monotonic clock is untouched.
+    pub fn step_wall(&mut self, offset_ms: i64) {
+        self.wall_offset_ms = self.wall_offset_ms.saturating_add(offset_ms);
     }
 
     /// From `now`, runs the clock fast (positive) or slow by `ppm` parts per million.

@@ -158,7 +158,7 @@ enum Action {
     },
     Step {
         node: usize,
-        offset_ns: i128,
+        offset_ms: i64,
     },
     Drift {
         node: usize,
@@ -182,7 +182,7 @@ pub(crate) struct Path {
     cut_down: u32,
     /// Faults currently affecting this client's session (cuts, its or its server's crash).
     pub(crate) faults_active: u32,
-    /// Start of the current faulted period.
+    /// Start of the current (or, once cleared, the last) faulted period.
     pub(crate) fault_since: Option<Nanos>,
     /// When the last fault cleared.
     pub(crate) fault_cleared: Option<Nanos>,
@@ -204,7 +204,6 @@ impl Path {
     fn fault_end(&mut self, now: Nanos) {
         self.faults_active = self.faults_active.saturating_sub(1);
         if self.faults_active == 0 {
-            self.fault_since = None;
             self.fault_cleared = Some(now);
         }
     }
@@ -408,18 +407,27 @@ impl World {
     }
 
     /// Records a session's end as seen by `side`, classifying it against the fault history.
-    fn record_disconnect(&mut self, side: Side, client: usize, established: Nanos, reason: ReasonCode) {
+    fn record_disconnect(
+        &mut self,
+        side: Side,
+        client: usize,
+        established: Nanos,
+        reason: ReasonCode,
+        detail: &str,
+    ) {
         let now = self.now;
         let grace = self.scenario.endpoint.idle_timeout_ms * MILLI;
         let path = &self.paths[client];
         let explained =
             path.faults_active > 0 || path.fault_cleared.is_some_and(|t| now.saturating_sub(t) < grace);
+        // Detection delay: from the start of the fault that broke this session (it may have
+        // cleared since, e.g. a crashed server that restarted before the client noticed).
         let delay = match path.fault_since {
-            Some(since) if path.faults_active > 0 && established <= since => Some(now - since),
+            Some(since) if explained && established <= since => Some(now - since),
             _ => None,
         };
         self.metrics
-            .record_disconnect(side, reason, explained, delay, now);
+            .record_disconnect(side, reason, explained, delay, detail);
     }
 }
 
@@ -694,9 +702,8 @@ impl Sim {
                 }
                 Fault::ClockOffset { at_s, offset_ms, .. } => {
                     for &node in &nodes {
-                        let offset_ns = i128::from(offset_ms) * i128::from(MILLI);
                         self.world
-                            .push(secs(at_s), What::Fault(Action::Step { node, offset_ns }));
+                            .push(secs(at_s), What::Fault(Action::Step { node, offset_ms }));
                     }
                 }
                 Fault::ClockDrift { at_s, ppm, .. } => {
@@ -847,7 +854,13 @@ impl Sim {
                 }
                 self.world.metrics.faults += u64::from(start);
             }
-            Action::Step { node, offset_ns } => self.nodes[node].clock.step(now, offset_ns),
+            Action::Step { node: id, offset_ms } => {
+                let node = &mut self.nodes[id];
+                node.clock.step_wall(offset_ms);
+                if let Some(endpoint) = node.endpoint.as_mut() {
+                    endpoint.set_wall_clock(node.clock.wall());
+                }
+            }
             Action::Drift { node, ppm } => self.nodes[node].clock.set_drift(now, ppm),
             Action::Crash { node: id } => {
                 let node = &mut self.nodes[id];
@@ -1067,7 +1080,7 @@ fn start_attempt(id: usize, node: &mut Node, world: &mut World) {
     );
     let local = node.clock.instant(world.now);
     if app.reconnecting {
-        world.metrics.record_reconnect_attempt(world.now);
+        world.metrics.record_reconnect_attempt();
     }
     world.metrics.attempts += 1;
     match endpoint.connect(local, server_addr, ticket, ConnectOptions::default()) {
@@ -1156,9 +1169,11 @@ fn server_event(app: &mut ServerApp, endpoint: &mut Endpoint, world: &mut World,
                 app.sessions.insert(conn, (client, world.now));
             }
         }
-        Event::Disconnected { conn, reason, .. } => {
+        Event::Disconnected {
+            conn, reason, detail, ..
+        } => {
             if let Some((client, since)) = app.sessions.remove(&conn) {
-                world.record_disconnect(Side::Server, client, since, reason);
+                world.record_disconnect(Side::Server, client, since, reason, &detail);
             }
         }
         Event::Rejected { reason, .. } => world.metrics.record_server_rejection(reason),
@@ -1199,10 +1214,12 @@ fn client_event(id: usize, app: &mut ClientApp, rng: &mut ChaCha8Rng, world: &mu
                 }
             }
         }
-        Event::Disconnected { conn, reason, .. } => {
+        Event::Disconnected {
+            conn, reason, detail, ..
+        } => {
             if let ClientState::Connected { conn: c, since } = app.state {
                 if c == conn {
-                    world.record_disconnect(Side::Client, app.index, since, reason);
+                    world.record_disconnect(Side::Client, app.index, since, reason, &detail);
                     app.reconnecting = true;
                     schedule_retry(id, app, rng, world, None);
                 }

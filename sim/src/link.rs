@@ -12,7 +12,9 @@
 //!
 //! Time is virtual (`Nanos`) and only moves forward: a link is offered datagrams with
 //! non-decreasing `now` and answers at once with their fate ([`Outcome`]), so queueing is
-//! computed analytically and no timers are needed.
+//! computed analytically and no timers are needed. Bursty loss ([`GilbertElliott`]) steps
+//! per datagram, as netem's does, or per slot of virtual time (`slot_ms`), so that a path
+//! that goes quiet during a burst recovers while it is quiet.
 //!
 //! Randomness: each random element draws from its own [`RngStream`], derived from the link's
 //! 32-byte seed and a purpose label with SHA-256, and draws a fixed number of values per

@@ -78,6 +78,8 @@ pub struct SessionReport {
     pub gave_up: u64,
     /// Established sessions that ended, by reason and side (`client/…`, `server/…`).
     pub disconnects: BTreeMap<String, u64>,
+    /// The first detail text seen for each entry of `disconnects`, for diagnosis.
+    pub disconnect_details: BTreeMap<String, String>,
     /// Sessions ended while no fault touched their path (either side's view): the failure
     /// detector's false positives. Should be 0.
     pub false_disconnects: u64,
@@ -87,10 +89,11 @@ pub struct SessionReport {
     pub detection_delay_ms: Summary,
     /// Reconnection attempts started after lost sessions.
     pub reconnect_attempts: u64,
-    /// Most reconnection attempts started in any 100 ms window (a stampede shows as a peak
-    /// near the number of clients cut off).
+    /// Most reconnections completed in any 100 ms window: the burst of handshakes a server
+    /// takes when a crowd comes back (a synchronised stampede shows as a peak near the number
+    /// of clients cut off).
     pub reconnect_peak_per_100ms: u64,
-    /// Spread of reconnection attempts: 90th minus 10th percentile of their start times, in
+    /// Spread of reconnections: 90th minus 10th percentile of their completion times, in
     /// milliseconds.
     pub reconnect_spread_ms: f64,
 }
@@ -333,8 +336,8 @@ impl fmt::Display for Report {
         let _ = writeln!(w, "    disconnects       {}", map_or_none(&s.disconnects));
         let _ = writeln!(
             w,
-            "    reconnection      {} attempts, peak {} per 100 ms, spread p10–p90 {:.0} ms",
-            s.reconnect_attempts, s.reconnect_peak_per_100ms, s.reconnect_spread_ms
+            "    reconnection      {} attempts, {} done: peak {} per 100 ms, spread p10–p90 {:.0} ms",
+            s.reconnect_attempts, s.reconnects, s.reconnect_peak_per_100ms, s.reconnect_spread_ms
         );
         let h = &self.handshake_ms;
         let _ = writeln!(
@@ -435,10 +438,12 @@ pub struct Metrics {
     rejected: BTreeMap<String, u64>,
     rejected_by_servers: BTreeMap<String, u64>,
     disconnects: BTreeMap<String, u64>,
+    disconnect_details: BTreeMap<String, String>,
     false_disconnects: u64,
     detection_ms: Vec<f64>,
     detected: u64,
-    reconnect_attempts: Vec<Nanos>,
+    reconnect_attempts: u64,
+    reconnect_joins: Vec<Nanos>,
     handshake_ms: Vec<f64>,
     rtt_true: Vec<f64>,
     rtt_est: Vec<f64>,
@@ -478,10 +483,13 @@ impl Metrics {
         }
     }
 
-    pub(crate) fn record_join(&mut self, client: usize, handshake_ns: Nanos, reconnect: bool, _now: Nanos) {
+    pub(crate) fn record_join(&mut self, client: usize, handshake_ns: Nanos, reconnect: bool, now: Nanos) {
         self.joined[client] = true;
         self.joins += 1;
-        self.reconnects += u64::from(reconnect);
+        if reconnect {
+            self.reconnects += 1;
+            self.reconnect_joins.push(now);
+        }
         self.handshake_ms.push(handshake_ns as f64 / MILLI as f64);
     }
 
@@ -493,8 +501,8 @@ impl Metrics {
         *self.rejected_by_servers.entry(reason_name(reason)).or_default() += 1;
     }
 
-    pub(crate) fn record_reconnect_attempt(&mut self, now: Nanos) {
-        self.reconnect_attempts.push(now);
+    pub(crate) fn record_reconnect_attempt(&mut self) {
+        self.reconnect_attempts += 1;
     }
 
     pub(crate) fn record_disconnect(
@@ -503,16 +511,17 @@ impl Metrics {
         reason: ReasonCode,
         explained: bool,
         delay: Option<Nanos>,
-        _now: Nanos,
+        detail: &str,
     ) {
         let side_name = match side {
             Side::Client => "client",
             Side::Server => "server",
         };
-        *self
-            .disconnects
-            .entry(format!("{side_name}/{}", reason_name(reason)))
-            .or_default() += 1;
+        let key = format!("{side_name}/{}", reason_name(reason));
+        if !self.disconnect_details.contains_key(&key) {
+            self.disconnect_details.insert(key.clone(), detail.to_owned());
+        }
+        *self.disconnects.entry(key).or_default() += 1;
         if !explained {
             self.false_disconnects += 1;
         }
@@ -561,11 +570,11 @@ impl Metrics {
                 bytes as f64 / (clients as f64 * seconds)
             }
         };
-        let mut attempts = self.reconnect_attempts.clone();
-        attempts.sort_unstable();
-        let peak = peak_in_window(&attempts, 100 * MILLI);
-        let spread = if attempts.len() >= 2 {
-            let at = |q: f64| attempts[((q * (attempts.len() - 1) as f64).round()) as usize] as f64;
+        let mut joins = self.reconnect_joins.clone();
+        joins.sort_unstable();
+        let peak = peak_in_window(&joins, 100 * MILLI);
+        let spread = if joins.len() >= 2 {
+            let at = |q: f64| joins[((q * (joins.len() - 1) as f64).round()) as usize] as f64;
             (at(0.9) - at(0.1)) / MILLI as f64
         } else {
             0.0
@@ -595,10 +604,11 @@ impl Metrics {
                 rejected_by_servers: self.rejected_by_servers.clone(),
                 gave_up: self.gave_up,
                 disconnects: self.disconnects.clone(),
+                disconnect_details: self.disconnect_details.clone(),
                 false_disconnects: self.false_disconnects,
                 detected_disconnects: self.detected,
                 detection_delay_ms: Summary::of(&self.detection_ms),
-                reconnect_attempts: attempts.len() as u64,
+                reconnect_attempts: self.reconnect_attempts,
                 reconnect_peak_per_100ms: peak,
                 reconnect_spread_ms: spread,
             },

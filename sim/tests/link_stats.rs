@@ -1,6 +1,7 @@
-//! Statistics of the link models over 10^6 datagrams: loss rates and burst lengths,
-//! duplication and reordering rates, queueing under a bandwidth cap; plus determinism, knob
-//! independence and the presets.
+//! Statistics of the link models over 10^6 datagrams: loss rates and burst lengths (the
+//! Gilbert-Elliott chain stepping per datagram and per slot of time), duplication and
+//! reordering rates, queueing under a bandwidth cap; plus determinism, knob independence and
+//! the presets.
 //!
 //! Seeds derive from `LINK_STATS_SEED` (default 1) and every assertion message prints it, so
 //! a failure can be replayed and tolerances checked across seeds.
@@ -36,10 +37,15 @@ fn within(measured: f64, expected: f64, rel: f64) -> bool {
 
 /// Offers `n` empty datagrams 1 ms apart; returns which were dropped.
 fn drop_pattern(spec: &LinkSpec, tag: u8, n: u64) -> (Link, Vec<bool>) {
+    drop_pattern_at(spec, tag, n, |i| i * MS)
+}
+
+/// Offers `n` empty datagrams, the `i`-th at `at(i)` ns; returns which were dropped.
+fn drop_pattern_at(spec: &LinkSpec, tag: u8, n: u64, at: impl Fn(u64) -> u64) -> (Link, Vec<bool>) {
     let mut link = Link::new(spec, seed(tag));
     let mut out = Vec::new();
     let pattern = (0..n)
-        .map(|i| link.transmit_into(i * MS, Vec::new(), &mut out).is_some())
+        .map(|i| link.transmit_into(at(i), Vec::new(), &mut out).is_some())
         .collect();
     (link, pattern)
 }
@@ -76,39 +82,121 @@ fn bernoulli_mean_loss_within_2_percent() {
     }
 }
 
-#[test]
-fn gilbert_elliott_mean_loss_and_burst_length() {
-    // The convenient form, as the `lossy-burst` preset uses it.
-    let burst = Loss::Burst {
+/// The convenient form with the `lossy-burst` preset's numbers, per datagram or per slot.
+fn burst(slot_ms: Option<f64>) -> Loss {
+    Loss::Burst {
         mean_loss: 0.10,
         mean_burst_len: 3.5,
-    };
-    // Raw parameters, losses in both states: the burst length is P(loss) / P(loss, no loss).
-    let raw = Loss::GilbertElliott(GilbertElliott {
+        slot_ms,
+    }
+}
+
+/// Raw parameters, losses in both states: the burst length is P(loss) / P(loss, no loss).
+fn raw(slot_ms: Option<f64>) -> Loss {
+    Loss::GilbertElliott(GilbertElliott {
         p: 0.02,
         r: 0.25,
         loss_good: 0.01,
         loss_bad: 0.9,
-    });
-    for (tag, loss) in [(3, burst), (4, raw)] {
-        let ge = loss.gilbert_elliott().unwrap();
-        let spec = LinkSpec {
-            loss: loss.clone(),
-            ..LinkSpec::default()
-        };
-        let (link, pattern) = drop_pattern(&spec, tag, MILLION);
-        let measured = link.stats().lost as f64 / MILLION as f64;
-        let burst_len = mean_run_len(&pattern);
-        let seed = base_seed();
+        slot_ms,
+    })
+}
+
+/// Asserts the mean loss (±2 % rel) and, if `burst_len`, the mean burst length (±5 % rel)
+/// of `n` datagrams offered at `at(i)`.
+fn assert_loss_statistics(loss: Loss, tag: u8, n: u64, at: impl Fn(u64) -> u64, burst_len: bool) {
+    let ge = loss.gilbert_elliott().unwrap();
+    let spec = LinkSpec {
+        loss: loss.clone(),
+        ..LinkSpec::default()
+    };
+    let (link, pattern) = drop_pattern_at(&spec, tag, n, at);
+    let measured = link.stats().lost as f64 / n as f64;
+    let seed = base_seed();
+    assert!(
+        within(measured, ge.mean_loss(), 0.02),
+        "seed {seed}: {loss:?} loss {measured}"
+    );
+    let runs = mean_run_len(&pattern);
+    assert!(
+        !burst_len || within(runs, ge.mean_burst_len(), 0.05),
+        "seed {seed}: {loss:?} burst {runs}"
+    );
+}
+
+#[test]
+fn gilbert_elliott_mean_loss_and_burst_length() {
+    // Per datagram: 1 ms apart, though the timing does not matter.
+    assert_loss_statistics(burst(None), 3, MILLION, |i| i * MS, true);
+    assert_loss_statistics(raw(None), 4, MILLION, |i| i * MS, true);
+}
+
+#[test]
+fn gilbert_elliott_per_slot_with_one_datagram_per_slot_is_the_per_datagram_chain() {
+    // One datagram in each 10 ms slot, in its middle: each sees the chain one step on, so
+    // the burst length in datagrams is the burst length in slots.
+    let at = |i| i * 10 * MS + 5 * MS;
+    assert_loss_statistics(burst(Some(10.0)), 15, MILLION, at, true);
+    assert_loss_statistics(raw(Some(10.0)), 16, MILLION, at, true);
+}
+
+#[test]
+fn gilbert_elliott_per_slot_keeps_the_mean_loss_at_60_hz() {
+    // 60 Hz datagrams on a 10 ms slot: 1 2/3 slots apart, so some gaps step the chain once
+    // and some twice; the mean loss is still the stationary one.
+    let at = |i| i * 1_000_000_000 / 60;
+    assert_loss_statistics(burst(Some(10.0)), 17, MILLION, at, false);
+    assert_loss_statistics(raw(Some(10.0)), 18, MILLION, at, false);
+}
+
+/// Drives the chain into Bad — one datagram per slot until one is lost, which with
+/// `loss_bad = 1, loss_good = 0` means the chain is in Bad — then stays silent for `gap`
+/// slots and offers one probe. Returns the fraction of `trials` probes lost.
+fn probe_after_silence(loss: Loss, tag: u8, gap: u64, trials: u32) -> f64 {
+    let spec = LinkSpec {
+        loss,
+        ..LinkSpec::default()
+    };
+    let slot = 10 * MS;
+    let mut link = Link::new(&spec, seed(tag));
+    let mut out = Vec::new();
+    let mut now = slot / 2;
+    let mut lost = 0;
+    for _ in 0..trials {
+        while link.transmit_into(now, Vec::new(), &mut out).is_none() {
+            now += slot;
+        }
+        now += gap * slot;
+        lost += u32::from(link.transmit_into(now, Vec::new(), &mut out).is_some());
+        now += slot;
+    }
+    f64::from(lost) / f64::from(trials)
+}
+
+#[test]
+fn gilbert_elliott_per_slot_recovers_during_silence() {
+    let per_slot = burst(Some(10.0));
+    let ge = per_slot.gilbert_elliott().unwrap();
+    let seed = base_seed();
+    // 1 / (p + r) ≈ 3.2 slots: a probe 1 slot later is still likely lost, 3 slots later
+    // less so, and 100 slots (1 s) later it sees the stationary mean loss, 10 %.
+    for (tag, gap) in [(30, 1), (31, 3), (32, 100)] {
+        let measured = probe_after_silence(per_slot.clone(), tag, gap, 20_000);
+        let expected = ge.p_bad_after(true, gap);
         assert!(
-            within(measured, ge.mean_loss(), 0.02),
-            "seed {seed}: {loss:?} loss {measured}"
-        );
-        assert!(
-            within(burst_len, ge.mean_burst_len(), 0.05),
-            "seed {seed}: {loss:?} burst {burst_len}"
+            (measured - expected).abs() < 0.015,
+            "seed {seed}: probe after {gap} slots lost {measured}, expected {expected}"
         );
     }
+    assert!((ge.p_bad_after(true, 100) - ge.mean_loss()).abs() < 1e-9);
+    // Per datagram, silence does not count: the probe is lost with probability 1 - r ≈ 71 %.
+    let measured = probe_after_silence(burst(None), 33, 100, 20_000);
+    let r = ge.r;
+    assert!(
+        (measured - (1.0 - r)).abs() < 0.015,
+        "seed {seed}: per datagram, probe lost {measured}, expected {}",
+        1.0 - r
+    );
 }
 
 #[test]
@@ -320,17 +408,30 @@ fn run(spec: &LinkSpec, link_seed: [u8; 32], n: u64) -> Vec<Outcome> {
         .collect()
 }
 
+/// [`rich_spec`] with bursty loss stepping per 10 ms slot.
+fn rich_spec_per_slot() -> LinkSpec {
+    LinkSpec {
+        loss: Loss::Burst {
+            mean_loss: 0.05,
+            mean_burst_len: 3.0,
+            slot_ms: Some(10.0),
+        },
+        ..rich_spec()
+    }
+}
+
 #[test]
 fn same_seed_same_outcomes_other_seed_other_outcomes() {
-    let spec = rich_spec();
-    let a = run(&spec, seed(11), 20_000);
-    assert_eq!(a, run(&spec, seed(11), 20_000));
-    assert_ne!(a, run(&spec, seed(12), 20_000));
-    for reason in [DropReason::Loss, DropReason::QueueFull, DropReason::Mtu] {
-        assert!(a.iter().any(|o| o.dropped == Some(reason)), "no {reason} drops");
+    for spec in [rich_spec(), rich_spec_per_slot()] {
+        let a = run(&spec, seed(11), 20_000);
+        assert_eq!(a, run(&spec, seed(11), 20_000));
+        assert_ne!(a, run(&spec, seed(12), 20_000));
+        for reason in [DropReason::Loss, DropReason::QueueFull, DropReason::Mtu] {
+            assert!(a.iter().any(|o| o.dropped == Some(reason)), "no {reason} drops");
+        }
+        assert!(a.iter().any(|o| o.deliveries.len() == 2));
+        assert!(a.iter().any(|o| o.deliveries.iter().any(|d| d.corrupted)));
     }
-    assert!(a.iter().any(|o| o.deliveries.len() == 2));
-    assert!(a.iter().any(|o| o.deliveries.iter().any(|d| d.corrupted)));
 }
 
 fn survivors<'a>(a: &'a [Outcome], b: &'a [Outcome]) -> impl Iterator<Item = (&'a Outcome, &'a Outcome)> {
@@ -341,67 +442,79 @@ fn survivors<'a>(a: &'a [Outcome], b: &'a [Outcome]) -> impl Iterator<Item = (&'
 
 #[test]
 fn changing_the_loss_knob_keeps_survivors_delivery_times() {
-    let a_spec = rich_spec();
-    let b_spec = LinkSpec {
-        loss: Loss::Burst {
-            mean_loss: 0.2,
-            mean_burst_len: 3.0,
-        },
-        ..rich_spec()
-    };
-    let (a, b) = (run(&a_spec, seed(13), 50_000), run(&b_spec, seed(13), 50_000));
+    let a = run(&rich_spec(), seed(13), 50_000);
     let lost = |o: &[Outcome]| o.iter().filter(|o| o.dropped == Some(DropReason::Loss)).count();
-    assert!(lost(&b) > 3 * lost(&a));
-    let mut common = 0;
-    for (x, y) in survivors(&a, &b) {
-        assert_eq!(x.deliveries, y.deliveries);
-        common += 1;
-    }
-    assert!(common > 35_000, "{common}");
-    // Queue and MTU drops do not depend on the loss model either.
-    assert!(a.iter().any(|o| o.dropped == Some(DropReason::QueueFull)));
-    for (x, y) in a.iter().zip(&b) {
-        let other = |o: &Outcome| o.dropped.filter(|r| *r != DropReason::Loss);
-        assert_eq!(other(x), other(y));
+    // Bernoulli 2 % against bursts of 20 % per datagram, per 5 ms slot and per 20 ms slot
+    // (the datagrams are 1 ms apart).
+    for slot_ms in [None, Some(5.0), Some(20.0)] {
+        let b_spec = LinkSpec {
+            loss: Loss::Burst {
+                mean_loss: 0.2,
+                mean_burst_len: 3.0,
+                slot_ms,
+            },
+            ..rich_spec()
+        };
+        let b = run(&b_spec, seed(13), 50_000);
+        assert!(lost(&b) > 3 * lost(&a), "{slot_ms:?}");
+        let mut common = 0;
+        for (x, y) in survivors(&a, &b) {
+            assert_eq!(x.deliveries, y.deliveries);
+            common += 1;
+        }
+        assert!(common > 35_000, "{slot_ms:?}: {common}");
+        // Queue and MTU drops do not depend on the loss model either.
+        assert!(a.iter().any(|o| o.dropped == Some(DropReason::QueueFull)));
+        for (x, y) in a.iter().zip(&b) {
+            let other = |o: &Outcome| o.dropped.filter(|r| *r != DropReason::Loss);
+            assert_eq!(other(x), other(y));
+        }
     }
 }
 
 #[test]
 fn other_knobs_leave_the_rest_alone() {
-    let base = run(&rich_spec(), seed(14), 30_000);
-    let originals = |o: &Outcome| o.deliveries.first().map(|d: &Delivery| (d.at, d.payload.clone()));
-    // More duplication: same drops, same originals.
-    let more_dups = LinkSpec {
-        duplicate: DuplicateSpec {
-            probability: 0.3,
-            max_delay_ms: 5.0,
-        },
-        ..rich_spec()
-    };
-    for (x, y) in base.iter().zip(&run(&more_dups, seed(14), 30_000)) {
-        assert_eq!((x.dropped, originals(x)), (y.dropped, originals(y)));
-    }
-    // Another latency distribution: the same datagrams are lost.
-    let heavy = LinkSpec {
-        latency: Delay::Pareto {
-            base_ms: 20.0,
-            scale_ms: 5.0,
-            alpha: 2.5,
-        },
-        ..rich_spec()
-    };
-    for (x, y) in base.iter().zip(&run(&heavy, seed(14), 30_000)) {
-        assert_eq!(x.dropped, y.dropped);
-    }
-    // No corruption: same drops and delivery times.
-    let clean = LinkSpec {
-        corrupt_probability: 0.0,
-        ..rich_spec()
-    };
-    for (x, y) in base.iter().zip(&run(&clean, seed(14), 30_000)) {
-        assert_eq!(x.dropped, y.dropped);
-        let times = |o: &Outcome| o.deliveries.iter().map(|d| d.at).collect::<Vec<_>>();
-        assert_eq!(times(x), times(y));
+    // Also with loss per slot: its clock is the offer time, which no other knob moves.
+    for rich in [rich_spec, rich_spec_per_slot] {
+        let base = run(&rich(), seed(14), 30_000);
+        let originals = |o: &Outcome| o.deliveries.first().map(|d: &Delivery| (d.at, d.payload.clone()));
+        // More duplication: same drops, same originals.
+        let more_dups = LinkSpec {
+            duplicate: DuplicateSpec {
+                probability: 0.3,
+                max_delay_ms: 5.0,
+            },
+            ..rich()
+        };
+        for (x, y) in base.iter().zip(&run(&more_dups, seed(14), 30_000)) {
+            assert_eq!((x.dropped, originals(x)), (y.dropped, originals(y)));
+        }
+        // Another latency distribution and jitter that reorders: the same datagrams are lost.
+        let heavy = LinkSpec {
+            latency: Delay::Pareto {
+                base_ms: 20.0,
+                scale_ms: 5.0,
+                alpha: 2.5,
+            },
+            jitter: JitterSpec {
+                max_ms: 30.0,
+                reorder: true,
+            },
+            ..rich()
+        };
+        for (x, y) in base.iter().zip(&run(&heavy, seed(14), 30_000)) {
+            assert_eq!(x.dropped, y.dropped);
+        }
+        // No corruption: same drops and delivery times.
+        let clean = LinkSpec {
+            corrupt_probability: 0.0,
+            ..rich()
+        };
+        for (x, y) in base.iter().zip(&run(&clean, seed(14), 30_000)) {
+            assert_eq!(x.dropped, y.dropped);
+            let times = |o: &Outcome| o.deliveries.iter().map(|d| d.at).collect::<Vec<_>>();
+            assert_eq!(times(x), times(y));
+        }
     }
 }
 
@@ -473,7 +586,8 @@ fn every_knob_in_toml() {
             p: 0.01,
             r: 0.3,
             loss_good: 0.0,
-            loss_bad: 1.0
+            loss_bad: 1.0,
+            slot_ms: None,
         })
     );
     assert_eq!(spec.bandwidth.as_ref().unwrap().rate_bps(), 20_000_000);
@@ -488,4 +602,38 @@ fn every_knob_in_toml() {
             .is_err()
     );
     assert!(toml::from_str::<LinkSpec>("jitter = { max_ms = 1, reoder = true }").is_err());
+}
+
+#[test]
+fn slot_ms_in_toml() {
+    let loss = |text: &str| toml::from_str::<LinkSpec>(&format!("loss = {text}")).map(|s| s.loss);
+    assert_eq!(
+        loss(r#"{ model = "burst", mean_loss = 0.1, mean_burst_len = 3.5, slot_ms = 10 }"#).unwrap(),
+        burst(Some(10.0))
+    );
+    assert_eq!(
+        loss(r#"{ model = "burst", mean_loss = 0.1, mean_burst_len = 3.5 }"#).unwrap(),
+        burst(None)
+    );
+    let text = r#"{ model = "gilbert_elliott", p = 0.02, r = 0.25, loss_good = 0.01, loss_bad = 0.9, slot_ms = 10.0 }"#;
+    assert_eq!(loss(text).unwrap(), raw(Some(10.0)));
+    assert!(loss(r#"{ model = "burst", mean_loss = 0.1, mean_burst_len = 3.5, slot = 10 }"#).is_err());
+    // Written back only when set.
+    for l in [burst(None), burst(Some(10.0)), raw(None), raw(Some(2.5))] {
+        let spec = LinkSpec {
+            loss: l.clone(),
+            ..LinkSpec::default()
+        };
+        let text = toml::to_string(&spec).unwrap();
+        assert_eq!(
+            text.contains("slot_ms"),
+            l.gilbert_elliott().unwrap().slot_ms.is_some()
+        );
+        assert_eq!(toml::from_str::<LinkSpec>(&text).unwrap(), spec, "{text}");
+    }
+    let zero = LinkSpec {
+        loss: burst(Some(0.0)),
+        ..LinkSpec::default()
+    };
+    assert_eq!(zero.validate().unwrap_err().field, "loss.slot_ms");
 }

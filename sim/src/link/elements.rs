@@ -223,58 +223,88 @@ impl Element for BernoulliLoss {
     }
 }
 
-/// Bursty loss from a [`GilbertElliott`] chain ([`DropReason::Loss`]). Two draws: the loss
-/// decision in the current state, then the state transition. A skipped datagram moves the
-/// chain too, so the loss pattern depends only on the count of datagrams offered.
+/// Bursty loss from a [`GilbertElliott`] chain ([`DropReason::Loss`]). Two draws per
+/// datagram, processed or skipped alike, so a dropped datagram moves the chain as a
+/// delivered one does:
+///
+/// - per datagram (`slot_ms` absent): the loss decision in the current state, then one step
+///   of the chain; the loss pattern depends only on the count of datagrams offered;
+/// - per slot (`slot_ms` present): the chain catches up with the slot of `now` (the offer
+///   time) in one draw by [`GilbertElliott::p_bad_after`] — the draw is made, and ignored,
+///   when no slot boundary has passed — then the loss decision in the resulting state; the
+///   loss pattern depends only on the offer times.
 #[derive(Debug)]
 pub struct GilbertElliottLoss {
     params: GilbertElliott,
+    /// Slot length, ns (at least 1), in the per-slot mode.
+    slot_ns: Option<Nanos>,
+    /// Per slot: index `k` of the slot `[k·slot, (k+1)·slot)` the chain's state is for.
+    slot: u64,
     bad: bool,
     rng: RngStream,
 }
 
 impl GilbertElliottLoss {
-    /// A chain with `params`, starting in Good.
+    /// A chain with `params`, starting in Good (per slot: in Good at time 0).
     pub fn new(params: GilbertElliott, rng: RngStream) -> GilbertElliottLoss {
         GilbertElliottLoss {
             params,
+            slot_ns: params.slot_ms.map(|ms| ms_to_ns(ms).max(1)),
+            slot: 0,
             bad: false,
             rng,
         }
     }
 
-    /// Whether the chain is in Bad (for the next datagram).
+    /// Whether the chain is in Bad: per datagram, the state the next datagram sees; per slot,
+    /// the state of the slot of the latest datagram.
     pub fn is_bad(&self) -> bool {
         self.bad
     }
 
-    /// One step: whether this datagram is lost; then the transition.
-    fn step(&mut self) -> bool {
-        let p_loss = if self.bad {
+    /// Whether the datagram offered at `now` is lost, moving the chain.
+    fn step(&mut self, now: Nanos) -> bool {
+        match self.slot_ns {
+            None => {
+                let lost = self.rng.chance(self.p_loss());
+                let p_switch = if self.bad { self.params.r } else { self.params.p };
+                if self.rng.chance(p_switch) {
+                    self.bad = !self.bad;
+                }
+                lost
+            }
+            Some(slot_ns) => {
+                // `now` is non-decreasing, so slots only move forward; an earlier `now` is
+                // treated as in the current slot.
+                let slot = (now / slot_ns).max(self.slot);
+                let p_bad = self.params.p_bad_after(self.bad, slot - self.slot);
+                self.slot = slot;
+                self.bad = self.rng.chance(p_bad);
+                self.rng.chance(self.p_loss())
+            }
+        }
+    }
+
+    fn p_loss(&self) -> f64 {
+        if self.bad {
             self.params.loss_bad
         } else {
             self.params.loss_good
-        };
-        let lost = self.rng.chance(p_loss);
-        let p_switch = if self.bad { self.params.r } else { self.params.p };
-        if self.rng.chance(p_switch) {
-            self.bad = !self.bad;
         }
-        lost
     }
 }
 
 impl Element for GilbertElliottLoss {
-    fn process(&mut self, _now: Nanos, _: &mut InFlight, _: &mut Vec<InFlight>) -> Verdict {
-        if self.step() {
+    fn process(&mut self, now: Nanos, _: &mut InFlight, _: &mut Vec<InFlight>) -> Verdict {
+        if self.step(now) {
             Verdict::Drop(DropReason::Loss)
         } else {
             Verdict::Forward
         }
     }
 
-    fn skip(&mut self, _now: Nanos) {
-        self.step();
+    fn skip(&mut self, now: Nanos) {
+        self.step(now);
     }
 }
 
@@ -395,6 +425,8 @@ mod tests {
         (verdict, d, copies)
     }
 
+    const MS: Nanos = 1_000_000;
+
     fn rng() -> RngStream {
         RngStream::derive(&[9; 32], "test")
     }
@@ -492,6 +524,7 @@ mod tests {
             r: 0.0,
             loss_good: 0.0,
             loss_bad: 1.0,
+            slot_ms: None,
         };
         let mut ge = GilbertElliottLoss::new(always_bad, rng());
         assert!(!ge.is_bad());
@@ -499,6 +532,81 @@ mod tests {
         assert!(ge.is_bad());
         ge.skip(0);
         assert_eq!(run(&mut ge, 0, Vec::new()).0, Verdict::Drop(DropReason::Loss));
+    }
+
+    #[test]
+    fn gilbert_elliott_per_slot_moves_with_time_not_datagrams() {
+        let always_bad = GilbertElliott {
+            p: 1.0,
+            r: 0.0,
+            loss_good: 0.0,
+            loss_bad: 1.0,
+            slot_ms: Some(10.0),
+        };
+        let mut ge = GilbertElliottLoss::new(always_bad, rng());
+        // Slot 0 is Good however many datagrams it holds; the first boundary makes it Bad.
+        for now in [0, 1, 5 * MS, 9_999_999] {
+            assert_eq!(run(&mut ge, now, Vec::new()).0, Verdict::Forward);
+            ge.skip(now);
+        }
+        assert!(!ge.is_bad());
+        assert_eq!(
+            run(&mut ge, 10 * MS, Vec::new()).0,
+            Verdict::Drop(DropReason::Loss)
+        );
+        assert!(ge.is_bad());
+        // An earlier `now` stays in the current slot.
+        assert_eq!(run(&mut ge, 0, Vec::new()).0, Verdict::Drop(DropReason::Loss));
+    }
+
+    #[test]
+    fn gilbert_elliott_datagrams_in_one_slot_share_its_state() {
+        // Half the slots Bad, independently: each slot's datagrams all go or all stay.
+        let coin = GilbertElliott {
+            p: 0.5,
+            r: 0.5,
+            loss_good: 0.0,
+            loss_bad: 1.0,
+            slot_ms: Some(10.0),
+        };
+        let mut ge = GilbertElliottLoss::new(coin, rng());
+        let mut lost_slots = 0;
+        for slot in 1..1000 {
+            let verdicts: Vec<Verdict> = (0..5)
+                .map(|i| run(&mut ge, slot * 10 * MS + i * 2 * MS, Vec::new()).0)
+                .collect();
+            assert!(
+                verdicts.iter().all(|v| *v == verdicts[0]),
+                "slot {slot}: {verdicts:?}"
+            );
+            lost_slots += u32::from(verdicts[0] != Verdict::Forward);
+        }
+        assert!((400..600).contains(&lost_slots), "{lost_slots}");
+    }
+
+    #[test]
+    fn gilbert_elliott_draws_two_values_per_datagram_in_both_modes() {
+        let per_datagram = GilbertElliott::from_mean_loss(0.1, 3.5);
+        let per_slot = GilbertElliott {
+            slot_ms: Some(10.0),
+            ..per_datagram
+        };
+        for params in [per_datagram, per_slot] {
+            let mut ge = GilbertElliottLoss::new(params, rng());
+            // Gaps of 0, less than a slot, one slot, many slots.
+            for (i, now) in [0, 0, 3, 7, 10, 10, 11, 40, 1000, 1000].into_iter().enumerate() {
+                if i % 3 == 0 {
+                    ge.skip(now * MS);
+                } else {
+                    let _ = run(&mut ge, now * MS, Vec::new());
+                }
+            }
+            let mut reference = rng();
+            for _ in 0..20 {
+                reference.unit();
+            }
+            assert_eq!(format!("{:?}", ge.rng), format!("{reference:?}"));
+        }
     }
 
     #[test]

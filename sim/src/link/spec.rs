@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 /// corrupt_probability = 0.0
 /// latency = { dist = "normal", mean_ms = 35.0, sd_ms = 5.0 }
 /// jitter = { max_ms = 10.0, reorder = false }
-/// loss = { model = "burst", mean_loss = 0.015, mean_burst_len = 2.5 }
+/// loss = { model = "burst", mean_loss = 0.015, mean_burst_len = 2.5, slot_ms = 20.0 }
 /// duplicate = { probability = 0.001, max_delay_ms = 1.0 }
 /// reorder = { probability = 0.005, delay_ms = 5.0 }
 /// bandwidth = { rate_kbit_s = 10000.0, queue_bytes = 125000 }
@@ -186,17 +186,32 @@ pub enum Loss {
         /// Loss probability.
         probability: f64,
     },
-    /// Gilbert-Elliott channel with raw parameters (see [`GilbertElliott`]). Two draws.
+    /// Gilbert-Elliott channel with raw parameters (see [`GilbertElliott`]), stepping per
+    /// datagram or, with `slot_ms`, per slot of time. Two draws.
+    ///
+    /// ```toml
+    /// loss = { model = "gilbert_elliott", p = 0.02, r = 0.25, loss_good = 0.01, loss_bad = 0.9, slot_ms = 10.0 }
+    /// ```
     GilbertElliott(GilbertElliott),
     /// Bursty loss given by its mean loss rate and mean burst length: the simple Gilbert
     /// model, i.e. Gilbert-Elliott with `loss_good = 0`, `loss_bad = 1` and
     /// `r = 1 / mean_burst_len`, `p = r * mean_loss / (1 - mean_loss)`
     /// (see [`GilbertElliott::from_mean_loss`]). Two draws.
+    ///
+    /// ```toml
+    /// loss = { model = "burst", mean_loss = 0.10, mean_burst_len = 3.5, slot_ms = 10.0 }
+    /// ```
     Burst {
         /// Long-run fraction of datagrams lost, in `[0, 1)`.
         mean_loss: f64,
-        /// Mean number of consecutive losses, >= 1.
+        /// Mean length of a loss burst (a Bad sojourn), >= 1: in datagrams without
+        /// `slot_ms`, in slots with it (so `3.5` with `slot_ms = 10.0` is a 35 ms mean
+        /// burst).
         mean_burst_len: f64,
+        /// Slot length, ms: the chain steps once per slot of virtual time instead of once
+        /// per datagram (see [`GilbertElliott::slot_ms`]). Absent: per datagram.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        slot_ms: Option<f64>,
     },
 }
 
@@ -208,12 +223,17 @@ impl Loss {
             Loss::Burst {
                 mean_loss,
                 mean_burst_len,
-            } => Some(GilbertElliott::from_mean_loss(mean_loss, mean_burst_len)),
+                slot_ms,
+            } => Some(GilbertElliott {
+                slot_ms,
+                ..GilbertElliott::from_mean_loss(mean_loss, mean_burst_len)
+            }),
             Loss::None | Loss::Bernoulli { .. } => None,
         }
     }
 
-    /// Long-run fraction of datagrams lost.
+    /// Long-run fraction of datagrams lost (for the bursty models: of datagrams whose offer
+    /// times do not depend on the chain, see [`GilbertElliott::mean_loss`]).
     pub fn mean_loss(&self) -> f64 {
         match self {
             Loss::None => 0.0,
@@ -231,6 +251,7 @@ impl Loss {
             Loss::Burst {
                 mean_loss,
                 mean_burst_len,
+                slot_ms,
             } => {
                 check(
                     "loss.mean_loss",
@@ -250,7 +271,8 @@ impl Loss {
                     mean_loss,
                     ge.p <= 1.0,
                     "mean_loss / (1 - mean_loss) <= mean_burst_len (else p > 1)",
-                )
+                )?;
+                validate_slot_ms(slot_ms)
             }
         }
     }
@@ -260,17 +282,36 @@ impl Loss {
 /// of a burst-noise channel", 1960; E. O. Elliott, "Estimates of error rates for codes on
 /// burst-noise channels", 1963).
 ///
-/// The channel is in state Good or Bad. Per datagram it first decides loss with the current
-/// state's probability (`loss_good` = 1 - k, `loss_bad` = 1 - h in the papers' notation),
-/// then moves Good→Bad with probability `p` and Bad→Good with probability `r`. It starts in
-/// Good. The stationary share of Bad is `p / (p + r)`; Bad sojourns are geometric with mean
-/// `1 / r` datagrams.
+/// The channel is in state Good or Bad and starts in Good. Each datagram is lost with the
+/// current state's probability (`loss_good` = 1 - k, `loss_bad` = 1 - h in the papers'
+/// notation). The chain moves in *steps*: Good→Bad with probability `p` and Bad→Good with
+/// probability `r` per step. The stationary share of Bad is `π_B = p / (p + r)`; Bad
+/// sojourns are geometric with mean `1 / r` steps. What a step is depends on `slot_ms`:
+///
+/// - **Per datagram** (`slot_ms` absent, as netem's `loss gemodel`): each datagram decides
+///   loss in the current state, then the chain takes one step. The loss pattern depends only
+///   on the count of datagrams, not on their timing: a path that goes quiet stays in Bad
+///   until datagrams flow again, so sparse probes after a burst (a QUIC PTO backing off) are
+///   each lost with probability `1 - r`.
+/// - **Per slot** (`slot_ms` present): virtual time is cut into slots `[k·slot, (k+1)·slot)`
+///   from time 0, and the chain takes one step per slot, whether datagrams flow or not, as a
+///   fade or a queue overflow lasts a time rather than a number of packets. A datagram
+///   offered in slot `k` first advances the chain by the `n` slots since the slot of the
+///   previous datagram, with the closed form of [`p_bad_after`](GilbertElliott::p_bad_after)
+///   (one draw), then decides loss in the resulting state (one draw). Datagrams in the same
+///   slot share its state (`n = 0`); the position within the slot is kept, so no time is
+///   lost between datagrams. After a silence much longer than `1 / (p + r)` slots the state
+///   is Bad with probability `π_B` again, whatever it was. The slot clock is the time the
+///   datagram is offered to the link, so other stages' delays do not change it.
+///
+/// Either way [`mean_loss`](GilbertElliott::mean_loss) is the loss rate of datagrams whose
+/// offer times do not depend on the chain, e.g. a fixed-rate stream.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GilbertElliott {
-    /// P(Good → Bad) per datagram.
+    /// P(Good → Bad) per step (datagram, or slot with `slot_ms`).
     pub p: f64,
-    /// P(Bad → Good) per datagram.
+    /// P(Bad → Good) per step (datagram, or slot with `slot_ms`).
     pub r: f64,
     /// Loss probability in Good (1 - k). Default 0.
     #[serde(default)]
@@ -278,6 +319,10 @@ pub struct GilbertElliott {
     /// Loss probability in Bad (1 - h). Default 1.
     #[serde(default = "one")]
     pub loss_bad: f64,
+    /// Slot length, ms (> 0, rounded to whole ns, at least 1 ns): the chain steps once per
+    /// slot of virtual time. `None` (absent): once per datagram.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot_ms: Option<f64>,
 }
 
 fn one() -> f64 {
@@ -286,9 +331,10 @@ fn one() -> f64 {
 
 impl GilbertElliott {
     /// The simple Gilbert model with long-run loss `mean_loss` and mean loss-burst length
-    /// `mean_burst_len` datagrams: `loss_good = 0`, `loss_bad = 1`, so a burst is exactly a
-    /// Bad sojourn, whose mean is `1 / r`; hence `r = 1 / mean_burst_len`, and from
-    /// `p / (p + r) = mean_loss`, `p = r * mean_loss / (1 - mean_loss)`.
+    /// `mean_burst_len` steps: `loss_good = 0`, `loss_bad = 1`, so a burst is exactly a Bad
+    /// sojourn, whose mean is `1 / r`; hence `r = 1 / mean_burst_len`, and from
+    /// `p / (p + r) = mean_loss`, `p = r * mean_loss / (1 - mean_loss)`. Per datagram
+    /// (`slot_ms: None`); set `slot_ms` on the result for the per-slot chain.
     pub fn from_mean_loss(mean_loss: f64, mean_burst_len: f64) -> GilbertElliott {
         let r = 1.0 / mean_burst_len;
         GilbertElliott {
@@ -296,7 +342,42 @@ impl GilbertElliott {
             r,
             loss_good: 0.0,
             loss_bad: 1.0,
+            slot_ms: None,
         }
+    }
+
+    /// Probability that the chain is in Bad `steps` steps after being in Bad (`from_bad`) or
+    /// Good: the `steps`-th power of the transition matrix in closed form. With
+    /// `λ = 1 - p - r` (the matrix's second eigenvalue, in `[-1, 1]`) and
+    /// `π_B =` [`stationary_bad`](GilbertElliott::stationary_bad),
+    ///
+    /// ```text
+    /// P(Bad after n | Bad)  = π_B + (1 - π_B) λⁿ
+    /// P(Bad after n | Good) = π_B (1 - λⁿ)
+    /// ```
+    ///
+    /// so `steps = 0` gives exactly 1 or 0, `steps = 1` gives `1 - r` or `p`, and the
+    /// dependence on the start decays as `λⁿ` towards `π_B`.
+    pub fn p_bad_after(&self, from_bad: bool, steps: u64) -> f64 {
+        if steps == 0 {
+            return if from_bad { 1.0 } else { 0.0 };
+        }
+        let bad = self.stationary_bad();
+        let lambda = 1.0 - self.p - self.r;
+        // λⁿ with the sign taken from n's parity, exact for any u64 (f64 cannot hold every
+        // n's parity, and powf of a negative base needs an integral exponent).
+        let magnitude = lambda.abs().powf(steps as f64);
+        let lambda_n = if lambda < 0.0 && steps % 2 == 1 {
+            -magnitude
+        } else {
+            magnitude
+        };
+        let p = if from_bad {
+            bad + (1.0 - bad) * lambda_n
+        } else {
+            bad * (1.0 - lambda_n)
+        };
+        p.clamp(0.0, 1.0)
     }
 
     /// Stationary probability of the Bad state, `p / (p + r)` (0 if `p + r == 0`: the chain
@@ -309,15 +390,19 @@ impl GilbertElliott {
         }
     }
 
-    /// Long-run loss rate, `π_G · loss_good + π_B · loss_bad`.
+    /// Long-run loss rate, `π_G · loss_good + π_B · loss_bad`: the loss rate of datagrams
+    /// whose offer times do not depend on the chain's state (any fixed schedule, per datagram
+    /// or per slot). A sender that reacts to loss samples the chain selectively and can see
+    /// a different rate.
     pub fn mean_loss(&self) -> f64 {
         let bad = self.stationary_bad();
         (1.0 - bad) * self.loss_good + bad * self.loss_bad
     }
 
-    /// Expected length of a run of consecutive losses, in the stationary chain:
+    /// Expected length of a run of consecutive losses, in the stationary chain, in steps:
     /// `P(loss) / P(loss, then no loss)`. For `loss_good = 0, loss_bad = 1` this is `1 / r`.
-    /// Infinite if a loss is never followed by a delivery.
+    /// Infinite if a loss is never followed by a delivery. Per slot, this is the run length
+    /// seen by one datagram per slot; the time a burst lasts is this many slots.
     pub fn mean_burst_len(&self) -> f64 {
         let bad = self.stationary_bad();
         let good = 1.0 - bad;
@@ -335,7 +420,20 @@ impl GilbertElliott {
         probability("loss.p", self.p)?;
         probability("loss.r", self.r)?;
         probability("loss.loss_good", self.loss_good)?;
-        probability("loss.loss_bad", self.loss_bad)
+        probability("loss.loss_bad", self.loss_bad)?;
+        validate_slot_ms(self.slot_ms)
+    }
+}
+
+fn validate_slot_ms(slot_ms: Option<f64>) -> Result<(), LinkSpecError> {
+    match slot_ms {
+        None => Ok(()),
+        Some(ms) => check(
+            "loss.slot_ms",
+            ms,
+            ms.is_finite() && ms > 0.0,
+            "a finite number of ms > 0",
+        ),
     }
 }
 
@@ -436,10 +534,18 @@ impl LinkSpec {
     /// | name | one way | jitter | loss | other |
     /// |---|---|---|---|---|
     /// | `lan` | 0.2 ms + U[0, 0.1] ≈ 0.25 ms | FIFO | none | 1 Gbit/s, 256 KiB queue |
-    /// | `wifi` | N(4, 1) + U[0, 2] ≈ 5 ms | FIFO | bursts: 0.5 %, mean burst 2 | 50 Mbit/s, 625 kB (100 ms) queue |
-    /// | `mobile` | N(35, 5) + U[0, 10] ≈ 40 ms | FIFO | bursts: 1.5 %, mean burst 2.5 | 10 Mbit/s, 125 kB (100 ms) queue; 0.5 % held 5 ms (reorder); 0.1 % duplicated |
+    /// | `wifi` | N(4, 1) + U[0, 2] ≈ 5 ms | FIFO | bursts: 0.5 %, mean burst 2 slots of 5 ms = 10 ms | 50 Mbit/s, 625 kB (100 ms) queue |
+    /// | `mobile` | N(35, 5) + U[0, 10] ≈ 40 ms | FIFO | bursts: 1.5 %, mean burst 2.5 slots of 20 ms = 50 ms | 10 Mbit/s, 125 kB (100 ms) queue; 0.5 % held 5 ms (reorder); 0.1 % duplicated |
     /// | `intercontinental` | 122.5 + Pareto(1.5 ms, α 3) + U[0, 3.5] ≈ 125 ms | FIFO | Bernoulli 0.1 % | 100 Mbit/s, 1.25 MB queue |
-    /// | `lossy-burst` | 30 ms + U[0, 5] ≈ 32.5 ms | FIFO | bursts: 10 %, mean burst 3.5 | |
+    /// | `lossy-burst` | 30 ms + U[0, 5] ≈ 32.5 ms | FIFO | bursts: 10 %, mean burst 3.5 slots of 10 ms = 35 ms | |
+    ///
+    /// The bursty presets use [`Loss::Burst`] with a `slot_ms`, so their bursts last a time
+    /// and a path that goes quiet recovers (see [`GilbertElliott`]); the loss percentages are
+    /// the mean loss of datagrams sent on a fixed schedule. The burst durations: on Wi-Fi,
+    /// the losses that survive the 802.11 MAC's own retries come from interference and
+    /// collisions lasting a few ms to tens of ms (10 ms mean); on a cellular path, from fades
+    /// and handover interruptions of tens of ms (50 ms mean); `lossy-burst` is a stress
+    /// case between the two (35 ms mean) with a far higher rate.
     ///
     /// `intercontinental` is ≈ 250 ms RTT, e.g. Europe–Australia on a good route; a
     /// scenario wanting the ≈ 500 ms RTT of a poor antipodal or satellite path overrides
@@ -475,6 +581,7 @@ impl LinkSpec {
                 loss: Loss::Burst {
                     mean_loss: 0.005,
                     mean_burst_len: 2.0,
+                    slot_ms: Some(5.0),
                 },
                 bandwidth: Some(BandwidthSpec {
                     rate_kbit_s: 50_000.0,
@@ -495,6 +602,7 @@ impl LinkSpec {
                 loss: Loss::Burst {
                     mean_loss: 0.015,
                     mean_burst_len: 2.5,
+                    slot_ms: Some(20.0),
                 },
                 duplicate: DuplicateSpec {
                     probability: 0.001,
@@ -536,6 +644,7 @@ impl LinkSpec {
                 loss: Loss::Burst {
                     mean_loss: 0.10,
                     mean_burst_len: 3.5,
+                    slot_ms: Some(10.0),
                 },
                 ..base
             },
@@ -585,12 +694,80 @@ mod tests {
         assert!((ge.p - 0.25 / 9.0).abs() < 1e-12);
         assert!((ge.mean_loss() - 0.1).abs() < 1e-12);
         assert!((ge.mean_burst_len() - 4.0).abs() < 1e-9);
+        assert_eq!(ge.slot_ms, None);
         let spec = Loss::Burst {
             mean_loss: 0.1,
             mean_burst_len: 4.0,
+            slot_ms: None,
         };
         assert_eq!(spec.gilbert_elliott(), Some(ge));
+        let timed = Loss::Burst {
+            mean_loss: 0.1,
+            mean_burst_len: 4.0,
+            slot_ms: Some(10.0),
+        };
+        let timed_ge = GilbertElliott {
+            slot_ms: Some(10.0),
+            ..ge
+        };
+        assert_eq!(timed.gilbert_elliott(), Some(timed_ge));
         assert_eq!(Loss::Bernoulli { probability: 0.1 }.gilbert_elliott(), None);
+    }
+
+    /// `P(Bad after n | from)` by multiplying out the 2×2 transition matrix.
+    fn by_matrix(ge: &GilbertElliott, from_bad: bool, n: u64) -> f64 {
+        let mut bad = if from_bad { 1.0 } else { 0.0 };
+        for _ in 0..n {
+            bad = bad * (1.0 - ge.r) + (1.0 - bad) * ge.p;
+        }
+        bad
+    }
+
+    fn chain(p: f64, r: f64) -> GilbertElliott {
+        GilbertElliott {
+            p,
+            r,
+            loss_good: 0.0,
+            loss_bad: 1.0,
+            slot_ms: Some(10.0),
+        }
+    }
+
+    #[test]
+    fn n_step_transition_in_closed_form() {
+        // λ > 0 (bursty), λ < 0 (alternating), λ = 0 (memoryless), λ = 1 (frozen), λ = -1.
+        let chains = [
+            GilbertElliott::from_mean_loss(0.1, 3.5),
+            chain(0.9, 0.8),
+            chain(0.3, 0.7),
+            chain(0.0, 0.0),
+            chain(1.0, 1.0),
+        ];
+        for ge in chains {
+            for from_bad in [false, true] {
+                // n = 0: the identity, exactly.
+                assert_eq!(ge.p_bad_after(from_bad, 0), if from_bad { 1.0 } else { 0.0 });
+                // n = 1: one step of the chain.
+                let one = if from_bad { 1.0 - ge.r } else { ge.p };
+                assert!((ge.p_bad_after(from_bad, 1) - one).abs() < 1e-12, "{ge:?}");
+                for n in 0..40 {
+                    let (closed, matrix) = (ge.p_bad_after(from_bad, n), by_matrix(&ge, from_bad, n));
+                    assert!((closed - matrix).abs() < 1e-12, "{ge:?} {from_bad} {n}");
+                }
+            }
+        }
+        // Large n: the stationary share of Bad, from either state.
+        let ge = GilbertElliott::from_mean_loss(0.1, 3.5);
+        for n in [1_000, 1 << 40, u64::MAX] {
+            for from_bad in [false, true] {
+                assert!((ge.p_bad_after(from_bad, n) - 0.1).abs() < 1e-12);
+            }
+        }
+        // |λ| = 1 never mixes: frozen stays put, λ = -1 alternates by parity even for huge n.
+        assert_eq!(chain(0.0, 0.0).p_bad_after(true, u64::MAX), 1.0);
+        assert_eq!(chain(0.0, 0.0).p_bad_after(false, u64::MAX), 0.0);
+        assert_eq!(chain(1.0, 1.0).p_bad_after(true, u64::MAX), 0.0);
+        assert_eq!(chain(1.0, 1.0).p_bad_after(true, u64::MAX - 1), 1.0);
     }
 
     #[test]
@@ -601,6 +778,7 @@ mod tests {
             r: 0.0,
             loss_good: 0.2,
             loss_bad: 1.0,
+            slot_ms: None,
         };
         assert!((ge.mean_loss() - 0.2).abs() < 1e-12);
         assert!((ge.mean_burst_len() - 1.25).abs() < 1e-12);
@@ -610,6 +788,7 @@ mod tests {
             r: 0.0,
             loss_good: 0.0,
             loss_bad: 1.0,
+            slot_ms: None,
         };
         assert_eq!(stuck.mean_burst_len(), f64::INFINITY);
     }
@@ -664,29 +843,31 @@ mod tests {
             }),
             "jitter.max_ms"
         );
-        let burst = |mean_loss, mean_burst_len| LinkSpec {
+        let burst = |mean_loss, mean_burst_len, slot_ms| LinkSpec {
             loss: Loss::Burst {
                 mean_loss,
                 mean_burst_len,
+                slot_ms,
             },
             ..d()
         };
-        assert_eq!(bad(burst(1.0, 2.0)), "loss.mean_loss");
-        assert_eq!(bad(burst(0.1, 0.5)), "loss.mean_burst_len");
-        assert_eq!(bad(burst(0.8, 1.0)), "loss.mean_loss");
-        let ge = GilbertElliott {
-            p: 0.1,
-            r: 2.0,
-            loss_good: 0.0,
-            loss_bad: 1.0,
-        };
-        assert_eq!(
-            bad(LinkSpec {
-                loss: Loss::GilbertElliott(ge),
-                ..d()
+        assert_eq!(bad(burst(1.0, 2.0, None)), "loss.mean_loss");
+        assert_eq!(bad(burst(0.1, 0.5, None)), "loss.mean_burst_len");
+        assert_eq!(bad(burst(0.8, 1.0, None)), "loss.mean_loss");
+        assert_eq!(bad(burst(0.1, 2.0, Some(0.0))), "loss.slot_ms");
+        assert_eq!(bad(burst(0.1, 2.0, Some(f64::INFINITY))), "loss.slot_ms");
+        burst(0.1, 2.0, Some(0.5)).validate().unwrap();
+        let ge = |r, slot_ms| LinkSpec {
+            loss: Loss::GilbertElliott(GilbertElliott {
+                r,
+                slot_ms,
+                ..chain(0.1, 0.1)
             }),
-            "loss.r"
-        );
+            ..d()
+        };
+        assert_eq!(bad(ge(2.0, None)), "loss.r");
+        assert_eq!(bad(ge(0.2, Some(-1.0))), "loss.slot_ms");
+        assert_eq!(bad(ge(0.2, Some(f64::NAN))), "loss.slot_ms");
         let bw = BandwidthSpec {
             rate_kbit_s: 0.0,
             queue_bytes: 1,

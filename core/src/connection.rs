@@ -104,6 +104,10 @@ pub(crate) struct Conn {
     pub(crate) stats: ConnectionStats,
     /// The deadline the endpoint's timer heap holds for this connection (`None` = none armed).
     pub(crate) armed: Option<Instant>,
+    /// Whether the endpoint has this connection in its transmit queue.
+    pub(crate) tx_queued: bool,
+    /// Whether the endpoint has this connection in its timer-refresh list.
+    pub(crate) timer_queued: bool,
 }
 
 /// What [`Conn::process`] needs from the endpoint.
@@ -165,6 +169,8 @@ impl Conn {
             last_frames_rx: 0,
             stats: ConnectionStats::default(),
             armed: None,
+            tx_queued: false,
+            timer_queued: false,
         }
     }
 
@@ -251,16 +257,20 @@ impl Conn {
         }
     }
 
-    /// Drains QUIC events into tickwire state and events. Call after every input.
-    pub(crate) fn process(&mut self, ctx: &mut Ctx<'_>) -> Option<Pending> {
+    /// Drains QUIC events into tickwire state and events. Call after every input;
+    /// `received` = the input was a datagram for this connection.
+    pub(crate) fn process(&mut self, ctx: &mut Ctx<'_>, received: bool) -> Option<Pending> {
         // Liveness counts only frames from authenticated packets, so datagrams spoofed with a
-        // known connection id cannot hold off the heartbeat timeout.
-        let rx = self.quic.stats().frame_rx;
-        let frames =
-            rx.acks + rx.stream + rx.datagram + rx.ping + rx.crypto + rx.max_data + rx.max_stream_data;
-        if frames != self.last_frames_rx {
-            self.last_frames_rx = frames;
-            self.heartbeat.on_receive(ctx.now);
+        // known connection id cannot hold off the heartbeat timeout. (Reading QUIC's counters
+        // copies its whole statistics block, so only after a datagram arrived.)
+        if received {
+            let rx = self.quic.stats().frame_rx;
+            let frames =
+                rx.acks + rx.stream + rx.datagram + rx.ping + rx.crypto + rx.max_data + rx.max_stream_data;
+            if frames != self.last_frames_rx {
+                self.last_frames_rx = frames;
+                self.heartbeat.on_receive(ctx.now);
+            }
         }
         let mut pending = None;
         while let Some(event) = self.quic.poll() {

@@ -4,7 +4,7 @@
 //! `None`, commands are verbs, getters take `&self`. See the crate docs for the drive loop.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -190,16 +190,15 @@ pub struct Endpoint {
     conns: BTreeMap<ConnHandle, Conn>,
     /// Connections that may have datagrams to transmit: touched by an input or command since
     /// `poll_transmit` last found them empty. Idle connections are never polled.
-    active: BTreeSet<ConnHandle>,
+    active: VecDeque<ConnHandle>,
     /// Connections whose deadline may have moved since it was last put in `timers`.
-    timer_dirty: BTreeSet<ConnHandle>,
+    timer_dirty: Vec<ConnHandle>,
     /// Min-heap of `(deadline, connection)`; an entry is live iff it equals the connection's
     /// `armed` deadline, others are skipped lazily (and compacted when they pile up).
     timers: BinaryHeap<Reverse<(Instant, ConnHandle)>>,
     events: VecDeque<Event>,
     responses: VecDeque<(Transmit, Vec<u8>)>,
     rng: ChaCha12Rng,
-    cursor: usize,
     server: Option<ServerState>,
     stats: EndpointStats,
     last_now: Option<Instant>,
@@ -339,13 +338,12 @@ impl Endpoint {
             wall,
             time_source,
             conns: BTreeMap::new(),
-            active: BTreeSet::new(),
-            timer_dirty: BTreeSet::new(),
+            active: VecDeque::new(),
+            timer_dirty: Vec::new(),
             timers: BinaryHeap::new(),
             events: VecDeque::new(),
             responses: VecDeque::new(),
             rng: ChaCha12Rng::from_seed(derive_seed(seed, "tickwire/rng")),
-            cursor: 0,
             server: None,
             stats: EndpointStats::default(),
             last_now: None,
@@ -384,7 +382,7 @@ impl Endpoint {
                 let handle = ConnHandle(ch.0);
                 if let Some(conn) = self.conns.get_mut(&handle) {
                     conn.quic.handle_event(event);
-                    self.process(now, handle);
+                    self.process_received(now, handle);
                 }
             }
             Some(DatagramEvent::NewConnection(incoming)) => self.on_incoming(now, incoming),
@@ -436,10 +434,11 @@ impl Endpoint {
     /// Re-reads the deadline of every connection touched since the last call and arms it in
     /// the heap; rebuilds the heap when stale entries outnumber live ones.
     fn refresh_timers(&mut self) {
-        while let Some(handle) = self.timer_dirty.pop_first() {
+        while let Some(handle) = self.timer_dirty.pop() {
             let Some(conn) = self.conns.get_mut(&handle) else {
                 continue;
             };
+            conn.timer_queued = false;
             let deadline = conn.poll_timeout();
             if deadline != conn.armed {
                 conn.armed = deadline;
@@ -459,8 +458,17 @@ impl Endpoint {
 
     /// Marks `handle` as possibly having output and a moved deadline.
     fn touch(&mut self, handle: ConnHandle) {
-        self.active.insert(handle);
-        self.timer_dirty.insert(handle);
+        let Some(conn) = self.conns.get_mut(&handle) else {
+            return;
+        };
+        if !conn.tx_queued {
+            conn.tx_queued = true;
+            self.active.push_back(handle);
+        }
+        if !conn.timer_queued {
+            conn.timer_queued = true;
+            self.timer_dirty.push(handle);
+        }
     }
 
     fn on_incoming(&mut self, now: Instant, incoming: quinn_proto::Incoming) {
@@ -500,7 +508,7 @@ impl Endpoint {
                 let handle = ConnHandle(ch.0);
                 self.conns
                     .insert(handle, Conn::server(quic, now, &self.config, rejection));
-                self.process(now, handle);
+                self.process_received(now, handle);
             }
             Err(err) => {
                 if let Some(transmit) = err.response {
@@ -521,6 +529,15 @@ impl Endpoint {
     /// Runs a connection's event processing, the server side of its handshake, and its
     /// endpoint-event exchange; forgets it once drained.
     fn process(&mut self, now: Instant, handle: ConnHandle) {
+        self.process_inner(now, handle, false);
+    }
+
+    /// [`Self::process`] after a datagram reached the connection: also checks liveness.
+    fn process_received(&mut self, now: Instant, handle: ConnHandle) {
+        self.process_inner(now, handle, true);
+    }
+
+    fn process_inner(&mut self, now: Instant, handle: ConnHandle, received: bool) {
         self.touch(handle);
         let Some(conn) = self.conns.get_mut(&handle) else {
             return;
@@ -536,7 +553,7 @@ impl Endpoint {
             nonce: &mut nonce,
             server_tick,
         };
-        let mut pending = conn.process(&mut ctx);
+        let mut pending = conn.process(&mut ctx, received);
         while let Some(Pending::Hello(hello)) = pending.take() {
             let Some(server) = self.server.as_mut() else { break };
             let Some(awaiting) = conn.take_awaiting_hello() else {
@@ -579,9 +596,8 @@ impl Endpoint {
             }
         }
         if conn.quic.is_drained() {
+            // Queued handles of a removed connection are skipped when met.
             self.conns.remove(&handle);
-            self.active.remove(&handle);
-            self.timer_dirty.remove(&handle);
         }
     }
 
@@ -596,27 +612,26 @@ impl Endpoint {
             buf.extend_from_slice(&bytes);
             return Some(transmit);
         }
-        // Only connections touched since they last came up empty can have anything to send.
+        // Only connections touched since they last came up empty can have anything to send;
+        // they are served in the order they were touched, each until it has nothing more.
         loop {
-            let key = *self
-                .active
-                .range(ConnHandle(self.cursor)..)
-                .next()
-                .or_else(|| self.active.first())?;
+            let key = *self.active.front()?;
             let Some(conn) = self.conns.get_mut(&key) else {
-                self.active.remove(&key);
+                self.active.pop_front();
                 continue;
             };
             conn.top_up_datagrams(now);
             buf.clear();
             // Sending arms QUIC's loss-detection, pacing and idle timers.
-            self.timer_dirty.insert(key);
+            if !conn.timer_queued {
+                conn.timer_queued = true;
+                self.timer_dirty.push(key);
+            }
             if let Some(transmit) = conn.quic.poll_transmit(now, 1, buf) {
-                self.cursor = key.0;
                 return Some(transmit);
             }
-            self.active.remove(&key);
-            self.cursor = key.0 + 1;
+            conn.tx_queued = false;
+            self.active.pop_front();
         }
     }
 

@@ -115,7 +115,11 @@ mod tests {
     fn offsets_and_drift_map_back_and_forth() {
         let mut clock = NodeClock::new(epoch());
         clock.step_wall(-40_000);
-        assert_eq!(clock.local_ns(1_000), 1_000, "steps leave the monotonic clock alone");
+        assert_eq!(
+            clock.local_ns(1_000),
+            1_000,
+            "steps leave the monotonic clock alone"
+        );
         assert_eq!(
             clock.wall().unix_ms_at(clock.instant(1_000_000)),
             START_UNIX_MS - 40_000 + 1

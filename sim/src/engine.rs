@@ -106,28 +106,48 @@ pub enum SimError {
     Capture(#[from] std::io::Error),
 }
 
-/// A queued event; ordered by `(at, seq)` only.
-#[derive(Debug)]
-struct Scheduled {
-    at: Nanos,
+/// The event queue: a min-heap of small `(at, seq, slot)` keys over a slab of event bodies,
+/// so that reordering the heap moves 24 bytes per entry, not whole datagrams. Ties in `at`
+/// resolve by insertion sequence, so the order is total and reproducible.
+#[derive(Debug, Default)]
+struct Queue {
+    heap: BinaryHeap<Reverse<(Nanos, u64, u32)>>,
+    slots: Vec<Option<What>>,
+    free: Vec<u32>,
     seq: u64,
-    what: What,
 }
 
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
+impl Queue {
+    fn push(&mut self, at: Nanos, what: What) {
+        self.seq += 1;
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(what);
+                slot
+            }
+            None => {
+                self.slots.push(Some(what));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.heap.push(Reverse((at, self.seq, slot)));
     }
-}
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
+
+    fn peek_time(&self) -> Option<Nanos> {
+        self.heap.peek().map(|Reverse((at, _, _))| *at)
     }
-}
-impl Ord for Scheduled {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
+
+    fn pop(&mut self) -> Option<(Nanos, What)> {
+        let Reverse((at, _, slot)) = self.heap.pop()?;
+        let what = self.slots[slot as usize]
+            .take()
+            .expect("a queued slot holds its event");
+        self.free.push(slot);
+        Some((at, what))
+    }
+
+    fn len(&self) -> usize {
+        self.heap.len()
     }
 }
 
@@ -268,8 +288,7 @@ struct Node {
 struct World {
     seed: u64,
     now: Nanos,
-    seq: u64,
-    queue: BinaryHeap<Reverse<Scheduled>>,
+    queue: Queue,
     servers: usize,
     addrs: BTreeMap<SocketAddr, usize>,
     paths: Vec<Path>,
@@ -300,12 +319,7 @@ pub struct EngineCounts {
 
 impl World {
     fn push(&mut self, at: Nanos, what: What) {
-        self.seq += 1;
-        self.queue.push(Reverse(Scheduled {
-            at,
-            seq: self.seq,
-            what,
-        }));
+        self.queue.push(at, what);
     }
 
     /// Routes one datagram from node `src` through its path, hashing it with its fate.
@@ -530,8 +544,7 @@ impl Sim {
         let world = World {
             seed,
             now: 0,
-            seq: 0,
-            queue: BinaryHeap::new(),
+            queue: Queue::default(),
             servers,
             addrs: BTreeMap::new(),
             paths,
@@ -761,16 +774,13 @@ impl Sim {
     /// to `until`.
     pub fn run_until(&mut self, until: Nanos) {
         let until = until.min(self.end);
-        while let Some(Reverse(next)) = self.world.queue.peek() {
-            if next.at > until {
-                break;
-            }
-            let Some(Reverse(event)) = self.world.queue.pop() else {
+        while self.world.queue.peek_time().is_some_and(|at| at <= until) {
+            let Some((at, what)) = self.world.queue.pop() else {
                 break;
             };
-            self.world.now = event.at;
+            self.world.now = at;
             self.world.counts.events += 1;
-            self.handle(event.what);
+            self.handle(what);
         }
         self.world.now = self.world.now.max(until);
     }
@@ -786,7 +796,7 @@ impl Sim {
                     return;
                 };
                 let local = node.clock.instant(now);
-                endpoint.handle_datagram(local, from, None, None, BytesMut::from(&payload[..]));
+                endpoint.handle_datagram(local, from, None, None, BytesMut::from(Bytes::from(payload)));
                 drive(to, node, &mut self.world);
             }
             What::Wake { node: id } => {

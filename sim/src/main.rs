@@ -135,8 +135,20 @@ fn run(args: RunArgs) -> Result<(), String> {
     );
     bar.set_prefix(scenario.name.clone());
     let step = (sim.end() / 200).max(10 * MILLI);
+    let profile = std::env::var_os("TICKWIRE_SIM_COUNTS").is_some();
+    let mut last = (Instant::now(), 0);
     while !sim.finished() {
         sim.run_for(step);
+        if profile && sim.now() / 1_000_000_000 != last.1 / 1_000_000_000 {
+            eprintln!(
+                "virtual {:>6.2} s: {:>6.3} wall s for the last {:.2} virtual s, {:?}",
+                sim.now() as f64 / 1e9,
+                last.0.elapsed().as_secs_f64(),
+                (sim.now() - last.1) as f64 / 1e9,
+                sim.counts()
+            );
+            last = (Instant::now(), sim.now());
+        }
         bar.set_position(sim.now() / MILLI);
         bar.set_message(format!("{} datagrams", sim.datagrams()));
     }

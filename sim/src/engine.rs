@@ -17,8 +17,7 @@
 //! println!("{} joined, trace {}", report.sessions.clients_joined, report.trace_sha256);
 //! ```
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
@@ -30,10 +29,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
 use tickwire_core::retry::Backoff;
-use tickwire_core::{
-    ChannelId, Config, ConnHandle, ConnectOptions, Endpoint, Event, JoinTicketClaims, ReasonCode,
-    SendOptions, TicketIssuer,
-};
+use tickwire_core::{Config, Endpoint, JoinTicketClaims, ReasonCode, TicketIssuer};
 
 use crate::capture::{KeyLogBuffer, PcapWriter};
 use crate::clock::{NodeClock, START_UNIX_MS};
@@ -73,6 +69,15 @@ fn derive_u64(seed: u64, label: &str, a: u64, b: u64) -> u64 {
     u64::from_be_bytes(bytes[..8].try_into().expect("32 bytes"))
 }
 
+mod app;
+mod faults;
+mod queue;
+
+use app::{
+    broadcast, client_event, send_input, server_event, start_attempt, App, ClientApp, ClientState, ServerApp,
+};
+use queue::Queue;
+
 /// Options of one run beyond the scenario.
 #[derive(Default)]
 pub struct SimOptions {
@@ -104,51 +109,6 @@ pub enum SimError {
     /// The capture file could not be written.
     #[error("capture failed: {0}")]
     Capture(#[from] std::io::Error),
-}
-
-/// The event queue: a min-heap of small `(at, seq, slot)` keys over a slab of event bodies,
-/// so that reordering the heap moves 24 bytes per entry, not whole datagrams. Ties in `at`
-/// resolve by insertion sequence, so the order is total and reproducible.
-#[derive(Debug, Default)]
-struct Queue {
-    heap: BinaryHeap<Reverse<(Nanos, u64, u32)>>,
-    slots: Vec<Option<What>>,
-    free: Vec<u32>,
-    seq: u64,
-}
-
-impl Queue {
-    fn push(&mut self, at: Nanos, what: What) {
-        self.seq += 1;
-        let slot = match self.free.pop() {
-            Some(slot) => {
-                self.slots[slot as usize] = Some(what);
-                slot
-            }
-            None => {
-                self.slots.push(Some(what));
-                (self.slots.len() - 1) as u32
-            }
-        };
-        self.heap.push(Reverse((at, self.seq, slot)));
-    }
-
-    fn peek_time(&self) -> Option<Nanos> {
-        self.heap.peek().map(|Reverse((at, _, _))| *at)
-    }
-
-    fn pop(&mut self) -> Option<(Nanos, What)> {
-        let Reverse((at, _, slot)) = self.heap.pop()?;
-        let what = self.slots[slot as usize]
-            .take()
-            .expect("a queued slot holds its event");
-        self.free.push(slot);
-        Some((at, what))
-    }
-
-    fn len(&self) -> usize {
-        self.heap.len()
-    }
 }
 
 #[derive(Debug)]
@@ -227,48 +187,6 @@ impl Path {
             self.fault_cleared = Some(now);
         }
     }
-}
-
-#[derive(Debug)]
-enum ClientState {
-    /// Not connected; a `Join` event is pending (or none, if it gave up).
-    Waiting,
-    Connecting {
-        conn: ConnHandle,
-        started: Nanos,
-    },
-    Connected {
-        conn: ConnHandle,
-        since: Nanos,
-    },
-    /// Crashed.
-    Down,
-}
-
-#[derive(Debug)]
-struct ClientApp {
-    index: usize,
-    server: usize,
-    state: ClientState,
-    backoff: Backoff,
-    /// Invalidates pending `Join` events after a crash or a newer schedule.
-    generation: u64,
-    /// Whether the next attempt is a reconnection (for the stampede statistics).
-    reconnecting: bool,
-}
-
-#[derive(Debug)]
-struct ServerApp {
-    gs_id: u64,
-    /// Live sessions: connection → (client index, established at).
-    sessions: BTreeMap<ConnHandle, (usize, Nanos)>,
-    snapshot_every: u64,
-}
-
-#[derive(Debug)]
-enum App {
-    Server(ServerApp),
-    Client(ClientApp),
 }
 
 #[derive(Debug)]
@@ -667,79 +585,6 @@ impl Sim {
         Ok(())
     }
 
-    fn schedule_faults(&mut self) {
-        let scenario = self.world.scenario.clone();
-        let servers = self.world.servers;
-        let per_server = scenario.topology.clients_per_server;
-        let clients = scenario.clients();
-        let secs = |s: f64| (s * 1e9) as Nanos;
-        for fault in &scenario.faults {
-            let (nodes, client_set): (Vec<usize>, Vec<usize>) = match *fault.target() {
-                Target::Server(s) => (vec![s], (s * per_server..(s + 1) * per_server).collect()),
-                Target::Servers => ((0..servers).collect(), (0..clients).collect()),
-                Target::Client(c) => (vec![servers + c], vec![c]),
-                Target::Clients(a, b) => ((a..b).map(|c| servers + c).collect(), (a..b).collect()),
-                Target::AllClients => ((servers..servers + clients).collect(), (0..clients).collect()),
-                Target::ClientsOf(s) => {
-                    let range = s * per_server..(s + 1) * per_server;
-                    (range.clone().map(|c| servers + c).collect(), range.collect())
-                }
-            };
-            match *fault {
-                Fault::Partition {
-                    at_s,
-                    heal_at_s,
-                    direction,
-                    ..
-                } => {
-                    for &client in &client_set {
-                        self.world.push(
-                            secs(at_s),
-                            What::Fault(Action::Cut {
-                                client,
-                                direction,
-                                start: true,
-                            }),
-                        );
-                        if let Some(heal) = heal_at_s {
-                            self.world.push(
-                                secs(heal),
-                                What::Fault(Action::Cut {
-                                    client,
-                                    direction,
-                                    start: false,
-                                }),
-                            );
-                        }
-                    }
-                }
-                Fault::ClockOffset { at_s, offset_ms, .. } => {
-                    for &node in &nodes {
-                        self.world
-                            .push(secs(at_s), What::Fault(Action::Step { node, offset_ms }));
-                    }
-                }
-                Fault::ClockDrift { at_s, ppm, .. } => {
-                    for &node in &nodes {
-                        self.world
-                            .push(secs(at_s), What::Fault(Action::Drift { node, ppm }));
-                    }
-                }
-                Fault::Crash {
-                    at_s, restart_at_s, ..
-                } => {
-                    for &node in &nodes {
-                        self.world.push(secs(at_s), What::Fault(Action::Crash { node }));
-                        if let Some(restart) = restart_at_s {
-                            self.world
-                                .push(secs(restart), What::Fault(Action::Restart { node }));
-                        }
-                    }
-                }
-            }
-        }
-    }
-
     /// Current virtual time, in nanoseconds.
     pub fn now(&self) -> Nanos {
         self.world.now
@@ -833,101 +678,6 @@ impl Sim {
                 self.world.push(now + interval, What::Sample);
             }
         }
-    }
-
-    fn fault(&mut self, action: Action) {
-        let now = self.world.now;
-        match action {
-            Action::Cut {
-                client,
-                direction,
-                start,
-            } => {
-                let path = &mut self.world.paths[client];
-                let delta = |n: &mut u32| {
-                    if start {
-                        *n += 1;
-                    } else {
-                        *n = n.saturating_sub(1);
-                    }
-                };
-                if direction != Direction::Downlink {
-                    delta(&mut path.cut_up);
-                }
-                if direction != Direction::Uplink {
-                    delta(&mut path.cut_down);
-                }
-                if start {
-                    path.fault_begin(now);
-                } else {
-                    path.fault_end(now);
-                }
-                self.world.metrics.faults += u64::from(start);
-            }
-            Action::Step { node: id, offset_ms } => {
-                let node = &mut self.nodes[id];
-                node.clock.step_wall(offset_ms);
-                if let Some(endpoint) = node.endpoint.as_mut() {
-                    endpoint.set_wall_clock(node.clock.wall());
-                }
-            }
-            Action::Drift { node, ppm } => self.nodes[node].clock.set_drift(now, ppm),
-            Action::Crash { node: id } => {
-                let node = &mut self.nodes[id];
-                if node.endpoint.take().is_none() {
-                    return;
-                }
-                node.armed = None;
-                self.world.metrics.faults += 1;
-                for client in self.affected_clients(id) {
-                    self.world.paths[client].fault_begin(now);
-                }
-                match &mut self.nodes[id].app {
-                    App::Client(app) => {
-                        app.state = ClientState::Down;
-                        app.generation += 1;
-                    }
-                    App::Server(app) => app.sessions.clear(),
-                }
-            }
-            Action::Restart { node: id } => {
-                if self.nodes[id].endpoint.is_some() {
-                    return;
-                }
-                for client in self.affected_clients(id) {
-                    self.world.paths[client].fault_end(now);
-                }
-                let node = &mut self.nodes[id];
-                node.incarnation += 1;
-                node.rng = ChaCha8Rng::from_seed(derive(self.world.seed, "app", id as u64, node.incarnation));
-                if let App::Client(app) = &mut node.app {
-                    // A restarted client comes back from a new port, as a real process would.
-                    self.world.addrs.remove(&node.addr);
-                    node.addr = client_addr(app.index, node.incarnation);
-                    self.world.addrs.insert(node.addr, id);
-                    app.state = ClientState::Waiting;
-                    app.backoff.reset();
-                    app.reconnecting = false;
-                    app.generation += 1;
-                    let delay = node.rng.random_range(0..100 * MILLI);
-                    let generation = app.generation;
-                    self.world.push(now + delay, What::Join { node: id, generation });
-                }
-                if let Err(e) = self.start_node(id) {
-                    tracing::error!("restart of node {id} failed: {e}");
-                }
-            }
-        }
-    }
-
-    /// Clients whose sessions a crash of node `id` affects.
-    fn affected_clients(&self, id: usize) -> Vec<usize> {
-        let servers = self.world.servers;
-        if id >= servers {
-            return vec![id - servers];
-        }
-        let per = self.world.scenario.topology.clients_per_server;
-        (id * per..(id + 1) * per).collect()
     }
 
     /// Samples every client's path: estimated vs true RTT, jitter, loss, per preset.
@@ -1071,43 +821,6 @@ impl Fault {
     }
 }
 
-/// A client starts a join attempt: a fresh ticket, then `connect`.
-fn start_attempt(id: usize, node: &mut Node, world: &mut World) {
-    let Some(endpoint) = node.endpoint.as_mut() else {
-        return;
-    };
-    let App::Client(app) = &mut node.app else { return };
-    let server_addr = SocketAddr::V4(SocketAddrV4::new(
-        Ipv4Addr::new(10, 0, 0, app.server as u8 + 1),
-        SERVER_PORT,
-    ));
-    let gs_id = app.server as u64 + 1;
-    let ticket = world.issue_ticket(
-        &mut node.rng,
-        app.index,
-        gs_id,
-        node.identity.verifying_key().to_bytes(),
-    );
-    let local = node.clock.instant(world.now);
-    if app.reconnecting {
-        world.metrics.record_reconnect_attempt();
-    }
-    world.metrics.attempts += 1;
-    match endpoint.connect(local, server_addr, ticket, ConnectOptions::default()) {
-        Ok(conn) => {
-            app.state = ClientState::Connecting {
-                conn,
-                started: world.now,
-            };
-        }
-        Err(e) => {
-            tracing::warn!("client {} cannot connect: {e}", app.index);
-            world.metrics.connect_errors += 1;
-        }
-    }
-    drive(id, node, world);
-}
-
 /// After any input: drain events, ticks and transmits until quiet, then arm the next wake-up.
 fn drive(id: usize, node: &mut Node, world: &mut World) {
     let now = world.now;
@@ -1165,147 +878,5 @@ fn drive(id: usize, node: &mut Node, world: &mut World) {
     if let Some(deadline) = deadline {
         let at = node.clock.virtual_at(deadline, now);
         world.arm(id, node, at);
-    }
-}
-
-fn server_event(app: &mut ServerApp, endpoint: &mut Endpoint, world: &mut World, event: Event) {
-    match event {
-        Event::Connected { conn, .. } => {
-            let client = endpoint
-                .remote_address(conn)
-                .and_then(|a| world.addrs.get(&a).copied())
-                .and_then(|id| id.checked_sub(world.servers));
-            if let Some(client) = client {
-                app.sessions.insert(conn, (client, world.now));
-            }
-        }
-        Event::Disconnected {
-            conn, reason, detail, ..
-        } => {
-            if let Some((client, since)) = app.sessions.remove(&conn) {
-                world.record_disconnect(Side::Server, client, since, reason, &detail);
-            }
-        }
-        Event::Rejected { reason, .. } => world.metrics.record_server_rejection(reason),
-        Event::Message { .. } => world.metrics.inputs_received += 1,
-        _ => {}
-    }
-}
-
-fn client_event(id: usize, app: &mut ClientApp, rng: &mut ChaCha8Rng, world: &mut World, event: Event) {
-    let now = world.now;
-    match event {
-        Event::Connected { conn, .. } => {
-            if let ClientState::Connecting { conn: c, started } = app.state {
-                if c == conn {
-                    world
-                        .metrics
-                        .record_join(app.index, now - started, app.reconnecting, now);
-                    app.state = ClientState::Connected { conn, since: now };
-                    app.backoff.reset();
-                }
-            }
-        }
-        Event::Rejected {
-            conn,
-            reason,
-            retry_after,
-            ..
-        } => {
-            if matches!(app.state, ClientState::Connecting { conn: c, .. } if c == conn) {
-                world.metrics.record_rejection(reason);
-                let fresh_ticket_helps =
-                    matches!(reason, ReasonCode::TICKET_EXPIRED | ReasonCode::TICKET_REPLAYED);
-                if reason.is_retryable() || fresh_ticket_helps {
-                    schedule_retry(id, app, rng, world, retry_after);
-                } else {
-                    app.state = ClientState::Waiting;
-                    world.metrics.gave_up += 1;
-                }
-            }
-        }
-        Event::Disconnected {
-            conn, reason, detail, ..
-        } => {
-            if let ClientState::Connected { conn: c, since } = app.state {
-                if c == conn {
-                    world.record_disconnect(Side::Client, app.index, since, reason, &detail);
-                    app.reconnecting = true;
-                    schedule_retry(id, app, rng, world, None);
-                }
-            }
-        }
-        Event::Message { payload, .. } => {
-            world.metrics.snapshots_received += 1;
-            if payload.len() > FRAGMENTED_ABOVE {
-                world.metrics.fragmented_received += 1;
-            }
-        }
-        _ => {}
-    }
-}
-
-/// Schedules the next join attempt after the backoff (or the server's advice, if later).
-fn schedule_retry(
-    id: usize,
-    app: &mut ClientApp,
-    rng: &mut ChaCha8Rng,
-    world: &mut World,
-    advice: Option<Duration>,
-) {
-    app.state = ClientState::Waiting;
-    let Some(delay) = app.backoff.next_delay(rng) else {
-        world.metrics.gave_up += 1;
-        return;
-    };
-    let delay = advice.map_or(delay, |a| a.max(delay));
-    app.generation += 1;
-    let at = world.now + delay.as_nanos() as Nanos;
-    world.push(
-        at,
-        What::Join {
-            node: id,
-            generation: app.generation,
-        },
-    );
-}
-
-/// Server: one snapshot to every live session, each of a size drawn from the distribution.
-fn broadcast(
-    app: &ServerApp,
-    endpoint: &mut Endpoint,
-    rng: &mut ChaCha8Rng,
-    world: &mut World,
-    local: Instant,
-    tick: u64,
-) {
-    let dist = world.scenario.traffic.snapshot_bytes;
-    let period = Duration::from_nanos(SECOND / u64::from(world.scenario.traffic.tick_rate_hz));
-    for &conn in app.sessions.keys() {
-        let size = dist.sample(rng);
-        let mut payload = vec![0u8; size];
-        payload[..8].copy_from_slice(&tick.to_be_bytes());
-        let options = SendOptions {
-            deadline: Some(local + period),
-        };
-        match endpoint.send_with(local, conn, ChannelId::LATEST, Bytes::from(payload), options) {
-            Ok(()) => {
-                world.metrics.snapshots_sent += 1;
-                if size > FRAGMENTED_ABOVE {
-                    world.metrics.fragmented_sent += 1;
-                }
-            }
-            Err(_) => world.metrics.send_errors += 1,
-        }
-    }
-}
-
-/// Client: one input for local tick `tick`.
-fn send_input(endpoint: &mut Endpoint, world: &mut World, local: Instant, conn: ConnHandle, tick: u64) {
-    let mut payload = vec![0u8; world.scenario.traffic.input_bytes];
-    payload[..8].copy_from_slice(&tick.to_be_bytes());
-    match endpoint.send(local, conn, ChannelId::UNRELIABLE, Bytes::from(payload)) {
-        Ok(()) => world.metrics.inputs_sent += 1,
-        Err(_) => world.metrics.send_errors += 1,
     }
 }

@@ -408,26 +408,14 @@ impl Endpoint {
                 }
             }
         }
+        let server_tick = self.server.as_ref().map_or(0, |s| s.scheduler.current_tick());
         for handle in due {
-            let Some(conn) = self.conns.get_mut(&handle) else {
-                continue;
-            };
-            let server_tick = self.server.as_ref().map_or(0, |s| s.scheduler.current_tick());
-            let before = self.events.len();
+            if self
+                .with_conn(now, handle, server_tick, |conn, ctx| conn.handle_timeout(ctx))
+                .is_some()
             {
-                let mut nonce = nonce_fn(&mut self.rng);
-                let mut ctx = Ctx {
-                    now,
-                    handle,
-                    config: &self.config,
-                    events: &mut self.events,
-                    nonce: &mut nonce,
-                    server_tick,
-                };
-                conn.handle_timeout(&mut ctx);
+                self.process(now, handle);
             }
-            count_events(&mut self.stats, &self.events, before);
-            self.process(now, handle);
         }
     }
 
@@ -749,11 +737,26 @@ impl Endpoint {
 
     fn close_with(&mut self, now: Instant, handle: ConnHandle, rejection: Rejection) {
         let now = self.advance(now);
-        let Some(conn) = self.conns.get_mut(&handle) else {
-            return;
-        };
-        let before = self.events.len();
+        if self
+            .with_conn(now, handle, 0, |conn, ctx| conn.close(ctx, rejection))
+            .is_some()
         {
+            self.process(now, handle);
+        }
+    }
+
+    /// Runs `f` on connection `handle` with a context over the endpoint's shared state, then
+    /// counts the events it raised. `None` if the handle names no connection.
+    fn with_conn<R>(
+        &mut self,
+        now: Instant,
+        handle: ConnHandle,
+        server_tick: u64,
+        f: impl FnOnce(&mut Conn, &mut Ctx<'_>) -> R,
+    ) -> Option<R> {
+        let conn = self.conns.get_mut(&handle)?;
+        let before = self.events.len();
+        let result = {
             let mut nonce = nonce_fn(&mut self.rng);
             let mut ctx = Ctx {
                 now,
@@ -761,12 +764,12 @@ impl Endpoint {
                 config: &self.config,
                 events: &mut self.events,
                 nonce: &mut nonce,
-                server_tick: 0,
+                server_tick,
             };
-            conn.close(&mut ctx, rejection);
-        }
+            f(conn, &mut ctx)
+        };
         count_events(&mut self.stats, &self.events, before);
-        self.process(now, handle);
+        Some(result)
     }
 
     /// Command (server): stops admitting sessions and closes every connection with

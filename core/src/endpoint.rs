@@ -219,7 +219,8 @@ fn transport_config(config: &Config, server: bool) -> Arc<TransportConfig> {
         let mut frequency = quinn_proto::AckFrequencyConfig::default();
         frequency
             .ack_eliciting_threshold(VarInt::from_u32(ack.ack_eliciting_threshold))
-            .max_ack_delay(Some(Duration::from_millis(ack.max_ack_delay_ms)));
+            .max_ack_delay(Some(Duration::from_millis(ack.max_ack_delay_ms)))
+            .reordering_threshold(VarInt::from_u32(ack.reordering_threshold));
         transport.ack_frequency_config(Some(frequency));
     }
     Arc::new(transport)

@@ -262,6 +262,28 @@ fn partial_messages_expire_under_heavy_loss() {
 }
 
 #[test]
+fn two_mebibytes_arrive_intact_with_ack_frequency_requested_both_ways() {
+    let ack = Some(tickwire_core::config::AckFrequency::default());
+    let mut net = Net::new(tickwire_core::testing::epoch(), 5);
+    let server = net.add_server(Config {
+        ack_frequency: ack.clone(),
+        ..Net::config(100)
+    });
+    let client = net.add_client(Config {
+        ack_frequency: ack,
+        ..Net::config(200)
+    });
+    let (client_conn, server_conn) = net.join(client, server);
+    net.link = rough_link(0.01);
+    net.send(client, client_conn, ChannelId::BULK, numbered(7, 2 << 20));
+    let delivered = move |n: &Net| !n.node(server).messages(server_conn, ChannelId::BULK).is_empty();
+    assert!(net.run_until(Duration::from_secs(30), delivered));
+    let received = net.node(server).messages(server_conn, ChannelId::BULK);
+    assert_eq!(received[0].len(), 2 << 20);
+    assert_eq!(intact(&received[0]), 7);
+}
+
+#[test]
 fn two_mebibytes_on_the_bulk_channel_arrive_intact() {
     let mut f = Fixture::new(rough_link(0.01), |_| {}, defaults());
     let asset = numbered(7, 2 << 20);

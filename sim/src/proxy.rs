@@ -447,21 +447,32 @@ impl Proxy {
         u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
+    /// After a failed receive: `true` = the socket is drained, stop reading; `false` = read
+    /// on (interrupted, or an ICMP error, which is counted); a fatal error is returned.
+    fn recv_failed(&mut self, e: io::Error) -> io::Result<bool> {
+        match classify(&e) {
+            RecvError::Drained => Ok(true),
+            RecvError::Retry => Ok(false),
+            RecvError::Ignore => {
+                self.counters.recv_errors += 1;
+                Ok(false)
+            }
+            RecvError::Fatal => Err(e),
+        }
+    }
+
     /// Reads client datagrams into their flows' uplinks. Returns whether the socket was
     /// drained (`WouldBlock`) within the read budget.
     fn read_clients(&mut self) -> io::Result<bool> {
         for _ in 0..READ_BUDGET {
             let (len, client) = match self.listener.recv_from(&mut self.buf) {
                 Ok(received) => received,
-                Err(e) => match classify(&e) {
-                    RecvError::Drained => return Ok(true),
-                    RecvError::Retry => continue,
-                    RecvError::Ignore => {
-                        self.counters.recv_errors += 1;
-                        continue;
+                Err(e) => {
+                    if self.recv_failed(e)? {
+                        return Ok(true);
                     }
-                    RecvError::Fatal => return Err(e),
-                },
+                    continue;
+                }
             };
             let now = self.now();
             let slot = match self.flows.lookup(client) {
@@ -489,15 +500,12 @@ impl Proxy {
             // The socket is connected: the kernel passes only the upstream's datagrams.
             let len = match flow.socket.recv(&mut self.buf) {
                 Ok(len) => len,
-                Err(e) => match classify(&e) {
-                    RecvError::Drained => return Ok(true),
-                    RecvError::Retry => continue,
-                    RecvError::Ignore => {
-                        self.counters.recv_errors += 1;
-                        continue;
+                Err(e) => {
+                    if self.recv_failed(e)? {
+                        return Ok(true);
                     }
-                    RecvError::Fatal => return Err(e),
-                },
+                    continue;
+                }
             };
             let now = self.now();
             self.offer(Direction::Downlink, slot, now, len);

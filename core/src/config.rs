@@ -38,6 +38,9 @@ pub struct Config {
     /// *Server*: handshakes in progress at once; beyond it new connections are refused
     /// at the QUIC level (CONNECTION_REFUSED, seen by clients as `SERVER_BUSY`).
     pub max_pending_handshakes: usize,
+    /// *Server*: admit [`Role::GameServer`](crate::Role) sessions, which present no join
+    /// ticket: set on a verification server only. Default false.
+    pub accept_game_servers: bool,
     /// *Server*: `retry_after_ms` advised when full.
     pub server_full_retry_after_ms: u32,
     /// *Server*: revalidate every live session's ticket every this many ticks (default 60 =
@@ -107,6 +110,7 @@ impl Default for Config {
             handshake_timeout_ms: 10_000,
             max_sessions: 1024,
             max_pending_handshakes: 256,
+            accept_game_servers: false,
             server_full_retry_after_ms: 5_000,
             revalidate_every_ticks: 60,
             close_sessions_on_ticket_expiry: false,
@@ -204,25 +208,41 @@ impl Config {
 }
 
 /// Serde helper: `[u8; 32]` as a 64-character hex string.
-mod hex32 {
+pub(crate) mod hex32 {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub(super) fn serialize<S: Serializer>(bytes: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
-        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        s.serialize_str(&hex)
+    pub(crate) fn serialize<S: Serializer>(bytes: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::hexvec::encode(bytes))
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
         let text = String::deserialize(d)?;
-        let err = || serde::de::Error::custom("expected 64 hex characters");
-        if text.len() != 64 || !text.is_ascii() {
-            return Err(err());
+        super::hexvec::decode(&text)
+            .ok()
+            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+            .ok_or_else(|| serde::de::Error::custom("expected 64 hex characters"))
+    }
+}
+
+/// Serde for byte strings as hex strings (config files).
+pub(crate) mod hexvec {
+    use serde::Serializer;
+
+    pub(crate) fn encode(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub(crate) fn decode(text: &str) -> Result<Vec<u8>, ()> {
+        if text.len() % 2 != 0 || !text.is_ascii() {
+            return Err(());
         }
-        let mut out = [0u8; 32];
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|_| err())?;
-        }
-        Ok(out)
+        (0..text.len() / 2)
+            .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|_| ()))
+            .collect()
+    }
+
+    pub(crate) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&encode(bytes))
     }
 }
 

@@ -174,6 +174,12 @@ impl Conn {
         }
     }
 
+    /// Whether the peer opened this connection (server side). Only inbound connections have
+    /// a per-peer rate limiter.
+    pub(crate) fn is_inbound(&self) -> bool {
+        self.limiter.is_some()
+    }
+
     pub(crate) fn is_established(&self) -> bool {
         matches!(self.state, State::Established)
     }

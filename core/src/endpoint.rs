@@ -18,13 +18,16 @@ use rand_chacha::ChaCha12Rng;
 use crate::channel::{ChannelId, SendOptions};
 use crate::clock::WallClock;
 use crate::config::{Config, ConfigError};
-use crate::connection::{Conn, Ctx, Pending};
-use crate::handshake::{ClientHandshake, ClientOffer, Rejection, ServerContribution, ServerPolicy, Session};
+use crate::connection::{Conn, Ctx, Pending, State};
+use crate::handshake::{
+    ClientHandshake, ClientOffer, PlayTicketCheck, Rejection, ServerContribution, ServerPolicy, Session,
+};
 use crate::limits::AddressLimiter;
 use crate::stats::{ConnectionStats, EndpointStats};
 use crate::tick::{TickInfo, TickScheduler, TickSync};
 use crate::ticket::{JoinTicket, TicketError, TicketVerifier};
 use crate::tls::{self, derive_seed, AnchoredTime, CryptoOptions, TlsSetupError, SERVER_NAME};
+use crate::vs::VsKeys;
 use crate::wire::{ReasonCode, Role, NONCE_LEN};
 
 /// Endpoint-level responses (version negotiation, stateless resets, refusals) held at most.
@@ -156,6 +159,11 @@ pub struct ConnectOptions {
     pub role: Role,
     /// Abort with `SERVER_KEY_MISMATCH` unless the server proves this identity key.
     pub expected_server_key: Option<[u8; 32]>,
+    /// If set, the server must present a play ticket signed by one of these verification-server
+    /// keys and naming its identity key, valid within `tickets.max_skew_ms`; otherwise the
+    /// client aborts with `PLAY_TICKET_INVALID` (or `NOT_AUTHORISED` for a missing or expired
+    /// one).
+    pub trusted_vs_keys: Option<VsKeys>,
 }
 
 impl Default for ConnectOptions {
@@ -163,6 +171,7 @@ impl Default for ConnectOptions {
         Self {
             role: Role::Player,
             expected_server_key: None,
+            trusted_vs_keys: None,
         }
     }
 }
@@ -175,6 +184,10 @@ struct ServerState {
     ticks_since_revalidation: u32,
     /// Set by [`Endpoint::shutdown`]: the rejection every later connection gets.
     shutdown: Option<Rejection>,
+    /// Set by [`Endpoint::pause_admissions`]: the rejection new connections get until resumed.
+    paused: Option<Rejection>,
+    /// The play ticket presented in accepts ([`Endpoint::set_play_ticket`]).
+    play_ticket: Option<Vec<u8>>,
 }
 
 /// All sessions of one UDP socket. Construct with [`Endpoint::server`] or
@@ -270,6 +283,8 @@ impl Endpoint {
             scheduler: TickScheduler::new(now, config.tick.clone()),
             ticks_since_revalidation: 0,
             shutdown: None,
+            paused: None,
+            play_ticket: None,
         };
         let mut endpoint = Self::new(
             config,
@@ -477,6 +492,7 @@ impl Endpoint {
         let rejection = match server.addresses.check(now, incoming.remote_address().ip()) {
             // Still answered with a full handshake so the client learns the real reason.
             _ if server.shutdown.is_some() => server.shutdown.clone(),
+            _ if server.paused.is_some() => server.paused.clone(),
             Err(limited) => {
                 self.stats.handshakes_rate_limited += 1;
                 Some(Rejection {
@@ -555,6 +571,8 @@ impl Endpoint {
                 schema_hash: self.config.schema_hash,
                 capabilities: self.config.capabilities,
                 identity: &self.identity,
+                accept_game_servers: self.config.accept_game_servers,
+                play_ticket: server.play_ticket.as_deref(),
             };
             let contribution = ServerContribution {
                 nonce: (ctx.nonce)(),
@@ -673,7 +691,41 @@ impl Endpoint {
         ticket: JoinTicket,
         options: ConnectOptions,
     ) -> Result<ConnHandle, ConnectError> {
+        self.connect_inner(now, remote, Some(ticket), options)
+    }
+
+    /// Command (game server): opens a session to its verification server at `remote` with
+    /// [`Role::GameServer`] and no join ticket (the VS admits it on its TPM quote; see
+    /// [`crate::vs`]). `options.role` is ignored.
+    ///
+    /// # Errors
+    /// [`ConnectError`] if QUIC refuses the address.
+    pub fn connect_game_server(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        options: ConnectOptions,
+    ) -> Result<ConnHandle, ConnectError> {
+        let options = ConnectOptions {
+            role: Role::GameServer,
+            ..options
+        };
+        self.connect_inner(now, remote, None, options)
+    }
+
+    fn connect_inner(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        ticket: Option<JoinTicket>,
+        options: ConnectOptions,
+    ) -> Result<ConnHandle, ConnectError> {
         let now = self.advance(now);
+        let play_ticket = options.trusted_vs_keys.map(|keys| PlayTicketCheck {
+            keys,
+            now_unix_ms: self.wall.unix_ms_at(now),
+            max_skew_ms: self.config.tickets.max_skew_ms,
+        });
         let offer = ClientOffer {
             version_min: self.config.version_min,
             version_max: self.config.version_max,
@@ -682,6 +734,7 @@ impl Endpoint {
             role: options.role,
             join_ticket: ticket,
             expected_server_key: options.expected_server_key,
+            play_ticket,
         };
         let (ch, quic) = self
             .quic
@@ -788,6 +841,63 @@ impl Endpoint {
         for handle in handles {
             self.close_with(now, handle, rejection.clone());
         }
+    }
+
+    /// Command (server): refuses new connections with `reason` (and `retry_after`, if given)
+    /// until [`Endpoint::resume_admissions`]; live sessions continue. A game server pauses while
+    /// it holds no valid play ticket.
+    pub fn pause_admissions(&mut self, reason: ReasonCode, detail: &str, retry_after: Option<Duration>) {
+        if let Some(server) = &mut self.server {
+            server.paused = Some(Rejection {
+                reason,
+                retry_after_ms: retry_after.map(|d| d.as_millis().min(u32::MAX as u128) as u32),
+                detail: detail.to_owned(),
+            });
+        }
+    }
+
+    /// Command (server): admits new connections again after [`Endpoint::pause_admissions`].
+    pub fn resume_admissions(&mut self) {
+        if let Some(server) = &mut self.server {
+            server.paused = None;
+        }
+    }
+
+    /// Whether admissions are paused.
+    pub fn admissions_paused(&self) -> bool {
+        self.server.as_ref().is_some_and(|s| s.paused.is_some())
+    }
+
+    /// Command (server): the play ticket (an encoded [`Envelope`](crate::vs::Envelope)) to
+    /// present in every later accept; `None` presents none.
+    pub fn set_play_ticket(&mut self, ticket: Option<Vec<u8>>) {
+        if let Some(server) = &mut self.server {
+            server.play_ticket = ticket;
+        }
+    }
+
+    /// Command (server): closes every session a client opened to this endpoint (handshaking
+    /// or established; not sessions this endpoint opened, such as a game server's session to
+    /// its verification server) with `reason`. Returns how many were closed.
+    pub fn close_client_sessions(&mut self, now: Instant, reason: ReasonCode, detail: &str) -> usize {
+        let handles: Vec<ConnHandle> = self
+            .conns
+            .iter()
+            .filter(|(_, conn)| conn.is_inbound() && !matches!(conn.state, State::Closed))
+            .map(|(handle, _)| *handle)
+            .collect();
+        for &handle in &handles {
+            self.close(now, handle, reason, detail);
+        }
+        handles.len()
+    }
+
+    /// Established sessions clients opened to this endpoint.
+    pub fn client_session_count(&self) -> usize {
+        self.conns
+            .values()
+            .filter(|conn| conn.is_inbound() && conn.is_established())
+            .count()
     }
 
     /// Command (server): rechecks every live session's ticket now (revocation, and expiry if

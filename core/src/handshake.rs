@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 
 use crate::ticket::{JoinTicket, JoinTicketClaims, TicketError};
 use crate::tls::EXPORTER_LEN;
+use crate::vs::{Envelope, PlayTicket, PlayTicketClaims, PlayTicketError, VsKeys};
 use crate::wire::{self, AcceptBody, Control, HelloBody, ReasonCode, Role, Signature, Signed, NONCE_LEN};
 
 /// Ticket permission bit that allows the [`Role::Admin`] role.
@@ -128,8 +129,11 @@ pub struct Session {
     pub server_tick: u64,
     /// The server's tick rate, in hertz.
     pub tick_rate_hz: u16,
-    /// *Server side*: the verified ticket (used for revalidation). *Client side*: `None`.
+    /// *Server side*: the verified ticket (used for revalidation); `None` for a game server
+    /// on its verification server. *Client side*: `None`.
     pub ticket: Option<AdmittedTicket>,
+    /// *Client side*: the server's verified play ticket, when the client asked for the check.
+    pub play_ticket: Option<Box<PlayTicketClaims>>,
 }
 
 /// A join ticket the server accepted: its issuer key id and verified claims.
@@ -154,11 +158,26 @@ pub struct ClientOffer {
     pub capabilities: u64,
     /// Requested role.
     pub role: Role,
-    /// The join ticket to present.
-    pub join_ticket: JoinTicket,
+    /// The join ticket to present; `None` only for [`Role::GameServer`].
+    pub join_ticket: Option<JoinTicket>,
     /// If set, the server must prove this identity key or the client aborts with
     /// [`ReasonCode::SERVER_KEY_MISMATCH`].
     pub expected_server_key: Option<[u8; 32]>,
+    /// If set, the server must present a play ticket that verifies (see [`PlayTicketCheck`]),
+    /// or the client aborts with `PLAY_TICKET_INVALID` or `NOT_AUTHORISED`.
+    pub play_ticket: Option<PlayTicketCheck>,
+}
+
+/// How a client checks the server's play ticket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlayTicketCheck {
+    /// The verification-server keys the client trusts.
+    pub keys: VsKeys,
+    /// The client's wall clock when it connected, Unix epoch milliseconds (the handshake
+    /// timeout bounds how far this is from the accept's arrival).
+    pub now_unix_ms: u64,
+    /// Clock-skew allowance, in milliseconds.
+    pub max_skew_ms: u64,
 }
 
 /// Client, before TLS completes: holds the offer. The only move is [`ClientHandshake::start`].
@@ -258,6 +277,14 @@ impl AwaitingAccept {
                 "server signature invalid",
             ));
         }
+        let play_ticket = match &self.offer.play_ticket {
+            None => None,
+            Some(check) => Some(Box::new(check_play_ticket(
+                check,
+                body.play_ticket.as_deref(),
+                &body.server_key,
+            )?)),
+        };
         Ok(Session {
             version: body.version,
             session_id: body.session_id,
@@ -269,8 +296,23 @@ impl AwaitingAccept {
             server_tick: body.server_tick,
             tick_rate_hz: body.tick_rate_hz,
             ticket: None,
+            play_ticket,
         })
     }
+}
+
+fn check_play_ticket(
+    check: &PlayTicketCheck,
+    presented: Option<&[u8]>,
+    server_key: &[u8; 32],
+) -> Result<PlayTicketClaims, Rejection> {
+    let result = presented
+        .ok_or(PlayTicketError::Missing)
+        .and_then(|bytes| Envelope::from_bytes(bytes).map_err(PlayTicketError::from))
+        .and_then(|envelope| {
+            PlayTicket(envelope).verify(&check.keys, server_key, check.now_unix_ms, check.max_skew_ms)
+        });
+    result.map_err(|e| Rejection::new(e.reason(), e.to_string()))
 }
 
 /// What the server requires of a hello.
@@ -286,6 +328,12 @@ pub struct ServerPolicy<'a> {
     pub capabilities: u64,
     /// The server's identity key (signs the accept).
     pub identity: &'a SigningKey,
+    /// Whether [`Role::GameServer`] hellos (without a join ticket) are admitted: true on a
+    /// verification server.
+    pub accept_game_servers: bool,
+    /// The play ticket to present in the accept (an encoded
+    /// [`Envelope`](crate::vs::Envelope)), if the server holds one.
+    pub play_ticket: Option<&'a [u8]>,
 }
 
 /// Values the server contributes to the accept (drawn by the endpoint from its seeded RNG
@@ -356,18 +404,29 @@ impl AwaitingHello {
                 "client signature invalid",
             ));
         }
-        let claims = verify_ticket(&hello.join_ticket, &hello.identity_key)?;
-        let permitted = match hello.role {
-            Role::Player => true,
-            Role::Spectator => true,
-            Role::Admin => claims.permissions & PERMISSION_ADMIN != 0,
+        let admitted = match (hello.role, &hello.join_ticket) {
+            (Role::GameServer, _) if !policy.accept_game_servers => {
+                return Err(Rejection::new(
+                    ReasonCode::ROLE_NOT_PERMITTED,
+                    "this server admits no game servers",
+                ));
+            }
+            (Role::GameServer, _) => None,
+            (_, None) => return Err(Rejection::new(ReasonCode::TICKET_MALFORMED, "no join ticket")),
+            (role, Some(ticket)) => {
+                let claims = verify_ticket(ticket, &hello.identity_key)?;
+                if role == Role::Admin && claims.permissions & PERMISSION_ADMIN == 0 {
+                    return Err(Rejection::new(
+                        ReasonCode::ROLE_NOT_PERMITTED,
+                        "ticket lacks the admin permission",
+                    ));
+                }
+                Some(AdmittedTicket {
+                    key_id: ticket.key_id,
+                    claims,
+                })
+            }
         };
-        if !permitted {
-            return Err(Rejection::new(
-                ReasonCode::ROLE_NOT_PERMITTED,
-                "ticket lacks the admin permission",
-            ));
-        }
         let body = AcceptBody {
             version: high,
             schema_hash: policy.schema_hash,
@@ -375,12 +434,12 @@ impl AwaitingHello {
             server_nonce: contribution.nonce,
             session_id: contribution.session_id,
             role: hello.role,
-            permissions: claims.permissions,
+            permissions: admitted.as_ref().map_or(0, |t| t.claims.permissions),
             capabilities: hello.capabilities & policy.capabilities,
             server_key: policy.identity.verifying_key().to_bytes(),
             server_tick: contribution.server_tick,
             tick_rate_hz: contribution.tick_rate_hz,
-            play_ticket: None,
+            play_ticket: policy.play_ticket.map(<[u8]>::to_vec),
         };
         let accept_body = wire::encode(&body);
         let digest = accept_digest(&self.exporter, &signed.body, &accept_body);
@@ -395,10 +454,8 @@ impl AwaitingHello {
             server_key: body.server_key,
             server_tick: body.server_tick,
             tick_rate_hz: body.tick_rate_hz,
-            ticket: Some(AdmittedTicket {
-                key_id: hello.join_ticket.key_id,
-                claims,
-            }),
+            ticket: admitted,
+            play_ticket: None,
         };
         Ok((
             session,

@@ -70,6 +70,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod attest;
 pub mod channel;
 pub mod clock;
 pub mod config;
@@ -85,6 +86,7 @@ pub mod stats;
 pub mod tick;
 pub mod ticket;
 pub mod tls;
+pub mod vs;
 pub mod wire;
 
 #[cfg(any(test, feature = "testing"))]

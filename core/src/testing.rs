@@ -76,9 +76,53 @@ pub struct Node {
     pub ticks: Vec<TickInfo>,
     /// While true, every packet to or from this node is dropped.
     pub isolated: bool,
+    /// Application logic run beside the endpoint ([`Net::set_app`]).
+    pub app: Option<Box<dyn App>>,
+    /// Events drained but not yet offered to the app.
+    pending: Vec<Event>,
+}
+
+/// Application logic beside a harness node's endpoint, such as a [`GsAgent`](crate::vs::GsAgent)
+/// or a [`Verifier`](crate::vs::Verifier). It sees every event first, may act on the endpoint,
+/// and has its own deadline.
+pub trait App: std::fmt::Debug + std::any::Any {
+    /// An event the endpoint emitted. Return true to keep it from [`Node::events`].
+    fn on_event(&mut self, endpoint: &mut Endpoint, now: Instant, event: &Event) -> bool;
+    /// The app's deadline passed.
+    fn on_timeout(&mut self, endpoint: &mut Endpoint, now: Instant);
+    /// The app's next deadline.
+    fn poll_timeout(&self) -> Option<Instant>;
+    /// For downcasting in assertions ([`Node::app`]).
+    fn as_any(&self) -> &dyn std::any::Any;
+    /// For downcasting in commands ([`Node::app_mut`]).
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
 }
 
 impl Node {
+    /// The node's app as a `T`.
+    ///
+    /// # Panics
+    /// If the node has no app of that type.
+    pub fn app<T: App>(&self) -> &T {
+        self.app
+            .as_ref()
+            .and_then(|app| app.as_any().downcast_ref())
+            .expect("node has an app of this type")
+    }
+
+    /// The node's app as a `T`, with its endpoint (for commands that need both).
+    ///
+    /// # Panics
+    /// If the node has no app of that type.
+    pub fn app_mut<T: App>(&mut self) -> (&mut T, &mut Endpoint) {
+        let app = self
+            .app
+            .as_mut()
+            .and_then(|app| app.as_any_mut().downcast_mut())
+            .expect("node has an app of this type");
+        (app, &mut self.endpoint)
+    }
+
     /// Takes all events drained so far.
     pub fn take_events(&mut self) -> Vec<Event> {
         self.events.drain(..).collect()
@@ -298,6 +342,8 @@ impl Net {
             events: VecDeque::new(),
             ticks: Vec::new(),
             isolated: false,
+            app: None,
+            pending: Vec::new(),
         });
         self.nodes.len() - 1
     }
@@ -472,9 +518,32 @@ impl Net {
         self.drain(node);
     }
 
+    /// Installs `app` on node `index`.
+    pub fn set_app(&mut self, index: usize, app: impl App) {
+        self.nodes[index].app = Some(Box::new(app));
+    }
+
     /// Drains node `index`'s ticks, transmits (into the network) and events, in that order:
-    /// a tick can close sessions (ticket revalidation), and their closes go out at once.
+    /// a tick can close sessions (ticket revalidation), and their closes go out at once. Events
+    /// go through the node's app first; whatever the app did is drained in turn.
     pub fn drain(&mut self, index: usize) {
+        loop {
+            self.drain_once(index);
+            let node = &mut self.nodes[index];
+            let Some(app) = node.app.as_mut() else { return };
+            if node.pending.is_empty() {
+                return;
+            }
+            let now = self.now;
+            for event in std::mem::take(&mut node.pending) {
+                if !app.on_event(&mut node.endpoint, now, &event) {
+                    node.events.push_back(event);
+                }
+            }
+        }
+    }
+
+    fn drain_once(&mut self, index: usize) {
         let now = self.now;
         let node = &mut self.nodes[index];
         while let Some(tick) = node.endpoint.poll_tick(now) {
@@ -502,7 +571,11 @@ impl Net {
                 node: index,
                 event: event.clone(),
             });
-            node.events.push_back(event);
+            if node.app.is_some() {
+                node.pending.push(event);
+            } else {
+                node.events.push_back(event);
+            }
         }
     }
 
@@ -548,7 +621,13 @@ impl Net {
         let timer = self
             .nodes
             .iter_mut()
-            .filter_map(|n| n.endpoint.poll_timeout())
+            .flat_map(|n| {
+                [
+                    n.endpoint.poll_timeout(),
+                    n.app.as_ref().and_then(|a| a.poll_timeout()),
+                ]
+            })
+            .flatten()
             .min();
         match (packet, timer) {
             (Some(p), Some(t)) => Some(p.min(t)),
@@ -591,6 +670,12 @@ impl Net {
                 .is_some_and(|t| t <= now)
             {
                 self.nodes[index].endpoint.handle_timeout(now);
+            }
+            let node = &mut self.nodes[index];
+            if let Some(app) = node.app.as_mut() {
+                if app.poll_timeout().is_some_and(|t| t <= now) {
+                    app.on_timeout(&mut node.endpoint, now);
+                }
             }
             self.drain(index);
         }

@@ -146,19 +146,19 @@ fn signed_message(key_id: u32, claims: &[u8]) -> Vec<u8> {
 }
 
 /// Serde for `[u8; 64]` as two `[u8; 32]` halves, which postcard encodes as 64 raw bytes.
-mod signature_bytes {
+pub(crate) mod signature_bytes {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
     type Halves = ([u8; 32], [u8; 32]);
 
-    pub(super) fn serialize<S: Serializer>(bytes: &[u8; 64], serializer: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(bytes: &[u8; 64], serializer: S) -> Result<S::Ok, S::Error> {
         let mut halves: Halves = ([0; 32], [0; 32]);
         halves.0.copy_from_slice(&bytes[..32]);
         halves.1.copy_from_slice(&bytes[32..]);
         halves.serialize(serializer)
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<[u8; 64], D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<[u8; 64], D::Error> {
         let (first, second) = Halves::deserialize(deserializer)?;
         let mut bytes = [0; 64];
         bytes[..32].copy_from_slice(&first);

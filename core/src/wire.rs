@@ -118,6 +118,31 @@ reason_codes! {
     SERVER_KEY_MISMATCH = 24, retry = false;
     /// The QUIC connection failed below tickwire (idle timeout, reset, TLS failure).
     TRANSPORT_ERROR = 25, retry = true;
+    /// The game server holds no valid play ticket from its verification server (not yet, or
+    /// starved): it admits no clients and closes sessions when starved. Retry later.
+    NOT_AUTHORISED = 26, retry = true;
+    /// The game server's play ticket does not verify against the verification-server keys the
+    /// client trusts, or names another game server.
+    PLAY_TICKET_INVALID = 27, retry = false;
+    /// VS: the join request's timestamp differs from the VS clock by more than
+    /// `join_max_skew_ms`. Fix the clock, then retry.
+    JOIN_CLOCK_SKEW = 28, retry = true;
+    /// VS: the game server is not enrolled, or its identity key differs from the enrolled one.
+    UNKNOWN_GAME_SERVER = 29, retry = false;
+    /// VS: the attestation key is not an ECC P-256 restricted signing key fixed to its TPM, or
+    /// differs from the enrolled one.
+    AK_REJECTED = 30, retry = false;
+    /// VS: the quote's signature, structure or PCR selection is invalid.
+    QUOTE_INVALID = 31, retry = false;
+    /// VS: the quote binds a challenge nonce this game server was sent before.
+    QUOTE_REPLAYED = 32, retry = false;
+    /// VS: the quote is not bound to this challenge, identity key and game-server id (made
+    /// for another machine or key).
+    QUOTE_BINDING_MISMATCH = 33, retry = false;
+    /// VS: the measured software (PCR 23) is not an allowed binary and configuration.
+    MEASUREMENT_MISMATCH = 34, retry = false;
+    /// VS: the game server was revoked by the operator.
+    GS_REVOKED = 35, retry = false;
 }
 
 impl fmt::Debug for ReasonCode {
@@ -230,6 +255,9 @@ pub enum Role {
     Spectator = 1,
     /// Operator access; requires the ticket's admin permission bit.
     Admin = 2,
+    /// A game server connecting to its verification server: presents no join ticket; only
+    /// endpoints with `accept_game_servers` admit it (`PROTOCOL.md` §8).
+    GameServer = 3,
 }
 
 /// The signed part of the client's hello (`PROTOCOL.md` §4.1).
@@ -249,8 +277,8 @@ pub struct HelloBody {
     pub role: Role,
     /// The client's Ed25519 identity public key.
     pub identity_key: [u8; 32],
-    /// The join ticket the client presents.
-    pub join_ticket: JoinTicket,
+    /// The join ticket the client presents; `None` only for [`Role::GameServer`].
+    pub join_ticket: Option<JoinTicket>,
 }
 
 /// The signed part of the server's accept (`PROTOCOL.md` §4.2).

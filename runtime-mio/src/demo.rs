@@ -24,6 +24,7 @@ use tickwire_core::{
     TicketIssuer,
 };
 
+use crate::vs::{demo_vs_keys, GsSide, VsLink};
 use crate::{wall_clock_now, MioRuntime, NodeId, StageStats};
 
 /// Key id of the demo issuer.
@@ -53,6 +54,8 @@ impl IssuerArgs {
             gs_id: self.gs_id,
             seed,
             duration: Duration::from_secs_f64(seconds.max(0.1)),
+            vs: None,
+            check_play_ticket: false,
         }
     }
 }
@@ -77,6 +80,11 @@ pub struct DemoOptions {
     pub seed: u64,
     /// How long to run.
     pub duration: Duration,
+    /// Server: attest to this verification server and admit clients only while it renews the
+    /// play ticket.
+    pub vs: Option<VsLink>,
+    /// Clients: require the server's play ticket, checked against the demo VS key.
+    pub check_play_ticket: bool,
 }
 
 /// The config both demo sides use. Every demo client comes from 127.0.0.1, so the per-address
@@ -233,6 +241,47 @@ impl TickStages for DemoServer {
     }
 }
 
+/// The demo game with, optionally, its verification-server side: events of the VS session go
+/// to the agent, client inputs are chained into transcripts.
+#[derive(Debug)]
+struct GsGame {
+    demo: DemoServer,
+    vs: Option<GsSide>,
+}
+
+impl TickStages for GsGame {
+    fn apply(&mut self, endpoint: &mut Endpoint, now: Instant, event: Event) {
+        if let Some(vs) = &mut self.vs {
+            if vs.on_event(endpoint, now, &event) {
+                return;
+            }
+            if let Event::Message { conn, payload, .. } = &event {
+                if let (Some(session), Some(tick)) = (endpoint.session(*conn), endpoint.current_tick()) {
+                    vs.agent.record_input(session.session_id, tick, payload);
+                }
+            }
+            if let Event::Disconnected { conn, .. } = &event {
+                if let Some(session) = endpoint.session(*conn) {
+                    vs.agent.end_session(session.session_id);
+                }
+            }
+        }
+        self.demo.apply(endpoint, now, event);
+    }
+
+    fn simulate(&mut self, tick: &TickInfo) {
+        self.demo.simulate(tick);
+    }
+
+    fn extract(&mut self, tick: &TickInfo) {
+        self.demo.extract(tick);
+    }
+
+    fn send(&mut self, endpoint: &mut Endpoint, now: Instant, tick: &TickInfo) {
+        self.demo.send(endpoint, now, tick);
+    }
+}
+
 /// What the server side of a demo run measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct ServerReport {
@@ -250,6 +299,8 @@ pub struct ServerReport {
     pub inputs_received: u64,
     /// Snapshots sent (per client).
     pub snapshots_sent: u64,
+    /// Transcript receipts the verification server signed (0 without a VS).
+    pub receipts: u64,
     /// Per-connection stats: ended sessions at their end, live ones just before shutdown.
     pub connections: Vec<ConnectionStats>,
 }
@@ -282,17 +333,55 @@ pub fn run_server(
     let node = runtime.bind(listen, endpoint)?;
     let listen = runtime.local_addr(node)?;
     ready(listen);
-    let mut game = DemoServer::default();
+    let vs = match &options.vs {
+        Some(link) => {
+            let endpoint = runtime.endpoint(node);
+            let mut side = GsSide::new(
+                link,
+                endpoint,
+                options.gs_id,
+                options.seed,
+                demo_vs_keys(options.issuer_seed),
+            )?;
+            side.agent.start(endpoint, start);
+            side.pump(endpoint, start);
+            runtime.flush(node);
+            Some(side)
+        }
+        None => None,
+    };
+    let mut game = GsGame {
+        demo: DemoServer::default(),
+        vs,
+    };
     let mut stages = StageStats::default();
     let mut last_progress = start;
     while start.elapsed() < options.duration {
-        runtime.turn(Some(Duration::from_millis(50)))?;
+        let wait = game
+            .vs
+            .as_ref()
+            .and_then(|vs| vs.agent.poll_timeout())
+            .map_or(Duration::from_millis(50), |t| {
+                t.saturating_duration_since(Instant::now())
+            })
+            .min(Duration::from_millis(50));
+        runtime.turn(Some(wait))?;
         runtime.run_due_ticks(node, &mut game, &mut stages);
+        if let Some(vs) = &mut game.vs {
+            vs.on_time(runtime.endpoint(node), Instant::now());
+            runtime.flush(node);
+            if let Some(fatal) = vs.fatal.take() {
+                runtime.shutdown(node, "not authorised", Duration::from_millis(500))?;
+                return Err(io::Error::other(fatal));
+            }
+        }
         if last_progress.elapsed() >= Duration::from_secs(1) {
             last_progress = Instant::now();
             progress(runtime.endpoint(node), start.elapsed());
         }
     }
+    let receipts = game.vs.as_ref().map_or(0, |vs| vs.receipts);
+    let game = game.demo;
     let endpoint = runtime.endpoint(node);
     let live = endpoint.connections().filter_map(|c| endpoint.stats(c));
     let connections = game
@@ -312,6 +401,7 @@ pub fn run_server(
         sessions,
         inputs_received: game.inputs_received,
         snapshots_sent: game.snapshots_sent,
+        receipts,
         connections,
     })
 }
@@ -447,8 +537,14 @@ impl DemoClient {
             self.attempt_started = now;
             self.report.attempts += 1;
             let ticket = demo_ticket(options, self.report.index, self.report.attempts);
+            let options = ConnectOptions {
+                trusted_vs_keys: options
+                    .check_play_ticket
+                    .then(|| demo_vs_keys(options.issuer_seed)),
+                ..ConnectOptions::default()
+            };
             let conn = endpoint
-                .connect(now, server, ticket, ConnectOptions::default())
+                .connect(now, server, ticket, options)
                 .map_err(io::Error::other)?;
             self.conn = Some(conn);
         }

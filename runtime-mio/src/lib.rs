@@ -33,6 +33,7 @@
 #![deny(missing_docs)]
 
 pub mod demo;
+pub mod vs;
 
 use std::io;
 use std::net::SocketAddr;

@@ -40,8 +40,9 @@ fn offer(f: &Fixture, role: Role, permissions: u32) -> ClientOffer {
         schema_hash: [8; 32],
         capabilities: 0b1011,
         role,
-        join_ticket: f.issuer.issue(&claims),
+        join_ticket: Some(f.issuer.issue(&claims)),
         expected_server_key: None,
+        play_ticket: None,
     }
 }
 
@@ -52,6 +53,8 @@ fn policy(f: &Fixture) -> ServerPolicy<'_> {
         schema_hash: [8; 32],
         capabilities: 0b0110,
         identity: &f.server,
+        accept_game_servers: false,
+        play_ticket: None,
     }
 }
 
@@ -68,10 +71,23 @@ fn run(
     client_exporter: Exporter,
     server_exporter: Exporter,
 ) -> Result<(Session, Session), Rejection> {
+    run_with(f, offer, client_exporter, server_exporter, false, None)
+}
+
+fn run_with(
+    f: &mut Fixture,
+    offer: ClientOffer,
+    client_exporter: Exporter,
+    server_exporter: Exporter,
+    accept_game_servers: bool,
+    play_ticket: Option<&[u8]>,
+) -> Result<(Session, Session), Rejection> {
     let (awaiting, hello) =
         ClientHandshake::new(f.client.clone(), offer).start(client_exporter, [3; NONCE_LEN]);
     let policy = ServerPolicy {
         identity: &f.server,
+        accept_game_servers,
+        play_ticket,
         ..policy(f)
     };
     let verifier = &mut f.verifier;
@@ -166,6 +182,8 @@ fn a_tampered_accept_is_rejected() {
         schema_hash: [8; 32],
         capabilities: 0,
         identity: &f.server,
+        accept_game_servers: false,
+        play_ticket: None,
     };
     let (_, accept) = AwaitingHello::new([0; 32])
         .handle_hello(&policy, &hello, CONTRIBUTION, |t, k| {
@@ -186,7 +204,7 @@ fn a_tampered_accept_is_rejected() {
 fn ticket_errors_map_to_reason_codes() {
     let mut f = fixture();
     let mut stranger = offer(&f, Role::Player, 0);
-    stranger.join_ticket.key_id = 99;
+    stranger.join_ticket.as_mut().unwrap().key_id = 99;
     assert_eq!(
         run(&mut f, stranger, [0; 32], [0; 32]).unwrap_err().reason,
         ReasonCode::TICKET_UNKNOWN_KEY
@@ -197,4 +215,83 @@ fn ticket_errors_map_to_reason_codes() {
         run(&mut f, ok, [0; 32], [0; 32]).unwrap_err().reason,
         ReasonCode::TICKET_REPLAYED
     );
+}
+
+#[test]
+fn game_servers_join_without_a_ticket_only_where_admitted() {
+    let mut f = fixture();
+    let gs = ClientOffer {
+        role: Role::GameServer,
+        join_ticket: None,
+        ..offer(&f, Role::Player, 0)
+    };
+    assert_eq!(
+        run(&mut f, gs.clone(), [0; 32], [0; 32]).unwrap_err().reason,
+        ReasonCode::ROLE_NOT_PERMITTED
+    );
+    let (client, server) = run_with(&mut f, gs, [0; 32], [0; 32], true, None).unwrap();
+    assert_eq!((client.role, server.role), (Role::GameServer, Role::GameServer));
+    assert_eq!(server.ticket, None);
+    assert_eq!(server.client_key, f.client.verifying_key().to_bytes());
+
+    let ticketless_player = ClientOffer {
+        join_ticket: None,
+        ..offer(&f, Role::Player, 0)
+    };
+    assert_eq!(
+        run_with(&mut f, ticketless_player, [0; 32], [0; 32], true, None)
+            .unwrap_err()
+            .reason,
+        ReasonCode::TICKET_MALFORMED
+    );
+}
+
+#[test]
+fn the_client_checks_the_play_ticket_it_asked_for() {
+    use crate::vs::{PlayTicket, PlayTicketClaims, VsKeys};
+    let vs = SigningKey::from_bytes(&[0x51; 32]);
+    let keys = VsKeys::single(3, vs.verifying_key());
+    let claims_for = |gs_key: [u8; 32]| PlayTicketClaims {
+        gs_id: 42,
+        gs_key,
+        issued_at_ms: NOW_MS,
+        expires_at_ms: NOW_MS + 6_000,
+        sequence: 1,
+        measurement: [0; 32],
+    };
+    let f0 = fixture();
+    let server_key = f0.server.verifying_key().to_bytes();
+    let good = PlayTicket::issue(3, &vs, &claims_for(server_key)).0.to_bytes();
+    let other_gs = PlayTicket::issue(3, &vs, &claims_for([1; 32])).0.to_bytes();
+    let forged = PlayTicket::issue(3, &SigningKey::from_bytes(&[0x52; 32]), &claims_for(server_key))
+        .0
+        .to_bytes();
+    let checking = |f: &Fixture, now_unix_ms: u64| ClientOffer {
+        play_ticket: Some(PlayTicketCheck {
+            keys: keys.clone(),
+            now_unix_ms,
+            max_skew_ms: 1_000,
+        }),
+        ..offer(f, Role::Player, 0)
+    };
+    type Case<'a> = (Option<&'a [u8]>, u64, Result<(), ReasonCode>);
+    let cases: [Case<'_>; 5] = [
+        (Some(&good), NOW_MS, Ok(())),
+        (None, NOW_MS, Err(ReasonCode::NOT_AUTHORISED)),
+        (Some(&good), NOW_MS + 8_000, Err(ReasonCode::NOT_AUTHORISED)),
+        (Some(&other_gs), NOW_MS, Err(ReasonCode::PLAY_TICKET_INVALID)),
+        (Some(&forged), NOW_MS, Err(ReasonCode::PLAY_TICKET_INVALID)),
+    ];
+    for (presented, now, expected) in cases {
+        let mut f = fixture();
+        let offer = checking(&f, now);
+        let outcome = run_with(&mut f, offer, [0; 32], [0; 32], false, presented);
+        match expected {
+            Ok(()) => assert_eq!(
+                outcome.unwrap().0.play_ticket.as_deref(),
+                Some(&claims_for(server_key))
+            ),
+            Err(reason) => assert_eq!(outcome.unwrap_err().reason, reason),
+        }
+    }
 }

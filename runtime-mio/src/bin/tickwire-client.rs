@@ -37,6 +37,10 @@ struct Args {
     /// Write the report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Require the game server's play ticket, checked against the demo verification server's
+    /// key (use with a `tickwire-gs --vs`).
+    #[arg(long)]
+    check_play_ticket: bool,
     /// Instead of playing, write client `--first`'s join ticket to this file and exit.
     #[arg(long)]
     write_ticket: Option<PathBuf>,
@@ -44,7 +48,8 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let options = args.issuer.options(args.seed, args.seconds);
+    let mut options = args.issuer.options(args.seed, args.seconds);
+    options.check_play_ticket = args.check_play_ticket;
     if let Some(path) = &args.write_ticket {
         let ticket = demo_ticket(&options, args.first, 1);
         return match std::fs::write(path, ticket.to_bytes()) {

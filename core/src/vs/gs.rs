@@ -1,0 +1,828 @@
+//! The game server's side of the VS protocol: [`GsAgent`].
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rand::SeedableRng;
+use rand_chacha::ChaCha12Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::attest::{quote_extra_data, AkPublic, Quote, TpmError};
+use crate::clock::WallClock;
+use crate::endpoint::{ConnHandle, ConnectOptions, Endpoint, Event, Initiator};
+use crate::retry::{Backoff, RetryConfig};
+use crate::wire::{ReasonCode, Role};
+
+use super::message::{Attestation, JoinRequest, Revocation, VsMessage};
+use super::tickets::{PlayTicket, PlayTicketClaims, ProtectedReceipt, VsKeys};
+use super::transcript::{TranscriptChain, TranscriptDigest};
+use super::{VS_CHANNEL, VS_NONCE_LEN};
+
+/// Game-server settings for its verification server. Defaults from seed 000 (`DESIGN.md` §4.3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GsConfig {
+    /// This game server's id (the audience of its join tickets).
+    pub gs_id: u64,
+    /// Startup fails with [`GsEvent::FirstTicketTimeout`] if no play ticket arrives within this
+    /// many milliseconds of [`GsAgent::start`]. Default 30 000.
+    pub first_ticket_timeout_ms: u64,
+    /// Milliseconds without a new play ticket after which live client sessions are closed with
+    /// `NOT_AUTHORISED`. Admissions pause earlier, when the held ticket's lifetime runs out.
+    /// Default 10 000 (4× the VS's 2 s ticket interval, plus margin).
+    pub ticket_starvation_timeout_ms: u64,
+    /// Milliseconds to wait for a receipt before retrying a transcript digest. Default 15 000.
+    pub transcript_response_timeout_ms: u64,
+    /// Heartbeat period to the VS, in milliseconds. Default 1 000.
+    pub heartbeat_interval_ms: u64,
+    /// Every this many heartbeats carries a fresh quote (re-attestation). Default 10; 0 = never.
+    pub reattest_every: u32,
+    /// Backoff of reconnections to the VS (after the attempts run out, the maximum delay
+    /// repeats: a game server never stops trying). Default: seed 000's schedule.
+    pub reconnect: RetryConfig,
+    /// Backoff of transcript digest retries; after `max_attempts` the digest is abandoned
+    /// ([`GsEvent::DigestAbandoned`]). Default: seed 000's schedule.
+    pub transcript_retry: RetryConfig,
+    /// Clock-skew allowance when checking play tickets from the VS, in milliseconds.
+    /// Default 30 000 (seed 000's `join_max_skew_ms`).
+    pub play_ticket_skew_ms: u64,
+    /// Transcript digests awaiting a receipt at most; beyond it the oldest is abandoned.
+    /// Default 1 024.
+    pub max_pending_digests: usize,
+    /// Sessions whose transcript is tracked at most; inputs of further sessions are not
+    /// chained (counted in [`GsAgent::untracked_inputs`]). Default 65 536.
+    pub max_transcripts: usize,
+    /// Seeds the jitter of retries.
+    pub seed: u64,
+}
+
+impl Default for GsConfig {
+    fn default() -> Self {
+        Self {
+            gs_id: 0,
+            first_ticket_timeout_ms: 30_000,
+            ticket_starvation_timeout_ms: 10_000,
+            transcript_response_timeout_ms: 15_000,
+            heartbeat_interval_ms: 1_000,
+            reattest_every: 10,
+            reconnect: RetryConfig::default(),
+            transcript_retry: RetryConfig::default(),
+            play_ticket_skew_ms: 30_000,
+            max_pending_digests: 1_024,
+            max_transcripts: 65_536,
+            seed: 0,
+        }
+    }
+}
+
+/// Where the game server stands with its verification server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum GsStatus {
+    /// Started; no play ticket yet.
+    Starting,
+    /// Holding a valid play ticket: admitting clients.
+    Authorised,
+    /// The ticket ran out: new clients are refused with `NOT_AUTHORISED`; sessions continue.
+    AdmissionsPaused,
+    /// Starved: client sessions were closed; waiting for a ticket.
+    Starved,
+    /// Gave up: the first ticket never came, or the VS refused for good. See the events.
+    Failed,
+}
+
+/// Something the runtime or application must know or do.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum GsEvent {
+    /// Produce a quote over PCR 23 with this `extraData` and answer with
+    /// [`GsAgent::handle_quote`].
+    NeedQuote {
+        /// Echo in the answer.
+        request: u64,
+        /// The qualifying data.
+        extra_data: [u8; 32],
+    },
+    /// A play ticket arrived (the first one when `first`); the endpoint presents it already.
+    Authorised {
+        /// The ticket's claims.
+        claims: PlayTicketClaims,
+        /// Whether this is the first ticket since start.
+        first: bool,
+    },
+    /// The ticket ran out: admissions paused.
+    AdmissionsPaused,
+    /// Starvation: this many client sessions were closed with `NOT_AUTHORISED`.
+    SessionsClosed {
+        /// Sessions closed.
+        count: usize,
+    },
+    /// Tickets returned after a pause or starvation: admissions resumed.
+    Resumed,
+    /// No play ticket within `first_ticket_timeout_ms`: startup failed. Fatal.
+    FirstTicketTimeout {
+        /// The timeout that elapsed, in milliseconds.
+        waited_ms: u64,
+    },
+    /// The VS closed the session with `reason`: it refused the join or withdrew authorisation
+    /// (or is restarting). Fatal unless `retrying`.
+    Rejected {
+        /// Why.
+        reason: ReasonCode,
+        /// The VS's detail.
+        detail: String,
+        /// Whether the agent will reconnect and try again.
+        retrying: bool,
+    },
+    /// The session to the VS ended; the agent reconnects after `retry_in`.
+    VsLost {
+        /// Delay before the next attempt.
+        retry_in: Duration,
+    },
+    /// A revocation from the VS was applied (sessions it covers were closed).
+    Revoked(Revocation),
+    /// The VS receipted a transcript digest.
+    Receipt {
+        /// What was receipted.
+        digest: TranscriptDigest,
+        /// The VS's signed receipt (verifies offline).
+        receipt: ProtectedReceipt,
+    },
+    /// A digest got no receipt after every retry.
+    DigestAbandoned {
+        /// Its sequence.
+        sequence: u64,
+    },
+    /// The TPM failed to quote; the join is retried after a backoff, a re-attestation skipped.
+    QuoteFailed(TpmError),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// No session; reconnect at the instant, if any.
+    Down { retry_at: Option<Instant> },
+    /// Connecting or waiting for the challenge.
+    Connecting,
+    /// Waiting for the join quote over this nonce, then for the VS's answer.
+    Joining,
+    /// Joined.
+    Up,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum QuotePurpose {
+    Join([u8; VS_NONCE_LEN]),
+    Reattest([u8; VS_NONCE_LEN]),
+}
+
+#[derive(Debug)]
+struct PendingDigest {
+    digest: TranscriptDigest,
+    /// When to give up waiting for this attempt's receipt.
+    deadline: Option<Instant>,
+    /// When to resend (after a timeout's backoff, or on reconnection).
+    resend_at: Option<Instant>,
+    backoff: Backoff,
+}
+
+#[derive(Debug)]
+struct Transcript {
+    chain: TranscriptChain,
+    /// Inputs already covered by a digest.
+    digested: u64,
+    ended: bool,
+}
+
+/// The game server's VS client: see the [module docs](super).
+///
+/// Drive it beside the endpoint: offer every endpoint event to
+/// [`handle_endpoint_event`](Self::handle_endpoint_event) (it consumes those of its VS session),
+/// call [`handle_timeout`](Self::handle_timeout) at [`poll_timeout`](Self::poll_timeout), answer
+/// [`GsEvent::NeedQuote`] with [`handle_quote`](Self::handle_quote), and drain
+/// [`poll_event`](Self::poll_event). It acts on the endpoint itself: it connects to the VS,
+/// sets the play ticket the endpoint presents, pauses and resumes admissions, closes client
+/// sessions when starved, and applies revocations.
+#[derive(Debug)]
+pub struct GsAgent {
+    config: GsConfig,
+    vs_addr: SocketAddr,
+    vs_keys: VsKeys,
+    vs_identity: Option<[u8; 32]>,
+    gs_key: [u8; 32],
+    software_hash: [u8; 32],
+    config_hash: [u8; 32],
+    ak_public: AkPublic,
+    wall: WallClock,
+    rng: ChaCha12Rng,
+    conn: Option<ConnHandle>,
+    link: Link,
+    reconnect: Backoff,
+    started_at: Option<Instant>,
+    status: GsStatus,
+    ticket: Option<PlayTicketClaims>,
+    /// Monotonic instant the held ticket's lifetime ends (admissions pause).
+    ticket_ends: Option<Instant>,
+    last_ticket_at: Option<Instant>,
+    next_nonce: Option<[u8; VS_NONCE_LEN]>,
+    heartbeat_seq: u64,
+    next_heartbeat: Option<Instant>,
+    quote_requests: u64,
+    pending_quote: Option<(u64, QuotePurpose)>,
+    transcripts: BTreeMap<u64, Transcript>,
+    digest_seq: u64,
+    pending_digests: BTreeMap<u64, PendingDigest>,
+    untracked_inputs: u64,
+    events: VecDeque<GsEvent>,
+}
+
+/// The identity and measurements a [`GsAgent`] presents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GsIdentity {
+    /// The endpoint's identity key ([`Endpoint::identity_key`]).
+    pub gs_key: [u8; 32],
+    /// SHA-256 of the binary, as extended into PCR 23.
+    pub software_hash: [u8; 32],
+    /// SHA-256 of the configuration, as extended into PCR 23 after the binary.
+    pub config_hash: [u8; 32],
+    /// The TPM's attestation key ([`TpmProvider::ak_public`](crate::attest::TpmProvider::ak_public)).
+    pub ak_public: AkPublic,
+}
+
+impl GsAgent {
+    /// An agent for the VS at `vs_addr` whose play tickets verify against `vs_keys`; if
+    /// `vs_identity` is set, the VS must prove that Ed25519 identity in the handshake.
+    pub fn new(
+        config: GsConfig,
+        identity: GsIdentity,
+        vs_addr: SocketAddr,
+        vs_keys: VsKeys,
+        vs_identity: Option<[u8; 32]>,
+        wall: WallClock,
+    ) -> Self {
+        let rng = ChaCha12Rng::from_seed(crate::tls::derive_seed(config.seed, "vs/gs-agent"));
+        let reconnect = Backoff::new(config.reconnect.clone());
+        Self {
+            config,
+            vs_addr,
+            vs_keys,
+            vs_identity,
+            gs_key: identity.gs_key,
+            software_hash: identity.software_hash,
+            config_hash: identity.config_hash,
+            ak_public: identity.ak_public,
+            wall,
+            rng,
+            conn: None,
+            link: Link::Down { retry_at: None },
+            reconnect,
+            started_at: None,
+            status: GsStatus::Starting,
+            ticket: None,
+            ticket_ends: None,
+            last_ticket_at: None,
+            next_nonce: None,
+            heartbeat_seq: 0,
+            next_heartbeat: None,
+            quote_requests: 0,
+            pending_quote: None,
+            transcripts: BTreeMap::new(),
+            digest_seq: 0,
+            pending_digests: BTreeMap::new(),
+            untracked_inputs: 0,
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Command: starts the agent: trusts the VS keys for join tickets, pauses admissions until
+    /// the first ticket, and connects to the VS.
+    pub fn start(&mut self, ep: &mut Endpoint, now: Instant) {
+        self.started_at = Some(now);
+        if let Some(tickets) = ep.tickets_mut() {
+            for (key_id, key) in self.vs_keys.iter() {
+                tickets.add_key(key_id, *key);
+            }
+        }
+        ep.pause_admissions(ReasonCode::NOT_AUTHORISED, "no play ticket yet", None);
+        self.connect(ep, now);
+    }
+
+    /// The current status.
+    pub fn status(&self) -> GsStatus {
+        self.status
+    }
+
+    /// The claims of the play ticket held, if any.
+    pub fn ticket(&self) -> Option<&PlayTicketClaims> {
+        self.ticket.as_ref()
+    }
+
+    /// The VS session, while one is open.
+    pub fn vs_conn(&self) -> Option<ConnHandle> {
+        self.conn
+    }
+
+    /// Inputs not chained because `max_transcripts` sessions were already tracked.
+    pub fn untracked_inputs(&self) -> u64 {
+        self.untracked_inputs
+    }
+
+    /// Transcript digests awaiting a receipt.
+    pub fn pending_digests(&self) -> usize {
+        self.pending_digests.len()
+    }
+
+    /// The transcript head of `session_id`, if tracked.
+    pub fn transcript(&self, session_id: u64) -> Option<&TranscriptChain> {
+        self.transcripts.get(&session_id).map(|t| &t.chain)
+    }
+
+    /// Output: the next event.
+    pub fn poll_event(&mut self) -> Option<GsEvent> {
+        self.events.pop_front()
+    }
+
+    /// Input: one input of `session_id` applied at `tick`, chained into its transcript.
+    pub fn record_input(&mut self, session_id: u64, tick: u64, input: &[u8]) {
+        if !self.transcripts.contains_key(&session_id)
+            && self.transcripts.len() >= self.config.max_transcripts
+        {
+            self.untracked_inputs += 1;
+            return;
+        }
+        let transcript = self.transcripts.entry(session_id).or_insert_with(|| Transcript {
+            chain: TranscriptChain::new(session_id),
+            digested: 0,
+            ended: false,
+        });
+        transcript.chain.record(tick, input);
+    }
+
+    /// Input: `session_id` ended; its final digest goes with the next heartbeat, then the chain
+    /// is dropped.
+    pub fn end_session(&mut self, session_id: u64) {
+        if let Some(transcript) = self.transcripts.get_mut(&session_id) {
+            transcript.ended = true;
+        }
+    }
+
+    /// Output: the next instant [`handle_timeout`](Self::handle_timeout) must run.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.status == GsStatus::Failed {
+            return None;
+        }
+        let mut next: Option<Instant> = None;
+        let mut at = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        if let Link::Down { retry_at } = self.link {
+            at(retry_at);
+        }
+        if self.ticket.is_none() && self.last_ticket_at.is_none() {
+            at(self.first_ticket_deadline());
+        }
+        if self.status == GsStatus::Authorised {
+            at(self.ticket_ends);
+        }
+        if matches!(self.status, GsStatus::Authorised | GsStatus::AdmissionsPaused) {
+            at(self.starvation_deadline());
+        }
+        if self.link == Link::Up {
+            at(self.next_heartbeat);
+            for pending in self.pending_digests.values() {
+                at(pending.deadline);
+                at(pending.resend_at);
+            }
+        }
+        next
+    }
+
+    fn first_ticket_deadline(&self) -> Option<Instant> {
+        self.started_at
+            .map(|t| t + Duration::from_millis(self.config.first_ticket_timeout_ms))
+    }
+
+    fn starvation_deadline(&self) -> Option<Instant> {
+        self.last_ticket_at
+            .map(|t| t + Duration::from_millis(self.config.ticket_starvation_timeout_ms))
+    }
+
+    /// Input: time passed.
+    pub fn handle_timeout(&mut self, ep: &mut Endpoint, now: Instant) {
+        if self.status == GsStatus::Failed {
+            return;
+        }
+        if self.last_ticket_at.is_none() && self.first_ticket_deadline().is_some_and(|d| now >= d) {
+            self.fail(ep, now);
+            self.events.push_back(GsEvent::FirstTicketTimeout {
+                waited_ms: self.config.first_ticket_timeout_ms,
+            });
+            return;
+        }
+        if let Link::Down { retry_at: Some(at) } = self.link {
+            if now >= at {
+                self.connect(ep, now);
+            }
+        }
+        if self.status == GsStatus::Authorised && self.ticket_ends.is_some_and(|t| now >= t) {
+            self.status = GsStatus::AdmissionsPaused;
+            ep.set_play_ticket(None);
+            ep.pause_admissions(ReasonCode::NOT_AUTHORISED, "play ticket expired", None);
+            self.events.push_back(GsEvent::AdmissionsPaused);
+        }
+        if matches!(self.status, GsStatus::Authorised | GsStatus::AdmissionsPaused)
+            && self.starvation_deadline().is_some_and(|d| now >= d)
+        {
+            if self.status == GsStatus::Authorised {
+                ep.set_play_ticket(None);
+                ep.pause_admissions(ReasonCode::NOT_AUTHORISED, "play ticket starvation", None);
+                self.events.push_back(GsEvent::AdmissionsPaused);
+            }
+            self.status = GsStatus::Starved;
+            let count = ep.close_client_sessions(now, ReasonCode::NOT_AUTHORISED, "play ticket starvation");
+            self.events.push_back(GsEvent::SessionsClosed { count });
+        }
+        if self.link == Link::Up {
+            if self.next_heartbeat.is_some_and(|t| now >= t) {
+                self.heartbeat(ep, now);
+            }
+            self.retry_digests(ep, now);
+        }
+    }
+
+    /// Input: an endpoint event. Returns true if it belonged to the VS session (consumed).
+    pub fn handle_endpoint_event(&mut self, ep: &mut Endpoint, now: Instant, event: &Event) -> bool {
+        let ours = |conn: &ConnHandle| Some(*conn) == self.conn;
+        match event {
+            Event::Connected { conn, .. } if ours(conn) => true,
+            Event::Message {
+                conn,
+                channel,
+                payload,
+            } if ours(conn) => {
+                if *channel == VS_CHANNEL {
+                    match VsMessage::decode(payload) {
+                        Ok(message) => self.handle_message(ep, now, message),
+                        Err(err) => ep.close(now, *conn, ReasonCode::PROTOCOL_VIOLATION, &err.to_string()),
+                    }
+                }
+                true
+            }
+            Event::Rejected {
+                conn,
+                reason,
+                detail,
+                initiator,
+                ..
+            }
+            | Event::Disconnected {
+                conn,
+                reason,
+                detail,
+                initiator,
+                ..
+            } if ours(conn) => {
+                self.closed(ep, now, *reason, detail, *initiator);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Input: the answer to [`GsEvent::NeedQuote`] `request`.
+    pub fn handle_quote(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        request: u64,
+        quote: Result<Quote, TpmError>,
+    ) {
+        let Some((expected, purpose)) = self.pending_quote else {
+            return;
+        };
+        if expected != request {
+            return;
+        }
+        self.pending_quote = None;
+        let quote = match quote {
+            Ok(quote) => quote,
+            Err(err) => {
+                self.events.push_back(GsEvent::QuoteFailed(err));
+                match purpose {
+                    QuotePurpose::Join(_) => {
+                        if let Some(conn) = self.conn {
+                            ep.close(now, conn, ReasonCode::NORMAL, "TPM quote failed");
+                        }
+                    }
+                    QuotePurpose::Reattest(_) => self.send_heartbeat(ep, now, None),
+                }
+                return;
+            }
+        };
+        match purpose {
+            QuotePurpose::Join(_) => {
+                let request = JoinRequest {
+                    gs_id: self.config.gs_id,
+                    gs_key: self.gs_key,
+                    software_hash: self.software_hash,
+                    config_hash: self.config_hash,
+                    timestamp_ms: self.wall.unix_ms_at(now),
+                    ak_public: self.ak_public.clone(),
+                    quote,
+                };
+                self.send(ep, now, &VsMessage::Join(request));
+            }
+            QuotePurpose::Reattest(nonce) => self.send_heartbeat(ep, now, Some(Attestation { nonce, quote })),
+        }
+    }
+
+    fn connect(&mut self, ep: &mut Endpoint, now: Instant) {
+        let options = ConnectOptions {
+            role: Role::GameServer,
+            expected_server_key: self.vs_identity,
+            ..ConnectOptions::default()
+        };
+        match ep.connect_game_server(now, self.vs_addr, options) {
+            Ok(conn) => {
+                self.conn = Some(conn);
+                self.link = Link::Connecting;
+            }
+            Err(_) => self.lost(now),
+        }
+    }
+
+    /// The VS session ended. A VS refusal (its close reason) that retrying cannot fix is
+    /// fatal; anything else is a loss to reconnect from.
+    fn closed(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        reason: ReasonCode,
+        detail: &str,
+        initiator: Initiator,
+    ) {
+        if initiator == Initiator::Peer && reason != ReasonCode::TRANSPORT_ERROR {
+            let retrying = reason.is_retryable() || reason == ReasonCode::NORMAL;
+            self.events.push_back(GsEvent::Rejected {
+                reason,
+                detail: detail.to_owned(),
+                retrying,
+            });
+            if !retrying {
+                self.conn = None;
+                return self.fail(ep, now);
+            }
+        }
+        self.lost(now);
+    }
+
+    fn lost(&mut self, now: Instant) {
+        self.conn = None;
+        self.pending_quote = None;
+        if self.status == GsStatus::Failed {
+            return;
+        }
+        let delay = self
+            .reconnect
+            .next_delay(&mut self.rng)
+            .unwrap_or(Duration::from_millis(self.config.reconnect.max_backoff_ms));
+        self.link = Link::Down {
+            retry_at: Some(now + delay),
+        };
+        self.events.push_back(GsEvent::VsLost { retry_in: delay });
+    }
+
+    /// Gives up for good: no ticket, no admissions, no client sessions, no VS session.
+    fn fail(&mut self, ep: &mut Endpoint, now: Instant) {
+        self.status = GsStatus::Failed;
+        self.link = Link::Down { retry_at: None };
+        self.ticket = None;
+        if let Some(conn) = self.conn.take() {
+            ep.close(now, conn, ReasonCode::NORMAL, "game server giving up");
+        }
+        ep.set_play_ticket(None);
+        ep.pause_admissions(ReasonCode::NOT_AUTHORISED, "game server not authorised", None);
+        let count = ep.close_client_sessions(now, ReasonCode::NOT_AUTHORISED, "game server not authorised");
+        if count > 0 {
+            self.events.push_back(GsEvent::SessionsClosed { count });
+        }
+    }
+
+    fn send(&mut self, ep: &mut Endpoint, now: Instant, message: &VsMessage) {
+        if let Some(conn) = self.conn {
+            // A full queue or a closed session surfaces as a lost session; nothing to do here.
+            let _ = ep.send(now, conn, VS_CHANNEL, Bytes::from(message.encode()));
+        }
+    }
+
+    fn request_quote(&mut self, purpose: QuotePurpose) {
+        let nonce = match purpose {
+            QuotePurpose::Join(nonce) | QuotePurpose::Reattest(nonce) => nonce,
+        };
+        self.quote_requests += 1;
+        self.pending_quote = Some((self.quote_requests, purpose));
+        self.events.push_back(GsEvent::NeedQuote {
+            request: self.quote_requests,
+            extra_data: quote_extra_data(&nonce, &self.gs_key, self.config.gs_id),
+        });
+    }
+
+    fn handle_message(&mut self, ep: &mut Endpoint, now: Instant, message: VsMessage) {
+        match message {
+            VsMessage::Challenge { nonce } => {
+                if self.link == Link::Connecting {
+                    self.link = Link::Joining;
+                    self.request_quote(QuotePurpose::Join(nonce));
+                }
+            }
+            VsMessage::Accepted { ticket, next_nonce } => {
+                if self.link != Link::Joining {
+                    return;
+                }
+                if self.take_ticket(ep, now, &ticket) {
+                    self.link = Link::Up;
+                    self.reconnect.reset();
+                    self.next_nonce = Some(next_nonce);
+                    self.heartbeat_seq = 0;
+                    self.next_heartbeat =
+                        Some(now + Duration::from_millis(self.config.heartbeat_interval_ms));
+                    for pending in self.pending_digests.values_mut() {
+                        pending.deadline = None;
+                        pending.resend_at = Some(now);
+                    }
+                    self.retry_digests(ep, now);
+                }
+            }
+            VsMessage::Ticket { ticket, next_nonce } => {
+                if self.link == Link::Up && self.take_ticket(ep, now, &ticket) {
+                    self.next_nonce = Some(next_nonce);
+                }
+            }
+            VsMessage::Revoke(revocation) => {
+                if let Some(tickets) = ep.tickets_mut() {
+                    // A full revocation list is the VS's problem to size; revoking the client
+                    // or key instead still works.
+                    let _ = match revocation {
+                        Revocation::Jti { jti, until_unix_ms } => tickets.revoke_jti(jti, until_unix_ms),
+                        Revocation::Client { client_id } => tickets.revoke_client(client_id),
+                        Revocation::Key { key_id } => tickets.revoke_key(key_id),
+                    };
+                }
+                ep.revalidate(now);
+                self.events.push_back(GsEvent::Revoked(revocation));
+            }
+            VsMessage::Receipt { sequence, receipt } => {
+                let Some(pending) = self.pending_digests.get(&sequence) else {
+                    return;
+                };
+                let Ok(claims) = receipt.verify(&self.vs_keys) else {
+                    return;
+                };
+                let digest = &pending.digest;
+                if claims.gs_id != self.config.gs_id
+                    || claims.sequence != sequence
+                    || claims.digest != digest.digest
+                    || claims.session_id != digest.session_id
+                {
+                    return;
+                }
+                let pending = self.pending_digests.remove(&sequence).expect("looked up above");
+                self.events.push_back(GsEvent::Receipt {
+                    digest: pending.digest,
+                    receipt,
+                });
+            }
+            // GS → VS messages arriving here are ignored.
+            VsMessage::Join(_) | VsMessage::Heartbeat { .. } | VsMessage::Digest(_) => {}
+        }
+    }
+
+    /// Verifies and installs a play ticket; false if it does not verify.
+    fn take_ticket(&mut self, ep: &mut Endpoint, now: Instant, ticket: &PlayTicket) -> bool {
+        let unix_ms = self.wall.unix_ms_at(now);
+        let Ok(claims) = ticket.verify(
+            &self.vs_keys,
+            &self.gs_key,
+            unix_ms,
+            self.config.play_ticket_skew_ms,
+        ) else {
+            return false;
+        };
+        if self
+            .ticket
+            .as_ref()
+            .is_some_and(|held| held.sequence > claims.sequence && held.issued_at_ms > claims.issued_at_ms)
+        {
+            return false;
+        }
+        let first = self.last_ticket_at.is_none();
+        let lifetime = Duration::from_millis(claims.expires_at_ms.saturating_sub(claims.issued_at_ms));
+        self.ticket_ends = Some(now + lifetime);
+        self.last_ticket_at = Some(now);
+        self.ticket = Some(claims.clone());
+        ep.set_play_ticket(Some(ticket.0.to_bytes()));
+        let was = self.status;
+        self.status = GsStatus::Authorised;
+        if was != GsStatus::Authorised {
+            ep.resume_admissions();
+            if was != GsStatus::Starting {
+                self.events.push_back(GsEvent::Resumed);
+            }
+        }
+        self.events.push_back(GsEvent::Authorised { claims, first });
+        true
+    }
+
+    fn heartbeat(&mut self, ep: &mut Endpoint, now: Instant) {
+        self.next_heartbeat = Some(now + Duration::from_millis(self.config.heartbeat_interval_ms));
+        self.heartbeat_seq += 1;
+        self.send_digests(ep, now);
+        let reattest = self.config.reattest_every != 0
+            && self.heartbeat_seq % u64::from(self.config.reattest_every) == 0
+            && self.pending_quote.is_none();
+        match (reattest, self.next_nonce.take()) {
+            (true, Some(nonce)) => self.request_quote(QuotePurpose::Reattest(nonce)),
+            (_, nonce) => {
+                self.next_nonce = nonce;
+                self.send_heartbeat(ep, now, None);
+            }
+        }
+    }
+
+    fn send_heartbeat(&mut self, ep: &mut Endpoint, now: Instant, attestation: Option<Attestation>) {
+        let message = VsMessage::Heartbeat {
+            sequence: self.heartbeat_seq,
+            timestamp_ms: self.wall.unix_ms_at(now),
+            sessions: u32::try_from(ep.client_session_count()).unwrap_or(u32::MAX),
+            attestation,
+        };
+        self.send(ep, now, &message);
+    }
+
+    /// Turns every transcript with new inputs into a digest and sends it.
+    fn send_digests(&mut self, ep: &mut Endpoint, now: Instant) {
+        let mut fresh = Vec::new();
+        self.transcripts.retain(|_, t| {
+            if t.chain.inputs() > t.digested {
+                t.digested = t.chain.inputs();
+                fresh.push(t.chain.clone());
+            }
+            !t.ended
+        });
+        for chain in fresh {
+            self.digest_seq += 1;
+            let digest = TranscriptDigest {
+                sequence: self.digest_seq,
+                session_id: chain.session_id(),
+                tick: chain.last_tick(),
+                inputs: chain.inputs(),
+                digest: chain.head(),
+            };
+            if self.pending_digests.len() >= self.config.max_pending_digests {
+                if let Some((sequence, _)) = self.pending_digests.pop_first() {
+                    self.events.push_back(GsEvent::DigestAbandoned { sequence });
+                }
+            }
+            self.send(ep, now, &VsMessage::Digest(digest.clone()));
+            self.pending_digests.insert(
+                digest.sequence,
+                PendingDigest {
+                    digest,
+                    deadline: Some(now + Duration::from_millis(self.config.transcript_response_timeout_ms)),
+                    resend_at: None,
+                    backoff: Backoff::new(self.config.transcript_retry.clone()),
+                },
+            );
+        }
+    }
+
+    /// Times out digests without a receipt and resends those whose backoff has passed.
+    fn retry_digests(&mut self, ep: &mut Endpoint, now: Instant) {
+        let timeout = Duration::from_millis(self.config.transcript_response_timeout_ms);
+        let mut resend = Vec::new();
+        let mut abandoned = Vec::new();
+        for (sequence, pending) in &mut self.pending_digests {
+            if pending.deadline.is_some_and(|d| now >= d) {
+                pending.deadline = None;
+                match pending.backoff.next_delay(&mut self.rng) {
+                    Some(delay) => pending.resend_at = Some(now + delay),
+                    None => abandoned.push(*sequence),
+                }
+            }
+            if pending.resend_at.is_some_and(|t| now >= t) {
+                pending.resend_at = None;
+                pending.deadline = Some(now + timeout);
+                resend.push(pending.digest.clone());
+            }
+        }
+        for sequence in abandoned {
+            self.pending_digests.remove(&sequence);
+            self.events.push_back(GsEvent::DigestAbandoned { sequence });
+        }
+        for digest in resend {
+            self.send(ep, now, &VsMessage::Digest(digest));
+        }
+    }
+}

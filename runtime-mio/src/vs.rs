@@ -1,0 +1,336 @@
+//! The verification server and a game server attested by it, on real UDP: [`run_vs`] drives a
+//! [`Verifier`] beside a server endpoint; [`GsSide`] drives a [`GsAgent`] beside the demo game
+//! server (see [`crate::demo::run_server`] with [`DemoOptions::vs`](crate::demo::DemoOptions)).
+//!
+//! TPMs: `simulated` is [`SimulatedTpm`]; any other spec (`swtpm:host=127.0.0.1,port=2321`,
+//! `device:/dev/tpmrm0`) opens a `HardwareTpm` from `tickwire-tpm`, which needs this crate's
+//! `tpm` feature (and libtss2 at build time).
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tickwire_core::attest::{PcrSelection, SimulatedTpm, TpmError, TpmProvider, MEASUREMENT_PCR};
+use tickwire_core::drive::TickStages;
+use tickwire_core::tick::TickInfo;
+use tickwire_core::tls::derive_seed;
+use tickwire_core::vs::{
+    GsAgent, GsConfig, GsEvent, GsIdentity, Measurement, Verifier, VsConfig, VsEvent, VsKeys,
+};
+use tickwire_core::{Config, Endpoint, Event};
+
+use crate::demo::{demo_config, demo_issuer, DEMO_KEY_ID};
+use crate::{wall_clock_now, MioRuntime, StageStats};
+
+/// How a game server reaches and proves itself to its verification server.
+#[derive(Debug, Clone)]
+pub struct VsLink {
+    /// The VS's UDP address.
+    pub addr: SocketAddr,
+    /// `simulated`, or a TCTI for `HardwareTpm` (`swtpm:host=…,port=…`, `device:/dev/tpmrm0`).
+    pub tpm: String,
+    /// Timeouts and intervals (its `gs_id` is overwritten with the demo's).
+    pub gs: GsConfig,
+    /// SHA-256 of the game server's configuration, the second measurement.
+    pub config_sha256: [u8; 32],
+}
+
+/// SHA-256 of the running executable: the first measurement.
+///
+/// # Errors
+/// The executable cannot be read.
+pub fn binary_sha256() -> io::Result<[u8; 32]> {
+    file_sha256(&std::env::current_exe()?)
+}
+
+/// SHA-256 of a file.
+///
+/// # Errors
+/// The file cannot be read.
+pub fn file_sha256(path: &std::path::Path) -> io::Result<[u8; 32]> {
+    Ok(Sha256::digest(std::fs::read(path)?).into())
+}
+
+/// SHA-256 of the demo game server's configuration (what `--gs-config` files replace).
+pub fn demo_config_sha256(gs: &GsConfig) -> [u8; 32] {
+    let text = toml::to_string(gs).unwrap_or_default();
+    Sha256::digest(text.as_bytes()).into()
+}
+
+/// The VS key of the demo, derived from the issuer seed. The demo's join tickets are signed
+/// with this key too, standing in for a lobby that calls [`Verifier::issue_join_ticket`].
+pub fn demo_vs_key(issuer_seed: u64) -> SigningKey {
+    SigningKey::from_bytes(&derive_seed(issuer_seed, "demo/issuer"))
+}
+
+/// The keys clients and game servers trust for the demo VS.
+pub fn demo_vs_keys(issuer_seed: u64) -> VsKeys {
+    VsKeys::single(DEMO_KEY_ID, demo_issuer(issuer_seed).verifying_key())
+}
+
+/// Opens the TPM named by `spec` (see the module docs); `seed` seeds a simulated one.
+///
+/// # Errors
+/// The TPM cannot be opened, or `spec` needs the `tpm` feature.
+pub fn open_tpm(spec: &str, seed: u64) -> Result<Box<dyn TpmProvider + Send>, TpmError> {
+    if spec == "simulated" {
+        return Ok(Box::new(SimulatedTpm::new(derive_seed(seed, "demo/tpm"))));
+    }
+    #[cfg(feature = "tpm")]
+    {
+        Ok(Box::new(tickwire_tpm::HardwareTpm::open(spec)?))
+    }
+    #[cfg(not(feature = "tpm"))]
+    {
+        Err(TpmError::Device(format!(
+            "TPM `{spec}` needs a build with the `tpm` feature (cargo build --features tpm)"
+        )))
+    }
+}
+
+/// The game server's VS side: agent, TPM, and what went wrong for good.
+pub struct GsSide {
+    /// The agent.
+    pub agent: GsAgent,
+    tpm: Box<dyn TpmProvider + Send>,
+    selection: PcrSelection,
+    /// Set when the agent gave up (first-ticket timeout, a final refusal).
+    pub fatal: Option<String>,
+    /// Receipts received for transcript digests.
+    pub receipts: u64,
+}
+
+impl std::fmt::Debug for GsSide {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GsSide")
+            .field("agent", &self.agent)
+            .field("fatal", &self.fatal)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GsSide {
+    /// Opens the TPM, measures the binary and configuration into PCR 23, and builds the agent
+    /// for `endpoint` (game server `gs_id`).
+    ///
+    /// # Errors
+    /// The TPM or the executable cannot be read.
+    pub fn new(
+        link: &VsLink,
+        endpoint: &Endpoint,
+        gs_id: u64,
+        seed: u64,
+        vs_keys: VsKeys,
+    ) -> io::Result<Self> {
+        let mut tpm = open_tpm(&link.tpm, seed).map_err(io::Error::other)?;
+        let software_sha256 = binary_sha256()?;
+        let measured = tpm.read_pcr(MEASUREMENT_PCR).map_err(io::Error::other)?;
+        if measured != [0; 32] {
+            tracing::warn!(
+                "PCR 23 is already extended; the VS will see a measurement mismatch unless it is reset"
+            );
+        }
+        tpm.extend_pcr(MEASUREMENT_PCR, software_sha256)
+            .map_err(io::Error::other)?;
+        tpm.extend_pcr(MEASUREMENT_PCR, link.config_sha256)
+            .map_err(io::Error::other)?;
+        let identity = GsIdentity {
+            gs_key: endpoint.identity_key(),
+            software_hash: software_sha256,
+            config_hash: link.config_sha256,
+            ak_public: tpm.ak_public().map_err(io::Error::other)?,
+        };
+        let config = GsConfig {
+            gs_id,
+            seed,
+            ..link.gs.clone()
+        };
+        let agent = GsAgent::new(config, identity, link.addr, vs_keys, None, endpoint.wall_clock());
+        Ok(Self {
+            agent,
+            tpm,
+            selection: PcrSelection::sha256(&[MEASUREMENT_PCR]).expect("PCR 23 exists"),
+            fatal: None,
+            receipts: 0,
+        })
+    }
+
+    /// Drains the agent's events: answers quote requests from the TPM, records what is fatal.
+    pub fn pump(&mut self, endpoint: &mut Endpoint, now: Instant) {
+        while let Some(event) = self.agent.poll_event() {
+            match event {
+                GsEvent::NeedQuote { request, extra_data } => {
+                    let quote = self.tpm.quote(&extra_data, &self.selection);
+                    self.agent.handle_quote(endpoint, now, request, quote);
+                }
+                GsEvent::FirstTicketTimeout { waited_ms } => {
+                    self.fatal = Some(format!(
+                        "timeout waiting for the first play ticket after {waited_ms} ms"
+                    ));
+                }
+                GsEvent::Rejected {
+                    reason,
+                    detail,
+                    retrying: false,
+                } => {
+                    self.fatal = Some(format!("the verification server refused: {reason}: {detail}"));
+                }
+                GsEvent::Receipt { .. } => self.receipts += 1,
+                other => tracing::info!(?other, "vs"),
+            }
+        }
+    }
+
+    /// Runs the agent's timers if due.
+    pub fn on_time(&mut self, endpoint: &mut Endpoint, now: Instant) {
+        if self.agent.poll_timeout().is_some_and(|t| t <= now) {
+            self.agent.handle_timeout(endpoint, now);
+        }
+        self.pump(endpoint, now);
+    }
+
+    /// Offers an endpoint event to the agent; true if it was the VS session's.
+    pub fn on_event(&mut self, endpoint: &mut Endpoint, now: Instant, event: &Event) -> bool {
+        let consumed = self.agent.handle_endpoint_event(endpoint, now, event);
+        self.pump(endpoint, now);
+        consumed
+    }
+}
+
+/// Options of [`run_vs`].
+#[derive(Debug, Clone)]
+pub struct VsOptions {
+    /// UDP address to listen on.
+    pub listen: SocketAddr,
+    /// Seed of the VS signing key (the demo derives it like the demo issuer).
+    pub issuer_seed: u64,
+    /// Seed of the endpoint's randomness.
+    pub seed: u64,
+    /// How long to run.
+    pub duration: Duration,
+    /// The verifier's settings (allowed measurements, enrolments, timeouts).
+    pub config: VsConfig,
+}
+
+/// What a VS run saw.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VsReport {
+    /// Game servers admitted (joins).
+    pub joins: u64,
+    /// Joins refused, with reason.
+    pub rejections: Vec<String>,
+    /// Re-attestations passed.
+    pub reattestations: u64,
+    /// Receipts signed.
+    pub receipts: u64,
+    /// Authorisations withdrawn, with reason.
+    pub deauthorisations: Vec<String>,
+}
+
+struct VsStages<'a> {
+    verifier: &'a mut Verifier,
+}
+
+impl TickStages for VsStages<'_> {
+    fn apply(&mut self, endpoint: &mut Endpoint, now: Instant, event: Event) {
+        self.verifier.handle_endpoint_event(endpoint, now, &event);
+    }
+    fn simulate(&mut self, _tick: &TickInfo) {}
+    fn extract(&mut self, _tick: &TickInfo) {}
+    fn send(&mut self, _endpoint: &mut Endpoint, _now: Instant, _tick: &TickInfo) {}
+}
+
+/// The endpoint config of a verification server: the demo's, admitting game servers.
+pub fn vs_endpoint_config(seed: u64) -> Config {
+    Config {
+        accept_game_servers: true,
+        ..demo_config(seed)
+    }
+}
+
+/// Allows the measurement of `binary` (a file) with the demo's default GS configuration.
+///
+/// # Errors
+/// The file cannot be read.
+pub fn allow_binary(config: &mut VsConfig, binary: &std::path::Path) -> io::Result<()> {
+    config.measurements.push(Measurement {
+        binary_sha256: file_sha256(binary)?,
+        config_sha256: demo_config_sha256(&GsConfig::default()),
+    });
+    Ok(())
+}
+
+/// Runs a verification server on `options.listen` for `options.duration`; `ready` gets the
+/// bound address, `progress` is called about once a second.
+///
+/// # Errors
+/// Socket errors.
+pub fn run_vs(
+    options: &VsOptions,
+    ready: impl FnOnce(SocketAddr),
+    mut progress: impl FnMut(&VsReport, Duration),
+) -> io::Result<VsReport> {
+    let start = Instant::now();
+    let identity = SigningKey::from_bytes(&derive_seed(options.seed, "demo/vs-identity"));
+    let endpoint = Endpoint::server(
+        vs_endpoint_config(options.seed),
+        identity,
+        0,
+        wall_clock_now(),
+        start,
+    )
+    .map_err(io::Error::other)?;
+    let mut verifier = Verifier::new(
+        options.config.clone(),
+        demo_vs_key(options.issuer_seed),
+        endpoint.wall_clock(),
+    );
+    let mut runtime = MioRuntime::new()?;
+    let node = runtime.bind(options.listen, endpoint)?;
+    ready(runtime.local_addr(node)?);
+    let mut report = VsReport::default();
+    let mut stages = StageStats::default();
+    let mut last_progress = start;
+    while start.elapsed() < options.duration {
+        let wait = verifier
+            .poll_timeout()
+            .map_or(Duration::from_millis(50), |t| {
+                t.saturating_duration_since(Instant::now())
+            })
+            .min(Duration::from_millis(50));
+        runtime.turn(Some(wait))?;
+        runtime.run_due_ticks(
+            node,
+            &mut VsStages {
+                verifier: &mut verifier,
+            },
+            &mut stages,
+        );
+        let now = Instant::now();
+        if verifier.poll_timeout().is_some_and(|t| t <= now) {
+            verifier.handle_timeout(runtime.endpoint(node), now);
+        }
+        runtime.flush(node);
+        while let Some(event) = verifier.poll_event() {
+            match event {
+                VsEvent::Joined { .. } => report.joins += 1,
+                VsEvent::JoinRejected { reason, detail, .. } => {
+                    report.rejections.push(format!("{reason}: {detail}"))
+                }
+                VsEvent::Reattested { .. } => report.reattestations += 1,
+                VsEvent::Receipted { .. } => report.receipts += 1,
+                VsEvent::Deauthorised { reason, .. } => report.deauthorisations.push(reason.to_string()),
+                _ => {}
+            }
+        }
+        if last_progress.elapsed() >= Duration::from_secs(1) {
+            last_progress = Instant::now();
+            progress(&report, start.elapsed());
+        }
+    }
+    runtime.shutdown(node, "verification server stopping", Duration::from_secs(1))?;
+    Ok(report)
+}

@@ -103,7 +103,8 @@ impl AttestError {
 ///
 /// Binds the quote to the verifier's fresh `nonce`, the game server's Ed25519 identity key
 /// `gs_key` and its id, so a quote cannot be replayed or presented by another server.
-/// A nonce longer than 65 535 bytes has its length field saturated (nonces are 24 bytes).
+/// A nonce longer than 65 535 bytes has its length field saturated (VS challenge nonces are
+/// 32 bytes).
 pub fn quote_extra_data(nonce: &[u8], gs_key: &[u8; 32], gs_id: u64) -> [u8; 32] {
     let len = u16::try_from(nonce.len()).unwrap_or(u16::MAX);
     let mut h = Sha256::new();

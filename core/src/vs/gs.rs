@@ -51,6 +51,10 @@ pub struct GsConfig {
     /// Transcript digests awaiting a receipt at most; beyond it the oldest is abandoned.
     /// Default 1 024.
     pub max_pending_digests: usize,
+    /// Digests sent (new or retried) per heartbeat at most, so the VS session stays within
+    /// the VS's per-peer message rate; sessions left over are digested at later heartbeats.
+    /// Default 32.
+    pub max_digests_per_heartbeat: usize,
     /// Sessions whose transcript is tracked at most; inputs of further sessions are not
     /// chained (counted in [`GsAgent::untracked_inputs`]). Default 65 536.
     pub max_transcripts: usize,
@@ -71,6 +75,7 @@ impl Default for GsConfig {
             transcript_retry: RetryConfig::default(),
             play_ticket_skew_ms: 30_000,
             max_pending_digests: 1_024,
+            max_digests_per_heartbeat: 32,
             max_transcripts: 65_536,
             seed: 0,
         }
@@ -641,7 +646,16 @@ impl GsAgent {
                 if self.link != Link::Joining {
                     return;
                 }
-                if self.take_ticket(ep, now, &ticket) {
+                if !self.take_ticket(ep, now, &ticket) {
+                    if let Some(conn) = self.conn {
+                        ep.close(
+                            now,
+                            conn,
+                            ReasonCode::PLAY_TICKET_INVALID,
+                            "first play ticket does not verify",
+                        );
+                    }
+                } else {
                     self.link = Link::Up;
                     self.reconnect.reset();
                     self.next_nonce = Some(next_nonce);
@@ -764,12 +778,13 @@ impl GsAgent {
     /// Turns every transcript with new inputs into a digest and sends it.
     fn send_digests(&mut self, ep: &mut Endpoint, now: Instant) {
         let mut fresh = Vec::new();
+        let budget = self.config.max_digests_per_heartbeat;
         self.transcripts.retain(|_, t| {
-            if t.chain.inputs() > t.digested {
+            if t.chain.inputs() > t.digested && fresh.len() < budget {
                 t.digested = t.chain.inputs();
                 fresh.push(t.chain.clone());
             }
-            !t.ended
+            !t.ended || t.chain.inputs() > t.digested
         });
         for chain in fresh {
             self.digest_seq += 1;
@@ -811,7 +826,9 @@ impl GsAgent {
                     None => abandoned.push(*sequence),
                 }
             }
-            if pending.resend_at.is_some_and(|t| now >= t) {
+            if pending.resend_at.is_some_and(|t| now >= t)
+                && resend.len() < self.config.max_digests_per_heartbeat
+            {
                 pending.resend_at = None;
                 pending.deadline = Some(now + timeout);
                 resend.push(pending.digest.clone());

@@ -593,10 +593,12 @@ impl Verifier {
         match self.check_join(now, conn, &request) {
             Ok(ak) => self.admit(ep, now, conn, request, ak),
             Err((reason, detail)) => {
-                self.conns.remove(&conn);
-                ep.close(now, conn, reason, &detail);
-                self.events
-                    .push_back(VsEvent::JoinRejected { conn, reason, detail });
+                self.events.push_back(VsEvent::JoinRejected {
+                    conn,
+                    reason,
+                    detail: detail.clone(),
+                });
+                self.deauthorise(ep, now, conn, reason, &detail);
             }
         }
     }

@@ -332,7 +332,7 @@ pub struct ServerPolicy<'a> {
     /// verification server.
     pub accept_game_servers: bool,
     /// The play ticket to present in the accept (an encoded
-    /// [`Envelope`](crate::vs::Envelope)), if the server holds one.
+    /// [`Envelope`]), if the server holds one.
     pub play_ticket: Option<&'a [u8]>,
 }
 

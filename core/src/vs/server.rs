@@ -117,7 +117,8 @@ pub struct VsConfig {
     /// Accept game servers that are not enrolled (identity and AK are then bound by the quote
     /// alone). Default false.
     pub allow_unenrolled: bool,
-    /// Receipts remembered per game server for idempotent retries. Default 1 024.
+    /// Receipts remembered per game server (across its sessions) for idempotent retries: a
+    /// digest resent with the same sequence and content gets the same receipt. Default 1 024.
     pub receipt_cache: usize,
     /// Lifetime of join tickets issued by [`Verifier::issue_join_ticket`], in milliseconds.
     /// Default 60 000.
@@ -219,7 +220,6 @@ struct Joined {
     last_heard: Instant,
     /// Nonces sent for re-attestation and not yet used, oldest first (at most 4).
     nonces: VecDeque<[u8; VS_NONCE_LEN]>,
-    receipts: BTreeMap<u64, ProtectedReceipt>,
     info: GsInfo,
 }
 
@@ -255,6 +255,8 @@ pub struct Verifier {
     by_gs: BTreeMap<u64, ConnHandle>,
     nonce_history: BTreeMap<u64, VecDeque<[u8; VS_NONCE_LEN]>>,
     revoked: BTreeSet<u64>,
+    /// Receipts by game server and digest sequence, across sessions, for idempotent retries.
+    receipts: BTreeMap<u64, BTreeMap<u64, (TranscriptDigest, ProtectedReceipt)>>,
     events: VecDeque<VsEvent>,
 }
 
@@ -282,6 +284,7 @@ impl Verifier {
             by_gs: BTreeMap::new(),
             nonce_history: BTreeMap::new(),
             revoked: BTreeSet::new(),
+            receipts: BTreeMap::new(),
             events: VecDeque::new(),
         }
     }
@@ -546,9 +549,16 @@ impl Verifier {
                     );
                 };
                 joined.last_heard = now;
-                let receipt = match joined.receipts.get(&digest.sequence) {
-                    Some(receipt) => receipt.clone(),
-                    None => {
+                let gs_id = joined.gs_id;
+                if !self.receipts.contains_key(&gs_id) && self.receipts.len() >= MAX_HISTORY_GAME_SERVERS {
+                    self.receipts.pop_first();
+                }
+                let cache = self.receipts.entry(gs_id).or_default();
+                let receipt = match cache.get(&digest.sequence) {
+                    // A retry, possibly over a new session: the same receipt again.
+                    Some((sent, receipt)) if *sent == digest => receipt.clone(),
+                    // New (or, after a game-server restart, a reused sequence with new content).
+                    _ => {
                         let claims = ReceiptClaims {
                             gs_id: joined.gs_id,
                             session_id: digest.session_id,
@@ -558,9 +568,9 @@ impl Verifier {
                             received_at_ms: self.wall.unix_ms_at(now),
                         };
                         let receipt = ProtectedReceipt::issue(self.config.key_id, &self.key, &claims);
-                        joined.receipts.insert(digest.sequence, receipt.clone());
-                        while joined.receipts.len() > self.config.receipt_cache {
-                            joined.receipts.pop_first();
+                        cache.insert(digest.sequence, (digest.clone(), receipt.clone()));
+                        while cache.len() > self.config.receipt_cache {
+                            cache.pop_first();
                         }
                         self.events.push_back(VsEvent::Receipted {
                             gs_id: joined.gs_id,
@@ -731,7 +741,6 @@ impl Verifier {
             next_ticket: now + Duration::from_millis(self.config.ticket_interval_ms),
             last_heard: now,
             nonces: VecDeque::new(),
-            receipts: BTreeMap::new(),
             info: GsInfo {
                 conn,
                 tickets_issued: 0,

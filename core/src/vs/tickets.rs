@@ -21,7 +21,7 @@ pub const RECEIPT_CONTEXT: &[u8] = b"tickwire/receipt/v1\0";
 /// Largest encoded envelope accepted, in bytes (checked before decoding).
 pub const MAX_ENVELOPE_BYTES: usize = 512;
 
-/// A signed envelope: key id, claims bytes, signature. See the [module docs](self).
+/// A signed envelope: key id, claims bytes, signature (layout in `PROTOCOL.md` §8.5).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
     /// Which verification-server key signed it.

@@ -296,6 +296,19 @@ impl World {
         })
     }
 
+    /// The client's session survived, no session was closed for starvation, and the GS is
+    /// authorised.
+    fn assert_session_kept(&self, client: usize, conn: ConnHandle) {
+        assert!(self.net.node(client).endpoint.session(conn).is_some());
+        let closed = self
+            .gs()
+            .events
+            .iter()
+            .any(|e| matches!(e, GsEvent::SessionsClosed { .. }));
+        assert!(!closed, "{:?}", self.gs().events);
+        assert_eq!(self.status(), GsStatus::Authorised);
+    }
+
     fn vs_path_isolated(&mut self, cut: bool) {
         self.net.node_mut(self.vs).isolated = cut;
     }
@@ -481,13 +494,7 @@ fn ticket_delivery_delayed_five_seconds_keeps_sessions() {
     w.net.run_for(3 * SECOND);
     delaying.set(false);
     w.net.run_for(20 * SECOND);
-    assert!(w.net.node(client).endpoint.session(conn).is_some());
-    assert!(!w
-        .gs()
-        .events
-        .iter()
-        .any(|e| matches!(e, GsEvent::SessionsClosed { .. })));
-    assert_eq!(w.status(), GsStatus::Authorised);
+    w.assert_session_kept(client, conn);
 }
 
 #[test]
@@ -499,13 +506,7 @@ fn a_vs_outage_shorter_than_starvation_loses_no_session() {
     w.net.run_for(4 * SECOND);
     w.vs_path_isolated(false);
     w.net.run_for(20 * SECOND);
-    assert!(w.net.node(client).endpoint.session(conn).is_some());
-    assert!(!w
-        .gs()
-        .events
-        .iter()
-        .any(|e| matches!(e, GsEvent::SessionsClosed { .. })));
-    assert_eq!(w.status(), GsStatus::Authorised);
+    w.assert_session_kept(client, conn);
 }
 
 #[test]

@@ -483,6 +483,22 @@ impl Verifier {
     }
 
     fn handle_message(&mut self, ep: &mut Endpoint, now: Instant, conn: ConnHandle, message: VsMessage) {
+        let joined = matches!(
+            self.conns.get(&conn),
+            Some(GsConn {
+                phase: Phase::Joined(_),
+                ..
+            })
+        );
+        if !joined && !matches!(message, VsMessage::Join(_)) {
+            return self.deauthorise(
+                ep,
+                now,
+                conn,
+                ReasonCode::PROTOCOL_VIOLATION,
+                "message before join",
+            );
+        }
         match message {
             VsMessage::Join(request) => self.handle_join(ep, now, conn, request),
             VsMessage::Heartbeat {
@@ -495,13 +511,7 @@ impl Verifier {
                     phase: Phase::Joined(joined),
                 }) = self.conns.get_mut(&conn)
                 else {
-                    return self.deauthorise(
-                        ep,
-                        now,
-                        conn,
-                        ReasonCode::PROTOCOL_VIOLATION,
-                        "heartbeat before join",
-                    );
+                    return; // checked above
                 };
                 joined.last_heard = now;
                 joined.info.sessions = sessions;
@@ -540,13 +550,7 @@ impl Verifier {
                     ..
                 }) = self.conns.get_mut(&conn)
                 else {
-                    return self.deauthorise(
-                        ep,
-                        now,
-                        conn,
-                        ReasonCode::PROTOCOL_VIOLATION,
-                        "digest before join",
-                    );
+                    return; // checked above
                 };
                 joined.last_heard = now;
                 let gs_id = joined.gs_id;

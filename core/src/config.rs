@@ -93,6 +93,14 @@ pub struct Config {
     pub tick_sync: TickSyncConfig,
     /// *Server*: join ticket verification.
     pub tickets: TicketConfig,
+    /// *Client*: clock-skew allowance, in milliseconds, when checking a game server's play
+    /// ticket (only for connections given `trusted_vs_keys`): the ticket must satisfy
+    /// `issued_at_ms − skew ≤ now ≤ expires_at_ms + skew`, where `now` is the client's wall
+    /// clock (Unix ms) at the moment the Accept is processed (`PROTOCOL.md` §4.4.3 checks
+    /// 12–13). Default 2 000: play tickets live only 6 s, so the 30 s join-ticket allowance
+    /// (`tickets.max_skew_ms`) would accept a ticket long after its verification server
+    /// stopped renewing it.
+    pub play_ticket_max_skew_ms: u64,
     /// Reconnection backoff (used by runtimes and applications).
     pub retry: RetryConfig,
     /// *Server*: rate limits per address and per connection.
@@ -127,6 +135,7 @@ impl Default for Config {
             tick: TickConfig::default(),
             tick_sync: TickSyncConfig::default(),
             tickets: TicketConfig::default(),
+            play_ticket_max_skew_ms: 2_000,
             retry: RetryConfig::default(),
             limits: RateLimitConfig::default(),
         }

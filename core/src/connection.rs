@@ -119,6 +119,9 @@ pub(crate) struct Ctx<'a> {
     pub nonce: &'a mut dyn FnMut() -> [u8; wire::NONCE_LEN],
     /// The server's current tick (clients use their tick-sync estimate).
     pub server_tick: u64,
+    /// The endpoint's wall clock at `now`, Unix epoch milliseconds (a client checks the
+    /// server's play ticket against it when the Accept arrives).
+    pub unix_ms: u64,
 }
 
 impl Conn {
@@ -547,7 +550,7 @@ impl Conn {
         };
         match std::mem::replace(&mut self.state, State::Closed) {
             State::ClientAwaitingAccept(awaiting) => {
-                match awaiting.handle_accept(&message) {
+                match awaiting.handle_accept(&message, ctx.unix_ms) {
                     Ok(session) => self.establish(ctx, session),
                     Err(rejection) => {
                         self.state = State::Verifying;

@@ -160,9 +160,10 @@ pub struct ConnectOptions {
     /// Abort with `SERVER_KEY_MISMATCH` unless the server proves this identity key.
     pub expected_server_key: Option<[u8; 32]>,
     /// If set, the server must present a play ticket signed by one of these verification-server
-    /// keys and naming its identity key, valid within `tickets.max_skew_ms`; otherwise the
-    /// client aborts with `PLAY_TICKET_INVALID` (or `NOT_AUTHORISED` for a missing or expired
-    /// one).
+    /// keys and naming its identity key, valid within [`Config::play_ticket_max_skew_ms`]
+    /// (default 2 000 ms) at the client's wall-clock time when the Accept is processed;
+    /// otherwise the client aborts with `PLAY_TICKET_INVALID` (or `NOT_AUTHORISED` for a
+    /// missing, expired or not-yet-valid one).
     pub trusted_vs_keys: Option<VsKeys>,
 }
 
@@ -548,6 +549,7 @@ impl Endpoint {
             return;
         };
         let server_tick = self.server.as_ref().map_or(0, |s| s.scheduler.current_tick());
+        let unix_ms = self.wall.unix_ms_at(now);
         let before = self.events.len();
         let mut nonce = nonce_fn(&mut self.rng);
         let mut ctx = Ctx {
@@ -557,6 +559,7 @@ impl Endpoint {
             events: &mut self.events,
             nonce: &mut nonce,
             server_tick,
+            unix_ms,
         };
         let mut pending = conn.process(&mut ctx, received);
         while let Some(Pending::Hello(hello)) = pending.take() {
@@ -580,7 +583,6 @@ impl Endpoint {
                 server_tick,
                 tick_rate_hz,
             };
-            let unix_ms = self.wall.unix_ms_at(now);
             let tickets = &mut server.tickets;
             match awaiting.handle_hello(
                 &policy,
@@ -679,7 +681,9 @@ impl Endpoint {
 
     // ----- commands -----
 
-    /// Command (client): opens a session to `remote` presenting `ticket`.
+    /// Command (client): opens a session to `remote` presenting `ticket`. With
+    /// `options.role` = [`Role::GameServer`] the server refuses the hello with `BAD_HANDSHAKE`
+    /// (a game server presents no ticket): use [`Endpoint::connect_game_server`].
     ///
     /// # Errors
     /// [`ConnectError`] if QUIC refuses the address. Later failures arrive as
@@ -721,10 +725,10 @@ impl Endpoint {
         options: ConnectOptions,
     ) -> Result<ConnHandle, ConnectError> {
         let now = self.advance(now);
+        // Checked against the wall clock when the Accept is processed (`Ctx::unix_ms`).
         let play_ticket = options.trusted_vs_keys.map(|keys| PlayTicketCheck {
             keys,
-            now_unix_ms: self.wall.unix_ms_at(now),
-            max_skew_ms: self.config.tickets.max_skew_ms,
+            max_skew_ms: self.config.play_ticket_max_skew_ms,
         });
         let offer = ClientOffer {
             version_min: self.config.version_min,
@@ -810,6 +814,7 @@ impl Endpoint {
     ) -> Option<R> {
         let conn = self.conns.get_mut(&handle)?;
         let before = self.events.len();
+        let unix_ms = self.wall.unix_ms_at(now);
         let result = {
             let mut nonce = nonce_fn(&mut self.rng);
             let mut ctx = Ctx {
@@ -819,6 +824,7 @@ impl Endpoint {
                 events: &mut self.events,
                 nonce: &mut nonce,
                 server_tick,
+                unix_ms,
             };
             f(conn, &mut ctx)
         };

@@ -158,7 +158,8 @@ pub struct ClientOffer {
     pub capabilities: u64,
     /// Requested role.
     pub role: Role,
-    /// The join ticket to present; `None` only for [`Role::GameServer`].
+    /// The join ticket to present: `None` for [`Role::GameServer`] (a server refuses a
+    /// GameServer hello that carries one with `BAD_HANDSHAKE`), `Some` for every other role.
     pub join_ticket: Option<JoinTicket>,
     /// If set, the server must prove this identity key or the client aborts with
     /// [`ReasonCode::SERVER_KEY_MISMATCH`].
@@ -168,15 +169,16 @@ pub struct ClientOffer {
     pub play_ticket: Option<PlayTicketCheck>,
 }
 
-/// How a client checks the server's play ticket.
+/// How a client checks the server's play ticket. The validity window is checked against the
+/// wall clock given to [`AwaitingAccept::handle_accept`], i.e. when the Accept is processed,
+/// not when the client started connecting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlayTicketCheck {
     /// The verification-server keys the client trusts.
     pub keys: VsKeys,
-    /// The client's wall clock when it connected, Unix epoch milliseconds (the handshake
-    /// timeout bounds how far this is from the accept's arrival).
-    pub now_unix_ms: u64,
-    /// Clock-skew allowance, in milliseconds.
+    /// Clock-skew allowance either way around `[issued_at_ms, expires_at_ms]`, in
+    /// milliseconds (the endpoint uses [`Config::play_ticket_max_skew_ms`](crate::Config),
+    /// default 2 000).
     pub max_skew_ms: u64,
 }
 
@@ -238,13 +240,17 @@ impl ClientHandshake {
 }
 
 impl AwaitingAccept {
-    /// Verifies the server's accept.
+    /// Verifies the server's accept. `now_unix_ms` is the client's wall clock (Unix epoch
+    /// milliseconds) at the moment the accept is processed; only the play-ticket check (if the
+    /// offer asked for one) reads it.
     ///
     /// # Errors
     /// A [`Rejection`] the client sends back to the server when closing: `BAD_HANDSHAKE`
     /// (wrong message, undecodable body, echo mismatch, version outside the offer),
-    /// `SERVER_KEY_MISMATCH`, or `BAD_SIGNATURE`.
-    pub fn handle_accept(self, message: &Control) -> Result<Session, Rejection> {
+    /// `SERVER_KEY_MISMATCH`, `BAD_SIGNATURE`, or for the play ticket `NOT_AUTHORISED`
+    /// (missing, expired or not yet valid at `now_unix_ms` with the skew allowance) or
+    /// `PLAY_TICKET_INVALID` (undecodable, untrusted key, bad signature, another server's key).
+    pub fn handle_accept(self, message: &Control, now_unix_ms: u64) -> Result<Session, Rejection> {
         let Control::Accept(signed) = message else {
             return Err(Rejection::new(ReasonCode::BAD_HANDSHAKE, "expected accept"));
         };
@@ -283,6 +289,7 @@ impl AwaitingAccept {
                 check,
                 body.play_ticket.as_deref(),
                 &body.server_key,
+                now_unix_ms,
             )?)),
         };
         Ok(Session {
@@ -305,12 +312,13 @@ fn check_play_ticket(
     check: &PlayTicketCheck,
     presented: Option<&[u8]>,
     server_key: &[u8; 32],
+    now_unix_ms: u64,
 ) -> Result<PlayTicketClaims, Rejection> {
     let result = presented
         .ok_or(PlayTicketError::Missing)
         .and_then(|bytes| Envelope::from_bytes(bytes).map_err(PlayTicketError::from))
         .and_then(|envelope| {
-            PlayTicket(envelope).verify(&check.keys, server_key, check.now_unix_ms, check.max_skew_ms)
+            PlayTicket(envelope).verify(&check.keys, server_key, now_unix_ms, check.max_skew_ms)
         });
     result.map_err(|e| Rejection::new(e.reason(), e.to_string()))
 }
@@ -328,8 +336,8 @@ pub struct ServerPolicy<'a> {
     pub capabilities: u64,
     /// The server's identity key (signs the accept).
     pub identity: &'a SigningKey,
-    /// Whether [`Role::GameServer`] hellos (without a join ticket) are admitted: true on a
-    /// verification server.
+    /// Whether [`Role::GameServer`] hellos (which must carry no join ticket) are admitted:
+    /// true on a verification server.
     pub accept_game_servers: bool,
     /// The play ticket to present in the accept (an encoded
     /// [`Envelope`]), if the server holds one.
@@ -362,9 +370,10 @@ impl AwaitingHello {
         Self { exporter }
     }
 
-    /// Checks the hello in order — decoding, version, schema, client signature, join ticket
-    /// (through `verify_ticket`, which sees the ticket and the handshake identity key), role —
-    /// and answers with a signed accept.
+    /// Checks the hello in order — decoding, version, schema, client signature, game-server
+    /// role (no join ticket, and only where admitted), join ticket (through `verify_ticket`,
+    /// which sees the ticket and the handshake identity key), role — and answers with a signed
+    /// accept (`PROTOCOL.md` §4.4.1).
     ///
     /// # Errors
     /// A [`Rejection`] with the first failing check's reason code.
@@ -405,13 +414,21 @@ impl AwaitingHello {
             ));
         }
         let admitted = match (hello.role, &hello.join_ticket) {
-            (Role::GameServer, _) if !policy.accept_game_servers => {
+            // A game server's credential is its TPM quote (`PROTOCOL.md` §8.1): a ticket in its
+            // hello is a malformed hello, never silently ignored.
+            (Role::GameServer, Some(_)) => {
+                return Err(Rejection::new(
+                    ReasonCode::BAD_HANDSHAKE,
+                    "a GameServer hello must not carry a join ticket",
+                ));
+            }
+            (Role::GameServer, None) if !policy.accept_game_servers => {
                 return Err(Rejection::new(
                     ReasonCode::ROLE_NOT_PERMITTED,
                     "this server admits no game servers",
                 ));
             }
-            (Role::GameServer, _) => None,
+            (Role::GameServer, None) => None,
             (_, None) => return Err(Rejection::new(ReasonCode::TICKET_MALFORMED, "no join ticket")),
             (role, Some(ticket)) => {
                 let claims = verify_ticket(ticket, &hello.identity_key)?;

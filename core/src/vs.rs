@@ -29,7 +29,8 @@
 //!   [`TpmProvider`](crate::attest::TpmProvider).
 //! - [`Verifier`] is the verification server's side: challenges, join checks (clock skew,
 //!   enrolment, AK attributes, quote, measurement), ticket renewal, heartbeat timeout, receipts
-//!   (idempotent by sequence), join tickets and revocation.
+//!   (idempotent by sequence and content), join tickets and revocation (queued, bounded, for
+//!   game servers that are away and sent when they rejoin).
 //!
 //! Both drive an [`Endpoint`](crate::Endpoint) they are handed, and never do I/O.
 

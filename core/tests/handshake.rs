@@ -197,6 +197,24 @@ fn admin_role_needs_the_admin_permission() {
 }
 
 #[test]
+fn a_game_server_hello_carrying_a_join_ticket_is_refused_not_ignored() {
+    // Even a verification server, which admits ticketless game servers, refuses a GameServer
+    // hello with a ticket as malformed rather than admitting it and ignoring the ticket.
+    let (mut net, server, client) = pair(|s| s.accept_game_servers = true, |_| {});
+    let ticket = net.ticket_for(client);
+    let options = ConnectOptions {
+        role: Role::GameServer,
+        ..ConnectOptions::default()
+    };
+    let conn = net.connect_with(client, server, ticket, options);
+    assert_eq!(
+        net.run_until_rejected(client, conn, PATIENCE),
+        (ReasonCode::BAD_HANDSHAKE, None, Initiator::Peer)
+    );
+    assert!(net.node(server).sessions().is_empty());
+}
+
+#[test]
 fn too_many_pending_handshakes_are_refused_as_server_busy() {
     let (mut net, server, first) = pair(|s| s.max_pending_handshakes = 1, |_| {});
     let second = net.add_client(Net::config(201));

@@ -14,14 +14,17 @@ use tickwire_core::attest::{
 use tickwire_core::config::Config;
 use tickwire_core::testing::{App, Fate, LinkModel, Net, GS_ID};
 use tickwire_core::vs::{
-    GsAgent, GsConfig, GsEvent, GsIdentity, GsStatus, Measurement, Revocation, TranscriptChain, Verifier,
-    VsConfig, VsEvent, VsKeys, VsMessage,
+    GsAgent, GsConfig, GsEvent, GsIdentity, GsStatus, Measurement, ProtectedReceipt, ReceiptClaims,
+    Revocation, TranscriptChain, TranscriptDigest, Verifier, VsConfig, VsEvent, VsKeys, VsMessage,
+    VS_CHANNEL,
 };
-use tickwire_core::{ConnHandle, ConnectOptions, Endpoint, Event, ReasonCode};
+use tickwire_core::{ConnHandle, ConnectOptions, Endpoint, Event, Initiator, ReasonCode};
 
 const BINARY: [u8; 32] = [0xB1; 32];
 const CONFIG_HASH: [u8; 32] = [0xC0; 32];
 const VS_KEY_ID: u32 = 7;
+/// The verifier's signing key seed (tests forge receipts with it).
+const VS_KEY_SEED: [u8; 32] = [0x5A; 32];
 const SECOND: Duration = Duration::from_secs(1);
 
 /// The VS node's app: the verifier, plus a switch that swallows transcript digests unanswered.
@@ -31,6 +34,7 @@ struct Vs {
     events: Vec<VsEvent>,
     mute_digests: bool,
     digests_seen: Vec<u64>,
+    digests: Vec<TranscriptDigest>,
 }
 
 impl App for Vs {
@@ -38,6 +42,7 @@ impl App for Vs {
         if let Event::Message { payload, .. } = event {
             if let Ok(VsMessage::Digest(digest)) = VsMessage::decode(payload) {
                 self.digests_seen.push(digest.sequence);
+                self.digests.push(digest.clone());
                 if self.mute_digests {
                     return true;
                 }
@@ -146,6 +151,8 @@ struct Setup {
     ak_attributes: ObjectAttributes,
     quotes: Quotes,
     gs_skew_ms: i64,
+    /// The verifier's clock offset from the network's (the VS endpoint's stays exact).
+    vs_skew_ms: i64,
 }
 
 impl Default for Setup {
@@ -170,6 +177,7 @@ impl Default for Setup {
             ak_attributes: ObjectAttributes::AK_REQUIRED,
             quotes: Quotes::Honest,
             gs_skew_ms: 0,
+            vs_skew_ms: 0,
         }
     }
 }
@@ -190,8 +198,8 @@ impl World {
         });
         let gs_wall = net.wall_clock().skewed(setup.gs_skew_ms);
         let gs = net.add_server_with(Net::config(2), gs_wall);
-        let vs_key = SigningKey::from_bytes(&[0x5A; 32]);
-        let verifier = Verifier::new(setup.vs, vs_key, net.wall_clock());
+        let vs_key = SigningKey::from_bytes(&VS_KEY_SEED);
+        let verifier = Verifier::new(setup.vs, vs_key, net.wall_clock().skewed(setup.vs_skew_ms));
         let keys = verifier.keys();
         net.set_app(
             vs,
@@ -200,6 +208,7 @@ impl World {
                 events: Vec::new(),
                 mute_digests: false,
                 digests_seen: Vec::new(),
+                digests: Vec::new(),
             },
         );
         let mut tpm = SimulatedTpm::with_attributes([3; 32], setup.ak_attributes);
@@ -290,10 +299,54 @@ impl World {
     }
 
     fn join_rejection(&self) -> Option<ReasonCode> {
-        self.vs().events.iter().find_map(|e| match e {
-            VsEvent::JoinRejected { reason, .. } => Some(*reason),
-            _ => None,
-        })
+        self.join_rejections().first().copied()
+    }
+
+    fn join_rejections(&self) -> Vec<ReasonCode> {
+        self.vs()
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                VsEvent::JoinRejected { reason, .. } => Some(*reason),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn joins(&self) -> usize {
+        let joins = self.vs().events.iter();
+        joins.filter(|e| matches!(e, VsEvent::Joined { .. })).count()
+    }
+
+    /// The VS ends the GS's session (as on a VS-side failure); the GS will reconnect.
+    fn vs_drops_the_gs(&mut self) {
+        let now = self.net.now;
+        let vs_conn = self.vs().verifier.game_server(GS_ID).unwrap().conn;
+        self.net
+            .node_mut(self.vs)
+            .endpoint
+            .close(now, vs_conn, ReasonCode::SERVER_SHUTDOWN, "restart");
+        self.net.drain(self.vs);
+        assert!(self.vs().verifier.game_server(GS_ID).is_none());
+    }
+
+    fn revoke(&mut self, revocation: Revocation) {
+        let now = self.net.now;
+        let (vs, ep) = self.net.node_mut(self.vs).app_mut::<Vs>();
+        vs.verifier.revoke(ep, now, revocation);
+        vs.events.extend(std::iter::from_fn(|| vs.verifier.poll_event()));
+        self.net.drain(self.vs);
+    }
+
+    fn revocations_applied(&self) -> Vec<Revocation> {
+        self.gs()
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                GsEvent::Revoked(revocation) => Some(*revocation),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The client's session survived, no session was closed for starvation, and the GS is
@@ -418,6 +471,37 @@ fn an_unanswered_transcript_digest_times_out_and_is_retried_with_backoff() {
         GsStatus::Authorised,
         "the heartbeat loop never blocked"
     );
+}
+
+#[test]
+fn digests_wait_while_the_outstanding_window_is_full() {
+    let mut w = World::new(Setup {
+        gs: GsConfig {
+            gs_id: GS_ID,
+            seed: 12,
+            max_outstanding_digests: 3,
+            ..GsConfig::default()
+        },
+        ..Setup::default()
+    });
+    w.run_until_status(GsStatus::Authorised, 5 * SECOND);
+    w.net.node_mut(w.vs).app_mut::<Vs>().0.mute_digests = true;
+    let (gs, _) = w.net.node_mut(w.gs).app_mut::<Gs>();
+    for session in 1..=10 {
+        gs.agent.record_input(session, 1, b"jump");
+    }
+    // Ten sessions to digest, three may be outstanding: the rest wait, and no deadline of a
+    // waiting digest spins the agent.
+    w.net.run_for(10 * SECOND);
+    assert_eq!(w.vs().digests_seen, vec![1, 2, 3]);
+    // Once the VS answers (the retries after the 15 s timeout), the window moves on.
+    w.net.node_mut(w.vs).app_mut::<Vs>().0.mute_digests = false;
+    w.net.run_for(40 * SECOND);
+    let mut seen = w.vs().digests_seen.clone();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen, (1..=10).collect::<Vec<u64>>());
+    assert_eq!(w.gs().agent.pending_digests(), 0);
 }
 
 #[test]
@@ -726,4 +810,233 @@ fn a_revoked_gs_loses_its_session_and_may_not_rejoin() {
         }
     )));
     assert_eq!(w.status(), GsStatus::Failed);
+}
+
+#[test]
+fn a_revocation_issued_while_the_gs_is_away_is_delivered_when_it_rejoins() {
+    let mut w = World::new(Setup::default());
+    w.run_until_status(GsStatus::Authorised, 5 * SECOND);
+    let (client, conn) = w.client_joins(100);
+    w.vs_drops_the_gs();
+    assert_eq!(w.vs().verifier.pending_revocations(GS_ID), 0);
+    w.revoke(Revocation::Client { client_id: 100 });
+    // A jti revocation whose ticket expired long ago (beyond twice the skew) is not worth
+    // delivering.
+    let wall_now = w.net.wall_clock().unix_ms_at(w.net.now);
+    w.revoke(Revocation::Jti {
+        jti: [7; 16],
+        until_unix_ms: wall_now - 60_001,
+    });
+    assert_eq!(w.vs().verifier.pending_revocations(GS_ID), 2);
+    assert!(w.revocations_applied().is_empty(), "not joined: nothing was sent");
+
+    let gs = w.gs;
+    assert!(w.net.run_until(5 * SECOND, |net| net
+        .node(gs)
+        .app::<Gs>()
+        .events
+        .iter()
+        .any(|e| matches!(e, GsEvent::Revoked(_)))));
+    assert_eq!(w.joins(), 2, "delivered after the re-join");
+    assert_eq!(w.vs().verifier.pending_revocations(GS_ID), 0);
+    let (reason, _, _) = w.net.run_until_disconnected(client, conn, 5 * SECOND);
+    assert_eq!(reason, ReasonCode::TICKET_REVOKED);
+    assert_eq!(
+        w.revocations_applied(),
+        vec![Revocation::Client { client_id: 100 }]
+    );
+    assert_eq!(w.vs().verifier.revocations_dropped(), 0);
+}
+
+#[test]
+fn a_full_revocation_queue_drops_its_oldest_and_counts_it() {
+    let mut setup = Setup::default();
+    setup.vs.max_pending_revocations = 2;
+    let mut w = World::new(setup);
+    w.run_until_status(GsStatus::Authorised, 5 * SECOND);
+    let (client, conn) = w.client_joins(100);
+    w.vs_drops_the_gs();
+    for client_id in [100, 200, 300] {
+        w.revoke(Revocation::Client { client_id });
+    }
+    assert_eq!(w.vs().verifier.pending_revocations(GS_ID), 2);
+    assert_eq!(w.vs().verifier.revocations_dropped(), 1);
+    assert!(w.vs().events.contains(&VsEvent::RevocationDropped {
+        gs_id: GS_ID,
+        revocation: Revocation::Client { client_id: 100 },
+    }));
+
+    w.net.run_for(5 * SECOND);
+    assert_eq!(w.joins(), 2);
+    assert_eq!(
+        w.revocations_applied(),
+        vec![
+            Revocation::Client { client_id: 200 },
+            Revocation::Client { client_id: 300 }
+        ]
+    );
+    assert!(
+        w.net.node(client).endpoint.session(conn).is_some(),
+        "the dropped revocation never reached the GS"
+    );
+}
+
+#[test]
+fn replaying_the_quote_of_a_refused_join_is_reported_as_a_replay() {
+    // The VS clock is 45 s ahead: the first join is refused for skew (retryable) after the VS
+    // saw its quote. Once the clock is fixed the GS answers the next challenge with that quote.
+    let mut w = World::new(Setup {
+        quotes: Quotes::ReplayFirst,
+        vs_skew_ms: 45_000,
+        ..Setup::default()
+    });
+    let vs = w.vs;
+    assert!(w
+        .net
+        .run_until(5 * SECOND, |net| !net.node(vs).app::<Vs>().events.is_empty()));
+    assert_eq!(w.join_rejections(), vec![ReasonCode::JOIN_CLOCK_SKEW]);
+    let wall = w.net.wall_clock();
+    w.net.node_mut(vs).app_mut::<Vs>().0.verifier.set_wall_clock(wall);
+    assert!(w
+        .net
+        .run_until(5 * SECOND, |net| net.node(vs).app::<Vs>().events.len() >= 2));
+    assert_eq!(
+        w.join_rejections(),
+        vec![ReasonCode::JOIN_CLOCK_SKEW, ReasonCode::QUOTE_REPLAYED]
+    );
+}
+
+#[test]
+fn a_receipt_that_does_not_match_the_digest_sent_is_ignored_and_counted() {
+    let mut w = World::new(Setup::default());
+    w.run_until_status(GsStatus::Authorised, 5 * SECOND);
+    w.net.node_mut(w.vs).app_mut::<Vs>().0.mute_digests = true;
+    w.net
+        .node_mut(w.gs)
+        .app_mut::<Gs>()
+        .0
+        .agent
+        .record_input(5, 10, b"jump");
+    let vs = w.vs;
+    assert!(w
+        .net
+        .run_until(2 * SECOND, |net| !net.node(vs).app::<Vs>().digests.is_empty()));
+    let sent = w.vs().digests[0].clone();
+    let vs_key = SigningKey::from_bytes(&VS_KEY_SEED);
+    let claims = ReceiptClaims {
+        gs_id: GS_ID,
+        session_id: sent.session_id,
+        sequence: sent.sequence,
+        tick: sent.tick,
+        digest: sent.digest,
+        received_at_ms: w.net.wall_clock().unix_ms_at(w.net.now),
+    };
+    let deliver = |w: &mut World, claims: &ReceiptClaims| {
+        let now = w.net.now;
+        let vs_conn = w.vs().verifier.game_server(GS_ID).unwrap().conn;
+        let message = VsMessage::Receipt {
+            sequence: sent.sequence,
+            receipt: ProtectedReceipt::issue(VS_KEY_ID, &vs_key, claims),
+        };
+        w.net
+            .node_mut(w.vs)
+            .endpoint
+            .send(now, vs_conn, VS_CHANNEL, message.encode().into())
+            .unwrap();
+        w.net.drain(w.vs);
+        w.net.run_for(SECOND);
+    };
+    // Validly signed, right sequence, session and head, but another tick.
+    let wrong_tick = ReceiptClaims {
+        tick: sent.tick + 1,
+        ..claims.clone()
+    };
+    deliver(&mut w, &wrong_tick);
+    let agent = &w.gs().agent;
+    assert_eq!(agent.receipts_rejected(), 1);
+    assert_eq!(agent.pending_digests(), 1, "the digest stays pending");
+    assert!(w.gs().events.iter().any(|e| matches!(
+        e,
+        GsEvent::ReceiptRejected { sequence, detail } if *sequence == sent.sequence && detail.contains("tick")
+    )));
+    assert!(!w.gs().events.iter().any(|e| matches!(e, GsEvent::Receipt { .. })));
+
+    deliver(&mut w, &claims);
+    assert_eq!(w.gs().agent.pending_digests(), 0);
+    assert_eq!(w.gs().agent.receipts_rejected(), 1);
+    assert!(w
+        .gs()
+        .events
+        .iter()
+        .any(|e| matches!(e, GsEvent::Receipt { digest, .. } if *digest == sent)));
+}
+
+#[test]
+fn a_play_ticket_expired_when_the_accept_arrives_is_refused_though_fresh_at_connect() {
+    // One ticket only (no renewals, no starvation): it expires 6 s after it is issued.
+    let mut setup = Setup::default();
+    setup.vs.ticket_interval_ms = 600_000;
+    setup.gs.ticket_starvation_timeout_ms = 600_000;
+    let mut w = World::new(setup);
+    w.run_until_status(GsStatus::Authorised, 5 * SECOND);
+    w.net.run_for(SECOND);
+    let expires_at_ms = w.gs().agent.ticket().unwrap().expires_at_ms;
+    let connect_ms = w.net.wall_clock().unix_ms_at(w.net.now);
+    assert!(
+        connect_ms + 4_900 < expires_at_ms,
+        "fresh when the client connects"
+    );
+
+    // Everything from the GS to clients takes 4 s more: the GS reads the hello ~4 s after the
+    // connect, while it still holds (and presents) the ticket; the accept reaches the client
+    // ~8 s after the connect, 3 s after the ticket expired, beyond the 2 s allowance.
+    let gs_addr = w.net.node(w.gs).addr;
+    let vs_addr = w.net.node(w.vs).addr;
+    w.net.set_filter(move |p| {
+        if p.from == gs_addr && p.to != vs_addr {
+            Fate::Delay(4 * SECOND)
+        } else {
+            Fate::Deliver
+        }
+    });
+    let (client, conn) = w.client_connects(100);
+    // Control: a client allowing 30 s of skew, connecting at the same instant, gets in.
+    let lenient = w.net.add_client(Config {
+        play_ticket_max_skew_ms: 30_000,
+        ..Net::config(101)
+    });
+    let key = w.net.node(lenient).identity.verifying_key().to_bytes();
+    let now = w.net.now;
+    let ticket = w
+        .net
+        .node_mut(w.vs)
+        .app_mut::<Vs>()
+        .0
+        .verifier
+        .issue_join_ticket(now, 101, key, GS_ID, 0);
+    let options = ConnectOptions {
+        trusted_vs_keys: Some(w.keys.clone()),
+        ..ConnectOptions::default()
+    };
+    let lenient_conn = w.net.connect_with(lenient, w.gs, ticket, options);
+
+    let (reason, _, initiator) = w.net.run_until_rejected(client, conn, 10 * SECOND);
+    assert_eq!(
+        (reason, initiator),
+        (ReasonCode::NOT_AUTHORISED, Initiator::Local)
+    );
+    let Some(Event::Rejected { detail, .. }) = w.net.node(client).closure_of(conn) else {
+        unreachable!("rejected above")
+    };
+    assert!(detail.contains("play ticket expired"), "{detail}");
+    assert!(
+        w.net.node(lenient).endpoint.session(lenient_conn).is_some(),
+        "same delay, larger allowance: {:?}",
+        w.net.node(lenient).events
+    );
+    assert_eq!(
+        w.net.node(w.gs).sessions().len(),
+        2,
+        "the GS accepted both hellos, presenting its ticket"
+    );
 }

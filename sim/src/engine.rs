@@ -72,11 +72,14 @@ fn derive_u64(seed: u64, label: &str, a: u64, b: u64) -> u64 {
 mod app;
 mod faults;
 mod queue;
+mod vs;
 
 use app::{
     broadcast, client_event, send_input, server_event, start_attempt, App, ClientApp, ClientState, ServerApp,
 };
 use queue::Queue;
+use vs::{GsVs, VsApp, VsNet};
+pub use vs::{SIM_BINARY_SHA256, SIM_CONFIG_SHA256, VS_ADDR, VS_KEY_ID};
 
 /// Options of one run beyond the scenario.
 #[derive(Default)]
@@ -133,6 +136,11 @@ enum What {
 enum Action {
     Cut {
         client: usize,
+        direction: Direction,
+        start: bool,
+    },
+    /// Every game server's path to the VS.
+    CutVs {
         direction: Direction,
         start: bool,
     },
@@ -220,6 +228,8 @@ struct World {
     metrics: Metrics,
     buf: Vec<u8>,
     counts: EngineCounts,
+    /// The verification server, if the scenario has one.
+    vs: Option<VsNet>,
 }
 
 /// Work the engine did, for profiling a run.
@@ -259,6 +269,12 @@ impl World {
             self.metrics.no_route += 1;
             return;
         };
+        if let Some(vs) = &self.vs {
+            if src == vs.node || dst == vs.node {
+                self.route_vs(src, dst, from, bytes);
+                return;
+            }
+        }
         let uplink = src >= self.servers;
         let client = if uplink { src } else { dst } - self.servers;
         if uplink {
@@ -277,6 +293,41 @@ impl World {
         }
         let link = if uplink { &mut path.up } else { &mut path.down };
         let outcome = link.transmit(now, bytes.to_vec());
+        let acc = if uplink {
+            &mut path.up_delay
+        } else {
+            &mut path.down_delay
+        };
+        for delivery in outcome.deliveries.iter().filter(|d| !d.duplicate) {
+            acc.0 += u128::from(delivery.at.saturating_sub(now));
+            acc.1 += 1;
+        }
+        self.enqueue(outcome, dst, from);
+    }
+
+    /// Routes one datagram between a game server and the verification server.
+    fn route_vs(&mut self, src: usize, dst: usize, from: SocketAddr, bytes: &[u8]) {
+        let vs = self.vs.as_mut().expect("checked by the caller");
+        let uplink = dst == vs.node;
+        let server = if uplink { src } else { dst };
+        let Some(path) = vs.paths.get_mut(server) else {
+            // Only game servers have a path to the VS.
+            self.trace.update([0xff]);
+            self.metrics.no_route += 1;
+            return;
+        };
+        if (if uplink { path.cut_up } else { path.cut_down }) > 0 {
+            self.trace.update([0xfe]);
+            self.metrics.partition_dropped += 1;
+            return;
+        }
+        let link = if uplink { &mut path.up } else { &mut path.down };
+        let outcome = link.transmit(self.now, bytes.to_vec());
+        self.enqueue(outcome, dst, from);
+    }
+
+    /// Hashes a link's verdict on one datagram and queues its deliveries to node `dst`.
+    fn enqueue(&mut self, outcome: crate::link::Outcome, dst: usize, from: SocketAddr) {
         if let Some(reason) = outcome.dropped {
             self.trace.update([0, drop_code(reason)]);
         }
@@ -284,17 +335,6 @@ impl World {
             self.trace
                 .update([1, u8::from(delivery.corrupted), u8::from(delivery.duplicate)]);
             self.trace.update(delivery.at.to_be_bytes());
-            if !delivery.duplicate {
-                let delay = u128::from(delivery.at.saturating_sub(now));
-                let path = &mut self.paths[client];
-                let acc = if uplink {
-                    &mut path.up_delay
-                } else {
-                    &mut path.down_delay
-                };
-                acc.0 += delay;
-                acc.1 += 1;
-            }
             self.push(
                 delivery.at,
                 What::Deliver {
@@ -347,6 +387,12 @@ impl World {
         reason: ReasonCode,
         detail: &str,
     ) {
+        if reason == ReasonCode::NOT_AUTHORISED && self.vs.is_some() {
+            // A game server starved of play tickets closes its sessions on purpose: the VS
+            // protocol at work, not a failure detector's verdict on the path.
+            self.metrics.record_disconnect(side, reason, true, None, detail);
+            return;
+        }
         let now = self.now;
         let grace = self.scenario.endpoint.idle_timeout_ms * MILLI;
         let path = &self.paths[client];
@@ -459,7 +505,7 @@ impl Sim {
         }
         let scenario = Arc::new(scenario);
         let metrics = Metrics::new(&scenario, preset_names, &client_presets);
-        let world = World {
+        let mut world = World {
             seed,
             now: 0,
             queue: Queue::default(),
@@ -476,6 +522,7 @@ impl Sim {
             metrics,
             buf: Vec::with_capacity(1500),
             counts: EngineCounts::default(),
+            vs: None,
         };
         let mut nodes = Vec::with_capacity(servers + clients);
         for s in 0..servers {
@@ -488,6 +535,7 @@ impl Sim {
                 gs_id: s as u64 + 1,
                 sessions: BTreeMap::new(),
                 snapshot_every,
+                vs: None,
             });
             nodes.push(Self::make_node(&world, epoch, s, addr, app));
         }
@@ -504,12 +552,23 @@ impl Sim {
             });
             nodes.push(Self::make_node(&world, epoch, id, addr, app));
         }
+        if scenario.vs.is_some() {
+            let id = servers + clients;
+            let node = Self::make_node(&world, epoch, id, VS_ADDR, App::Vs(None));
+            let identity = node.identity.verifying_key().to_bytes();
+            world.vs = Some(VsNet::new(&scenario, seed, id, &vs::vs_key(seed), identity));
+            nodes.push(node);
+        }
         let mut sim = Self { world, nodes, end };
         for id in 0..sim.nodes.len() {
-            sim.start_node(id)?;
-        }
-        for id in 0..sim.nodes.len() {
             sim.world.addrs.insert(sim.nodes[id].addr, id);
+        }
+        // The VS (the last node) first, so that game servers find it listening.
+        let order = (0..sim.nodes.len())
+            .rev()
+            .take(usize::from(scenario.vs.is_some()));
+        for id in order.chain(0..servers + clients) {
+            sim.start_node(id)?;
         }
         // Clients join spread over the join window, each at a random point of its own slot.
         let window = (scenario.topology.join_window_s * 1e9) as Nanos;
@@ -561,7 +620,7 @@ impl Sim {
         let key_log = world.key_log.clone().map(|k| k as Arc<dyn rustls::KeyLog>);
         let crypto = sim_crypto(derive(world.seed, "rustls", id as u64, incarnation), key_log);
         let now = node.clock.instant(world.now);
-        let endpoint = match &node.app {
+        let endpoint = match &mut node.app {
             App::Server(app) => {
                 let mut endpoint = Endpoint::server_with(
                     config,
@@ -574,10 +633,38 @@ impl Sim {
                 if let Some(tickets) = endpoint.tickets_mut() {
                     tickets.add_key(ISSUER_KEY_ID, world.issuer.verifying_key());
                 }
+                if let (Some(vs), Some(settings)) = (&world.vs, &world.scenario.vs) {
+                    let gs = GsVs::start(
+                        &settings.game_server,
+                        world.seed,
+                        id,
+                        incarnation,
+                        vs,
+                        &mut endpoint,
+                        now,
+                        world.now,
+                    );
+                    app.vs = Some(Box::new(gs));
+                }
                 endpoint
             }
             App::Client(_) => {
                 Endpoint::client_with(config, node.identity.clone(), node.clock.wall(), crypto)?
+            }
+            App::Vs(app) => {
+                config.accept_game_servers = true;
+                let endpoint =
+                    Endpoint::server_with(config, node.identity.clone(), 0, node.clock.wall(), now, crypto)?;
+                let gs_keys: Vec<[u8; 32]> = (0..world.servers)
+                    .map(|s| {
+                        SigningKey::from_bytes(&derive(world.seed, "identity", s as u64, 0))
+                            .verifying_key()
+                            .to_bytes()
+                    })
+                    .collect();
+                let settings = vs::verifier_config(&world.scenario, world.seed, incarnation, &gs_keys);
+                *app = Some(Box::new(VsApp::new(settings, vs::vs_key(world.seed), &endpoint)));
+                endpoint
             }
         };
         node.endpoint = Some(endpoint);
@@ -754,6 +841,11 @@ impl Sim {
                     report.ticks.absorb(&scheduler.stats());
                 }
             }
+            if let (App::Server(ServerApp { vs: Some(gs), .. }), Some(vs)) = (&node.app, &mut report.vs) {
+                vs.authorised_at_end += usize::from(gs.authorised());
+                let open_gap = (self.world.now - gs.last_ticket) as f64 / MILLI as f64;
+                vs.max_ticket_gap_ms = vs.max_ticket_gap_ms.max(open_gap);
+            }
         }
         for node in &self.nodes[servers..] {
             if let (Some(endpoint), App::Client(app)) = (&node.endpoint, &node.app) {
@@ -828,11 +920,18 @@ fn drive(id: usize, node: &mut Node, world: &mut World) {
     let mut buf = std::mem::take(&mut world.buf);
     while let Some(endpoint) = node.endpoint.as_mut() {
         let mut busy = false;
+        match &mut node.app {
+            App::Server(ServerApp { vs: Some(vs), .. }) => vs.on_time(endpoint, local, world),
+            App::Vs(Some(vs)) => vs.on_time(endpoint, local, world),
+            _ => {}
+        }
         while let Some(event) = endpoint.poll_event() {
             busy = true;
             match &mut node.app {
-                App::Server(app) => server_event(app, endpoint, world, event),
+                App::Server(app) => server_event(app, endpoint, world, local, event),
                 App::Client(app) => client_event(id, app, &mut node.rng, world, event),
+                App::Vs(Some(vs)) => vs.on_event(endpoint, local, &event, world),
+                App::Vs(None) => {}
             }
         }
         match &mut node.app {
@@ -852,6 +951,11 @@ fn drive(id: usize, node: &mut Node, world: &mut World) {
                     }
                 }
             }
+            App::Vs(_) => {
+                while endpoint.poll_tick(local).is_some() {
+                    busy = true;
+                }
+            }
         }
         while let Some(transmit) = endpoint.poll_transmit(local, &mut buf) {
             busy = true;
@@ -866,14 +970,17 @@ fn drive(id: usize, node: &mut Node, world: &mut World) {
         return;
     };
     let mut deadline = endpoint.poll_timeout();
-    if let App::Client(ClientApp {
-        state: ClientState::Connected { conn, .. },
-        ..
-    }) = node.app
-    {
-        if let Some(tick) = endpoint.tick_sync(conn).and_then(|s| s.next_deadline()) {
-            deadline = Some(deadline.map_or(tick, |d| d.min(tick)));
-        }
+    let app_deadline = match &node.app {
+        App::Client(ClientApp {
+            state: ClientState::Connected { conn, .. },
+            ..
+        }) => endpoint.tick_sync(*conn).and_then(|s| s.next_deadline()),
+        App::Server(ServerApp { vs: Some(vs), .. }) => vs.agent.poll_timeout(),
+        App::Vs(Some(vs)) => vs.verifier.poll_timeout(),
+        _ => None,
+    };
+    if let Some(at) = app_deadline {
+        deadline = Some(deadline.map_or(at, |d| d.min(at)));
     }
     if let Some(deadline) = deadline {
         let at = node.clock.virtual_at(deadline, now);

@@ -81,7 +81,8 @@ pub struct SessionReport {
     /// The first detail text seen for each entry of `disconnects`, for diagnosis.
     pub disconnect_details: BTreeMap<String, String>,
     /// Sessions ended while no fault touched their path (either side's view): the failure
-    /// detector's false positives. Should be 0.
+    /// detector's false positives. Should be 0. Sessions a game server starved of play
+    /// tickets closed with `NOT_AUTHORISED` are deliberate and not counted.
     pub false_disconnects: u64,
     /// Sessions ended by a fault (partition, crash) and detected by a side.
     pub detected_disconnects: u64,
@@ -273,6 +274,89 @@ pub struct Report {
     pub traffic: TrafficReport,
     /// Per link preset.
     pub presets: Vec<PresetReport>,
+    /// The verification server and its game servers, when the scenario has one.
+    pub vs: Option<VsReport>,
+}
+
+/// The verification server and the game servers it attests.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VsReport {
+    /// Game-server joins the VS accepted (attestations, first and after a lost session).
+    pub joins: u64,
+    /// Joins the VS refused, by reason.
+    pub join_rejections: BTreeMap<String, u64>,
+    /// Re-attestations (fresh quotes in heartbeats) the VS accepted.
+    pub reattestations: u64,
+    /// Authorisations the VS withdrew, by reason (heartbeat timeout, session lost, …).
+    pub deauthorised: BTreeMap<String, u64>,
+    /// Play tickets the game servers received and accepted.
+    pub tickets_received: u64,
+    /// Time from a game server's start to its first play ticket, in milliseconds.
+    pub first_ticket_ms: Summary,
+    /// Longest time any game server went without a new play ticket, in milliseconds
+    /// (counting a gap still open at the end).
+    pub max_ticket_gap_ms: f64,
+    /// Times a game server paused admissions because its ticket ran out.
+    pub admissions_paused: u64,
+    /// Client sessions game servers closed with `NOT_AUTHORISED` when starved of tickets.
+    pub sessions_closed_starved: u64,
+    /// Times a game server resumed admitting after a pause or starvation.
+    pub resumed: u64,
+    /// Times a game server lost its session to the VS (it reconnects and re-attests).
+    pub vs_lost: u64,
+    /// Transcript digests the VS receipted (idempotent retries count again).
+    pub receipts_signed: u64,
+    /// Receipts the game servers accepted.
+    pub receipts_received: u64,
+    /// Digests abandoned after every retry.
+    pub digests_abandoned: u64,
+    /// Game servers holding a valid play ticket at the end.
+    pub authorised_at_end: usize,
+    /// What made a game server give up (first-ticket timeout, a final refusal).
+    pub failures: Vec<String>,
+}
+
+/// Counters behind [`VsReport`].
+#[derive(Debug, Clone, Default)]
+pub(crate) struct VsMetrics {
+    pub(crate) joins: u64,
+    pub(crate) join_rejections: BTreeMap<String, u64>,
+    pub(crate) reattestations: u64,
+    pub(crate) deauthorised: BTreeMap<String, u64>,
+    pub(crate) tickets_received: u64,
+    pub(crate) first_ticket_ms: Vec<f64>,
+    pub(crate) max_ticket_gap_ns: Nanos,
+    pub(crate) admissions_paused: u64,
+    pub(crate) sessions_closed_starved: u64,
+    pub(crate) resumed: u64,
+    pub(crate) vs_lost: u64,
+    pub(crate) receipts_signed: u64,
+    pub(crate) receipts_received: u64,
+    pub(crate) digests_abandoned: u64,
+    pub(crate) failures: Vec<String>,
+}
+
+impl VsMetrics {
+    fn report(&self) -> VsReport {
+        VsReport {
+            joins: self.joins,
+            join_rejections: self.join_rejections.clone(),
+            reattestations: self.reattestations,
+            deauthorised: self.deauthorised.clone(),
+            tickets_received: self.tickets_received,
+            first_ticket_ms: Summary::of(&self.first_ticket_ms),
+            max_ticket_gap_ms: self.max_ticket_gap_ns as f64 / MILLI as f64,
+            admissions_paused: self.admissions_paused,
+            sessions_closed_starved: self.sessions_closed_starved,
+            resumed: self.resumed,
+            vs_lost: self.vs_lost,
+            receipts_signed: self.receipts_signed,
+            receipts_received: self.receipts_received,
+            digests_abandoned: self.digests_abandoned,
+            authorised_at_end: 0,
+            failures: self.failures.clone(),
+        }
+    }
 }
 
 impl Report {
@@ -393,6 +477,34 @@ impl fmt::Display for Report {
             "  ticks               {} (skipped {}), lateness p99 {:.2} ms, max {:.2} ms",
             tk.ticks, tk.skipped, tk.lateness_p99_ms, tk.lateness_max_ms
         );
+        if let Some(v) = &self.vs {
+            let _ = writeln!(
+                w,
+                "  verification server {} joins, {} re-attestations, refused {}, deauthorised {}",
+                v.joins,
+                v.reattestations,
+                map_or_none(&v.join_rejections),
+                map_or_none(&v.deauthorised)
+            );
+            let _ = writeln!(
+                w,
+                "    play tickets      {} received, first after p99 {:.0} ms, longest gap {:.0} ms, {}/{} servers authorised at the end",
+                v.tickets_received, v.first_ticket_ms.p99, v.max_ticket_gap_ms, v.authorised_at_end, self.servers
+            );
+            let _ = writeln!(
+                w,
+                "    starvation        {} pauses, {} sessions closed, {} resumes, {} VS sessions lost",
+                v.admissions_paused, v.sessions_closed_starved, v.resumed, v.vs_lost
+            );
+            let _ = writeln!(
+                w,
+                "    transcripts       {} receipts signed, {} received, {} digests abandoned",
+                v.receipts_signed, v.receipts_received, v.digests_abandoned
+            );
+            for failure in &v.failures {
+                let _ = writeln!(w, "    failure           {failure}");
+            }
+        }
         if self.wall_seconds > 0.0 {
             let _ = writeln!(
                 w,
@@ -415,7 +527,7 @@ fn map_or_none(map: &BTreeMap<String, u64>) -> String {
         .join(", ")
 }
 
-fn reason_name(reason: ReasonCode) -> String {
+pub(crate) fn reason_name(reason: ReasonCode) -> String {
     reason
         .name()
         .map_or_else(|| format!("REASON_{}", reason.0), str::to_owned)
@@ -465,6 +577,7 @@ pub struct Metrics {
     pub(crate) partition_dropped: u64,
     pub(crate) dropped_at_down_node: u64,
     pub(crate) faults: u64,
+    pub(crate) vs: Option<VsMetrics>,
 }
 
 impl Metrics {
@@ -479,6 +592,7 @@ impl Metrics {
             presets,
             preset_clients,
             joined: vec![false; scenario.clients()],
+            vs: scenario.vs.as_ref().map(|_| VsMetrics::default()),
             ..Self::default()
         }
     }
@@ -654,6 +768,7 @@ impl Metrics {
                     loss_pct: self.series[i].1.clone(),
                 })
                 .collect(),
+            vs: self.vs.as_ref().map(VsMetrics::report),
             ..Report::default()
         }
     }

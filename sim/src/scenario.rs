@@ -1,5 +1,5 @@
 //! Scenarios: TOML descriptions of a topology, a traffic model, a fault schedule and a
-//! duration. Five ship embedded in the binary ([`Scenario::builtin`]); any other file in the
+//! duration. Six ship embedded in the binary ([`Scenario::builtin`]); any other file in the
 //! same format can be run by path.
 //!
 //! ```toml
@@ -30,6 +30,7 @@ use std::fmt;
 
 use rand::{Rng, RngExt};
 use serde::{Deserialize, Serialize};
+use tickwire_core::vs::{GsConfig, VsConfig};
 use tickwire_core::Config;
 
 use crate::link::LinkSpec;
@@ -68,6 +69,50 @@ pub struct Scenario {
     /// Reporting options.
     #[serde(default)]
     pub report: ReportOptions,
+    /// A verification server attesting every game server, if present.
+    #[serde(default)]
+    pub vs: Option<VsScenario>,
+}
+
+/// A verification server (VS) node and what the game servers and clients do with it.
+///
+/// Each game server runs a [`GsAgent`](tickwire_core::vs::GsAgent) with a
+/// [`SimulatedTpm`](tickwire_core::attest::SimulatedTpm) that measures a fixed binary and
+/// configuration into PCR 23; the VS runs a [`Verifier`](tickwire_core::vs::Verifier) that
+/// allows exactly that measurement and has every game server enrolled with its identity key
+/// and AK pinned. Game servers admit clients only while they hold a play ticket, and clients
+/// verify it. Client inputs are chained into transcripts and receipted.
+///
+/// ```toml
+/// [vs]
+/// link = "cross-region"
+/// verifier = { ticket_interval_ms = 2000, ticket_lifetime_ms = 6000 }
+/// game_server = { ticket_starvation_timeout_ms = 10000 }
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VsScenario {
+    /// Link preset of every game server's path to the VS (both directions, independent
+    /// random streams). Default `lan`.
+    pub link: String,
+    /// The verifier's settings. `key_id`, `seed`, `measurements` and `game_servers` are
+    /// filled by the simulator.
+    pub verifier: VsConfig,
+    /// Every game server's agent settings. `gs_id` and `seed` are filled by the simulator.
+    pub game_server: GsConfig,
+    /// Whether clients require the game server's play ticket and verify it. Default true.
+    pub clients_check_play_ticket: bool,
+}
+
+impl Default for VsScenario {
+    fn default() -> Self {
+        Self {
+            link: "lan".into(),
+            verifier: VsConfig::default(),
+            game_server: GsConfig::default(),
+            clients_check_play_ticket: true,
+        }
+    }
 }
 
 fn default_seed() -> u64 {
@@ -219,7 +264,9 @@ impl SizeDist {
 }
 
 /// Which nodes a fault applies to. Written as a string: `server:N`, `servers`, `client:N`
-/// (global client index), `clients:A..B` (half-open range), `clients`, `clients-of:N`.
+/// (global client index), `clients:A..B` (half-open range), `clients`, `clients-of:N`, `vs`.
+/// A partition of `vs` cuts every game server's path to the verification server (`uplink` =
+/// game server to VS).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum Target {
@@ -235,6 +282,8 @@ pub enum Target {
     AllClients,
     /// Every client of one game server.
     ClientsOf(usize),
+    /// The verification server (its node; for a partition, its paths to the game servers).
+    Vs,
 }
 
 impl TryFrom<String> for Target {
@@ -249,6 +298,7 @@ impl TryFrom<String> for Target {
         match text.split_once(':') {
             None if text == "servers" => Ok(Target::Servers),
             None if text == "clients" => Ok(Target::AllClients),
+            None if text == "vs" => Ok(Target::Vs),
             Some(("server", n)) => Ok(Target::Server(number(n)?)),
             Some(("client", n)) => Ok(Target::Client(number(n)?)),
             Some(("clients-of", n)) => Ok(Target::ClientsOf(number(n)?)),
@@ -259,7 +309,7 @@ impl TryFrom<String> for Target {
                 Ok(Target::Clients(number(a)?, number(b)?))
             }
             _ => Err(format!(
-                "bad target {text:?}: expected server:N, servers, client:N, clients:A..B, clients or clients-of:N"
+                "bad target {text:?}: expected server:N, servers, client:N, clients:A..B, clients, clients-of:N or vs"
             )),
         }
     }
@@ -280,6 +330,7 @@ impl fmt::Display for Target {
             Target::Clients(a, b) => write!(f, "clients:{a}..{b}"),
             Target::AllClients => write!(f, "clients"),
             Target::ClientsOf(n) => write!(f, "clients-of:{n}"),
+            Target::Vs => write!(f, "vs"),
         }
     }
 }
@@ -383,6 +434,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("lossy", include_str!("../scenarios/lossy.toml")),
     ("partition-heal", include_str!("../scenarios/partition-heal.toml")),
     ("scale-1k", include_str!("../scenarios/scale-1k.toml")),
+    ("vs-outage", include_str!("../scenarios/vs-outage.toml")),
 ];
 
 impl Scenario {
@@ -496,6 +548,7 @@ impl Scenario {
                 Target::Client(n) => n < self.clients(),
                 Target::Clients(a, b) => a < b && b <= self.clients(),
                 Target::Servers | Target::AllClients => true,
+                Target::Vs => self.vs.is_some(),
             };
             if !in_range {
                 return bad(format!("fault target {target} names no node"));
@@ -504,6 +557,18 @@ impl Scenario {
         self.endpoint
             .validate()
             .map_err(|e| ScenarioError::Invalid(format!("endpoint: {e}")))?;
+        if let Some(vs) = &self.vs {
+            if self.link(&vs.link).is_none() {
+                return bad(format!("vs.link: unknown link preset {:?}", vs.link));
+            }
+            let v = &vs.verifier;
+            if v.ticket_interval_ms == 0 || v.ticket_lifetime_ms < v.ticket_interval_ms {
+                return bad("vs.verifier needs 0 < ticket_interval_ms <= ticket_lifetime_ms".into());
+            }
+            if vs.game_server.heartbeat_interval_ms == 0 {
+                return bad("vs.game_server.heartbeat_interval_ms must be positive".into());
+            }
+        }
         Ok(())
     }
 }
@@ -530,6 +595,7 @@ mod tests {
             "clients:2..5",
             "clients",
             "clients-of:1",
+            "vs",
         ] {
             let target = Target::try_from(text.to_string()).unwrap();
             assert_eq!(target.to_string(), text);

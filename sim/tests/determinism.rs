@@ -34,6 +34,7 @@ fn every_shipped_scenario_is_byte_identical_across_processes() {
         ("lossy", 3.0),
         ("partition-heal", 3.0),
         ("scale-1k", 1.0),
+        ("vs-outage", 3.0),
     ] {
         let first = trace_of(scenario, 17, duration, &dir);
         let second = trace_of(scenario, 17, duration, &dir);

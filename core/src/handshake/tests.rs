@@ -82,6 +82,25 @@ fn run_with(
     accept_game_servers: bool,
     play_ticket: Option<&[u8]>,
 ) -> Result<(Session, Session), Rejection> {
+    run_at(
+        f,
+        offer,
+        (client_exporter, server_exporter),
+        accept_game_servers,
+        play_ticket,
+        NOW_MS,
+    )
+}
+
+/// [`run_with`], the client processing the accept at wall-clock time `accept_at_ms`.
+fn run_at(
+    f: &mut Fixture,
+    offer: ClientOffer,
+    (client_exporter, server_exporter): (Exporter, Exporter),
+    accept_game_servers: bool,
+    play_ticket: Option<&[u8]>,
+    accept_at_ms: u64,
+) -> Result<(Session, Session), Rejection> {
     let (awaiting, hello) =
         ClientHandshake::new(f.client.clone(), offer).start(client_exporter, [3; NONCE_LEN]);
     let policy = ServerPolicy {
@@ -95,7 +114,7 @@ fn run_with(
         AwaitingHello::new(server_exporter).handle_hello(&policy, &hello, CONTRIBUTION, |ticket, key| {
             verifier.verify(ticket, NOW_MS, key)
         })?;
-    let client_session = awaiting.handle_accept(&accept)?;
+    let client_session = awaiting.handle_accept(&accept, accept_at_ms)?;
     Ok((client_session, server_session))
 }
 
@@ -196,7 +215,9 @@ fn a_tampered_accept_is_rejected() {
     let mut body: AcceptBody = wire::decode(&signed.body).unwrap();
     body.permissions = u32::MAX;
     signed.body = wire::encode(&body);
-    let err = awaiting.handle_accept(&Control::Accept(signed)).unwrap_err();
+    let err = awaiting
+        .handle_accept(&Control::Accept(signed), NOW_MS)
+        .unwrap_err();
     assert_eq!(err.reason, ReasonCode::BAD_SIGNATURE);
 }
 
@@ -234,6 +255,23 @@ fn game_servers_join_without_a_ticket_only_where_admitted() {
     assert_eq!(server.ticket, None);
     assert_eq!(server.client_key, f.client.verifying_key().to_bytes());
 
+    // A GameServer hello carrying a join ticket is malformed, whether or not the server
+    // admits game servers: the ticket is refused, never silently ignored.
+    let gs_with_ticket = ClientOffer {
+        role: Role::GameServer,
+        ..offer(&f, Role::Player, 0)
+    };
+    assert!(gs_with_ticket.join_ticket.is_some());
+    for admits in [true, false] {
+        let err = run_with(&mut f, gs_with_ticket.clone(), [0; 32], [0; 32], admits, None).unwrap_err();
+        assert_eq!(
+            err.reason,
+            ReasonCode::BAD_HANDSHAKE,
+            "admits game servers: {admits}"
+        );
+        assert!(err.detail.contains("join ticket"), "{}", err.detail);
+    }
+
     let ticketless_player = ClientOffer {
         join_ticket: None,
         ..offer(&f, Role::Player, 0)
@@ -266,10 +304,9 @@ fn the_client_checks_the_play_ticket_it_asked_for() {
     let forged = PlayTicket::issue(3, &SigningKey::from_bytes(&[0x52; 32]), &claims_for(server_key))
         .0
         .to_bytes();
-    let checking = |f: &Fixture, now_unix_ms: u64| ClientOffer {
+    let checking = |f: &Fixture| ClientOffer {
         play_ticket: Some(PlayTicketCheck {
             keys: keys.clone(),
-            now_unix_ms,
             max_skew_ms: 1_000,
         }),
         ..offer(f, Role::Player, 0)
@@ -284,8 +321,8 @@ fn the_client_checks_the_play_ticket_it_asked_for() {
     ];
     for (presented, now, expected) in cases {
         let mut f = fixture();
-        let offer = checking(&f, now);
-        let outcome = run_with(&mut f, offer, [0; 32], [0; 32], false, presented);
+        let offer = checking(&f);
+        let outcome = run_at(&mut f, offer, ([0; 32], [0; 32]), false, presented, now);
         match expected {
             Ok(()) => assert_eq!(
                 outcome.unwrap().0.play_ticket.as_deref(),
@@ -294,4 +331,58 @@ fn the_client_checks_the_play_ticket_it_asked_for() {
             Err(reason) => assert_eq!(outcome.unwrap_err().reason, reason),
         }
     }
+}
+
+#[test]
+fn the_play_ticket_is_checked_when_the_accept_is_processed_with_its_own_skew() {
+    use crate::vs::{PlayTicket, PlayTicketClaims, VsKeys};
+    let vs = SigningKey::from_bytes(&[0x51; 32]);
+    let server_key = fixture().server.verifying_key().to_bytes();
+    let ticket = PlayTicket::issue(
+        3,
+        &vs,
+        &PlayTicketClaims {
+            gs_id: 42,
+            gs_key: server_key,
+            issued_at_ms: NOW_MS,
+            expires_at_ms: NOW_MS + 6_000,
+            sequence: 1,
+            measurement: [0; 32],
+        },
+    )
+    .0
+    .to_bytes();
+    let offer = |f: &Fixture| ClientOffer {
+        play_ticket: Some(PlayTicketCheck {
+            keys: VsKeys::single(3, vs.verifying_key()),
+            max_skew_ms: 2_000,
+        }),
+        ..offer(f, Role::Player, 0)
+    };
+    // The offer was made at NOW_MS, when the ticket was fresh; only the accept's time counts.
+    let at = |accept_at_ms: u64| {
+        let mut f = fixture();
+        let offer = offer(&f);
+        run_at(
+            &mut f,
+            offer,
+            ([0; 32], [0; 32]),
+            false,
+            Some(&ticket),
+            accept_at_ms,
+        )
+    };
+    assert!(
+        at(NOW_MS + 8_000).is_ok(),
+        "expiry + skew is the last valid instant"
+    );
+    let late = at(NOW_MS + 8_001).unwrap_err();
+    assert_eq!(late.reason, ReasonCode::NOT_AUTHORISED);
+    assert!(late.detail.contains("expired 1 ms ago"), "{}", late.detail);
+    assert!(at(NOW_MS - 2_000).is_ok());
+    assert_eq!(
+        at(NOW_MS - 2_001).unwrap_err().reason,
+        ReasonCode::NOT_AUTHORISED,
+        "issued in the future beyond the skew"
+    );
 }

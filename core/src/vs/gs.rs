@@ -16,7 +16,7 @@ use crate::retry::{Backoff, RetryConfig};
 use crate::wire::{ReasonCode, Role};
 
 use super::message::{Attestation, JoinRequest, Revocation, VsMessage};
-use super::tickets::{PlayTicket, PlayTicketClaims, ProtectedReceipt, VsKeys};
+use super::tickets::{PlayTicket, PlayTicketClaims, ProtectedReceipt, ReceiptClaims, VsKeys};
 use super::transcript::{TranscriptChain, TranscriptDigest};
 use super::{VS_CHANNEL, VS_NONCE_LEN};
 
@@ -55,6 +55,11 @@ pub struct GsConfig {
     /// the VS's per-peer message rate; sessions left over are digested at later heartbeats.
     /// Default 32.
     pub max_digests_per_heartbeat: usize,
+    /// Digests awaiting a receipt within their response timeout at most (a window, as in
+    /// flow control): new digests and retries wait while this many are outstanding. It bounds
+    /// what queues up behind a stalled VS session and reaches the VS as one burst when the
+    /// path heals. Default 64.
+    pub max_outstanding_digests: usize,
     /// Sessions whose transcript is tracked at most; inputs of further sessions are not
     /// chained (counted in [`GsAgent::untracked_inputs`]). Default 65 536.
     pub max_transcripts: usize,
@@ -76,6 +81,7 @@ impl Default for GsConfig {
             play_ticket_skew_ms: 30_000,
             max_pending_digests: 1_024,
             max_digests_per_heartbeat: 32,
+            max_outstanding_digests: 64,
             max_transcripts: 65_536,
             seed: 0,
         }
@@ -153,6 +159,15 @@ pub enum GsEvent {
         digest: TranscriptDigest,
         /// The VS's signed receipt (verifies offline).
         receipt: ProtectedReceipt,
+    },
+    /// A receipt for a pending digest was ignored: it does not verify, or its claims differ
+    /// from the digest sent (game server, sequence, session, tick or chain head). The digest
+    /// stays pending (and is retried). Counted in [`GsAgent::receipts_rejected`].
+    ReceiptRejected {
+        /// The digest sequence the receipt was for.
+        sequence: u64,
+        /// What did not match.
+        detail: String,
     },
     /// A digest got no receipt after every retry.
     DigestAbandoned {
@@ -238,6 +253,7 @@ pub struct GsAgent {
     digest_seq: u64,
     pending_digests: BTreeMap<u64, PendingDigest>,
     untracked_inputs: u64,
+    receipts_rejected: u64,
     events: VecDeque<GsEvent>,
 }
 
@@ -295,6 +311,7 @@ impl GsAgent {
             digest_seq: 0,
             pending_digests: BTreeMap::new(),
             untracked_inputs: 0,
+            receipts_rejected: 0,
             events: VecDeque::new(),
         }
     }
@@ -335,6 +352,12 @@ impl GsAgent {
     /// Transcript digests awaiting a receipt.
     pub fn pending_digests(&self) -> usize {
         self.pending_digests.len()
+    }
+
+    /// Receipts for pending digests that were ignored because they did not verify or did not
+    /// match the digest sent ([`GsEvent::ReceiptRejected`]).
+    pub fn receipts_rejected(&self) -> u64 {
+        self.receipts_rejected
     }
 
     /// The transcript head of `session_id`, if tracked.
@@ -396,9 +419,13 @@ impl GsAgent {
         }
         if self.link == Link::Up {
             at(self.next_heartbeat);
+            // A full window frees up at a deadline or a receipt, not at a resend time.
+            let room = self.outstanding_digests() < self.config.max_outstanding_digests;
             for pending in self.pending_digests.values() {
                 at(pending.deadline);
-                at(pending.resend_at);
+                if room {
+                    at(pending.resend_at);
+                }
             }
         }
         next
@@ -689,17 +716,18 @@ impl GsAgent {
             }
             VsMessage::Receipt { sequence, receipt } => {
                 let Some(pending) = self.pending_digests.get(&sequence) else {
+                    // No digest waits for it: a late duplicate of one already accepted.
                     return;
                 };
-                let Ok(claims) = receipt.verify(&self.vs_keys) else {
-                    return;
+                let mismatch = match receipt.verify(&self.vs_keys) {
+                    Err(err) => Some(format!("receipt does not verify: {err}")),
+                    Ok(claims) => receipt_mismatch(&claims, sequence, &pending.digest, self.config.gs_id),
                 };
-                let digest = &pending.digest;
-                if claims.gs_id != self.config.gs_id
-                    || claims.sequence != sequence
-                    || claims.digest != digest.digest
-                    || claims.session_id != digest.session_id
-                {
+                if let Some(detail) = mismatch {
+                    // Ignored; the digest stays pending and is retried on its timeout.
+                    self.receipts_rejected += 1;
+                    self.events
+                        .push_back(GsEvent::ReceiptRejected { sequence, detail });
                     return;
                 }
                 let pending = self.pending_digests.remove(&sequence).expect("looked up above");
@@ -778,7 +806,11 @@ impl GsAgent {
     /// Turns every transcript with new inputs into a digest and sends it.
     fn send_digests(&mut self, ep: &mut Endpoint, now: Instant) {
         let mut fresh = Vec::new();
-        let budget = self.config.max_digests_per_heartbeat;
+        let budget = self.config.max_digests_per_heartbeat.min(
+            self.config
+                .max_outstanding_digests
+                .saturating_sub(self.outstanding_digests()),
+        );
         self.transcripts.retain(|_, t| {
             if t.chain.inputs() > t.digested && fresh.len() < budget {
                 t.digested = t.chain.inputs();
@@ -813,9 +845,22 @@ impl GsAgent {
         }
     }
 
-    /// Times out digests without a receipt and resends those whose backoff has passed.
+    /// Digests sent and still within their response timeout.
+    fn outstanding_digests(&self) -> usize {
+        self.pending_digests
+            .values()
+            .filter(|p| p.deadline.is_some())
+            .count()
+    }
+
+    /// Times out digests without a receipt and resends those whose backoff has passed, while
+    /// the outstanding window has room.
     fn retry_digests(&mut self, ep: &mut Endpoint, now: Instant) {
         let timeout = Duration::from_millis(self.config.transcript_response_timeout_ms);
+        let mut room = self
+            .config
+            .max_outstanding_digests
+            .saturating_sub(self.outstanding_digests());
         let mut resend = Vec::new();
         let mut abandoned = Vec::new();
         for (sequence, pending) in &mut self.pending_digests {
@@ -828,7 +873,9 @@ impl GsAgent {
             }
             if pending.resend_at.is_some_and(|t| now >= t)
                 && resend.len() < self.config.max_digests_per_heartbeat
+                && room > 0
             {
+                room -= 1;
                 pending.resend_at = None;
                 pending.deadline = Some(now + timeout);
                 resend.push(pending.digest.clone());
@@ -841,5 +888,70 @@ impl GsAgent {
         for digest in resend {
             self.send(ep, now, &VsMessage::Digest(digest));
         }
+    }
+}
+
+/// Why a verified receipt does not receipt `sent` (the digest pending under `sequence`), if it
+/// does not: every claim but `received_at_ms` must match what this game server sent.
+fn receipt_mismatch(
+    claims: &ReceiptClaims,
+    sequence: u64,
+    sent: &TranscriptDigest,
+    gs_id: u64,
+) -> Option<String> {
+    let field = if claims.gs_id != gs_id {
+        "gs_id"
+    } else if claims.sequence != sequence || claims.sequence != sent.sequence {
+        "sequence"
+    } else if claims.session_id != sent.session_id {
+        "session_id"
+    } else if claims.tick != sent.tick {
+        "tick"
+    } else if claims.digest != sent.digest {
+        "digest"
+    } else {
+        return None;
+    };
+    Some(format!("receipt {field} differs from the digest sent"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_receipt_must_match_every_field_of_the_digest_sent() {
+        let sent = TranscriptDigest {
+            sequence: 4,
+            session_id: 9,
+            tick: 120,
+            inputs: 7,
+            digest: [3; 32],
+        };
+        let good = ReceiptClaims {
+            gs_id: 42,
+            session_id: 9,
+            sequence: 4,
+            tick: 120,
+            digest: [3; 32],
+            received_at_ms: 5,
+        };
+        assert_eq!(receipt_mismatch(&good, 4, &sent, 42), None);
+        type Change = fn(&mut ReceiptClaims);
+        let cases: [(&str, Change); 5] = [
+            ("gs_id", |c| c.gs_id = 43),
+            ("sequence", |c| c.sequence = 5),
+            ("session_id", |c| c.session_id = 8),
+            ("tick", |c| c.tick = 121),
+            ("digest", |c| c.digest = [4; 32]),
+        ];
+        for (field, change) in cases {
+            let mut claims = good.clone();
+            change(&mut claims);
+            let detail = receipt_mismatch(&claims, 4, &sent, 42).expect(field);
+            assert!(detail.contains(field), "{detail}");
+        }
+        // The message's own sequence must be the digest's too.
+        assert!(receipt_mismatch(&good, 5, &sent, 42).is_some());
     }
 }

@@ -123,6 +123,13 @@ pub struct VsConfig {
     /// Lifetime of join tickets issued by [`Verifier::issue_join_ticket`], in milliseconds.
     /// Default 60 000.
     pub join_ticket_lifetime_ms: u64,
+    /// Revocations ([`Verifier::revoke`]) queued per game server while it is not joined, at
+    /// most; they are pushed to it right after its next `Accepted`. When a queue is full the
+    /// oldest revocation is dropped and counted ([`Verifier::revocations_dropped`],
+    /// [`VsEvent::RevocationDropped`]). Queues are kept for enrolled game servers and for every
+    /// game server that joined and left (at most 65 536 of them; the one that left longest ago
+    /// is forgotten first), so memory is bounded by this × that count × 32 bytes. Default 1 024.
+    pub max_pending_revocations: usize,
     /// Seeds nonces and `jti`s.
     pub seed: u64,
 }
@@ -141,6 +148,7 @@ impl Default for VsConfig {
             allow_unenrolled: false,
             receipt_cache: 1_024,
             join_ticket_lifetime_ms: 60_000,
+            max_pending_revocations: 1_024,
             seed: 0,
         }
     }
@@ -185,6 +193,14 @@ pub enum VsEvent {
         gs_id: u64,
         /// The digest.
         digest: TranscriptDigest,
+    },
+    /// A revocation queued for a game server that is not joined was dropped: its queue was
+    /// full (`max_pending_revocations`) or forgotten. That game server will not receive it.
+    RevocationDropped {
+        /// The game server.
+        gs_id: u64,
+        /// The revocation it will miss.
+        revocation: Revocation,
     },
 }
 
@@ -231,7 +247,8 @@ struct GsConn {
 
 /// Nonces remembered per game server to recognise replayed quotes.
 const NONCE_HISTORY: usize = 64;
-/// Game servers whose nonce history is kept at most.
+/// Game servers whose nonce history, receipt cache or revocation queue is kept at most (each
+/// map separately); beyond it the one written least recently is forgotten.
 const MAX_HISTORY_GAME_SERVERS: usize = 65_536;
 /// Outstanding re-attestation nonces per game server.
 const OUTSTANDING_NONCES: usize = 4;
@@ -253,10 +270,15 @@ pub struct Verifier {
     allowed_digests: Vec<[u8; 32]>,
     conns: BTreeMap<ConnHandle, GsConn>,
     by_gs: BTreeMap<u64, ConnHandle>,
-    nonce_history: BTreeMap<u64, VecDeque<[u8; VS_NONCE_LEN]>>,
+    /// Nonces each game server was challenged with or sent and then quoted, newest last.
+    nonce_history: RecencyMap<VecDeque<[u8; VS_NONCE_LEN]>>,
     revoked: BTreeSet<u64>,
     /// Receipts by game server and digest sequence, across sessions, for idempotent retries.
-    receipts: BTreeMap<u64, BTreeMap<u64, (TranscriptDigest, ProtectedReceipt)>>,
+    receipts: RecencyMap<BTreeMap<u64, (TranscriptDigest, ProtectedReceipt)>>,
+    /// Revocations waiting for game servers that are not joined, oldest first; a game server
+    /// has a queue exactly while it is known and not joined.
+    pending_revocations: RecencyMap<VecDeque<Revocation>>,
+    revocations_dropped: u64,
     events: VecDeque<VsEvent>,
 }
 
@@ -272,6 +294,10 @@ impl Verifier {
             .collect();
         let selection = PcrSelection::sha256(&[MEASUREMENT_PCR]).expect("PCR 23 exists");
         let issuer = TicketIssuer::new(config.key_id, key.clone());
+        let mut pending_revocations = RecencyMap::new(MAX_HISTORY_GAME_SERVERS);
+        for enrolment in &config.game_servers {
+            pending_revocations.insert_if_absent(enrolment.gs_id, VecDeque::new);
+        }
         Self {
             config,
             key,
@@ -282,9 +308,11 @@ impl Verifier {
             allowed_digests,
             conns: BTreeMap::new(),
             by_gs: BTreeMap::new(),
-            nonce_history: BTreeMap::new(),
+            nonce_history: RecencyMap::new(MAX_HISTORY_GAME_SERVERS),
             revoked: BTreeSet::new(),
-            receipts: BTreeMap::new(),
+            receipts: RecencyMap::new(MAX_HISTORY_GAME_SERVERS),
+            pending_revocations,
+            revocations_dropped: 0,
             events: VecDeque::new(),
         }
     }
@@ -333,7 +361,10 @@ impl Verifier {
     }
 
     /// Command: pushes `revocation` to every authorised game server, which applies it to
-    /// admissions and live sessions.
+    /// admissions and live sessions, and queues it for every known game server that is not
+    /// joined now (enrolled, or joined before), which gets it right after its next
+    /// `Accepted`. A full queue drops its oldest revocation (see
+    /// [`VsConfig::max_pending_revocations`]).
     pub fn revoke(&mut self, ep: &mut Endpoint, now: Instant, revocation: Revocation) {
         let message = VsMessage::Revoke(revocation);
         let joined: Vec<ConnHandle> = self
@@ -345,6 +376,65 @@ impl Verifier {
         for conn in joined {
             send(ep, now, conn, &message);
         }
+        let unix_ms = self.wall.unix_ms_at(now);
+        let bound = self.config.max_pending_revocations;
+        let skew = self.config.join_max_skew_ms;
+        let mut dropped = Vec::new();
+        for (gs_id, queue) in self.pending_revocations.iter_mut() {
+            if queue.len() >= bound {
+                queue.retain(|r| !revocation_lapsed(r, unix_ms, skew));
+            }
+            while !queue.is_empty() && queue.len() >= bound {
+                dropped.extend(queue.pop_front().map(|r| (gs_id, r)));
+            }
+            if bound > 0 {
+                queue.push_back(revocation);
+            } else {
+                dropped.push((gs_id, revocation));
+            }
+        }
+        for (gs_id, revocation) in dropped {
+            self.revocation_dropped(gs_id, revocation);
+        }
+    }
+
+    /// Revocations dropped from full or forgotten queues (each missed by one game server).
+    pub fn revocations_dropped(&self) -> u64 {
+        self.revocations_dropped
+    }
+
+    /// Revocations queued for `gs_id` (not joined now) to push after its next `Accepted`.
+    pub fn pending_revocations(&self, gs_id: u64) -> usize {
+        self.pending_revocations.get(gs_id).map_or(0, VecDeque::len)
+    }
+
+    /// Command: replaces the wall-clock anchor (after the system clock was stepped); join
+    /// timestamps, tickets and receipts use the new anchor from now on.
+    pub fn set_wall_clock(&mut self, wall: WallClock) {
+        self.wall = wall;
+    }
+
+    fn revocation_dropped(&mut self, gs_id: u64, revocation: Revocation) {
+        self.revocations_dropped += 1;
+        self.events
+            .push_back(VsEvent::RevocationDropped { gs_id, revocation });
+    }
+
+    /// A joined session of `gs_id` on `conn` ended: if it was the game server's current one,
+    /// it is no longer authorised and revocations are queued for it from now on.
+    fn session_ended(&mut self, conn: ConnHandle, gs_id: u64) {
+        if self.by_gs.get(&gs_id) != Some(&conn) {
+            return;
+        }
+        self.by_gs.remove(&gs_id);
+        if self.revoked.contains(&gs_id) {
+            return;
+        }
+        if let Some((forgotten, queue)) = self.pending_revocations.insert_if_absent(gs_id, VecDeque::new) {
+            for revocation in queue {
+                self.revocation_dropped(forgotten, revocation);
+            }
+        }
     }
 
     /// Command: withdraws `gs_id`'s authorisation for good: no more tickets, its session closed
@@ -354,6 +444,8 @@ impl Verifier {
         if let Some(conn) = self.by_gs.get(&gs_id).copied() {
             self.deauthorise(ep, now, conn, ReasonCode::GS_REVOKED, "revoked by the operator");
         }
+        // It may never join again: nothing to queue for it.
+        self.pending_revocations.remove(gs_id);
     }
 
     /// Output: the next instant [`handle_timeout`](Self::handle_timeout) must run.
@@ -462,9 +554,7 @@ impl Verifier {
                     ..
                 }) = self.conns.remove(conn)
                 {
-                    if self.by_gs.get(&joined.gs_id) == Some(conn) {
-                        self.by_gs.remove(&joined.gs_id);
-                    }
+                    self.session_ended(*conn, joined.gs_id);
                     self.events.push_back(VsEvent::Deauthorised {
                         gs_id: joined.gs_id,
                         reason: *reason,
@@ -554,10 +644,7 @@ impl Verifier {
                 };
                 joined.last_heard = now;
                 let gs_id = joined.gs_id;
-                if !self.receipts.contains_key(&gs_id) && self.receipts.len() >= MAX_HISTORY_GAME_SERVERS {
-                    self.receipts.pop_first();
-                }
-                let cache = self.receipts.entry(gs_id).or_default();
+                let cache = self.receipts.touch(gs_id, BTreeMap::new).0;
                 let receipt = match cache.get(&digest.sequence) {
                     // A retry, possibly over a new session: the same receipt again.
                     Some((sent, receipt)) if *sent == digest => receipt.clone(),
@@ -604,7 +691,24 @@ impl Verifier {
     }
 
     fn handle_join(&mut self, ep: &mut Endpoint, now: Instant, conn: ConnHandle, request: JoinRequest) {
-        match self.check_join(now, conn, &request) {
+        let challenge = match self.conns.get(&conn) {
+            Some(GsConn {
+                phase: Phase::Challenged { nonce, .. },
+                ..
+            }) => Some(*nonce),
+            _ => None,
+        };
+        let outcome = self.check_join(now, conn, &request);
+        // The challenge was quoted (or claimed to be): remembered whether the join passed or
+        // not, so that replaying this quote later is reported as a replay. Only for game
+        // servers that get as far as the quote check (enrolled, or all if unenrolled ones are
+        // allowed), so strangers cannot fill the history.
+        let known =
+            self.config.allow_unenrolled || self.config.game_servers.iter().any(|e| e.gs_id == request.gs_id);
+        if let (Some(nonce), true) = (challenge, known) {
+            remember_nonce(&mut self.nonce_history, request.gs_id, nonce);
+        }
+        match outcome {
             Ok(ak) => self.admit(ep, now, conn, request, ak),
             Err((reason, detail)) => {
                 self.events.push_back(VsEvent::JoinRejected {
@@ -705,7 +809,7 @@ impl Verifier {
         let quoted = Attest::parse(&request.quote.attest)
             .map(|a| a.extra_data)
             .unwrap_or_default();
-        let replayed = self.nonce_history.get(&request.gs_id).is_some_and(|history| {
+        let replayed = self.nonce_history.get(request.gs_id).is_some_and(|history| {
             history
                 .iter()
                 .any(|old| quote_extra_data(old, &request.gs_key, request.gs_id)[..] == quoted[..])
@@ -731,11 +835,8 @@ impl Verifier {
         request: JoinRequest,
         ak: VerifiedAk,
     ) {
-        let Some(gs_conn) = self.conns.get_mut(&conn) else {
+        if !self.conns.contains_key(&conn) {
             return;
-        };
-        if let Phase::Challenged { nonce, .. } = gs_conn.phase {
-            remember_nonce(&mut self.nonce_history, request.gs_id, nonce);
         }
         let mut joined = Box::new(Joined {
             gs_id: request.gs_id,
@@ -777,6 +878,15 @@ impl Verifier {
             }
         }
         send(ep, now, conn, &VsMessage::Accepted { ticket, next_nonce });
+        // Joined: revocations go to it directly from now on; first those it missed.
+        if let Some(queue) = self.pending_revocations.remove(request.gs_id) {
+            let unix_ms = self.wall.unix_ms_at(now);
+            for revocation in queue {
+                if !revocation_lapsed(&revocation, unix_ms, self.config.join_max_skew_ms) {
+                    send(ep, now, conn, &VsMessage::Revoke(revocation));
+                }
+            }
+        }
         self.events.push_back(VsEvent::Joined {
             gs_id: request.gs_id,
             conn,
@@ -796,9 +906,7 @@ impl Verifier {
             ..
         }) = self.conns.remove(&conn)
         {
-            if self.by_gs.get(&joined.gs_id) == Some(&conn) {
-                self.by_gs.remove(&joined.gs_id);
-            }
+            self.session_ended(conn, joined.gs_id);
             self.events.push_back(VsEvent::Deauthorised {
                 gs_id: joined.gs_id,
                 reason,
@@ -830,18 +938,107 @@ fn issue_ticket(
     PlayTicket::issue(config.key_id, key, &claims)
 }
 
+/// Adds `nonce` to `gs_id`'s history (its [`NONCE_HISTORY`] newest kept). When
+/// [`MAX_HISTORY_GAME_SERVERS`] game servers have a history, the one whose newest nonce is
+/// oldest is forgotten.
 fn remember_nonce(
-    history: &mut BTreeMap<u64, VecDeque<[u8; VS_NONCE_LEN]>>,
+    history: &mut RecencyMap<VecDeque<[u8; VS_NONCE_LEN]>>,
     gs_id: u64,
     nonce: [u8; VS_NONCE_LEN],
 ) {
-    if !history.contains_key(&gs_id) && history.len() >= MAX_HISTORY_GAME_SERVERS {
-        history.pop_first();
-    }
-    let entry = history.entry(gs_id).or_default();
+    let entry = history.touch(gs_id, VecDeque::new).0;
     entry.push_back(nonce);
     if entry.len() > NONCE_HISTORY {
         entry.pop_front();
+    }
+}
+
+/// Whether a queued revocation no longer matters at Unix time `unix_ms`: a `Jti` revocation
+/// past its ticket's expiry plus twice `join_max_skew_ms` (a game server applies it up to its
+/// own ticket skew after `until_unix_ms`, by default equal to `join_max_skew_ms`, on a clock
+/// that may differ from ours by up to `join_max_skew_ms`). Client and key revocations are
+/// permanent.
+fn revocation_lapsed(revocation: &Revocation, unix_ms: u64, join_max_skew_ms: u64) -> bool {
+    match revocation {
+        Revocation::Jti { until_unix_ms, .. } => {
+            unix_ms > until_unix_ms.saturating_add(join_max_skew_ms.saturating_mul(2))
+        }
+        Revocation::Client { .. } | Revocation::Key { .. } => false,
+    }
+}
+
+/// A map from game-server id to `V` holding at most `capacity` keys. Keys are ordered by when
+/// they were inserted, or last [`touch`](Self::touch)ed; inserting a new key into a full map
+/// evicts the oldest (never the lowest id). Every operation is O(log n).
+#[derive(Debug)]
+struct RecencyMap<V> {
+    capacity: usize,
+    /// Key → (its stamp, value).
+    entries: BTreeMap<u64, (u64, V)>,
+    /// Stamp → key, oldest first.
+    order: BTreeMap<u64, u64>,
+    next_stamp: u64,
+}
+
+impl<V> RecencyMap<V> {
+    fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            entries: BTreeMap::new(),
+            order: BTreeMap::new(),
+            next_stamp: 0,
+        }
+    }
+
+    fn get(&self, key: u64) -> Option<&V> {
+        self.entries.get(&key).map(|(_, v)| v)
+    }
+
+    /// The values, in key order, without changing their age.
+    fn iter_mut(&mut self) -> impl Iterator<Item = (u64, &mut V)> + '_ {
+        self.entries.iter_mut().map(|(k, (_, v))| (*k, v))
+    }
+
+    fn remove(&mut self, key: u64) -> Option<V> {
+        let (stamp, value) = self.entries.remove(&key)?;
+        self.order.remove(&stamp);
+        Some(value)
+    }
+
+    fn stamp(&mut self) -> u64 {
+        self.next_stamp += 1;
+        self.next_stamp
+    }
+
+    /// Inserts `make()` under `key` as the newest entry unless `key` is present (then nothing
+    /// changes). Returns the entry evicted to make room, if any.
+    fn insert_if_absent(&mut self, key: u64, make: impl FnOnce() -> V) -> Option<(u64, V)> {
+        if self.entries.contains_key(&key) {
+            return None;
+        }
+        let evicted = if self.entries.len() >= self.capacity {
+            self.order
+                .pop_first()
+                .and_then(|(_, old)| self.entries.remove(&old).map(|(_, v)| (old, v)))
+        } else {
+            None
+        };
+        let stamp = self.stamp();
+        self.order.insert(stamp, key);
+        self.entries.insert(key, (stamp, make()));
+        evicted
+    }
+
+    /// `key`'s value (created with `make` if absent, evicting the oldest entry if full),
+    /// which becomes the newest entry; and the entry evicted, if any.
+    fn touch(&mut self, key: u64, make: impl FnOnce() -> V) -> (&mut V, Option<(u64, V)>) {
+        let evicted = self.insert_if_absent(key, make);
+        let stamp = self.stamp();
+        let entry = self.entries.get_mut(&key).expect("inserted above");
+        self.order.remove(&entry.0);
+        self.order.insert(stamp, key);
+        entry.0 = stamp;
+        (&mut entry.1, evicted)
     }
 }
 
@@ -856,5 +1053,79 @@ fn attest_reason(error: &AttestError) -> ReasonCode {
         AttestError::PcrDigestMismatch => ReasonCode::MEASUREMENT_MISMATCH,
         AttestError::ExtraDataMismatch => ReasonCode::QUOTE_BINDING_MISMATCH,
         _ => ReasonCode::QUOTE_INVALID,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nonce(n: u8) -> [u8; VS_NONCE_LEN] {
+        [n; VS_NONCE_LEN]
+    }
+
+    #[test]
+    fn a_full_nonce_history_forgets_the_oldest_game_server_not_the_lowest_id() {
+        let mut history = RecencyMap::new(3);
+        for gs_id in [9, 5, 1] {
+            remember_nonce(&mut history, gs_id, nonce(gs_id as u8));
+        }
+        // 9 is the oldest; a lowest-id policy would have dropped 1.
+        remember_nonce(&mut history, 7, nonce(7));
+        assert_eq!(history.get(9), None);
+        assert!([5, 1, 7].iter().all(|id| history.get(*id).is_some()));
+        // A new nonce makes 5 the newest, so 1 goes next.
+        remember_nonce(&mut history, 5, nonce(55));
+        remember_nonce(&mut history, 3, nonce(3));
+        assert_eq!(history.get(1), None);
+        assert_eq!(
+            history.get(5).map(|h| h.iter().copied().collect::<Vec<_>>()),
+            Some(vec![nonce(5), nonce(55)])
+        );
+        assert_eq!(history.entries.len(), 3);
+        assert_eq!(history.order.len(), 3);
+    }
+
+    #[test]
+    fn a_game_server_keeps_its_newest_nonces_only() {
+        let mut history = RecencyMap::new(MAX_HISTORY_GAME_SERVERS);
+        for n in 0..=NONCE_HISTORY as u8 {
+            remember_nonce(&mut history, 4, nonce(n));
+        }
+        let kept = history.get(4).unwrap();
+        assert_eq!(kept.len(), NONCE_HISTORY);
+        assert_eq!(kept.front(), Some(&nonce(1)));
+        assert_eq!(kept.back(), Some(&nonce(NONCE_HISTORY as u8)));
+    }
+
+    #[test]
+    fn insert_if_absent_keeps_age_and_reports_the_evicted_entry() {
+        let mut map = RecencyMap::new(2);
+        assert_eq!(map.insert_if_absent(8, || "a"), None);
+        assert_eq!(map.insert_if_absent(2, || "b"), None);
+        assert_eq!(map.insert_if_absent(8, || "ignored"), None, "present: unchanged");
+        assert_eq!(map.insert_if_absent(5, || "c"), Some((8, "a")));
+        assert_eq!(map.remove(2), Some("b"));
+        assert_eq!(map.insert_if_absent(1, || "d"), None);
+        assert_eq!(
+            map.iter_mut().map(|(k, v)| (k, *v)).collect::<Vec<_>>(),
+            [(1, "d"), (5, "c")]
+        );
+    }
+
+    #[test]
+    fn only_jti_revocations_lapse_after_their_expiry_and_twice_the_skew() {
+        let jti = Revocation::Jti {
+            jti: [1; 16],
+            until_unix_ms: 1_000,
+        };
+        assert!(!revocation_lapsed(&jti, 61_000, 30_000));
+        assert!(revocation_lapsed(&jti, 61_001, 30_000));
+        assert!(!revocation_lapsed(
+            &Revocation::Client { client_id: 1 },
+            u64::MAX,
+            0
+        ));
+        assert!(!revocation_lapsed(&Revocation::Key { key_id: 1 }, u64::MAX, 0));
     }
 }

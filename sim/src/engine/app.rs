@@ -11,6 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use tickwire_core::retry::Backoff;
 use tickwire_core::{ChannelId, ConnHandle, ConnectOptions, Endpoint, Event, ReasonCode, SendOptions};
 
+use super::vs::{GsVs, VsApp};
 use super::{drive, Node, What, World, FRAGMENTED_ABOVE, SECOND, SERVER_PORT};
 use crate::link::Nanos;
 use crate::report::Side;
@@ -49,12 +50,16 @@ pub(super) struct ServerApp {
     /// Live sessions: connection → (client index, established at).
     pub(super) sessions: BTreeMap<ConnHandle, (usize, Nanos)>,
     pub(super) snapshot_every: u64,
+    /// The VS agent, when the scenario has a verification server.
+    pub(super) vs: Option<Box<GsVs>>,
 }
 
 #[derive(Debug)]
 pub(super) enum App {
     Server(ServerApp),
     Client(ClientApp),
+    /// The verification server (built with its endpoint).
+    Vs(Option<Box<VsApp>>),
 }
 
 /// A client starts a join attempt: a fresh ticket, then `connect`.
@@ -79,7 +84,21 @@ pub(super) fn start_attempt(id: usize, node: &mut Node, world: &mut World) {
         world.metrics.record_reconnect_attempt();
     }
     world.metrics.attempts += 1;
-    match endpoint.connect(local, server_addr, ticket, ConnectOptions::default()) {
+    let options = ConnectOptions {
+        trusted_vs_keys: world
+            .vs
+            .as_ref()
+            .filter(|_| {
+                world
+                    .scenario
+                    .vs
+                    .as_ref()
+                    .is_some_and(|v| v.clients_check_play_ticket)
+            })
+            .map(|vs| vs.keys.clone()),
+        ..ConnectOptions::default()
+    };
+    match endpoint.connect(local, server_addr, ticket, options) {
         Ok(conn) => {
             app.state = ClientState::Connecting {
                 conn,
@@ -94,7 +113,18 @@ pub(super) fn start_attempt(id: usize, node: &mut Node, world: &mut World) {
     drive(id, node, world);
 }
 
-pub(super) fn server_event(app: &mut ServerApp, endpoint: &mut Endpoint, world: &mut World, event: Event) {
+pub(super) fn server_event(
+    app: &mut ServerApp,
+    endpoint: &mut Endpoint,
+    world: &mut World,
+    local: Instant,
+    event: Event,
+) {
+    if let Some(vs) = &mut app.vs {
+        if vs.on_event(endpoint, local, &event, world) {
+            return;
+        }
+    }
     match event {
         Event::Connected { conn, .. } => {
             let client = endpoint

@@ -25,7 +25,33 @@ impl Sim {
                     let range = s * per_server..(s + 1) * per_server;
                     (range.clone().map(|c| servers + c).collect(), range.collect())
                 }
+                Target::Vs => (
+                    self.world.vs.as_ref().map(|v| v.node).into_iter().collect(),
+                    Vec::new(),
+                ),
             };
+            if let (
+                Target::Vs,
+                Fault::Partition {
+                    at_s,
+                    heal_at_s,
+                    direction,
+                    ..
+                },
+            ) = (fault.target(), fault)
+            {
+                let cut = |start| {
+                    What::Fault(Action::CutVs {
+                        direction: *direction,
+                        start,
+                    })
+                };
+                self.world.push(secs(*at_s), cut(true));
+                if let Some(heal) = heal_at_s {
+                    self.world.push(secs(*heal), cut(false));
+                }
+                continue;
+            }
             match *fault {
                 Fault::Partition {
                     at_s,
@@ -110,6 +136,20 @@ impl Sim {
                 }
                 self.world.metrics.faults += u64::from(start);
             }
+            Action::CutVs { direction, start } => {
+                let Some(vs) = self.world.vs.as_mut() else { return };
+                for path in &mut vs.paths {
+                    for (cut, applies) in [
+                        (&mut path.cut_up, direction != Direction::Downlink),
+                        (&mut path.cut_down, direction != Direction::Uplink),
+                    ] {
+                        if applies {
+                            *cut = if start { *cut + 1 } else { cut.saturating_sub(1) };
+                        }
+                    }
+                }
+                self.world.metrics.faults += u64::from(start);
+            }
             Action::Step { node: id, offset_ms } => {
                 let node = &mut self.nodes[id];
                 node.clock.step_wall(offset_ms);
@@ -133,7 +173,11 @@ impl Sim {
                         app.state = ClientState::Down;
                         app.generation += 1;
                     }
-                    App::Server(app) => app.sessions.clear(),
+                    App::Server(app) => {
+                        app.sessions.clear();
+                        app.vs = None;
+                    }
+                    App::Vs(app) => *app = None,
                 }
             }
             Action::Restart { node: id } => {
@@ -169,6 +213,9 @@ impl Sim {
     /// Clients whose sessions a crash of node `id` affects.
     fn affected_clients(&self, id: usize) -> Vec<usize> {
         let servers = self.world.servers;
+        if self.world.vs.as_ref().is_some_and(|vs| vs.node == id) {
+            return Vec::new();
+        }
         if id >= servers {
             return vec![id - servers];
         }

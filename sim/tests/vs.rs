@@ -189,3 +189,22 @@ fn the_shipped_vs_outage_scenario_does_what_it_describes() {
     // The VS never had to shed a game server for flooding it.
     assert!(!vs.deauthorised.contains_key("RATE_LIMITED"), "{report}");
 }
+
+#[test]
+fn a_game_server_whose_clock_is_45s_off_is_refused_for_skew_and_the_other_is_not() {
+    let skew = Fault::ClockOffset {
+        target: Target::Server(0),
+        at_s: 0.0,
+        offset_ms: 45_000,
+    };
+    let mut scenario = scenario(vec![skew]);
+    scenario.vs.as_mut().unwrap().game_server.first_ticket_timeout_ms = 10_000;
+    let (report, vs) = run(scenario, 12.0);
+    assert!(
+        vs.join_rejections.get("JOIN_CLOCK_SKEW").is_some_and(|n| *n > 0),
+        "{report}"
+    );
+    assert_eq!(vs.authorised_at_end, 1, "{report}");
+    assert_eq!(vs.failures.len(), 1, "{report}");
+    assert_eq!(report.sessions.clients_joined, CLIENTS, "{report}");
+}

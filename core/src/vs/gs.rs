@@ -329,6 +329,12 @@ impl GsAgent {
         self.connect(ep, now);
     }
 
+    /// Command: replaces the wall-clock anchor (after the system clock was stepped): join
+    /// timestamps, heartbeats and ticket checks use the new anchor from now on.
+    pub fn set_wall_clock(&mut self, wall: WallClock) {
+        self.wall = wall;
+    }
+
     /// The current status.
     pub fn status(&self) -> GsStatus {
         self.status

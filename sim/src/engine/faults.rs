@@ -3,7 +3,7 @@
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::{client_addr, derive, Action, App, ClientState, Sim, What, MILLI};
+use super::{client_addr, derive, Action, App, ClientState, ServerApp, Sim, What, MILLI};
 use crate::link::Nanos;
 use crate::scenario::{Direction, Fault, Target};
 
@@ -155,6 +155,11 @@ impl Sim {
                 node.clock.step_wall(offset_ms);
                 if let Some(endpoint) = node.endpoint.as_mut() {
                     endpoint.set_wall_clock(node.clock.wall());
+                }
+                match &mut node.app {
+                    App::Server(ServerApp { vs: Some(gs), .. }) => gs.agent.set_wall_clock(node.clock.wall()),
+                    App::Vs(Some(vs)) => vs.verifier.set_wall_clock(node.clock.wall()),
+                    _ => {}
                 }
             }
             Action::Drift { node, ppm } => self.nodes[node].clock.set_drift(now, ppm),

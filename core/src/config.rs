@@ -38,6 +38,16 @@ pub struct Config {
     /// *Server*: handshakes in progress at once; beyond it new connections are refused
     /// at the QUIC level (CONNECTION_REFUSED, seen by clients as `SERVER_BUSY`).
     pub max_pending_handshakes: usize,
+    /// *Server*: with at least this many handshakes in progress, an Initial from an address
+    /// not yet validated is answered with a QUIC Retry (RFC 9000 §8.1.2) instead of a
+    /// handshake: the client must echo the Retry's token from the same address, which a spoofed
+    /// source cannot, and the server keeps no state meanwhile. `0` = always Retry unvalidated
+    /// addresses (one extra round trip per join, and the server never sends an unvalidated
+    /// address more bytes than it received); `None` (the default) = half of
+    /// `max_pending_handshakes`. Independently of it, an unvalidated address that would only
+    /// get a rejection (over its handshake rate, server full, paused, shutting down) is sent a
+    /// Retry first, so rejection handshakes go only to addresses proven reachable.
+    pub retry_above_pending_handshakes: Option<usize>,
     /// *Server*: admit [`Role::GameServer`](crate::Role) sessions, which present no join
     /// ticket: set on a verification server only. Default false.
     pub accept_game_servers: bool,
@@ -118,6 +128,7 @@ impl Default for Config {
             handshake_timeout_ms: 10_000,
             max_sessions: 1024,
             max_pending_handshakes: 256,
+            retry_above_pending_handshakes: None,
             accept_game_servers: false,
             server_full_retry_after_ms: 5_000,
             revalidate_every_ticks: 60,
@@ -207,6 +218,13 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The pending-handshake count from which unvalidated addresses get a Retry:
+    /// `retry_above_pending_handshakes`, or half of `max_pending_handshakes` if unset.
+    pub fn retry_threshold(&self) -> usize {
+        self.retry_above_pending_handshakes
+            .unwrap_or(self.max_pending_handshakes / 2)
     }
 
     /// The schema hash for a schema described by `text` (SHA-256 of its bytes).

@@ -108,6 +108,21 @@ pub(crate) struct Conn {
     pub(crate) tx_queued: bool,
     /// Whether the endpoint has this connection in its timer-refresh list.
     pub(crate) timer_queued: bool,
+    /// The endpoint counter this connection is counted in (kept equal to [`Conn::phase`] by
+    /// the endpoint after every operation, so that its counts never need a scan).
+    pub(crate) counted: Phase,
+}
+
+/// Which of the endpoint's connection counters a connection belongs to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Neither: closed (or not counted yet).
+    #[default]
+    Uncounted,
+    /// A handshake in progress.
+    Handshaking,
+    /// An established session.
+    Established,
 }
 
 /// What [`Conn::process`] needs from the endpoint.
@@ -174,6 +189,7 @@ impl Conn {
             armed: None,
             tx_queued: false,
             timer_queued: false,
+            counted: Phase::Uncounted,
         }
     }
 
@@ -189,6 +205,15 @@ impl Conn {
 
     pub(crate) fn is_handshaking(&self) -> bool {
         !matches!(self.state, State::Established | State::Closed)
+    }
+
+    /// The counter this connection belongs in now.
+    pub(crate) fn phase(&self) -> Phase {
+        match self.state {
+            State::Established => Phase::Established,
+            State::Closed => Phase::Uncounted,
+            _ => Phase::Handshaking,
+        }
     }
 
     pub(crate) fn tick_sync(&self) -> Option<&TickSync> {

@@ -18,12 +18,12 @@ use rand_chacha::ChaCha12Rng;
 use crate::channel::{ChannelId, SendOptions};
 use crate::clock::WallClock;
 use crate::config::{Config, ConfigError};
-use crate::connection::{Conn, Ctx, Pending, State};
+use crate::connection::{Conn, Ctx, Pending, Phase, State};
 use crate::handshake::{
     ClientHandshake, ClientOffer, PlayTicketCheck, Rejection, ServerContribution, ServerPolicy, Session,
 };
 use crate::limits::AddressLimiter;
-use crate::stats::{ConnectionStats, EndpointStats};
+use crate::stats::{ConnectionStats, DatagramStats, EndpointStats};
 use crate::tick::{TickInfo, TickScheduler, TickSync};
 use crate::ticket::{JoinTicket, TicketError, TicketVerifier};
 use crate::tls::{self, derive_seed, AnchoredTime, CryptoOptions, TlsSetupError, SERVER_NAME};
@@ -32,6 +32,45 @@ use crate::wire::{ReasonCode, Role, NONCE_LEN};
 
 /// Endpoint-level responses (version negotiation, stateless resets, refusals) held at most.
 const MAX_QUEUED_RESPONSES: usize = 256;
+
+/// Connections per [`Phase`], kept up to date after every operation on a connection so that
+/// admission decisions never scan the connection table (O(1) per Initial under a flood).
+#[derive(Debug, Default)]
+struct PhaseCounts {
+    handshaking: usize,
+    established: usize,
+}
+
+impl PhaseCounts {
+    fn slot(&mut self, phase: Phase) -> Option<&mut usize> {
+        match phase {
+            Phase::Uncounted => None,
+            Phase::Handshaking => Some(&mut self.handshaking),
+            Phase::Established => Some(&mut self.established),
+        }
+    }
+
+    /// Moves `conn` to the counter of its current phase.
+    fn sync(&mut self, conn: &mut Conn) {
+        let phase = conn.phase();
+        if phase != conn.counted {
+            if let Some(n) = self.slot(conn.counted) {
+                *n -= 1;
+            }
+            if let Some(n) = self.slot(phase) {
+                *n += 1;
+            }
+            conn.counted = phase;
+        }
+    }
+
+    /// Forgets `conn` (removed from the table).
+    fn remove(&mut self, conn: &Conn) {
+        if let Some(n) = self.slot(conn.counted) {
+            *n -= 1;
+        }
+    }
+}
 
 /// Identifies one connection of an [`Endpoint`]. Stale handles are harmless: lookups return
 /// `None` or [`SendError::UnknownConnection`].
@@ -215,6 +254,7 @@ pub struct Endpoint {
     rng: ChaCha12Rng,
     server: Option<ServerState>,
     stats: EndpointStats,
+    counts: PhaseCounts,
     last_now: Option<Instant>,
 }
 
@@ -363,6 +403,7 @@ impl Endpoint {
             rng: ChaCha12Rng::from_seed(derive_seed(seed, "tickwire/rng")),
             server: None,
             stats: EndpointStats::default(),
+            counts: PhaseCounts::default(),
             last_now: None,
             config: Arc::new(config),
         })
@@ -393,17 +434,27 @@ impl Endpoint {
     ) {
         let now = self.advance(now);
         let mut buf = Vec::new();
+        self.stats.datagrams.received += 1;
         match self.quic.handle(now, remote, local_ip, ecn, data, &mut buf) {
-            None => {}
+            None => self.stats.datagrams.dropped += 1,
             Some(DatagramEvent::ConnectionEvent(ch, event)) => {
                 let handle = ConnHandle(ch.0);
                 if let Some(conn) = self.conns.get_mut(&handle) {
+                    self.stats.datagrams.to_connections += 1;
                     conn.quic.handle_event(event);
                     self.process_received(now, handle);
+                } else {
+                    self.stats.datagrams.dropped += 1;
                 }
             }
-            Some(DatagramEvent::NewConnection(incoming)) => self.on_incoming(now, incoming),
-            Some(DatagramEvent::Response(transmit)) => self.queue_response(transmit, buf),
+            Some(DatagramEvent::NewConnection(incoming)) => {
+                self.stats.datagrams.initials += 1;
+                self.on_incoming(now, incoming);
+            }
+            Some(DatagramEvent::Response(transmit)) => {
+                self.stats.datagrams.stateless_responses += 1;
+                self.queue_response(transmit, buf);
+            }
         }
     }
 
@@ -476,50 +527,103 @@ impl Endpoint {
         }
     }
 
+    /// Admission of a new connection attempt, in order (`PROTOCOL.md` §9):
+    /// 1. at `max_pending_handshakes` handshakes in progress: refuse (`CONNECTION_REFUSED`);
+    /// 2. from an address not yet validated, with at least `retry_threshold` handshakes in
+    ///    progress, or when the handshake would only carry a fixed rejection (shutdown,
+    ///    paused, full): answer with a Retry (RFC 9000 §8.1.2), keeping no state;
+    /// 3. otherwise take a per-address handshake token; if there is none, a Retry for an
+    ///    unvalidated address, a `RATE_LIMITED` rejection handshake for a validated one;
+    /// 4. accept: the handshake runs, carrying the rejection if one was decided.
+    ///
+    /// O(log addresses): the pending and live counts are counters, not scans.
     fn on_incoming(&mut self, now: Instant, incoming: quinn_proto::Incoming) {
-        let pending = self.conns.values().filter(|c| c.is_handshaking()).count();
-        let live = self.conns.values().filter(|c| c.is_established()).count();
+        let pending = self.counts.handshaking;
+        let live = self.counts.established;
         let Some(server) = &mut self.server else {
             self.quic.ignore(incoming);
+            self.stats.datagrams.accept_failed += 1;
             return;
         };
         let mut buf = Vec::new();
         if pending >= self.config.max_pending_handshakes {
             let transmit = self.quic.refuse(incoming, &mut buf);
             self.stats.connections_refused += 1;
+            self.stats.datagrams.refused += 1;
             self.queue_response(transmit, buf);
             return;
         }
-        let rejection = match server.addresses.check(now, incoming.remote_address().ip()) {
-            // Still answered with a full handshake so the client learns the real reason.
-            _ if server.shutdown.is_some() => server.shutdown.clone(),
-            _ if server.paused.is_some() => server.paused.clone(),
-            Err(limited) => {
-                self.stats.handshakes_rate_limited += 1;
-                Some(Rejection {
-                    reason: ReasonCode::RATE_LIMITED,
-                    retry_after_ms: Some(limited.retry_after.as_millis().min(u32::MAX as u128) as u32),
-                    detail: "too many handshakes from this address".into(),
-                })
-            }
-            Ok(()) if live + pending >= self.config.max_sessions => Some(Rejection {
+        let validated = incoming.remote_address_validated();
+        self.stats.datagrams.initials_validated += u64::from(validated);
+        let fixed = if let Some(rejection) = &server.shutdown {
+            Some(rejection.clone())
+        } else if let Some(rejection) = &server.paused {
+            Some(rejection.clone())
+        } else if live + pending >= self.config.max_sessions {
+            Some(Rejection {
                 reason: ReasonCode::SERVER_FULL,
                 retry_after_ms: Some(self.config.server_full_retry_after_ms),
                 detail: format!("{} sessions", self.config.max_sessions),
-            }),
-            Ok(()) => None,
+            })
+        } else {
+            None
+        };
+        if !validated && (fixed.is_some() || pending >= self.config.retry_threshold()) {
+            self.stats.datagrams.retries_before_rejection += u64::from(fixed.is_some());
+            self.send_retry(incoming);
+            return;
+        }
+        // Still answered with a full handshake so the client learns the real reason.
+        let rejection = match fixed {
+            Some(rejection) => Some(rejection),
+            None => match server.addresses.check(now, incoming.remote_address().ip()) {
+                Ok(()) => None,
+                Err(_) if !validated => {
+                    self.stats.datagrams.retries_rate_limited += 1;
+                    self.send_retry(incoming);
+                    return;
+                }
+                Err(limited) => {
+                    self.stats.handshakes_rate_limited += 1;
+                    Some(Rejection {
+                        reason: ReasonCode::RATE_LIMITED,
+                        retry_after_ms: Some(limited.retry_after.as_millis().min(u32::MAX as u128) as u32),
+                        detail: "too many handshakes from this address".into(),
+                    })
+                }
+            },
         };
         match self.quic.accept(incoming, now, &mut buf, None) {
             Ok((ch, quic)) => {
+                self.stats.datagrams.accepted += 1;
                 let handle = ConnHandle(ch.0);
                 self.conns
                     .insert(handle, Conn::server(quic, now, &self.config, rejection));
                 self.process_received(now, handle);
             }
             Err(err) => {
+                self.stats.datagrams.accept_failed += 1;
                 if let Some(transmit) = err.response {
                     self.queue_response(transmit, buf);
                 }
+            }
+        }
+    }
+
+    /// Answers `incoming` with a Retry: a stateless packet smaller than the Initial, carrying
+    /// a token sealed with the endpoint's token key and bound to the client's address.
+    fn send_retry(&mut self, incoming: quinn_proto::Incoming) {
+        let mut buf = Vec::new();
+        match self.quic.retry(incoming, &mut buf) {
+            Ok(transmit) => {
+                self.stats.datagrams.retries_sent += 1;
+                self.queue_response(transmit, buf);
+            }
+            Err(err) => {
+                // Unreachable: only an Initial without a Retry token is unvalidated, and those
+                // may always be retried. Drop it rather than start a handshake.
+                self.quic.ignore(err.into_incoming());
+                self.stats.datagrams.accept_failed += 1;
             }
         }
     }
@@ -596,6 +700,7 @@ impl Endpoint {
             pending = conn.next_control_frame(&mut ctx);
         }
         count_events(&mut self.stats, &self.events, before);
+        self.counts.sync(conn);
         while let Some(event) = conn.quic.poll_endpoint_events() {
             if let Some(reply) = self
                 .quic
@@ -606,7 +711,9 @@ impl Endpoint {
         }
         if conn.quic.is_drained() {
             // Queued handles of a removed connection are skipped when met.
-            self.conns.remove(&handle);
+            if let Some(conn) = self.conns.remove(&handle) {
+                self.counts.remove(&conn);
+            }
         }
     }
 
@@ -781,7 +888,9 @@ impl Endpoint {
         let handle = conn;
         let config = &self.config;
         let conn = self.conns.get_mut(&handle).ok_or(SendError::UnknownConnection)?;
-        conn.send(now, config, channel, payload, options)?;
+        let sent = conn.send(now, config, channel, payload, options);
+        self.counts.sync(conn);
+        sent?;
         self.touch(handle);
         Ok(())
     }
@@ -828,6 +937,7 @@ impl Endpoint {
             };
             f(conn, &mut ctx)
         };
+        self.counts.sync(conn);
         count_events(&mut self.stats, &self.events, before);
         Some(result)
     }
@@ -955,9 +1065,37 @@ impl Endpoint {
     /// Endpoint-wide counters.
     pub fn endpoint_stats(&self) -> EndpointStats {
         let mut stats = self.stats.clone();
-        stats.sessions_live = self.conns.values().filter(|c| c.is_established()).count();
-        stats.handshakes_pending = self.conns.values().filter(|c| c.is_handshaking()).count();
+        stats.sessions_live = self.counts.established;
+        stats.handshakes_pending = self.counts.handshaking;
+        debug_assert_eq!(
+            (stats.sessions_live, stats.handshakes_pending),
+            (
+                self.conns.values().filter(|c| c.is_established()).count(),
+                self.conns.values().filter(|c| c.is_handshaking()).count()
+            ),
+            "phase counters agree with a scan"
+        );
+        if let Some(server) = &self.server {
+            stats.address_limiter = server.addresses.stats();
+            stats.addresses_tracked = server.addresses.tracked();
+        }
         stats
+    }
+
+    /// What became of the datagrams received so far (a cheap copy, unlike
+    /// [`Endpoint::endpoint_stats`]).
+    pub fn datagram_stats(&self) -> DatagramStats {
+        self.stats.datagrams
+    }
+
+    /// Handshakes in progress (either direction), from a counter: O(1).
+    pub fn handshakes_pending(&self) -> usize {
+        self.counts.handshaking
+    }
+
+    /// Established sessions (either direction), from a counter: O(1).
+    pub fn sessions_live(&self) -> usize {
+        self.counts.established
     }
 
     /// Handles of all connections not yet drained, in handle order.

@@ -71,10 +71,64 @@ pub struct EndpointStats {
     pub disconnections: BTreeMap<ReasonCode, u64>,
     /// Incoming connections refused at the QUIC level (pending-handshake limit).
     pub connections_refused: u64,
-    /// Incoming connections rejected by the per-address handshake rate limit.
+    /// Incoming connections from a validated address answered with a `RATE_LIMITED`
+    /// rejection by the per-address handshake rate limit. (An unvalidated address over its
+    /// limit is sent a Retry first, counted in [`DatagramStats::retries_rate_limited`].)
     pub handshakes_rate_limited: u64,
     /// Endpoint-level responses dropped because their queue was full.
     pub responses_dropped: u64,
+    /// What became of every datagram received (also [`Endpoint::datagram_stats`](crate::Endpoint::datagram_stats)).
+    pub datagrams: DatagramStats,
+    /// The per-address handshake limiter's decisions (server). `limited` counts every refusal,
+    /// whether it was answered with a Retry or a `RATE_LIMITED` rejection.
+    pub address_limiter: LimiterStats,
+    /// Source addresses the per-address limiter tracks now (at most
+    /// `limits.max_tracked_addrs`).
+    pub addresses_tracked: usize,
     /// Ticks delivered by the server scheduler.
     pub ticks: u64,
+}
+
+/// What became of the UDP datagrams an endpoint received: one counter per outcome, so that a
+/// load model (the simulator's CPU cost per datagram) or an operator can see where a flood
+/// went. Every datagram lands in exactly one of `to_connections`, `dropped`,
+/// `stateless_responses` and `initials`; every Initial in `initials` lands in exactly one of
+/// `retries_sent`, `refused`, `accepted` and `accept_failed`.
+///
+/// Address validation follows RFC 9000 §8.1: a Retry (§8.1.2, §17.2.5) carries a token the
+/// client must echo, proving it receives at its address; a Retry is smaller than the Initial
+/// that caused it, so answering a spoofed source never amplifies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct DatagramStats {
+    /// Datagrams received ([`Endpoint::handle_datagram`](crate::Endpoint::handle_datagram) calls).
+    pub received: u64,
+    /// Routed to an existing connection by its connection id (whether or not they then
+    /// decrypted).
+    pub to_connections: u64,
+    /// Dropped by QUIC without state or answer: malformed or unsupported headers, Initials
+    /// shorter than 1 200 bytes (RFC 9000 §14.1), unknown connection ids, packets for a
+    /// connection already gone.
+    pub dropped: u64,
+    /// Answered statelessly by QUIC: version negotiation (RFC 9000 §6), stateless resets
+    /// (§10.3, always smaller than the datagram that caused them), or a close for an Initial
+    /// with an invalid token or connection id.
+    pub stateless_responses: u64,
+    /// Initials that would start a new connection.
+    pub initials: u64,
+    /// Of `initials`: carried a valid Retry token, so their source address is validated.
+    pub initials_validated: u64,
+    /// Of `initials`: answered with a Retry (RFC 9000 §8.1.2): no connection state kept.
+    pub retries_sent: u64,
+    /// Of `retries_sent`: sent because the address was over its handshake rate.
+    pub retries_rate_limited: u64,
+    /// Of `retries_sent`: sent because the handshake would only have carried a rejection
+    /// (shutdown, admissions paused, server full).
+    pub retries_before_rejection: u64,
+    /// Of `initials`: refused with `CONNECTION_REFUSED` at the pending-handshake limit.
+    pub refused: u64,
+    /// Of `initials`: accepted, so a handshake started (possibly one that carries a rejection).
+    pub accepted: u64,
+    /// Of `initials`: QUIC failed to accept them (the Initial did not decrypt, was stale, or
+    /// connection ids ran out).
+    pub accept_failed: u64,
 }

@@ -23,7 +23,6 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
 use ed25519_dalek::SigningKey;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -71,6 +70,7 @@ fn derive_u64(seed: u64, label: &str, a: u64, b: u64) -> u64 {
 
 mod app;
 mod faults;
+mod flood;
 mod queue;
 mod vs;
 
@@ -130,6 +130,10 @@ enum What {
     Fault(Action),
     /// Periodic path sampling for the report.
     Sample,
+    /// Flood number `flood` sends its next datagram.
+    Flood { flood: usize },
+    /// A game server's modelled CPU is free for the next queued datagram.
+    CpuFree { node: usize },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -208,6 +212,8 @@ struct Node {
     wakes_at_now: (Nanos, u32),
     rng: ChaCha8Rng,
     app: App,
+    /// The CPU model (game servers, when the scenario has `[server_cpu]`).
+    cpu: Option<flood::Cpu>,
 }
 
 /// Everything but the nodes, so a node and the world can be borrowed together.
@@ -230,6 +236,8 @@ struct World {
     counts: EngineCounts,
     /// The verification server, if the scenario has one.
     vs: Option<VsNet>,
+    /// Floods, if the scenario has any.
+    flood: Option<flood::FloodNet>,
 }
 
 /// Work the engine did, for profiling a run.
@@ -266,7 +274,9 @@ impl World {
         }
         let Some(&dst) = self.addrs.get(&to) else {
             self.trace.update([0xff]);
-            self.metrics.no_route += 1;
+            if !flood::count_reply(self, to, bytes.len()) {
+                self.metrics.no_route += 1;
+            }
             return;
         };
         if let Some(vs) = &self.vs {
@@ -277,6 +287,9 @@ impl World {
         }
         let uplink = src >= self.servers;
         let client = if uplink { src } else { dst } - self.servers;
+        if let (true, Some(flood)) = (uplink, self.flood.as_mut()) {
+            flood.observe(bytes);
+        }
         if uplink {
             self.metrics.wire.bytes_up += bytes.len() as u64;
             self.metrics.wire.datagrams_up += 1;
@@ -523,7 +536,11 @@ impl Sim {
             buf: Vec::with_capacity(1500),
             counts: EngineCounts::default(),
             vs: None,
+            flood: None,
         };
+        if let Some(h) = world.metrics.hostile.as_mut() {
+            flood::init_metrics(h, &scenario);
+        }
         let mut nodes = Vec::with_capacity(servers + clients);
         for s in 0..servers {
             let addr = SocketAddr::V4(SocketAddrV4::new(
@@ -559,6 +576,12 @@ impl Sim {
             world.vs = Some(VsNet::new(&scenario, seed, id, &vs::vs_key(seed), identity));
             nodes.push(node);
         }
+        if let Some(costs) = &scenario.server_cpu {
+            for node in &mut nodes[..servers] {
+                node.cpu = Some(flood::Cpu::new(costs.clone()));
+            }
+        }
+        world.flood = flood::build(&scenario, seed, epoch, nodes[0].addr, &world.issuer)?;
         let mut sim = Self { world, nodes, end };
         for id in 0..sim.nodes.len() {
             sim.world.addrs.insert(sim.nodes[id].addr, id);
@@ -589,6 +612,7 @@ impl Sim {
             );
         }
         sim.schedule_faults();
+        sim.schedule_floods();
         let interval = scenario.report.sample_interval_ms * MILLI;
         sim.world.push(interval, What::Sample);
         Ok(sim)
@@ -605,6 +629,7 @@ impl Sim {
             wakes_at_now: (0, 0),
             rng: ChaCha8Rng::from_seed(derive(world.seed, "app", id as u64, 0)),
             app,
+            cpu: None,
         }
     }
 
@@ -720,17 +745,9 @@ impl Sim {
     fn handle(&mut self, what: What) {
         let now = self.world.now;
         match what {
-            What::Deliver { to, from, payload } => {
-                self.world.counts.deliveries += 1;
-                let node = &mut self.nodes[to];
-                let Some(endpoint) = node.endpoint.as_mut() else {
-                    self.world.metrics.dropped_at_down_node += 1;
-                    return;
-                };
-                let local = node.clock.instant(now);
-                endpoint.handle_datagram(local, from, None, None, BytesMut::from(Bytes::from(payload)));
-                drive(to, node, &mut self.world);
-            }
+            What::Deliver { to, from, payload } => self.deliver(to, from, payload),
+            What::Flood { flood } => self.flood(flood),
+            What::CpuFree { node } => self.cpu_free(node),
             What::Wake { node: id } => {
                 let node = &mut self.nodes[id];
                 if node.armed != Some(now) {
@@ -856,6 +873,7 @@ impl Sim {
                 }
             }
         }
+        self.finish_hostile(&mut report);
         report.finish();
         report
     }
@@ -908,7 +926,8 @@ impl Fault {
             Fault::Partition { target, .. }
             | Fault::ClockOffset { target, .. }
             | Fault::ClockDrift { target, .. }
-            | Fault::Crash { target, .. } => target,
+            | Fault::Crash { target, .. }
+            | Fault::Flood { target, .. } => target,
         }
     }
 }

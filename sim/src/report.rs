@@ -113,6 +113,8 @@ pub struct RttReport {
     pub abs_error_ms: Summary,
     /// Mean signed error SRTT − true, in milliseconds.
     pub bias_ms: f64,
+    /// The clients' SRTT at every path sample, in milliseconds.
+    pub srtt_ms: Summary,
 }
 
 /// Loss as the links imposed it and as the heartbeat estimated it.
@@ -276,6 +278,73 @@ pub struct Report {
     pub presets: Vec<PresetReport>,
     /// The verification server and its game servers, when the scenario has one.
     pub vs: Option<VsReport>,
+    /// Floods and the servers' defences, when the scenario has a flood or a CPU model.
+    pub hostile: Option<HostileReport>,
+}
+
+/// Hostile traffic and what the game servers did with it (issue 5 §3).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HostileReport {
+    /// Flood datagrams sent (all floods).
+    pub flood_datagrams: u64,
+    /// Flood bytes sent.
+    pub flood_bytes: u64,
+    /// Flood datagrams by kind (`random`, `mutated`, `initials`, `truncated`).
+    pub flood_by_kind: BTreeMap<String, u64>,
+    /// Every datagram the game servers handled (legitimate and flood), by what the endpoint
+    /// did with it: `dropped`, `stateless`, `connection`, `retry`, `refused`,
+    /// `accept_failed`, `handshake`.
+    pub handled: BTreeMap<String, u64>,
+    /// Retries sent (RFC 9000 §8.1.2), all reasons.
+    pub retries_sent: u64,
+    /// Of those, to addresses over their handshake rate.
+    pub retries_rate_limited: u64,
+    /// Initials that came back with a valid Retry token.
+    pub initials_validated: u64,
+    /// `RATE_LIMITED` rejection handshakes (validated addresses over their rate).
+    pub handshakes_rate_limited: u64,
+    /// Every refusal of the per-address handshake limiter (answered by Retry or rejection).
+    pub address_limiter_refusals: u64,
+    /// Initials refused at the pending-handshake limit.
+    pub connections_refused: u64,
+    /// Initials QUIC could not accept (did not decrypt).
+    pub accept_failed: u64,
+    /// Endpoint responses dropped because their queue was full.
+    pub responses_dropped: u64,
+    /// Bytes the servers sent to spoofed flood sources (routed nowhere).
+    pub bytes_to_spoofed: u64,
+    /// Largest ratio, over spoofed sources, of bytes the servers sent to a source to bytes
+    /// they received from it. RFC 9000 §8.1 allows 3 before validation; tickwire holds 1.
+    pub amplification: f64,
+    /// Bytes sent to all spoofed sources over bytes received from them.
+    pub amplification_overall: f64,
+    /// Most handshakes in progress on one server at once.
+    pub peak_handshakes_pending: usize,
+    /// Most connections (any phase) on one server at once.
+    pub peak_connections: usize,
+    /// Peak of one server's estimated memory for what the flood can grow: connections ×
+    /// 64 KiB (a generous figure for a quinn-proto connection with its TLS state and
+    /// tickwire's bounded queues) plus datagrams waiting in its receive queue, in bytes.
+    pub peak_memory_estimate_bytes: u64,
+    /// The CPU model's figures, when the scenario has `[server_cpu]`.
+    pub cpu: Option<CpuReport>,
+}
+
+/// The game servers' modelled CPU (see [`ServerCpu`](crate::scenario::ServerCpu)).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CpuReport {
+    /// The cost table in force, nanoseconds per datagram by outcome.
+    pub cost_ns: BTreeMap<String, u64>,
+    /// Highest busy fraction of any server in any whole virtual second.
+    pub peak_utilisation: f64,
+    /// Busy fraction over the run, worst server.
+    pub mean_utilisation: f64,
+    /// Datagrams dropped because the receive queue was full.
+    pub rx_queue_dropped: u64,
+    /// Longest receive queue seen, in datagrams.
+    pub rx_queue_peak: usize,
+    /// Longest time a datagram waited for the CPU, in milliseconds.
+    pub max_wait_ms: f64,
 }
 
 /// The verification server and the game servers it attests.
@@ -432,8 +501,8 @@ impl fmt::Display for Report {
         let r = &self.rtt;
         let _ = writeln!(
             w,
-            "  RTT                 true {:.1} ms, estimated {:.1} ms, |error| mean {:.2} ms p99 {:.2} ms ({} samples)",
-            r.true_ms, r.estimated_ms, r.abs_error_ms.mean, r.abs_error_ms.p99, r.samples
+            "  RTT                 true {:.1} ms, estimated {:.1} ms, |error| mean {:.2} ms p99 {:.2} ms ({} samples); SRTT p99 {:.1} ms",
+            r.true_ms, r.estimated_ms, r.abs_error_ms.mean, r.abs_error_ms.p99, r.samples, r.srtt_ms.p99
         );
         let j = &self.jitter_ms;
         let _ = writeln!(
@@ -503,6 +572,50 @@ impl fmt::Display for Report {
             );
             for failure in &v.failures {
                 let _ = writeln!(w, "    failure           {failure}");
+            }
+        }
+        if let Some(h) = &self.hostile {
+            let _ = writeln!(
+                w,
+                "  hostile             {} flood datagrams ({} B): {}",
+                h.flood_datagrams,
+                h.flood_bytes,
+                map_or_none(&h.flood_by_kind)
+            );
+            let _ = writeln!(w, "    handled           {}", map_or_none(&h.handled));
+            let _ = writeln!(
+                w,
+                "    defences          {} retries ({} for rate, {} came back), {} limiter refusals, {} RATE_LIMITED, {} refused, {} undecryptable",
+                h.retries_sent,
+                h.retries_rate_limited,
+                h.initials_validated,
+                h.address_limiter_refusals,
+                h.handshakes_rate_limited,
+                h.connections_refused,
+                h.accept_failed
+            );
+            let _ = writeln!(
+                w,
+                "    amplification     max {:.3} per spoofed source, {:.3} overall ({} B answered)",
+                h.amplification, h.amplification_overall, h.bytes_to_spoofed
+            );
+            let _ = writeln!(
+                w,
+                "    state             peak {} handshakes pending, {} connections, memory estimate {:.1} MiB",
+                h.peak_handshakes_pending,
+                h.peak_connections,
+                h.peak_memory_estimate_bytes as f64 / f64::from(1 << 20)
+            );
+            if let Some(c) = &h.cpu {
+                let _ = writeln!(
+                    w,
+                    "    server CPU        peak {:.1} % in a second, mean {:.1} %, rx queue peak {} ({} dropped), longest wait {:.2} ms",
+                    100.0 * c.peak_utilisation,
+                    100.0 * c.mean_utilisation,
+                    c.rx_queue_peak,
+                    c.rx_queue_dropped,
+                    c.max_wait_ms
+                );
             }
         }
         if self.wall_seconds > 0.0 {
@@ -578,6 +691,22 @@ pub struct Metrics {
     pub(crate) dropped_at_down_node: u64,
     pub(crate) faults: u64,
     pub(crate) vs: Option<VsMetrics>,
+    srtt_ms: Vec<f64>,
+    /// Flood and defence counters, when the scenario has a flood or a CPU model.
+    pub(crate) hostile: Option<HostileMetrics>,
+}
+
+/// Counters behind [`HostileReport`]; the engine fills `report` directly and the per-source
+/// and per-second tallies here.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct HostileMetrics {
+    pub(crate) report: HostileReport,
+    /// Datagrams the game servers handled, by outcome.
+    pub(crate) handled: BTreeMap<&'static str, u64>,
+    /// Per spoofed source: (bytes received from it, bytes sent to it).
+    pub(crate) per_source: Vec<(u64, u64)>,
+    /// Busy nanoseconds per server per virtual second.
+    pub(crate) busy: Vec<Vec<Nanos>>,
 }
 
 impl Metrics {
@@ -593,6 +722,12 @@ impl Metrics {
             preset_clients,
             joined: vec![false; scenario.clients()],
             vs: scenario.vs.as_ref().map(|_| VsMetrics::default()),
+            hostile: (scenario.server_cpu.is_some()
+                || scenario
+                    .faults
+                    .iter()
+                    .any(|f| matches!(f, crate::scenario::Fault::Flood { .. })))
+            .then(HostileMetrics::default),
             ..Self::default()
         }
     }
@@ -647,6 +782,7 @@ impl Metrics {
 
     pub(crate) fn record_path_sample(&mut self, truth_ms: Option<f64>, stats: &ConnectionStats) {
         let hb = &stats.heartbeat;
+        self.srtt_ms.push(hb.srtt_ms);
         self.jitter_ms.push(hb.jitter_ms);
         self.est_loss.push(hb.loss_ratio);
         if let Some(truth) = truth_ms {
@@ -737,6 +873,7 @@ impl Metrics {
                 } else {
                     self.rtt_err_sum / self.rtt_true.len() as f64
                 },
+                srtt_ms: Summary::of(&self.srtt_ms),
             },
             jitter_ms: Summary::of(&self.jitter_ms),
             loss: LossReport {
@@ -769,6 +906,7 @@ impl Metrics {
                 })
                 .collect(),
             vs: self.vs.as_ref().map(VsMetrics::report),
+            hostile: self.hostile.as_ref().map(|h| h.report.clone()),
             ..Report::default()
         }
     }

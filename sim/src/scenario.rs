@@ -1,5 +1,5 @@
 //! Scenarios: TOML descriptions of a topology, a traffic model, a fault schedule and a
-//! duration. Six ship embedded in the binary ([`Scenario::builtin`]); any other file in the
+//! duration. Seven ship embedded in the binary ([`Scenario::builtin`]); any other file in the
 //! same format can be run by path.
 //!
 //! ```toml
@@ -72,6 +72,94 @@ pub struct Scenario {
     /// A verification server attesting every game server, if present.
     #[serde(default)]
     pub vs: Option<VsScenario>,
+    /// A CPU model for game servers, so that floods cost time; absent = datagrams are handled
+    /// instantly (every scenario without it keeps its trace).
+    #[serde(default)]
+    pub server_cpu: Option<ServerCpu>,
+}
+
+/// A game server's CPU in virtual time: handling a datagram costs a fixed time by what the
+/// endpoint did with it (classified from its [`DatagramStats`](tickwire_core::stats::DatagramStats)
+/// before and after), and datagrams arriving while it is busy wait in a FIFO receive queue of
+/// `rx_queue_datagrams` (the socket buffer); beyond it they are dropped. Timers, ticks and
+/// sends cost nothing. Defaults, in nanoseconds, are rough single-core figures for
+/// quinn-proto with ring:
+///
+/// | outcome | default | what it stands for |
+/// |---|---|---|
+/// | `dropped_ns` | 1 000 | header parse, no state (garbage, unknown ids, short Initials) |
+/// | `stateless_ns` | 3 000 | a stateless reset or version negotiation |
+/// | `connection_ns` | 5 000 | routed to a connection: AEAD open (or its failure), frames |
+/// | `retry_ns` | 10 000 | Initial keys, header protection, Retry token sealing |
+/// | `refused_ns` | 10 000 | Initial keys and a sealed `CONNECTION_REFUSED` |
+/// | `accept_failed_ns` | 20 000 | Initial keys and a failed AEAD open of the Initial |
+/// | `handshake_ns` | 150 000 | a new handshake: TLS 1.3 server flight, Ed25519 signature |
+///
+/// ```toml
+/// [server_cpu]
+/// handshake_ns = 150000
+/// rx_queue_datagrams = 4096
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerCpu {
+    /// Dropped by QUIC without state.
+    pub dropped_ns: u64,
+    /// Answered statelessly (reset, version negotiation).
+    pub stateless_ns: u64,
+    /// Handled by an existing connection.
+    pub connection_ns: u64,
+    /// Answered with a Retry.
+    pub retry_ns: u64,
+    /// Refused at the pending-handshake limit.
+    pub refused_ns: u64,
+    /// An Initial QUIC failed to accept (did not decrypt).
+    pub accept_failed_ns: u64,
+    /// Started a new handshake.
+    pub handshake_ns: u64,
+    /// Datagrams waiting for the CPU at most; more are dropped (counted). Default 4 096.
+    pub rx_queue_datagrams: usize,
+}
+
+impl Default for ServerCpu {
+    fn default() -> Self {
+        Self {
+            dropped_ns: 1_000,
+            stateless_ns: 3_000,
+            connection_ns: 5_000,
+            retry_ns: 10_000,
+            refused_ns: 10_000,
+            accept_failed_ns: 20_000,
+            handshake_ns: 150_000,
+            rx_queue_datagrams: 4_096,
+        }
+    }
+}
+
+/// Relative weights of the kinds of datagram in a [`Fault::Flood`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FloodMix {
+    /// Random bytes of random length 1..=1 500.
+    pub random: u32,
+    /// A recently seen legitimate client-to-server datagram with bits flipped, truncated or
+    /// extended.
+    pub mutated: u32,
+    /// Real client Initials (from throwaway client endpoints), replayed from spoofed sources.
+    pub initials: u32,
+    /// Prefixes of legitimate datagrams and Initials whose Length field points past the end.
+    pub truncated: u32,
+}
+
+impl Default for FloodMix {
+    fn default() -> Self {
+        Self {
+            random: 1,
+            mutated: 1,
+            initials: 1,
+            truncated: 1,
+        }
+    }
 }
 
 /// A verification server (VS) node and what the game servers and clients do with it.
@@ -397,6 +485,24 @@ pub enum Fault {
         /// When they restart, if ever.
         restart_at_s: Option<f64>,
     },
+    /// `datagrams` hostile datagrams, spread evenly over `[at_s, until_s)`, sent to the target
+    /// game server(s) from `sources` spoofed addresses (answers to them are routed nowhere
+    /// and counted), of the kinds in `mix`. Every byte comes from the run's seed.
+    Flood {
+        /// `server:N` or `servers` (round-robin).
+        target: Target,
+        /// Start.
+        at_s: f64,
+        /// End.
+        until_s: f64,
+        /// Datagrams in total.
+        datagrams: u64,
+        /// Spoofed source addresses (1..=65 536), used round-robin.
+        sources: u32,
+        /// Kinds of datagram, by weight.
+        #[serde(default)]
+        mix: FloodMix,
+    },
 }
 
 /// Reporting options.
@@ -435,6 +541,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("partition-heal", include_str!("../scenarios/partition-heal.toml")),
     ("scale-1k", include_str!("../scenarios/scale-1k.toml")),
     ("vs-outage", include_str!("../scenarios/vs-outage.toml")),
+    ("flood", include_str!("../scenarios/flood.toml")),
 ];
 
 impl Scenario {
@@ -536,6 +643,28 @@ impl Scenario {
                     target,
                     [Some(*at_s), *restart_at_s].into_iter().flatten().collect(),
                 ),
+                Fault::Flood {
+                    target,
+                    at_s,
+                    until_s,
+                    sources,
+                    mix,
+                    ..
+                } => {
+                    if !matches!(target, Target::Server(_) | Target::Servers) {
+                        return bad(format!("flood target {target}: must be server:N or servers"));
+                    }
+                    if !(1..=65_536).contains(sources) {
+                        return bad(format!("flood on {target}: sources must be 1..=65536"));
+                    }
+                    if mix.random + mix.mutated + mix.initials + mix.truncated == 0 {
+                        return bad(format!("flood on {target}: mix needs a positive weight"));
+                    }
+                    if until_s <= at_s {
+                        return bad(format!("fault on {target}: its end is before its start"));
+                    }
+                    (target, vec![*at_s, *until_s])
+                }
             };
             if times.iter().any(|t| !(*t >= 0.0 && t.is_finite())) {
                 return bad(format!("fault on {target}: times must be non-negative"));
@@ -557,6 +686,13 @@ impl Scenario {
         self.endpoint
             .validate()
             .map_err(|e| ScenarioError::Invalid(format!("endpoint: {e}")))?;
+        if self
+            .server_cpu
+            .as_ref()
+            .is_some_and(|c| c.rx_queue_datagrams == 0)
+        {
+            return bad("server_cpu.rx_queue_datagrams must be positive".into());
+        }
         if let Some(vs) = &self.vs {
             if self.link(&vs.link).is_none() {
                 return bad(format!("vs.link: unknown link preset {:?}", vs.link));

@@ -35,6 +35,8 @@ fn every_shipped_scenario_is_byte_identical_across_processes() {
         ("partition-heal", 3.0),
         ("scale-1k", 1.0),
         ("vs-outage", 3.0),
+        // The floods start at 4 s: half a second of them.
+        ("flood", 4.5),
     ] {
         let first = trace_of(scenario, 17, duration, &dir);
         let second = trace_of(scenario, 17, duration, &dir);

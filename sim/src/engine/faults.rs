@@ -92,6 +92,8 @@ impl Sim {
                             .push(secs(at_s), What::Fault(Action::Drift { node, ppm }));
                     }
                 }
+                // Scheduled by `schedule_floods`.
+                Fault::Flood { .. } => {}
                 Fault::Crash {
                     at_s, restart_at_s, ..
                 } => {
@@ -169,6 +171,9 @@ impl Sim {
                     return;
                 }
                 node.armed = None;
+                if let Some(cpu) = node.cpu.as_mut() {
+                    cpu.clear();
+                }
                 self.world.metrics.faults += 1;
                 for client in self.affected_clients(id) {
                     self.world.paths[client].fault_begin(now);

@@ -64,6 +64,14 @@ pub struct Config {
     /// Largest reliable message, in bytes; a peer declaring a larger frame is closed with
     /// `PROTOCOL_VIOLATION`. Default 8 MiB.
     pub max_reliable_message_bytes: usize,
+    /// Longest a reliable channel stream may hold a partial frame with no new byte arriving
+    /// for it, in milliseconds; then the connection is closed with `PROTOCOL_VIOLATION`
+    /// (counted in `ConnectionStats::partial_frame_timeouts`). The clock restarts with every
+    /// byte, so a slow but moving transfer is never cut; it stops a peer that keeps the session
+    /// alive with heartbeats while pinning a frame's buffer (up to `max_reliable_message_bytes`
+    /// per stream). A sender whose stream is starved this long by its own higher-priority
+    /// traffic is closed too. Must be > 0. Default 10 000 (twice the heartbeat timeout).
+    pub partial_frame_timeout_ms: u64,
     /// Bytes of reliable messages queued per connection waiting for flow control; a `send`
     /// beyond it fails with `SendError::QueueFull`. Default 32 MiB.
     pub max_queued_reliable_bytes: usize,
@@ -134,6 +142,7 @@ impl Default for Config {
             revalidate_every_ticks: 60,
             close_sessions_on_ticket_expiry: false,
             max_reliable_message_bytes: 8 << 20,
+            partial_frame_timeout_ms: 10_000,
             max_queued_reliable_bytes: 32 << 20,
             max_queued_datagrams: 1024,
             datagram_send_buffer_bytes: 4 << 10,
@@ -205,6 +214,9 @@ impl Config {
         }
         if self.max_reliable_message_bytes == 0 || self.max_reliable_message_bytes > u32::MAX as usize {
             return fail("max_reliable_message_bytes must be in 1..=u32::MAX");
+        }
+        if self.partial_frame_timeout_ms == 0 {
+            return fail("partial_frame_timeout_ms must be > 0");
         }
         if self.datagram_send_buffer_bytes < 2048 {
             return fail("datagram_send_buffer_bytes must be >= 2048 (one datagram plus a heartbeat)");
@@ -306,5 +318,14 @@ mod tests {
             ..Config::default()
         };
         assert!(config.validate().unwrap_err().0.contains("idle_timeout_ms"));
+        let config = Config {
+            partial_frame_timeout_ms: 0,
+            ..Config::default()
+        };
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .0
+            .contains("partial_frame_timeout_ms"));
     }
 }

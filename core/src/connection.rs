@@ -58,6 +58,20 @@ pub(crate) enum Pending {
 struct RxStream {
     channel: Option<ChannelId>,
     decoder: FrameDecoder,
+    /// While the decoder holds a partial frame: when the stream stalls (the last byte for it
+    /// arrived `partial_frame_timeout_ms` before). `None` between frames.
+    stall_deadline: Option<Instant>,
+}
+
+/// How a receive stream stood after `Conn::drain_stream` read everything it had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StreamEnd {
+    /// Still open: more bytes may come.
+    Open,
+    /// The peer finished it (FIN) and every byte was read.
+    Finished,
+    /// The peer reset it (RESET_STREAM): QUIC has freed it and given the peer a new stream.
+    Reset,
 }
 
 #[derive(Debug)]
@@ -236,6 +250,7 @@ impl Conn {
             State::Established => {
                 consider(self.heartbeat.poll_timeout());
                 consider(self.reassembler.poll_timeout());
+                consider(self.next_stall());
             }
             State::Closed => {}
             _ => consider(self.handshake_deadline),
@@ -259,6 +274,10 @@ impl Conn {
                         failure.timeout.as_millis()
                     );
                     self.close(ctx, Rejection::new(ReasonCode::HEARTBEAT_TIMEOUT, detail));
+                    return;
+                }
+                if self.next_stall().is_some_and(|d| now >= d) {
+                    self.close_stalled(ctx);
                     return;
                 }
                 self.send_pings(ctx);
@@ -289,6 +308,36 @@ impl Conn {
             let bytes = wire::encode_heartbeat(DatagramKind::Ping, &ping);
             let _ = self.quic.datagrams().send(bytes, true);
         }
+    }
+
+    /// The earliest stall deadline of a channel stream holding a partial frame. There are at
+    /// most `channels.len()` receive streams (QUIC's concurrent-stream limit), so a scan is cheap.
+    fn next_stall(&self) -> Option<Instant> {
+        self.rx_streams.values().filter_map(|rx| rx.stall_deadline).min()
+    }
+
+    /// Closes the connection because a channel stream's partial frame received no byte for
+    /// `partial_frame_timeout_ms` (a slow-loris peer pinning the frame's buffer).
+    fn close_stalled(&mut self, ctx: &mut Ctx<'_>) {
+        let Some((rx, deadline)) = self
+            .rx_streams
+            .values()
+            .filter_map(|rx| Some((rx, rx.stall_deadline?)))
+            .min_by_key(|&(_, deadline)| deadline)
+        else {
+            return;
+        };
+        let timeout = Duration::from_millis(ctx.config.partial_frame_timeout_ms);
+        let idle = timeout + ctx.now.saturating_duration_since(deadline);
+        let detail = format!(
+            "partial frame stalled on channel {}: {} bytes held, no bytes for {} ms (timeout {} ms)",
+            rx.channel.map_or(0, |c| c.0),
+            rx.decoder.buffered_bytes(),
+            idle.as_millis(),
+            timeout.as_millis()
+        );
+        self.stats.partial_frame_timeouts += 1;
+        self.close(ctx, Rejection::new(ReasonCode::PROTOCOL_VIOLATION, detail));
     }
 
     /// Drains QUIC events into tickwire state and events. Call after every input;
@@ -453,6 +502,7 @@ impl Conn {
         self.state = State::Closed;
         self.datagrams.clear();
         self.tx_channels.clear();
+        self.rx_streams.clear();
         self.queued_reliable_bytes = 0;
         ctx.events.push_back(event);
     }
@@ -512,6 +562,7 @@ impl Conn {
                         RxStream {
                             channel: None,
                             decoder,
+                            stall_deadline: None,
                         },
                     );
                     self.read_stream(ctx, id);
@@ -521,26 +572,31 @@ impl Conn {
         pending
     }
 
-    /// Reads everything readable on stream `id` into `sink`; returns `Err` with a reason if
-    /// the stream broke the protocol.
-    fn drain_stream(quic: &mut quinn_proto::Connection, id: StreamId, mut sink: impl FnMut(&[u8])) -> bool {
+    /// Reads everything readable on stream `id` into `sink`; returns how many bytes it read
+    /// and whether the stream is still open.
+    fn drain_stream(
+        quic: &mut quinn_proto::Connection,
+        id: StreamId,
+        mut sink: impl FnMut(&[u8]),
+    ) -> (usize, StreamEnd) {
         let mut stream = quic.recv_stream(id);
         let Ok(mut chunks) = stream.read(true) else {
-            return false;
+            return (0, StreamEnd::Open);
         };
-        let mut finished = false;
-        loop {
+        let mut read = 0;
+        let end = loop {
             match chunks.next(usize::MAX) {
-                Ok(Some(chunk)) => sink(&chunk.bytes),
-                Ok(None) => {
-                    finished = true;
-                    break;
+                Ok(Some(chunk)) => {
+                    read += chunk.bytes.len();
+                    sink(&chunk.bytes);
                 }
-                Err(_) => break,
+                Ok(None) => break StreamEnd::Finished,
+                Err(quinn_proto::ReadError::Reset(_)) => break StreamEnd::Reset,
+                Err(_) => break StreamEnd::Open,
             }
-        }
+        };
         let _ = chunks.finalize();
-        finished
+        (read, end)
     }
 
     fn read_control(&mut self, ctx: &mut Ctx<'_>) -> Option<Pending> {
@@ -660,7 +716,7 @@ impl Conn {
         let mut first_byte = None;
         let mut channel = rx.channel;
         let decoder = &mut rx.decoder;
-        let finished = Self::drain_stream(&mut self.quic, id, |mut bytes| {
+        let (read, end) = Self::drain_stream(&mut self.quic, id, |mut bytes| {
             if channel.is_none() {
                 if let Some((&b, rest)) = bytes.split_first() {
                     channel = Some(ChannelId(b));
@@ -671,7 +727,17 @@ impl Conn {
             decoder.push(bytes);
         });
         rx.channel = channel;
+        if end == StreamEnd::Reset {
+            // QUIC freed the stream and gave the peer a new one: free ours too, or a peer
+            // cycling open–partial frame–reset would pile up decoders past the stream limit.
+            self.rx_streams.remove(&id);
+            self.stats.streams_reset += 1;
+            return;
+        }
         let Some(channel) = channel else {
+            if end == StreamEnd::Finished {
+                self.rx_streams.remove(&id);
+            }
             return;
         };
         if first_byte.is_some()
@@ -680,6 +746,7 @@ impl Conn {
                 Some(ChannelKind::Reliable { .. })
             )
         {
+            self.stats.streams_refused += 1;
             self.close(
                 ctx,
                 Rejection::new(
@@ -706,13 +773,22 @@ impl Conn {
                 }
                 Ok(None) => break,
                 Err(e) => {
+                    self.stats.oversized_frames += 1;
                     self.close(ctx, Rejection::new(ReasonCode::PROTOCOL_VIOLATION, e.to_string()));
                     return;
                 }
             }
         }
-        if finished {
+        if end == StreamEnd::Finished {
             self.rx_streams.remove(&id);
+        } else if let Some(rx) = self.rx_streams.get_mut(&id) {
+            // The stall clock restarts with every byte that arrives for a partial frame.
+            let timeout = Duration::from_millis(ctx.config.partial_frame_timeout_ms);
+            rx.stall_deadline = match rx.stall_deadline {
+                _ if !rx.decoder.is_mid_frame() => None,
+                Some(deadline) if read == 0 => Some(deadline),
+                _ => ctx.now.checked_add(timeout),
+            };
         }
     }
 
@@ -1127,6 +1203,44 @@ impl Conn {
         stats.reassembly = *self.reassembler.stats();
         stats.tick_sync = self.tick_sync.as_ref().map(|s| s.stats());
         stats.limiter = self.limiter.as_ref().map(|l| l.stats());
+        stats.partial_frame_bytes = self
+            .rx_streams
+            .values()
+            .map(|rx| rx.decoder.buffered_bytes() as u64)
+            .sum();
+        stats.channel_streams = self.rx_streams.len();
+        stats.reassembly_partials = self.reassembler.partial_count();
+        stats.reassembly_buffered_bytes = self.reassembler.buffered_bytes();
         stats
+    }
+}
+
+/// Hostile-peer actions for tests (feature `testing`; never in the non-testing API): they
+/// bypass the framer, the channel table and the send queues, so that a harness node can play a
+/// misbehaving peer against a real endpoint over real QUIC. Streams are named by their QUIC
+/// stream id (RFC 9000 §2.1) as a `u64`.
+#[cfg(any(test, feature = "testing"))]
+impl Conn {
+    /// Opens a unidirectional stream, `None` when the peer's stream limit is reached
+    /// (RFC 9000 §4.6: QUIC will not open past it).
+    pub(crate) fn testing_open_uni(&mut self) -> Option<u64> {
+        self.quic.streams().open(Dir::Uni).map(u64::from)
+    }
+
+    /// Writes raw `bytes` to `stream`; returns how many QUIC took (flow control may refuse some).
+    pub(crate) fn testing_write(&mut self, stream: u64, bytes: &[u8]) -> usize {
+        let id = StreamId::from(VarInt::from_u64(stream).unwrap_or(VarInt::MAX));
+        self.quic.send_stream(id).write(bytes).unwrap_or(0)
+    }
+
+    /// Resets `stream` (RESET_STREAM, RFC 9000 §19.4) with error code 0.
+    pub(crate) fn testing_reset(&mut self, stream: u64) {
+        let id = StreamId::from(VarInt::from_u64(stream).unwrap_or(VarInt::MAX));
+        let _ = self.quic.send_stream(id).reset(VarInt::from_u32(0));
+    }
+
+    /// Sends one raw QUIC datagram (RFC 9221), bypassing tickwire's datagram queue.
+    pub(crate) fn testing_send_datagram(&mut self, bytes: Bytes) -> bool {
+        self.quic.datagrams().send(bytes, true).is_ok()
     }
 }

@@ -1175,3 +1175,22 @@ fn count_events(stats: &mut EndpointStats, events: &VecDeque<Event>, from: usize
         }
     }
 }
+
+// ----- testing hook (feature `testing` only; not part of the non-testing API) -----
+#[cfg(any(test, feature = "testing"))]
+impl Endpoint {
+    /// Testing only: runs `f` on connection `handle` (to act as a misbehaving peer through
+    /// `Conn`'s `testing_*` methods), then processes it so what `f` queued is sent. `None` for
+    /// an unknown handle.
+    pub(crate) fn with_conn_for_testing<R>(
+        &mut self,
+        now: Instant,
+        handle: ConnHandle,
+        f: impl FnOnce(&mut Conn) -> R,
+    ) -> Option<R> {
+        let now = self.advance(now);
+        let result = f(self.conns.get_mut(&handle)?);
+        self.process(now, handle);
+        Some(result)
+    }
+}

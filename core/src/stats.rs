@@ -54,6 +54,28 @@ pub struct ConnectionStats {
     pub datagrams_dropped_early: u64,
     /// Sequenced messages dropped because a newer one was already delivered.
     pub stale_sequenced_dropped: u64,
+    /// Messages being reassembled now (at most `fragment.max_partial_messages`). A gauge.
+    pub reassembly_partials: usize,
+    /// Chunk bytes buffered now in those partial messages (at most
+    /// `fragment.memory_budget_bytes`). A gauge.
+    pub reassembly_buffered_bytes: usize,
+    /// Receive channel streams open now (at most `channels.len()`, QUIC's limit on concurrent
+    /// unidirectional streams from the peer). A gauge, not a counter.
+    pub channel_streams: usize,
+    /// Bytes held now in partial frames on those streams, prefixes included: at most
+    /// `channel_streams × (max_reliable_message_bytes + 4)` (`PROTOCOL.md` §9). A gauge.
+    pub partial_frame_bytes: u64,
+    /// Closes because a channel stream held a partial frame with no new byte for
+    /// `partial_frame_timeout_ms` (`PROTOCOL_VIOLATION`; 0 or 1).
+    pub partial_frame_timeouts: u64,
+    /// Closes because a channel stream's frame prefix declared more than
+    /// `max_reliable_message_bytes` (`PROTOCOL_VIOLATION`; 0 or 1).
+    pub oversized_frames: u64,
+    /// Closes because the peer opened a channel stream for a channel that is not reliable in
+    /// our table, or not in it at all (`PROTOCOL_VIOLATION`; 0 or 1).
+    pub streams_refused: u64,
+    /// Channel streams the peer reset (RESET_STREAM); their partial frames were discarded.
+    pub streams_reset: u64,
 }
 
 /// Endpoint-wide counters.

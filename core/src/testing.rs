@@ -721,3 +721,48 @@ impl Net {
         self.now - self.start
     }
 }
+
+/// A misbehaving peer: raw stream and datagram writes that bypass the framer, the channel table
+/// and the send queues of `node`'s connection `conn`, so that tests can play slow-loris and
+/// resource attacks against a real endpoint over real QUIC (`core/tests/hostile.rs`). Each
+/// drains `node`'s output afterwards; an unknown handle does nothing. Streams are QUIC stream
+/// ids (RFC 9000 §2.1).
+impl Net {
+    /// Opens a unidirectional stream; `None` when the peer's concurrent-stream limit is
+    /// reached (QUIC opens no stream past it, RFC 9000 §4.6) or `conn` is unknown.
+    pub fn raw_open_uni(&mut self, node: usize, conn: ConnHandle) -> Option<u64> {
+        self.hostile(node, conn, |c| c.testing_open_uni()).flatten()
+    }
+
+    /// Writes `bytes` to `stream` as they are (no channel byte or length prefix added);
+    /// returns how many bytes QUIC took (stream flow control may refuse the rest).
+    pub fn raw_write(&mut self, node: usize, conn: ConnHandle, stream: u64, bytes: &[u8]) -> usize {
+        self.hostile(node, conn, |c| c.testing_write(stream, bytes))
+            .unwrap_or(0)
+    }
+
+    /// Resets `stream` (RESET_STREAM, RFC 9000 §19.4).
+    pub fn raw_reset(&mut self, node: usize, conn: ConnHandle, stream: u64) {
+        self.hostile(node, conn, |c| c.testing_reset(stream));
+    }
+
+    /// Sends `bytes` as one QUIC datagram (RFC 9221), as they are; false if QUIC refused it
+    /// (too large, or datagrams unsupported).
+    pub fn raw_datagram(&mut self, node: usize, conn: ConnHandle, bytes: impl Into<Bytes>) -> bool {
+        let bytes = bytes.into();
+        self.hostile(node, conn, |c| c.testing_send_datagram(bytes))
+            .unwrap_or(false)
+    }
+
+    fn hostile<R>(
+        &mut self,
+        node: usize,
+        conn: ConnHandle,
+        f: impl FnOnce(&mut crate::connection::Conn) -> R,
+    ) -> Option<R> {
+        let now = self.now;
+        let result = self.nodes[node].endpoint.with_conn_for_testing(now, conn, f);
+        self.drain(node);
+        result
+    }
+}

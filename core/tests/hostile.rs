@@ -1,10 +1,15 @@
 //! Hostile traffic against a game server (issue 5 §3), in virtual time over real QUIC/TLS:
 //! spoofed Initials, address validation with Retry (RFC 9000 §8.1.2), amplification, garbage
-//! datagrams and half-open handshakes. Each attack is bounded by a limit and counted.
+//! datagrams and half-open handshakes; then, from an authenticated but misbehaving peer,
+//! slow-loris and resource attacks: partial frames that never finish, oversized length
+//! prefixes, streams past the limit or for the wrong channel, and fragments of messages that
+//! never complete. Each attack is bounded by a limit (and, where it can hold state, a
+//! timeout) and counted.
 //!
 //! Spoofed datagrams are handed to the server's endpoint directly from addresses no harness
 //! node owns, so its answers to them go nowhere (and are summed here, for the amplification
-//! bound, by draining the server's transmits ourselves).
+//! bound, by draining the server's transmits ourselves). A misbehaving peer is a harness
+//! client whose connection writes raw stream bytes and datagrams (`Net::raw_*`).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -13,8 +18,10 @@ use bytes::BytesMut;
 use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tickwire_core::config::Config;
+use tickwire_core::fragment::{FragmentConfig, FragmentHeader};
 use tickwire_core::testing::Net;
-use tickwire_core::{ConnectOptions, Event, ReasonCode};
+use tickwire_core::wire::{type_byte, DatagramKind};
+use tickwire_core::{ChannelId, ConnHandle, ConnectOptions, ConnectionStats, Event, Initiator, ReasonCode};
 
 /// The client's first datagram (its Initial, padded to 1 200 bytes) of `n` connection
 /// attempts from a throwaway client endpoint to `server`.
@@ -290,4 +297,285 @@ fn half_open_handshakes_are_bounded_by_the_limit_and_expire_with_the_handshake_t
     // And the slots are free again: a real client joins.
     let client = net.add_client(Net::config(200));
     net.join(client, server);
+}
+
+// ----- a misbehaving peer (authenticated, so only tickwire's own limits stand in its way) -----
+
+/// A server with `config` and a client joined to it: `(server, client, client's conn,
+/// server's conn)`.
+fn session(seed: u64, config: Config) -> (Net, usize, usize, ConnHandle, ConnHandle) {
+    let mut net = Net::new(tickwire_core::testing::epoch(), seed);
+    let server = net.add_server(config);
+    let client = net.add_client(Net::config(200));
+    let (conn, server_conn) = net.join(client, server);
+    (net, server, client, conn, server_conn)
+}
+
+fn server_stats(net: &Net, server: usize, conn: ConnHandle) -> ConnectionStats {
+    net.node(server)
+        .endpoint
+        .stats(conn)
+        .expect("the server still holds the connection")
+}
+
+/// A channel-stream frame header: the channel byte, then a length prefix declaring `len`.
+fn frame_start(channel: u8, len: u32) -> Vec<u8> {
+    let mut bytes = vec![channel];
+    bytes.extend_from_slice(&len.to_be_bytes());
+    bytes
+}
+
+fn protocol_violations(net: &Net, server: usize) -> u64 {
+    let stats = net.node(server).endpoint.endpoint_stats();
+    stats
+        .disconnections
+        .get(&ReasonCode::PROTOCOL_VIOLATION)
+        .copied()
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_partial_frame_that_never_finishes_is_closed_after_the_stall_timeout() {
+    let (mut net, server, client, conn, server_conn) = session(10, Net::config(100));
+    assert_eq!(
+        net.node(server).endpoint.config().partial_frame_timeout_ms,
+        10_000
+    );
+    let stream = net.raw_open_uni(client, conn).expect("a stream");
+    let mut start = frame_start(0, 1_000);
+    start.extend_from_slice(&[7; 10]);
+    assert_eq!(net.raw_write(client, conn, stream, &start), 15);
+    // Heartbeats keep the session alive while the frame hangs, 10 of its 1 000 bytes held.
+    net.run_for(Duration::from_secs(9));
+    assert!(net.node(client).connected(conn));
+    let stats = server_stats(&net, server, server_conn);
+    assert_eq!((stats.channel_streams, stats.partial_frame_bytes), (1, 10));
+    // Every byte restarts the stall clock: a slow transfer that moves is never cut.
+    assert_eq!(net.raw_write(client, conn, stream, &[7]), 1);
+    let last_byte = net.elapsed();
+    net.run_for(Duration::from_secs(9));
+    assert!(net.node(client).connected(conn));
+    assert_eq!(server_stats(&net, server, server_conn).partial_frame_bytes, 11);
+    // Then nothing: closed 10 s after the last byte arrived (10 ms one-way latency).
+    let (reason, detail, initiator) = net.run_until_disconnected(server, server_conn, Duration::from_secs(5));
+    assert_eq!(
+        (reason, initiator),
+        (ReasonCode::PROTOCOL_VIOLATION, Initiator::Local)
+    );
+    assert_eq!(
+        detail,
+        "partial frame stalled on channel 0: 11 bytes held, no bytes for 10000 ms (timeout 10000 ms)"
+    );
+    assert_eq!(net.elapsed() - last_byte, Duration::from_millis(10_010));
+    let stats = server_stats(&net, server, server_conn);
+    assert_eq!(stats.partial_frame_timeouts, 1);
+    assert_eq!(
+        (stats.channel_streams, stats.partial_frame_bytes),
+        (0, 0),
+        "freed at the close"
+    );
+    assert_eq!(protocol_violations(&net, server), 1);
+    // The peer learns why.
+    let (reason, peer_detail, _) = net.run_until_disconnected(client, conn, Duration::from_secs(1));
+    assert_eq!((reason, peer_detail), (ReasonCode::PROTOCOL_VIOLATION, detail));
+}
+
+#[test]
+fn partial_frames_are_bounded_by_the_stream_limit_and_reset_streams_are_freed() {
+    const MAX: u32 = 64 << 10;
+    let (mut net, server, client, conn, server_conn) = session(
+        11,
+        Config {
+            max_reliable_message_bytes: MAX as usize,
+            ..Net::config(100)
+        },
+    );
+    let channels = net.node(server).endpoint.config().channels.len();
+    for round in 0..3 {
+        // QUIC lets the peer open `channels.len()` streams at once (the server's
+        // max_streams_uni), no more (RFC 9000 §4.6; quinn-proto refuses to open past it, and
+        // closes a peer that does with STREAM_LIMIT_ERROR).
+        let mut streams = Vec::new();
+        while let Some(stream) = net.raw_open_uni(client, conn) {
+            let mut bytes = frame_start(0, MAX);
+            bytes.resize(5 + MAX as usize - 1, 1); // one byte short of the frame
+            assert_eq!(net.raw_write(client, conn, stream, &bytes), bytes.len());
+            streams.push(stream);
+        }
+        assert_eq!(streams.len(), channels, "round {round}");
+        net.run_for(Duration::from_secs(1));
+        let stats = server_stats(&net, server, server_conn);
+        assert_eq!(stats.channel_streams, channels);
+        assert_eq!(stats.partial_frame_bytes, (channels * (MAX as usize - 1)) as u64);
+        // The bound: every stream the peer may hold open at once, each one frame short.
+        assert!(stats.partial_frame_bytes <= (channels * (MAX as usize + 4)) as u64);
+        // Resetting them frees their state, and QUIC gives the peer new streams: without
+        // the reset freeing our decoders, each round would add `channels` more.
+        for stream in streams {
+            net.raw_reset(client, conn, stream);
+        }
+        net.run_for(Duration::from_millis(200));
+        let stats = server_stats(&net, server, server_conn);
+        assert_eq!((stats.channel_streams, stats.partial_frame_bytes), (0, 0));
+        assert_eq!(stats.streams_reset, (channels * (round + 1)) as u64);
+    }
+    assert!(
+        net.node(client).connected(conn),
+        "resets alone are not a violation"
+    );
+    assert_eq!(server_stats(&net, server, server_conn).messages_received, 0);
+}
+
+#[test]
+fn a_stream_for_a_channel_that_is_not_reliable_is_refused_and_counted() {
+    for (seed, channel) in [(12, 2u8), (13, 3), (14, 200)] {
+        let (mut net, server, client, conn, server_conn) = session(seed, Net::config(100));
+        let stream = net.raw_open_uni(client, conn).expect("a stream");
+        net.raw_write(client, conn, stream, &frame_start(channel, 1));
+        let (reason, detail, _) = net.run_until_disconnected(server, server_conn, Duration::from_secs(1));
+        assert_eq!(reason, ReasonCode::PROTOCOL_VIOLATION);
+        assert_eq!(detail, format!("stream for non-reliable channel {channel}"));
+        assert_eq!(server_stats(&net, server, server_conn).streams_refused, 1);
+        assert_eq!(protocol_violations(&net, server), 1);
+    }
+}
+
+#[test]
+fn an_oversized_length_prefix_closes_at_once_without_waiting_for_the_payload() {
+    for (seed, max, declared) in [(15, 64 << 10, (64 << 10) + 1), (16, 8 << 20, u32::MAX)] {
+        let (mut net, server, client, conn, server_conn) = session(
+            seed,
+            Config {
+                max_reliable_message_bytes: max,
+                ..Net::config(100)
+            },
+        );
+        let stream = net.raw_open_uni(client, conn).expect("a stream");
+        // The prefix alone: the payload never comes, and need not.
+        net.raw_write(client, conn, stream, &frame_start(0, declared));
+        let sent = net.elapsed();
+        let (reason, detail, _) = net.run_until_disconnected(server, server_conn, Duration::from_secs(1));
+        assert_eq!(reason, ReasonCode::PROTOCOL_VIOLATION);
+        assert!(detail.contains(&declared.to_string()), "{detail}");
+        assert_eq!(net.elapsed() - sent, Duration::from_millis(10), "on arrival");
+        let stats = server_stats(&net, server, server_conn);
+        assert_eq!((stats.oversized_frames, stats.partial_frame_timeouts), (1, 0));
+        assert_eq!(protocol_violations(&net, server), 1);
+    }
+}
+
+/// Sends, for `rounds` × 10 ms, 4 datagrams per 10 ms (400 a second, in bursts that fit the
+/// sender's 4 KiB QUIC datagram buffer), each the first fragment of a new `count`-fragment
+/// message on unreliable channel 2 (never followed by the rest), and checks the server's
+/// reassembly state after every round against `check`. Returns how many were sent.
+fn first_fragments_only(
+    net: &mut Net,
+    (server, client, conn, server_conn): (usize, usize, ConnHandle, ConnHandle),
+    (rounds, count, chunk): (u16, u8, usize),
+    mut check: impl FnMut(&ConnectionStats),
+) -> u64 {
+    let mut sent = 0;
+    for round in 0..rounds {
+        for i in 0..4u16 {
+            let header = FragmentHeader {
+                message_id: round.wrapping_mul(4).wrapping_add(i),
+                index: 0,
+                count,
+            };
+            let mut datagram = vec![type_byte(DatagramKind::Fragment, 2)];
+            datagram.extend_from_slice(&header.encode());
+            datagram.resize(datagram.len() + chunk, 0xAA);
+            assert!(net.raw_datagram(client, conn, datagram));
+            sent += 1;
+        }
+        net.run_for(Duration::from_millis(10));
+        check(&server_stats(net, server, server_conn));
+    }
+    sent
+}
+
+#[test]
+fn first_fragments_only_forever_stay_within_the_partial_limit_and_expire() {
+    let (mut net, server, client, conn, server_conn) = session(17, Net::config(100));
+    let limits = FragmentConfig::default();
+    let mut peak = 0;
+    let sent = first_fragments_only(
+        &mut net,
+        (server, client, conn, server_conn),
+        (500, 200, 1_000),
+        |stats| {
+            assert!(stats.reassembly_partials <= limits.max_partial_messages);
+            assert!(stats.reassembly_buffered_bytes <= limits.max_partial_messages * 1_000);
+            peak = peak.max(stats.reassembly_partials);
+        },
+    );
+    assert_eq!(
+        peak, limits.max_partial_messages,
+        "the limit was reached, not passed"
+    );
+    let r = server_stats(&net, server, server_conn).reassembly;
+    assert_eq!(r.fragments_received, sent, "no loss on this link");
+    assert_eq!(r.messages_reassembled, 0);
+    // Every partial beyond the limit evicted the oldest one.
+    assert_eq!(r.evicted_partial_limit, sent - limits.max_partial_messages as u64);
+    // The peer stops: what is left expires at the reassembly timeout.
+    net.run_for(Duration::from_millis(limits.reassembly_timeout_ms + 100));
+    let stats = server_stats(&net, server, server_conn);
+    assert_eq!(
+        (stats.reassembly_partials, stats.reassembly_buffered_bytes),
+        (0, 0)
+    );
+    assert_eq!(
+        stats.reassembly.expired_timeout,
+        limits.max_partial_messages as u64
+    );
+    assert_eq!(stats.reassembly.fragments_dropped, sent);
+    // Datagrams never close a session, and real fragmented messages still get through.
+    assert!(net.node(client).connected(conn));
+    let message = vec![5u8; 4_000];
+    net.send(client, conn, ChannelId(2), message.clone());
+    net.run_for(Duration::from_millis(100));
+    assert_eq!(
+        net.node(server).messages(server_conn, ChannelId(2)),
+        vec![message]
+    );
+}
+
+#[test]
+fn first_fragments_only_are_held_to_the_memory_budget() {
+    let fragment = FragmentConfig {
+        max_message_bytes: 32_000,
+        memory_budget_bytes: 32_000,
+        max_partial_messages: 1_000,
+        ..FragmentConfig::default()
+    };
+    let (mut net, server, client, conn, server_conn) = session(
+        18,
+        Config {
+            fragment: fragment.clone(),
+            ..Net::config(100)
+        },
+    );
+    let sent = first_fragments_only(
+        &mut net,
+        (server, client, conn, server_conn),
+        (200, 30, 1_000),
+        |stats| assert!(stats.reassembly_buffered_bytes <= fragment.memory_budget_bytes),
+    );
+    let stats = server_stats(&net, server, server_conn);
+    assert_eq!(stats.reassembly_buffered_bytes, fragment.memory_budget_bytes);
+    assert_eq!(stats.reassembly.evicted_memory_budget, sent - 32);
+    assert_eq!(stats.reassembly.evicted_partial_limit, 0);
+    // Messages too large for the limit are refused on their first fragment.
+    let before = stats.reassembly.dropped_too_large;
+    first_fragments_only(
+        &mut net,
+        (server, client, conn, server_conn),
+        (1, 40, 1_000),
+        |_| {},
+    );
+    let after = server_stats(&net, server, server_conn)
+        .reassembly
+        .dropped_too_large;
+    assert_eq!(after - before, 4);
 }

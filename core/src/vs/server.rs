@@ -123,13 +123,14 @@ pub struct VsConfig {
     /// Lifetime of join tickets issued by [`Verifier::issue_join_ticket`], in milliseconds.
     /// Default 60 000.
     pub join_ticket_lifetime_ms: u64,
-    /// Revocations ([`Verifier::revoke`]) queued per game server while it is not joined, at
-    /// most; they are pushed to it right after its next `Accepted`. When a queue is full the
-    /// oldest revocation is dropped and counted ([`Verifier::revocations_dropped`],
-    /// [`VsEvent::RevocationDropped`]). Queues are kept for enrolled game servers and for every
-    /// game server that joined and left (at most 65 536 of them; the one that left longest ago
-    /// is forgotten first), so memory is bounded by this × that count × 32 bytes. Default 1 024.
-    pub max_pending_revocations: usize,
+    /// Revocations ([`Verifier::revoke`]) remembered at most: the VS pushes each to every game
+    /// server joined when it is issued, and the whole list to every game server right after
+    /// each `Accepted` (a game server that was away, restarted, or lost the push with a failing
+    /// session catches up; applying a revocation twice changes nothing). `Jti` revocations
+    /// leave the list once they lapse; when it is full the oldest is dropped and counted
+    /// ([`Verifier::revocations_dropped`], [`VsEvent::RevocationDropped`]). About 32 bytes
+    /// each. Default 1 024.
+    pub max_revocations: usize,
     /// Seeds nonces and `jti`s.
     pub seed: u64,
 }
@@ -148,7 +149,7 @@ impl Default for VsConfig {
             allow_unenrolled: false,
             receipt_cache: 1_024,
             join_ticket_lifetime_ms: 60_000,
-            max_pending_revocations: 1_024,
+            max_revocations: 1_024,
             seed: 0,
         }
     }
@@ -194,12 +195,10 @@ pub enum VsEvent {
         /// The digest.
         digest: TranscriptDigest,
     },
-    /// A revocation queued for a game server that is not joined was dropped: its queue was
-    /// full (`max_pending_revocations`) or forgotten. That game server will not receive it.
+    /// The revocation list was full (`max_revocations`): its oldest entry was dropped, and
+    /// game servers joining from now on will not learn of it.
     RevocationDropped {
-        /// The game server.
-        gs_id: u64,
-        /// The revocation it will miss.
+        /// The revocation dropped.
         revocation: Revocation,
     },
 }
@@ -247,8 +246,8 @@ struct GsConn {
 
 /// Nonces remembered per game server to recognise replayed quotes.
 const NONCE_HISTORY: usize = 64;
-/// Game servers whose nonce history, receipt cache or revocation queue is kept at most (each
-/// map separately); beyond it the one written least recently is forgotten.
+/// Game servers whose nonce history or receipt cache is kept at most (each map separately);
+/// beyond it the one written least recently is forgotten.
 const MAX_HISTORY_GAME_SERVERS: usize = 65_536;
 /// Outstanding re-attestation nonces per game server.
 const OUTSTANDING_NONCES: usize = 4;
@@ -275,9 +274,8 @@ pub struct Verifier {
     revoked: BTreeSet<u64>,
     /// Receipts by game server and digest sequence, across sessions, for idempotent retries.
     receipts: RecencyMap<BTreeMap<u64, (TranscriptDigest, ProtectedReceipt)>>,
-    /// Revocations waiting for game servers that are not joined, oldest first; a game server
-    /// has a queue exactly while it is known and not joined.
-    pending_revocations: RecencyMap<VecDeque<Revocation>>,
+    /// Revocations in force, oldest first: pushed to every game server at each `Accepted`.
+    revocations: VecDeque<Revocation>,
     revocations_dropped: u64,
     events: VecDeque<VsEvent>,
 }
@@ -294,10 +292,6 @@ impl Verifier {
             .collect();
         let selection = PcrSelection::sha256(&[MEASUREMENT_PCR]).expect("PCR 23 exists");
         let issuer = TicketIssuer::new(config.key_id, key.clone());
-        let mut pending_revocations = RecencyMap::new(MAX_HISTORY_GAME_SERVERS);
-        for enrolment in &config.game_servers {
-            pending_revocations.insert_if_absent(enrolment.gs_id, VecDeque::new);
-        }
         Self {
             config,
             key,
@@ -311,7 +305,7 @@ impl Verifier {
             nonce_history: RecencyMap::new(MAX_HISTORY_GAME_SERVERS),
             revoked: BTreeSet::new(),
             receipts: RecencyMap::new(MAX_HISTORY_GAME_SERVERS),
-            pending_revocations,
+            revocations: VecDeque::new(),
             revocations_dropped: 0,
             events: VecDeque::new(),
         }
@@ -361,10 +355,8 @@ impl Verifier {
     }
 
     /// Command: pushes `revocation` to every authorised game server, which applies it to
-    /// admissions and live sessions, and queues it for every known game server that is not
-    /// joined now (enrolled, or joined before), which gets it right after its next
-    /// `Accepted`. A full queue drops its oldest revocation (see
-    /// [`VsConfig::max_pending_revocations`]).
+    /// admissions and live sessions, and adds it to the list every game server receives right
+    /// after each `Accepted` (see [`VsConfig::max_revocations`]).
     pub fn revoke(&mut self, ep: &mut Endpoint, now: Instant, revocation: Revocation) {
         let message = VsMessage::Revoke(revocation);
         let joined: Vec<ConnHandle> = self
@@ -376,36 +368,36 @@ impl Verifier {
         for conn in joined {
             send(ep, now, conn, &message);
         }
-        let unix_ms = self.wall.unix_ms_at(now);
-        let bound = self.config.max_pending_revocations;
-        let skew = self.config.join_max_skew_ms;
-        let mut dropped = Vec::new();
-        for (gs_id, queue) in self.pending_revocations.iter_mut() {
-            if queue.len() >= bound {
-                queue.retain(|r| !revocation_lapsed(r, unix_ms, skew));
-            }
-            while !queue.is_empty() && queue.len() >= bound {
-                dropped.extend(queue.pop_front().map(|r| (gs_id, r)));
-            }
-            if bound > 0 {
-                queue.push_back(revocation);
-            } else {
-                dropped.push((gs_id, revocation));
+        self.prune_revocations(now);
+        while !self.revocations.is_empty() && self.revocations.len() >= self.config.max_revocations {
+            if let Some(oldest) = self.revocations.pop_front() {
+                self.revocation_dropped(oldest);
             }
         }
-        for (gs_id, revocation) in dropped {
-            self.revocation_dropped(gs_id, revocation);
+        if self.config.max_revocations > 0 {
+            self.revocations.push_back(revocation);
+        } else {
+            self.revocation_dropped(revocation);
         }
     }
 
-    /// Revocations dropped from full or forgotten queues (each missed by one game server).
+    /// Forgets `Jti` revocations that no longer matter: the VS clock is past `until_unix_ms`
+    /// plus twice `join_max_skew_ms` (the game server's ticket skew, by default equal to it,
+    /// plus the clock difference the VS tolerates).
+    fn prune_revocations(&mut self, now: Instant) {
+        let unix_ms = self.wall.unix_ms_at(now);
+        let skew = self.config.join_max_skew_ms;
+        self.revocations.retain(|r| !revocation_lapsed(r, unix_ms, skew));
+    }
+
+    /// Revocations dropped because the list was full.
     pub fn revocations_dropped(&self) -> u64 {
         self.revocations_dropped
     }
 
-    /// Revocations queued for `gs_id` (not joined now) to push after its next `Accepted`.
-    pub fn pending_revocations(&self, gs_id: u64) -> usize {
-        self.pending_revocations.get(gs_id).map_or(0, VecDeque::len)
+    /// The revocations in force (sent to every game server at each `Accepted`), oldest first.
+    pub fn revocations(&self) -> impl Iterator<Item = &Revocation> + '_ {
+        self.revocations.iter()
     }
 
     /// Command: replaces the wall-clock anchor (after the system clock was stepped); join
@@ -414,26 +406,16 @@ impl Verifier {
         self.wall = wall;
     }
 
-    fn revocation_dropped(&mut self, gs_id: u64, revocation: Revocation) {
+    fn revocation_dropped(&mut self, revocation: Revocation) {
         self.revocations_dropped += 1;
-        self.events
-            .push_back(VsEvent::RevocationDropped { gs_id, revocation });
+        self.events.push_back(VsEvent::RevocationDropped { revocation });
     }
 
     /// A joined session of `gs_id` on `conn` ended: if it was the game server's current one,
-    /// it is no longer authorised and revocations are queued for it from now on.
+    /// it is no longer authorised.
     fn session_ended(&mut self, conn: ConnHandle, gs_id: u64) {
-        if self.by_gs.get(&gs_id) != Some(&conn) {
-            return;
-        }
-        self.by_gs.remove(&gs_id);
-        if self.revoked.contains(&gs_id) {
-            return;
-        }
-        if let Some((forgotten, queue)) = self.pending_revocations.insert_if_absent(gs_id, VecDeque::new) {
-            for revocation in queue {
-                self.revocation_dropped(forgotten, revocation);
-            }
+        if self.by_gs.get(&gs_id) == Some(&conn) {
+            self.by_gs.remove(&gs_id);
         }
     }
 
@@ -444,8 +426,6 @@ impl Verifier {
         if let Some(conn) = self.by_gs.get(&gs_id).copied() {
             self.deauthorise(ep, now, conn, ReasonCode::GS_REVOKED, "revoked by the operator");
         }
-        // It may never join again: nothing to queue for it.
-        self.pending_revocations.remove(gs_id);
     }
 
     /// Output: the next instant [`handle_timeout`](Self::handle_timeout) must run.
@@ -878,14 +858,11 @@ impl Verifier {
             }
         }
         send(ep, now, conn, &VsMessage::Accepted { ticket, next_nonce });
-        // Joined: revocations go to it directly from now on; first those it missed.
-        if let Some(queue) = self.pending_revocations.remove(request.gs_id) {
-            let unix_ms = self.wall.unix_ms_at(now);
-            for revocation in queue {
-                if !revocation_lapsed(&revocation, unix_ms, self.config.join_max_skew_ms) {
-                    send(ep, now, conn, &VsMessage::Revoke(revocation));
-                }
-            }
+        // Joined: revocations go to it directly from now on; first the whole list, so that a
+        // game server that was away, restarted or lost a push catches up.
+        self.prune_revocations(now);
+        for revocation in &self.revocations {
+            send(ep, now, conn, &VsMessage::Revoke(*revocation));
         }
         self.events.push_back(VsEvent::Joined {
             gs_id: request.gs_id,
@@ -994,17 +971,6 @@ impl<V> RecencyMap<V> {
         self.entries.get(&key).map(|(_, v)| v)
     }
 
-    /// The values, in key order, without changing their age.
-    fn iter_mut(&mut self) -> impl Iterator<Item = (u64, &mut V)> + '_ {
-        self.entries.iter_mut().map(|(k, (_, v))| (*k, v))
-    }
-
-    fn remove(&mut self, key: u64) -> Option<V> {
-        let (stamp, value) = self.entries.remove(&key)?;
-        self.order.remove(&stamp);
-        Some(value)
-    }
-
     fn stamp(&mut self) -> u64 {
         self.next_stamp += 1;
         self.next_stamp
@@ -1105,11 +1071,10 @@ mod tests {
         assert_eq!(map.insert_if_absent(2, || "b"), None);
         assert_eq!(map.insert_if_absent(8, || "ignored"), None, "present: unchanged");
         assert_eq!(map.insert_if_absent(5, || "c"), Some((8, "a")));
-        assert_eq!(map.remove(2), Some("b"));
-        assert_eq!(map.insert_if_absent(1, || "d"), None);
+        assert_eq!(map.insert_if_absent(1, || "d"), Some((2, "b")));
         assert_eq!(
-            map.iter_mut().map(|(k, v)| (k, *v)).collect::<Vec<_>>(),
-            [(1, "d"), (5, "c")]
+            (map.get(1), map.get(5), map.get(2)),
+            (Some(&"d"), Some(&"c"), None)
         );
     }
 

@@ -78,6 +78,9 @@ mod connection;
 pub mod drive;
 pub mod endpoint;
 pub mod fragment;
+#[cfg(any(fuzzing, test))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handshake;
 pub mod heartbeat;
 pub mod limits;

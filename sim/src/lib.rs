@@ -32,6 +32,9 @@ pub mod capture;
 pub mod clock;
 pub mod crypto;
 pub mod engine;
+#[cfg(any(fuzzing, test))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod link;
 pub mod plot;
 pub mod proxy;

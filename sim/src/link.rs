@@ -126,7 +126,7 @@ pub struct LinkStats {
     /// Payload bytes delivered, copies included.
     pub bytes_delivered: u64,
     /// Sum of queueing delay (waiting for the bandwidth stage, before serialisation) over
-    /// the datagrams that passed that stage, ns.
+    /// the datagrams that passed that stage, ns (saturating).
     pub queue_delay_ns_sum: u64,
     /// Largest queueing delay seen, ns.
     pub queue_delay_ns_max: u64,
@@ -304,13 +304,13 @@ impl Link {
             }
             if reason == DropReason::Loss {
                 // Lost after the queue: it waited there like the others.
-                stats.queue_delay_ns_sum += datagram.queue_delay;
+                stats.queue_delay_ns_sum = stats.queue_delay_ns_sum.saturating_add(datagram.queue_delay);
                 stats.queue_delay_ns_max = stats.queue_delay_ns_max.max(datagram.queue_delay);
             }
             return Some(reason);
         }
 
-        stats.queue_delay_ns_sum += datagram.queue_delay;
+        stats.queue_delay_ns_sum = stats.queue_delay_ns_sum.saturating_add(datagram.queue_delay);
         stats.queue_delay_ns_max = stats.queue_delay_ns_max.max(datagram.queue_delay);
         match self.latest_at {
             Some(latest) if datagram.at < latest => stats.reordered += 1,

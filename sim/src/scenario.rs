@@ -136,6 +136,10 @@ impl Default for ServerCpu {
     }
 }
 
+/// Largest relative weight in a mix (client link presets, flood datagram kinds): weights are
+/// expanded into round-robin patterns and summed, so they stay small.
+pub const MAX_WEIGHT: u32 = 1_000;
+
 /// Relative weights of the kinds of datagram in a [`Fault::Flood`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -256,7 +260,7 @@ pub struct MixEntry {
     /// Preset name: built in ([`LinkSpec::PRESETS`]) or defined under `[links]`. Both
     /// directions of the client's path use it, with independent random streams.
     pub preset: String,
-    /// Relative share of clients. Default 1.
+    /// Relative share of clients, at most [`MAX_WEIGHT`]. Default 1.
     #[serde(default = "one")]
     pub weight: u32,
 }
@@ -566,9 +570,11 @@ impl Scenario {
         self.links.get(name).cloned().or_else(|| LinkSpec::preset(name))
     }
 
-    /// Total number of clients.
+    /// Total number of clients (saturating: [`validate`](Self::validate) caps it at 2²⁰).
     pub fn clients(&self) -> usize {
-        self.topology.servers * self.topology.clients_per_server
+        self.topology
+            .servers
+            .saturating_mul(self.topology.clients_per_server)
     }
 
     /// Checks ranges and references.
@@ -593,6 +599,9 @@ impl Scenario {
         }
         if t.mix.is_empty() || t.mix.iter().all(|m| m.weight == 0) {
             return bad("topology.mix needs at least one preset with a positive weight".into());
+        }
+        if t.mix.iter().any(|m| m.weight > MAX_WEIGHT) {
+            return bad(format!("topology.mix weights must be at most {MAX_WEIGHT}"));
         }
         for entry in &t.mix {
             if self.link(&entry.preset).is_none() {
@@ -657,8 +666,11 @@ impl Scenario {
                     if !(1..=65_536).contains(sources) {
                         return bad(format!("flood on {target}: sources must be 1..=65536"));
                     }
-                    if mix.random + mix.mutated + mix.initials + mix.truncated == 0 {
-                        return bad(format!("flood on {target}: mix needs a positive weight"));
+                    let weights = [mix.random, mix.mutated, mix.initials, mix.truncated];
+                    if weights.iter().any(|w| *w > MAX_WEIGHT) || weights.iter().all(|w| *w == 0) {
+                        return bad(format!(
+                            "flood on {target}: mix weights must be 0..={MAX_WEIGHT}, one of them positive"
+                        ));
                     }
                     if until_s <= at_s {
                         return bad(format!("fault on {target}: its end is before its start"));

@@ -710,6 +710,11 @@ pub(crate) struct HostileMetrics {
 }
 
 impl Metrics {
+    /// The CPU-model counters, when the scenario models server CPU.
+    pub(crate) fn cpu(&mut self) -> Option<&mut CpuReport> {
+        self.hostile.as_mut().and_then(|h| h.report.cpu.as_mut())
+    }
+
     /// Empty counters for `scenario`, with clients mapped to preset indices.
     pub(crate) fn new(scenario: &Scenario, presets: Vec<String>, client_presets: &[usize]) -> Self {
         let mut preset_clients = vec![0; presets.len()];

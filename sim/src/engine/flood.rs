@@ -443,13 +443,7 @@ impl Sim {
             if cpu.busy_until > now || !cpu.backlog.is_empty() {
                 if cpu.backlog.len() >= cpu.costs.rx_queue_datagrams {
                     self.world.trace.update([RX_QUEUE_FULL_MARK]);
-                    if let Some(c) = self
-                        .world
-                        .metrics
-                        .hostile
-                        .as_mut()
-                        .and_then(|h| h.report.cpu.as_mut())
-                    {
+                    if let Some(c) = self.world.metrics.cpu() {
                         c.rx_queue_dropped += 1;
                     }
                     return;
@@ -462,13 +456,7 @@ impl Sim {
                     let at = cpu.busy_until.max(now);
                     self.world.push(at, What::CpuFree { node: to });
                 }
-                if let Some(c) = self
-                    .world
-                    .metrics
-                    .hostile
-                    .as_mut()
-                    .and_then(|h| h.report.cpu.as_mut())
-                {
+                if let Some(c) = self.world.metrics.cpu() {
                     c.rx_queue_peak = c.rx_queue_peak.max(queued);
                 }
                 return;
@@ -497,13 +485,7 @@ impl Sim {
             return;
         };
         cpu.backlog_bytes -= payload.len() as u64;
-        if let Some(c) = self
-            .world
-            .metrics
-            .hostile
-            .as_mut()
-            .and_then(|h| h.report.cpu.as_mut())
-        {
+        if let Some(c) = self.world.metrics.cpu() {
             c.max_wait_ms = c.max_wait_ms.max((now - arrived) as f64 / MILLI as f64);
         }
         self.handle_now(id, from, payload);

@@ -709,13 +709,12 @@ impl Scenario {
             if self.link(&vs.link).is_none() {
                 return bad(format!("vs.link: unknown link preset {:?}", vs.link));
             }
-            let v = &vs.verifier;
-            if v.ticket_interval_ms == 0 || v.ticket_lifetime_ms < v.ticket_interval_ms {
-                return bad("vs.verifier needs 0 < ticket_interval_ms <= ticket_lifetime_ms".into());
-            }
-            if vs.game_server.heartbeat_interval_ms == 0 {
-                return bad("vs.game_server.heartbeat_interval_ms must be positive".into());
-            }
+            vs.verifier
+                .validate()
+                .map_err(|e| ScenarioError::Invalid(format!("vs.verifier: {e}")))?;
+            vs.game_server
+                .validate()
+                .map_err(|e| ScenarioError::Invalid(format!("vs.game_server: {e}")))?;
         }
         Ok(())
     }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::attest::{quote_extra_data, AkPublic, Quote, TpmError};
 use crate::clock::WallClock;
+use crate::config::ConfigError;
 use crate::endpoint::{ConnHandle, ConnectOptions, Endpoint, Event, Initiator};
 use crate::retry::{Backoff, RetryConfig};
 use crate::wire::{ReasonCode, Role};
@@ -84,6 +85,31 @@ impl Default for GsConfig {
             max_outstanding_digests: 64,
             max_transcripts: 65_536,
             seed: 0,
+        }
+    }
+}
+
+impl GsConfig {
+    /// Checks ranges: every timeout and interval positive, the digest limits at least 1.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first field out of range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("first_ticket_timeout_ms", self.first_ticket_timeout_ms),
+            ("ticket_starvation_timeout_ms", self.ticket_starvation_timeout_ms),
+            (
+                "transcript_response_timeout_ms",
+                self.transcript_response_timeout_ms,
+            ),
+            ("heartbeat_interval_ms", self.heartbeat_interval_ms),
+            ("max_pending_digests", self.max_pending_digests as u64),
+            ("max_digests_per_heartbeat", self.max_digests_per_heartbeat as u64),
+            ("max_outstanding_digests", self.max_outstanding_digests as u64),
+        ];
+        match positive.iter().find(|(_, value)| *value == 0) {
+            Some((name, _)) => Err(ConfigError(format!("{name} must be > 0"))),
+            None => Ok(()),
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::attest::{
     PcrSelection, VerifiedAk, MEASUREMENT_PCR,
 };
 use crate::clock::WallClock;
+use crate::config::ConfigError;
 use crate::endpoint::{ConnHandle, Endpoint, Event};
 use crate::ticket::{JoinTicket, JoinTicketClaims, TicketIssuer};
 use crate::wire::{ReasonCode, Role};
@@ -152,6 +153,38 @@ impl Default for VsConfig {
             max_revocations: 1_024,
             seed: 0,
         }
+    }
+}
+
+impl VsConfig {
+    /// Checks ranges: intervals and timeouts positive, a ticket living at least one renewal
+    /// interval (else every game server pauses between tickets), enrolments unique.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first problem.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |what: String| Err(ConfigError(what));
+        for (name, value) in [
+            ("ticket_interval_ms", self.ticket_interval_ms),
+            ("heartbeat_timeout_ms", self.heartbeat_timeout_ms),
+            ("join_timeout_ms", self.join_timeout_ms),
+            ("join_ticket_lifetime_ms", self.join_ticket_lifetime_ms),
+        ] {
+            if value == 0 {
+                return fail(format!("{name} must be > 0"));
+            }
+        }
+        if self.ticket_lifetime_ms < self.ticket_interval_ms {
+            return fail(format!(
+                "ticket_lifetime_ms ({}) must be at least ticket_interval_ms ({})",
+                self.ticket_lifetime_ms, self.ticket_interval_ms
+            ));
+        }
+        let mut ids = BTreeSet::new();
+        if let Some(dup) = self.game_servers.iter().find(|e| !ids.insert(e.gs_id)) {
+            return fail(format!("game server {} is enrolled twice", dup.gs_id));
+        }
+        Ok(())
     }
 }
 
@@ -1076,6 +1109,39 @@ mod tests {
             (map.get(1), map.get(5), map.get(2)),
             (Some(&"d"), Some(&"c"), None)
         );
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        assert_eq!(VsConfig::default().validate(), Ok(()));
+        let short = VsConfig {
+            ticket_lifetime_ms: 1_000,
+            ..VsConfig::default()
+        };
+        assert!(short.validate().unwrap_err().0.contains("ticket_lifetime_ms"));
+        let twice = VsConfig {
+            game_servers: vec![
+                Enrolment {
+                    gs_id: 3,
+                    identity_key: None,
+                    ak_public: None,
+                };
+                2
+            ],
+            ..VsConfig::default()
+        };
+        assert!(twice.validate().unwrap_err().0.contains("enrolled twice"));
+        let zero = VsConfig {
+            heartbeat_timeout_ms: 0,
+            ..VsConfig::default()
+        };
+        assert!(zero.validate().unwrap_err().0.contains("heartbeat_timeout_ms"));
+        assert_eq!(crate::vs::GsConfig::default().validate(), Ok(()));
+        let gs = crate::vs::GsConfig {
+            max_outstanding_digests: 0,
+            ..crate::vs::GsConfig::default()
+        };
+        assert!(gs.validate().unwrap_err().0.contains("max_outstanding_digests"));
     }
 
     #[test]

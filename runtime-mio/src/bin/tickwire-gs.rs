@@ -53,7 +53,9 @@ fn vs_link(args: &Args, vs: SocketAddr) -> Result<VsLink, String> {
     let gs = match &args.gs_config {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            toml::from_str::<GsConfig>(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            let gs = toml::from_str::<GsConfig>(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            gs.validate().map_err(|e| format!("{}: {e}", path.display()))?;
+            gs
         }
         None => GsConfig::default(),
     };

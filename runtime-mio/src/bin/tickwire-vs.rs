@@ -52,7 +52,11 @@ fn load(args: &Args) -> Result<VsConfig, String> {
     let mut config = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            let config: VsConfig = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            config
+                .validate()
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            config
         }
         None => VsConfig {
             allow_unenrolled: true,

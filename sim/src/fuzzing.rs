@@ -64,18 +64,20 @@ pub fn endpoint_config(data: &[u8]) {
     }
 }
 
-/// The verification server's configuration ([`VsConfig`]) as TOML.
+/// The verification server's configuration ([`VsConfig`]) as TOML, then its validation.
 ///
-/// Asserts: the TOML round trip.
+/// Asserts: the TOML round trip; validation does not panic.
 pub fn vs_config(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let _ = toml_round_trip::<VsConfig>(text);
+    if let Some(config) = toml_round_trip::<VsConfig>(text) {
+        let _ = config.validate();
+    }
 }
 
-/// The game server's VS-agent configuration ([`GsConfig`]) as TOML, then validation of its
-/// retry schedules.
+/// The game server's VS-agent configuration ([`GsConfig`]) as TOML, then validation of it
+/// and of its retry schedules.
 ///
 /// Asserts: the TOML round trip; validation does not panic.
 pub fn gs_config(data: &[u8]) {
@@ -83,6 +85,7 @@ pub fn gs_config(data: &[u8]) {
         return;
     };
     if let Some(config) = toml_round_trip::<GsConfig>(text) {
+        let _ = config.validate();
         let _ = config.reconnect.validate();
         let _ = config.transcript_retry.validate();
     }

@@ -840,7 +840,10 @@ impl Endpoint {
         let offer = ClientOffer {
             version_min: self.config.version_min,
             version_max: self.config.version_max,
-            schema_hash: self.config.schema_hash,
+            schema_hash: match options.role {
+                Role::GameServer => crate::vs::VS_SCHEMA_HASH,
+                _ => self.config.schema_hash,
+            },
             capabilities: self.config.capabilities,
             role: options.role,
             join_ticket: ticket,
@@ -1173,6 +1176,15 @@ fn count_events(stats: &mut EndpointStats, events: &VecDeque<Event>, from: usize
             Event::Disconnected { reason, .. } => *stats.disconnections.entry(*reason).or_default() += 1,
             Event::Message { .. } => {}
         }
+    }
+}
+
+// ----- fuzzing hook (issue 5: the `endpoint` fuzz target checks the response queue's bound) -----
+#[cfg(any(fuzzing, test))]
+impl Endpoint {
+    /// Fuzzing only: endpoint-level responses queued now, and their cap.
+    pub(crate) fn queued_responses(&self) -> (usize, usize) {
+        (self.responses.len(), MAX_QUEUED_RESPONSES)
     }
 }
 

@@ -400,7 +400,12 @@ impl AwaitingHello {
                 ),
             ));
         }
-        if hello.schema_hash != policy.schema_hash {
+        // Game servers speak the VS protocol, not the game (§8.1).
+        let schema_hash = match hello.role {
+            Role::GameServer => crate::vs::VS_SCHEMA_HASH,
+            _ => policy.schema_hash,
+        };
+        if hello.schema_hash != schema_hash {
             return Err(Rejection::new(ReasonCode::SCHEMA_MISMATCH, "schema hash differs"));
         }
         if !verify(
@@ -446,7 +451,7 @@ impl AwaitingHello {
         };
         let body = AcceptBody {
             version: high,
-            schema_hash: policy.schema_hash,
+            schema_hash,
             client_nonce: hello.nonce,
             server_nonce: contribution.nonce,
             session_id: contribution.session_id,

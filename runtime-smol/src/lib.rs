@@ -28,6 +28,7 @@
 //!                 }
 //!                 ServerOutput::Event(_) => {}
 //!                 ServerOutput::Tick(_tick) => {} // simulate, then send snapshots
+//!                 ServerOutput::Vs(_) => {} // only with `Server::attest`
 //!             }
 //!         }
 //!     })
@@ -75,7 +76,7 @@ use tickwire_core::WallClock;
 
 pub use client::{connect, Client, ConnectFailure, Received};
 pub use io::{SmolEndpoint, MAX_DATAGRAMS_PER_WAKE};
-pub use server::{BindError, Server, ServerOutput};
+pub use server::{Attestation, BindError, Server, ServerOutput};
 
 /// A wall-clock anchor from this machine's clocks: `Instant::now()` paired with the system
 /// time in milliseconds since the Unix epoch (0 if the system clock is before 1970).

@@ -1112,6 +1112,13 @@ mod tests {
     }
 
     #[test]
+    fn the_vs_schema_hash_is_the_hash_of_its_name() {
+        use sha2::{Digest, Sha256};
+        let hash: [u8; 32] = Sha256::digest(b"tickwire/vs-protocol/v1").into();
+        assert_eq!(hash, crate::vs::VS_SCHEMA_HASH);
+    }
+
+    #[test]
     fn validation_names_the_problem() {
         assert_eq!(VsConfig::default().validate(), Ok(()));
         let short = VsConfig {

@@ -1,0 +1,152 @@
+//! A smol game server attested by a real verification server (tickwire-mio's `run_vs`, on its
+//! own thread) with a simulated TPM, and a smol client that requires the server's play ticket,
+//! all on real loopback UDP. Every wait is bounded by [`within`] (10 s).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use async_io::Timer;
+use ed25519_dalek::SigningKey;
+use futures_lite::future;
+use tickwire_core::attest::{SimulatedTpm, TpmProvider, MEASUREMENT_PCR};
+use tickwire_core::tls::derive_seed;
+use tickwire_core::vs::{GsConfig, GsEvent, Measurement, VsConfig};
+use tickwire_core::{Config, ConnectOptions, JoinTicketClaims, TicketIssuer};
+use tickwire_mio::vs::{demo_vs_keys, run_vs, VsOptions};
+use tickwire_smol::{connect, wall_clock_now, Attestation, Server, ServerOutput};
+
+const GS_ID: u64 = 42;
+/// Join tickets come from a lobby key of their own; the VS's play-ticket key has id 1.
+const LOBBY_KEY_ID: u32 = 5;
+const VS_ISSUER_SEED: u64 = 9;
+const SOFTWARE: [u8; 32] = [0xB1; 32];
+const SETTINGS: [u8; 32] = [0xC0; 32];
+
+async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    future::or(fut, async {
+        Timer::after(Duration::from_secs(10)).await;
+        panic!("timed out waiting for {what}")
+    })
+    .await
+}
+
+fn identity(seed: u64) -> SigningKey {
+    SigningKey::from_bytes(&derive_seed(seed, "identity"))
+}
+
+/// Starts a verification server allowing [`SOFTWARE`] with [`SETTINGS`]; returns its address.
+fn start_vs() -> SocketAddr {
+    let options = VsOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        issuer_seed: VS_ISSUER_SEED,
+        seed: 3,
+        duration: Duration::from_secs(15),
+        config: VsConfig {
+            allow_unenrolled: true,
+            measurements: vec![Measurement {
+                binary_sha256: SOFTWARE,
+                config_sha256: SETTINGS,
+            }],
+            ..VsConfig::default()
+        },
+    };
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || run_vs(&options, |addr| tx.send(addr).unwrap(), |_, _| {}));
+    rx.recv_timeout(Duration::from_secs(10)).expect("the VS binds")
+}
+
+#[test]
+fn a_smol_game_server_attests_and_its_client_verifies_the_play_ticket() {
+    let vs_addr = start_vs();
+    smol::block_on(async {
+        let wall = wall_clock_now();
+        let lobby = TicketIssuer::new(LOBBY_KEY_ID, identity(100));
+        let config = Config {
+            seed: 1,
+            ..Config::default()
+        };
+        let mut server =
+            Server::bind("127.0.0.1:0".parse().unwrap(), config, identity(1), GS_ID, wall).unwrap();
+        server.tickets_mut().add_key(LOBBY_KEY_ID, lobby.verifying_key());
+        let mut tpm = SimulatedTpm::new([5; 32]);
+        tpm.extend_pcr(MEASUREMENT_PCR, SOFTWARE).unwrap();
+        tpm.extend_pcr(MEASUREMENT_PCR, SETTINGS).unwrap();
+        server
+            .attest(Attestation {
+                vs_addr,
+                vs_keys: demo_vs_keys(VS_ISSUER_SEED),
+                vs_identity: None,
+                config: GsConfig::default(),
+                software_sha256: SOFTWARE,
+                config_sha256: SETTINGS,
+                tpm: Box::new(tpm),
+            })
+            .unwrap();
+        within("the first play ticket", async {
+            loop {
+                match server.next().await.unwrap() {
+                    ServerOutput::Vs(GsEvent::Authorised { first: true, claims }) => {
+                        assert_eq!(claims.gs_id, GS_ID);
+                        break;
+                    }
+                    ServerOutput::Vs(
+                        event @ (GsEvent::FirstTicketTimeout { .. } | GsEvent::Rejected { .. }),
+                    ) => {
+                        panic!("attestation failed: {event:?}")
+                    }
+                    _ => {}
+                }
+            }
+        })
+        .await;
+        let server_addr = server.local_addr().unwrap();
+        let serving = smol::spawn(async move {
+            while let Ok(output) = server.next().await {
+                if let ServerOutput::Vs(event @ GsEvent::Rejected { retrying: false, .. }) = output {
+                    panic!("the VS refused: {event:?}");
+                }
+            }
+        });
+
+        let client_identity = identity(2);
+        let claims = JoinTicketClaims::new(
+            7,
+            GS_ID,
+            [1; 16],
+            wall.unix_ms_at(Instant::now()),
+            60_000,
+            0,
+            client_identity.verifying_key().to_bytes(),
+        );
+        let options = ConnectOptions {
+            trusted_vs_keys: Some(demo_vs_keys(VS_ISSUER_SEED)),
+            ..ConnectOptions::default()
+        };
+        let client_config = Config {
+            seed: 2,
+            ..Config::default()
+        };
+        let client = within(
+            "the client's join",
+            connect(
+                client_config,
+                client_identity,
+                wall,
+                server_addr,
+                lobby.issue(&claims),
+                options,
+            ),
+        )
+        .await
+        .expect("the client joins");
+        let ticket = client
+            .session()
+            .play_ticket
+            .as_ref()
+            .expect("the client checked the play ticket");
+        assert_eq!(ticket.gs_id, GS_ID);
+        drop(serving);
+    });
+}

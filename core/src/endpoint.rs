@@ -528,7 +528,9 @@ impl Endpoint {
     }
 
     /// Admission of a new connection attempt, in order (`PROTOCOL.md` §9):
-    /// 1. at `max_pending_handshakes` handshakes in progress: refuse (`CONNECTION_REFUSED`);
+    /// 1. at `max_pending_handshakes` handshakes in progress, or `max_sessions +
+    ///    max_pending_handshakes` connections in the table (draining ones included): refuse
+    ///    (`CONNECTION_REFUSED`);
     /// 2. from an address not yet validated, with at least `retry_threshold` handshakes in
     ///    progress, or when the handshake would only carry a fixed rejection (shutdown,
     ///    paused, full): answer with a Retry (RFC 9000 §8.1.2), keeping no state;
@@ -546,7 +548,10 @@ impl Endpoint {
             return;
         };
         let mut buf = Vec::new();
-        if pending >= self.config.max_pending_handshakes {
+        // Draining and closing connections count too: a peer that opens and at once closes
+        // connections frees its pending slot but not its table entry until draining ends.
+        let table_full = self.conns.len() >= self.config.max_sessions + self.config.max_pending_handshakes;
+        if pending >= self.config.max_pending_handshakes || table_full {
             let transmit = self.quic.refuse(incoming, &mut buf);
             self.stats.connections_refused += 1;
             self.stats.datagrams.refused += 1;

@@ -2,20 +2,19 @@
 //! own thread) with a simulated TPM, and a smol client that requires the server's play ticket,
 //! all on real loopback UDP. Every wait is bounded by [`within`] (10 s).
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use async_io::Timer;
-use ed25519_dalek::SigningKey;
-use futures_lite::future;
 use tickwire_core::attest::{SimulatedTpm, TpmProvider, MEASUREMENT_PCR};
-use tickwire_core::tls::derive_seed;
 use tickwire_core::vs::{GsConfig, GsEvent, Measurement, VsConfig};
-use tickwire_core::{Config, ConnectOptions, JoinTicketClaims, TicketIssuer};
+use tickwire_core::{ConnectOptions, JoinTicketClaims, TicketIssuer};
 use tickwire_mio::vs::{demo_vs_keys, run_vs, VsOptions};
 use tickwire_smol::{connect, wall_clock_now, Attestation, Server, ServerOutput};
+
+mod common;
+
+use common::{config, identity, within};
 
 const GS_ID: u64 = 42;
 /// Join tickets come from a lobby key of their own; the VS's play-ticket key has id 1.
@@ -23,18 +22,6 @@ const LOBBY_KEY_ID: u32 = 5;
 const VS_ISSUER_SEED: u64 = 9;
 const SOFTWARE: [u8; 32] = [0xB1; 32];
 const SETTINGS: [u8; 32] = [0xC0; 32];
-
-async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    future::or(fut, async {
-        Timer::after(Duration::from_secs(10)).await;
-        panic!("timed out waiting for {what}")
-    })
-    .await
-}
-
-fn identity(seed: u64) -> SigningKey {
-    SigningKey::from_bytes(&derive_seed(seed, "identity"))
-}
 
 /// Starts a verification server allowing [`SOFTWARE`] with [`SETTINGS`]; returns its address.
 fn start_vs() -> SocketAddr {
@@ -63,12 +50,14 @@ fn a_smol_game_server_attests_and_its_client_verifies_the_play_ticket() {
     smol::block_on(async {
         let wall = wall_clock_now();
         let lobby = TicketIssuer::new(LOBBY_KEY_ID, identity(100));
-        let config = Config {
-            seed: 1,
-            ..Config::default()
-        };
-        let mut server =
-            Server::bind("127.0.0.1:0".parse().unwrap(), config, identity(1), GS_ID, wall).unwrap();
+        let mut server = Server::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            config(1),
+            identity(1),
+            GS_ID,
+            wall,
+        )
+        .unwrap();
         server.tickets_mut().add_key(LOBBY_KEY_ID, lobby.verifying_key());
         let mut tpm = SimulatedTpm::new([5; 32]);
         tpm.extend_pcr(MEASUREMENT_PCR, SOFTWARE).unwrap();
@@ -124,14 +113,10 @@ fn a_smol_game_server_attests_and_its_client_verifies_the_play_ticket() {
             trusted_vs_keys: Some(demo_vs_keys(VS_ISSUER_SEED)),
             ..ConnectOptions::default()
         };
-        let client_config = Config {
-            seed: 2,
-            ..Config::default()
-        };
         let client = within(
             "the client's join",
             connect(
-                client_config,
+                config(2),
                 client_identity,
                 wall,
                 server_addr,

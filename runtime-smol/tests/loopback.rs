@@ -1,45 +1,25 @@
 //! A smol server and a smol client on real loopback UDP. Real sockets need real time, so
-//! every wait is bounded by [`within`], which fails the test after 10 seconds.
+//! every wait is bounded by `within`, which fails the test after 10 seconds.
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use async_io::Timer;
 use bytes::Bytes;
-use ed25519_dalek::SigningKey;
 use futures_lite::future;
-use tickwire_core::tls::derive_seed;
 use tickwire_core::{
-    ChannelId, Config, ConnHandle, ConnectOptions, Event, Initiator, JoinTicket, JoinTicketClaims,
-    ReasonCode, TicketIssuer, WallClock,
+    ChannelId, ConnHandle, ConnectOptions, Event, Initiator, JoinTicket, JoinTicketClaims, ReasonCode,
+    TicketIssuer, WallClock,
 };
 use tickwire_smol::{connect, wall_clock_now, Client, ConnectFailure, Received, Server, ServerOutput};
+
+mod common;
+
+use common::{config, identity, within};
 
 const GS_ID: u64 = 42;
 const ISSUER_KEY_ID: u32 = 1;
 const SERVER_SEED: u64 = 1;
 const CLIENT_SEED: u64 = 2;
-
-/// `fut`, or a test failure naming `what` after 10 s.
-async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    future::or(fut, async {
-        Timer::after(Duration::from_secs(10)).await;
-        panic!("timed out waiting for {what}")
-    })
-    .await
-}
-
-fn identity(seed: u64) -> SigningKey {
-    SigningKey::from_bytes(&derive_seed(seed, "identity"))
-}
-
-fn config(seed: u64) -> Config {
-    Config {
-        seed,
-        ..Config::default()
-    }
-}
 
 /// A ticket issuer, the shared wall clock, and a server on an ephemeral loopback port that
 /// trusts the issuer.

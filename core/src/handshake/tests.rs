@@ -244,8 +244,21 @@ fn game_servers_join_without_a_ticket_only_where_admitted() {
     let gs = ClientOffer {
         role: Role::GameServer,
         join_ticket: None,
+        schema_hash: crate::vs::VS_SCHEMA_HASH,
         ..offer(&f, Role::Player, 0)
     };
+    // Game servers speak the VS protocol: the game's schema hash is the wrong one for them.
+    let with_game_schema = ClientOffer {
+        schema_hash: offer(&f, Role::Player, 0).schema_hash,
+        ..gs.clone()
+    };
+    assert_ne!(with_game_schema.schema_hash, crate::vs::VS_SCHEMA_HASH);
+    assert_eq!(
+        run_with(&mut f, with_game_schema, [0; 32], [0; 32], true, None)
+            .unwrap_err()
+            .reason,
+        ReasonCode::SCHEMA_MISMATCH
+    );
     assert_eq!(
         run(&mut f, gs.clone(), [0; 32], [0; 32]).unwrap_err().reason,
         ReasonCode::ROLE_NOT_PERMITTED
@@ -259,6 +272,7 @@ fn game_servers_join_without_a_ticket_only_where_admitted() {
     // admits game servers: the ticket is refused, never silently ignored.
     let gs_with_ticket = ClientOffer {
         role: Role::GameServer,
+        schema_hash: crate::vs::VS_SCHEMA_HASH,
         ..offer(&f, Role::Player, 0)
     };
     assert!(gs_with_ticket.join_ticket.is_some());

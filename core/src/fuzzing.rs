@@ -3903,11 +3903,10 @@ pub fn endpoint(data: &[u8]) {
 mod seeds {
     use std::path::PathBuf;
 
-    use sha2::{Digest, Sha256};
-
     use super::*;
     use crate::attest::{ClockInfo, SimulatedTpm, TpmProvider};
     use crate::fragment::split;
+    use crate::testing::corpus;
     use crate::ticket::{JoinTicketClaims, TicketIssuer};
     use crate::vs::{Attestation, JoinRequest, PlayTicketClaims, Revocation, TranscriptDigest, VS_NONCE_LEN};
     use crate::wire::{encode_frame, Role, Signature, MAX_CONTROL_FRAME_BYTES, NONCE_LEN};
@@ -4752,31 +4751,9 @@ mod seeds {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
     }
 
-    /// A corpus file name: the first 16 hex digits of the content's SHA-256.
-    fn file_name(bytes: &[u8]) -> String {
-        Sha256::digest(bytes)[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    }
-
     #[test]
     fn every_target_has_seeds_and_they_pass() {
-        let seeds = all();
-        let names: Vec<&str> = seeds.iter().map(|(name, _)| *name).collect();
-        let targets: Vec<&str> = TARGETS.iter().map(|(name, _)| *name).collect();
-        assert_eq!(names, targets, "seeds::all and TARGETS list the same targets");
-        for ((name, inputs), (_, target)) in seeds.iter().zip(TARGETS) {
-            assert!(
-                !inputs.is_empty() && inputs.len() <= 30,
-                "{name}: {} seeds",
-                inputs.len()
-            );
-            for input in inputs {
-                assert!(input.len() <= 64 << 10, "{name}: a seed of {} bytes", input.len());
-                target(input);
-            }
-        }
+        corpus::check_seeds(&all(), TARGETS);
     }
 
     /// Writes the seeds to `fuzz/corpus/<name>/<sha256 prefix>` (existing files are kept):
@@ -4784,13 +4761,7 @@ mod seeds {
     #[test]
     #[ignore = "writes fuzz/corpus; run by hand after changing an encoding"]
     fn write_seed_corpus() {
-        for (name, inputs) in all() {
-            let dir = fuzz_dir().join("corpus").join(name);
-            std::fs::create_dir_all(&dir).unwrap();
-            for input in inputs {
-                std::fs::write(dir.join(file_name(&input)), &input).unwrap();
-            }
-        }
+        corpus::write_seeds(&fuzz_dir(), &all());
     }
 }
 
@@ -4801,60 +4772,15 @@ mod seeds {
 mod replay {
     use super::seeds::fuzz_dir;
     use super::TARGETS;
-
-    /// Runs `target` on every file in `fuzz/{corpus,artifacts}/<name>/`, returning the number
-    /// of files and the failures (file, panic message).
-    pub(crate) fn replay(name: &str, target: super::Target) -> (usize, Vec<(String, String)>) {
-        let mut files = 0;
-        let mut failures = Vec::new();
-        for kind in ["corpus", "artifacts"] {
-            let dir = fuzz_dir().join(kind).join(name);
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            let mut paths: Vec<_> = entries
-                .map(|e| e.unwrap().path())
-                .filter(|p| p.is_file())
-                .collect();
-            paths.sort();
-            for path in paths {
-                let data = std::fs::read(&path).unwrap();
-                files += 1;
-                if let Err(panic) = std::panic::catch_unwind(|| target(&data)) {
-                    let message = panic
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                        .unwrap_or_default();
-                    failures.push((path.display().to_string(), message));
-                }
-            }
-        }
-        (files, failures)
-    }
+    use crate::testing::corpus;
 
     #[test]
     fn corpora_replay() {
-        let mut failures = Vec::new();
-        for (name, target) in TARGETS {
-            let (files, failed) = replay(name, *target);
-            assert!(files > 0, "fuzz/corpus/{name}/ is empty or missing");
-            failures.extend(failed);
-        }
-        assert!(failures.is_empty(), "corpus inputs failing: {failures:#?}");
+        corpus::replay_all(&fuzz_dir(), TARGETS);
     }
 
     #[test]
     fn every_target_has_a_fuzz_target_file() {
-        for (name, _) in TARGETS {
-            let path = fuzz_dir().join("fuzz_targets").join(format!("{name}.rs"));
-            let text =
-                std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{} missing", path.display()));
-            assert!(
-                text.contains(&format!("tickwire_core::fuzzing::{name}(data)")),
-                "{} does not call its target",
-                path.display()
-            );
-        }
+        corpus::check_target_files(&fuzz_dir(), "tickwire_core::fuzzing", TARGETS);
     }
 }

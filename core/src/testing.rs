@@ -18,6 +18,8 @@
 //! assert!(net.node(client).connected(conn));
 //! ```
 
+pub mod corpus;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};

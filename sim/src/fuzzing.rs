@@ -211,7 +211,7 @@ pub fn link_spec(data: &[u8]) {
 mod seeds {
     use std::path::PathBuf;
 
-    use sha2::{Digest, Sha256};
+    use tickwire_core::testing::corpus;
     use tickwire_core::vs::{Enrolment, Measurement};
 
     use super::*;
@@ -304,21 +304,7 @@ mod seeds {
 
     #[test]
     fn every_target_has_seeds_and_they_pass() {
-        let seeds = all();
-        let names: Vec<&str> = seeds.iter().map(|(name, _)| *name).collect();
-        let targets: Vec<&str> = TARGETS.iter().map(|(name, _)| *name).collect();
-        assert_eq!(names, targets, "seeds::all and TARGETS list the same targets");
-        for ((name, inputs), (_, target)) in seeds.iter().zip(TARGETS) {
-            assert!(
-                !inputs.is_empty() && inputs.len() <= 30,
-                "{name}: {} seeds",
-                inputs.len()
-            );
-            for input in inputs {
-                assert!(input.len() <= 64 << 10, "{name}: a seed of {} bytes", input.len());
-                target(input);
-            }
-        }
+        corpus::check_seeds(&all(), TARGETS);
     }
 
     /// Writes the seeds to `fuzz/corpus/<name>/<sha256 prefix>` (existing files are kept):
@@ -326,17 +312,7 @@ mod seeds {
     #[test]
     #[ignore = "writes fuzz/corpus; run by hand after changing a format"]
     fn write_seed_corpus() {
-        for (name, inputs) in all() {
-            let dir = fuzz_dir().join("corpus").join(name);
-            std::fs::create_dir_all(&dir).unwrap();
-            for input in inputs {
-                let file: String = Sha256::digest(&input)[..8]
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect();
-                std::fs::write(dir.join(file), &input).unwrap();
-            }
-        }
+        corpus::write_seeds(&fuzz_dir(), &all());
     }
 }
 
@@ -345,52 +321,18 @@ mod seeds {
 /// fuzzer ever kept, without nightly.
 #[cfg(test)]
 mod replay {
+    use tickwire_core::testing::corpus;
+
     use super::seeds::fuzz_dir;
     use super::TARGETS;
 
     #[test]
     fn corpora_replay() {
-        let mut failures = Vec::new();
-        for (name, target) in TARGETS {
-            let mut files = 0;
-            for kind in ["corpus", "artifacts"] {
-                let Ok(entries) = std::fs::read_dir(fuzz_dir().join(kind).join(name)) else {
-                    continue;
-                };
-                let mut paths: Vec<_> = entries
-                    .map(|e| e.unwrap().path())
-                    .filter(|p| p.is_file())
-                    .collect();
-                paths.sort();
-                for path in paths {
-                    let data = std::fs::read(&path).unwrap();
-                    files += 1;
-                    if let Err(panic) = std::panic::catch_unwind(|| target(&data)) {
-                        let message = panic
-                            .downcast_ref::<String>()
-                            .cloned()
-                            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                            .unwrap_or_default();
-                        failures.push((path.display().to_string(), message));
-                    }
-                }
-            }
-            assert!(files > 0, "fuzz/corpus/{name}/ is empty or missing");
-        }
-        assert!(failures.is_empty(), "corpus inputs failing: {failures:#?}");
+        corpus::replay_all(&fuzz_dir(), TARGETS);
     }
 
     #[test]
     fn every_target_has_a_fuzz_target_file() {
-        for (name, _) in TARGETS {
-            let path = fuzz_dir().join("fuzz_targets").join(format!("{name}.rs"));
-            let text =
-                std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{} missing", path.display()));
-            assert!(
-                text.contains(&format!("tickwire_sim::fuzzing::{name}(data)")),
-                "{} does not call its target",
-                path.display()
-            );
-        }
+        corpus::check_target_files(&fuzz_dir(), "tickwire_sim::fuzzing", TARGETS);
     }
 }

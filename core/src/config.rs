@@ -18,9 +18,6 @@ use crate::wire::{MAX_CHANNELS, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Seeds every random choice: quinn-proto's RNG, connection ids, reset and token keys,
-    /// handshake nonces, session ids and backoff jitter. Same seed and inputs ⇒ same messages.
-    pub seed: u64,
     /// SHA-256 of the game's message schema, hex in config files; peers must agree.
     #[serde(with = "hex32")]
     pub schema_hash: [u8; 32],
@@ -128,7 +125,6 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            seed: 0,
             schema_hash: [0; 32],
             version_min: MIN_PROTOCOL_VERSION,
             version_max: PROTOCOL_VERSION,
@@ -301,10 +297,9 @@ mod tests {
     #[test]
     fn partial_toml_keeps_defaults() {
         let config: Config = toml::from_str(
-            "seed = 7\nschema_hash = \"00000000000000000000000000000000000000000000000000000000000000ff\"\n[heartbeat]\ninterval_ms = 250\n",
+            "schema_hash = \"00000000000000000000000000000000000000000000000000000000000000ff\"\n[heartbeat]\ninterval_ms = 250\n",
         )
         .unwrap();
-        assert_eq!(config.seed, 7);
         assert_eq!(config.schema_hash[31], 0xff);
         assert_eq!(config.heartbeat.interval_ms, 250);
         assert_eq!(config.heartbeat.timeout_ms, HeartbeatConfig::default().timeout_ms);

@@ -26,7 +26,8 @@ use crate::limits::AddressLimiter;
 use crate::stats::{ConnectionStats, DatagramStats, EndpointStats};
 use crate::tick::{TickInfo, TickScheduler, TickSync};
 use crate::ticket::{JoinTicket, TicketError, TicketVerifier};
-use crate::tls::{self, derive_seed, AnchoredTime, CryptoOptions, TlsSetupError, SERVER_NAME};
+use crate::secrets::Secrets;
+use crate::tls::{self, AnchoredTime, CryptoOptions, TlsSetupError, SERVER_NAME};
 use crate::vs::VsKeys;
 use crate::wire::{ReasonCode, Role, NONCE_LEN};
 
@@ -282,27 +283,32 @@ fn transport_config(config: &Config, server: bool) -> Arc<TransportConfig> {
 
 impl Endpoint {
     /// A game-server endpoint with identity `identity`, serving game server id `gs_id`
-    /// (the audience join tickets must name). Add ticket issuer keys with
+    /// (the audience join tickets must name), whose secret values (QUIC token and reset keys,
+    /// connection ids, nonces, session ids) derive from `secrets` — fresh from the operating
+    /// system in production (see [`Secrets`]). Add ticket issuer keys with
     /// [`Endpoint::tickets_mut`]. The tick scheduler starts at `now`.
     ///
     /// # Errors
     /// [`EndpointError`] if the config is invalid or TLS cannot be set up.
     pub fn server(
         config: Config,
+        secrets: Secrets,
         identity: SigningKey,
         gs_id: u64,
         wall: WallClock,
         now: Instant,
     ) -> Result<Self, EndpointError> {
-        Self::server_with(config, identity, gs_id, wall, now, CryptoOptions::default())
+        Self::server_with(config, secrets, identity, gs_id, wall, now, CryptoOptions::default())
     }
 
     /// [`Endpoint::server`] with cryptography hooks (a seeded provider, a key log).
     ///
     /// # Errors
     /// [`EndpointError`] if the config is invalid or TLS cannot be set up.
+    #[allow(clippy::too_many_arguments)]
     pub fn server_with(
         config: Config,
+        secrets: Secrets,
         identity: SigningKey,
         gs_id: u64,
         wall: WallClock,
@@ -313,7 +319,7 @@ impl Endpoint {
         let time_source = Arc::new(AnchoredTime::default());
         let mut server_config = quinn_proto::ServerConfig::new(
             tls::server_crypto(&identity, &crypto, time_source.clone())?,
-            tls::token_key(derive_seed(config.seed, "quic/token-key")),
+            tls::token_key(secrets.derive("quic/token-key")),
         );
         server_config
             .transport_config(transport_config(&config, true))
@@ -329,6 +335,7 @@ impl Endpoint {
         };
         let mut endpoint = Self::new(
             config,
+            &secrets,
             identity,
             wall,
             &crypto,
@@ -339,12 +346,18 @@ impl Endpoint {
         Ok(endpoint)
     }
 
-    /// A client endpoint with identity `identity` (the key its join tickets name).
+    /// A client endpoint with identity `identity` (the key its join tickets name); its nonces
+    /// and connection ids derive from `secrets` (see [`Secrets`]).
     ///
     /// # Errors
     /// [`EndpointError`] if the config is invalid or TLS cannot be set up.
-    pub fn client(config: Config, identity: SigningKey, wall: WallClock) -> Result<Self, EndpointError> {
-        Self::client_with(config, identity, wall, CryptoOptions::default())
+    pub fn client(
+        config: Config,
+        secrets: Secrets,
+        identity: SigningKey,
+        wall: WallClock,
+    ) -> Result<Self, EndpointError> {
+        Self::client_with(config, secrets, identity, wall, CryptoOptions::default())
     }
 
     /// [`Endpoint::client`] with cryptography hooks (a seeded provider, a key log).
@@ -353,6 +366,7 @@ impl Endpoint {
     /// [`EndpointError`] if the config is invalid or TLS cannot be set up.
     pub fn client_with(
         config: Config,
+        secrets: Secrets,
         identity: SigningKey,
         wall: WallClock,
         crypto: CryptoOptions,
@@ -360,6 +374,7 @@ impl Endpoint {
         config.validate()?;
         Self::new(
             config,
+            &secrets,
             identity,
             wall,
             &crypto,
@@ -370,24 +385,24 @@ impl Endpoint {
 
     fn new(
         config: Config,
+        secrets: &Secrets,
         identity: SigningKey,
         wall: WallClock,
         crypto: &CryptoOptions,
         time_source: Arc<AnchoredTime>,
         server_config: Option<Arc<quinn_proto::ServerConfig>>,
     ) -> Result<Self, EndpointError> {
-        let seed = config.seed;
         let mut endpoint_config =
-            quinn_proto::EndpointConfig::new(tls::reset_key(derive_seed(seed, "quic/reset-key")));
-        let cid_seed = derive_seed(seed, "quic/cid");
+            quinn_proto::EndpointConfig::new(tls::reset_key(secrets.derive("quic/reset-key")));
+        let cid_seed = secrets.derive("quic/cid");
         endpoint_config
             .cid_generator(move || Box::new(tls::SeededCidGenerator::new(cid_seed)))
-            .rng_seed(Some(derive_seed(seed, "quic/rng")));
+            .rng_seed(Some(secrets.derive("quic/rng")));
         let mut client_config =
             quinn_proto::ClientConfig::new(tls::client_crypto(crypto, time_source.clone())?);
         client_config
             .transport_config(transport_config(&config, false))
-            .initial_dst_cid_provider(tls::initial_cid_provider(derive_seed(seed, "quic/initial-dcid")));
+            .initial_dst_cid_provider(tls::initial_cid_provider(secrets.derive("quic/initial-dcid")));
         Ok(Self {
             quic: quinn_proto::Endpoint::new(Arc::new(endpoint_config), server_config, false, None),
             client_config,
@@ -400,7 +415,7 @@ impl Endpoint {
             timers: BinaryHeap::new(),
             events: VecDeque::new(),
             responses: VecDeque::new(),
-            rng: ChaCha12Rng::from_seed(derive_seed(seed, "tickwire/rng")),
+            rng: ChaCha12Rng::from_seed(secrets.derive("tickwire/rng")),
             server: None,
             stats: EndpointStats::default(),
             counts: PhaseCounts::default(),

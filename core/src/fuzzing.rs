@@ -52,6 +52,7 @@ use crate::handshake::{
 };
 use crate::heartbeat::{Heartbeat, HeartbeatConfig, Ping, Pong};
 use crate::limits::{AddressLimiter, PeerLimiter, RateLimitConfig, TokenBucket};
+use crate::secrets::Secrets;
 use crate::tick::{MissedTickPolicy, TickConfig, TickScheduler, TickSync, TickSyncConfig};
 use crate::ticket::{
     JoinTicket, JoinTicketClaims, TicketConfig, TicketError, TicketIssuer, TicketVerifier,
@@ -3359,10 +3360,8 @@ pub fn gs_agent(data: &[u8]) {
     let gs_addr: SocketAddr = ([10, 0, 0, 1], 4433).into();
     let vs_addr: SocketAddr = ([10, 0, 0, 2], 4433).into();
     let gs = Endpoint::server(
-        Config {
-            seed: 1,
-            ..Config::default()
-        },
+        Config::default(),
+        Secrets::insecure_from_seed(1),
         gs_identity(),
         GS_ID,
         wall,
@@ -3372,10 +3371,10 @@ pub fn gs_agent(data: &[u8]) {
     let vs_key = ed25519_dalek::SigningKey::from_bytes(&[0x44; 32]);
     let vs = Endpoint::server(
         Config {
-            seed: 2,
             accept_game_servers: true,
             ..Config::default()
         },
+        Secrets::insecure_from_seed(2),
         vs_key.clone(),
         0,
         wall,
@@ -3403,7 +3402,15 @@ pub fn gs_agent(data: &[u8]) {
         ak_public: ak_public(),
     };
     let pinned = s.pin_vs_identity.then(|| vs.identity_key());
-    let mut agent = GsAgent::new(config.clone(), identity, vs_addr, vs_keys(), pinned, wall);
+    let mut agent = GsAgent::new(
+        config.clone(),
+        Secrets::insecure_from_seed(3),
+        identity,
+        vs_addr,
+        vs_keys(),
+        pinned,
+        wall,
+    );
     let mut pair = Pair {
         gs,
         vs,
@@ -3705,10 +3712,9 @@ pub fn seal_initial(dcid: &[u8], scid: &[u8], token: &[u8], pn: u32, frames: &[u
     packet
 }
 
-/// A fixed-seed game server for the endpoint target, small limits so the fuzzer reaches them.
+/// A game server for the endpoint target (fixed insecure secrets), small limits so the fuzzer reaches them.
 fn endpoint_config(limits: u8, flags: u8) -> Config {
     let mut config = Config {
-        seed: 0xF0,
         schema_hash: SCHEMA,
         max_sessions: 1 + usize::from(limits & 3),
         max_pending_handshakes: 1 + usize::from((limits >> 2) & 3),
@@ -3760,7 +3766,8 @@ pub fn endpoint(data: &[u8]) {
     let start = base_instant();
     let wall = WallClock::new(start, SEED_NOW_MS);
     let mut ep =
-        Endpoint::server(config.clone(), gs_identity(), GS_ID, wall, start).expect("the config is valid");
+        Endpoint::server(config.clone(), Secrets::insecure_from_seed(0xF0), gs_identity(), GS_ID, wall, start)
+            .expect("the config is valid");
     if let Some(tickets) = ep.tickets_mut() {
         tickets.add_key(KEY_ID, signing_key().verifying_key());
     }
@@ -4331,10 +4338,10 @@ mod seeds {
         let wall = WallClock::new(start, SEED_NOW_MS);
         let mut client = Endpoint::client(
             Config {
-                seed: 9,
                 schema_hash: SCHEMA,
                 ..Config::default()
             },
+            Secrets::insecure_from_seed(9),
             client_identity(0),
             wall,
         )

@@ -3,9 +3,10 @@
 //! A sans-IO protocol core for authoritative multiplayer game sessions over QUIC
 //! ([quinn-proto]). It owns the session layer — handshake, join tickets, heartbeat,
 //! channels with fragmentation, tick scheduling and tick sync — and does no I/O: it reads no
-//! clock, owns no socket or thread, and draws every random choice from the seed in
-//! [`Config::seed`]. Time is an argument (`now: Instant`); wall-clock time for tickets comes
-//! from a [`WallClock`] anchor.
+//! clock, owns no socket or thread, and draws no randomness of its own: every secret value (QUIC
+//! token and reset keys, connection ids, nonces, session ids) is derived from the [`Secrets`]
+//! an endpoint is built with, which runtimes fill from the operating system. Time is an
+//! argument (`now: Instant`); wall-clock time for tickets comes from a [`WallClock`] anchor.
 //!
 //! ## The drive loop
 //!
@@ -85,6 +86,7 @@ pub mod handshake;
 pub mod heartbeat;
 pub mod limits;
 pub mod retry;
+pub mod secrets;
 pub mod stats;
 pub mod tick;
 pub mod ticket;
@@ -102,6 +104,7 @@ pub use endpoint::{
     ConnHandle, ConnectError, ConnectOptions, Endpoint, EndpointError, Event, Initiator, SendError,
 };
 pub use handshake::Session;
+pub use secrets::Secrets;
 pub use quinn_proto::{EcnCodepoint, Transmit};
 pub use stats::{ConnectionStats, EndpointStats};
 pub use ticket::{JoinTicket, JoinTicketClaims, TicketIssuer};

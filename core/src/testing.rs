@@ -11,8 +11,8 @@
 //! # use std::time::Duration;
 //! # use tickwire_core::testing::Net;
 //! let mut net = Net::new(tickwire_core::testing::epoch(), 7);
-//! let server = net.add_server(Net::config(7));
-//! let client = net.add_client(Net::config(8));
+//! let server = net.add_server(Net::config());
+//! let client = net.add_client(Net::config());
 //! let conn = net.connect(client, server);
 //! net.run_for(Duration::from_millis(500));
 //! assert!(net.node(client).connected(conn));
@@ -34,6 +34,7 @@ use crate::clock::WallClock;
 use crate::config::Config;
 use crate::endpoint::{ConnHandle, ConnectOptions, Endpoint, Event, Initiator};
 use crate::handshake::Session;
+use crate::secrets::Secrets;
 use crate::tick::TickInfo;
 use crate::ticket::{JoinTicket, JoinTicketClaims, TicketIssuer};
 use crate::wire::ReasonCode;
@@ -241,6 +242,7 @@ impl Default for LinkModel {
 /// The virtual network. See the module docs.
 #[derive(Debug)]
 pub struct Net {
+    seed: u64,
     /// Current virtual time.
     pub now: Instant,
     start: Instant,
@@ -271,6 +273,7 @@ impl Net {
         let mut issuer_key = [0u8; 32];
         rng.fill_bytes(&mut issuer_key);
         Self {
+            seed,
             now: start,
             start,
             nodes: Vec::new(),
@@ -289,12 +292,10 @@ impl Net {
         }
     }
 
-    /// A default config with `seed`.
-    pub fn config(seed: u64) -> Config {
-        Config {
-            seed,
-            ..Config::default()
-        }
+    /// The default config. Each node's secrets and identity key are derived from the
+    /// network's seed and the node's index, so the same seed replays the same run.
+    pub fn config() -> Config {
+        Config::default()
     }
 
     /// The wall clock every node shares (anchored at [`START_UNIX_MS`]).
@@ -306,8 +307,13 @@ impl Net {
         SocketAddr::from((Ipv4Addr::new(10, 0, 0, 1 + self.nodes.len() as u8), 4433))
     }
 
-    fn identity_for(seed: u64) -> SigningKey {
-        SigningKey::from_bytes(&crate::tls::derive_seed(seed, "testing/identity"))
+    /// The next node's key material: insecure, derived from the network's seed and the
+    /// node's index.
+    fn next_keys(&self) -> (Secrets, SigningKey) {
+        let node_seed = self.seed.wrapping_mul(1_000_003).wrapping_add(self.nodes.len() as u64);
+        let mut identity = [0u8; 32];
+        ChaCha8Rng::seed_from_u64(node_seed ^ 0x1d_e417).fill_bytes(&mut identity);
+        (Secrets::insecure_from_seed(node_seed), SigningKey::from_bytes(&identity))
     }
 
     /// Adds a game server (id [`GS_ID`]) trusting the harness issuer; returns its index.
@@ -317,8 +323,8 @@ impl Net {
 
     /// Adds a game server with its own wall clock (e.g. skewed).
     pub fn add_server_with(&mut self, config: Config, wall: WallClock) -> usize {
-        let identity = Self::identity_for(config.seed);
-        let mut endpoint = Endpoint::server(config, identity.clone(), GS_ID, wall, self.now)
+        let (secrets, identity) = self.next_keys();
+        let mut endpoint = Endpoint::server(config, secrets, identity.clone(), GS_ID, wall, self.now)
             .expect("harness config is valid");
         endpoint
             .tickets_mut()
@@ -329,9 +335,9 @@ impl Net {
 
     /// Adds a client; returns its index.
     pub fn add_client(&mut self, config: Config) -> usize {
-        let identity = Self::identity_for(config.seed);
-        let endpoint =
-            Endpoint::client(config, identity.clone(), self.wall_clock()).expect("harness config is valid");
+        let (secrets, identity) = self.next_keys();
+        let endpoint = Endpoint::client(config, secrets, identity.clone(), self.wall_clock())
+            .expect("harness config is valid");
         self.push(endpoint, identity)
     }
 

@@ -1,5 +1,6 @@
-//! QUIC and TLS configuration: certificates, the exporter-bound verifier, and the seeded
-//! pieces of quinn-proto (connection ids, stateless-reset key, token key, time source).
+//! QUIC and TLS configuration: certificates, the exporter-bound verifier, and the pieces of
+//! quinn-proto that tickwire keys from its [`Secrets`](crate::Secrets) (connection ids,
+//! stateless-reset key, token key) or its wall-clock anchor (time source).
 //!
 //! ## Trust model
 //! A game server's TLS certificate is self-signed with its Ed25519 identity key. The client does
@@ -51,16 +52,6 @@ pub enum TlsSetupError {
     /// The TLS configuration lacks the QUIC initial cipher suite.
     #[error("TLS configuration unusable for QUIC: {0}")]
     Quic(String),
-}
-
-/// Derives a 32-byte sub-seed for one purpose from the endpoint seed, so that each consumer
-/// of randomness gets an independent stream: `SHA-256("tickwire/seed/v1" ‖ seed_be ‖ label)`.
-pub fn derive_seed(seed: u64, label: &str) -> [u8; 32] {
-    let mut hasher = Sha256::new();
-    hasher.update(b"tickwire/seed/v1");
-    hasher.update(seed.to_be_bytes());
-    hasher.update(label.as_bytes());
-    hasher.finalize().into()
 }
 
 /// Cryptography hooks of an endpoint. Production leaves both at their defaults; the simulator
@@ -207,8 +198,8 @@ impl ServerCertVerifier for ExporterBoundVerifier {
     }
 }
 
-/// Connection-id generator seeded from the endpoint seed (quinn-proto's default draws from
-/// the OS RNG).
+/// Connection-id generator keyed from the endpoint's secrets (quinn-proto's default draws from
+/// the OS RNG, which the core may not read).
 #[derive(Debug)]
 pub(crate) struct SeededCidGenerator {
     rng: ChaCha12Rng,
@@ -280,12 +271,12 @@ impl TimeProvider for AnchoredTime {
     }
 }
 
-/// Stateless-reset key derived from the seed (RFC 9000 §10.3).
+/// Stateless-reset key (RFC 9000 §10.3), from the endpoint's secrets.
 pub(crate) fn reset_key(seed: [u8; 32]) -> Arc<dyn quinn_proto::crypto::HmacKey> {
     Arc::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &seed))
 }
 
-/// Address-validation token key derived from the seed (RFC 9000 §8.1).
+/// Address-validation token key (RFC 9000 §8.1), from the endpoint's secrets.
 pub(crate) fn token_key(seed: [u8; 32]) -> Arc<dyn quinn_proto::crypto::HandshakeTokenKey> {
     Arc::new(ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, &[]).extract(&seed))
 }
@@ -307,14 +298,14 @@ mod tests {
 
     #[test]
     fn seeded_ids_repeat_per_seed_and_differ_across_seeds() {
-        let mut a = SeededCidGenerator::new(derive_seed(1, "cid"));
-        let mut b = SeededCidGenerator::new(derive_seed(1, "cid"));
-        let mut c = SeededCidGenerator::new(derive_seed(2, "cid"));
+        let mut a = SeededCidGenerator::new([1; 32]);
+        let mut b = SeededCidGenerator::new([1; 32]);
+        let mut c = SeededCidGenerator::new([2; 32]);
         let (x, y, z) = (a.generate_cid(), b.generate_cid(), c.generate_cid());
         assert_eq!(x, y);
         assert_ne!(x, z);
-        let p = initial_cid_provider(derive_seed(1, "dcid"));
-        let q = initial_cid_provider(derive_seed(1, "dcid"));
+        let p = initial_cid_provider([3; 32]);
+        let q = initial_cid_provider([3; 32]);
         assert_eq!(p(), q());
         assert_ne!(p(), p());
     }

@@ -17,9 +17,9 @@ fn scripted_session(seed: u64) -> Vec<Traced> {
         loss: 0.05,
         duplicate: 0.05,
     };
-    let server = net.add_server(Net::config(seed * 10));
-    let alice = net.add_client(Net::config(seed * 10 + 1));
-    let bob = net.add_client(Net::config(seed * 10 + 2));
+    let server = net.add_server(Net::config());
+    let alice = net.add_client(Net::config());
+    let bob = net.add_client(Net::config());
     let (alice_conn, alice_at_server) = net.join(alice, server);
     let (bob_conn, _) = net.join(bob, server);
 

@@ -23,12 +23,12 @@ struct Fixture {
 impl Fixture {
     fn new(link: LinkModel, configure_server: impl FnOnce(&mut Config), fragment: FragmentConfig) -> Self {
         let mut net = Net::new(tickwire_core::testing::epoch(), 5);
-        let mut server_config = Net::config(100);
+        let mut server_config = Net::config();
         configure_server(&mut server_config);
         let server = net.add_server(server_config);
         let client = net.add_client(Config {
             fragment,
-            ..Net::config(200)
+            ..Net::config()
         });
         let (client_conn, server_conn) = net.join(client, server);
         net.link = link;
@@ -267,11 +267,11 @@ fn two_mebibytes_arrive_intact_with_ack_frequency_requested_both_ways() {
     let mut net = Net::new(tickwire_core::testing::epoch(), 5);
     let server = net.add_server(Config {
         ack_frequency: ack.clone(),
-        ..Net::config(100)
+        ..Net::config()
     });
     let client = net.add_client(Config {
         ack_frequency: ack,
-        ..Net::config(200)
+        ..Net::config()
     });
     let (client_conn, server_conn) = net.join(client, server);
     net.link = rough_link(0.01);

@@ -10,9 +10,9 @@ use tickwire_core::{ConnectOptions, Initiator, ReasonCode, Role};
 /// A network with a server using `server` and a client using `client` (seeds 100 and 200).
 fn pair(server: impl FnOnce(&mut Config), client: impl FnOnce(&mut Config)) -> (Net, usize, usize) {
     let mut net = Net::new(tickwire_core::testing::epoch(), 1);
-    let mut server_config = Net::config(100);
+    let mut server_config = Net::config();
     server(&mut server_config);
-    let mut client_config = Net::config(200);
+    let mut client_config = Net::config();
     client(&mut client_config);
     let s = net.add_server(server_config);
     let c = net.add_client(client_config);
@@ -57,7 +57,7 @@ fn a_full_server_says_when_to_come_back() {
         },
         |_| {},
     );
-    let second = net.add_client(Net::config(201));
+    let second = net.add_client(Net::config());
     net.join(first, server);
 
     let conn = net.connect(second, server);
@@ -217,7 +217,7 @@ fn a_game_server_hello_carrying_a_join_ticket_is_refused_not_ignored() {
 #[test]
 fn too_many_pending_handshakes_are_refused_as_server_busy() {
     let (mut net, server, first) = pair(|s| s.max_pending_handshakes = 1, |_| {});
-    let second = net.add_client(Net::config(201));
+    let second = net.add_client(Net::config());
     let first_conn = net.connect(first, server);
     let second_conn = net.connect(second, server);
 

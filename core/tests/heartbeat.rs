@@ -10,8 +10,8 @@ use tickwire_core::{ConnHandle, Initiator, ReasonCode};
 fn session(link: LinkModel) -> (Net, usize, usize, ConnHandle, ConnHandle) {
     let mut net = Net::new(tickwire_core::testing::epoch(), 4);
     net.link = link;
-    let server = net.add_server(Net::config(100));
-    let client = net.add_client(Net::config(200));
+    let server = net.add_server(Net::config());
+    let client = net.add_client(Net::config());
     let (client_conn, server_conn) = net.join(client, server);
     (net, server, client, server_conn, client_conn)
 }

@@ -26,7 +26,7 @@ use tickwire_core::{ChannelId, ConnHandle, ConnectOptions, ConnectionStats, Even
 /// The client's first datagram (its Initial, padded to 1 200 bytes) of `n` connection
 /// attempts from a throwaway client endpoint to `server`.
 fn initials(net: &mut Net, server: usize, n: usize) -> Vec<Vec<u8>> {
-    let client = net.add_client(Net::config(900));
+    let client = net.add_client(Net::config());
     let to = net.node(server).addr;
     let now = net.now;
     let mut out = Vec::new();
@@ -70,7 +70,7 @@ fn above_the_retry_threshold_spoofed_initials_get_a_smaller_retry_and_leave_no_s
     let mut net = Net::new(tickwire_core::testing::epoch(), 1);
     let server = net.add_server(Config {
         max_pending_handshakes: 8,
-        ..Net::config(100)
+        ..Net::config()
     });
     let pool = initials(&mut net, server, 12);
     // Default threshold: half of max_pending_handshakes.
@@ -112,7 +112,7 @@ fn always_retrying_never_answers_a_spoofed_source_with_more_than_it_sent() {
     let mut net = Net::new(tickwire_core::testing::epoch(), 2);
     let server = net.add_server(Config {
         retry_above_pending_handshakes: Some(0),
-        ..Net::config(100)
+        ..Net::config()
     });
     let pool = initials(&mut net, server, 16);
     let (mut received, mut sent) = (0, 0);
@@ -135,9 +135,9 @@ fn a_real_client_joins_through_a_retry() {
     let mut net = Net::new(tickwire_core::testing::epoch(), 3);
     let server = net.add_server(Config {
         retry_above_pending_handshakes: Some(0),
-        ..Net::config(100)
+        ..Net::config()
     });
-    let client = net.add_client(Net::config(200));
+    let client = net.add_client(Net::config());
     let (conn, _) = net.join(client, server);
     assert!(net.node(client).connected(conn));
     let d = net.node(server).endpoint.datagram_stats();
@@ -158,7 +158,7 @@ fn an_unvalidated_address_over_its_rate_gets_a_retry_not_a_rejection_handshake()
             handshakes_per_addr_per_sec: 0.5,
             ..Default::default()
         },
-        ..Net::config(100)
+        ..Net::config()
     });
     let pool = initials(&mut net, server, 6);
     let from = spoofed(7);
@@ -185,9 +185,9 @@ fn a_validated_client_over_its_rate_still_learns_the_reason() {
             handshakes_per_addr_per_sec: 0.5,
             ..Default::default()
         },
-        ..Net::config(100)
+        ..Net::config()
     });
-    let client = net.add_client(Net::config(200));
+    let client = net.add_client(Net::config());
     net.join(client, server);
     let again = net.connect(client, server);
     let (reason, retry_after, _) = net.run_until_rejected(client, again, Duration::from_secs(5));
@@ -203,8 +203,8 @@ fn a_validated_client_over_its_rate_still_learns_the_reason() {
 #[test]
 fn garbage_and_truncated_datagrams_are_dropped_without_state_or_amplification() {
     let mut net = Net::new(tickwire_core::testing::epoch(), 6);
-    let server = net.add_server(Net::config(100));
-    let client = net.add_client(Net::config(200));
+    let server = net.add_server(Net::config());
+    let client = net.add_client(Net::config());
     let (conn, _) = net.join(client, server);
     let pool = initials(&mut net, server, 4);
     let mut rng = ChaCha8Rng::seed_from_u64(6);
@@ -265,7 +265,7 @@ fn half_open_handshakes_are_bounded_by_the_limit_and_expire_with_the_handshake_t
         max_pending_handshakes: 16,
         retry_above_pending_handshakes: Some(usize::MAX),
         handshake_timeout_ms: 2_000,
-        ..Net::config(100)
+        ..Net::config()
     });
     let pool = initials(&mut net, server, 24);
     for (i, initial) in pool.iter().enumerate() {
@@ -295,7 +295,7 @@ fn half_open_handshakes_are_bounded_by_the_limit_and_expire_with_the_handshake_t
     net.run_for(Duration::from_secs(30));
     assert_eq!(net.node(server).endpoint.connection_count(), 0);
     // And the slots are free again: a real client joins.
-    let client = net.add_client(Net::config(200));
+    let client = net.add_client(Net::config());
     net.join(client, server);
 }
 
@@ -306,7 +306,7 @@ fn half_open_handshakes_are_bounded_by_the_limit_and_expire_with_the_handshake_t
 fn session(seed: u64, config: Config) -> (Net, usize, usize, ConnHandle, ConnHandle) {
     let mut net = Net::new(tickwire_core::testing::epoch(), seed);
     let server = net.add_server(config);
-    let client = net.add_client(Net::config(200));
+    let client = net.add_client(Net::config());
     let (conn, server_conn) = net.join(client, server);
     (net, server, client, conn, server_conn)
 }
@@ -336,7 +336,7 @@ fn protocol_violations(net: &Net, server: usize) -> u64 {
 
 #[test]
 fn a_partial_frame_that_never_finishes_is_closed_after_the_stall_timeout() {
-    let (mut net, server, client, conn, server_conn) = session(10, Net::config(100));
+    let (mut net, server, client, conn, server_conn) = session(10, Net::config());
     assert_eq!(
         net.node(server).endpoint.config().partial_frame_timeout_ms,
         10_000
@@ -387,7 +387,7 @@ fn partial_frames_are_bounded_by_the_stream_limit_and_reset_streams_are_freed() 
         11,
         Config {
             max_reliable_message_bytes: MAX as usize,
-            ..Net::config(100)
+            ..Net::config()
         },
     );
     let channels = net.node(server).endpoint.config().channels.len();
@@ -429,7 +429,7 @@ fn partial_frames_are_bounded_by_the_stream_limit_and_reset_streams_are_freed() 
 #[test]
 fn a_stream_for_a_channel_that_is_not_reliable_is_refused_and_counted() {
     for (seed, channel) in [(12, 2u8), (13, 3), (14, 200)] {
-        let (mut net, server, client, conn, server_conn) = session(seed, Net::config(100));
+        let (mut net, server, client, conn, server_conn) = session(seed, Net::config());
         let stream = net.raw_open_uni(client, conn).expect("a stream");
         net.raw_write(client, conn, stream, &frame_start(channel, 1));
         let (reason, detail, _) = net.run_until_disconnected(server, server_conn, Duration::from_secs(1));
@@ -447,7 +447,7 @@ fn an_oversized_length_prefix_closes_at_once_without_waiting_for_the_payload() {
             seed,
             Config {
                 max_reliable_message_bytes: max,
-                ..Net::config(100)
+                ..Net::config()
             },
         );
         let stream = net.raw_open_uni(client, conn).expect("a stream");
@@ -496,7 +496,7 @@ fn first_fragments_only(
 
 #[test]
 fn first_fragments_only_forever_stay_within_the_partial_limit_and_expire() {
-    let (mut net, server, client, conn, server_conn) = session(17, Net::config(100));
+    let (mut net, server, client, conn, server_conn) = session(17, Net::config());
     let limits = FragmentConfig::default();
     let mut peak = 0;
     let sent = first_fragments_only(
@@ -553,7 +553,7 @@ fn first_fragments_only_are_held_to_the_memory_budget() {
         18,
         Config {
             fragment: fragment.clone(),
-            ..Net::config(100)
+            ..Net::config()
         },
     );
     let sent = first_fragments_only(

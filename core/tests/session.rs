@@ -8,8 +8,8 @@ use tickwire_core::{ChannelId, Event};
 #[test]
 fn client_joins_and_messages_flow_on_every_channel() {
     let mut net = Net::new(tickwire_core::testing::epoch(), 1);
-    let server = net.add_server(Net::config(100));
-    let client = net.add_client(Net::config(200));
+    let server = net.add_server(Net::config());
+    let client = net.add_client(Net::config());
     let conn = net.connect(client, server);
     assert!(net.run_until(Duration::from_secs(2), |n| n.node(client).connected(conn)));
     let events = net.node_mut(server).take_events();

@@ -7,8 +7,8 @@ use tickwire_core::{ConnHandle, Initiator, ReasonCode};
 
 fn setup() -> (Net, usize, usize) {
     let mut net = Net::new(tickwire_core::testing::epoch(), 7);
-    let server = net.add_server(Net::config(100));
-    let client = net.add_client(Net::config(200));
+    let server = net.add_server(Net::config());
+    let client = net.add_client(Net::config());
     (net, server, client)
 }
 
@@ -28,7 +28,7 @@ fn disconnection(net: &mut Net, node: usize, conn: ConnHandle) -> (ReasonCode, S
 #[test]
 fn a_shutdown_tells_every_client_why() {
     let (mut net, server, alice) = setup();
-    let bob = net.add_client(Net::config(201));
+    let bob = net.add_client(Net::config());
     let (alice_conn, alice_at_server) = net.join(alice, server);
     let (bob_conn, _) = net.join(bob, server);
 

@@ -10,15 +10,14 @@ use tickwire_core::{
     ConnHandle, ConnectOptions, Initiator, JoinTicket, JoinTicketClaims, ReasonCode, TicketIssuer,
 };
 
-const SERVER_SEED: u64 = 100;
 const MINUTE_MS: u64 = 60_000;
 
 /// A network with a default server (its wall clock `skew_ms` off the issuer's) and one client.
 fn setup(skew_ms: i64) -> (Net, usize, usize) {
     let mut net = Net::new(tickwire_core::testing::epoch(), 2);
     let wall = net.wall_clock().skewed(skew_ms);
-    let server = net.add_server_with(Net::config(SERVER_SEED), wall);
-    let client = net.add_client(Net::config(200));
+    let server = net.add_server_with(Net::config(), wall);
+    let client = net.add_client(Net::config());
     (net, server, client)
 }
 
@@ -61,7 +60,7 @@ fn shift(claims: &mut JoinTicketClaims, offset_ms: i64) {
 #[test]
 fn a_ticket_is_single_use_even_for_another_client() {
     let (mut net, server, first) = setup(0);
-    let second = net.add_client(Net::config(201));
+    let second = net.add_client(Net::config());
     let used = net.claims_for(first);
     let ticket = net.issuer.issue(&used);
     let conn = net.connect_with(first, server, ticket, ConnectOptions::default());
@@ -127,7 +126,7 @@ fn a_ticket_for_another_game_server_is_refused() {
 #[test]
 fn a_ticket_for_another_identity_is_refused() {
     let (mut net, server, client) = setup(0);
-    let other = net.add_client(Net::config(201));
+    let other = net.add_client(Net::config());
     let someone_elses = net.ticket_for(other);
     let conn = net.connect_with(client, server, someone_elses, ConnectOptions::default());
     assert_eq!(
@@ -168,11 +167,11 @@ fn revoking_a_client_ends_its_live_session_within_a_revalidation_period() {
 #[test]
 fn with_close_on_expiry_an_expired_ticket_ends_the_session() {
     let mut net = Net::new(tickwire_core::testing::epoch(), 3);
-    let mut config = Net::config(SERVER_SEED);
+    let mut config = Net::config();
     config.close_sessions_on_ticket_expiry = true;
     config.tickets.max_skew_ms = 0;
     let server = net.add_server(config);
-    let client = net.add_client(Net::config(200));
+    let client = net.add_client(Net::config());
     let conn = connect_with_claims(&mut net, client, server, |c| {
         c.expires_at_ms = c.issued_at_ms + 3_000
     });

@@ -15,8 +15,8 @@ fn jittery_session() -> (Net, usize, usize, ConnHandle) {
         jitter: Duration::from_millis(20),
         ..LinkModel::default()
     };
-    let server = net.add_server(Net::config(100));
-    let client = net.add_client(Net::config(200));
+    let server = net.add_server(Net::config());
+    let client = net.add_client(Net::config());
     let (conn, _) = net.join(client, server);
     (net, server, client, conn)
 }
@@ -29,7 +29,7 @@ fn true_server_tick(net: &Net) -> f64 {
 #[test]
 fn the_server_ticks_at_its_configured_rate() {
     let mut net = Net::new(tickwire_core::testing::epoch(), 6);
-    let mut config = Net::config(100);
+    let mut config = Net::config();
     config.tick.tick_rate_hz = 20;
     let server = net.add_server(config);
     net.run_for(Duration::from_secs(3));

@@ -18,7 +18,7 @@ use tickwire_core::vs::{
     Revocation, TranscriptChain, TranscriptDigest, Verifier, VsConfig, VsEvent, VsKeys, VsMessage,
     VS_CHANNEL,
 };
-use tickwire_core::{ConnHandle, ConnectOptions, Endpoint, Event, Initiator, ReasonCode};
+use tickwire_core::{ConnHandle, ConnectOptions, Endpoint, Event, Initiator, ReasonCode, Secrets};
 
 const BINARY: [u8; 32] = [0xB1; 32];
 const CONFIG_HASH: [u8; 32] = [0xC0; 32];
@@ -165,12 +165,10 @@ impl Default for Setup {
                     config_sha256: CONFIG_HASH,
                 }],
                 allow_unenrolled: true,
-                seed: 11,
                 ..VsConfig::default()
             },
             gs: GsConfig {
                 gs_id: GS_ID,
-                seed: 12,
                 ..GsConfig::default()
             },
             measured_binary: BINARY,
@@ -194,12 +192,17 @@ impl World {
         let mut net = Net::new(tickwire_core::testing::epoch(), 5);
         let vs = net.add_server(Config {
             accept_game_servers: true,
-            ..Net::config(1)
+            ..Net::config()
         });
         let gs_wall = net.wall_clock().skewed(setup.gs_skew_ms);
-        let gs = net.add_server_with(Net::config(2), gs_wall);
+        let gs = net.add_server_with(Net::config(), gs_wall);
         let vs_key = SigningKey::from_bytes(&VS_KEY_SEED);
-        let verifier = Verifier::new(setup.vs, vs_key, net.wall_clock().skewed(setup.vs_skew_ms));
+        let verifier = Verifier::new(
+            setup.vs,
+            Secrets::insecure_from_seed(11),
+            vs_key,
+            net.wall_clock().skewed(setup.vs_skew_ms),
+        );
         let keys = verifier.keys();
         net.set_app(
             vs,
@@ -223,6 +226,7 @@ impl World {
         let vs_identity = net.node(vs).identity.verifying_key().to_bytes();
         let agent = GsAgent::new(
             setup.gs,
+            Secrets::insecure_from_seed(12),
             identity,
             net.node(vs).addr,
             keys.clone(),
@@ -271,7 +275,7 @@ impl World {
 
     /// A client with a VS-issued join ticket that checks the GS's play ticket.
     fn client_connects(&mut self, seed: u64) -> (usize, ConnHandle) {
-        let client = self.net.add_client(Net::config(seed));
+        let client = self.net.add_client(Net::config());
         let client_key = self.net.node(client).identity.verifying_key().to_bytes();
         let now = self.net.now;
         let (vs, _) = self.net.node_mut(self.vs).app_mut::<Vs>();
@@ -478,7 +482,6 @@ fn digests_wait_while_the_outstanding_window_is_full() {
     let mut w = World::new(Setup {
         gs: GsConfig {
             gs_id: GS_ID,
-            seed: 12,
             max_outstanding_digests: 3,
             ..GsConfig::default()
         },
@@ -719,7 +722,7 @@ fn join_tickets_for_another_gs_expired_replayed_or_revoked_are_rejected() {
     let refused =
         |w: &mut World, client: usize, conn: ConnHandle| w.net.run_until_rejected(client, conn, 5 * SECOND).0;
 
-    let client = w.net.add_client(Net::config(100));
+    let client = w.net.add_client(Net::config());
     let key = w.net.node(client).identity.verifying_key().to_bytes();
     let now = w.net.now;
     let (vs, _) = w.net.node_mut(w.vs).app_mut::<Vs>();
@@ -751,7 +754,7 @@ fn join_tickets_for_another_gs_expired_replayed_or_revoked_are_rejected() {
     assert_eq!(refused(&mut w, client, conn), ReasonCode::TICKET_REVOKED);
 
     // Expiry: 60 s lifetime plus the 30 s skew allowance.
-    let other = w.net.add_client(Net::config(101));
+    let other = w.net.add_client(Net::config());
     let key = w.net.node(other).identity.verifying_key().to_bytes();
     let now = w.net.now;
     let (vs, _) = w.net.node_mut(w.vs).app_mut::<Vs>();
@@ -1018,7 +1021,7 @@ fn a_play_ticket_expired_when_the_accept_arrives_is_refused_though_fresh_at_conn
     // Control: a client allowing 30 s of skew, connecting at the same instant, gets in.
     let lenient = w.net.add_client(Config {
         play_ticket_max_skew_ms: 30_000,
-        ..Net::config(101)
+        ..Net::config()
     });
     let key = w.net.node(lenient).identity.verifying_key().to_bytes();
     let now = w.net.now;

@@ -201,7 +201,9 @@ mod tests {
     use ed25519_dalek::SigningKey;
     use rustls::crypto::ring::kx_group;
     use tickwire_core::testing::{epoch, START_UNIX_MS};
-    use tickwire_core::{Config, ConnectOptions, Endpoint, Event, JoinTicketClaims, TicketIssuer, WallClock};
+    use tickwire_core::{
+        Config, ConnectOptions, Endpoint, Event, JoinTicketClaims, Secrets, TicketIssuer, WallClock,
+    };
 
     use super::*;
 
@@ -299,12 +301,9 @@ mod tests {
         let start = epoch();
         let wall = WallClock::new(start, START_UNIX_MS);
         let issuer = TicketIssuer::new(ISSUER_KEY_ID, SigningKey::from_bytes(&[3; 32]));
-        let config = |seed| Config {
-            seed,
-            ..Config::default()
-        };
         let mut server = Endpoint::server_with(
-            config(1),
+            Config::default(),
+            Secrets::insecure_from_seed(1),
             SigningKey::from_bytes(&[1; 32]),
             GS_ID,
             wall,
@@ -318,7 +317,14 @@ mod tests {
             .add_key(ISSUER_KEY_ID, issuer.verifying_key());
         let client_identity = SigningKey::from_bytes(&[2; 32]);
         let client_key = client_identity.verifying_key().to_bytes();
-        let mut client = Endpoint::client_with(config(2), client_identity, wall, client_crypto).unwrap();
+        let mut client = Endpoint::client_with(
+            Config::default(),
+            Secrets::insecure_from_seed(2),
+            client_identity,
+            wall,
+            client_crypto,
+        )
+        .unwrap();
         let addrs = [
             SocketAddr::from((Ipv4Addr::new(10, 0, 0, 1), 4433)),
             SocketAddr::from((Ipv4Addr::new(10, 0, 0, 2), 4433)),

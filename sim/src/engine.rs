@@ -28,7 +28,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
 use tickwire_core::retry::Backoff;
-use tickwire_core::{Config, Endpoint, JoinTicketClaims, ReasonCode, TicketIssuer};
+use tickwire_core::{Config, Endpoint, JoinTicketClaims, ReasonCode, Secrets, TicketIssuer};
 
 use crate::capture::{KeyLogBuffer, PcapWriter};
 use crate::clock::{NodeClock, START_UNIX_MS};
@@ -61,11 +61,6 @@ pub fn derive(seed: u64, label: &str, a: u64, b: u64) -> [u8; 32] {
     hasher.update(a.to_be_bytes());
     hasher.update(b.to_be_bytes());
     hasher.finalize().into()
-}
-
-fn derive_u64(seed: u64, label: &str, a: u64, b: u64) -> u64 {
-    let bytes = derive(seed, label, a, b);
-    u64::from_be_bytes(bytes[..8].try_into().expect("32 bytes"))
 }
 
 mod app;
@@ -639,7 +634,8 @@ impl Sim {
         let node = &mut self.nodes[id];
         let incarnation = node.incarnation;
         let mut config: Config = world.scenario.endpoint.clone();
-        config.seed = derive_u64(world.seed, "node", id as u64, incarnation);
+        // Simulations are reproducible, not secret: each node's secrets derive from the seed.
+        let secrets = Secrets::from_bytes(derive(world.seed, "node", id as u64, incarnation));
         config.tick.tick_rate_hz = world.scenario.traffic.tick_rate_hz;
         config.tick_sync.tick_rate_hz = world.scenario.traffic.tick_rate_hz;
         let key_log = world.key_log.clone().map(|k| k as Arc<dyn rustls::KeyLog>);
@@ -649,6 +645,7 @@ impl Sim {
             App::Server(app) => {
                 let mut endpoint = Endpoint::server_with(
                     config,
+                    secrets,
                     node.identity.clone(),
                     app.gs_id,
                     node.clock.wall(),
@@ -674,12 +671,19 @@ impl Sim {
                 endpoint
             }
             App::Client(_) => {
-                Endpoint::client_with(config, node.identity.clone(), node.clock.wall(), crypto)?
+                Endpoint::client_with(config, secrets, node.identity.clone(), node.clock.wall(), crypto)?
             }
             App::Vs(app) => {
                 config.accept_game_servers = true;
-                let endpoint =
-                    Endpoint::server_with(config, node.identity.clone(), 0, node.clock.wall(), now, crypto)?;
+                let endpoint = Endpoint::server_with(
+                    config,
+                    secrets,
+                    node.identity.clone(),
+                    0,
+                    node.clock.wall(),
+                    now,
+                    crypto,
+                )?;
                 let gs_keys: Vec<[u8; 32]> = (0..world.servers)
                     .map(|s| {
                         SigningKey::from_bytes(&derive(world.seed, "identity", s as u64, 0))
@@ -687,8 +691,14 @@ impl Sim {
                             .to_bytes()
                     })
                     .collect();
-                let settings = vs::verifier_config(&world.scenario, world.seed, incarnation, &gs_keys);
-                *app = Some(Box::new(VsApp::new(settings, vs::vs_key(world.seed), &endpoint)));
+                let settings = vs::verifier_config(&world.scenario, world.seed, &gs_keys);
+                *app = Some(Box::new(VsApp::new(
+                    settings,
+                    world.seed,
+                    incarnation,
+                    vs::vs_key(world.seed),
+                    &endpoint,
+                )));
                 endpoint
             }
         };

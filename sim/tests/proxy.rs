@@ -129,11 +129,8 @@ fn mio_clients_join_and_exchange_messages_through_a_lossy_proxy() {
     let mut runtime = MioRuntime::new().unwrap();
     let mut players: Vec<Player> = (1..=CLIENTS)
         .map(|n| {
-            let config = tickwire_core::Config {
-                seed: u64::from(n),
-                ..config.clone()
-            };
-            let endpoint = Endpoint::client(config, identity(n), wall_clock_now()).unwrap();
+            let secrets = tickwire_core::Secrets::insecure_from_seed(u64::from(n));
+            let endpoint = Endpoint::client(config.clone(), secrets, identity(n), wall_clock_now()).unwrap();
             let node = runtime.bind(localhost(), endpoint).unwrap();
             let conn = runtime
                 .endpoint(node)

@@ -5,10 +5,16 @@
 //! [`Datapath::receive`] when it is readable and [`Datapath::flush`] after every input. The
 //! socket type only needs to expose its file descriptor (`AsFd`).
 //!
+//! [`os`] holds the rest of what a runtime takes from the operating system: fresh
+//! [`Secrets`](tickwire_core::Secrets) for every state machine, and Ed25519 key files.
+//!
 //! [`quinn-udp`]: https://docs.rs/quinn-udp
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+pub mod os;
+pub use os::{os_secrets, os_signing_key};
 
 use std::io::{self, IoSliceMut};
 use std::os::fd::AsFd;

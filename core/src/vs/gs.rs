@@ -14,6 +14,7 @@ use crate::clock::WallClock;
 use crate::config::ConfigError;
 use crate::endpoint::{ConnHandle, ConnectOptions, Endpoint, Event, Initiator};
 use crate::retry::{Backoff, RetryConfig};
+use crate::secrets::Secrets;
 use crate::wire::{ReasonCode, Role};
 
 use super::message::{Attestation, JoinRequest, Revocation, VsMessage};
@@ -64,8 +65,6 @@ pub struct GsConfig {
     /// Sessions whose transcript is tracked at most; inputs of further sessions are not
     /// chained (counted in [`GsAgent::untracked_inputs`]). Default 65 536.
     pub max_transcripts: usize,
-    /// Seeds the jitter of retries.
-    pub seed: u64,
 }
 
 impl Default for GsConfig {
@@ -84,7 +83,6 @@ impl Default for GsConfig {
             max_digests_per_heartbeat: 32,
             max_outstanding_digests: 64,
             max_transcripts: 65_536,
-            seed: 0,
         }
     }
 }
@@ -298,16 +296,19 @@ pub struct GsIdentity {
 
 impl GsAgent {
     /// An agent for the VS at `vs_addr` whose play tickets verify against `vs_keys`; if
-    /// `vs_identity` is set, the VS must prove that Ed25519 identity in the handshake.
+    /// `vs_identity` is set, the VS must prove that Ed25519 identity in the handshake. The
+    /// jitter of its retries comes from `secrets`, so a fleet's game servers never retry in step.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: GsConfig,
+        secrets: Secrets,
         identity: GsIdentity,
         vs_addr: SocketAddr,
         vs_keys: VsKeys,
         vs_identity: Option<[u8; 32]>,
         wall: WallClock,
     ) -> Self {
-        let rng = ChaCha12Rng::from_seed(crate::tls::derive_seed(config.seed, "vs/gs-agent"));
+        let rng = ChaCha12Rng::from_seed(secrets.derive("vs/gs-agent"));
         let reconnect = Backoff::new(config.reconnect.clone());
         Self {
             config,

@@ -16,6 +16,7 @@ use crate::attest::{
 use crate::clock::WallClock;
 use crate::config::ConfigError;
 use crate::endpoint::{ConnHandle, Endpoint, Event};
+use crate::secrets::Secrets;
 use crate::ticket::{JoinTicket, JoinTicketClaims, TicketIssuer};
 use crate::wire::{ReasonCode, Role};
 
@@ -132,8 +133,6 @@ pub struct VsConfig {
     /// ([`Verifier::revocations_dropped`], [`VsEvent::RevocationDropped`]). About 32 bytes
     /// each. Default 1 024.
     pub max_revocations: usize,
-    /// Seeds nonces and `jti`s.
-    pub seed: u64,
 }
 
 impl Default for VsConfig {
@@ -151,7 +150,6 @@ impl Default for VsConfig {
             receipt_cache: 1_024,
             join_ticket_lifetime_ms: 60_000,
             max_revocations: 1_024,
-            seed: 0,
         }
     }
 }
@@ -315,9 +313,9 @@ pub struct Verifier {
 
 impl Verifier {
     /// A verifier signing with `key` (its public half goes to game servers and clients as the
-    /// trusted VS key under `config.key_id`).
-    pub fn new(config: VsConfig, key: SigningKey, wall: WallClock) -> Self {
-        let rng = ChaCha12Rng::from_seed(crate::tls::derive_seed(config.seed, "vs/verifier"));
+    /// trusted VS key under `config.key_id`); challenge nonces and `jti`s come from `secrets`.
+    pub fn new(config: VsConfig, secrets: Secrets, key: SigningKey, wall: WallClock) -> Self {
+        let rng = ChaCha12Rng::from_seed(secrets.derive("vs/verifier"));
         let allowed_digests = config
             .measurements
             .iter()

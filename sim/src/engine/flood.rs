@@ -20,9 +20,9 @@ use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sha2::Digest;
 use tickwire_core::stats::DatagramStats;
-use tickwire_core::{Config, ConnectOptions, Endpoint, JoinTicketClaims};
+use tickwire_core::{Config, ConnectOptions, Endpoint, JoinTicketClaims, Secrets};
 
-use super::{derive, derive_u64, drive, hash_addr, Sim, What, World, MILLI, SECOND};
+use super::{derive, drive, hash_addr, Sim, What, World, MILLI, SECOND};
 use crate::clock::{NodeClock, START_UNIX_MS};
 use crate::crypto::sim_crypto;
 use crate::link::Nanos;
@@ -247,12 +247,12 @@ fn initials_pool(
     server: SocketAddr,
     issuer: &tickwire_core::TicketIssuer,
 ) -> Result<Vec<Vec<u8>>, tickwire_core::EndpointError> {
-    let mut config: Config = scenario.endpoint.clone();
-    config.seed = derive_u64(seed, "flood/client", 0, 0);
+    let config: Config = scenario.endpoint.clone();
+    let secrets = Secrets::from_bytes(derive(seed, "flood/client", 0, 0));
     let identity = SigningKey::from_bytes(&derive(seed, "flood/identity", 0, 0));
     let clock = NodeClock::new(epoch);
     let crypto = sim_crypto(derive(seed, "flood/rustls", 0, 0), None);
-    let mut client = Endpoint::client_with(config, identity.clone(), clock.wall(), crypto)?;
+    let mut client = Endpoint::client_with(config, secrets, identity.clone(), clock.wall(), crypto)?;
     let mut rng = ChaCha8Rng::from_seed(derive(seed, "flood/tickets", 0, 0));
     let now = clock.instant(0);
     let mut pool = Vec::with_capacity(INITIALS_POOL);

@@ -12,9 +12,9 @@ use tickwire_core::vs::{
     Enrolment, GsAgent, GsConfig, GsEvent, GsIdentity, GsStatus, Measurement, Verifier, VsConfig, VsEvent,
     VsKeys,
 };
-use tickwire_core::{ConnHandle, Endpoint, Event};
+use tickwire_core::{ConnHandle, Endpoint, Event, Secrets};
 
-use super::{derive, derive_u64, World};
+use super::{derive, World};
 use crate::link::{Link, Nanos};
 use crate::report::reason_name;
 use crate::scenario::Scenario;
@@ -101,7 +101,6 @@ fn boot_tpm(seed: u64, s: usize) -> SimulatedTpm {
 pub(super) fn verifier_config(
     scenario: &Scenario,
     seed: u64,
-    incarnation: u64,
     gs_keys: &[[u8; 32]],
 ) -> VsConfig {
     let base = scenario
@@ -111,7 +110,6 @@ pub(super) fn verifier_config(
         .unwrap_or_default();
     VsConfig {
         key_id: VS_KEY_ID,
-        seed: derive_u64(seed, "verifier", incarnation, 0),
         measurements: vec![Measurement {
             binary_sha256: SIM_BINARY_SHA256,
             config_sha256: SIM_CONFIG_SHA256,
@@ -137,9 +135,17 @@ pub(super) struct VsApp {
 }
 
 impl VsApp {
-    pub(super) fn new(config: VsConfig, key: SigningKey, endpoint: &Endpoint) -> Self {
+    /// The verifier of incarnation `incarnation` of a run with seed `seed`.
+    pub(super) fn new(
+        config: VsConfig,
+        seed: u64,
+        incarnation: u64,
+        key: SigningKey,
+        endpoint: &Endpoint,
+    ) -> Self {
+        let secrets = Secrets::from_bytes(derive(seed, "verifier", incarnation, 0));
         Self {
-            verifier: Verifier::new(config, key, endpoint.wall_clock()),
+            verifier: Verifier::new(config, secrets, key, endpoint.wall_clock()),
         }
     }
 
@@ -218,11 +224,11 @@ impl GsVs {
         };
         let config = GsConfig {
             gs_id: s as u64 + 1,
-            seed: derive_u64(seed, "gs-agent", s as u64, incarnation),
             ..config.clone()
         };
         let mut agent = GsAgent::new(
             config,
+            Secrets::from_bytes(derive(seed, "gs-agent", s as u64, incarnation)),
             identity,
             VS_ADDR,
             vs.keys.clone(),

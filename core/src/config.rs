@@ -11,8 +11,8 @@ use crate::heartbeat::HeartbeatConfig;
 use crate::limits::RateLimitConfig;
 use crate::retry::RetryConfig;
 use crate::tick::{TickConfig, TickSyncConfig};
-use crate::ticket::TicketConfig;
-use crate::wire::{MAX_CHANNELS, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
+use crate::ticket::{TicketConfig, MAX_CLOCK_SKEW_MS};
+use crate::wire::{FRAME_PREFIX_LEN, MAX_CHANNELS, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 
 /// Endpoint configuration. Validate with [`Config::validate`] (the endpoint does so too).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,11 +30,24 @@ pub struct Config {
     /// Time allowed from the QUIC connection's start to an accepted tickwire handshake.
     /// Default 10 000 ms: several round trips at 500 ms RTT plus TLS.
     pub handshake_timeout_ms: u64,
+    /// *Server*: time from the end of the TLS handshake to the client's Hello, in
+    /// milliseconds; then the connection is closed with `HANDSHAKE_TIMEOUT`. A client sends its
+    /// Hello in the same flight as its TLS Finished, so a few RTTs suffice; a connection that
+    /// completed TLS and stays silent holds a pending-handshake slot and a TLS session for
+    /// nothing. Capped by `handshake_timeout_ms`. Default 2 000 (four round trips at 500 ms).
+    pub hello_timeout_ms: u64,
     /// *Server*: live sessions admitted at once; more are rejected with `SERVER_FULL`.
     pub max_sessions: usize,
     /// *Server*: handshakes in progress at once; beyond it new connections are refused
     /// at the QUIC level (CONNECTION_REFUSED, seen by clients as `SERVER_BUSY`).
     pub max_pending_handshakes: usize,
+    /// *Server*: handshakes in progress at once from one source IP address. Beyond it an
+    /// Initial from an unvalidated address is answered with a Retry and one from a validated
+    /// address is refused at the QUIC level (seen by clients as `SERVER_BUSY`), so that one
+    /// address, or a few, cannot hold the whole `max_pending_handshakes` table while others
+    /// join. Default 8 (a household or LAN party joining at once, as
+    /// `limits.handshake_burst_per_addr`).
+    pub max_pending_handshakes_per_addr: usize,
     /// *Server*: with at least this many handshakes in progress, an Initial from an address
     /// not yet validated is answered with a QUIC Retry (RFC 9000 §8.1.2) instead of a
     /// handshake: the client must echo the Retry's token from the same address, which a spoofed
@@ -70,10 +83,11 @@ pub struct Config {
     /// traffic is closed too. Must be > 0. Default 10 000 (twice the heartbeat timeout).
     pub partial_frame_timeout_ms: u64,
     /// Bytes of reliable messages queued per connection waiting for flow control; a `send`
-    /// beyond it fails with `SendError::QueueFull`. Default 32 MiB.
+    /// beyond it fails with `SendError::QueueFull`. At least one largest frame
+    /// (`max_reliable_message_bytes` + 4). Default 32 MiB.
     pub max_queued_reliable_bytes: usize,
     /// Datagram messages queued per connection waiting for QUIC's datagram buffer; beyond it
-    /// the oldest is dropped and counted. Default 1024.
+    /// the oldest is dropped and counted. At least 1. Default 1024.
     pub max_queued_datagrams: usize,
     /// Bytes of datagrams handed to QUIC at once (its datagram send buffer); the rest wait in
     /// tickwire's own queue, where deadlines and drop-oldest apply. Heartbeats bypass that
@@ -81,7 +95,8 @@ pub struct Config {
     /// measure the path, not our backlog. tickwire refills it before every transmit, so a few
     /// datagrams suffice to keep the path busy. Default 4 KiB.
     pub datagram_send_buffer_bytes: usize,
-    /// What to do with unreliable messages larger than the fragmentation limits.
+    /// What to do with unreliable messages larger than the fragmentation limits;
+    /// `send_reliable` needs a reliable channel in `channels`.
     pub oversize_unreliable: OversizePolicy,
     /// QUIC idle timeout (RFC 9000 §10.1), kept above the heartbeat timeout so that tickwire's
     /// detection, with its reason code, fires first. Default 20 000 ms.
@@ -114,7 +129,7 @@ pub struct Config {
     /// clock (Unix ms) at the moment the Accept is processed (`PROTOCOL.md` §4.4.3 checks
     /// 12–13). Default 2 000: play tickets live only 6 s, so the 30 s join-ticket allowance
     /// (`tickets.max_skew_ms`) would accept a ticket long after its verification server
-    /// stopped renewing it.
+    /// stopped renewing it. At most [`MAX_CLOCK_SKEW_MS`] (one hour).
     pub play_ticket_max_skew_ms: u64,
     /// Reconnection backoff (used by runtimes and applications).
     pub retry: RetryConfig,
@@ -130,8 +145,10 @@ impl Default for Config {
             version_max: PROTOCOL_VERSION,
             capabilities: 0,
             handshake_timeout_ms: 10_000,
+            hello_timeout_ms: 2_000,
             max_sessions: 1024,
             max_pending_handshakes: 256,
+            max_pending_handshakes_per_addr: 8,
             retry_above_pending_handshakes: None,
             accept_game_servers: false,
             server_full_retry_after_ms: 5_000,
@@ -184,16 +201,49 @@ impl Default for AckFrequency {
     }
 }
 
-/// A configuration value out of range.
+impl AckFrequency {
+    /// Checks that `max_ack_delay_ms` is in `1..=1000` (a longer delay would stall loss
+    /// recovery and RTT samples; the thresholds take any value).
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the field with its path in [`Config`] (`ack_frequency.`).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_ack_delay_ms == 0 || self.max_ack_delay_ms > 1_000 {
+            return Err(ConfigError(
+                "ack_frequency.max_ack_delay_ms must be in 1..=1000".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A configuration value out of range. The message starts with the offending field, with its
+/// path for nested sections (`tick.tick_rate_hz must be in 1..=1000`): fix that field in the
+/// configuration file and load it again.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid config: {0}")]
 pub struct ConfigError(pub String);
 
+/// A nested section's validation result as a [`ConfigError`] whose message is the section's
+/// error prefixed with `section.`: the section's messages start with the field's name, so the
+/// result names the field's whole path (`heartbeat.interval_ms must be > 0`).
+pub(crate) fn in_section<E: std::fmt::Display>(
+    section: &str,
+    result: Result<(), E>,
+) -> Result<(), ConfigError> {
+    result.map_err(|error| ConfigError(format!("{section}.{error}")))
+}
+
 impl Config {
-    /// Checks ranges and cross-field constraints.
+    /// Checks ranges and cross-field constraints of every field, nested sections included
+    /// (`heartbeat`, `fragment`, `tick`, `tick_sync`, `tickets`, `retry`, `limits`,
+    /// `ack_frequency`), on both sides: a value a component would clamp, ignore or divide by is
+    /// refused here, so that a bad configuration fails at load time with a message instead of
+    /// misbehaving later. Never panics, whatever the values (NaN included).
     ///
     /// # Errors
-    /// [`ConfigError`] naming the first offending field.
+    /// [`ConfigError`] naming the first offending field by its path, e.g.
+    /// `heartbeat.interval_ms must be > 0`.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let fail = |what: &str| Err(ConfigError(what.to_owned()));
         if self.version_min > self.version_max || self.version_min == 0 {
@@ -204,6 +254,12 @@ impl Config {
         }
         if self.handshake_timeout_ms == 0 {
             return fail("handshake_timeout_ms must be > 0");
+        }
+        if self.hello_timeout_ms == 0 {
+            return fail("hello_timeout_ms must be > 0");
+        }
+        if self.max_pending_handshakes_per_addr == 0 {
+            return fail("max_pending_handshakes_per_addr must be >= 1");
         }
         if self.idle_timeout_ms <= self.heartbeat.timeout_ms {
             return fail("idle_timeout_ms must exceed heartbeat.timeout_ms");
@@ -221,10 +277,39 @@ impl Config {
             return fail("revalidate_every_ticks must be > 0");
         }
         if let Some(ack) = &self.ack_frequency {
-            if ack.max_ack_delay_ms == 0 || ack.max_ack_delay_ms > 1_000 {
-                return fail("ack_frequency.max_ack_delay_ms must be in 1..=1000");
-            }
+            ack.validate()?;
         }
+        if self.max_queued_datagrams == 0 {
+            return fail("max_queued_datagrams must be >= 1");
+        }
+        if self.max_queued_reliable_bytes < self.max_reliable_message_bytes.saturating_add(FRAME_PREFIX_LEN) {
+            return fail(
+                "max_queued_reliable_bytes must be >= max_reliable_message_bytes + 4 (one largest \
+                 frame), else the largest messages never fit the queue",
+            );
+        }
+        if self
+            .max_sessions
+            .checked_add(self.max_pending_handshakes)
+            .is_none()
+        {
+            return fail("max_sessions + max_pending_handshakes must not overflow usize");
+        }
+        if self.oversize_unreliable == OversizePolicy::SendReliable
+            && self.channels.iter().all(|kind| kind.is_datagram())
+        {
+            return fail("oversize_unreliable = \"send_reliable\" needs a reliable channel in channels");
+        }
+        if self.play_ticket_max_skew_ms > MAX_CLOCK_SKEW_MS {
+            return fail("play_ticket_max_skew_ms must be at most 3600000 (one hour)");
+        }
+        in_section("heartbeat", self.heartbeat.validate())?;
+        in_section("fragment", self.fragment.validate())?;
+        in_section("tick", self.tick.validate())?;
+        in_section("tick_sync", self.tick_sync.validate())?;
+        in_section("tickets", self.tickets.validate())?;
+        in_section("retry", self.retry.validate())?;
+        in_section("limits", self.limits.validate())?;
         Ok(())
     }
 
@@ -322,5 +407,193 @@ mod tests {
             .unwrap_err()
             .0
             .contains("partial_frame_timeout_ms"));
+    }
+
+    #[test]
+    fn a_zero_tick_rate_or_heartbeat_interval_is_refused_by_its_path() {
+        let config = Config {
+            tick: TickConfig {
+                tick_rate_hz: 0,
+                ..TickConfig::default()
+            },
+            ..Config::default()
+        };
+        let error = config.validate().unwrap_err().0;
+        assert!(error.starts_with("tick.tick_rate_hz"), "{error}");
+        assert!(error.contains("1..=1000"), "{error}");
+
+        let mut config = Config::default();
+        config.heartbeat.interval_ms = 0;
+        let error = config.validate().unwrap_err().0;
+        assert_eq!(error, "heartbeat.interval_ms must be > 0");
+
+        let mut config = Config::default();
+        config.retry.multiplier = f64::NAN;
+        let error = config.validate().unwrap_err();
+        assert_eq!(error.0, "retry.multiplier must be finite and at least 1.0");
+        assert_eq!(
+            error.to_string(),
+            "invalid config: retry.multiplier must be finite and at least 1.0"
+        );
+    }
+
+    /// Configurations the tests, the simulator and the fuzz targets run endpoints with.
+    #[test]
+    fn configurations_in_use_validate() {
+        let mut loopback = Config::default();
+        loopback.heartbeat.interval_ms = 100;
+        loopback.heartbeat.timeout_ms = 1_000;
+        loopback.idle_timeout_ms = 5_000;
+        let mut simulated = Config::default();
+        simulated.retry.max_attempts = 1_000;
+        simulated.retry.initial_backoff_ms = 1_000;
+        simulated.retry.jitter_factor = 0.9;
+        let mut tight = Config {
+            max_sessions: 1,
+            max_pending_handshakes: 1,
+            retry_above_pending_handshakes: Some(usize::MAX),
+            handshake_timeout_ms: 2_000,
+            play_ticket_max_skew_ms: 30_000,
+            version_min: 2,
+            version_max: 3,
+            oversize_unreliable: OversizePolicy::SendReliable,
+            ..Config::default()
+        };
+        tight.tick.tick_rate_hz = 20;
+        tight.tickets.max_skew_ms = 0;
+        tight.fragment.max_fragments = 4;
+        tight.fragment.max_message_bytes = 6_000;
+        tight.fragment.memory_budget_bytes = 6_000;
+        tight.limits.max_tracked_addrs = 2;
+        tight.limits.handshake_burst_per_addr = 1;
+        tight.limits.handshakes_per_addr_per_sec = 0.5;
+        for config in [loopback, simulated, tight] {
+            assert_eq!(config.validate(), Ok(()), "{config:?}");
+        }
+    }
+
+    #[test]
+    fn every_bad_value_is_refused_naming_its_path() {
+        type Edit = fn(&mut Config);
+        let cases: [(Edit, &str); 30] = [
+            (|c| c.heartbeat.interval_ms = 0, "heartbeat.interval_ms"),
+            (|c| c.heartbeat.timeout_ms = 500, "heartbeat.timeout_ms"),
+            (|c| c.heartbeat.rtt_window = 0, "heartbeat.rtt_window"),
+            (|c| c.heartbeat.initial_rtt_ms = 0, "heartbeat.initial_rtt_ms"),
+            (
+                |c| c.heartbeat.max_outstanding_pings = 0,
+                "heartbeat.max_outstanding_pings",
+            ),
+            (|c| c.fragment.max_fragments = 0, "fragment.max_fragments"),
+            (
+                |c| c.fragment.reassembly_timeout_ms = 0,
+                "fragment.reassembly_timeout_ms",
+            ),
+            (
+                |c| c.fragment.memory_budget_bytes = 1_000,
+                "fragment.memory_budget_bytes",
+            ),
+            (|c| c.tick.tick_rate_hz = 0, "tick.tick_rate_hz"),
+            (|c| c.tick.tick_rate_hz = 1_001, "tick.tick_rate_hz"),
+            (|c| c.tick.lateness_window_ticks = 0, "tick.lateness_window_ticks"),
+            (
+                |c| c.tick.missed_tick_policy = crate::tick::MissedTickPolicy::CatchUp { max_ticks: 0 },
+                "tick.missed_tick_policy",
+            ),
+            (|c| c.tick_sync.tick_rate_hz = 0, "tick_sync.tick_rate_hz"),
+            (
+                |c| c.tick_sync.lead_margin_ticks = f64::NAN,
+                "tick_sync.lead_margin_ticks",
+            ),
+            (|c| c.tick_sync.smoothing = f64::INFINITY, "tick_sync.smoothing"),
+            (|c| c.tickets.max_skew_ms = u64::MAX, "tickets.max_skew_ms"),
+            (
+                |c| c.tickets.replay_cache_capacity = 0,
+                "tickets.replay_cache_capacity",
+            ),
+            (|c| c.tickets.max_revoked_keys = 0, "tickets.max_revoked_keys"),
+            (|c| c.retry.max_attempts = 0, "retry.max_attempts"),
+            (|c| c.retry.initial_backoff_ms = 0, "retry.initial_backoff_ms"),
+            (
+                |c| c.retry.initial_backoff_ms = 10_000,
+                "retry.initial_backoff_ms",
+            ),
+            (|c| c.retry.jitter_factor = f64::NAN, "retry.jitter_factor"),
+            (|c| c.limits.bytes_per_sec = -1.0, "limits.bytes_per_sec"),
+            (|c| c.limits.max_tracked_addrs = 0, "limits.max_tracked_addrs"),
+            (
+                |c| {
+                    c.ack_frequency = Some(AckFrequency {
+                        max_ack_delay_ms: 0,
+                        ..AckFrequency::default()
+                    })
+                },
+                "ack_frequency.max_ack_delay_ms",
+            ),
+            (|c| c.max_queued_datagrams = 0, "max_queued_datagrams"),
+            (
+                |c| c.max_queued_reliable_bytes = 8 << 20,
+                "max_queued_reliable_bytes",
+            ),
+            (
+                |c| (c.max_sessions, c.max_pending_handshakes) = (usize::MAX, 1),
+                "max_sessions",
+            ),
+            (
+                |c| {
+                    c.oversize_unreliable = OversizePolicy::SendReliable;
+                    c.channels = vec![ChannelKind::Unreliable, ChannelKind::Sequenced];
+                },
+                "oversize_unreliable",
+            ),
+            (
+                |c| c.play_ticket_max_skew_ms = u64::MAX,
+                "play_ticket_max_skew_ms",
+            ),
+        ];
+        for (edit, path) in cases {
+            let mut config = Config::default();
+            edit(&mut config);
+            let error = config.validate().unwrap_err().0;
+            assert!(error.starts_with(path), "{error:?} should start with {path:?}");
+        }
+    }
+
+    #[test]
+    fn validation_never_panics_on_extreme_values() {
+        let mut config = Config {
+            max_sessions: usize::MAX,
+            max_pending_handshakes: usize::MAX,
+            max_reliable_message_bytes: usize::MAX,
+            max_queued_reliable_bytes: usize::MAX,
+            idle_timeout_ms: u64::MAX,
+            ..Config::default()
+        };
+        config.heartbeat.interval_ms = u64::MAX;
+        config.heartbeat.timeout_ms = u64::MAX;
+        config.tick_sync.lead_margin_ticks = f64::NAN;
+        config.retry.multiplier = f64::NEG_INFINITY;
+        config.limits.messages_per_sec = f64::NAN;
+        assert!(config.validate().is_err());
+        for value in [
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            -0.0,
+            f64::MIN_POSITIVE,
+            f64::MAX,
+        ] {
+            let mut config = Config::default();
+            config.tick_sync.lead_margin_ticks = value;
+            config.tick_sync.max_adjust_ratio = value;
+            config.tick_sync.snap_threshold_ticks = value;
+            config.tick_sync.smoothing = value;
+            config.retry.multiplier = value;
+            config.retry.jitter_factor = value;
+            config.limits.handshakes_per_addr_per_sec = value;
+            config.limits.messages_per_sec = value;
+            config.limits.bytes_per_sec = value;
+            let _ = config.validate();
+        }
     }
 }

@@ -7,6 +7,7 @@
 //! [`Conn::poll_timeout`].
 
 use std::collections::{BTreeMap, VecDeque};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -125,6 +126,9 @@ pub(crate) struct Conn {
     /// The endpoint counter this connection is counted in (kept equal to [`Conn::phase`] by
     /// the endpoint after every operation, so that its counts never need a scan).
     pub(crate) counted: Phase,
+    /// Inbound connections: the source IP address whose per-address count of handshakes in
+    /// progress this connection is in while it is [`Phase::Handshaking`].
+    pub(crate) counted_ip: Option<IpAddr>,
 }
 
 /// Which of the endpoint's connection counters a connection belongs to.
@@ -204,6 +208,7 @@ impl Conn {
             tx_queued: false,
             timer_queued: false,
             counted: Phase::Uncounted,
+            counted_ip: None,
         }
     }
 
@@ -284,10 +289,12 @@ impl Conn {
             }
             _ => {
                 if self.handshake_deadline.is_some_and(|d| now >= d) {
-                    self.close(
-                        ctx,
-                        Rejection::new(ReasonCode::HANDSHAKE_TIMEOUT, "handshake did not finish in time"),
-                    );
+                    let detail = if matches!(self.state, State::ServerAwaitingHello(_)) {
+                        "no Hello after the TLS handshake"
+                    } else {
+                        "handshake did not finish in time"
+                    };
+                    self.close(ctx, Rejection::new(ReasonCode::HANDSHAKE_TIMEOUT, detail));
                 }
             }
         }
@@ -424,6 +431,8 @@ impl Conn {
             }
             State::ServerConnecting(None) => {
                 self.state = State::ServerAwaitingHello(AwaitingHello::new(exporter));
+                let hello_by = ctx.now + Duration::from_millis(ctx.config.hello_timeout_ms);
+                self.handshake_deadline = self.handshake_deadline.map(|d| d.min(hello_by));
             }
             State::ServerConnecting(Some(rejection)) => {
                 self.state = State::ServerConnecting(None);

@@ -23,10 +23,10 @@ use crate::handshake::{
     ClientHandshake, ClientOffer, PlayTicketCheck, Rejection, ServerContribution, ServerPolicy, Session,
 };
 use crate::limits::AddressLimiter;
+use crate::secrets::Secrets;
 use crate::stats::{ConnectionStats, DatagramStats, EndpointStats};
 use crate::tick::{TickInfo, TickScheduler, TickSync};
 use crate::ticket::{JoinTicket, TicketError, TicketVerifier};
-use crate::secrets::Secrets;
 use crate::tls::{self, AnchoredTime, CryptoOptions, TlsSetupError, SERVER_NAME};
 use crate::vs::VsKeys;
 use crate::wire::{ReasonCode, Role, NONCE_LEN};
@@ -34,12 +34,16 @@ use crate::wire::{ReasonCode, Role, NONCE_LEN};
 /// Endpoint-level responses (version negotiation, stateless resets, refusals) held at most.
 const MAX_QUEUED_RESPONSES: usize = 256;
 
-/// Connections per [`Phase`], kept up to date after every operation on a connection so that
-/// admission decisions never scan the connection table (O(1) per Initial under a flood).
+/// Connections per [`Phase`], and handshakes in progress per source address of inbound
+/// connections, kept up to date after every operation on a connection so that admission
+/// decisions never scan the connection table (O(1) per Initial under a flood).
 #[derive(Debug, Default)]
 struct PhaseCounts {
     handshaking: usize,
     established: usize,
+    /// Inbound handshakes in progress per source IP; addresses at zero are removed, so it
+    /// holds at most `max_pending_handshakes` entries.
+    handshaking_from: BTreeMap<IpAddr, usize>,
 }
 
 impl PhaseCounts {
@@ -51,6 +55,28 @@ impl PhaseCounts {
         }
     }
 
+    /// Inbound handshakes in progress from `ip`.
+    fn handshaking_from(&self, ip: IpAddr) -> usize {
+        self.handshaking_from.get(&ip).copied().unwrap_or(0)
+    }
+
+    fn count_from(&mut self, conn: &Conn, phase: Phase, up: bool) {
+        let Some(ip) = conn.counted_ip else {
+            return;
+        };
+        if phase != Phase::Handshaking {
+            return;
+        }
+        if up {
+            *self.handshaking_from.entry(ip).or_insert(0) += 1;
+        } else if let Some(n) = self.handshaking_from.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.handshaking_from.remove(&ip);
+            }
+        }
+    }
+
     /// Moves `conn` to the counter of its current phase.
     fn sync(&mut self, conn: &mut Conn) {
         let phase = conn.phase();
@@ -58,9 +84,11 @@ impl PhaseCounts {
             if let Some(n) = self.slot(conn.counted) {
                 *n -= 1;
             }
+            self.count_from(conn, conn.counted, false);
             if let Some(n) = self.slot(phase) {
                 *n += 1;
             }
+            self.count_from(conn, phase, true);
             conn.counted = phase;
         }
     }
@@ -70,6 +98,7 @@ impl PhaseCounts {
         if let Some(n) = self.slot(conn.counted) {
             *n -= 1;
         }
+        self.count_from(conn, conn.counted, false);
     }
 }
 
@@ -298,7 +327,15 @@ impl Endpoint {
         wall: WallClock,
         now: Instant,
     ) -> Result<Self, EndpointError> {
-        Self::server_with(config, secrets, identity, gs_id, wall, now, CryptoOptions::default())
+        Self::server_with(
+            config,
+            secrets,
+            identity,
+            gs_id,
+            wall,
+            now,
+            CryptoOptions::default(),
+        )
     }
 
     /// [`Endpoint::server`] with cryptography hooks (a seeded provider, a key log).
@@ -575,6 +612,7 @@ impl Endpoint {
         }
         let validated = incoming.remote_address_validated();
         self.stats.datagrams.initials_validated += u64::from(validated);
+        let ip = incoming.remote_address().ip();
         let fixed = if let Some(rejection) = &server.shutdown {
             Some(rejection.clone())
         } else if let Some(rejection) = &server.paused {
@@ -593,10 +631,28 @@ impl Endpoint {
             self.send_retry(incoming);
             return;
         }
-        // Still answered with a full handshake so the client learns the real reason.
+        // One address (or a few) must not hold the whole pending table: past its share, a
+        // spoofable source must prove it receives at its address, and a proven one waits.
+        if fixed.is_none() && self.counts.handshaking_from(ip) >= self.config.max_pending_handshakes_per_addr
+        {
+            if validated {
+                let transmit = self.quic.refuse(incoming, &mut buf);
+                self.stats.connections_refused += 1;
+                self.stats.handshakes_refused_per_addr += 1;
+                self.stats.datagrams.refused += 1;
+                self.queue_response(transmit, buf);
+            } else {
+                self.stats.datagrams.retries_rate_limited += 1;
+                self.send_retry(incoming);
+            }
+            return;
+        }
+        // The address's handshake token is only looked at here, and spent once QUIC has
+        // decrypted the Initial (below): garbage from a player's address costs it nothing.
+        // A rejection is still answered with a full handshake so the client learns the reason.
         let rejection = match fixed {
             Some(rejection) => Some(rejection),
-            None => match server.addresses.check(now, incoming.remote_address().ip()) {
+            None => match server.addresses.peek(now, ip) {
                 Ok(()) => None,
                 Err(_) if !validated => {
                     self.stats.datagrams.retries_rate_limited += 1;
@@ -616,9 +672,14 @@ impl Endpoint {
         match self.quic.accept(incoming, now, &mut buf, None) {
             Ok((ch, quic)) => {
                 self.stats.datagrams.accepted += 1;
+                if rejection.is_none() {
+                    // Cannot fail: `peek` just saw the token, and nothing ran in between.
+                    let _ = server.addresses.check(now, ip);
+                }
                 let handle = ConnHandle(ch.0);
-                self.conns
-                    .insert(handle, Conn::server(quic, now, &self.config, rejection));
+                let mut conn = Conn::server(quic, now, &self.config, rejection);
+                conn.counted_ip = Some(ip);
+                self.conns.insert(handle, conn);
                 self.process_received(now, handle);
             }
             Err(err) => {

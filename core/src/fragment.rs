@@ -237,13 +237,16 @@ impl Default for FragmentConfig {
 }
 
 impl FragmentConfig {
-    /// Checks for settings that would refuse every fragmented message.
+    /// Checks for settings that would refuse every fragmented message or the largest ones:
+    /// `max_message_bytes`, `max_fragments`, `max_partial_messages` and
+    /// `reassembly_timeout_ms` at least 1, and `memory_budget_bytes` at least
+    /// `max_message_bytes`.
     ///
-    /// A [`Reassembler`] accepts any configuration (a zero limit refuses what it limits), so this
-    /// only catches likely mistakes.
+    /// A [`Reassembler`] accepts any configuration (a zero limit refuses what it limits), so
+    /// validate when loading configuration.
     ///
     /// # Errors
-    /// The first [`FragmentConfigError`] found; fix that field.
+    /// The first [`FragmentConfigError`] found; its message starts with the field to fix.
     pub fn validate(&self) -> Result<(), FragmentConfigError> {
         let zero = [
             ("max_message_bytes", self.max_message_bytes == 0),
@@ -936,6 +939,60 @@ mod tests {
         assert_eq!(small_budget.validate(), Err(error));
         let stats = serde_json::to_value(ReassemblyStats::default()).unwrap();
         assert_eq!(stats["late_duplicates"], 0);
+    }
+
+    #[test]
+    fn validate_refuses_each_bad_value_naming_its_field() {
+        use FragmentConfigError as E;
+        // Limits the integration tests run with.
+        let tight = FragmentConfig {
+            max_message_bytes: 6_000,
+            memory_budget_bytes: 6_000,
+            max_fragments: 4,
+            max_partial_messages: 1,
+            ..FragmentConfig::default()
+        };
+        assert_eq!(tight.validate(), Ok(()));
+        type Edit = fn(&mut FragmentConfig);
+        let zero = |field| E::Zero { field };
+        let cases: [(Edit, E, &str); 6] = [
+            (
+                |c| c.max_message_bytes = 0,
+                zero("max_message_bytes"),
+                "max_message_bytes",
+            ),
+            (|c| c.max_fragments = 0, zero("max_fragments"), "max_fragments"),
+            (
+                |c| c.max_partial_messages = 0,
+                zero("max_partial_messages"),
+                "max_partial_messages",
+            ),
+            (
+                |c| c.reassembly_timeout_ms = 0,
+                zero("reassembly_timeout_ms"),
+                "reassembly_timeout_ms",
+            ),
+            (
+                |c| c.memory_budget_bytes = 0,
+                E::BudgetBelowMaxMessage,
+                "memory_budget_bytes",
+            ),
+            (
+                |c| c.max_message_bytes = usize::MAX,
+                E::BudgetBelowMaxMessage,
+                "memory_budget_bytes",
+            ),
+        ];
+        for (edit, expected, field) in cases {
+            let mut config = FragmentConfig::default();
+            edit(&mut config);
+            let error = config.validate().unwrap_err();
+            assert_eq!(error, expected, "{config:?}");
+            assert!(
+                error.to_string().starts_with(field),
+                "{error} should name {field}"
+            );
+        }
     }
 
     /// A step of the model-based tests.

@@ -3765,9 +3765,15 @@ pub fn endpoint(data: &[u8]) {
     let config = endpoint_config(limits, flags);
     let start = base_instant();
     let wall = WallClock::new(start, SEED_NOW_MS);
-    let mut ep =
-        Endpoint::server(config.clone(), Secrets::insecure_from_seed(0xF0), gs_identity(), GS_ID, wall, start)
-            .expect("the config is valid");
+    let mut ep = Endpoint::server(
+        config.clone(),
+        Secrets::insecure_from_seed(0xF0),
+        gs_identity(),
+        GS_ID,
+        wall,
+        start,
+    )
+    .expect("the config is valid");
     if let Some(tickets) = ep.tickets_mut() {
         tickets.add_key(KEY_ID, signing_key().verifying_key());
     }

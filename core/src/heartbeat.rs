@@ -78,29 +78,34 @@ impl Default for HeartbeatConfig {
 
 /// A [`HeartbeatConfig`] that [`HeartbeatConfig::validate`] rejects. [`Heartbeat::new`] still
 /// accepts such a config (it treats zero interval and table sizes as 1), so validate once when
-/// loading configuration.
+/// loading configuration. Messages start with the field's name;
+/// [`Config::validate`](crate::Config::validate) prefixes them with `heartbeat.`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum HeartbeatConfigError {
     /// `interval_ms` is 0. Set a positive ping interval.
-    #[error("heartbeat interval_ms must be positive")]
+    #[error("interval_ms must be > 0")]
     ZeroInterval,
     /// `timeout_ms` does not exceed `interval_ms`, so one lost ping would end the connection.
     /// Raise `timeout_ms` (several intervals) or lower `interval_ms`.
-    #[error("heartbeat timeout_ms must exceed interval_ms")]
+    #[error("timeout_ms must exceed interval_ms")]
     TimeoutNotAboveInterval,
     /// `rtt_window` is 0, which leaves the percentiles empty. Set at least 1.
-    #[error("heartbeat rtt_window must be positive")]
+    #[error("rtt_window must be at least 1")]
     ZeroRttWindow,
     /// `initial_rtt_ms` is 0. Use a realistic first guess such as 333 (RFC 9002 §6.2.2).
-    #[error("heartbeat initial_rtt_ms must be positive")]
+    #[error("initial_rtt_ms must be > 0")]
     ZeroInitialRtt,
     /// `max_outstanding_pings` is 0. Allow at least `timeout_ms / interval_ms` pings.
-    #[error("heartbeat max_outstanding_pings must be positive")]
+    #[error("max_outstanding_pings must be at least 1")]
     ZeroOutstandingPings,
 }
 
 impl HeartbeatConfig {
-    /// Checks the settings; see [`HeartbeatConfigError`] for what each failure means.
+    /// Checks the settings: a positive ping interval, a timeout longer than one interval,
+    /// a positive initial RTT and non-empty RTT window and ping table.
+    ///
+    /// # Errors
+    /// The first [`HeartbeatConfigError`] found; each variant says how to fix its field.
     pub fn validate(&self) -> Result<(), HeartbeatConfigError> {
         use HeartbeatConfigError as E;
         if self.interval_ms == 0 {
@@ -710,6 +715,46 @@ mod tests {
             ..HeartbeatConfig::default()
         };
         assert_eq!(zero.validate(), Err(HeartbeatConfigError::ZeroInterval));
+    }
+
+    #[test]
+    fn validate_refuses_each_bad_value_naming_its_field() {
+        use HeartbeatConfigError as E;
+        // The fast heartbeats of the loopback tests.
+        let fast = HeartbeatConfig {
+            interval_ms: 100,
+            timeout_ms: 1_000,
+            ..HeartbeatConfig::default()
+        };
+        assert_eq!(fast.validate(), Ok(()));
+        type Edit = fn(&mut HeartbeatConfig);
+        let cases: [(Edit, E, &str); 7] = [
+            (|c| c.interval_ms = 0, E::ZeroInterval, "interval_ms"),
+            (|c| c.timeout_ms = 500, E::TimeoutNotAboveInterval, "timeout_ms"),
+            (|c| c.timeout_ms = 0, E::TimeoutNotAboveInterval, "timeout_ms"),
+            (
+                |c| c.interval_ms = u64::MAX,
+                E::TimeoutNotAboveInterval,
+                "timeout_ms",
+            ),
+            (|c| c.rtt_window = 0, E::ZeroRttWindow, "rtt_window"),
+            (|c| c.initial_rtt_ms = 0, E::ZeroInitialRtt, "initial_rtt_ms"),
+            (
+                |c| c.max_outstanding_pings = 0,
+                E::ZeroOutstandingPings,
+                "max_outstanding_pings",
+            ),
+        ];
+        for (edit, expected, field) in cases {
+            let mut config = HeartbeatConfig::default();
+            edit(&mut config);
+            let error = config.validate().unwrap_err();
+            assert_eq!(error, expected, "{config:?}");
+            assert!(
+                error.to_string().starts_with(field),
+                "{error} should name {field}"
+            );
+        }
     }
 
     #[test]

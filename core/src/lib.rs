@@ -104,8 +104,8 @@ pub use endpoint::{
     ConnHandle, ConnectError, ConnectOptions, Endpoint, EndpointError, Event, Initiator, SendError,
 };
 pub use handshake::Session;
-pub use secrets::Secrets;
 pub use quinn_proto::{EcnCodepoint, Transmit};
+pub use secrets::Secrets;
 pub use stats::{ConnectionStats, EndpointStats};
 pub use ticket::{JoinTicket, JoinTicketClaims, TicketIssuer};
 pub use tls::CryptoOptions;

@@ -277,6 +277,26 @@ impl AddressLimiter {
         self.stats.record(result)
     }
 
+    /// Whether `addr` holds a handshake token at `now`, without taking it or tracking a new
+    /// address: an endpoint asks before it decrypts an Initial, and charges with
+    /// [`AddressLimiter::check`] only once the Initial proved to be a real QUIC packet, so that
+    /// datagrams failing authentication (spoofed garbage from a player's address) never spend
+    /// the player's tokens. A refusal is counted in [`LimiterStats::limited`].
+    ///
+    /// # Errors
+    /// [`RateLimited`] if `addr` has used its burst.
+    pub fn peek(&mut self, now: Instant, addr: IpAddr) -> Result<(), RateLimited> {
+        let Some(entry) = self.entries.get_mut(&addr) else {
+            return Ok(());
+        };
+        entry.bucket.refill(now);
+        let result = entry.bucket.shortfall(1);
+        if result.is_err() {
+            self.stats.record(result)?;
+        }
+        Ok(())
+    }
+
     /// Number of addresses currently tracked (at most `max_tracked_addrs`, or 1 if that is 0).
     pub fn tracked(&self) -> usize {
         self.entries.len()

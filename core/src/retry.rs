@@ -47,13 +47,20 @@ impl Default for RetryConfig {
 }
 
 impl RetryConfig {
-    /// Checks the invariants the schedule relies on.
+    /// Checks the invariants the schedule relies on: at least one attempt, a first delay of at
+    /// least 1 ms and no more than `max_backoff_ms`, a finite `multiplier` of at least 1.0 and a
+    /// `jitter_factor` in `[0, 1)`. [`Backoff`] accepts any config without panicking (a zero or
+    /// NaN delay becomes 0), so validate when loading configuration.
     ///
     /// # Errors
-    /// The first [`RetryConfigError`] found; fix that field.
+    /// The first [`RetryConfigError`] found; its message starts with the field to fix (callers
+    /// embedding a `RetryConfig` prefix it with the section's name).
     pub fn validate(&self) -> Result<(), RetryConfigError> {
         if self.max_attempts == 0 {
             return Err(RetryConfigError::NoAttempts);
+        }
+        if self.initial_backoff_ms == 0 {
+            return Err(RetryConfigError::ZeroInitialBackoff);
         }
         if self.initial_backoff_ms > self.max_backoff_ms {
             return Err(RetryConfigError::InitialAboveMax);
@@ -74,6 +81,10 @@ pub enum RetryConfigError {
     /// `max_attempts` is 0: at least the first attempt must be allowed.
     #[error("max_attempts must be at least 1")]
     NoAttempts,
+    /// `initial_backoff_ms` is 0: every delay would be 0 (0 × `multiplier` stays 0), so retries
+    /// would run back to back. Use a few hundred milliseconds.
+    #[error("initial_backoff_ms must be at least 1")]
+    ZeroInitialBackoff,
     /// `initial_backoff_ms` exceeds `max_backoff_ms`: lower the first or raise the second.
     #[error("initial_backoff_ms must not exceed max_backoff_ms")]
     InitialAboveMax,
@@ -239,20 +250,77 @@ mod tests {
     #[test]
     fn validate_accepts_defaults_and_rejects_nonsense() {
         assert_eq!(RetryConfig::default().validate(), Ok(()));
-        let bad = |f: fn(&mut RetryConfig)| {
-            let mut config = RetryConfig::default();
-            f(&mut config);
-            config.validate().unwrap_err()
+        // Values the simulator's endpoints use.
+        let patient = RetryConfig {
+            max_attempts: 1_000,
+            initial_backoff_ms: 1_000,
+            jitter_factor: 0.9,
+            ..RetryConfig::default()
         };
-        assert_eq!(bad(|c| c.max_attempts = 0), RetryConfigError::NoAttempts);
-        assert_eq!(
-            bad(|c| c.initial_backoff_ms = 6_000),
-            RetryConfigError::InitialAboveMax
-        );
-        assert_eq!(bad(|c| c.multiplier = 0.5), RetryConfigError::BadMultiplier);
-        assert_eq!(bad(|c| c.multiplier = f64::NAN), RetryConfigError::BadMultiplier);
-        assert_eq!(bad(|c| c.jitter_factor = 1.0), RetryConfigError::BadJitter);
-        assert_eq!(bad(|c| c.jitter_factor = -0.1), RetryConfigError::BadJitter);
+        assert_eq!(patient.validate(), Ok(()));
+        type Edit = fn(&mut RetryConfig);
+        let cases: [(Edit, RetryConfigError, &str); 10] = [
+            (
+                |c| c.max_attempts = 0,
+                RetryConfigError::NoAttempts,
+                "max_attempts",
+            ),
+            (
+                |c| c.initial_backoff_ms = 0,
+                RetryConfigError::ZeroInitialBackoff,
+                "initial_backoff_ms",
+            ),
+            (
+                |c| c.initial_backoff_ms = 6_000,
+                RetryConfigError::InitialAboveMax,
+                "initial_backoff_ms",
+            ),
+            (
+                |c| c.multiplier = 0.5,
+                RetryConfigError::BadMultiplier,
+                "multiplier",
+            ),
+            (
+                |c| c.multiplier = -2.0,
+                RetryConfigError::BadMultiplier,
+                "multiplier",
+            ),
+            (
+                |c| c.multiplier = f64::NAN,
+                RetryConfigError::BadMultiplier,
+                "multiplier",
+            ),
+            (
+                |c| c.multiplier = f64::INFINITY,
+                RetryConfigError::BadMultiplier,
+                "multiplier",
+            ),
+            (
+                |c| c.jitter_factor = 1.0,
+                RetryConfigError::BadJitter,
+                "jitter_factor",
+            ),
+            (
+                |c| c.jitter_factor = -0.1,
+                RetryConfigError::BadJitter,
+                "jitter_factor",
+            ),
+            (
+                |c| c.jitter_factor = f64::NAN,
+                RetryConfigError::BadJitter,
+                "jitter_factor",
+            ),
+        ];
+        for (edit, expected, field) in cases {
+            let mut config = RetryConfig::default();
+            edit(&mut config);
+            let error = config.validate().unwrap_err();
+            assert_eq!(error, expected, "{config:?}");
+            assert!(
+                error.to_string().starts_with(field),
+                "{error} should name {field}"
+            );
+        }
     }
 
     #[test]

@@ -85,7 +85,10 @@ mod tests {
     fn labels_and_keys_give_independent_values() {
         let a = Secrets::from_bytes([1; 32]);
         let b = Secrets::from_bytes([2; 32]);
-        assert_eq!(a.derive("quic/cid"), Secrets::from_bytes([1; 32]).derive("quic/cid"));
+        assert_eq!(
+            a.derive("quic/cid"),
+            Secrets::from_bytes([1; 32]).derive("quic/cid")
+        );
         assert_ne!(a.derive("quic/cid"), a.derive("quic/reset-key"));
         assert_ne!(a.derive("quic/cid"), b.derive("quic/cid"));
         assert_ne!(

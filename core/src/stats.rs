@@ -97,6 +97,10 @@ pub struct EndpointStats {
     /// rejection by the per-address handshake rate limit. (An unvalidated address over its
     /// limit is sent a Retry first, counted in [`DatagramStats::retries_rate_limited`].)
     pub handshakes_rate_limited: u64,
+    /// Incoming connections from a validated address refused at the QUIC level because that
+    /// address already had `max_pending_handshakes_per_addr` handshakes in progress (also in
+    /// `connections_refused`).
+    pub handshakes_refused_per_addr: u64,
     /// Endpoint-level responses dropped because their queue was full.
     pub responses_dropped: u64,
     /// What became of every datagram received (also [`Endpoint::datagram_stats`](crate::Endpoint::datagram_stats)).

@@ -19,6 +19,9 @@
 //! ```
 
 pub mod corpus;
+mod silent;
+
+pub use silent::SilentClient;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -310,10 +313,16 @@ impl Net {
     /// The next node's key material: insecure, derived from the network's seed and the
     /// node's index.
     fn next_keys(&self) -> (Secrets, SigningKey) {
-        let node_seed = self.seed.wrapping_mul(1_000_003).wrapping_add(self.nodes.len() as u64);
+        let node_seed = self
+            .seed
+            .wrapping_mul(1_000_003)
+            .wrapping_add(self.nodes.len() as u64);
         let mut identity = [0u8; 32];
         ChaCha8Rng::seed_from_u64(node_seed ^ 0x1d_e417).fill_bytes(&mut identity);
-        (Secrets::insecure_from_seed(node_seed), SigningKey::from_bytes(&identity))
+        (
+            Secrets::insecure_from_seed(node_seed),
+            SigningKey::from_bytes(&identity),
+        )
     }
 
     /// Adds a game server (id [`GS_ID`]) trusting the harness issuer; returns its index.
@@ -585,6 +594,17 @@ impl Net {
                 node.events.push_back(event);
             }
         }
+    }
+
+    /// Sends `data` from node `sender` to `to` through the network, as if `sender`'s endpoint
+    /// had transmitted it (for tests that drain a node's transmits themselves).
+    pub fn route_from(&mut self, sender: usize, to: SocketAddr, data: impl Into<Bytes>) {
+        let packet = Packet {
+            from: self.nodes[sender].addr,
+            to,
+            data: data.into(),
+        };
+        self.route(sender, packet);
     }
 
     fn route(&mut self, sender: usize, packet: Packet) {

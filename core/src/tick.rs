@@ -14,6 +14,11 @@ use serde::{Deserialize, Serialize};
 
 const NANOS_PER_SEC: u128 = 1_000_000_000;
 
+/// Highest tick rate [`TickConfig::validate`] and [`TickSyncConfig::validate`] accept, in ticks
+/// per second: one tick per millisecond, the resolution of every other timer in the
+/// configuration (the handshake would carry up to 65 535).
+pub const MAX_TICK_RATE_HZ: u32 = 1_000;
+
 /// What a [`TickScheduler`] does when polled after more than one tick came due.
 ///
 /// In TOML: `missed_tick_policy = "skip"` or
@@ -39,12 +44,12 @@ pub enum MissedTickPolicy {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TickConfig {
-    /// Ticks per second. Default 60 (seed 003).
+    /// Ticks per second, `1..=1000` ([`MAX_TICK_RATE_HZ`]). Default 60 (seed 003).
     pub tick_rate_hz: u32,
     /// Behaviour after a stall. Default [`MissedTickPolicy::Skip`] (seed 003).
     pub missed_tick_policy: MissedTickPolicy,
-    /// Most recent ticks whose lateness feeds [`TickStats`]' percentiles and maximum.
-    /// Default 600 (10 s at 60 Hz).
+    /// Most recent ticks whose lateness feeds [`TickStats`]' percentiles and maximum; at
+    /// least 1. Default 600 (10 s at 60 Hz).
     pub lateness_window_ticks: usize,
 }
 
@@ -60,17 +65,24 @@ impl Default for TickConfig {
 
 /// A [`TickConfig`] or [`TickSyncConfig`] that `validate` rejects. The constructors still accept
 /// such configs (clamping each value into its valid range), so validate once when loading
-/// configuration.
+/// configuration. Messages start with the field's name; [`Config::validate`](crate::Config::validate)
+/// prefixes them with `tick.` or `tick_sync.`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TickConfigError {
-    /// `tick_rate_hz` is 0. Set a positive rate (seed 003 uses 60).
-    #[error("tick_rate_hz must be positive")]
-    ZeroTickRate,
-    /// `missed_tick_policy` is `catch_up` with `max_ticks` 0. Use `skip`, or `max_ticks` ≥ 1.
-    #[error("catch_up max_ticks must be positive")]
+    /// `tick_rate_hz` is 0 (the scheduler would treat it as 1 Hz) or above
+    /// [`MAX_TICK_RATE_HZ`]. Set a rate in range (seed 003 uses 60).
+    #[error("tick_rate_hz must be in 1..=1000")]
+    TickRateOutOfRange,
+    /// `missed_tick_policy` is `catch_up` with `max_ticks` 0 (the scheduler would treat it as
+    /// `skip`). Use `skip`, or `max_ticks` ≥ 1.
+    #[error("missed_tick_policy.catch_up.max_ticks must be at least 1")]
     ZeroCatchUp,
-    /// `lead_margin_ticks` is negative or not finite. Use a small non-negative number of ticks.
-    #[error("lead_margin_ticks must be finite and non-negative")]
+    /// `lateness_window_ticks` is 0, which leaves the lateness statistics at 0. Set at least 1.
+    #[error("lateness_window_ticks must be at least 1")]
+    ZeroLatenessWindow,
+    /// `lead_margin_ticks` is negative, not finite, or above 2⁴⁰ (where it would be clamped).
+    /// Use a small non-negative number of ticks.
+    #[error("lead_margin_ticks must be finite and in [0, 2^40]")]
     InvalidLeadMargin,
     /// `max_adjust_ratio` is outside `[0, 0.5]` or not finite. Use e.g. 0.05 (±5 %).
     #[error("max_adjust_ratio must lie in [0, 0.5]")]
@@ -81,18 +93,24 @@ pub enum TickConfigError {
     /// `smoothing` is outside `(0, 1]` or not finite. Use e.g. 0.2.
     #[error("smoothing must lie in (0, 1]")]
     InvalidSmoothing,
-    /// `slew_time_constant_ms` is 0. Use e.g. 1 000.
-    #[error("slew_time_constant_ms must be positive")]
+    /// `slew_time_constant_ms` is 0 (it would be treated as 1). Use e.g. 1 000.
+    #[error("slew_time_constant_ms must be > 0")]
     ZeroSlewTimeConstant,
 }
 
 impl TickConfig {
-    /// Checks the settings; see [`TickConfigError`] for what each failure means.
+    /// Checks the settings: `tick_rate_hz` in `1..=1000`, a `catch_up` policy delivering at
+    /// least one tick, a non-empty lateness window.
+    ///
+    /// # Errors
+    /// The first [`TickConfigError`] found; each variant says how to fix its field.
     pub fn validate(&self) -> Result<(), TickConfigError> {
-        if self.tick_rate_hz == 0 {
-            Err(TickConfigError::ZeroTickRate)
+        if !(1..=MAX_TICK_RATE_HZ).contains(&self.tick_rate_hz) {
+            Err(TickConfigError::TickRateOutOfRange)
         } else if self.missed_tick_policy == (MissedTickPolicy::CatchUp { max_ticks: 0 }) {
             Err(TickConfigError::ZeroCatchUp)
+        } else if self.lateness_window_ticks == 0 {
+            Err(TickConfigError::ZeroLatenessWindow)
         } else {
             Ok(())
         }
@@ -237,8 +255,9 @@ impl TickScheduler {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TickSyncConfig {
-    /// The server's tick rate, in ticks per second. Default 60 (seed 003); must match the
-    /// server's [`TickConfig::tick_rate_hz`].
+    /// The server's tick rate, in ticks per second, `1..=1000`. Default 60 (seed 003); must
+    /// match the server's [`TickConfig::tick_rate_hz`] (a session uses the rate the server
+    /// announces in its handshake).
     pub tick_rate_hz: u32,
     /// How many ticks the client runs ahead of its estimate of the server's tick, so that its
     /// input for a tick arrives before the server runs it. Default 2: the client's sends are
@@ -278,13 +297,18 @@ impl Default for TickSyncConfig {
 }
 
 impl TickSyncConfig {
-    /// Checks the settings; see [`TickConfigError`] for what each failure means.
+    /// Checks the settings: `tick_rate_hz` in `1..=1000`, every float finite and in its
+    /// documented range, a positive slew time constant. Values the constructor would clamp
+    /// are refused here.
+    ///
+    /// # Errors
+    /// The first [`TickConfigError`] found; each variant says how to fix its field.
     pub fn validate(&self) -> Result<(), TickConfigError> {
         use TickConfigError as E;
         let finite_in = |x: f64, lo: f64, hi: f64| x.is_finite() && (lo..=hi).contains(&x);
-        if self.tick_rate_hz == 0 {
-            Err(E::ZeroTickRate)
-        } else if !finite_in(self.lead_margin_ticks, 0.0, f64::MAX) {
+        if !(1..=MAX_TICK_RATE_HZ).contains(&self.tick_rate_hz) {
+            Err(E::TickRateOutOfRange)
+        } else if !finite_in(self.lead_margin_ticks, 0.0, MAX_SERVER_TICK) {
             Err(E::InvalidLeadMargin)
         } else if !finite_in(self.max_adjust_ratio, 0.0, MAX_ADJUST_RATIO) {
             Err(E::InvalidMaxAdjust)
@@ -638,6 +662,125 @@ mod tests {
             ..TickSyncConfig::default()
         };
         assert_eq!(bad.validate(), Err(TickConfigError::InvalidMaxAdjust));
+    }
+
+    #[test]
+    fn validate_refuses_each_bad_value_naming_its_field() {
+        use TickConfigError as E;
+        assert_eq!(TickConfig::default().validate(), Ok(()));
+        assert_eq!(TickSyncConfig::default().validate(), Ok(()));
+        for hz in [1, 20, 60, MAX_TICK_RATE_HZ] {
+            let tick = TickConfig {
+                tick_rate_hz: hz,
+                ..TickConfig::default()
+            };
+            assert_eq!(tick.validate(), Ok(()), "{hz} Hz");
+        }
+
+        type TickEdit = fn(&mut TickConfig);
+        let tick_cases: [(TickEdit, E, &str); 5] = [
+            (|c| c.tick_rate_hz = 0, E::TickRateOutOfRange, "tick_rate_hz"),
+            (|c| c.tick_rate_hz = 1_001, E::TickRateOutOfRange, "tick_rate_hz"),
+            (
+                |c| c.tick_rate_hz = u32::MAX,
+                E::TickRateOutOfRange,
+                "tick_rate_hz",
+            ),
+            (
+                |c| c.missed_tick_policy = MissedTickPolicy::CatchUp { max_ticks: 0 },
+                E::ZeroCatchUp,
+                "missed_tick_policy",
+            ),
+            (
+                |c| c.lateness_window_ticks = 0,
+                E::ZeroLatenessWindow,
+                "lateness_window_ticks",
+            ),
+        ];
+        for (edit, expected, field) in tick_cases {
+            let mut config = TickConfig::default();
+            edit(&mut config);
+            let error = config.validate().unwrap_err();
+            assert_eq!(error, expected, "{config:?}");
+            assert!(
+                error.to_string().starts_with(field),
+                "{error} should name {field}"
+            );
+        }
+
+        type SyncEdit = fn(&mut TickSyncConfig);
+        let sync_cases: [(SyncEdit, E, &str); 16] = [
+            (|c| c.tick_rate_hz = 0, E::TickRateOutOfRange, "tick_rate_hz"),
+            (|c| c.tick_rate_hz = 5_000, E::TickRateOutOfRange, "tick_rate_hz"),
+            (
+                |c| c.lead_margin_ticks = -1.0,
+                E::InvalidLeadMargin,
+                "lead_margin_ticks",
+            ),
+            (
+                |c| c.lead_margin_ticks = f64::NAN,
+                E::InvalidLeadMargin,
+                "lead_margin_ticks",
+            ),
+            (
+                |c| c.lead_margin_ticks = f64::INFINITY,
+                E::InvalidLeadMargin,
+                "lead_margin_ticks",
+            ),
+            (
+                |c| c.lead_margin_ticks = 1e15,
+                E::InvalidLeadMargin,
+                "lead_margin_ticks",
+            ),
+            (
+                |c| c.max_adjust_ratio = -0.01,
+                E::InvalidMaxAdjust,
+                "max_adjust_ratio",
+            ),
+            (
+                |c| c.max_adjust_ratio = 0.6,
+                E::InvalidMaxAdjust,
+                "max_adjust_ratio",
+            ),
+            (
+                |c| c.max_adjust_ratio = f64::NAN,
+                E::InvalidMaxAdjust,
+                "max_adjust_ratio",
+            ),
+            (
+                |c| c.snap_threshold_ticks = 0.0,
+                E::InvalidSnapThreshold,
+                "snap_threshold_ticks",
+            ),
+            (
+                |c| c.snap_threshold_ticks = f64::NEG_INFINITY,
+                E::InvalidSnapThreshold,
+                "snap_threshold_ticks",
+            ),
+            (
+                |c| c.snap_threshold_ticks = f64::NAN,
+                E::InvalidSnapThreshold,
+                "snap_threshold_ticks",
+            ),
+            (|c| c.smoothing = 0.0, E::InvalidSmoothing, "smoothing"),
+            (|c| c.smoothing = 1.5, E::InvalidSmoothing, "smoothing"),
+            (|c| c.smoothing = f64::NAN, E::InvalidSmoothing, "smoothing"),
+            (
+                |c| c.slew_time_constant_ms = 0,
+                E::ZeroSlewTimeConstant,
+                "slew_time_constant_ms",
+            ),
+        ];
+        for (edit, expected, field) in sync_cases {
+            let mut config = TickSyncConfig::default();
+            edit(&mut config);
+            let error = config.validate().unwrap_err();
+            assert_eq!(error, expected, "{config:?}");
+            assert!(
+                error.to_string().starts_with(field),
+                "{error} should name {field}"
+            );
+        }
     }
 
     #[test]

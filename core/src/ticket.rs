@@ -214,12 +214,19 @@ impl TicketIssuer {
     }
 }
 
+/// Largest clock-skew allowance any validated configuration accepts, in milliseconds (one
+/// hour), here and for the play-ticket and join-request skews elsewhere. Clocks further apart
+/// than that are broken, and a larger allowance would keep expired tickets valid (and their
+/// replay-cache entries alive) that much longer, or with `u64::MAX` disable the check.
+pub const MAX_CLOCK_SKEW_MS: u64 = 3_600_000;
+
 /// Verifier settings.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TicketConfig {
     /// Clock-skew allowance between issuer and game server, applied to `not_before_ms` and
-    /// `expires_at_ms`. Default 30 000 ms: seed 000's `join_max_skew_ms`, for cross-region drift.
+    /// `expires_at_ms`, in milliseconds; at most [`MAX_CLOCK_SKEW_MS`]. Default 30 000 ms:
+    /// seed 000's `join_max_skew_ms`, for cross-region drift.
     pub max_skew_ms: u64,
     /// Accepted `jti`s remembered at once. Each is held for at most `max_lifetime_ms +
     /// max_skew_ms` (330 s), so the default 65 536 sustains about 200 joins per second; when
@@ -250,16 +257,30 @@ impl Default for TicketConfig {
 }
 
 impl TicketConfig {
-    /// Checks that the verifier can accept at least one ticket.
+    /// Checks that the verifier can accept at least one ticket (a replay cache and a lifetime
+    /// of at least 1), can hold at least one revocation of each kind (a game server drops
+    /// revocations pushed by its verification server that do not fit), and that `max_skew_ms`
+    /// is at most [`MAX_CLOCK_SKEW_MS`].
     ///
     /// # Errors
-    /// The first [`TicketConfigError`] found; fix that field.
+    /// The first [`TicketConfigError`] found; its message starts with the field to fix.
     pub fn validate(&self) -> Result<(), TicketConfigError> {
+        if self.max_skew_ms > MAX_CLOCK_SKEW_MS {
+            return Err(TicketConfigError::SkewTooLarge);
+        }
         if self.replay_cache_capacity == 0 {
             return Err(TicketConfigError::NoReplayCapacity);
         }
         if self.max_lifetime_ms == 0 {
             return Err(TicketConfigError::ZeroLifetime);
+        }
+        let revocation_limits = [
+            ("max_revoked_jtis", self.max_revoked_jtis),
+            ("max_revoked_clients", self.max_revoked_clients),
+            ("max_revoked_keys", self.max_revoked_keys),
+        ];
+        if let Some((field, _)) = revocation_limits.into_iter().find(|(_, limit)| *limit == 0) {
+            return Err(TicketConfigError::NoRevocationCapacity { field });
         }
         Ok(())
     }
@@ -268,12 +289,23 @@ impl TicketConfig {
 /// An invalid [`TicketConfig`]; the variant names the field to fix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TicketConfigError {
+    /// `max_skew_ms` exceeds [`MAX_CLOCK_SKEW_MS`]: fix the clocks rather than widening the
+    /// allowance.
+    #[error("max_skew_ms must be at most 3600000 (one hour)")]
+    SkewTooLarge,
     /// `replay_cache_capacity` is 0: every ticket would be refused.
     #[error("replay_cache_capacity must be at least 1")]
     NoReplayCapacity,
     /// `max_lifetime_ms` is 0: every ticket would be refused.
     #[error("max_lifetime_ms must be at least 1")]
     ZeroLifetime,
+    /// The named revocation limit is 0: every revocation of that kind would be refused (and,
+    /// pushed by a verification server, ignored). Raise it.
+    #[error("{field} must be at least 1")]
+    NoRevocationCapacity {
+        /// Name of the field.
+        field: &'static str,
+    },
 }
 
 /// Why a join ticket was refused. Each variant says what the client can do.
@@ -934,6 +966,67 @@ mod tests {
         assert_eq!(config.validate(), Err(TicketConfigError::ZeroLifetime));
         config.replay_cache_capacity = 0;
         assert_eq!(config.validate(), Err(TicketConfigError::NoReplayCapacity));
+    }
+
+    #[test]
+    fn validate_refuses_each_bad_value_naming_its_field() {
+        use TicketConfigError as E;
+        for skew in [0, 30_000, MAX_CLOCK_SKEW_MS] {
+            let config = TicketConfig {
+                max_skew_ms: skew,
+                ..TicketConfig::default()
+            };
+            assert_eq!(config.validate(), Ok(()), "skew {skew}");
+        }
+        assert!(E::SkewTooLarge
+            .to_string()
+            .contains(&MAX_CLOCK_SKEW_MS.to_string()));
+        type Edit = fn(&mut TicketConfig);
+        let cases: [(Edit, E, &str); 7] = [
+            (
+                |c| c.max_skew_ms = MAX_CLOCK_SKEW_MS + 1,
+                E::SkewTooLarge,
+                "max_skew_ms",
+            ),
+            (|c| c.max_skew_ms = u64::MAX, E::SkewTooLarge, "max_skew_ms"),
+            (
+                |c| c.replay_cache_capacity = 0,
+                E::NoReplayCapacity,
+                "replay_cache_capacity",
+            ),
+            (|c| c.max_lifetime_ms = 0, E::ZeroLifetime, "max_lifetime_ms"),
+            (
+                |c| c.max_revoked_jtis = 0,
+                E::NoRevocationCapacity {
+                    field: "max_revoked_jtis",
+                },
+                "max_revoked_jtis",
+            ),
+            (
+                |c| c.max_revoked_clients = 0,
+                E::NoRevocationCapacity {
+                    field: "max_revoked_clients",
+                },
+                "max_revoked_clients",
+            ),
+            (
+                |c| c.max_revoked_keys = 0,
+                E::NoRevocationCapacity {
+                    field: "max_revoked_keys",
+                },
+                "max_revoked_keys",
+            ),
+        ];
+        for (edit, expected, field) in cases {
+            let mut config = TicketConfig::default();
+            edit(&mut config);
+            let error = config.validate().unwrap_err();
+            assert_eq!(error, expected, "{config:?}");
+            assert!(
+                error.to_string().starts_with(field),
+                "{error} should name {field}"
+            );
+        }
     }
 
     proptest::proptest! {

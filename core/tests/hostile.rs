@@ -19,9 +19,12 @@ use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tickwire_core::config::Config;
 use tickwire_core::fragment::{FragmentConfig, FragmentHeader};
-use tickwire_core::testing::Net;
+use tickwire_core::testing::{Net, SilentClient};
 use tickwire_core::wire::{type_byte, DatagramKind};
-use tickwire_core::{ChannelId, ConnHandle, ConnectOptions, ConnectionStats, Event, Initiator, ReasonCode};
+use tickwire_core::{
+    ChannelId, ConnHandle, ConnectOptions, ConnectionStats, CryptoOptions, Event, Initiator, ReasonCode,
+    Secrets,
+};
 
 /// The client's first datagram (its Initial, padded to 1 200 bytes) of `n` connection
 /// attempts from a throwaway client endpoint to `server`.
@@ -578,4 +581,181 @@ fn first_fragments_only_are_held_to_the_memory_budget() {
         .reassembly
         .dropped_too_large;
     assert_eq!(after - before, 4);
+}
+
+/// An Initial-shaped datagram of 1 200 bytes: a long header (version 1, random connection ids,
+/// no token, a length covering the rest) around random bytes that no key decrypts.
+fn garbage_initial(rng: &mut ChaCha8Rng) -> Vec<u8> {
+    let mut packet = vec![0xC0 | (rng.random::<u8>() & 0x0F)];
+    packet.extend_from_slice(&1u32.to_be_bytes());
+    for _ in 0..2 {
+        packet.push(8);
+        packet.extend((0..8).map(|_| rng.random::<u8>()));
+    }
+    packet.push(0); // token length
+    let rest = 1_200 - packet.len() - 2;
+    packet.extend_from_slice(&(0x4000 | rest as u16).to_be_bytes());
+    packet.extend((0..rest).map(|_| rng.random::<u8>()));
+    packet
+}
+
+#[test]
+fn garbage_initials_from_a_players_address_spend_none_of_its_handshake_tokens() {
+    let mut net = Net::new(tickwire_core::testing::epoch(), 21);
+    let server = net.add_server(Net::config());
+    let client = net.add_client(Net::config());
+    let from = net.node(client).addr;
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    for _ in 0..100_000 {
+        let datagram = garbage_initial(&mut rng);
+        inject(&mut net, server, from, &datagram);
+    }
+    let stats = net.node(server).endpoint.endpoint_stats();
+    assert!(
+        stats.datagrams.accept_failed > 10_000,
+        "most reached decryption: {:?}",
+        stats.datagrams
+    );
+    assert_eq!(stats.address_limiter.allowed, 0, "no token spent on garbage");
+    assert_eq!(net.node(server).endpoint.connection_count(), 0);
+    // The player joins at once: no Retry, no RATE_LIMITED.
+    net.join(client, server);
+    let stats = net.node(server).endpoint.endpoint_stats();
+    assert_eq!(stats.address_limiter.allowed, 1);
+    assert_eq!(stats.handshakes_rate_limited, 0);
+    assert_eq!(stats.datagrams.retries_rate_limited, 0);
+}
+
+/// A server endpoint, one silent (half-open) attacker and one real client on a zero-latency
+/// wire, in virtual time.
+struct HalfOpen {
+    net: Net,
+    server: usize,
+    silent: SilentClient,
+    silent_addr: SocketAddr,
+    buf: Vec<u8>,
+}
+
+impl HalfOpen {
+    fn new(seed: u64, config: Config) -> Self {
+        let mut net = Net::new(tickwire_core::testing::epoch(), seed);
+        let server = net.add_server(config);
+        let silent = SilentClient::new(
+            Secrets::insecure_from_seed(seed),
+            net.wall_clock(),
+            &CryptoOptions::default(),
+        );
+        Self {
+            net,
+            server,
+            silent,
+            silent_addr: SocketAddr::from((Ipv4Addr::new(198, 51, 100, 7), 40_000)),
+            buf: Vec::new(),
+        }
+    }
+
+    /// Delivers everything the attacker and the server have for each other, runs due timers,
+    /// then lets the harness (and the real client) run for `step`.
+    fn step(&mut self, step: Duration) {
+        let server_addr = self.net.node(self.server).addr;
+        for _ in 0..64 {
+            let now = self.net.now;
+            let mut moved = false;
+            self.silent.handle_timeout(now);
+            while let Some(t) = self.silent.poll_transmit(now, &mut self.buf) {
+                assert_eq!(t.destination, server_addr);
+                let data = BytesMut::from(&self.buf[..t.size]);
+                let endpoint = &mut self.net.node_mut(self.server).endpoint;
+                endpoint.handle_datagram(now, self.silent_addr, None, None, data);
+                moved = true;
+            }
+            let endpoint = &mut self.net.node_mut(self.server).endpoint;
+            endpoint.handle_timeout(now);
+            let mut to_silent = Vec::new();
+            let mut others = Vec::new();
+            while let Some(t) = endpoint.poll_transmit(now, &mut self.buf) {
+                let bytes = self.buf[..t.size].to_vec();
+                if t.destination == self.silent_addr {
+                    to_silent.push(bytes);
+                } else {
+                    others.push((t.destination, bytes));
+                }
+            }
+            for bytes in to_silent {
+                self.silent
+                    .handle_datagram(now, server_addr, BytesMut::from(&bytes[..]));
+                moved = true;
+            }
+            for (to, bytes) in others {
+                // Answers to the real client travel through the harness.
+                self.net.route_from(self.server, to, bytes);
+            }
+            if !moved {
+                break;
+            }
+        }
+        self.net.run_for(step);
+    }
+}
+
+#[test]
+fn a_connection_silent_after_tls_is_closed_at_the_hello_timeout() {
+    let mut h = HalfOpen::new(22, Net::config());
+    let server_addr = h.net.node(h.server).addr;
+    h.silent.connect(h.net.now, server_addr);
+    h.step(Duration::from_millis(10));
+    assert_eq!(h.silent.tls_completed(), 1, "TLS completed");
+    assert_eq!(h.net.node(h.server).endpoint.handshakes_pending(), 1);
+    // Default Hello timeout: 2 s, well inside the 10 s handshake timeout.
+    for _ in 0..190 {
+        h.step(Duration::from_millis(10));
+    }
+    assert_eq!(
+        h.net.node(h.server).endpoint.handshakes_pending(),
+        1,
+        "still waiting at 1.9 s"
+    );
+    for _ in 0..20 {
+        h.step(Duration::from_millis(10));
+    }
+    let stats = h.net.node(h.server).endpoint.endpoint_stats();
+    assert_eq!(stats.handshakes_pending, 0, "closed at 2 s");
+    assert_eq!(stats.rejections.get(&ReasonCode::HANDSHAKE_TIMEOUT), Some(&1));
+}
+
+#[test]
+fn one_address_cannot_hold_more_than_its_share_of_pending_handshakes() {
+    let mut h = HalfOpen::new(23, Net::config());
+    let server_addr = h.net.node(h.server).addr;
+    let client = h.net.add_client(Net::config());
+    for _ in 0..40 {
+        h.silent.connect(h.net.now, server_addr);
+    }
+    for _ in 0..5 {
+        h.step(Duration::from_millis(10));
+    }
+    let endpoint = &h.net.node(h.server).endpoint;
+    let per_addr = endpoint.config().max_pending_handshakes_per_addr;
+    assert_eq!(per_addr, 8);
+    assert_eq!(
+        endpoint.handshakes_pending(),
+        per_addr,
+        "the rest were turned away"
+    );
+    assert_eq!(h.silent.tls_completed(), per_addr);
+    let stats = endpoint.endpoint_stats();
+    assert!(
+        stats.datagrams.retries_rate_limited + stats.handshakes_refused_per_addr >= 32,
+        "{stats:?}"
+    );
+    // Another address joins at once.
+    let conn = h.net.connect(client, h.server);
+    for _ in 0..20 {
+        h.step(Duration::from_millis(10));
+    }
+    assert!(
+        h.net.node(client).connected(conn),
+        "{:?}",
+        h.net.node(client).events
+    );
 }

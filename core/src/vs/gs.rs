@@ -88,10 +88,14 @@ impl Default for GsConfig {
 }
 
 impl GsConfig {
-    /// Checks ranges: every timeout and interval positive, the digest limits at least 1.
+    /// Checks ranges: every timeout and interval positive, the digest and transcript limits
+    /// at least 1, `play_ticket_skew_ms` at most one hour
+    /// ([`MAX_CLOCK_SKEW_MS`](crate::ticket::MAX_CLOCK_SKEW_MS)), and both retry schedules
+    /// ([`RetryConfig::validate`]). Never panics, whatever the values (NaN included).
     ///
     /// # Errors
-    /// [`ConfigError`] naming the first field out of range.
+    /// [`ConfigError`] naming the first field out of range; fields of the retry schedules
+    /// carry their path (`reconnect.multiplier must be finite and at least 1.0`).
     pub fn validate(&self) -> Result<(), ConfigError> {
         let positive = [
             ("first_ticket_timeout_ms", self.first_ticket_timeout_ms),
@@ -104,11 +108,19 @@ impl GsConfig {
             ("max_pending_digests", self.max_pending_digests as u64),
             ("max_digests_per_heartbeat", self.max_digests_per_heartbeat as u64),
             ("max_outstanding_digests", self.max_outstanding_digests as u64),
+            ("max_transcripts", self.max_transcripts as u64),
         ];
-        match positive.iter().find(|(_, value)| *value == 0) {
-            Some((name, _)) => Err(ConfigError(format!("{name} must be > 0"))),
-            None => Ok(()),
+        if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
+            return Err(ConfigError(format!("{name} must be > 0")));
         }
+        let max_skew_ms = crate::ticket::MAX_CLOCK_SKEW_MS;
+        if self.play_ticket_skew_ms > max_skew_ms {
+            return Err(ConfigError(format!(
+                "play_ticket_skew_ms must be at most {max_skew_ms} (one hour)"
+            )));
+        }
+        crate::config::in_section("reconnect", self.reconnect.validate())?;
+        crate::config::in_section("transcript_retry", self.transcript_retry.validate())
     }
 }
 
@@ -951,6 +963,51 @@ fn receipt_mismatch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_validation_names_each_bad_field() {
+        assert_eq!(GsConfig::default().validate(), Ok(()));
+        // What the integration tests and the simulator run with.
+        let fast = GsConfig {
+            gs_id: 7,
+            heartbeat_interval_ms: 200,
+            max_outstanding_digests: 3,
+            reattest_every: 0,
+            play_ticket_skew_ms: 0,
+            ..GsConfig::default()
+        };
+        assert_eq!(fast.validate(), Ok(()));
+        type Edit = fn(&mut GsConfig);
+        let cases: [(Edit, &str); 18] = [
+            (|c| c.first_ticket_timeout_ms = 0, "first_ticket_timeout_ms"),
+            (|c| c.ticket_starvation_timeout_ms = 0, "ticket_starvation_timeout_ms"),
+            (|c| c.transcript_response_timeout_ms = 0, "transcript_response_timeout_ms"),
+            (|c| c.heartbeat_interval_ms = 0, "heartbeat_interval_ms"),
+            (|c| c.max_pending_digests = 0, "max_pending_digests"),
+            (|c| c.max_digests_per_heartbeat = 0, "max_digests_per_heartbeat"),
+            (|c| c.max_outstanding_digests = 0, "max_outstanding_digests"),
+            (|c| c.max_transcripts = 0, "max_transcripts"),
+            (|c| c.play_ticket_skew_ms = 3_600_001, "play_ticket_skew_ms"),
+            (|c| c.reconnect.max_attempts = 0, "reconnect.max_attempts"),
+            (|c| c.reconnect.initial_backoff_ms = 0, "reconnect.initial_backoff_ms"),
+            (|c| c.reconnect.max_backoff_ms = 1, "reconnect.initial_backoff_ms"),
+            (|c| c.reconnect.multiplier = f64::NAN, "reconnect.multiplier"),
+            (|c| c.reconnect.jitter_factor = 1.0, "reconnect.jitter_factor"),
+            (|c| c.transcript_retry.max_attempts = 0, "transcript_retry.max_attempts"),
+            (|c| c.transcript_retry.multiplier = 0.5, "transcript_retry.multiplier"),
+            (
+                |c| c.transcript_retry.multiplier = f64::INFINITY,
+                "transcript_retry.multiplier",
+            ),
+            (|c| c.transcript_retry.jitter_factor = -0.5, "transcript_retry.jitter_factor"),
+        ];
+        for (edit, path) in cases {
+            let mut config = GsConfig::default();
+            edit(&mut config);
+            let error = config.validate().unwrap_err().0;
+            assert!(error.starts_with(path), "{error:?} should start with {path:?}");
+        }
+    }
 
     #[test]
     fn a_receipt_must_match_every_field_of_the_digest_sent() {

@@ -980,8 +980,14 @@ mod tests {
         type Edit = fn(&mut GsConfig);
         let cases: [(Edit, &str); 18] = [
             (|c| c.first_ticket_timeout_ms = 0, "first_ticket_timeout_ms"),
-            (|c| c.ticket_starvation_timeout_ms = 0, "ticket_starvation_timeout_ms"),
-            (|c| c.transcript_response_timeout_ms = 0, "transcript_response_timeout_ms"),
+            (
+                |c| c.ticket_starvation_timeout_ms = 0,
+                "ticket_starvation_timeout_ms",
+            ),
+            (
+                |c| c.transcript_response_timeout_ms = 0,
+                "transcript_response_timeout_ms",
+            ),
             (|c| c.heartbeat_interval_ms = 0, "heartbeat_interval_ms"),
             (|c| c.max_pending_digests = 0, "max_pending_digests"),
             (|c| c.max_digests_per_heartbeat = 0, "max_digests_per_heartbeat"),
@@ -989,17 +995,29 @@ mod tests {
             (|c| c.max_transcripts = 0, "max_transcripts"),
             (|c| c.play_ticket_skew_ms = 3_600_001, "play_ticket_skew_ms"),
             (|c| c.reconnect.max_attempts = 0, "reconnect.max_attempts"),
-            (|c| c.reconnect.initial_backoff_ms = 0, "reconnect.initial_backoff_ms"),
+            (
+                |c| c.reconnect.initial_backoff_ms = 0,
+                "reconnect.initial_backoff_ms",
+            ),
             (|c| c.reconnect.max_backoff_ms = 1, "reconnect.initial_backoff_ms"),
             (|c| c.reconnect.multiplier = f64::NAN, "reconnect.multiplier"),
             (|c| c.reconnect.jitter_factor = 1.0, "reconnect.jitter_factor"),
-            (|c| c.transcript_retry.max_attempts = 0, "transcript_retry.max_attempts"),
-            (|c| c.transcript_retry.multiplier = 0.5, "transcript_retry.multiplier"),
+            (
+                |c| c.transcript_retry.max_attempts = 0,
+                "transcript_retry.max_attempts",
+            ),
+            (
+                |c| c.transcript_retry.multiplier = 0.5,
+                "transcript_retry.multiplier",
+            ),
             (
                 |c| c.transcript_retry.multiplier = f64::INFINITY,
                 "transcript_retry.multiplier",
             ),
-            (|c| c.transcript_retry.jitter_factor = -0.5, "transcript_retry.jitter_factor"),
+            (
+                |c| c.transcript_retry.jitter_factor = -0.5,
+                "transcript_retry.jitter_factor",
+            ),
         ];
         for (edit, path) in cases {
             let mut config = GsConfig::default();

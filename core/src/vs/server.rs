@@ -156,10 +156,14 @@ impl Default for VsConfig {
 
 impl VsConfig {
     /// Checks ranges: intervals and timeouts positive, a ticket living at least one renewal
-    /// interval (else every game server pauses between tickets), enrolments unique.
+    /// interval (else every game server pauses between tickets), room for at least one receipt
+    /// and one revocation (with 0, retried digests would get fresh receipts and every
+    /// revocation would be dropped at once), `join_max_skew_ms` at most one hour
+    /// ([`MAX_CLOCK_SKEW_MS`](crate::ticket::MAX_CLOCK_SKEW_MS)), enrolments unique. Never
+    /// panics, whatever the values.
     ///
     /// # Errors
-    /// [`ConfigError`] naming the first problem.
+    /// [`ConfigError`] naming the first problem by its field.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let fail = |what: String| Err(ConfigError(what));
         for (name, value) in [
@@ -167,10 +171,18 @@ impl VsConfig {
             ("heartbeat_timeout_ms", self.heartbeat_timeout_ms),
             ("join_timeout_ms", self.join_timeout_ms),
             ("join_ticket_lifetime_ms", self.join_ticket_lifetime_ms),
+            ("receipt_cache", self.receipt_cache as u64),
+            ("max_revocations", self.max_revocations as u64),
         ] {
             if value == 0 {
                 return fail(format!("{name} must be > 0"));
             }
+        }
+        let max_skew_ms = crate::ticket::MAX_CLOCK_SKEW_MS;
+        if self.join_max_skew_ms > max_skew_ms {
+            return fail(format!(
+                "join_max_skew_ms must be at most {max_skew_ms} (one hour)"
+            ));
         }
         if self.ticket_lifetime_ms < self.ticket_interval_ms {
             return fail(format!(
@@ -1147,6 +1159,41 @@ mod tests {
             ..crate::vs::GsConfig::default()
         };
         assert!(gs.validate().unwrap_err().0.contains("max_outstanding_digests"));
+    }
+
+    #[test]
+    fn validation_refuses_each_bad_value_naming_its_field() {
+        // What the integration tests and the simulator run with.
+        let fast = VsConfig {
+            ticket_interval_ms: 500,
+            heartbeat_timeout_ms: 3_000,
+            max_revocations: 2,
+            join_max_skew_ms: 0,
+            ..VsConfig::default()
+        };
+        assert_eq!(fast.validate(), Ok(()));
+        type Edit = fn(&mut VsConfig);
+        let cases: [(Edit, &str); 10] = [
+            (|c| c.ticket_interval_ms = 0, "ticket_interval_ms"),
+            (|c| c.heartbeat_timeout_ms = 0, "heartbeat_timeout_ms"),
+            (|c| c.join_timeout_ms = 0, "join_timeout_ms"),
+            (|c| c.join_ticket_lifetime_ms = 0, "join_ticket_lifetime_ms"),
+            (|c| c.receipt_cache = 0, "receipt_cache"),
+            (|c| c.max_revocations = 0, "max_revocations"),
+            (|c| c.join_max_skew_ms = 3_600_001, "join_max_skew_ms"),
+            (|c| c.join_max_skew_ms = u64::MAX, "join_max_skew_ms"),
+            (|c| c.ticket_lifetime_ms = 0, "ticket_lifetime_ms"),
+            (
+                |c| (c.ticket_interval_ms, c.ticket_lifetime_ms) = (u64::MAX, u64::MAX - 1),
+                "ticket_lifetime_ms",
+            ),
+        ];
+        for (edit, field) in cases {
+            let mut config = VsConfig::default();
+            edit(&mut config);
+            let error = config.validate().unwrap_err().0;
+            assert!(error.starts_with(field), "{error:?} should start with {field:?}");
+        }
     }
 
     #[test]

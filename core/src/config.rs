@@ -1,7 +1,7 @@
 //! Endpoint configuration: plain data, serde-deserialisable (TOML or JSON), units in names.
 //!
 //! One [`Config`] serves both sides; fields marked *server* or *client* are ignored by the
-//! other. Defaults follow `DESIGN.md` §4.3 and the seeds they cite.
+//! other. Each default is documented on its field, with its unit and why.
 
 use serde::{Deserialize, Serialize};
 

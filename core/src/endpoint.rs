@@ -1260,7 +1260,7 @@ fn count_events(stats: &mut EndpointStats, events: &VecDeque<Event>, from: usize
     }
 }
 
-// ----- fuzzing hook (issue 5: the `endpoint` fuzz target checks the response queue's bound) -----
+// ----- fuzzing hook (the `endpoint` fuzz target checks the response queue's bound) -----
 #[cfg(any(fuzzing, test))]
 impl Endpoint {
     /// Fuzzing only: endpoint-level responses queued now, and their cap.

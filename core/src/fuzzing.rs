@@ -1,4 +1,4 @@
-//! Fuzz target bodies (issue 5), compiled only under `cfg(fuzzing)` (cargo-fuzz sets it) and in
+//! Fuzz target bodies, compiled only under `cfg(fuzzing)` (cargo-fuzz sets it) and in
 //! tests.
 //!
 //! Each target is one `pub fn <name>(data: &[u8])`, called by the 3-line

@@ -43,14 +43,14 @@ pub struct Pong {
     pub hold_us: u32,
 }
 
-/// Heartbeat settings. Defaults follow seed 001 (500 ms / 5 s) and RFC 9002.
+/// Heartbeat settings. Defaults: 500 ms / 5 s, tuned for paths up to about 500 ms RTT, and RFC 9002.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HeartbeatConfig {
-    /// Time between pings, in milliseconds. Default 500 (seed 001).
+    /// Time between pings, in milliseconds. Default 500.
     pub interval_ms: u64,
     /// Least idle time, in milliseconds, after which the peer is declared gone. Default 5 000
-    /// (seed 001). Slow paths stretch it, see [`Heartbeat::failure_timeout`].
+    /// Slow paths stretch it, see [`Heartbeat::failure_timeout`].
     pub timeout_ms: u64,
     /// Number of most recent RTT samples kept for the p50/p99 percentiles. Default 256
     /// (about two minutes of pings at the default interval).

@@ -8,7 +8,7 @@
 //! ```
 //!
 //! clamped at zero. Jitter spreads the retries of many clients that failed at the same moment
-//! (a "thundering herd" after a server restart), as in seed 000. With the defaults the schedule is
+//! (a "thundering herd" after a server restart). With the defaults the schedule is
 //! about 100, 200, 400 and 800 ms, then the fifth failure gives up.
 //!
 //! The randomness is injected: the same RNG state gives the same schedule.
@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use rand::RngExt;
 
-/// Retry policy. Defaults from seed 000 (`common/src/retry.rs`).
+/// Retry policy. Defaults: 5 attempts, 100 ms doubling to at most 5 s, ±20 % jitter.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetryConfig {
@@ -168,7 +168,7 @@ mod tests {
         assert_eq!(
             schedule(config, 0),
             [ms(100), ms(200), ms(400), ms(800)],
-            "seed 000: five attempts, four waits"
+            "five attempts, four waits"
         );
     }
 

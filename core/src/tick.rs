@@ -27,7 +27,7 @@ pub const MAX_TICK_RATE_HZ: u32 = 1_000;
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum MissedTickPolicy {
     /// Deliver only the latest due tick and count the older ones as skipped. The default
-    /// (seed 003: "missed ticks skipped"; tokio's `MissedTickBehavior::Skip`): after a stall
+    /// (missed ticks are skipped, as tokio's `MissedTickBehavior::Skip`): after a stall
     /// the simulation resumes in step with wall time instead of running a burst of ticks.
     #[default]
     Skip,
@@ -44,9 +44,9 @@ pub enum MissedTickPolicy {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TickConfig {
-    /// Ticks per second, `1..=1000` ([`MAX_TICK_RATE_HZ`]). Default 60 (seed 003).
+    /// Ticks per second, `1..=1000` ([`MAX_TICK_RATE_HZ`]). Default 60.
     pub tick_rate_hz: u32,
-    /// Behaviour after a stall. Default [`MissedTickPolicy::Skip`] (seed 003).
+    /// Behaviour after a stall. Default [`MissedTickPolicy::Skip`].
     pub missed_tick_policy: MissedTickPolicy,
     /// Most recent ticks whose lateness feeds [`TickStats`]' percentiles and maximum; at
     /// least 1. Default 600 (10 s at 60 Hz).
@@ -70,7 +70,7 @@ impl Default for TickConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TickConfigError {
     /// `tick_rate_hz` is 0 (the scheduler would treat it as 1 Hz) or above
-    /// [`MAX_TICK_RATE_HZ`]. Set a rate in range (seed 003 uses 60).
+    /// [`MAX_TICK_RATE_HZ`]. Set a rate in range (60 is typical).
     #[error("tick_rate_hz must be in 1..=1000")]
     TickRateOutOfRange,
     /// `missed_tick_policy` is `catch_up` with `max_ticks` 0 (the scheduler would treat it as
@@ -255,7 +255,7 @@ impl TickScheduler {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TickSyncConfig {
-    /// The server's tick rate, in ticks per second, `1..=1000`. Default 60 (seed 003); must
+    /// The server's tick rate, in ticks per second, `1..=1000`. Default 60; must
     /// match the server's [`TickConfig::tick_rate_hz`] (a session uses the rate the server
     /// announces in its handshake).
     pub tick_rate_hz: u32,

@@ -226,7 +226,7 @@ pub const MAX_CLOCK_SKEW_MS: u64 = 3_600_000;
 pub struct TicketConfig {
     /// Clock-skew allowance between issuer and game server, applied to `not_before_ms` and
     /// `expires_at_ms`, in milliseconds; at most [`MAX_CLOCK_SKEW_MS`]. Default 30 000 ms:
-    /// seed 000's `join_max_skew_ms`, for cross-region drift.
+    /// the VS's `join_max_skew_ms`, for cross-region drift.
     pub max_skew_ms: u64,
     /// Accepted `jti`s remembered at once. Each is held for at most `max_lifetime_ms +
     /// max_skew_ms` (330 s), so the default 65 536 sustains about 200 joins per second; when

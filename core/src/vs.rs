@@ -1,4 +1,4 @@
-//! The game server ↔ verification server protocol (seed 000), as two sans-IO state machines.
+//! The game server ↔ verification server protocol (`PROTOCOL.md` §8), as two sans-IO state machines.
 //!
 //! A verification server (VS) attests game servers (GS) with TPM 2.0 quotes
 //! ([`crate::attest`]), keeps them authorised with short-lived Ed25519 [`PlayTicket`]s, pushes

@@ -20,7 +20,7 @@ pub const PROTOCOL_VERSION: u16 = 1;
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
 /// ALPN protocol identifier negotiated in the TLS handshake (RFC 7301).
 pub const ALPN: &[u8] = b"tickwire/1";
-/// Length of handshake nonces, in bytes (seed 001).
+/// Length of handshake nonces, in bytes.
 pub const NONCE_LEN: usize = 24;
 /// Length of the stream frame length prefix, in bytes.
 pub const FRAME_PREFIX_LEN: usize = 4;

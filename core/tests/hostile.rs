@@ -1,4 +1,4 @@
-//! Hostile traffic against a game server (issue 5 §3), in virtual time over real QUIC/TLS:
+//! Hostile traffic against a game server in virtual time over real QUIC/TLS:
 //! spoofed Initials, address validation with Retry (RFC 9000 §8.1.2), amplification, garbage
 //! datagrams and half-open handshakes; then, from an authenticated but misbehaving peer,
 //! slow-loris and resource attacks: partial frames that never finish, oversized length

@@ -1,6 +1,7 @@
 //! The game server ↔ verification server protocol end to end, in virtual time: one VS, one GS
-//! with a simulated TPM, and clients, on the in-memory network. Each failure mode of seed 000's
-//! table has a test here; the real-socket and swtpm runs are in `tests/` and `tpm/`.
+//! with a simulated TPM, and clients, on the in-memory network. Each failure mode in the
+//! GS-VS protocol (`PROTOCOL.md` §8.10) has a test here; the real-socket and swtpm runs are in
+//! `tests/` and `tpm/`.
 
 use std::cell::Cell;
 use std::rc::Rc;

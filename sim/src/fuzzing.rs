@@ -1,4 +1,4 @@
-//! Fuzz target bodies for text inputs (issue 5): scenario TOML, link specs and the TOML
+//! Fuzz target bodies for text inputs: scenario TOML, link specs and the TOML
 //! configurations of `tickwire-core` (kept here because this crate depends on `toml`).
 //! Compiled only under `cfg(fuzzing)` (cargo-fuzz sets it) and in tests.
 //!
@@ -259,7 +259,7 @@ mod seeds {
         let mut scenario_toml: Vec<Vec<u8>> = BUILTIN.iter().map(|(_, t)| text(t)).collect();
         scenario_toml.extend([
             text("name = 'x'\nduration_s = 1.0\n"),
-            // Found by reasoning (issue 5): `clients()` overflowed (3 × i64::MAX).
+            // Found by reasoning: `clients()` overflowed (3 × i64::MAX).
             text("name = \"x\"\nduration_s = 1.0\n[topology]\nservers = 3\nclients_per_server = 9223372036854775807\n"),
             text("name = 'vs'\nduration_s = 2.0\n[vs]\nlink = 'lan'\nverifier = { ticket_interval_ms = 2000, ticket_lifetime_ms = 6000 }\ngame_server = { ticket_starvation_timeout_ms = 10000 }\n"),
             text("name = 'x'\nduration_s = 1.0\n[topology]\nservers = 2\nclients_per_server = 3\nmix = [{ preset = 'mine', weight = 1 }]\n[links.mine]\nlatency = { dist = 'pareto', base_ms = 1.0, scale_ms = 2.0, alpha = 1.5 }\n[[faults]]\nkind = 'crash'\ntarget = 'clients:0..6'\nat_s = 0.5\n"),
@@ -279,7 +279,7 @@ mod seeds {
             [text("mtu_bytes = 1472\ncorrupt_probability = 0.5\nlatency = { dist = \"normal\", mean_ms = 35.0, sd_ms = 5.0 }\njitter = { max_ms = 10.0, reorder = true }\nloss = { model = \"burst\", mean_loss = 0.015, mean_burst_len = 2.5, slot_ms = 20.0 }\nduplicate = { probability = 0.5, max_delay_ms = 1.0 }\nreorder = { probability = 0.2, delay_ms = 5.0 }\nbandwidth = { rate_kbit_s = 100.0, queue_bytes = 3000 }\n"), vec![0], schedule.clone()].concat(),
             [text("latency = { dist = \"uniform\", min_ms = 5.0, max_ms = 1.0 }\n"), vec![0], schedule].concat(),
             text("corrupt_probability = 2.0\n"),
-            // A 1 bit/s link with an unbounded queue: queueing delays near u64::MAX (issue 5).
+            // A 1 bit/s link with an unbounded queue: queueing delays near u64::MAX.
             [
                 text("bandwidth = { rate_kbit_s = 0.001, queue_bytes = 9000000000000000000 }\n"),
                 vec![0],

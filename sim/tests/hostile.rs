@@ -1,4 +1,4 @@
-//! The shipped `flood` scenario (issue 5 §3): a game server with 50 real clients takes 10⁶
+//! The shipped `flood` scenario: a game server with 50 real clients takes 10⁶
 //! random, mutated, replayed-Initial and truncated datagrams from spoofed sources, on the
 //! modelled CPU. Compared with the same run without the floods: no panic, memory under the
 //! caps below, the clients' RTT p99 within 2×, every client joined and none falsely

@@ -22,7 +22,7 @@ use super::tickets::{PlayTicket, PlayTicketClaims, ProtectedReceipt, ReceiptClai
 use super::transcript::{TranscriptChain, TranscriptDigest};
 use super::{VS_CHANNEL, VS_NONCE_LEN};
 
-/// Game-server settings for its verification server. Defaults from seed 000 (`DESIGN.md` §4.3).
+/// Game-server settings for its verification server. Defaults in `PROTOCOL.md` §8.11.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GsConfig {
@@ -42,13 +42,13 @@ pub struct GsConfig {
     /// Every this many heartbeats carries a fresh quote (re-attestation). Default 10; 0 = never.
     pub reattest_every: u32,
     /// Backoff of reconnections to the VS (after the attempts run out, the maximum delay
-    /// repeats: a game server never stops trying). Default: seed 000's schedule.
+    /// repeats: a game server never stops trying). Default: [`RetryConfig::default`].
     pub reconnect: RetryConfig,
     /// Backoff of transcript digest retries; after `max_attempts` the digest is abandoned
-    /// ([`GsEvent::DigestAbandoned`]). Default: seed 000's schedule.
+    /// ([`GsEvent::DigestAbandoned`]). Default: [`RetryConfig::default`].
     pub transcript_retry: RetryConfig,
     /// Clock-skew allowance when checking play tickets from the VS, in milliseconds.
-    /// Default 30 000 (seed 000's `join_max_skew_ms`).
+    /// Default 30 000 (as the VS's `join_max_skew_ms`).
     pub play_ticket_skew_ms: u64,
     /// Transcript digests awaiting a receipt at most; beyond it the oldest is abandoned.
     /// Default 1 024.

@@ -91,7 +91,7 @@ mod opt_hexvec {
     }
 }
 
-/// Verification-server settings. Defaults from seed 000 (`DESIGN.md` §4.3).
+/// Verification-server settings. Defaults in `PROTOCOL.md` §8.11.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct VsConfig {

@@ -1,5 +1,5 @@
-//! The verification server under timing faults, in the simulator: the failure table of `PROTOCOL.md` §8.10
-//! (VS slow at startup, tickets delayed, outages shorter and longer than the starvation
+//! The verification server under timing faults, in the simulator: the failures of
+//! `PROTOCOL.md` §8.10 (VS slow at startup, tickets delayed, outages shorter and longer than the starvation
 //! timeout, 500 ms RTT, a VS restart), each on a cut-down copy of the shipped `vs-outage`
 //! scenario with one fault. Attestation refusals, which do not depend on timing, are tested in
 //! `core/tests/vs.rs`.

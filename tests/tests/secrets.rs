@@ -29,15 +29,31 @@ fn issuer() -> TicketIssuer {
 
 fn server(secrets: Secrets, config: Config, start: Instant) -> Endpoint {
     let wall = WallClock::new(start, START_UNIX_MS);
-    let mut endpoint =
-        Endpoint::server(config, secrets, SigningKey::from_bytes(&[1; 32]), GS_ID, wall, start).unwrap();
-    endpoint.tickets_mut().unwrap().add_key(KEY_ID, issuer().verifying_key());
+    let mut endpoint = Endpoint::server(
+        config,
+        secrets,
+        SigningKey::from_bytes(&[1; 32]),
+        GS_ID,
+        wall,
+        start,
+    )
+    .unwrap();
+    endpoint
+        .tickets_mut()
+        .unwrap()
+        .add_key(KEY_ID, issuer().verifying_key());
     endpoint
 }
 
 fn client(start: Instant) -> Endpoint {
     let wall = WallClock::new(start, START_UNIX_MS);
-    Endpoint::client(Config::default(), os_secrets().unwrap(), SigningKey::from_bytes(&[2; 32]), wall).unwrap()
+    Endpoint::client(
+        Config::default(),
+        os_secrets().unwrap(),
+        SigningKey::from_bytes(&[2; 32]),
+        wall,
+    )
+    .unwrap()
 }
 
 fn connect(client: &mut Endpoint, now: Instant, to: SocketAddr) -> ConnHandle {
@@ -138,8 +154,15 @@ fn hmac(key: &[u8], message: &[u8]) -> [u8; 32] {
     let mut block = [0u8; 64];
     block[..key.len()].copy_from_slice(key);
     let pad = |byte: u8| block.iter().map(|b| b ^ byte).collect::<Vec<u8>>();
-    let inner = Sha256::new().chain_update(pad(0x36)).chain_update(message).finalize();
-    Sha256::new().chain_update(pad(0x5c)).chain_update(inner).finalize().into()
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(message)
+        .finalize();
+    Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .into()
 }
 
 /// The stateless-reset key an endpoint seeded with 0 used before secrets were an input:
@@ -180,7 +203,13 @@ fn a_stateless_reset_forged_with_the_old_seed_zero_key_is_ignored() {
     let mut server_cid = None;
     run(&mut c, &mut s, &mut now, Duration::from_millis(200), |_| {});
     // The client's short-header packets name the server's connection id (8 bytes).
-    c.send(now, conn, tickwire_core::ChannelId::GAME, &b"ping"[..]).unwrap();
+    c.send(
+        now,
+        conn,
+        tickwire_core::ChannelId::GAME,
+        bytes::Bytes::from_static(b"ping"),
+    )
+    .unwrap();
     for (_, bytes) in drain(&mut c, now) {
         if bytes[0] & 0x80 == 0 {
             server_cid = Some(bytes[1..9].to_vec());
@@ -199,7 +228,10 @@ fn a_stateless_reset_forged_with_the_old_seed_zero_key_is_ignored() {
     let real = forged_reset(&documented_reset_key(key), &cid);
     c.handle_datagram(now, addr(4433), None, None, BytesMut::from(&real[..]));
     run(&mut c, &mut s, &mut now, Duration::from_millis(10), |_| {});
-    assert!(c.session(conn).is_none(), "a reset with the real key ends the session");
+    assert!(
+        c.session(conn).is_none(),
+        "a reset with the real key ends the session"
+    );
 }
 
 #[test]
@@ -207,8 +239,16 @@ fn two_verification_servers_issue_different_jtis() {
     let start = Instant::now();
     let wall = WallClock::new(start, START_UNIX_MS);
     let jti = |secrets: Secrets| {
-        let mut vs = Verifier::new(VsConfig::default(), secrets, SigningKey::from_bytes(&[9; 32]), wall);
-        vs.issue_join_ticket(start, 1, [3; 32], GS_ID, 0).claims().unwrap().jti
+        let mut vs = Verifier::new(
+            VsConfig::default(),
+            secrets,
+            SigningKey::from_bytes(&[9; 32]),
+            wall,
+        );
+        vs.issue_join_ticket(start, 1, [3; 32], GS_ID, 0)
+            .claims()
+            .unwrap()
+            .jti
     };
     assert_ne!(jti(os_secrets().unwrap()), jti(os_secrets().unwrap()));
     // The jti (and the challenge nonces, drawn from the same stream) come from the secrets:

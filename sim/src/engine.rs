@@ -66,6 +66,7 @@ pub fn derive(seed: u64, label: &str, a: u64, b: u64) -> [u8; 32] {
 mod app;
 mod faults;
 mod flood;
+mod half_open;
 mod queue;
 mod vs;
 
@@ -129,6 +130,8 @@ enum What {
     Flood { flood: usize },
     /// A game server's modelled CPU is free for the next queued datagram.
     CpuFree { node: usize },
+    /// Something happens to a half-open attacker.
+    HalfOpen(half_open::Step),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -233,6 +236,8 @@ struct World {
     vs: Option<VsNet>,
     /// Floods, if the scenario has any.
     flood: Option<flood::FloodNet>,
+    /// Half-open attackers, if the scenario has any.
+    half_open: Option<half_open::HalfOpenNet>,
 }
 
 /// Work the engine did, for profiling a run.
@@ -268,6 +273,9 @@ impl World {
             }
         }
         let Some(&dst) = self.addrs.get(&to) else {
+            if half_open::route(self, from, to, bytes) {
+                return;
+            }
             self.trace.update([0xff]);
             if !flood::count_reply(self, to, bytes.len()) {
                 self.metrics.no_route += 1;
@@ -532,6 +540,7 @@ impl Sim {
             counts: EngineCounts::default(),
             vs: None,
             flood: None,
+            half_open: None,
         };
         if let Some(h) = world.metrics.hostile.as_mut() {
             flood::init_metrics(h, &scenario);
@@ -577,6 +586,10 @@ impl Sim {
             }
         }
         world.flood = flood::build(&scenario, seed, epoch, nodes[0].addr, &world.issuer)?;
+        world.half_open = scenario.half_open.as_ref().and_then(|h| {
+            let key_log = world.key_log.clone().map(|k| k as Arc<dyn rustls::KeyLog>);
+            half_open::build(&scenario, seed, epoch, nodes[h.server].addr, key_log)
+        });
         let mut sim = Self { world, nodes, end };
         for id in 0..sim.nodes.len() {
             sim.world.addrs.insert(sim.nodes[id].addr, id);
@@ -608,6 +621,7 @@ impl Sim {
         }
         sim.schedule_faults();
         sim.schedule_floods();
+        sim.schedule_half_open();
         let interval = scenario.report.sample_interval_ms * MILLI;
         sim.world.push(interval, What::Sample);
         Ok(sim)
@@ -758,6 +772,7 @@ impl Sim {
             What::Deliver { to, from, payload } => self.deliver(to, from, payload),
             What::Flood { flood } => self.flood(flood),
             What::CpuFree { node } => self.cpu_free(node),
+            What::HalfOpen(step) => self.half_open(step),
             What::Wake { node: id } => {
                 let node = &mut self.nodes[id];
                 if node.armed != Some(now) {

@@ -328,6 +328,43 @@ pub struct HostileReport {
     pub peak_memory_estimate_bytes: u64,
     /// The CPU model's figures, when the scenario has `[server_cpu]`.
     pub cpu: Option<CpuReport>,
+    /// The half-open attackers, when the scenario has `[half_open]`.
+    pub half_open: Option<HalfOpenReport>,
+}
+
+/// Half-open attackers (see [`HalfOpen`](crate::scenario::HalfOpen)) and what the attacked
+/// game server did with their connections. The legitimate clients' side is in
+/// [`Report::sessions`] and [`Report::handshake_ms`].
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HalfOpenReport {
+    /// Attacker IP addresses.
+    pub sources: u32,
+    /// Connections the attackers tried to keep open at once.
+    pub target_connections: u32,
+    /// Connections opened (first ones and reopened ones).
+    pub opened: u64,
+    /// Of those, connections whose TLS handshake completed.
+    pub tls_completed: u64,
+    /// Connections that ended: closed by the server after its Hello timeout, refused, or
+    /// timed out.
+    pub closed: u64,
+    /// Most connections open at once, all attackers together (opened, not yet ended).
+    pub peak_open: u64,
+    /// Datagrams the attackers sent.
+    pub datagrams_sent: u64,
+    /// Datagrams the attackers received.
+    pub datagrams_received: u64,
+    /// Bytes the attackers sent.
+    pub bytes_sent: u64,
+    /// Bytes the attackers received.
+    pub bytes_received: u64,
+    /// Handshakes the game servers ended with a rejection, by reason, from their endpoint
+    /// statistics (all peers: legitimate clients' rejections are here too);
+    /// `HANDSHAKE_TIMEOUT` counts the connections closed for sending no Hello.
+    pub server_rejections: BTreeMap<String, u64>,
+    /// Initials from a validated address refused because that address already had
+    /// `max_pending_handshakes_per_addr` handshakes in progress.
+    pub handshakes_refused_per_addr: u64,
 }
 
 /// The game servers' modelled CPU (see [`ServerCpu`](crate::scenario::ServerCpu)).
@@ -575,13 +612,17 @@ impl fmt::Display for Report {
             }
         }
         if let Some(h) = &self.hostile {
-            let _ = writeln!(
-                w,
-                "  hostile             {} flood datagrams ({} B): {}",
-                h.flood_datagrams,
-                h.flood_bytes,
-                map_or_none(&h.flood_by_kind)
-            );
+            if h.flood_datagrams == 0 {
+                let _ = writeln!(w, "  hostile             no flood");
+            } else {
+                let _ = writeln!(
+                    w,
+                    "  hostile             {} flood datagrams ({} B): {}",
+                    h.flood_datagrams,
+                    h.flood_bytes,
+                    map_or_none(&h.flood_by_kind)
+                );
+            }
             let _ = writeln!(w, "    handled           {}", map_or_none(&h.handled));
             let _ = writeln!(
                 w,
@@ -594,11 +635,13 @@ impl fmt::Display for Report {
                 h.connections_refused,
                 h.accept_failed
             );
-            let _ = writeln!(
-                w,
-                "    amplification     max {:.3} per spoofed source, {:.3} overall ({} B answered)",
-                h.amplification, h.amplification_overall, h.bytes_to_spoofed
-            );
+            if h.flood_datagrams > 0 {
+                let _ = writeln!(
+                    w,
+                    "    amplification     max {:.3} per spoofed source, {:.3} overall ({} B answered)",
+                    h.amplification, h.amplification_overall, h.bytes_to_spoofed
+                );
+            }
             let _ = writeln!(
                 w,
                 "    state             peak {} handshakes pending, {} connections, memory estimate {:.1} MiB",
@@ -606,6 +649,19 @@ impl fmt::Display for Report {
                 h.peak_connections,
                 h.peak_memory_estimate_bytes as f64 / f64::from(1 << 20)
             );
+            if let Some(a) = &h.half_open {
+                let _ = writeln!(
+                    w,
+                    "    half-open         {} addresses aiming at {} open: {} opened, {} TLS complete, {} ended, peak {} open at once",
+                    a.sources, a.target_connections, a.opened, a.tls_completed, a.closed, a.peak_open
+                );
+                let _ = writeln!(
+                    w,
+                    "      server          {} refused at the per-address pending cap; rejections {}",
+                    a.handshakes_refused_per_addr,
+                    map_or_none(&a.server_rejections)
+                );
+            }
             if let Some(c) = &h.cpu {
                 let _ = writeln!(
                     w,
@@ -728,6 +784,7 @@ impl Metrics {
             joined: vec![false; scenario.clients()],
             vs: scenario.vs.as_ref().map(|_| VsMetrics::default()),
             hostile: (scenario.server_cpu.is_some()
+                || scenario.half_open.is_some()
                 || scenario
                     .faults
                     .iter()

@@ -1,5 +1,5 @@
 //! Scenarios: TOML descriptions of a topology, a traffic model, a fault schedule and a
-//! duration. Seven ship embedded in the binary ([`Scenario::builtin`]); any other file in the
+//! duration. Eight ship embedded in the binary ([`Scenario::builtin`]); any other file in the
 //! same format can be run by path.
 //!
 //! ```toml
@@ -76,6 +76,69 @@ pub struct Scenario {
     /// instantly (every scenario without it keeps its trace).
     #[serde(default)]
     pub server_cpu: Option<ServerCpu>,
+    /// Half-open attackers: connections that complete TLS and never send a Hello, if present.
+    #[serde(default)]
+    pub half_open: Option<HalfOpen>,
+}
+
+/// Attackers that open QUIC connections to a game server, complete the TLS handshake (ALPN
+/// `tickwire/1`) and then never send a Hello, so that each connection holds one of the
+/// server's pending-handshake slots until the server closes it (`hello_timeout_ms`) or refuses
+/// it (`max_pending_handshakes_per_addr`, `max_pending_handshakes`).
+///
+/// Each attacker address is a real QUIC client
+/// ([`SilentClient`](tickwire_core::testing::SilentClient)) on its own link to the server,
+/// so the server's Retries, refusals and closes reach it and it answers them. The attackers
+/// keep `connections` open between them: a connection the server closes is opened again
+/// after `reconnect_after_ms`, so the pressure lasts until `until_s`.
+///
+/// ```toml
+/// [half_open]
+/// connections = 300
+/// sources = 8
+/// at_s = 0.5
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HalfOpen {
+    /// Index of the game server attacked. Default 0.
+    pub server: usize,
+    /// Connections the attackers keep open at once, all addresses together, split evenly
+    /// between the addresses. Default 300.
+    pub connections: u32,
+    /// Attacker IP addresses (1..=256), in `198.18.0.0/15` (RFC 2544), apart from the
+    /// clients' and the floods' addresses. Default 8.
+    pub sources: u32,
+    /// When the attackers open their first connections, in seconds. Default 0.
+    pub at_s: f64,
+    /// After this no connection is opened, in seconds; absent = until the run ends.
+    pub until_s: Option<f64>,
+    /// Connections opened per second, all addresses together, while fewer than
+    /// `connections` are open. Default 1 000.
+    pub open_per_s: u32,
+    /// Whether a connection the server closed (or refused) is opened again. Default true.
+    pub reconnect: bool,
+    /// Delay from noticing a close to opening again, in milliseconds. Default 100.
+    pub reconnect_after_ms: u64,
+    /// Link preset of every attacker's path to the server (both directions, independent
+    /// random streams). Default `lan`.
+    pub link: String,
+}
+
+impl Default for HalfOpen {
+    fn default() -> Self {
+        Self {
+            server: 0,
+            connections: 300,
+            sources: 8,
+            at_s: 0.0,
+            until_s: None,
+            open_per_s: 1_000,
+            reconnect: true,
+            reconnect_after_ms: 100,
+            link: "lan".into(),
+        }
+    }
 }
 
 /// A game server's CPU in virtual time: handling a datagram costs a fixed time by what the
@@ -546,6 +609,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("scale-1k", include_str!("../scenarios/scale-1k.toml")),
     ("vs-outage", include_str!("../scenarios/vs-outage.toml")),
     ("flood", include_str!("../scenarios/flood.toml")),
+    ("half-open", include_str!("../scenarios/half-open.toml")),
 ];
 
 impl Scenario {
@@ -704,6 +768,24 @@ impl Scenario {
             .is_some_and(|c| c.rx_queue_datagrams == 0)
         {
             return bad("server_cpu.rx_queue_datagrams must be positive".into());
+        }
+        if let Some(h) = &self.half_open {
+            if h.server >= t.servers {
+                return bad(format!("half_open.server {} names no game server", h.server));
+            }
+            if !(1..=256).contains(&h.sources) || h.connections < h.sources {
+                return bad("half_open needs 1 <= sources <= 256 and connections >= sources".into());
+            }
+            if h.open_per_s == 0 {
+                return bad("half_open.open_per_s must be positive".into());
+            }
+            let end = h.until_s.unwrap_or(f64::MAX);
+            if !(h.at_s >= 0.0 && h.at_s.is_finite()) || end.is_nan() || end < h.at_s {
+                return bad("half_open needs 0 <= at_s <= until_s".into());
+            }
+            if self.link(&h.link).is_none() {
+                return bad(format!("half_open.link: unknown link preset {:?}", h.link));
+            }
         }
         if let Some(vs) = &self.vs {
             if self.link(&vs.link).is_none() {

@@ -37,6 +37,8 @@ fn every_shipped_scenario_is_byte_identical_across_processes() {
         ("vs-outage", 3.0),
         // The floods start at 4 s: half a second of them.
         ("flood", 4.5),
+        // The attackers start at 0.5 s: their connections, Retries, refusals and closes.
+        ("half-open", 3.0),
     ] {
         let first = trace_of(scenario, 17, duration, &dir);
         let second = trace_of(scenario, 17, duration, &dir);

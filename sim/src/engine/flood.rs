@@ -537,6 +537,7 @@ impl Sim {
         let (Some(h), Some(out)) = (self.world.metrics.hostile.as_ref(), report.hostile.as_mut()) else {
             return;
         };
+        self.finish_half_open(out);
         out.handled = h.handled.iter().map(|(c, n)| ((*c).to_owned(), *n)).collect();
         for node in &self.nodes[..self.world.servers] {
             let Some(endpoint) = &node.endpoint else { continue };

@@ -98,11 +98,7 @@ fn boot_tpm(seed: u64, s: usize) -> SimulatedTpm {
 
 /// The verifier's configuration: the scenario's, with the simulated measurement allowed and
 /// every game server enrolled with its identity key and AK pinned.
-pub(super) fn verifier_config(
-    scenario: &Scenario,
-    seed: u64,
-    gs_keys: &[[u8; 32]],
-) -> VsConfig {
+pub(super) fn verifier_config(scenario: &Scenario, seed: u64, gs_keys: &[[u8; 32]]) -> VsConfig {
     let base = scenario
         .vs
         .as_ref()

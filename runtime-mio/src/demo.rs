@@ -1,8 +1,13 @@
 //! The demo game behind `tickwire-demo`, `tickwire-gs` and `tickwire-client`: clients join
 //! with join tickets, send an input every client tick, and the server simulates players and
 //! broadcasts snapshots at half the tick rate, one in ten of them larger than a datagram (so it
-//! is fragmented and reassembled). Tickets are self-issued from a shared `issuer_seed`; the
-//! verification server that issues them for real comes with its own issue.
+//! is fragmented and reassembled).
+//!
+//! Demo clients mint their own join tickets with the issuer's private key ([`ClientOptions`]),
+//! standing in for a lobby that asks the verification server for them
+//! (`Verifier::issue_join_ticket`); the game server trusts the issuer's public key
+//! ([`ServerOptions`]). Every endpoint's [`Secrets`](tickwire_core::Secrets), every client
+//! identity and every ticket `jti` come from the operating system.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -10,55 +15,35 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ed25519_dalek::SigningKey;
-use rand::SeedableRng;
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use tickwire_core::drive::TickStages;
 use tickwire_core::retry::Backoff;
 use tickwire_core::stats::ConnectionStats;
 use tickwire_core::tick::{TickInfo, TickStats};
-use tickwire_core::tls::derive_seed;
 use tickwire_core::{
     ChannelId, Config, ConnHandle, ConnectOptions, Endpoint, Event, JoinTicket, JoinTicketClaims, ReasonCode,
     TicketIssuer,
 };
+use tickwire_udp::os::{os_random, os_secrets};
 
-use crate::vs::{demo_vs_keys, GsSide, VsLink};
+use crate::vs::{vs_keys, GsSide, VsLink};
 use crate::{wall_clock_now, MioRuntime, NodeId, StageStats};
 
-/// Key id of the demo issuer.
+/// Key id of the demo issuer (join tickets and play tickets).
 pub const DEMO_KEY_ID: u32 = 1;
+/// Game server id of the demo when none is given.
+pub const DEMO_GS_ID: u64 = 42;
 /// Schema text whose hash both demo sides use.
 pub const DEMO_SCHEMA: &str =
     "tickwire-demo/1: input{tick u64, dir u8} snapshot{tick u64, players[id u64, x f32, y f32]}";
 /// Bytes per player in a snapshot.
 const PLAYER_BYTES: usize = 16;
-
-/// Command-line options every demo binary shares: who issues tickets, for which server.
-#[derive(Debug, Clone, clap::Args)]
-pub struct IssuerArgs {
-    /// Seed of the demo ticket issuer key (server and clients must use the same).
-    #[arg(long, default_value_t = 1)]
-    pub issuer_seed: u64,
-    /// Game server id that tickets name.
-    #[arg(long, default_value_t = 42)]
-    pub gs_id: u64,
-}
-
-impl IssuerArgs {
-    /// Demo options for a run of `seconds` with endpoint seed `seed`.
-    pub fn options(&self, seed: u64, seconds: f64) -> DemoOptions {
-        DemoOptions {
-            issuer_seed: self.issuer_seed,
-            gs_id: self.gs_id,
-            seed,
-            duration: Duration::from_secs_f64(seconds.max(0.1)),
-            vs: None,
-            check_play_ticket: false,
-        }
-    }
-}
+/// Lifetime of a demo join ticket, in milliseconds: it authorises joining; the session
+/// outlives it.
+const TICKET_LIFETIME_MS: u64 = 120_000;
 
 /// Writes `value` as pretty JSON to `path`.
 ///
@@ -69,69 +54,73 @@ pub fn write_json(path: &std::path::Path, value: &impl Serialize) -> io::Result<
     std::fs::write(path, json)
 }
 
-/// Options shared by the demo's server and clients.
+/// Options of [`run_server`].
 #[derive(Debug, Clone)]
-pub struct DemoOptions {
-    /// Seed of the issuer key both sides derive (demo only).
-    pub issuer_seed: u64,
-    /// Game server id tickets name.
+pub struct ServerOptions {
+    /// The game server's identity key (from a key file, or fresh from the OS).
+    pub identity: SigningKey,
+    /// The join-ticket issuer it trusts, under [`DEMO_KEY_ID`].
+    pub trusted_issuer: VerifyingKey,
+    /// Game server id tickets must name.
     pub gs_id: u64,
-    /// Base seed: node `i` uses `seed + i`.
-    pub seed: u64,
+    /// The endpoint's settings: [`demo_config`], or the defaults with the demo's schema hash.
+    pub config: Config,
     /// How long to run.
     pub duration: Duration,
-    /// Server: attest to this verification server and admit clients only while it renews the
-    /// play ticket.
+    /// Attest to this verification server and admit clients only while it renews the play
+    /// ticket.
     pub vs: Option<VsLink>,
-    /// Clients: require the server's play ticket, checked against the demo VS key.
-    pub check_play_ticket: bool,
 }
 
-/// The config both demo sides use. Every demo client comes from 127.0.0.1, so the per-address
-/// handshake burst is raised from its default (8) to let a whole demo join at once.
-pub fn demo_config(seed: u64) -> Config {
-    let mut config = Config {
-        seed,
+/// Options of [`run_clients`].
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// The issuer key that signs the clients' join tickets (under [`DEMO_KEY_ID`]).
+    pub issuer: SigningKey,
+    /// Game server id tickets name.
+    pub gs_id: u64,
+    /// Every client endpoint's settings ([`demo_config`]).
+    pub config: Config,
+    /// How long to play.
+    pub duration: Duration,
+    /// Require the server's play ticket, signed by this verification-server key (under
+    /// [`DEMO_KEY_ID`]).
+    pub trusted_vs: Option<VerifyingKey>,
+}
+
+/// The demo's endpoint config: the library defaults (rate limits included) with the demo's
+/// schema hash.
+pub fn demo_config() -> Config {
+    Config {
         schema_hash: Config::schema_hash_of(DEMO_SCHEMA),
         ..Config::default()
-    };
-    config.limits.handshake_burst_per_addr = 256;
-    config
+    }
 }
 
-/// The demo issuer (both sides derive it from `issuer_seed`).
-pub fn demo_issuer(issuer_seed: u64) -> TicketIssuer {
-    TicketIssuer::new(
-        DEMO_KEY_ID,
-        SigningKey::from_bytes(&derive_seed(issuer_seed, "demo/issuer")),
-    )
-}
-
-/// Client `index`'s identity key.
-pub fn client_identity(seed: u64, index: u64) -> SigningKey {
-    SigningKey::from_bytes(&derive_seed(seed.wrapping_add(index), "demo/client-identity"))
-}
-
-/// A join ticket for client `index`'s `attempt`-th connection (each attempt needs a fresh
-/// `jti`: tickets are single-use), valid for two minutes (a join ticket authorises joining;
-/// the session outlives it).
-pub fn demo_ticket(options: &DemoOptions, index: u64, attempt: u32) -> JoinTicket {
-    let identity = client_identity(options.seed, index);
-    let now_ms = wall_clock_now().unix_ms;
+/// A join ticket signed by `issuer` for the client with identity `identity` and player id
+/// `index`, valid for two minutes, with a fresh random `jti` from the OS (tickets are
+/// single-use: every connection attempt needs a new one).
+///
+/// # Errors
+/// The OS has no randomness to give.
+pub fn demo_ticket(
+    issuer: &SigningKey,
+    gs_id: u64,
+    index: u64,
+    identity: &VerifyingKey,
+) -> io::Result<JoinTicket> {
     let mut jti = [0u8; 16];
-    jti[..4].copy_from_slice(&(options.seed as u32).to_be_bytes());
-    jti[4..8].copy_from_slice(&attempt.to_be_bytes());
-    jti[8..].copy_from_slice(&index.to_be_bytes());
+    jti.copy_from_slice(&os_random()?[..16]);
     let claims = JoinTicketClaims::new(
         index,
-        options.gs_id,
+        gs_id,
         jti,
-        now_ms,
-        120_000,
+        wall_clock_now().unix_ms,
+        TICKET_LIFETIME_MS,
         0,
-        identity.verifying_key().to_bytes(),
+        identity.to_bytes(),
     );
-    demo_issuer(options.issuer_seed).issue(&claims)
+    Ok(TicketIssuer::new(DEMO_KEY_ID, issuer.clone()).issue(&claims))
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -306,43 +295,40 @@ pub struct ServerReport {
 }
 
 /// Runs the demo server on `listen` for `options.duration`, then shuts down gracefully.
-/// `ready` receives the bound address once the socket is up.
+/// `ready` receives the bound address once the socket is up and, with a verification server,
+/// the TPM is open and the agent started; an error before `ready` is a setup error (the
+/// address cannot be bound, the TPM cannot be opened).
 ///
 /// # Errors
-/// Socket errors.
+/// Socket errors; setup errors; the verification server's final refusal.
 pub fn run_server(
     listen: SocketAddr,
-    options: &DemoOptions,
+    options: &ServerOptions,
     ready: impl FnOnce(SocketAddr),
     mut progress: impl FnMut(&Endpoint, Duration),
 ) -> io::Result<ServerReport> {
-    let identity = SigningKey::from_bytes(&derive_seed(options.seed, "demo/server-identity"));
     let start = Instant::now();
     let mut endpoint = Endpoint::server(
-        demo_config(options.seed),
-        identity,
+        options.config.clone(),
+        os_secrets()?,
+        options.identity.clone(),
         options.gs_id,
         wall_clock_now(),
         start,
     )
     .map_err(io::Error::other)?;
     if let Some(tickets) = endpoint.tickets_mut() {
-        tickets.add_key(DEMO_KEY_ID, demo_issuer(options.issuer_seed).verifying_key());
+        tickets.add_key(DEMO_KEY_ID, options.trusted_issuer);
     }
     let mut runtime = MioRuntime::new()?;
-    let node = runtime.bind(listen, endpoint)?;
+    let node = runtime
+        .bind(listen, endpoint)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))?;
     let listen = runtime.local_addr(node)?;
-    ready(listen);
     let vs = match &options.vs {
         Some(link) => {
             let endpoint = runtime.endpoint(node);
-            let mut side = GsSide::new(
-                link,
-                endpoint,
-                options.gs_id,
-                options.seed,
-                demo_vs_keys(options.issuer_seed),
-            )?;
+            let mut side = GsSide::new(link, endpoint, options.gs_id)?;
             side.agent.start(endpoint, start);
             side.pump(endpoint, start);
             runtime.flush(node);
@@ -350,6 +336,7 @@ pub fn run_server(
         }
         None => None,
     };
+    ready(listen);
     let mut game = GsGame {
         demo: DemoServer::default(),
         vs,
@@ -427,16 +414,17 @@ pub struct ClientReport {
     pub stats: Option<ConnectionStats>,
 }
 
-/// Runs `count` demo clients (indices `first..first+count`) against `server` for
-/// `options.duration` on one thread, then closes them.
+/// Runs `count` demo clients (player ids `first..first+count`) against `server` for
+/// `options.duration` on one thread, then closes them. Each client has a fresh identity key
+/// and [`Secrets`](tickwire_core::Secrets) from the OS, and a fresh ticket per attempt.
 ///
 /// # Errors
-/// Socket errors.
+/// Socket errors; the OS has no randomness.
 pub fn run_clients(
     server: SocketAddr,
     first: u64,
     count: u64,
-    options: &DemoOptions,
+    options: &ClientOptions,
 ) -> io::Result<Vec<ClientReport>> {
     let mut runtime = MioRuntime::new()?;
     let bind: SocketAddr = if server.is_ipv4() {
@@ -448,19 +436,20 @@ pub fn run_clients(
     .map_err(io::Error::other)?;
     let mut clients = Vec::new();
     let start = Instant::now();
-    for index in first..first + count {
-        let config = demo_config(options.seed.wrapping_add(1_000 + index));
-        let retry = config.retry.clone();
-        let endpoint = Endpoint::client(config, client_identity(options.seed, index), wall_clock_now())
+    for index in first..first.saturating_add(count) {
+        let identity = tickwire_udp::os_signing_key()?;
+        let public = identity.verifying_key();
+        let endpoint = Endpoint::client(options.config.clone(), os_secrets()?, identity, wall_clock_now())
             .map_err(io::Error::other)?;
         let node = runtime.bind(bind, endpoint)?;
         clients.push(DemoClient {
             node,
+            identity: public,
             conn: None,
             retry_at: Some(start),
             attempt_started: start,
-            backoff: Backoff::new(retry),
-            rng: ChaCha8Rng::seed_from_u64(options.seed ^ index),
+            backoff: Backoff::new(options.config.retry.clone()),
+            rng: ChaCha8Rng::from_seed(os_random()?),
             report: ClientReport {
                 index,
                 joined: false,
@@ -512,6 +501,8 @@ pub fn run_clients(
 #[derive(Debug)]
 struct DemoClient {
     node: NodeId,
+    /// The public half of its identity key, which its tickets name.
+    identity: VerifyingKey,
     conn: Option<ConnHandle>,
     /// When to (re)connect; `None` while connected or once retries are exhausted.
     retry_at: Option<Instant>,
@@ -522,13 +513,20 @@ struct DemoClient {
 }
 
 impl DemoClient {
-    /// Connects when due, handles events (retrying retryable rejections with backoff and
-    /// jitter, honouring the server's `retry_after`), and sends one input per client tick.
+    /// Connects when due, handles events, and sends one input per client tick.
+    ///
+    /// Retryable rejections are retried with a fresh ticket. One that says when
+    /// (`retry_after`: `RATE_LIMITED`, `SERVER_FULL`) is the server pacing its admissions, not
+    /// a failure: the client waits that long plus up to as long again of jitter (so clients
+    /// sharing an address do not come back in step), and it does not count against the retry
+    /// budget; the run's duration bounds it. One that does not say (`SERVER_BUSY`,
+    /// `HANDSHAKE_TIMEOUT`) backs off exponentially with jitter, up to
+    /// `Config.retry.max_attempts`.
     fn step(
         &mut self,
         runtime: &mut MioRuntime,
         server: SocketAddr,
-        options: &DemoOptions,
+        options: &ClientOptions,
     ) -> io::Result<()> {
         let now = Instant::now();
         let endpoint = runtime.endpoint(self.node);
@@ -536,15 +534,13 @@ impl DemoClient {
             self.retry_at = None;
             self.attempt_started = now;
             self.report.attempts += 1;
-            let ticket = demo_ticket(options, self.report.index, self.report.attempts);
-            let options = ConnectOptions {
-                trusted_vs_keys: options
-                    .check_play_ticket
-                    .then(|| demo_vs_keys(options.issuer_seed)),
+            let ticket = demo_ticket(&options.issuer, options.gs_id, self.report.index, &self.identity)?;
+            let connect = ConnectOptions {
+                trusted_vs_keys: options.trusted_vs.as_ref().map(vs_keys),
                 ..ConnectOptions::default()
             };
             let conn = endpoint
-                .connect(now, server, ticket, options)
+                .connect(now, server, ticket, connect)
                 .map_err(io::Error::other)?;
             self.conn = Some(conn);
         }
@@ -565,10 +561,14 @@ impl DemoClient {
                     ..
                 } => {
                     self.report.rejected = Some(format!("{reason}: {detail}"));
-                    let delay = self.backoff.next_delay(&mut self.rng);
-                    if let (true, Some(delay)) = (reason.is_retryable(), delay) {
-                        self.retry_at = Some(now + delay.max(retry_after.unwrap_or_default()));
-                    }
+                    self.retry_at = match (reason.is_retryable(), retry_after) {
+                        (false, _) => None,
+                        (true, Some(paced)) => {
+                            let jitter = paced.mul_f64(self.rng.random::<f64>());
+                            now.checked_add(paced.saturating_add(jitter))
+                        }
+                        (true, None) => self.backoff.next_delay(&mut self.rng).map(|delay| now + delay),
+                    };
                 }
                 Event::Disconnected { reason, detail, .. } => {
                     self.report.disconnected = Some(format!("{reason}: {detail}"));

@@ -11,8 +11,10 @@
 //! use tickwire_core::{Config, Endpoint, Event, WallClock};
 //! use tickwire_mio::{wall_clock_now, MioRuntime};
 //!
-//! let identity = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
-//! let endpoint = Endpoint::server(Config::default(), identity, 42, wall_clock_now(), Instant::now())?;
+//! // Secret material and the identity key come from the OS (or a key file), never a seed.
+//! let secrets = tickwire_udp::os_secrets()?;
+//! let identity = tickwire_udp::os_signing_key()?;
+//! let endpoint = Endpoint::server(Config::default(), secrets, identity, 42, wall_clock_now(), Instant::now())?;
 //! let mut runtime = MioRuntime::new()?;
 //! let server = runtime.bind("127.0.0.1:4433".parse()?, endpoint)?;
 //! loop {
@@ -32,6 +34,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod cli;
 pub mod demo;
 pub mod vs;
 

@@ -1,28 +1,34 @@
 //! The verification server and a game server attested by it, on real UDP: [`run_vs`] drives a
 //! [`Verifier`] beside a server endpoint; [`GsSide`] drives a [`GsAgent`] beside the demo game
-//! server (see [`crate::demo::run_server`] with [`DemoOptions::vs`](crate::demo::DemoOptions)).
+//! server (see [`crate::demo::run_server`] with [`ServerOptions::vs`](crate::demo::ServerOptions)).
 //!
-//! TPMs: `simulated` is [`SimulatedTpm`]; any other spec (`swtpm:host=127.0.0.1,port=2321`,
-//! `device:/dev/tpmrm0`) opens a `HardwareTpm` from `tickwire-tpm`, which needs this crate's
-//! `tpm` feature (and libtss2 at build time).
+//! Keys: the verifier signs play tickets with [`VsOptions::issuer`], which game servers and
+//! clients trust ([`VsLink::vs_keys`], `ClientOptions::trusted_vs`); every endpoint's,
+//! verifier's and agent's [`Secrets`](tickwire_core::Secrets) come from the operating system.
+//!
+//! TPMs: `simulated` is [`SimulatedTpm`] with an attestation key fresh from the OS each run
+//! (so it cannot be enrolled: use it with `VsConfig::allow_unenrolled`); any other spec
+//! (`swtpm:host=127.0.0.1,port=2321`, `device:/dev/tpmrm0`) opens a `HardwareTpm` from
+//! `tickwire-tpm`, which needs this crate's `tpm` feature (and libtss2 at build time).
 
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use ed25519_dalek::SigningKey;
+use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tickwire_core::attest::{PcrSelection, SimulatedTpm, TpmError, TpmProvider, MEASUREMENT_PCR};
 use tickwire_core::drive::TickStages;
 use tickwire_core::tick::TickInfo;
-use tickwire_core::tls::derive_seed;
 use tickwire_core::vs::{
     GsAgent, GsConfig, GsEvent, GsIdentity, Measurement, Verifier, VsConfig, VsEvent, VsKeys,
 };
 use tickwire_core::{Config, Endpoint, Event};
 
-use crate::demo::{demo_config, demo_issuer, DEMO_KEY_ID};
+use tickwire_udp::os::{os_random, os_secrets};
+
+use crate::demo::{demo_config, DEMO_KEY_ID};
 use crate::{wall_clock_now, MioRuntime, StageStats};
 
 /// How a game server reaches and proves itself to its verification server.
@@ -32,6 +38,8 @@ pub struct VsLink {
     pub addr: SocketAddr,
     /// `simulated`, or a TCTI for `HardwareTpm` (`swtpm:host=…,port=…`, `device:/dev/tpmrm0`).
     pub tpm: String,
+    /// The keys play tickets must verify against (the VS's public key, [`vs_keys`]).
+    pub vs_keys: VsKeys,
     /// Timeouts and intervals (its `gs_id` is overwritten with the demo's).
     pub gs: GsConfig,
     /// SHA-256 of the game server's configuration, the second measurement.
@@ -60,24 +68,21 @@ pub fn demo_config_sha256(gs: &GsConfig) -> [u8; 32] {
     Sha256::digest(text.as_bytes()).into()
 }
 
-/// The VS key of the demo, derived from the issuer seed. The demo's join tickets are signed
-/// with this key too, standing in for a lobby that calls [`Verifier::issue_join_ticket`].
-pub fn demo_vs_key(issuer_seed: u64) -> SigningKey {
-    SigningKey::from_bytes(&derive_seed(issuer_seed, "demo/issuer"))
+/// The keys clients and game servers trust for a VS signing with `key` under the demo's key id
+/// (`VsConfig::key_id` must be [`DEMO_KEY_ID`]).
+pub fn vs_keys(key: &VerifyingKey) -> VsKeys {
+    VsKeys::single(DEMO_KEY_ID, *key)
 }
 
-/// The keys clients and game servers trust for the demo VS.
-pub fn demo_vs_keys(issuer_seed: u64) -> VsKeys {
-    VsKeys::single(DEMO_KEY_ID, demo_issuer(issuer_seed).verifying_key())
-}
-
-/// Opens the TPM named by `spec` (see the module docs); `seed` seeds a simulated one.
+/// Opens the TPM named by `spec` (see the module docs); a simulated one gets its attestation
+/// key seed from the OS.
 ///
 /// # Errors
 /// The TPM cannot be opened, or `spec` needs the `tpm` feature.
-pub fn open_tpm(spec: &str, seed: u64) -> Result<Box<dyn TpmProvider + Send>, TpmError> {
+pub fn open_tpm(spec: &str) -> Result<Box<dyn TpmProvider + Send>, TpmError> {
     if spec == "simulated" {
-        return Ok(Box::new(SimulatedTpm::new(derive_seed(seed, "demo/tpm"))));
+        let seed = os_random().map_err(|e| TpmError::Device(e.to_string()))?;
+        return Ok(Box::new(SimulatedTpm::new(seed)));
     }
     #[cfg(feature = "tpm")]
     {
@@ -85,9 +90,10 @@ pub fn open_tpm(spec: &str, seed: u64) -> Result<Box<dyn TpmProvider + Send>, Tp
     }
     #[cfg(not(feature = "tpm"))]
     {
-        Err(TpmError::Device(format!(
-            "TPM `{spec}` needs a build with the `tpm` feature (cargo build --features tpm)"
-        )))
+        Err(TpmError::Device(
+            "a TPM other than `simulated` needs a build with the `tpm` feature (cargo build --features tpm)"
+                .to_owned(),
+        ))
     }
 }
 
@@ -114,18 +120,13 @@ impl std::fmt::Debug for GsSide {
 
 impl GsSide {
     /// Opens the TPM, measures the binary and configuration into PCR 23, and builds the agent
-    /// for `endpoint` (game server `gs_id`).
+    /// for `endpoint` (game server `gs_id`), with secrets from the OS.
     ///
     /// # Errors
-    /// The TPM or the executable cannot be read.
-    pub fn new(
-        link: &VsLink,
-        endpoint: &Endpoint,
-        gs_id: u64,
-        seed: u64,
-        vs_keys: VsKeys,
-    ) -> io::Result<Self> {
-        let mut tpm = open_tpm(&link.tpm, seed).map_err(io::Error::other)?;
+    /// The TPM or the executable cannot be read; the OS has no randomness.
+    pub fn new(link: &VsLink, endpoint: &Endpoint, gs_id: u64) -> io::Result<Self> {
+        let mut tpm =
+            open_tpm(&link.tpm).map_err(|e| io::Error::other(format!("TPM `{}`: {e}", link.tpm)))?;
         let software_sha256 = binary_sha256()?;
         let measured = tpm.read_pcr(MEASUREMENT_PCR).map_err(io::Error::other)?;
         if measured != [0; 32] {
@@ -145,10 +146,17 @@ impl GsSide {
         };
         let config = GsConfig {
             gs_id,
-            seed,
             ..link.gs.clone()
         };
-        let agent = GsAgent::new(config, identity, link.addr, vs_keys, None, endpoint.wall_clock());
+        let agent = GsAgent::new(
+            config,
+            os_secrets()?,
+            identity,
+            link.addr,
+            link.vs_keys.clone(),
+            None,
+            endpoint.wall_clock(),
+        );
         Ok(Self {
             agent,
             tpm,
@@ -205,10 +213,13 @@ impl GsSide {
 pub struct VsOptions {
     /// UDP address to listen on.
     pub listen: SocketAddr,
-    /// Seed of the VS signing key (the demo derives it like the demo issuer).
-    pub issuer_seed: u64,
-    /// Seed of the endpoint's randomness.
-    pub seed: u64,
+    /// The endpoint's identity key (from a key file, or fresh from the OS).
+    pub identity: SigningKey,
+    /// The VS signing key: play tickets, receipts, and (in the demo) join tickets, under
+    /// `config.key_id`.
+    pub issuer: SigningKey,
+    /// The endpoint's settings ([`vs_endpoint_config`]).
+    pub endpoint: Config,
     /// How long to run.
     pub duration: Duration,
     /// The verifier's settings (allowed measurements, enrolments, timeouts).
@@ -243,11 +254,12 @@ impl TickStages for VsStages<'_> {
     fn send(&mut self, _endpoint: &mut Endpoint, _now: Instant, _tick: &TickInfo) {}
 }
 
-/// The endpoint config of a verification server: the demo's, admitting game servers.
-pub fn vs_endpoint_config(seed: u64) -> Config {
+/// The endpoint config of a verification server: the library defaults (rate limits
+/// included), admitting game servers.
+pub fn vs_endpoint_config() -> Config {
     Config {
         accept_game_servers: true,
-        ..demo_config(seed)
+        ..demo_config()
     }
 }
 
@@ -264,20 +276,21 @@ pub fn allow_binary(config: &mut VsConfig, binary: &std::path::Path) -> io::Resu
 }
 
 /// Runs a verification server on `options.listen` for `options.duration`; `ready` gets the
-/// bound address, `progress` is called about once a second.
+/// bound address (an error before it is a setup error: the address cannot be bound),
+/// `progress` is called about once a second.
 ///
 /// # Errors
-/// Socket errors.
+/// Socket errors; the OS has no randomness.
 pub fn run_vs(
     options: &VsOptions,
     ready: impl FnOnce(SocketAddr),
     mut progress: impl FnMut(&VsReport, Duration),
 ) -> io::Result<VsReport> {
     let start = Instant::now();
-    let identity = SigningKey::from_bytes(&derive_seed(options.seed, "demo/vs-identity"));
     let endpoint = Endpoint::server(
-        vs_endpoint_config(options.seed),
-        identity,
+        options.endpoint.clone(),
+        os_secrets()?,
+        options.identity.clone(),
         0,
         wall_clock_now(),
         start,
@@ -285,11 +298,15 @@ pub fn run_vs(
     .map_err(io::Error::other)?;
     let mut verifier = Verifier::new(
         options.config.clone(),
-        demo_vs_key(options.issuer_seed),
+        os_secrets()?,
+        options.issuer.clone(),
         endpoint.wall_clock(),
     );
     let mut runtime = MioRuntime::new()?;
-    let node = runtime.bind(options.listen, endpoint)?;
+    let listen = options.listen;
+    let node = runtime
+        .bind(listen, endpoint)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))?;
     ready(runtime.local_addr(node)?);
     let mut report = VsReport::default();
     let mut stages = StageStats::default();

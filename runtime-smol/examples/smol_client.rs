@@ -2,58 +2,67 @@
 //! and the statistics.
 //!
 //! ```text
-//! cargo run -p tickwire-mio --bin tickwire-client -- --write-ticket ticket.bin --first 0 --seed 7
+//! cargo run -p tickwire-mio --bin tickwire-client -- --issuer-key /tmp/tw/issuer.pem \
+//!     --write-ticket /tmp/tw/ticket.bin
 //! cargo run -p tickwire-smol --example smol_client -- \
-//!     --server 127.0.0.1:4433 --ticket ticket.bin --identity-seed 7
+//!     --server 127.0.0.1:4433 --ticket /tmp/tw/ticket.bin --identity-key /tmp/tw/ticket.bin.key
 //! ```
 //!
-//! The ticket file holds the bytes of `JoinTicket::to_bytes()` for demo client 0 of seed N,
-//! whose identity and config come from `tickwire_mio::demo` (same schema hash as the server).
+//! The ticket file holds the bytes of `JoinTicket::to_bytes()`; the key file the identity it
+//! names (PKCS#8 PEM, as `tickwire-client --write-ticket` writes it). The endpoint's secrets
+//! come from the OS, and its config is the demo's (`tickwire_mio::demo::demo_config`, for the
+//! schema hash).
 
 use std::error::Error;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use tickwire_core::{ChannelId, ConnectOptions, JoinTicket, ReasonCode};
-use tickwire_mio::demo::{client_identity, demo_config};
+use tickwire_mio::demo::demo_config;
 use tickwire_smol::{connect, wall_clock_now};
+use tickwire_udp::os::load_signing_key;
+use tickwire_udp::os_secrets;
 
 /// Ticks to keep listening for replies after sending (one second at 60 Hz).
 const LISTEN_TICKS: u64 = 60;
 
 struct Args {
     server: SocketAddr,
-    ticket: String,
-    identity_seed: u64,
+    ticket: PathBuf,
+    identity_key: PathBuf,
 }
 
 fn parse_args() -> Result<Args, Box<dyn Error>> {
-    let (mut server, mut ticket, mut identity_seed) = (None, None, None);
+    let (mut server, mut ticket, mut identity_key) = (None, None, None);
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--server" => server = Some(value.parse()?),
-            "--ticket" => ticket = Some(value),
-            "--identity-seed" => identity_seed = Some(value.parse()?),
+            "--ticket" => ticket = Some(PathBuf::from(value)),
+            "--identity-key" => identity_key = Some(PathBuf::from(value)),
             _ => return Err(format!("unknown argument {flag}").into()),
         }
     }
-    let usage = "usage: smol_client --server ADDR --ticket PATH --identity-seed N";
+    let usage = "usage: smol_client --server ADDR --ticket PATH --identity-key PATH";
     Ok(Args {
         server: server.ok_or(usage)?,
         ticket: ticket.ok_or(usage)?,
-        identity_seed: identity_seed.ok_or(usage)?,
+        identity_key: identity_key.ok_or(usage)?,
     })
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
     let args = parse_args()?;
-    let ticket = JoinTicket::from_bytes(&std::fs::read(&args.ticket)?)?;
-    let identity = client_identity(args.identity_seed, 0);
-    let config = demo_config(args.identity_seed);
+    let bytes = std::fs::read(&args.ticket).map_err(|e| format!("{}: {e}", args.ticket.display()))?;
+    let ticket = JoinTicket::from_bytes(&bytes)?;
+    let identity = load_signing_key(&args.identity_key)?;
+    let config = demo_config();
+    let secrets = os_secrets()?;
     smol::block_on(async {
         let mut client = connect(
             config,
+            secrets,
             identity,
             wall_clock_now(),
             args.server,
@@ -69,7 +78,14 @@ fn main() -> Result<(), Box<dyn Error>> {
         let mut ticks = 0;
         while let Some(tick) = client.next_tick().await {
             while let Some(message) = client.try_recv() {
-                println!("tick {tick}: {:?} on {:?}", message.payload, message.channel);
+                match std::str::from_utf8(&message.payload) {
+                    Ok(text) => println!("tick {tick}: {text:?} on {:?}", message.channel),
+                    Err(_) => println!(
+                        "tick {tick}: {} bytes on {:?}",
+                        message.payload.len(),
+                        message.channel
+                    ),
+                }
             }
             ticks += 1;
             if ticks == LISTEN_TICKS {

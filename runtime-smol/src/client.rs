@@ -12,7 +12,7 @@ use ed25519_dalek::SigningKey;
 use tickwire_core::tick::TickSync;
 use tickwire_core::{
     ChannelId, Config, ConnHandle, ConnectError, ConnectOptions, ConnectionStats, Endpoint, EndpointError,
-    Event, JoinTicket, ReasonCode, SendError, Session, WallClock,
+    Event, JoinTicket, ReasonCode, Secrets, SendError, Session, WallClock,
 };
 
 use crate::io::SmolEndpoint;
@@ -90,19 +90,22 @@ pub struct Received {
 
 /// Joins the game server at `server` presenting `ticket` (issued for `identity`'s public
 /// key), from a fresh socket on the unspecified address of the server's family with an
-/// ephemeral port. Returns once the tickwire handshake completes.
+/// ephemeral port. The client endpoint's nonces and connection ids derive from `secrets`:
+/// fresh from the OS (`tickwire_udp::os_secrets()`) for anything facing a real network.
+/// Returns once the tickwire handshake completes.
 ///
 /// # Errors
 /// [`ConnectFailure`]; a refusal or a handshake timeout is [`ConnectFailure::Rejected`].
 pub async fn connect(
     config: Config,
+    secrets: Secrets,
     identity: SigningKey,
     wall: WallClock,
     server: SocketAddr,
     ticket: JoinTicket,
     options: ConnectOptions,
 ) -> Result<Client, ConnectFailure> {
-    let endpoint = Endpoint::client(config, identity, wall)?;
+    let endpoint = Endpoint::client(config, secrets, identity, wall)?;
     let local = match server {
         SocketAddr::V4(_) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
         SocketAddr::V6(_) => SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)),

@@ -10,14 +10,16 @@
 //! use ed25519_dalek::SigningKey;
 //! use tickwire_core::{ChannelId, Config, ConnectOptions, Event, JoinTicketClaims, TicketIssuer};
 //! use tickwire_smol::{connect, wall_clock_now, Server, ServerOutput};
+//! use tickwire_udp::{os_secrets, os_signing_key};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! smol::block_on(async {
-//!     // A server trusting one ticket issuer, serving game server id 42.
+//!     // A server trusting one ticket issuer, serving game server id 42. Secrets and keys come
+//!     // from the OS (or, for long-term keys, from files: `tickwire_udp::os::load_signing_key`).
 //!     let wall = wall_clock_now();
-//!     let issuer = TicketIssuer::new(1, SigningKey::from_bytes(&[1; 32]));
+//!     let issuer = TicketIssuer::new(1, os_signing_key()?);
 //!     let mut server =
-//!         Server::bind("127.0.0.1:4433".parse()?, Config::default(), SigningKey::from_bytes(&[2; 32]), 42, wall)?;
+//!         Server::bind("127.0.0.1:4433".parse()?, Config::default(), os_secrets()?, os_signing_key()?, 42, wall)?;
 //!     server.tickets_mut().add_key(1, issuer.verifying_key());
 //!     let server_addr = server.local_addr()?;
 //!     smol::spawn(async move {
@@ -34,15 +36,17 @@
 //!     })
 //!     .detach();
 //!
-//!     // A client with a ticket naming its identity key.
-//!     let identity = SigningKey::from_bytes(&[3; 32]);
+//!     // A client with a ticket naming its identity key (a lobby would issue it), with a
+//!     // random single-use `jti`.
+//!     let identity: SigningKey = os_signing_key()?;
+//!     let jti: [u8; 16] = tickwire_udp::os::os_random()?[..16].try_into()?;
 //!     let claims = JoinTicketClaims::new(
-//!         7, 42, [0; 16], wall.unix_ms_at(Instant::now()), 60_000, 0,
+//!         7, 42, jti, wall.unix_ms_at(Instant::now()), 60_000, 0,
 //!         identity.verifying_key().to_bytes(),
 //!     );
 //!     let ticket = issuer.issue(&claims);
 //!     let mut client = connect(
-//!         Config { seed: 1, ..Config::default() }, identity, wall, server_addr, ticket,
+//!         Config::default(), os_secrets()?, identity, wall, server_addr, ticket,
 //!         ConnectOptions::default(),
 //!     )
 //!     .await?;

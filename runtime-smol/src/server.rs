@@ -12,7 +12,7 @@ use tickwire_core::tick::TickInfo;
 use tickwire_core::ticket::TicketVerifier;
 use tickwire_core::vs::{GsAgent, GsConfig, GsEvent, GsIdentity, VsKeys};
 use tickwire_core::{
-    ChannelId, Config, ConnHandle, Endpoint, EndpointError, Event, ReasonCode, SendError, WallClock,
+    ChannelId, Config, ConnHandle, Endpoint, EndpointError, Event, ReasonCode, Secrets, SendError, WallClock,
 };
 
 use crate::io::SmolEndpoint;
@@ -72,6 +72,9 @@ pub enum ServerOutput {
 
 /// How a game server proves itself to its verification server ([`Server::attest`]).
 pub struct Attestation {
+    /// The agent's secrets (the jitter of its reconnections): fresh from the OS
+    /// (`tickwire_udp::os_secrets()`), not the endpoint's.
+    pub secrets: Secrets,
     /// The VS's UDP address.
     pub vs_addr: SocketAddr,
     /// The keys the VS signs play tickets with (clients must trust the same).
@@ -138,19 +141,22 @@ pub struct Server {
 
 impl Server {
     /// Binds `addr` and serves game server id `gs_id` (the audience join tickets must name)
-    /// with identity `identity`; the tick scheduler starts now. Register ticket issuer keys
-    /// with [`tickets_mut`](Self::tickets_mut) before clients join.
+    /// with identity `identity`; the tick scheduler starts now. The endpoint's secret values
+    /// (Retry-token and reset keys, connection ids, nonces) derive from `secrets`: fresh from
+    /// the OS (`tickwire_udp::os_secrets()`) for anything facing a real network. Register
+    /// ticket issuer keys with [`tickets_mut`](Self::tickets_mut) before clients join.
     ///
     /// # Errors
     /// [`BindError`].
     pub fn bind(
         addr: SocketAddr,
         config: Config,
+        secrets: Secrets,
         identity: SigningKey,
         gs_id: u64,
         wall: WallClock,
     ) -> Result<Self, BindError> {
-        let endpoint = Endpoint::server(config, identity, gs_id, wall, Instant::now())?;
+        let endpoint = Endpoint::server(config, secrets, identity, gs_id, wall, Instant::now())?;
         Ok(Self {
             io: SmolEndpoint::new(UdpSocket::bind(addr)?, endpoint)?,
             gs_id,
@@ -170,6 +176,7 @@ impl Server {
     /// The TPM cannot give its attestation key.
     pub fn attest(&mut self, attestation: Attestation) -> Result<(), TpmError> {
         let Attestation {
+            secrets,
             vs_addr,
             vs_keys,
             vs_identity,
@@ -191,6 +198,7 @@ impl Server {
         };
         let mut agent = GsAgent::new(
             config,
+            secrets,
             identity,
             vs_addr,
             vs_keys,

@@ -8,18 +8,19 @@ use std::time::{Duration, Instant};
 
 use tickwire_core::attest::{SimulatedTpm, TpmProvider, MEASUREMENT_PCR};
 use tickwire_core::vs::{GsConfig, GsEvent, Measurement, VsConfig};
-use tickwire_core::{ConnectOptions, JoinTicketClaims, TicketIssuer};
-use tickwire_mio::vs::{demo_vs_keys, run_vs, VsOptions};
+use tickwire_core::{Config, ConnectOptions, JoinTicketClaims, TicketIssuer};
+use tickwire_mio::vs::{run_vs, vs_endpoint_config, vs_keys, VsOptions};
 use tickwire_smol::{connect, wall_clock_now, Attestation, Server, ServerOutput};
 
 mod common;
 
-use common::{config, identity, within};
+use common::{identity, secrets, within};
 
 const GS_ID: u64 = 42;
 /// Join tickets come from a lobby key of their own; the VS's play-ticket key has id 1.
 const LOBBY_KEY_ID: u32 = 5;
-const VS_ISSUER_SEED: u64 = 9;
+/// Numbers the VS's signing key (play tickets, under key id 1).
+const VS_ISSUER: u64 = 9;
 const SOFTWARE: [u8; 32] = [0xB1; 32];
 const SETTINGS: [u8; 32] = [0xC0; 32];
 
@@ -27,8 +28,9 @@ const SETTINGS: [u8; 32] = [0xC0; 32];
 fn start_vs() -> SocketAddr {
     let options = VsOptions {
         listen: "127.0.0.1:0".parse().unwrap(),
-        issuer_seed: VS_ISSUER_SEED,
-        seed: 3,
+        identity: identity(3),
+        issuer: identity(VS_ISSUER),
+        endpoint: vs_endpoint_config(),
         duration: Duration::from_secs(15),
         config: VsConfig {
             allow_unenrolled: true,
@@ -52,7 +54,8 @@ fn a_smol_game_server_attests_and_its_client_verifies_the_play_ticket() {
         let lobby = TicketIssuer::new(LOBBY_KEY_ID, identity(100));
         let mut server = Server::bind(
             "127.0.0.1:0".parse().unwrap(),
-            config(1),
+            Config::default(),
+            secrets(1),
             identity(1),
             GS_ID,
             wall,
@@ -64,8 +67,9 @@ fn a_smol_game_server_attests_and_its_client_verifies_the_play_ticket() {
         tpm.extend_pcr(MEASUREMENT_PCR, SETTINGS).unwrap();
         server
             .attest(Attestation {
+                secrets: secrets(4),
                 vs_addr,
-                vs_keys: demo_vs_keys(VS_ISSUER_SEED),
+                vs_keys: vs_keys(&identity(VS_ISSUER).verifying_key()),
                 vs_identity: None,
                 config: GsConfig::default(),
                 software_sha256: SOFTWARE,
@@ -110,13 +114,14 @@ fn a_smol_game_server_attests_and_its_client_verifies_the_play_ticket() {
             client_identity.verifying_key().to_bytes(),
         );
         let options = ConnectOptions {
-            trusted_vs_keys: Some(demo_vs_keys(VS_ISSUER_SEED)),
+            trusted_vs_keys: Some(vs_keys(&identity(VS_ISSUER).verifying_key())),
             ..ConnectOptions::default()
         };
         let client = within(
             "the client's join",
             connect(
-                config(2),
+                Config::default(),
+                secrets(2),
                 client_identity,
                 wall,
                 server_addr,

@@ -7,14 +7,14 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures_lite::future;
 use tickwire_core::{
-    ChannelId, ConnHandle, ConnectOptions, Event, Initiator, JoinTicket, JoinTicketClaims, ReasonCode,
-    TicketIssuer, WallClock,
+    ChannelId, Config, ConnHandle, ConnectOptions, Event, Initiator, JoinTicket, JoinTicketClaims,
+    ReasonCode, TicketIssuer, WallClock,
 };
 use tickwire_smol::{connect, wall_clock_now, Client, ConnectFailure, Received, Server, ServerOutput};
 
 mod common;
 
-use common::{config, identity, within};
+use common::{identity, secrets, within};
 
 const GS_ID: u64 = 42;
 const ISSUER_KEY_ID: u32 = 1;
@@ -27,7 +27,15 @@ fn setup() -> (TicketIssuer, WallClock, Server) {
     let issuer = TicketIssuer::new(ISSUER_KEY_ID, identity(100));
     let wall = wall_clock_now();
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let mut server = Server::bind(addr, config(SERVER_SEED), identity(SERVER_SEED), GS_ID, wall).unwrap();
+    let mut server = Server::bind(
+        addr,
+        Config::default(),
+        secrets(SERVER_SEED),
+        identity(SERVER_SEED),
+        GS_ID,
+        wall,
+    )
+    .unwrap();
     server
         .tickets_mut()
         .add_key(ISSUER_KEY_ID, issuer.verifying_key());
@@ -49,7 +57,8 @@ fn ticket(issuer: &TicketIssuer, wall: WallClock, gs_id: u64) -> JoinTicket {
 
 async fn join(wall: WallClock, server: SocketAddr, ticket: JoinTicket) -> Result<Client, ConnectFailure> {
     connect(
-        config(CLIENT_SEED),
+        Config::default(),
+        secrets(CLIENT_SEED),
         identity(CLIENT_SEED),
         wall,
         server,

@@ -109,7 +109,7 @@ fn every_link_loses_within_the_first_messages() {
 #[test]
 fn mio_clients_join_and_exchange_messages_through_a_lossy_proxy() {
     let spec = lossy();
-    let mut config = test_config(100);
+    let mut config = test_config();
     // Room for bursts of loss on top of the 65 ms RTT; liveness is not what is tested here.
     config.heartbeat.timeout_ms = 3_000;
     config.idle_timeout_ms = 10_000;

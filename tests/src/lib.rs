@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use ed25519_dalek::SigningKey;
 use tickwire_core::{
-    ChannelId, Config, ConnHandle, Endpoint, Event, JoinTicket, JoinTicketClaims, TicketIssuer,
+    ChannelId, Config, ConnHandle, Endpoint, Event, JoinTicket, JoinTicketClaims, Secrets, TicketIssuer,
 };
 use tickwire_mio::{wall_clock_now, MioRuntime};
 
@@ -22,11 +22,8 @@ pub const GS_ID: u64 = 42;
 pub const PATIENCE: Duration = Duration::from_secs(15);
 
 /// Config for tests: fast heartbeats so liveness tests finish quickly.
-pub fn test_config(seed: u64) -> Config {
-    let mut config = Config {
-        seed,
-        ..Config::default()
-    };
+pub fn test_config() -> Config {
+    let mut config = Config::default();
     config.heartbeat.interval_ms = 100;
     config.heartbeat.timeout_ms = 1_000;
     config.idle_timeout_ms = 5_000;
@@ -36,6 +33,11 @@ pub fn test_config(seed: u64) -> Config {
 /// The issuer both sides trust.
 pub fn issuer() -> TicketIssuer {
     TicketIssuer::new(1, SigningKey::from_bytes(&[0x15; 32]))
+}
+
+/// Secrets number `n`: reproducible, so insecure (`Secrets::insecure_from_seed`); tests only.
+pub fn secrets(n: u8) -> Secrets {
+    Secrets::insecure_from_seed(u64::from(n))
 }
 
 /// Identity key number `n`.
@@ -79,15 +81,21 @@ pub struct EchoServer {
 }
 
 impl EchoServer {
-    /// Starts the server with `config`.
+    /// Starts the server with `config`, identity and secrets number 200.
     pub fn start(config: Config) -> Self {
         let (addr_tx, addr_rx) = mpsc::channel();
         let (event_tx, events) = mpsc::channel();
         let (commands, command_rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
-            let mut endpoint =
-                Endpoint::server(config, identity(200), GS_ID, wall_clock_now(), Instant::now())
-                    .expect("valid config");
+            let mut endpoint = Endpoint::server(
+                config,
+                secrets(200),
+                identity(200),
+                GS_ID,
+                wall_clock_now(),
+                Instant::now(),
+            )
+            .expect("valid config");
             endpoint
                 .tickets_mut()
                 .expect("server")

@@ -7,25 +7,65 @@ use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use ed25519_dalek::SigningKey;
 use tickwire_core::vs::{GsConfig, Measurement, VsConfig};
-use tickwire_mio::demo::{run_clients, run_server, DemoOptions, IssuerArgs, ServerReport};
-use tickwire_mio::vs::{binary_sha256, demo_config_sha256, run_vs, VsLink, VsOptions, VsReport};
+use tickwire_mio::demo::{
+    demo_config, run_clients, run_server, ClientOptions, ClientReport, ServerOptions, ServerReport,
+};
+use tickwire_mio::vs::{
+    binary_sha256, demo_config_sha256, run_vs, vs_endpoint_config, vs_keys, VsLink, VsOptions, VsReport,
+};
 
 const SECONDS: f64 = 4.0;
+const GS_ID: u64 = 42;
+
+/// The VS's signing key: play tickets, and (standing in for a lobby) the clients' join tickets.
+fn issuer() -> SigningKey {
+    SigningKey::from_bytes(&[0x1A; 32])
+}
+
+fn vs_options(duration: Duration, config: VsConfig) -> VsOptions {
+    VsOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        identity: SigningKey::from_bytes(&[0x03; 32]),
+        issuer: issuer(),
+        endpoint: vs_endpoint_config(),
+        duration,
+        config,
+    }
+}
+
+fn server_options(duration: Duration, vs: VsLink) -> ServerOptions {
+    ServerOptions {
+        identity: SigningKey::from_bytes(&[0x01; 32]),
+        trusted_issuer: issuer().verifying_key(),
+        gs_id: GS_ID,
+        config: demo_config(),
+        duration,
+        vs: Some(vs),
+    }
+}
+
+fn link(addr: SocketAddr, tpm: String, gs: GsConfig) -> VsLink {
+    VsLink {
+        addr,
+        tpm,
+        vs_keys: vs_keys(&issuer().verifying_key()),
+        config_sha256: demo_config_sha256(&gs),
+        gs,
+    }
+}
 
 /// Runs VS, GS (with `tpm`) and 4 clients; returns the three reports.
-fn run(tpm: String) -> (VsReport, ServerReport, Vec<tickwire_mio::demo::ClientReport>) {
+fn run(tpm: String) -> (VsReport, ServerReport, Vec<ClientReport>) {
     let gs_config = GsConfig {
         heartbeat_interval_ms: 200,
         reattest_every: 3,
         ..GsConfig::default()
     };
-    let vs_options = VsOptions {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        issuer_seed: 1,
-        seed: 3,
-        duration: Duration::from_secs_f64(SECONDS + 3.0),
-        config: VsConfig {
+    let vs_options = vs_options(
+        Duration::from_secs_f64(SECONDS + 3.0),
+        VsConfig {
             measurements: vec![Measurement {
                 binary_sha256: binary_sha256().unwrap(),
                 config_sha256: demo_config_sha256(&gs_config),
@@ -34,22 +74,15 @@ fn run(tpm: String) -> (VsReport, ServerReport, Vec<tickwire_mio::demo::ClientRe
             ticket_interval_ms: 500,
             ..VsConfig::default()
         },
-    };
+    );
     let (vs_tx, vs_rx) = mpsc::channel();
     let vs = std::thread::spawn(move || run_vs(&vs_options, |addr| vs_tx.send(addr).unwrap(), |_, _| {}));
     let vs_addr: SocketAddr = vs_rx.recv().unwrap();
 
-    let issuer = IssuerArgs {
-        issuer_seed: 1,
-        gs_id: 42,
-    };
-    let mut server_options = issuer.options(1, SECONDS + 2.0);
-    server_options.vs = Some(VsLink {
-        addr: vs_addr,
-        tpm,
-        config_sha256: demo_config_sha256(&gs_config),
-        gs: gs_config,
-    });
+    let server_options = server_options(
+        Duration::from_secs_f64(SECONDS + 2.0),
+        link(vs_addr, tpm, gs_config),
+    );
     let (gs_tx, gs_rx) = mpsc::channel();
     let gs = std::thread::spawn(move || {
         run_server(
@@ -60,9 +93,12 @@ fn run(tpm: String) -> (VsReport, ServerReport, Vec<tickwire_mio::demo::ClientRe
         )
     });
     let gs_addr: SocketAddr = gs_rx.recv().unwrap();
-    let client_options = DemoOptions {
-        check_play_ticket: true,
-        ..issuer.options(7, SECONDS)
+    let client_options = ClientOptions {
+        issuer: issuer(),
+        gs_id: GS_ID,
+        config: demo_config(),
+        duration: Duration::from_secs_f64(SECONDS),
+        trusted_vs: Some(issuer().verifying_key()),
     };
     let clients = run_clients(gs_addr, 0, 4, &client_options).unwrap();
     let server = gs.join().unwrap().unwrap();
@@ -70,7 +106,7 @@ fn run(tpm: String) -> (VsReport, ServerReport, Vec<tickwire_mio::demo::ClientRe
     (vs, server, clients)
 }
 
-fn check(vs: &VsReport, server: &ServerReport, clients: &[tickwire_mio::demo::ClientReport]) {
+fn check(vs: &VsReport, server: &ServerReport, clients: &[ClientReport]) {
     assert_eq!(vs.joins, 1, "{vs:?}");
     assert!(vs.rejections.is_empty(), "{vs:?}");
     assert!(vs.reattestations >= 1, "{vs:?}");
@@ -101,30 +137,20 @@ fn vs_gs_and_clients_on_loopback_with_swtpm() {
 
 #[test]
 fn a_gs_whose_binary_is_not_allowed_fails_with_the_reason() {
-    let vs_options = VsOptions {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        issuer_seed: 1,
-        seed: 3,
-        duration: Duration::from_secs(3),
-        config: VsConfig {
+    let vs_options = vs_options(
+        Duration::from_secs(3),
+        VsConfig {
             allow_unenrolled: true,
             ..VsConfig::default()
         },
-    };
+    );
     let (vs_tx, vs_rx) = mpsc::channel();
     let vs = std::thread::spawn(move || run_vs(&vs_options, |addr| vs_tx.send(addr).unwrap(), |_, _| {}));
     let vs_addr = vs_rx.recv().unwrap();
-    let mut options = IssuerArgs {
-        issuer_seed: 1,
-        gs_id: 42,
-    }
-    .options(1, 2.5);
-    options.vs = Some(VsLink {
-        addr: vs_addr,
-        tpm: "simulated".into(),
-        config_sha256: demo_config_sha256(&GsConfig::default()),
-        gs: GsConfig::default(),
-    });
+    let options = server_options(
+        Duration::from_secs_f64(2.5),
+        link(vs_addr, "simulated".into(), GsConfig::default()),
+    );
     let err = run_server("127.0.0.1:0".parse().unwrap(), &options, |_| {}, |_, _| {}).unwrap_err();
     assert!(err.to_string().contains("MEASUREMENT_MISMATCH"), "{err}");
     let vs = vs.join().unwrap().unwrap();

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tickwire_core::{ChannelId, ConnHandle, ConnectOptions, Endpoint, Event, ReasonCode};
 use tickwire_mio::{wall_clock_now, MioRuntime, NodeId};
-use tickwire_tests::{identity, test_config, ticket, EchoServer, PATIENCE};
+use tickwire_tests::{identity, secrets, test_config, ticket, EchoServer, PATIENCE};
 
 /// A client on the mio runtime, driven by the test thread.
 struct MioClient {
@@ -18,7 +18,7 @@ struct MioClient {
 
 impl MioClient {
     fn connect(server: SocketAddr, n: u8) -> Self {
-        let endpoint = Endpoint::client(test_config(u64::from(n)), identity(n), wall_clock_now()).unwrap();
+        let endpoint = Endpoint::client(test_config(), secrets(n), identity(n), wall_clock_now()).unwrap();
         let mut runtime = MioRuntime::new().unwrap();
         let node = runtime.bind("127.0.0.1:0".parse().unwrap(), endpoint).unwrap();
         let conn = runtime
@@ -60,14 +60,14 @@ impl MioClient {
 
 #[test]
 fn smol_and_mio_clients_join_exchange_and_hear_the_shutdown_reason() {
-    let server = EchoServer::start(test_config(100));
+    let server = EchoServer::start(test_config());
     let addr = server.addr;
 
     let smol_client = std::thread::spawn(move || {
         smol::block_on(async {
-            let config = test_config(7);
             let mut client = tickwire_smol::connect(
-                config,
+                test_config(),
+                secrets(7),
                 identity(7),
                 wall_clock_now(),
                 addr,
@@ -152,7 +152,7 @@ fn smol_and_mio_clients_join_exchange_and_hear_the_shutdown_reason() {
 
 #[test]
 fn a_vanished_client_is_detected_within_the_heartbeat_timeout() {
-    let config = test_config(101);
+    let config = test_config();
     let timeout = Duration::from_millis(config.heartbeat.timeout_ms + config.heartbeat.interval_ms);
     let server = EchoServer::start(config);
     let mut client = MioClient::connect(server.addr, 9);

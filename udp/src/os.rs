@@ -112,7 +112,10 @@ pub fn load_verifying_key(path: &Path) -> io::Result<VerifyingKey> {
         .map_err(|e| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("{}: not an Ed25519 public or private key in PEM ({e})", path.display()),
+                format!(
+                    "{}: not an Ed25519 public or private key in PEM ({e})",
+                    path.display()
+                ),
             )
         })
 }

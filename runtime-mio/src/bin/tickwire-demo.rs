@@ -7,6 +7,14 @@
 //! # its play ticket:
 //! cargo run --release -p tickwire-mio --bin tickwire-demo -- --with-vs
 //! ```
+//!
+//! It needs no keys: each run draws one issuer key from the OS, shared in-process by the
+//! verification server (which signs play tickets with it), the game server (which trusts it)
+//! and the clients (which sign their join tickets with it). Every identity and every
+//! endpoint's secrets come from the OS too.
+//!
+//! Bad input (a duration that is not a finite number of seconds up to a year, a client count
+//! out of range) exits with code 2 and one line on stderr.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,27 +23,32 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use clap::Parser;
+use ed25519_dalek::SigningKey;
 use tickwire_core::vs::{GsConfig, Measurement, VsConfig};
-use tickwire_mio::demo::{run_clients, run_server, write_json, DemoOptions, DemoReport, IssuerArgs};
-use tickwire_mio::vs::{binary_sha256, demo_config_sha256, run_vs, VsLink, VsOptions};
+use tickwire_core::Config;
+use tickwire_mio::cli::{check_output, fail, parse_seconds};
+use tickwire_mio::demo::{
+    demo_config, run_clients, run_server, write_json, ClientOptions, DemoReport, ServerOptions, DEMO_GS_ID,
+};
+use tickwire_mio::vs::{
+    binary_sha256, demo_config_sha256, run_vs, vs_endpoint_config, vs_keys, VsLink, VsOptions,
+};
+use tickwire_udp::os_signing_key;
+
+const BIN: &str = "tickwire-demo";
 
 /// Runs a tickwire game server and clients over loopback UDP and reports what happened.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
-    /// Number of clients.
-    #[arg(long, default_value_t = 32)]
+    /// Number of clients (1 to 1024).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1024))]
     clients: u64,
-    /// Seconds the clients play.
-    #[arg(long, default_value_t = 5.0)]
-    seconds: f64,
-    /// Base seed for every endpoint's randomness.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    #[command(flatten)]
-    issuer: IssuerArgs,
+    /// Seconds the clients play (finite, above 0, at most a year).
+    #[arg(long, default_value = "5", value_parser = parse_seconds, allow_negative_numbers = true)]
+    seconds: Duration,
     /// Write the report as JSON here.
-    #[arg(long)]
+    #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
     /// Also run a verification server (its own thread): the game server attests with a
     /// simulated TPM measuring this binary, and clients require its play ticket.
@@ -43,14 +56,31 @@ struct Args {
     with_vs: bool,
 }
 
-/// Starts a verification server for the demo on its own thread; returns its address.
-fn start_vs(args: &Args) -> Result<(SocketAddr, VsLink), String> {
+/// The game server's config. Every demo client comes from 127.0.0.1, and this server binds
+/// loopback only, so the per-address admission limits that protect a public server (8
+/// handshakes in a burst, 4 per second, 8 in progress per address) would only pace the demo's
+/// own clients: they are raised to let a whole demo join at once. `tickwire-gs` keeps the
+/// defaults.
+fn loopback_config(clients: u64) -> Config {
+    let mut config = demo_config();
+    let clients = usize::try_from(clients).unwrap_or(usize::MAX);
+    config.limits.handshake_burst_per_addr = config.limits.handshake_burst_per_addr.max(clients as u64);
+    config.max_pending_handshakes_per_addr = config
+        .max_pending_handshakes_per_addr
+        .max(clients.min(config.max_pending_handshakes));
+    config
+}
+
+/// Starts a verification server for the demo on its own thread; returns the game server's
+/// link to it.
+fn start_vs(args: &Args, issuer: &SigningKey) -> Result<VsLink, String> {
     let gs = GsConfig::default();
     let options = VsOptions {
-        listen: "127.0.0.1:0".parse().expect("valid address"),
-        issuer_seed: args.issuer.issuer_seed,
-        seed: args.seed.wrapping_add(500),
-        duration: Duration::from_secs_f64(args.seconds + 4.0),
+        listen: "127.0.0.1:0".parse().expect("a literal socket address"),
+        identity: os_signing_key().map_err(|e| e.to_string())?,
+        issuer: issuer.clone(),
+        endpoint: vs_endpoint_config(),
+        duration: args.seconds + Duration::from_secs(4),
         config: VsConfig {
             measurements: vec![Measurement {
                 binary_sha256: binary_sha256().map_err(|e| e.to_string())?,
@@ -69,50 +99,73 @@ fn start_vs(args: &Args) -> Result<(SocketAddr, VsLink), String> {
             },
             |_, _| {},
         );
-        if let Ok(report) = report {
-            println!(
+        match report {
+            Ok(report) => println!(
                 "verification server: {} join(s), {} re-attestation(s), {} receipt(s), rejected {:?}",
                 report.joins, report.reattestations, report.receipts, report.rejections
-            );
+            ),
+            Err(e) => eprintln!("{BIN}: verification server: {e}"),
         }
     });
     let addr = rx
         .recv()
         .map_err(|_| "verification server failed to start".to_owned())?;
-    let link = VsLink {
+    println!("verification server on {addr}");
+    Ok(VsLink {
         addr,
         tpm: "simulated".into(),
+        vs_keys: vs_keys(&issuer.verifying_key()),
         config_sha256: demo_config_sha256(&gs),
         gs,
-    };
-    Ok((addr, link))
+    })
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let mut client_options = args.issuer.options(args.seed, args.seconds);
-    // The server outlives the clients so they can leave normally before it shuts down.
-    let mut server_options = DemoOptions {
-        duration: client_options.duration + Duration::from_millis(1_500),
-        ..client_options.clone()
+    if let Some(path) = &args.json {
+        if let Err(e) = check_output("--json", path) {
+            return fail(BIN, e);
+        }
+    }
+    // One issuer key per run, from the OS, never written anywhere.
+    let (issuer, identity) = match (os_signing_key(), os_signing_key()) {
+        (Ok(issuer), Ok(identity)) => (issuer, identity),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("{BIN}: {e}");
+            return ExitCode::FAILURE;
+        }
     };
-    if args.with_vs {
-        match start_vs(&args) {
-            Ok((addr, link)) => {
-                println!("verification server on {addr}");
-                server_options.vs = Some(link);
-                client_options.check_play_ticket = true;
-            }
+    let vs = if args.with_vs {
+        match start_vs(&args, &issuer) {
+            Ok(link) => Some(link),
             Err(e) => {
-                eprintln!("{e}");
+                eprintln!("{BIN}: {e}");
                 return ExitCode::FAILURE;
             }
         }
-    }
+    } else {
+        None
+    };
+    let client_options = ClientOptions {
+        issuer: issuer.clone(),
+        gs_id: DEMO_GS_ID,
+        config: demo_config(),
+        duration: args.seconds,
+        trusted_vs: vs.is_some().then(|| issuer.verifying_key()),
+    };
+    // The server outlives the clients so they can leave normally before it shuts down.
+    let server_options = ServerOptions {
+        identity,
+        trusted_issuer: issuer.verifying_key(),
+        gs_id: DEMO_GS_ID,
+        config: loopback_config(args.clients),
+        duration: args.seconds + Duration::from_millis(1_500),
+        vs,
+    };
     let (tx, rx) = mpsc::channel();
     let server = std::thread::spawn(move || {
         run_server(
-            "127.0.0.1:0".parse().expect("valid address"),
+            "127.0.0.1:0".parse().expect("a literal socket address"),
             &server_options,
             |addr| {
                 let _ = tx.send(addr);
@@ -120,25 +173,33 @@ fn main() -> ExitCode {
             |_, _| {},
         )
     });
-    let Ok(addr) = rx.recv() else {
-        eprintln!("server failed to start: {:?}", server.join());
-        return ExitCode::FAILURE;
+    let addr: SocketAddr = match rx.recv() {
+        Ok(addr) => addr,
+        Err(_) => {
+            let why = match server.join() {
+                Ok(Err(e)) => e.to_string(),
+                other => format!("{other:?}"),
+            };
+            eprintln!("{BIN}: the game server failed to start: {why}");
+            return ExitCode::FAILURE;
+        }
     };
     println!(
         "game server on {addr}; {} clients joining for {:.1} s",
-        args.clients, args.seconds
+        args.clients,
+        args.seconds.as_secs_f64()
     );
     let clients = match run_clients(addr, 0, args.clients, &client_options) {
         Ok(clients) => clients,
         Err(e) => {
-            eprintln!("clients failed: {e}");
+            eprintln!("{BIN}: clients failed: {e}");
             return ExitCode::FAILURE;
         }
     };
     let server = match server.join() {
         Ok(Ok(report)) => report,
         other => {
-            eprintln!("server failed: {other:?}");
+            eprintln!("{BIN}: server failed: {other:?}");
             return ExitCode::FAILURE;
         }
     };
@@ -146,7 +207,7 @@ fn main() -> ExitCode {
     print!("{}", report.render());
     if let Some(path) = &args.json {
         if let Err(e) = write_json(path, &report) {
-            eprintln!("cannot write {}: {e}", path.display());
+            eprintln!("{BIN}: cannot write {}: {e}", path.display());
             return ExitCode::FAILURE;
         }
         println!("report written to {}", path.display());
@@ -155,7 +216,7 @@ fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         eprintln!(
-            "{} of {} clients did not join",
+            "{BIN}: {} of {} clients did not join",
             report.clients - report.joined,
             report.clients
         );

@@ -1,88 +1,174 @@
 //! `tickwire-gs`: the demo game server as its own process.
 //!
 //! ```text
-//! cargo run --release -p tickwire-mio --bin tickwire-gs -- --listen 127.0.0.1:4433 --seconds 30
-//! # attested by a verification server, with a simulated TPM or a real one (feature `tpm`):
-//! cargo run --release -p tickwire-mio --bin tickwire-gs -- --vs 127.0.0.1:4500 --tpm simulated
-//! cargo run --release -p tickwire-mio --features tpm --bin tickwire-gs -- \
-//!     --vs 127.0.0.1:4500 --tpm swtpm:host=127.0.0.1,port=2321
+//! tickwire-vs keygen /tmp/tw/issuer.pem            # once: the ticket issuer's key pair
+//! tickwire-gs --issuer-key /tmp/tw/issuer.pem.pub --listen 127.0.0.1:4433 --seconds 30
+//! # attested by a verification server, with a simulated TPM or a real one (feature `tpm`);
+//! # a game server enrolled at its VS needs a stable identity:
+//! tickwire-gs keygen /tmp/tw/gs.pem
+//! tickwire-gs --issuer-key /tmp/tw/issuer.pem.pub --identity-key /tmp/tw/gs.pem \
+//!     --vs 127.0.0.1:4500 --tpm simulated
+//! tickwire-gs --issuer-key /tmp/tw/issuer.pem.pub --vs 127.0.0.1:4500 \
+//!     --tpm swtpm:host=127.0.0.1,port=2321
 //! ```
+//!
+//! `--issuer-key` is the public key of the ticket issuer, which is also the verification
+//! server's play-ticket key (a private key file works too). `--insecure-demo-issuer-seed N`
+//! replaces it with a key anyone can derive from `N`: for throwaway demos only. Without
+//! `--identity-key` the identity is fresh from the OS each run. The server runs with the
+//! library's default limits (8 handshakes in a burst per source address, 4 per second).
+//!
+//! Bad input (a duration that is not a finite number of seconds up to a year, an option that
+//! would have no effect, a missing or malformed key or settings file, a port in use) exits
+//! with code 2 and one line on stderr.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use ed25519_dalek::VerifyingKey;
 use tickwire_core::vs::GsConfig;
-use tickwire_mio::demo::{run_server, write_json, DemoReport, IssuerArgs};
-use tickwire_mio::vs::{demo_config_sha256, VsLink};
+use tickwire_mio::cli::{
+    self, check_output, fail, identity_key, load_toml, parse_seconds, IssuerSource, UsageError,
+};
+use tickwire_mio::demo::{demo_config, run_server, write_json, DemoReport, ServerOptions, DEMO_GS_ID};
+use tickwire_mio::vs::{demo_config_sha256, vs_keys, VsLink};
+
+const BIN: &str = "tickwire-gs";
 
 /// Runs the tickwire demo game server.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// UDP address to listen on.
     #[arg(long, default_value = "127.0.0.1:4433")]
     listen: SocketAddr,
-    /// Seconds to run before shutting down gracefully.
-    #[arg(long, default_value_t = 30.0)]
-    seconds: f64,
-    /// Seed for the server's randomness and identity.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    #[command(flatten)]
-    issuer: IssuerArgs,
-    /// Write the report as JSON here.
-    #[arg(long)]
+    /// Seconds to run before shutting down gracefully (finite, above 0, at most a year).
+    #[arg(long, default_value = "30", value_parser = parse_seconds, allow_negative_numbers = true)]
+    seconds: Duration,
+    /// The game server's Ed25519 identity key (PKCS#8 PEM, from `keygen`). Without it, a fresh
+    /// one from the OS each run (a game server enrolled at its VS needs a stable one).
+    #[arg(long, value_name = "PATH")]
+    identity_key: Option<PathBuf>,
+    /// The ticket issuer's (and verification server's) public key it trusts: PEM, `PATH.pub`
+    /// of `tickwire-vs keygen PATH` (a private key file works too). Required unless
+    /// `--insecure-demo-issuer-seed`.
+    #[arg(long, value_name = "PATH")]
+    issuer_key: Option<PathBuf>,
+    /// INSECURE, demos only: trust an issuer key derived from this public number instead of
+    /// `--issuer-key` (anyone can sign tickets with it).
+    #[arg(long, value_name = "N", conflicts_with = "issuer_key")]
+    insecure_demo_issuer_seed: Option<u64>,
+    /// Game server id that join tickets must name.
+    #[arg(long, default_value_t = DEMO_GS_ID)]
+    gs_id: u64,
+    /// Write the report as JSON here at the end.
+    #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
     /// Verification server to attest to; without it the server admits on join tickets alone.
-    #[arg(long)]
+    #[arg(long, value_name = "ADDR")]
     vs: Option<SocketAddr>,
-    /// TPM for attestation: `simulated`, or a TCTI (`swtpm:host=H,port=P`, `device:/dev/tpmrm0`;
-    /// those need the `tpm` feature).
-    #[arg(long, default_value = "simulated")]
-    tpm: String,
-    /// Game-server VS settings (TOML, `tickwire_core::vs::GsConfig`: timeouts, intervals); its
-    /// SHA-256 is the measured configuration.
-    #[arg(long)]
+    /// TPM for attestation (with `--vs`): `simulated` (the default), or a TCTI
+    /// (`swtpm:host=H,port=P`, `device:/dev/tpmrm0`; those need the `tpm` feature).
+    #[arg(long, value_name = "SPEC")]
+    tpm: Option<String>,
+    /// Game-server VS settings (with `--vs`; TOML, `tickwire_core::vs::GsConfig`: timeouts,
+    /// intervals); its SHA-256 is the measured configuration.
+    #[arg(long, value_name = "PATH")]
     gs_config: Option<PathBuf>,
 }
 
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Writes a new Ed25519 key pair: the private key at PATH (PKCS#8 PEM, mode 0600) and the
+    /// public key at PATH.pub. Never overwrites.
+    Keygen {
+        /// Where to write the private key.
+        path: PathBuf,
+    },
+}
+
 /// The VS link from the arguments: the settings file's text is both parsed and measured.
-fn vs_link(args: &Args, vs: SocketAddr) -> Result<VsLink, String> {
+/// Without `--vs`, the attestation options would have no effect: that is an error.
+fn vs_link(args: &Args, issuer: &VerifyingKey) -> Result<Option<VsLink>, UsageError> {
+    let Some(addr) = args.vs else {
+        return Ok(None);
+    };
     let gs = match &args.gs_config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let gs = toml::from_str::<GsConfig>(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-            gs.validate().map_err(|e| format!("{}: {e}", path.display()))?;
-            gs
-        }
+        Some(path) => load_toml::<GsConfig, _>("--gs-config", path, GsConfig::validate)?,
         None => GsConfig::default(),
     };
-    Ok(VsLink {
-        addr: vs,
-        tpm: args.tpm.clone(),
+    Ok(Some(VsLink {
+        addr,
+        tpm: args.tpm.clone().unwrap_or_else(|| "simulated".into()),
+        vs_keys: vs_keys(issuer),
         config_sha256: demo_config_sha256(&gs),
         gs,
+    }))
+}
+
+/// Everything from the arguments, checked before anything is bound: options without effect
+/// first, then files.
+fn options(args: &Args) -> Result<ServerOptions, UsageError> {
+    if args.vs.is_none() {
+        for (given, flag) in [
+            (args.gs_config.is_some(), "--gs-config"),
+            (args.tpm.is_some(), "--tpm"),
+        ] {
+            if given {
+                return Err(UsageError::new(format!(
+                    "{flag} has no effect without --vs ADDR (it configures attestation to a verification server); add --vs or drop {flag}"
+                )));
+            }
+        }
+    }
+    if let Some(path) = &args.json {
+        check_output("--json", path)?;
+    }
+    let trusted_issuer = IssuerSource {
+        bin: BIN,
+        path: args.issuer_key.as_deref(),
+        insecure_seed: args.insecure_demo_issuer_seed,
+    }
+    .verifying_key()?;
+    let vs = vs_link(args, &trusted_issuer)?;
+    let (identity, ephemeral) = identity_key(args.identity_key.as_deref())?;
+    cli::announce_identity(&identity, ephemeral);
+    Ok(ServerOptions {
+        identity,
+        trusted_issuer,
+        gs_id: args.gs_id,
+        config: demo_config(),
+        duration: args.seconds,
+        vs,
     })
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let mut options = args.issuer.options(args.seed, args.seconds);
-    if let Some(vs) = args.vs {
-        match vs_link(&args, vs) {
-            Ok(link) => options.vs = Some(link),
-            Err(e) => {
-                eprintln!("tickwire-gs: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
+    if let Some(Command::Keygen { path }) = &args.command {
+        return match cli::keygen(path) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(BIN, e),
+        };
     }
+    let options = match options(&args) {
+        Ok(options) => options,
+        Err(e) => return fail(BIN, e),
+    };
+    let started = Cell::new(false);
     let result = run_server(
         args.listen,
         &options,
-        |addr| println!("tickwire-gs listening on {addr} (gs id {})", args.issuer.gs_id),
+        |addr| {
+            started.set(true);
+            println!("tickwire-gs listening on {addr} (gs id {})", args.gs_id);
+        },
         |endpoint, elapsed| {
             let stats = endpoint.endpoint_stats();
             println!(
@@ -107,14 +193,16 @@ fn main() -> ExitCode {
             );
             if let Some(path) = &args.json {
                 if let Err(e) = write_json(path, &server) {
-                    eprintln!("cannot write {}: {e}", path.display());
+                    eprintln!("{BIN}: cannot write {}: {e}", path.display());
                     return ExitCode::FAILURE;
                 }
             }
             ExitCode::SUCCESS
         }
+        // Nothing served yet: the address, the TPM or the OS refused what the operator asked.
+        Err(e) if !started.get() => fail(BIN, cli::setup_error(&e)),
         Err(e) => {
-            eprintln!("tickwire-gs: {e}");
+            eprintln!("{BIN}: {e}");
             ExitCode::FAILURE
         }
     }

@@ -7,8 +7,7 @@ use std::time::Duration;
 use async_io::Timer;
 use ed25519_dalek::SigningKey;
 use futures_lite::future;
-use tickwire_core::tls::derive_seed;
-use tickwire_core::Config;
+use tickwire_core::Secrets;
 
 /// `fut`, or a test failure naming `what` after 10 s.
 pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
@@ -19,15 +18,14 @@ pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
     .await
 }
 
-/// The Ed25519 identity derived from `seed`.
+/// A fixed Ed25519 identity numbered `seed` (tests only: anyone can recompute it).
 pub fn identity(seed: u64) -> SigningKey {
-    SigningKey::from_bytes(&derive_seed(seed, "identity"))
+    let mut bytes = [0x5A; 32];
+    bytes[..8].copy_from_slice(&seed.to_be_bytes());
+    SigningKey::from_bytes(&bytes)
 }
 
-/// The default configuration with `seed`.
-pub fn config(seed: u64) -> Config {
-    Config {
-        seed,
-        ..Config::default()
-    }
+/// Secrets numbered `seed` (tests only: `Secrets::insecure_from_seed`).
+pub fn secrets(seed: u64) -> Secrets {
+    Secrets::insecure_from_seed(seed)
 }

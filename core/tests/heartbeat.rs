@@ -8,7 +8,12 @@ use tickwire_core::{ConnHandle, Initiator, ReasonCode};
 
 /// A joined session on a network with `link`: `(net, server, client, server_conn, client_conn)`.
 fn session(link: LinkModel) -> (Net, usize, usize, ConnHandle, ConnHandle) {
-    let mut net = Net::new(tickwire_core::testing::epoch(), 4);
+    session_seeded(link, 4)
+}
+
+/// [`session`] on a network seeded with `seed`.
+fn session_seeded(link: LinkModel, seed: u64) -> (Net, usize, usize, ConnHandle, ConnHandle) {
+    let mut net = Net::new(tickwire_core::testing::epoch(), seed);
     net.link = link;
     let server = net.add_server(Net::config());
     let client = net.add_client(Net::config());
@@ -123,7 +128,7 @@ fn a_send_backlog_does_not_inflate_the_heartbeat_rtt() {
         jitter: Duration::from_millis(15),
         ..LinkModel::default()
     };
-    let (mut net, server, _client, server_conn, _client_conn) = session(link);
+    let (mut net, server, _client, server_conn, _client_conn) = session_seeded(link, 5);
     // Offer far more than the congestion window carries: 60 × 6 KB every 10 ms (~36 MB/s).
     for _ in 0..300 {
         for _ in 0..60 {

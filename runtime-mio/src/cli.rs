@@ -9,6 +9,7 @@
 
 use std::fmt;
 use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -68,7 +69,8 @@ pub fn parse_seconds(text: &str) -> Result<Duration, String> {
         .map_err(|_| format!("`{text}` is not a number of seconds"))?;
     if !seconds.is_finite() || seconds <= 0.0 || seconds > MAX_SECONDS {
         return Err(format!(
-            "`{text}` is out of range: give a finite number of seconds above 0 and at most {MAX_SECONDS} (a year)"
+            "`{text}` is out of range: give a finite number of seconds above 0 and at most \
+             {MAX_SECONDS} (a year)"
         ));
     }
     Ok(Duration::from_secs_f64(seconds))
@@ -104,7 +106,8 @@ impl IssuerSource<'_> {
         match (self.path, self.insecure_seed) {
             (Some(path), _) => tickwire_udp::os::load_signing_key(path).map_err(|e| {
                 UsageError::new(format!(
-                    "cannot load --issuer-key: {e} (this needs the private key file; `tickwire-vs keygen PATH` writes one)"
+                    "cannot load --issuer-key: {e} (this needs the private key file; \
+                     `tickwire-vs keygen PATH` writes one)"
                 ))
             }),
             (None, Some(seed)) => {
@@ -136,7 +139,8 @@ impl IssuerSource<'_> {
 
     fn warn(&self) {
         eprintln!(
-            "{}: warning: insecure demo issuer key derived from a public seed; use --issuer-key for anything real",
+            "{}: warning: insecure demo issuer key derived from a public seed; \
+             use --issuer-key for anything real",
             self.bin
         );
     }
@@ -162,6 +166,22 @@ pub fn identity_key(path: Option<&Path>) -> Result<(SigningKey, bool), UsageErro
             .map(|key| (key, true))
             .map_err(|e| UsageError::new(format!("cannot draw an identity key: {e}"))),
     }
+}
+
+/// Checks that `addr` (the value of `flag`) is an address a peer can be reached at: a port
+/// other than 0, and a unicast IP that is not unspecified (`0.0.0.0`, `::`).
+///
+/// # Errors
+/// It is not.
+pub fn check_peer(flag: &str, addr: SocketAddr) -> Result<(), UsageError> {
+    let ip = addr.ip();
+    let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
+    if addr.port() == 0 || ip.is_unspecified() || ip.is_multicast() || broadcast {
+        return Err(UsageError::new(format!(
+            "{flag} {addr}: not an address a peer can be reached at; give its unicast IP and port"
+        )));
+    }
+    Ok(())
 }
 
 /// Prints the identity's public key (hex) on stdout, and whether it is ephemeral.

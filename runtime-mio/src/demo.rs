@@ -41,6 +41,10 @@ pub const DEMO_SCHEMA: &str =
     "tickwire-demo/1: input{tick u64, dir u8} snapshot{tick u64, players[id u64, x f32, y f32]}";
 /// Bytes per player in a snapshot.
 const PLAYER_BYTES: usize = 16;
+/// After `k` paced rejections in a row a client waits `retry_after × (1 + U[0, k))`, with `k`
+/// at most this: clients that share an address spread out instead of all coming back when the
+/// next handshake token is due.
+const MAX_PACED_SPREAD: u32 = 8;
 /// Lifetime of a demo join ticket, in milliseconds: it authorises joining; the session
 /// outlives it.
 const TICKET_LIFETIME_MS: u64 = 120_000;
@@ -449,6 +453,7 @@ pub fn run_clients(
             retry_at: Some(start),
             attempt_started: start,
             backoff: Backoff::new(options.config.retry.clone()),
+            paced: 0,
             rng: ChaCha8Rng::from_seed(os_random()?),
             report: ClientReport {
                 index,
@@ -508,6 +513,8 @@ struct DemoClient {
     retry_at: Option<Instant>,
     attempt_started: Instant,
     backoff: Backoff,
+    /// Paced rejections (`retry_after` given) in a row, up to [`MAX_PACED_SPREAD`].
+    paced: u32,
     rng: ChaCha8Rng,
     report: ClientReport,
 }
@@ -517,11 +524,11 @@ impl DemoClient {
     ///
     /// Retryable rejections are retried with a fresh ticket. One that says when
     /// (`retry_after`: `RATE_LIMITED`, `SERVER_FULL`) is the server pacing its admissions, not
-    /// a failure: the client waits that long plus up to as long again of jitter (so clients
-    /// sharing an address do not come back in step), and it does not count against the retry
-    /// budget; the run's duration bounds it. One that does not say (`SERVER_BUSY`,
-    /// `HANDSHAKE_TIMEOUT`) backs off exponentially with jitter, up to
-    /// `Config.retry.max_attempts`.
+    /// a failure: the client waits that long plus jitter that widens with each paced rejection
+    /// in a row ([`MAX_PACED_SPREAD`]), so clients sharing an address do not come back in step,
+    /// and it does not count against the retry budget; the run's duration bounds it. One that
+    /// does not say (`SERVER_BUSY`, `HANDSHAKE_TIMEOUT`) backs off exponentially with jitter,
+    /// up to `Config.retry.max_attempts`.
     fn step(
         &mut self,
         runtime: &mut MioRuntime,
@@ -553,6 +560,7 @@ impl DemoClient {
                     self.report.handshake_ms =
                         Some(now.duration_since(self.attempt_started).as_secs_f64() * 1e3);
                     self.backoff.reset();
+                    self.paced = 0;
                 }
                 Event::Rejected {
                     reason,
@@ -564,8 +572,11 @@ impl DemoClient {
                     self.retry_at = match (reason.is_retryable(), retry_after) {
                         (false, _) => None,
                         (true, Some(paced)) => {
-                            let jitter = paced.mul_f64(self.rng.random::<f64>());
-                            now.checked_add(paced.saturating_add(jitter))
+                            // Clients sharing an address spread out further each time they
+                            // are paced, so the server's tokens are not fought over.
+                            self.paced = (self.paced + 1).min(MAX_PACED_SPREAD);
+                            let spread = f64::from(self.paced) * self.rng.random::<f64>();
+                            now.checked_add(paced.saturating_add(paced.mul_f64(spread)))
                         }
                         (true, None) => self.backoff.next_delay(&mut self.rng).map(|delay| now + delay),
                     };

@@ -14,7 +14,8 @@
 //! // Secret material and the identity key come from the OS (or a key file), never a seed.
 //! let secrets = tickwire_udp::os_secrets()?;
 //! let identity = tickwire_udp::os_signing_key()?;
-//! let endpoint = Endpoint::server(Config::default(), secrets, identity, 42, wall_clock_now(), Instant::now())?;
+//! let wall = wall_clock_now();
+//! let endpoint = Endpoint::server(Config::default(), secrets, identity, 42, wall, Instant::now())?;
 //! let mut runtime = MioRuntime::new()?;
 //! let server = runtime.bind("127.0.0.1:4433".parse()?, endpoint)?;
 //! loop {
@@ -28,6 +29,11 @@
 //! }
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! Besides the runtime: [`demo`] is the demo game behind the binaries `tickwire-demo`,
+//! `tickwire-gs` and `tickwire-client`; [`vs`] the verification server (`tickwire-vs`) and a
+//! game server's attestation to it; [`cli`] what those binaries share (argument checks, key
+//! files, failing with one line and exit code 2).
 //!
 //! [mio]: https://docs.rs/mio
 

@@ -71,7 +71,8 @@ fn run(bin: &str, args: &[&str]) -> Outcome {
             child.kill().unwrap();
             let output = child.wait_with_output().unwrap();
             panic!(
-                "{bin} {args:?} was still running after {PATIENCE:?}: it started serving\nstdout: {}\nstderr: {}",
+                "{bin} {args:?} was still running after {PATIENCE:?}: it started serving\n\
+                 stdout: {}\nstderr: {}",
                 String::from_utf8_lossy(&output.stdout),
                 String::from_utf8_lossy(&output.stderr)
             );
@@ -153,73 +154,91 @@ fn the_game_server_refuses_bad_options_and_files() {
     );
     let invalid = dir.file("invalid.toml", "first_ticket_timeout_ms = 0\n");
     let not_a_key = dir.file("not-a-key.pem", "hello\n");
-    let vs = ["--vs", "127.0.0.1:9"];
-    let with = |extra: &[&'static str], rest: &[&str]| -> Vec<String> {
-        extra.iter().chain(rest).map(|s| s.to_string()).collect()
-    };
-    let cases: Vec<(Vec<String>, By, &str)> = vec![
+    let cases: Vec<(Vec<&str>, By, &str)> = vec![
         (
-            with(&[], &["--issuer-key", &public, "--gs-config", &missing]),
+            vec!["--issuer-key", &public, "--gs-config", &missing],
             By::Binary,
             "--gs-config has no effect without --vs",
         ),
         (
-            with(&[], &["--issuer-key", &public, "--tpm", "simulated"]),
+            vec!["--issuer-key", &public, "--tpm", "simulated"],
             By::Binary,
             "--tpm has no effect without --vs",
         ),
         (
-            with(&vs, &["--issuer-key", &public, "--gs-config", &missing]),
+            vec![
+                "--vs",
+                "127.0.0.1:9",
+                "--issuer-key",
+                &public,
+                "--gs-config",
+                &missing,
+            ],
             By::Binary,
             "missing.toml: No such file",
         ),
         (
-            with(&vs, &["--issuer-key", &public, "--gs-config", &unknown]),
+            vec![
+                "--vs",
+                "127.0.0.1:9",
+                "--issuer-key",
+                &public,
+                "--gs-config",
+                &unknown,
+            ],
             By::Binary,
             "unknown field `colour`",
         ),
         (
-            with(&vs, &["--issuer-key", &public, "--gs-config", &invalid]),
+            vec![
+                "--vs",
+                "127.0.0.1:9",
+                "--issuer-key",
+                &public,
+                "--gs-config",
+                &invalid,
+            ],
             By::Binary,
             "first_ticket_timeout_ms",
         ),
         (
-            with(
-                &vs,
-                &["--issuer-key", &public, "--tpm", "device:/nonexistent/tpm"],
-            ),
+            vec![
+                "--vs",
+                "127.0.0.1:9",
+                "--issuer-key",
+                &public,
+                "--tpm",
+                "device:/nonexistent/tpm",
+            ],
             By::Binary,
             "TPM",
         ),
+        (vec!["--issuer-key", &not_a_key], By::Binary, "not an Ed25519"),
+        (vec!["--issuer-key", &missing], By::Binary, "No such file"),
         (
-            with(&[], &["--issuer-key", &not_a_key]),
-            By::Binary,
-            "not an Ed25519",
-        ),
-        (with(&[], &["--issuer-key", &missing]), By::Binary, "No such file"),
-        (
-            with(&[], &["--issuer-key", &public, "--identity-key", &public]),
+            vec!["--issuer-key", &public, "--identity-key", &public],
             By::Binary,
             "--identity-key",
         ),
-        (with(&[], &[]), By::Binary, "no ticket issuer key"),
+        (vec![], By::Binary, "no ticket issuer key"),
         (
-            with(
-                &[],
-                &["--issuer-key", &public, "--insecure-demo-issuer-seed", "1"],
-            ),
+            vec!["--issuer-key", &public, "--vs", "127.0.0.1:0"],
+            By::Binary,
+            "--vs 127.0.0.1:0",
+        ),
+        (
+            vec!["--issuer-key", &public, "--insecure-demo-issuer-seed", "1"],
             By::Clap,
             "cannot be used with",
         ),
         (
-            with(&[], &["--issuer-key", &public, "--json", &nowhere_json]),
+            vec!["--issuer-key", &public, "--json", &nowhere_json],
             By::Binary,
             "does not exist",
         ),
     ];
     for (args, by, expect) in &cases {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        refuses(GS, &args, *by, expect);
+        refuses(GS, args, *by, expect);
     }
 }
 
@@ -360,6 +379,11 @@ fn the_client_refuses_bad_options_and_files() {
     let ticket = dir.path("ticket.bin");
     let cases: Vec<(Vec<&str>, By, &str)> = vec![
         (vec![], By::Binary, "no ticket issuer key"),
+        (
+            vec!["--issuer-key", &issuer, "--server", "0.0.0.0:4433"],
+            By::Binary,
+            "--server 0.0.0.0:4433",
+        ),
         (vec!["--issuer-key", &public], By::Binary, "private key"),
         (vec!["--issuer-key", &not_a_key], By::Binary, "not an Ed25519"),
         (vec!["--issuer-key", &missing], By::Binary, "No such file"),

@@ -18,8 +18,9 @@
 //!     // from the OS (or, for long-term keys, from files: `tickwire_udp::os::load_signing_key`).
 //!     let wall = wall_clock_now();
 //!     let issuer = TicketIssuer::new(1, os_signing_key()?);
-//!     let mut server =
-//!         Server::bind("127.0.0.1:4433".parse()?, Config::default(), os_secrets()?, os_signing_key()?, 42, wall)?;
+//!     let (secrets, identity) = (os_secrets()?, os_signing_key()?);
+//!     let addr = "127.0.0.1:4433".parse()?;
+//!     let mut server = Server::bind(addr, Config::default(), secrets, identity, 42, wall)?;
 //!     server.tickets_mut().add_key(1, issuer.verifying_key());
 //!     let server_addr = server.local_addr()?;
 //!     smol::spawn(async move {

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use ed25519_dalek::SigningKey;
-use tickwire_mio::cli::{check_output, fail, parse_seconds, IssuerSource, UsageError};
+use tickwire_mio::cli::{check_output, check_peer, fail, parse_seconds, IssuerSource, UsageError};
 use tickwire_mio::demo::{
     demo_config, demo_ticket, run_clients, write_json, ClientOptions, DemoReport, DEMO_GS_ID,
 };
@@ -85,7 +85,8 @@ fn write_ticket(args: &Args, issuer: &SigningKey, path: &Path) -> Result<(), Usa
     let key_path = PathBuf::from(key_path);
     tickwire_udp::os::generate_key_file(&key_path).map_err(|e| {
         UsageError::new(format!(
-            "--write-ticket: cannot write the identity key: {e} (key files are never overwritten; remove it or choose another path)"
+            "--write-ticket: cannot write the identity key: {e} (key files are never \
+             overwritten; remove it or choose another path)"
         ))
     })?;
     let identity = tickwire_udp::os::load_signing_key(&key_path).map_err(UsageError::new)?;
@@ -104,6 +105,7 @@ fn write_ticket(args: &Args, issuer: &SigningKey, path: &Path) -> Result<(), Usa
 
 /// Everything from the arguments, checked before any client starts.
 fn options(args: &Args, issuer: SigningKey) -> Result<ClientOptions, UsageError> {
+    check_peer("--server", args.server)?;
     if args.first.checked_add(args.clients).is_none() {
         return Err(UsageError::new(
             "--first plus --clients overflows the player ids; choose a smaller --first",

@@ -99,6 +99,7 @@ fn vs_link(args: &Args, issuer: &VerifyingKey) -> Result<Option<VsLink>, UsageEr
     let Some(addr) = args.vs else {
         return Ok(None);
     };
+    cli::check_peer("--vs", addr)?;
     let gs = match &args.gs_config {
         Some(path) => load_toml::<GsConfig, _>("--gs-config", path, GsConfig::validate)?,
         None => GsConfig::default(),
@@ -122,7 +123,8 @@ fn options(args: &Args) -> Result<ServerOptions, UsageError> {
         ] {
             if given {
                 return Err(UsageError::new(format!(
-                    "{flag} has no effect without --vs ADDR (it configures attestation to a verification server); add --vs or drop {flag}"
+                    "{flag} has no effect without --vs ADDR (it configures attestation to a \
+                     verification server); add --vs or drop {flag}"
                 )));
             }
         }

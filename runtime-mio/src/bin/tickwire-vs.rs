@@ -89,7 +89,8 @@ fn load(args: &Args) -> Result<VsConfig, UsageError> {
             let config = load_toml::<VsConfig, _>("--config", path, VsConfig::validate)?;
             if config.key_id != DEMO_KEY_ID {
                 return Err(UsageError::new(format!(
-                    "--config {}: key_id must be {DEMO_KEY_ID}, the key id the demo game servers and clients trust",
+                    "--config {}: key_id must be {DEMO_KEY_ID}, the key id the demo game servers \
+                     and clients trust",
                     path.display()
                 )));
             }
@@ -106,7 +107,8 @@ fn load(args: &Args) -> Result<VsConfig, UsageError> {
     }
     if config.measurements.is_empty() {
         return Err(UsageError::new(
-            "no game-server measurement is allowed, so every game server would be refused; pass --allow-gs-binary PATH or list measurements in --config",
+            "no game-server measurement is allowed, so every game server would be refused; \
+             pass --allow-gs-binary PATH or list measurements in --config",
         ));
     }
     Ok(config)

@@ -265,8 +265,14 @@ pub fn setup_error(error: &io::Error) -> String {
 /// # Errors
 /// Either file exists already, or cannot be written.
 pub fn keygen(path: &Path) -> Result<(), UsageError> {
-    tickwire_udp::os::generate_key_file(path)
-        .map_err(|e| UsageError::new(format!("keygen: {e} (keys are never overwritten)")))?;
+    tickwire_udp::os::generate_key_file(path).map_err(|e| {
+        let hint = if e.kind() == io::ErrorKind::AlreadyExists {
+            " (keys are never overwritten: choose another path)"
+        } else {
+            ""
+        };
+        UsageError::new(format!("keygen: {e}{hint}"))
+    })?;
     println!("private key: {} (mode 0600)", path.display());
     println!(
         "public key:  {}",

@@ -280,6 +280,7 @@ fn the_verification_server_refuses_bad_options_and_files() {
     let unknown = dir.file("unknown.toml", "allow_unenrolled = true\nflavour = 1\n");
     let invalid = dir.file("invalid.toml", "ticket_interval_ms = 0\n");
     let other_key_id = dir.file("key-id.toml", "key_id = 7\n");
+    let nobody = dir.file("nobody.toml", "allow_unenrolled = false\n");
     let not_a_key = dir.file(
         "not-a-key.pem",
         "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
@@ -322,6 +323,18 @@ fn the_verification_server_refuses_bad_options_and_files() {
             vec!["--issuer-key", &issuer],
             By::Binary,
             "no game-server measurement",
+        ),
+        (
+            vec![
+                "--issuer-key",
+                &issuer,
+                "--config",
+                &nobody,
+                "--allow-gs-binary",
+                &binary,
+            ],
+            By::Binary,
+            "no game server is enrolled",
         ),
         (
             vec!["--issuer-key", &not_a_key, "--allow-gs-binary", &binary],

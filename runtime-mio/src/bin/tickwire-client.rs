@@ -34,7 +34,7 @@ const BIN: &str = "tickwire-client";
 
 /// Runs tickwire demo clients against a game server.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// The game server's UDP address.
     #[arg(long, default_value = "127.0.0.1:4433")]

@@ -39,7 +39,7 @@ const BIN: &str = "tickwire-demo";
 
 /// Runs a tickwire game server and clients over loopback UDP and reports what happened.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Number of clients (1 to 1024).
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1024))]

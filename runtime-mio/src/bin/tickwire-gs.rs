@@ -41,7 +41,7 @@ const BIN: &str = "tickwire-gs";
 
 /// Runs the tickwire demo game server.
 #[derive(Debug, Parser)]
-#[command(version, about, args_conflicts_with_subcommands = true)]
+#[command(version, args_conflicts_with_subcommands = true)]
 struct Args {
     #[command(subcommand)]
     command: Option<Command>,

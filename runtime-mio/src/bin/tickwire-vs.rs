@@ -37,7 +37,7 @@ const BIN: &str = "tickwire-vs";
 
 /// Runs a tickwire verification server.
 #[derive(Debug, Parser)]
-#[command(version, about, args_conflicts_with_subcommands = true)]
+#[command(version, args_conflicts_with_subcommands = true)]
 struct Args {
     #[command(subcommand)]
     command: Option<Command>,
@@ -104,6 +104,12 @@ fn load(args: &Args) -> Result<VsConfig, UsageError> {
     for binary in &args.allow_gs_binary {
         allow_binary(&mut config, binary)
             .map_err(|e| UsageError::new(format!("--allow-gs-binary {}: {e}", binary.display())))?;
+    }
+    if !config.allow_unenrolled && config.game_servers.is_empty() {
+        return Err(UsageError::new(
+            "no game server is enrolled and allow_unenrolled is false, so every game server would be \
+             refused; enrol game servers in --config or set allow_unenrolled = true",
+        ));
     }
     if config.measurements.is_empty() {
         return Err(UsageError::new(

@@ -368,6 +368,28 @@ pub(crate) mod hexvec {
     }
 }
 
+/// Test helper: each `(edit, error, field)` applied to the default config is refused with
+/// `error`, whose message starts with `field`.
+#[cfg(test)]
+pub(crate) fn assert_each_refused<C, E>(
+    cases: &[(fn(&mut C), E, &str)],
+    validate: impl Fn(&C) -> Result<(), E>,
+) where
+    C: Default + std::fmt::Debug,
+    E: PartialEq + std::fmt::Debug + std::fmt::Display,
+{
+    for (edit, expected, field) in cases {
+        let mut config = C::default();
+        edit(&mut config);
+        let error = validate(&config).expect_err("the edited config is invalid");
+        assert_eq!(&error, expected, "{config:?}");
+        assert!(
+            error.to_string().starts_with(field),
+            "{error} should name {field}"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

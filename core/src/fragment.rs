@@ -983,16 +983,7 @@ mod tests {
                 "memory_budget_bytes",
             ),
         ];
-        for (edit, expected, field) in cases {
-            let mut config = FragmentConfig::default();
-            edit(&mut config);
-            let error = config.validate().unwrap_err();
-            assert_eq!(error, expected, "{config:?}");
-            assert!(
-                error.to_string().starts_with(field),
-                "{error} should name {field}"
-            );
-        }
+        crate::config::assert_each_refused(&cases, FragmentConfig::validate);
     }
 
     /// A step of the model-based tests.

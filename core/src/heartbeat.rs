@@ -745,16 +745,7 @@ mod tests {
                 "max_outstanding_pings",
             ),
         ];
-        for (edit, expected, field) in cases {
-            let mut config = HeartbeatConfig::default();
-            edit(&mut config);
-            let error = config.validate().unwrap_err();
-            assert_eq!(error, expected, "{config:?}");
-            assert!(
-                error.to_string().starts_with(field),
-                "{error} should name {field}"
-            );
-        }
+        crate::config::assert_each_refused(&cases, HeartbeatConfig::validate);
     }
 
     #[test]

@@ -311,16 +311,7 @@ mod tests {
                 "jitter_factor",
             ),
         ];
-        for (edit, expected, field) in cases {
-            let mut config = RetryConfig::default();
-            edit(&mut config);
-            let error = config.validate().unwrap_err();
-            assert_eq!(error, expected, "{config:?}");
-            assert!(
-                error.to_string().starts_with(field),
-                "{error} should name {field}"
-            );
-        }
+        crate::config::assert_each_refused(&cases, RetryConfig::validate);
     }
 
     #[test]

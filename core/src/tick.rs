@@ -697,16 +697,7 @@ mod tests {
                 "lateness_window_ticks",
             ),
         ];
-        for (edit, expected, field) in tick_cases {
-            let mut config = TickConfig::default();
-            edit(&mut config);
-            let error = config.validate().unwrap_err();
-            assert_eq!(error, expected, "{config:?}");
-            assert!(
-                error.to_string().starts_with(field),
-                "{error} should name {field}"
-            );
-        }
+        crate::config::assert_each_refused(&tick_cases, TickConfig::validate);
 
         type SyncEdit = fn(&mut TickSyncConfig);
         let sync_cases: [(SyncEdit, E, &str); 16] = [
@@ -771,16 +762,7 @@ mod tests {
                 "slew_time_constant_ms",
             ),
         ];
-        for (edit, expected, field) in sync_cases {
-            let mut config = TickSyncConfig::default();
-            edit(&mut config);
-            let error = config.validate().unwrap_err();
-            assert_eq!(error, expected, "{config:?}");
-            assert!(
-                error.to_string().starts_with(field),
-                "{error} should name {field}"
-            );
-        }
+        crate::config::assert_each_refused(&sync_cases, TickSyncConfig::validate);
     }
 
     #[test]

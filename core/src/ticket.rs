@@ -1017,16 +1017,7 @@ mod tests {
                 "max_revoked_keys",
             ),
         ];
-        for (edit, expected, field) in cases {
-            let mut config = TicketConfig::default();
-            edit(&mut config);
-            let error = config.validate().unwrap_err();
-            assert_eq!(error, expected, "{config:?}");
-            assert!(
-                error.to_string().starts_with(field),
-                "{error} should name {field}"
-            );
-        }
+        crate::config::assert_each_refused(&cases, TicketConfig::validate);
     }
 
     proptest::proptest! {

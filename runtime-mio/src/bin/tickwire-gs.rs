@@ -152,6 +152,11 @@ fn options(args: &Args) -> Result<ServerOptions, UsageError> {
 }
 
 fn main() -> ExitCode {
+    // tpm2-tss logs its own errors to stderr (three lines for a missing device) on top of the
+    // one line we print; keep it quiet unless the operator asked for its log.
+    if std::env::var_os("TSS2_LOG").is_none() {
+        std::env::set_var("TSS2_LOG", "all+NONE");
+    }
     let args = Args::parse();
     if let Some(Command::Keygen { path }) = &args.command {
         return match cli::keygen(path) {

@@ -368,11 +368,16 @@ pub(crate) mod hexvec {
     }
 }
 
+/// A refusal test case: an edit of the default config, the error it must give, and the field
+/// the message must start with.
+#[cfg(test)]
+pub(crate) type RefusalCase<'a, C, E> = (fn(&mut C), E, &'a str);
+
 /// Test helper: each `(edit, error, field)` applied to the default config is refused with
 /// `error`, whose message starts with `field`.
 #[cfg(test)]
 pub(crate) fn assert_each_refused<C, E>(
-    cases: &[(fn(&mut C), E, &str)],
+    cases: &[RefusalCase<'_, C, E>],
     validate: impl Fn(&C) -> Result<(), E>,
 ) where
     C: Default + std::fmt::Debug,

@@ -145,7 +145,8 @@ pub struct DatagramStats {
     pub initials_validated: u64,
     /// Of `initials`: answered with a Retry (RFC 9000 §8.1.2): no connection state kept.
     pub retries_sent: u64,
-    /// Of `retries_sent`: sent because the address was over its handshake rate.
+    /// Of `retries_sent`: sent because the address was over its handshake rate or already had
+    /// `max_pending_handshakes_per_addr` handshakes in progress.
     pub retries_rate_limited: u64,
     /// Of `retries_sent`: sent because the handshake would only have carried a rejection
     /// (shutdown, admissions paused, server full).

@@ -105,10 +105,11 @@ fn a_flood_of_a_million_datagrams_leaves_the_clients_playing() {
 
     // The defences engaged, and are counted.
     assert!(h.retries_sent > 100_000, "{report}");
-    assert!(
-        h.retries_rate_limited > 0 && h.address_limiter_refusals > 0,
-        "{report}"
-    );
+    // Per-address defences engaged: past its share of handshakes in progress (or of its
+    // handshake tokens) an unvalidated source gets a Retry. The replayed Initials now meet
+    // the per-address pending cap before the token bucket, which is charged only for
+    // Initials QUIC decrypts, so the bucket itself may never run dry here.
+    assert!(h.retries_rate_limited > 0, "{report}");
     assert!(h.peak_handshakes_pending <= pending_cap, "{report}");
     assert!(h.handled.get("dropped").is_some_and(|n| *n > 100_000), "{report}");
     // Never more bytes to a spoofed source than it sent (RFC 9000 §8.1 would allow 3×).

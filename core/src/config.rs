@@ -40,10 +40,13 @@ pub struct Config {
     pub hello_timeout_ms: u64,
     /// *Server*: live sessions admitted at once; more are rejected with `SERVER_FULL`.
     pub max_sessions: usize,
-    /// *Server*: handshakes in progress at once; beyond it new connections are refused
-    /// at the QUIC level (CONNECTION_REFUSED, seen by clients as `SERVER_BUSY`).
+    /// *Server*: handshakes in progress at once. At the limit, a new connection first evicts
+    /// the connection that has waited longest for its Hello after completing TLS (closed with
+    /// `HANDSHAKE_TIMEOUT`); with none to evict it is refused at the QUIC level
+    /// (CONNECTION_REFUSED, seen by clients as `SERVER_BUSY`).
     pub max_pending_handshakes: usize,
-    /// *Server*: handshakes in progress at once from one source IP address. Beyond it an
+    /// *Server*: handshakes in progress at once from one source (an IPv4 address or an IPv6
+    /// /64, see [`crate::limits::source_key`]). Beyond it an
     /// Initial from an unvalidated address is answered with a Retry and one from a validated
     /// address is refused at the QUIC level (seen by clients as `SERVER_BUSY`), so that one
     /// address, or a few, cannot hold the whole `max_pending_handshakes` table while others

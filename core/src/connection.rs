@@ -129,6 +129,11 @@ pub(crate) struct Conn {
     /// Inbound connections: the source IP address whose per-address count of handshakes in
     /// progress this connection is in while it is [`Phase::Handshaking`].
     pub(crate) counted_ip: Option<IpAddr>,
+    /// When this server connection started waiting for its Hello, as the endpoint's
+    /// eviction index holds it (kept equal to [`Conn::awaiting_hello_since`] by the endpoint).
+    pub(crate) counted_hello: Option<Instant>,
+    /// Server: when the TLS handshake completed and the wait for the Hello began.
+    hello_wait_since: Option<Instant>,
 }
 
 /// Which of the endpoint's connection counters a connection belongs to.
@@ -209,6 +214,8 @@ impl Conn {
             timer_queued: false,
             counted: Phase::Uncounted,
             counted_ip: None,
+            counted_hello: None,
+            hello_wait_since: None,
         }
     }
 
@@ -224,6 +231,14 @@ impl Conn {
 
     pub(crate) fn is_handshaking(&self) -> bool {
         !matches!(self.state, State::Established | State::Closed)
+    }
+
+    /// Server: when the wait for the Hello began, while it lasts.
+    pub(crate) fn awaiting_hello_since(&self) -> Option<Instant> {
+        match self.state {
+            State::ServerAwaitingHello(_) => self.hello_wait_since,
+            _ => None,
+        }
     }
 
     /// The counter this connection belongs in now.
@@ -431,6 +446,7 @@ impl Conn {
             }
             State::ServerConnecting(None) => {
                 self.state = State::ServerAwaitingHello(AwaitingHello::new(exporter));
+                self.hello_wait_since = Some(ctx.now);
                 let hello_by = ctx.now + Duration::from_millis(ctx.config.hello_timeout_ms);
                 self.handshake_deadline = self.handshake_deadline.map(|d| d.min(hello_by));
             }

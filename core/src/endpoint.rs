@@ -4,7 +4,7 @@
 //! `None`, commands are verbs, getters take `&self`. See the crate docs for the drive loop.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,7 +22,7 @@ use crate::connection::{Conn, Ctx, Pending, Phase, State};
 use crate::handshake::{
     ClientHandshake, ClientOffer, PlayTicketCheck, Rejection, ServerContribution, ServerPolicy, Session,
 };
-use crate::limits::AddressLimiter;
+use crate::limits::{source_key, AddressLimiter};
 use crate::secrets::Secrets;
 use crate::stats::{ConnectionStats, DatagramStats, EndpointStats};
 use crate::tick::{TickInfo, TickScheduler, TickSync};
@@ -44,6 +44,9 @@ struct PhaseCounts {
     /// Inbound handshakes in progress per source IP; addresses at zero are removed, so it
     /// holds at most `max_pending_handshakes` entries.
     handshaking_from: BTreeMap<IpAddr, usize>,
+    /// Server connections that completed TLS and await their Hello, by when they started
+    /// waiting: the eviction order when the pending table is full.
+    awaiting_hello: BTreeSet<(Instant, ConnHandle)>,
 }
 
 impl PhaseCounts {
@@ -78,7 +81,17 @@ impl PhaseCounts {
     }
 
     /// Moves `conn` to the counter of its current phase.
-    fn sync(&mut self, conn: &mut Conn) {
+    fn sync(&mut self, handle: ConnHandle, conn: &mut Conn) {
+        let waiting = conn.awaiting_hello_since();
+        if waiting != conn.counted_hello {
+            if let Some(since) = conn.counted_hello {
+                self.awaiting_hello.remove(&(since, handle));
+            }
+            if let Some(since) = waiting {
+                self.awaiting_hello.insert((since, handle));
+            }
+            conn.counted_hello = waiting;
+        }
         let phase = conn.phase();
         if phase != conn.counted {
             if let Some(n) = self.slot(conn.counted) {
@@ -94,7 +107,10 @@ impl PhaseCounts {
     }
 
     /// Forgets `conn` (removed from the table).
-    fn remove(&mut self, conn: &Conn) {
+    fn remove(&mut self, handle: ConnHandle, conn: &Conn) {
+        if let Some(since) = conn.counted_hello {
+            self.awaiting_hello.remove(&(since, handle));
+        }
         if let Some(n) = self.slot(conn.counted) {
             *n -= 1;
         }
@@ -579,19 +595,27 @@ impl Endpoint {
         }
     }
 
-    /// Admission of a new connection attempt, in order (`PROTOCOL.md` §9):
-    /// 1. at `max_pending_handshakes` handshakes in progress, or `max_sessions +
-    ///    max_pending_handshakes` connections in the table (draining ones included): refuse
-    ///    (`CONNECTION_REFUSED`);
+    /// Admission of a new connection attempt, in order (`PROTOCOL.md` §4.5):
+    /// 1. at `max_pending_handshakes` handshakes in progress, first evict the connection that
+    ///    has waited longest for its Hello after completing TLS, if any; then, still at the
+    ///    limit, or with `max_sessions + max_pending_handshakes` connections in the table
+    ///    (draining ones included): refuse (`CONNECTION_REFUSED`);
     /// 2. from an address not yet validated, with at least `retry_threshold` handshakes in
     ///    progress, or when the handshake would only carry a fixed rejection (shutdown,
     ///    paused, full): answer with a Retry (RFC 9000 §8.1.2), keeping no state;
-    /// 3. otherwise take a per-address handshake token; if there is none, a Retry for an
-    ///    unvalidated address, a `RATE_LIMITED` rejection handshake for a validated one;
-    /// 4. accept: the handshake runs, carrying the rejection if one was decided.
+    /// 3. past the source's `max_pending_handshakes_per_addr`: a Retry if unvalidated, else
+    ///    refuse;
+    /// 4. without a handshake token for the source: a Retry if unvalidated, else a
+    ///    `RATE_LIMITED` rejection handshake; the token is spent once QUIC decrypted the
+    ///    Initial;
+    /// 5. accept: the handshake runs, carrying the rejection if one was decided.
     ///
+    /// Sources are IPv4 addresses and IPv6 /64 prefixes ([`limits::source_key`](crate::limits::source_key)).
     /// O(log addresses): the pending and live counts are counters, not scans.
     fn on_incoming(&mut self, now: Instant, incoming: quinn_proto::Incoming) {
+        if self.server.is_some() && self.counts.handshaking >= self.config.max_pending_handshakes {
+            self.evict_silent(now);
+        }
         let pending = self.counts.handshaking;
         let live = self.counts.established;
         let Some(server) = &mut self.server else {
@@ -612,7 +636,7 @@ impl Endpoint {
         }
         let validated = incoming.remote_address_validated();
         self.stats.datagrams.initials_validated += u64::from(validated);
-        let ip = incoming.remote_address().ip();
+        let ip = source_key(incoming.remote_address().ip());
         let fixed = if let Some(rejection) = &server.shutdown {
             Some(rejection.clone())
         } else if let Some(rejection) = &server.paused {
@@ -689,6 +713,24 @@ impl Endpoint {
                 }
             }
         }
+    }
+
+    /// Closes the connection that has waited longest for its Hello after completing TLS (a
+    /// client sends its Hello with its TLS Finished, so such a connection is most likely a
+    /// half-open attacker holding a slot), making room for a new handshake.
+    fn evict_silent(&mut self, now: Instant) {
+        let Some(&(_, victim)) = self.counts.awaiting_hello.first() else {
+            return;
+        };
+        self.stats.handshakes_evicted_no_hello += 1;
+        self.close_with(
+            now,
+            victim,
+            Rejection::new(
+                ReasonCode::HANDSHAKE_TIMEOUT,
+                "no Hello after the TLS handshake; evicted for a new handshake",
+            ),
+        );
     }
 
     /// Answers `incoming` with a Retry: a stateless packet smaller than the Initial, carrying
@@ -781,7 +823,7 @@ impl Endpoint {
             pending = conn.next_control_frame(&mut ctx);
         }
         count_events(&mut self.stats, &self.events, before);
-        self.counts.sync(conn);
+        self.counts.sync(handle, conn);
         while let Some(event) = conn.quic.poll_endpoint_events() {
             if let Some(reply) = self
                 .quic
@@ -793,7 +835,7 @@ impl Endpoint {
         if conn.quic.is_drained() {
             // Queued handles of a removed connection are skipped when met.
             if let Some(conn) = self.conns.remove(&handle) {
-                self.counts.remove(&conn);
+                self.counts.remove(handle, &conn);
             }
         }
     }
@@ -973,7 +1015,7 @@ impl Endpoint {
         let config = &self.config;
         let conn = self.conns.get_mut(&handle).ok_or(SendError::UnknownConnection)?;
         let sent = conn.send(now, config, channel, payload, options);
-        self.counts.sync(conn);
+        self.counts.sync(handle, conn);
         sent?;
         self.touch(handle);
         Ok(())
@@ -1021,7 +1063,7 @@ impl Endpoint {
             };
             f(conn, &mut ctx)
         };
-        self.counts.sync(conn);
+        self.counts.sync(handle, conn);
         count_events(&mut self.stats, &self.events, before);
         Some(result)
     }

@@ -224,6 +224,24 @@ struct AddrEntry {
     last_seen: Instant,
 }
 
+/// The source a server charges per-address limits to: an IPv4 address, or an IPv6 address's
+/// /64 prefix (one subscriber is usually given a whole /64, RFC 6177, so per-address limits
+/// keyed on full IPv6 addresses would give one host 2^64 budgets). IPv4-mapped IPv6 addresses
+/// (from dual-stack sockets) count as their IPv4 address.
+pub fn source_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut octets = v6.octets();
+                octets[8..].fill(0);
+                IpAddr::V6(octets.into())
+            }
+        },
+    }
+}
+
 /// Handshake limiter per source IP address, with a bounded table.
 ///
 /// When the table holds `max_tracked_addrs` addresses and a new one arrives, the address idle
@@ -358,6 +376,24 @@ impl PeerLimiter {
     /// Decision counters.
     pub fn stats(&self) -> LimiterStats {
         self.stats
+    }
+}
+
+#[cfg(test)]
+mod source_tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_sources_are_their_64_prefix_and_mapped_ipv4_is_ipv4() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(source_key(a), source_key(b));
+        assert_eq!(source_key(a), "2001:db8:1:2::".parse::<IpAddr>().unwrap());
+        assert_ne!(source_key(a), source_key(other));
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        assert_eq!(source_key(v4), v4);
+        assert_eq!(source_key("::ffff:192.0.2.7".parse().unwrap()), v4);
     }
 }
 

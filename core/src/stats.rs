@@ -91,7 +91,7 @@ pub struct EndpointStats {
     pub rejections: BTreeMap<ReasonCode, u64>,
     /// Established sessions that ended, by reason.
     pub disconnections: BTreeMap<ReasonCode, u64>,
-    /// Incoming connections refused at the QUIC level (pending-handshake limit).
+    /// Incoming connections refused at the QUIC level (pending-handshake limits).
     pub connections_refused: u64,
     /// Incoming connections from a validated address answered with a `RATE_LIMITED`
     /// rejection by the per-address handshake rate limit. (An unvalidated address over its
@@ -101,6 +101,10 @@ pub struct EndpointStats {
     /// address already had `max_pending_handshakes_per_addr` handshakes in progress (also in
     /// `connections_refused`).
     pub handshakes_refused_per_addr: u64,
+    /// Connections that had completed TLS and not sent their Hello, closed with
+    /// `HANDSHAKE_TIMEOUT` to make room when `max_pending_handshakes` handshakes were in
+    /// progress and a new one arrived.
+    pub handshakes_evicted_no_hello: u64,
     /// Endpoint-level responses dropped because their queue was full.
     pub responses_dropped: u64,
     /// What became of every datagram received (also [`Endpoint::datagram_stats`](crate::Endpoint::datagram_stats)).

@@ -759,3 +759,36 @@ fn one_address_cannot_hold_more_than_its_share_of_pending_handshakes() {
         h.net.node(client).events
     );
 }
+
+#[test]
+fn a_pending_table_full_of_silent_connections_makes_room_for_a_real_client() {
+    let mut h = HalfOpen::new(
+        24,
+        Config {
+            max_pending_handshakes: 8,
+            retry_above_pending_handshakes: Some(64),
+            ..Net::config()
+        },
+    );
+    let server_addr = h.net.node(h.server).addr;
+    let client = h.net.add_client(Net::config());
+    for _ in 0..8 {
+        h.silent.connect(h.net.now, server_addr);
+    }
+    h.step(Duration::from_millis(10));
+    assert_eq!(h.silent.tls_completed(), 8, "the attacker fills the table");
+    assert_eq!(h.net.node(h.server).endpoint.handshakes_pending(), 8);
+    // A real client arrives: the connection silent longest makes room for it.
+    let conn = h.net.connect(client, h.server);
+    for _ in 0..20 {
+        h.step(Duration::from_millis(10));
+    }
+    assert!(
+        h.net.node(client).connected(conn),
+        "{:?}",
+        h.net.node(client).events
+    );
+    let stats = h.net.node(h.server).endpoint.endpoint_stats();
+    assert_eq!(stats.handshakes_evicted_no_hello, 1, "{stats:?}");
+    assert_eq!(stats.connections_refused, 0);
+}

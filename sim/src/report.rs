@@ -365,6 +365,9 @@ pub struct HalfOpenReport {
     /// Initials from a validated address refused because that address already had
     /// `max_pending_handshakes_per_addr` handshakes in progress.
     pub handshakes_refused_per_addr: u64,
+    /// Silent connections (TLS complete, no Hello) closed to make room for a new handshake
+    /// while the pending table was full (also in `HANDSHAKE_TIMEOUT`).
+    pub handshakes_evicted_no_hello: u64,
 }
 
 /// The game servers' modelled CPU (see [`ServerCpu`](crate::scenario::ServerCpu)).
@@ -657,8 +660,9 @@ impl fmt::Display for Report {
                 );
                 let _ = writeln!(
                     w,
-                    "      server          {} refused at the per-address pending cap; rejections {}",
+                    "      server          {} refused at the per-address pending cap, {} evicted for new handshakes; rejections {}",
                     a.handshakes_refused_per_addr,
+                    a.handshakes_evicted_no_hello,
                     map_or_none(&a.server_rejections)
                 );
             }

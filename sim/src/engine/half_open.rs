@@ -331,6 +331,7 @@ impl Sim {
         if let Some(endpoint) = &self.nodes[net.server].endpoint {
             let stats = endpoint.endpoint_stats();
             report.handshakes_refused_per_addr = stats.handshakes_refused_per_addr;
+            report.handshakes_evicted_no_hello = stats.handshakes_evicted_no_hello;
             report.server_rejections = stats
                 .rejections
                 .iter()

@@ -596,10 +596,12 @@ impl Endpoint {
     }
 
     /// Admission of a new connection attempt, in order (`PROTOCOL.md` §4.5):
-    /// 1. at `max_pending_handshakes` handshakes in progress, first evict the connection that
-    ///    has waited longest for its Hello after completing TLS, if any; then, still at the
-    ///    limit, or with `max_sessions + max_pending_handshakes` connections in the table
-    ///    (draining ones included): refuse (`CONNECTION_REFUSED`);
+    /// 1. at `max_pending_handshakes` handshakes in progress, for an Initial that would be
+    ///    admitted, first evict the connection that has waited longest for its Hello after
+    ///    completing TLS, if any; then, still at the limit: a Retry for an unvalidated address
+    ///    (when Retry is in use), else refuse (`CONNECTION_REFUSED`), as with
+    ///    `max_sessions + max_pending_handshakes` connections in the table (draining ones
+    ///    included);
     /// 2. from an address not yet validated, with at least `retry_threshold` handshakes in
     ///    progress, or when the handshake would only carry a fixed rejection (shutdown,
     ///    paused, full): answer with a Retry (RFC 9000 §8.1.2), keeping no state;
@@ -613,7 +615,16 @@ impl Endpoint {
     /// Sources are IPv4 addresses and IPv6 /64 prefixes ([`limits::source_key`](crate::limits::source_key)).
     /// O(log addresses): the pending and live counts are counters, not scans.
     fn on_incoming(&mut self, now: Instant, incoming: quinn_proto::Incoming) {
-        if self.server.is_some() && self.counts.handshaking >= self.config.max_pending_handshakes {
+        let validated = incoming.remote_address_validated();
+        let ip = source_key(incoming.remote_address().ip());
+        // Evict only for an Initial that will be admitted: not for one about to get a Retry
+        // (an unvalidated source above the Retry threshold) or to be turned away for its
+        // source's share, so that spoofed or excess Initials cannot churn the table.
+        if self.server.is_some()
+            && self.counts.handshaking >= self.config.max_pending_handshakes
+            && (validated || self.counts.handshaking < self.config.retry_threshold())
+            && self.counts.handshaking_from(ip) < self.config.max_pending_handshakes_per_addr
+        {
             self.evict_silent(now);
         }
         let pending = self.counts.handshaking;
@@ -628,15 +639,20 @@ impl Endpoint {
         // connections frees its pending slot but not its table entry until draining ends.
         let table_full = self.conns.len() >= self.config.max_sessions + self.config.max_pending_handshakes;
         if pending >= self.config.max_pending_handshakes || table_full {
+            if !validated && !table_full && pending >= self.config.retry_threshold() {
+                // Stateless, and a real client comes back validated: then a silent
+                // connection makes room for it (above).
+                self.stats.datagrams.retries_rate_limited += 1;
+                self.send_retry(incoming);
+                return;
+            }
             let transmit = self.quic.refuse(incoming, &mut buf);
             self.stats.connections_refused += 1;
             self.stats.datagrams.refused += 1;
             self.queue_response(transmit, buf);
             return;
         }
-        let validated = incoming.remote_address_validated();
         self.stats.datagrams.initials_validated += u64::from(validated);
-        let ip = source_key(incoming.remote_address().ip());
         let fixed = if let Some(rejection) = &server.shutdown {
             Some(rejection.clone())
         } else if let Some(rejection) = &server.paused {

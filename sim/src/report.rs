@@ -282,7 +282,7 @@ pub struct Report {
     pub hostile: Option<HostileReport>,
 }
 
-/// Hostile traffic and what the game servers did with it (issue 5 §3).
+/// Hostile traffic and what the game servers did with it.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct HostileReport {
     /// Flood datagrams sent (all floods).

@@ -1,4 +1,4 @@
-//! Hostile traffic (issue 5 §3): floods of random, mutated, replayed and truncated datagrams
+//! Hostile traffic: floods of random, mutated, replayed and truncated datagrams
 //! from spoofed sources, and the CPU model that makes them cost a game server time.
 //!
 //! A flood is one [`What::Flood`] event at a time: each emits one datagram straight to its

@@ -10,10 +10,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use quinn_proto::{EcnCodepoint, Transmit};
 use serde::Serialize;
 
-use crate::endpoint::{Endpoint, Event};
+use crate::endpoint::Endpoint;
+use crate::shared::{Ecn, Event, Transmit};
 use crate::tick::TickInfo;
 
 /// Counters of a [`Pump`].
@@ -71,7 +71,7 @@ impl Pump {
         now: Instant,
         from: SocketAddr,
         local_ip: Option<IpAddr>,
-        ecn: Option<EcnCodepoint>,
+        ecn: Option<Ecn>,
         data: &[u8],
     ) {
         self.stats.datagrams_in += 1;
@@ -127,7 +127,7 @@ impl Pump {
     }
 
     /// When to wake next: the endpoint's deadline.
-    pub fn next_wakeup(&mut self) -> Option<Instant> {
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
         self.endpoint.poll_timeout()
     }
 }

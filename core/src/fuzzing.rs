@@ -42,7 +42,7 @@ use crate::attest::{
 };
 use crate::clock::WallClock;
 use crate::config::Config;
-use crate::endpoint::{ConnHandle, Endpoint, Event};
+use crate::endpoint::Endpoint;
 use crate::fragment::{
     split, FragmentConfig, FragmentHeader, Reassembler, ReassemblyStats, FRAGMENT_HEADER_LEN,
 };
@@ -53,6 +53,7 @@ use crate::handshake::{
 use crate::heartbeat::{Heartbeat, HeartbeatConfig, Ping, Pong};
 use crate::limits::{AddressLimiter, PeerLimiter, RateLimitConfig, TokenBucket};
 use crate::secrets::Secrets;
+use crate::shared::{ConnHandle, Event};
 use crate::tick::{MissedTickPolicy, TickConfig, TickScheduler, TickSync, TickSyncConfig};
 use crate::ticket::{
     JoinTicket, JoinTicketClaims, TicketConfig, TicketError, TicketIssuer, TicketVerifier,
@@ -1325,7 +1326,7 @@ pub fn heartbeat(data: &[u8]) {
             }
             HeartbeatOp::Receive => {
                 last_receive = last_receive.max(now);
-                hb.on_receive(now);
+                hb.handle_receive(now);
             }
             HeartbeatOp::Timeout => {
                 let timeout = hb.failure_timeout();
@@ -1513,11 +1514,8 @@ pub fn tick_scheduler(data: &[u8]) {
         }
         assert_eq!(scheduler.current_tick(), last);
         assert_eq!(last, due(now).max(last), "a due tick left undelivered");
-        assert!(
-            scheduler.next_deadline() > now,
-            "the next deadline is already due"
-        );
-        assert_eq!(scheduler.next_deadline(), scheduled(last + 1));
+        assert!(scheduler.poll_timeout() > now, "the next deadline is already due");
+        assert_eq!(scheduler.poll_timeout(), scheduled(last + 1));
         let stats = scheduler.stats();
         assert_eq!(stats.ticks + stats.skipped, last);
         assert!(stats.lateness_p50_ms <= stats.lateness_p99_ms);
@@ -1596,10 +1594,10 @@ pub fn tick_sync(data: &[u8]) {
             }
             SyncOp::Sample { offset, rtt_ms } => {
                 let tick = server_tick(now).saturating_add_signed(i64::from(offset));
-                sync.on_sample(now, tick, ms(u64::from(rtt_ms)));
+                sync.handle_sample(now, tick, ms(u64::from(rtt_ms)));
             }
             SyncOp::RawSample { server_tick, rtt_ms } => {
-                sync.on_sample(now, server_tick, ms(u64::from(rtt_ms)));
+                sync.handle_sample(now, server_tick, ms(u64::from(rtt_ms)));
             }
         }
         let skipped_before = sync.stats().skipped_ticks;
@@ -1616,7 +1614,7 @@ pub fn tick_sync(data: &[u8]) {
             assert_eq!(sync.last_tick(), Some(tick));
             assert_eq!(sync.poll_tick(at), None, "two ticks at one instant");
             assert!(
-                sync.next_deadline().is_none_or(|d| d > at),
+                sync.poll_timeout().is_none_or(|d| d > at),
                 "the next deadline is due"
             );
         }
@@ -3359,27 +3357,25 @@ pub fn gs_agent(data: &[u8]) {
     let wall = WallClock::new(start, SEED_NOW_MS);
     let gs_addr: SocketAddr = ([10, 0, 0, 1], 4433).into();
     let vs_addr: SocketAddr = ([10, 0, 0, 2], 4433).into();
-    let gs = Endpoint::server(
+    let gs = Endpoint::builder(
         Config::default(),
         Secrets::insecure_from_seed(1),
         gs_identity(),
-        GS_ID,
         wall,
-        start,
     )
+    .server(GS_ID, start)
     .expect("the GS config is valid");
     let vs_key = ed25519_dalek::SigningKey::from_bytes(&[0x44; 32]);
-    let vs = Endpoint::server(
+    let vs = Endpoint::builder(
         Config {
             accept_game_servers: true,
             ..Config::default()
         },
         Secrets::insecure_from_seed(2),
         vs_key.clone(),
-        0,
         wall,
-        start,
     )
+    .server(0, start)
     .expect("the VS config is valid");
     let config = GsConfig {
         gs_id: GS_ID,
@@ -3470,10 +3466,23 @@ pub fn gs_agent(data: &[u8]) {
         status = now_status;
         match now_status {
             GsStatus::Authorised => {
-                assert!(!pair.gs.admissions_paused(), "authorised but not admitting");
+                assert!(
+                    !pair
+                        .gs
+                        .server_mut()
+                        .expect("a server endpoint")
+                        .admissions_paused(),
+                    "authorised but not admitting"
+                );
                 assert!(agent.ticket().is_some(), "authorised without a ticket");
             }
-            other => assert!(pair.gs.admissions_paused(), "admitting while {other:?}"),
+            other => assert!(
+                pair.gs
+                    .server_mut()
+                    .expect("a server endpoint")
+                    .admissions_paused(),
+                "admitting while {other:?}"
+            ),
         }
         if now_status == GsStatus::Failed {
             assert!(agent.ticket().is_none() && agent.vs_conn().is_none() && agent.poll_timeout().is_none());
@@ -3765,20 +3774,24 @@ pub fn endpoint(data: &[u8]) {
     let config = endpoint_config(limits, flags);
     let start = base_instant();
     let wall = WallClock::new(start, SEED_NOW_MS);
-    let mut ep = Endpoint::server(
+    let mut ep = Endpoint::builder(
         config.clone(),
         Secrets::insecure_from_seed(0xF0),
         gs_identity(),
-        GS_ID,
         wall,
-        start,
     )
+    .server(GS_ID, start)
     .expect("the config is valid");
-    if let Some(tickets) = ep.tickets_mut() {
+    if let Some(server) = ep.server_mut() {
+        let tickets = server.tickets();
         tickets.add_key(KEY_ID, signing_key().verifying_key());
     }
     if flags & 2 != 0 {
-        ep.pause_admissions(ReasonCode::NOT_AUTHORISED, "fuzz", None);
+        ep.server_mut().expect("a server endpoint").pause_admissions(
+            ReasonCode::NOT_AUTHORISED,
+            "fuzz",
+            None,
+        );
     }
     let mut now = start;
     let mut last: Vec<u8> = Vec::new();
@@ -3813,12 +3826,23 @@ pub fn endpoint(data: &[u8]) {
             2 => now += ms(u64::from(input.u16())),
             3 => now += Duration::from_secs(u64::from(input.u16() % 3600)),
             4 => match input.u8() % 6 {
-                0 => ep.pause_admissions(ReasonCode::SERVER_BUSY, "fuzz", Some(ms(500))),
-                1 => ep.resume_admissions(),
-                2 => ep.shutdown(now, "fuzz", Some(ms(1_000))),
-                3 => ep.revalidate(now),
+                0 => ep.server_mut().expect("a server endpoint").pause_admissions(
+                    ReasonCode::SERVER_BUSY,
+                    "fuzz",
+                    Some(ms(500)),
+                ),
+                1 => ep.server_mut().expect("a server endpoint").resume_admissions(),
+                2 => ep
+                    .server_mut()
+                    .expect("a server endpoint")
+                    .shutdown(now, "fuzz", Some(ms(1_000))),
+                3 => ep.server_mut().expect("a server endpoint").revalidate(now),
                 4 => {
-                    ep.close_client_sessions(now, ReasonCode::NORMAL, "fuzz");
+                    ep.server_mut().expect("a server endpoint").close_client_sessions(
+                        now,
+                        ReasonCode::NORMAL,
+                        "fuzz",
+                    );
                 }
                 _ => ep.set_wall_clock(wall.skewed(-60_000)),
             },
@@ -3929,7 +3953,13 @@ mod seeds {
     }
 
     fn join_ticket_claims(gs_id: u64, now: u64, lifetime: u64) -> JoinTicketClaims {
-        JoinTicketClaims::new(42, gs_id, [0x0A; 16], now, lifetime, 1, CLIENT_KEY)
+        JoinTicketClaims::builder(CLIENT_KEY, [0x0A; 16])
+            .client_id(42)
+            .audience(gs_id)
+            .valid_from(now)
+            .lifetime_ms(lifetime)
+            .permissions(1)
+            .build()
     }
 
     fn hello() -> HelloBody {
@@ -4342,7 +4372,7 @@ mod seeds {
     fn recorded_initial() -> (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>) {
         let start = base_instant();
         let wall = WallClock::new(start, SEED_NOW_MS);
-        let mut client = Endpoint::client(
+        let mut client = Endpoint::builder(
             Config {
                 schema_hash: SCHEMA,
                 ..Config::default()
@@ -4351,16 +4381,17 @@ mod seeds {
             client_identity(0),
             wall,
         )
+        .client()
         .unwrap();
-        let ticket = TicketIssuer::new(KEY_ID, signing_key()).issue(&JoinTicketClaims::new(
-            5,
-            GS_ID,
-            [0x0B; 16],
-            SEED_NOW_MS,
-            60_000,
-            1,
-            client_identity(0).verifying_key().to_bytes(),
-        ));
+        let ticket = TicketIssuer::new(KEY_ID, signing_key()).issue(
+            &JoinTicketClaims::builder(client_identity(0).verifying_key().to_bytes(), [0x0B; 16])
+                .client_id(5)
+                .audience(GS_ID)
+                .valid_from(SEED_NOW_MS)
+                .lifetime_ms(60_000)
+                .permissions(1)
+                .build(),
+        );
         let server: SocketAddr = ([192, 0, 2, 1], 4433).into();
         client
             .connect(start, server, ticket, crate::endpoint::ConnectOptions::default())

@@ -21,9 +21,9 @@
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 
+use crate::ticket::{Envelope, PlayTicket, PlayTicketClaims, PlayTicketError, VsKeys};
 use crate::ticket::{JoinTicket, JoinTicketClaims, TicketError};
 use crate::tls::EXPORTER_LEN;
-use crate::vs::{Envelope, PlayTicket, PlayTicketClaims, PlayTicketError, VsKeys};
 use crate::wire::{self, AcceptBody, Control, HelloBody, ReasonCode, Role, Signature, Signed, NONCE_LEN};
 
 /// Ticket permission bit that allows the [`Role::Admin`] role.
@@ -402,7 +402,7 @@ impl AwaitingHello {
         }
         // Game servers speak the VS protocol, not the game (§8.1).
         let schema_hash = match hello.role {
-            Role::GameServer => crate::vs::VS_SCHEMA_HASH,
+            Role::GameServer => crate::wire::VS_SCHEMA_HASH,
             _ => policy.schema_hash,
         };
         if hello.schema_hash != schema_hash {

@@ -8,7 +8,7 @@
 //! the peer for an adaptive timeout ([`Heartbeat::failure_timeout`]).
 //!
 //! The machine is sans-IO and follows the crate's naming: inputs are `handle_*` and
-//! [`Heartbeat::on_receive`], outputs are `poll_*` (drain [`Heartbeat::poll_ping`] until `None`
+//! [`Heartbeat::handle_receive`], outputs are `poll_*` (drain [`Heartbeat::poll_ping`] until `None`
 //! after every input, then re-read [`Heartbeat::poll_timeout`]), getters take `&self`.
 
 use std::collections::VecDeque;
@@ -206,7 +206,7 @@ pub struct HeartbeatStats {
 /// statistics, failure detection.
 ///
 /// Inputs: [`handle_ping`](Self::handle_ping), [`handle_pong`](Self::handle_pong),
-/// [`on_receive`](Self::on_receive), [`handle_timeout`](Self::handle_timeout). Outputs:
+/// [`handle_receive`](Self::handle_receive), [`handle_timeout`](Self::handle_timeout). Outputs:
 /// [`poll_ping`](Self::poll_ping), [`poll_timeout`](Self::poll_timeout). Getter:
 /// [`stats`](Self::stats). Failure is terminal: after [`HeartbeatFailure`] is returned no more
 /// pings are emitted and no timer is armed (pings are still answered).
@@ -290,7 +290,7 @@ impl Heartbeat {
 
     /// Input: a ping from the peer arrived at `now`; returns the pong to send back at once
     /// (`hold_us` 0; a caller that delays sending should set it to the delay). Also counts as
-    /// [`on_receive`](Self::on_receive).
+    /// [`handle_receive`](Self::handle_receive).
     ///
     /// Updates the incoming-path statistics: RFC 3550 §6.4.1 jitter between the peer's
     /// `ts_us` and our arrival time, loss from sequence gaps, duplicates and reordering.
@@ -298,7 +298,7 @@ impl Heartbeat {
     /// pings count as out of order and are otherwise ignored (they neither reduce the loss
     /// count nor feed the jitter).
     pub fn handle_ping(&mut self, now: Instant, ping: &Ping, local_tick: u64) -> Pong {
-        self.on_receive(now);
+        self.handle_receive(now);
         self.counters.pings_received += 1;
         let arrival_us = self.micros_since_epoch(now);
         self.incoming.on_ping(ping, arrival_us);
@@ -314,9 +314,9 @@ impl Heartbeat {
     /// Input: a pong from the peer arrived at `now`. Returns the RTT sample it yields, or `None`
     /// when it yields none: its `seq` is not awaited (counted in `late_or_unknown_pongs`) or its
     /// echoed timestamp is in our future (counted in `future_timestamps_clamped`, see
-    /// [`HeartbeatStats`]). Also counts as [`on_receive`](Self::on_receive).
+    /// [`HeartbeatStats`]). Also counts as [`handle_receive`](Self::handle_receive).
     pub fn handle_pong(&mut self, now: Instant, pong: &Pong) -> Option<RttSample> {
-        self.on_receive(now);
+        self.handle_receive(now);
         self.counters.pongs_received += 1;
         let Some(index) = self.outstanding.iter().position(|p| p.seq == pong.seq) else {
             self.counters.late_or_unknown_pongs += 1;
@@ -343,7 +343,7 @@ impl Heartbeat {
 
     /// Input: something (any datagram or packet) arrived from the peer at `now`; the peer is
     /// alive. Earlier `now`s than already seen are ignored. No effect after failure.
-    pub fn on_receive(&mut self, now: Instant) {
+    pub fn handle_receive(&mut self, now: Instant) {
         self.last_receive = self.last_receive.max(now);
     }
 
@@ -948,7 +948,7 @@ mod tests {
         let t0 = crate::testing::epoch();
         let mut hb = Heartbeat::new(t0, HeartbeatConfig::default());
         hb.poll_ping(t0, 0);
-        hb.on_receive(t0 + ms(4_000));
+        hb.handle_receive(t0 + ms(4_000));
         assert_eq!(hb.handle_timeout(t0 + ms(5_000)), None);
         assert_eq!(hb.poll_timeout(), Some(t0 + ms(500)), "next ping first");
 

@@ -87,6 +87,7 @@ pub mod heartbeat;
 pub mod limits;
 pub mod retry;
 pub mod secrets;
+mod shared;
 pub mod stats;
 pub mod tick;
 pub mod ticket;
@@ -100,12 +101,10 @@ pub mod testing;
 pub use channel::{ChannelId, ChannelKind, Priority, SendOptions};
 pub use clock::WallClock;
 pub use config::Config;
-pub use endpoint::{
-    ConnHandle, ConnectError, ConnectOptions, Endpoint, EndpointError, Event, Initiator, SendError,
-};
+pub use endpoint::{ConnectOptions, Endpoint, EndpointBuilder, EndpointError, ServerMut};
 pub use handshake::Session;
-pub use quinn_proto::{EcnCodepoint, Transmit};
 pub use secrets::Secrets;
+pub use shared::{ConnHandle, ConnectError, Ecn, Event, Initiator, SendError, Transmit};
 pub use stats::{ConnectionStats, EndpointStats};
 pub use ticket::{JoinTicket, JoinTicketClaims, TicketIssuer};
 pub use tls::CryptoOptions;

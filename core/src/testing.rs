@@ -35,9 +35,10 @@ use rand_chacha::ChaCha8Rng;
 use crate::channel::ChannelId;
 use crate::clock::WallClock;
 use crate::config::Config;
-use crate::endpoint::{ConnHandle, ConnectOptions, Endpoint, Event, Initiator};
+use crate::endpoint::{ConnectOptions, Endpoint};
 use crate::handshake::Session;
 use crate::secrets::Secrets;
+use crate::shared::{ConnHandle, Event, Initiator};
 use crate::tick::TickInfo;
 use crate::ticket::{JoinTicket, JoinTicketClaims, TicketIssuer};
 use crate::wire::ReasonCode;
@@ -333,19 +334,18 @@ impl Net {
     /// Adds a game server with its own wall clock (e.g. skewed).
     pub fn add_server_with(&mut self, config: Config, wall: WallClock) -> usize {
         let (secrets, identity) = self.next_keys();
-        let mut endpoint = Endpoint::server(config, secrets, identity.clone(), GS_ID, wall, self.now)
+        let endpoint = Endpoint::builder(config, secrets, identity.clone(), wall)
+            .trust_issuer(ISSUER_KEY_ID, self.issuer.verifying_key())
+            .server(GS_ID, self.now)
             .expect("harness config is valid");
-        endpoint
-            .tickets_mut()
-            .expect("a server endpoint has a ticket verifier")
-            .add_key(ISSUER_KEY_ID, self.issuer.verifying_key());
         self.push(endpoint, identity)
     }
 
     /// Adds a client; returns its index.
     pub fn add_client(&mut self, config: Config) -> usize {
         let (secrets, identity) = self.next_keys();
-        let endpoint = Endpoint::client(config, secrets, identity.clone(), self.wall_clock())
+        let endpoint = Endpoint::builder(config, secrets, identity.clone(), self.wall_clock())
+            .client()
             .expect("harness config is valid");
         self.push(endpoint, identity)
     }
@@ -393,7 +393,12 @@ impl Net {
         jti[..8].copy_from_slice(&self.next_ticket.to_be_bytes());
         let now_ms = self.wall_clock().unix_ms_at(self.now);
         let client_key = self.nodes[client].identity.verifying_key().to_bytes();
-        JoinTicketClaims::new(client as u64, GS_ID, jti, now_ms, 60_000, 0, client_key)
+        JoinTicketClaims::builder(client_key, jti)
+            .client_id(client as u64)
+            .audience(GS_ID)
+            .valid_from(now_ms)
+            .lifetime_ms(60_000)
+            .build()
     }
 
     /// A valid ticket for `client` (see [`Net::claims_for`]).

@@ -148,7 +148,7 @@ pub struct TickStats {
 /// computed from the tick number in integer nanoseconds so that no drift accumulates.
 ///
 /// Output: [`poll_tick`](Self::poll_tick) (drain until `None`), deadline:
-/// [`next_deadline`](Self::next_deadline). Getters: [`current_tick`](Self::current_tick),
+/// [`poll_timeout`](Self::poll_timeout). Getters: [`current_tick`](Self::current_tick),
 /// [`tick_duration`](Self::tick_duration), [`stats`](Self::stats).
 #[derive(Debug)]
 pub struct TickScheduler {
@@ -185,7 +185,7 @@ impl TickScheduler {
 
     /// Output: the next tick to run, if one is due at `now`. After a stall the
     /// [`MissedTickPolicy`] decides which due ticks are delivered; the others are counted as
-    /// skipped. Call until `None`, then sleep until [`next_deadline`](Self::next_deadline).
+    /// skipped. Call until `None`, then sleep until [`poll_timeout`](Self::poll_timeout).
     pub fn poll_tick(&mut self, now: Instant) -> Option<TickInfo> {
         let latest = self.latest_due(now);
         let backlog = latest.checked_sub(self.current).filter(|b| *b > 0)?;
@@ -211,7 +211,7 @@ impl TickScheduler {
     }
 
     /// When the tick after [`current_tick`](Self::current_tick) is due (possibly already past).
-    pub fn next_deadline(&self) -> Instant {
+    pub fn poll_timeout(&self) -> Instant {
         self.scheduled_at(self.current.saturating_add(1))
     }
 
@@ -339,7 +339,7 @@ const ERROR_GAIN: f64 = 0.125;
 /// [`TickSync`] statistics, in ticks unless stated.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct TickSyncStats {
-    /// Samples accepted by [`TickSync::on_sample`].
+    /// Samples accepted by [`TickSync::handle_sample`].
     pub samples: u64,
     /// Samples rejected because they implied a server tick above 2⁴⁰.
     pub rejected_samples: u64,
@@ -361,7 +361,7 @@ pub struct TickSyncStats {
 /// Client-side tick synchronisation: estimates the server's tick from pongs and runs the
 /// client's own tick sequence `lead_margin_ticks` ahead of it.
 ///
-/// Each [`on_sample`](Self::on_sample) gives the server tick in a pong and the round trip it
+/// Each [`handle_sample`](Self::handle_sample) gives the server tick in a pong and the round trip it
 /// belongs to. The estimate of the server tick advances at the nominal rate between samples
 /// and is pulled towards each sample by `smoothing`. The client's tick clock runs at the
 /// nominal rate times `1 + adjust`, where `adjust = −offset / (rate × τ)` clamped to
@@ -369,8 +369,8 @@ pub struct TickSyncStats {
 /// `snap_threshold_ticks` the clock jumps. Ticks are delivered monotonically and never repeat:
 /// after a jump back, nothing is delivered until the clock passes the last delivered tick.
 ///
-/// Input: [`on_sample`](Self::on_sample). Output: [`poll_tick`](Self::poll_tick), deadline
-/// [`next_deadline`](Self::next_deadline). Getters:
+/// Input: [`handle_sample`](Self::handle_sample). Output: [`poll_tick`](Self::poll_tick), deadline
+/// [`poll_timeout`](Self::poll_timeout). Getters:
 /// [`estimated_server_tick`](Self::estimated_server_tick), [`last_tick`](Self::last_tick),
 /// [`stats`](Self::stats).
 /// Earlier `now`s than already seen are treated as the latest one seen.
@@ -486,7 +486,7 @@ impl TickSync {
     /// sample implies server tick `server_tick + 0.5 + (rtt / 2) × tick_rate_hz` at `now`.
     /// The first sample sets the estimate and the client clock outright. Samples implying a
     /// tick above 2⁴⁰ are ignored and counted in `rejected_samples`.
-    pub fn on_sample(&mut self, now: Instant, server_tick: u64, rtt: Duration) {
+    pub fn handle_sample(&mut self, now: Instant, server_tick: u64, rtt: Duration) {
         let p = self.params;
         let implied = server_tick as f64 + 0.5 + rtt.as_secs_f64() / 2.0 * p.hz;
         if implied > MAX_SERVER_TICK {
@@ -540,7 +540,7 @@ impl TickSync {
     /// delivered one (after a snap ahead or a late poll), jumps to the clock's tick and counts
     /// the ticks in between in `skipped_ticks`. `None` before the first sample.
     pub fn poll_tick(&mut self, now: Instant) -> Option<u64> {
-        let due = self.next_deadline()? <= now;
+        let due = self.poll_timeout()? <= now;
         let p = self.params;
         let state = self.state.as_mut()?;
         let now = now.max(state.clock_at).max(state.estimate_at);
@@ -566,7 +566,7 @@ impl TickSync {
     /// (now-ish before the first delivery); `None` before the first sample. Rounded up to the
     /// next nanosecond, and [`poll_tick`](Self::poll_tick) delivers whenever this deadline has
     /// passed, so polling at the deadline always makes progress.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub fn poll_timeout(&self) -> Option<Instant> {
         let state = self.state.as_ref()?;
         let Some(last) = self.last_delivered else {
             return Some(state.clock_at);
@@ -772,7 +772,7 @@ mod tests {
         assert_eq!(s.tick_duration(), nanos(16_666_666));
         assert_eq!(s.poll_tick(t0), None, "tick 0 is the start, not delivered");
         for n in 1..=60u64 {
-            let deadline = s.next_deadline();
+            let deadline = s.poll_timeout();
             assert_eq!(deadline, t0 + nanos((n * 1_000_000_000).div_ceil(60)));
             assert_eq!(s.poll_tick(deadline - nanos(1)), None);
             let info = s.poll_tick(deadline).unwrap();
@@ -783,7 +783,7 @@ mod tests {
             assert_eq!(s.poll_tick(deadline), None);
             assert_eq!(s.current_tick(), n);
         }
-        assert_eq!(s.next_deadline() - nanos(16_666_667), t0 + Duration::from_secs(1));
+        assert_eq!(s.poll_timeout() - nanos(16_666_667), t0 + Duration::from_secs(1));
         assert_eq!(
             s.stats(),
             TickStats {
@@ -798,7 +798,7 @@ mod tests {
         let t0 = crate::testing::epoch();
         let mut s = TickScheduler::new(t0, TickConfig::default());
         for late_ms in [1u32, 1, 1, 2, 9] {
-            let deadline = s.next_deadline();
+            let deadline = s.poll_timeout();
             let info = s.poll_tick(deadline + late_ms * MS).unwrap();
             assert_eq!(info.lateness, late_ms * MS);
         }
@@ -818,7 +818,7 @@ mod tests {
         let t0 = crate::testing::epoch();
         let mut s = scheduler(t0, policy);
         for _ in 0..5 {
-            s.poll_tick(s.next_deadline()).unwrap();
+            s.poll_tick(s.poll_timeout()).unwrap();
         }
         let now = s.scheduled_at(15) + MS;
         let ticks = std::iter::from_fn(|| s.poll_tick(now).map(|i| i.tick)).collect();
@@ -830,7 +830,7 @@ mod tests {
         let (s, ticks) = after_stall(MissedTickPolicy::Skip);
         assert_eq!(ticks, [15]);
         assert_eq!((s.stats().ticks, s.stats().skipped), (6, 9));
-        assert_eq!(s.next_deadline(), s.scheduled_at(16));
+        assert_eq!(s.poll_timeout(), s.scheduled_at(16));
     }
 
     #[test]
@@ -847,7 +847,7 @@ mod tests {
         let t0 = crate::testing::epoch();
         let mut s = TickScheduler::new(t0, TickConfig::default());
         let mut previous = t0;
-        while let Some(info) = s.poll_tick(s.next_deadline()) {
+        while let Some(info) = s.poll_tick(s.poll_timeout()) {
             let step = info.scheduled_at - previous;
             assert!(step == nanos(16_666_666) || step == nanos(16_666_667), "{step:?}");
             previous = info.scheduled_at;
@@ -909,7 +909,7 @@ mod tests {
         fn run(&mut self, sync: &mut TickSync, end: Instant, mut on_tick: impl FnMut(&Self, Instant, u64)) {
             loop {
                 let pong_at = self.pongs.front().map(|(at, ..)| *at);
-                let now = [Some(self.next_ping), pong_at, sync.next_deadline()]
+                let now = [Some(self.next_ping), pong_at, sync.poll_timeout()]
                     .into_iter()
                     .flatten()
                     .min()
@@ -923,7 +923,7 @@ mod tests {
                 }
                 while self.pongs.front().is_some_and(|(at, ..)| *at <= now) {
                     let (_, tick, rtt) = self.pongs.pop_front().unwrap();
-                    sync.on_sample(now, tick, rtt);
+                    sync.handle_sample(now, tick, rtt);
                 }
                 while let Some(tick) = sync.poll_tick(now) {
                     on_tick(self, now, tick);
@@ -936,10 +936,10 @@ mod tests {
     fn first_sample_sets_the_estimate() {
         let t0 = crate::testing::epoch();
         let mut sync = TickSync::new(TickSyncConfig::default());
-        assert_eq!((sync.poll_tick(t0), sync.next_deadline()), (None, None));
+        assert_eq!((sync.poll_tick(t0), sync.poll_timeout()), (None, None));
         assert_eq!(sync.estimated_server_tick(t0), None);
         // Stamped tick 100, half a period in on average, plus 50 ms (3 ticks) of one-way delay.
-        sync.on_sample(t0, 100, 100 * MS);
+        sync.handle_sample(t0, 100, 100 * MS);
         assert_eq!(sync.estimated_server_tick(t0), Some(103.5));
         assert_eq!(
             sync.estimated_server_tick(t0 + Duration::from_secs(1)),
@@ -950,7 +950,7 @@ mod tests {
         assert_eq!(sync.poll_tick(t0), Some(105));
         assert_eq!(sync.poll_tick(t0), None);
         assert_eq!(sync.last_tick(), Some(105));
-        assert_eq!(sync.next_deadline(), Some(t0 + nanos(8_333_334)));
+        assert_eq!(sync.poll_timeout(), Some(t0 + nanos(8_333_334)));
         assert_eq!(sync.poll_tick(t0 + nanos(8_333_334)), Some(106));
         assert_eq!(sync.last_tick(), Some(106));
     }
@@ -1032,8 +1032,8 @@ mod tests {
     fn implausible_server_ticks_are_rejected() {
         let t0 = crate::testing::epoch();
         let mut sync = TickSync::new(TickSyncConfig::default());
-        sync.on_sample(t0, u64::MAX, 50 * MS);
-        sync.on_sample(t0, 0, Duration::MAX);
+        sync.handle_sample(t0, u64::MAX, 50 * MS);
+        sync.handle_sample(t0, 0, Duration::MAX);
         assert_eq!((sync.stats().rejected_samples, sync.stats().samples), (2, 0));
         assert_eq!(sync.poll_tick(t0), None);
     }

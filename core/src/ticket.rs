@@ -29,6 +29,13 @@
 //! audience, not-before and expiry (each widened by `max_skew_ms`), lifetime, revocation, that the
 //! ticket's identity key is the handshake's, and finally single use of the `jti`.
 
+mod envelope;
+
+pub use envelope::{
+    Envelope, EnvelopeError, PlayTicket, PlayTicketClaims, PlayTicketError, ProtectedReceipt, ReceiptClaims,
+    VsKeys, MAX_ENVELOPE_BYTES, PLAY_TICKET_CONTEXT, RECEIPT_CONTEXT,
+};
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
@@ -63,26 +70,75 @@ pub struct JoinTicketClaims {
 }
 
 impl JoinTicketClaims {
-    /// Claims valid from `now_unix_ms` for `lifetime_ms` milliseconds.
-    pub fn new(
-        client_id: u64,
-        gs_id: u64,
-        jti: [u8; 16],
-        now_unix_ms: u64,
-        lifetime_ms: u64,
-        permissions: u32,
-        client_key: [u8; 32],
-    ) -> Self {
-        Self {
-            client_id,
-            gs_id,
-            jti,
-            issued_at_ms: now_unix_ms,
-            not_before_ms: now_unix_ms,
-            expires_at_ms: now_unix_ms.saturating_add(lifetime_ms),
-            permissions,
-            client_key,
+    /// Claims for the client whose identity key is `client_key`, with the unique ticket id
+    /// `jti` (16 random bytes from the issuer's CSPRNG). Set the rest by name; unset, the
+    /// client id, audience and permissions are 0, validity starts at Unix time 0 and lasts
+    /// [`JoinTicketBuilder::DEFAULT_LIFETIME_MS`].
+    pub fn builder(client_key: [u8; 32], jti: [u8; 16]) -> JoinTicketBuilder {
+        JoinTicketBuilder {
+            claims: Self {
+                client_id: 0,
+                gs_id: 0,
+                jti,
+                issued_at_ms: 0,
+                not_before_ms: 0,
+                expires_at_ms: JoinTicketBuilder::DEFAULT_LIFETIME_MS,
+                permissions: 0,
+                client_key,
+            },
+            lifetime_ms: JoinTicketBuilder::DEFAULT_LIFETIME_MS,
         }
+    }
+}
+
+/// Builds [`JoinTicketClaims`] field by field; from [`JoinTicketClaims::builder`].
+#[derive(Debug, Clone)]
+#[must_use = "call `build()` for the claims"]
+pub struct JoinTicketBuilder {
+    claims: JoinTicketClaims,
+    lifetime_ms: u64,
+}
+
+impl JoinTicketBuilder {
+    /// The lifetime of claims whose builder was not given one, in milliseconds.
+    pub const DEFAULT_LIFETIME_MS: u64 = 30_000;
+
+    /// The client this ticket admits.
+    pub fn client_id(mut self, client_id: u64) -> Self {
+        self.claims.client_id = client_id;
+        self
+    }
+
+    /// The only game server that accepts the ticket.
+    pub fn audience(mut self, gs_id: u64) -> Self {
+        self.claims.gs_id = gs_id;
+        self
+    }
+
+    /// Issued at, and valid from, `unix_ms` (Unix epoch milliseconds).
+    pub fn valid_from(mut self, unix_ms: u64) -> Self {
+        self.claims.issued_at_ms = unix_ms;
+        self.claims.not_before_ms = unix_ms;
+        self
+    }
+
+    /// Valid for `lifetime_ms` milliseconds after [`valid_from`](Self::valid_from).
+    pub fn lifetime_ms(mut self, lifetime_ms: u64) -> Self {
+        self.lifetime_ms = lifetime_ms;
+        self
+    }
+
+    /// Permission bits granted to the client in the session (e.g. [`PERMISSION_ADMIN`](crate::PERMISSION_ADMIN)).
+    pub fn permissions(mut self, permissions: u32) -> Self {
+        self.claims.permissions = permissions;
+        self
+    }
+
+    /// The claims.
+    pub fn build(self) -> JoinTicketClaims {
+        let mut claims = self.claims;
+        claims.expires_at_ms = claims.not_before_ms.saturating_add(self.lifetime_ms);
+        claims
     }
 }
 
@@ -676,7 +732,13 @@ mod tests {
     /// Ticket `n`: client `100 + n`, jti `[n; 16]`, valid from `from_ms` for `lifetime_ms`.
     fn claims_at(n: u8, from_ms: u64, lifetime_ms: u64) -> JoinTicketClaims {
         let client_id = 100 + u64::from(n);
-        JoinTicketClaims::new(client_id, GS, [n; 16], from_ms, lifetime_ms, 0b101, CLIENT_KEY)
+        JoinTicketClaims::builder(CLIENT_KEY, [n; 16])
+            .client_id(client_id)
+            .audience(GS)
+            .valid_from(from_ms)
+            .lifetime_ms(lifetime_ms)
+            .permissions(0b101)
+            .build()
     }
 
     fn claims(n: u8) -> JoinTicketClaims {

@@ -37,31 +37,22 @@
 mod gs;
 mod message;
 mod server;
-mod tickets;
 mod transcript;
 
-pub use gs::{GsAgent, GsConfig, GsEvent, GsIdentity, GsStatus};
-pub use message::{Attestation, JoinRequest, Revocation, VsMessage, MAX_VS_MESSAGE_BYTES};
-pub use server::{Enrolment, GsInfo, Measurement, Verifier, VsConfig, VsEvent};
-pub use tickets::{
+pub use crate::ticket::{
     Envelope, EnvelopeError, PlayTicket, PlayTicketClaims, PlayTicketError, ProtectedReceipt, ReceiptClaims,
     VsKeys, MAX_ENVELOPE_BYTES, PLAY_TICKET_CONTEXT, RECEIPT_CONTEXT,
 };
+pub use crate::wire::VS_SCHEMA_HASH;
+pub use gs::{GsAgent, GsConfig, GsEvent, GsIdentity, GsStatus};
+pub use message::{Attestation, JoinRequest, Revocation, VsMessage, MAX_VS_MESSAGE_BYTES};
+pub use server::{Enrolment, GsInfo, Measurement, Verifier, VsConfig, VsEvent};
 pub use transcript::{TranscriptChain, TranscriptDigest, TRANSCRIPT_CONTEXT};
 
 use crate::channel::ChannelId;
 
 /// The channel GS ↔ VS messages travel on: reliable and ordered.
 pub const VS_CHANNEL: ChannelId = ChannelId::GAME;
-
-/// The schema hash of every GS ↔ VS session, whatever game the GS serves:
-/// SHA-256(`"tickwire/vs-protocol/v1"`) (`PROTOCOL.md` §8.1). A game server's Hello with
-/// [`Role::GameServer`](crate::Role::GameServer) carries it instead of its game's schema hash,
-/// and the VS checks it instead of its own, so one VS serves game servers of any game.
-pub const VS_SCHEMA_HASH: [u8; 32] = [
-    0x2b, 0xdf, 0x39, 0x20, 0x3d, 0xc6, 0xa1, 0x3e, 0x42, 0x90, 0xad, 0xf2, 0x4f, 0x2b, 0xfa, 0x8a, 0x06,
-    0xbb, 0xe8, 0xe4, 0x45, 0xdd, 0x21, 0x4d, 0x0f, 0x05, 0xe3, 0x07, 0x10, 0xd4, 0x31, 0x22,
-];
 
 /// Length of a VS challenge nonce, in bytes.
 pub const VS_NONCE_LEN: usize = 32;

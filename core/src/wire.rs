@@ -29,6 +29,15 @@ pub const MAX_CONTROL_FRAME_BYTES: usize = 4096;
 /// Largest close detail string carried in a CONNECTION_CLOSE reason, in bytes.
 pub const MAX_CLOSE_DETAIL_BYTES: usize = 200;
 
+/// The schema hash of every GS ↔ VS session, whatever game the GS serves:
+/// SHA-256(`"tickwire/vs-protocol/v1"`) (`PROTOCOL.md` §8.1). A game server's Hello with
+/// [`Role::GameServer`] carries it instead of its game's schema hash,
+/// and the VS checks it instead of its own, so one VS serves game servers of any game.
+pub const VS_SCHEMA_HASH: [u8; 32] = [
+    0x2b, 0xdf, 0x39, 0x20, 0x3d, 0xc6, 0xa1, 0x3e, 0x42, 0x90, 0xad, 0xf2, 0x4f, 0x2b, 0xfa, 0x8a, 0x06,
+    0xbb, 0xe8, 0xe4, 0x45, 0xdd, 0x21, 0x4d, 0x0f, 0x05, 0xe3, 0x07, 0x10, 0xd4, 0x31, 0x22,
+];
+
 /// Why a session was refused or ended: carried as the QUIC application error code of the
 /// CONNECTION_CLOSE frame (RFC 9000 §19.19), so it reaches the peer even when no stream data can.
 ///

@@ -36,7 +36,11 @@ fn scripted_session(seed: u64) -> Vec<Traced> {
     net.drain(alice);
     net.run_for(Duration::from_secs(1));
     let now = net.now;
-    net.node_mut(server).endpoint.shutdown(now, "maintenance", None);
+    net.node_mut(server)
+        .endpoint
+        .server_mut()
+        .expect("a server endpoint")
+        .shutdown(now, "maintenance", None);
     net.drain(server);
     net.run_for(Duration::from_secs(2));
     net.trace

@@ -64,15 +64,12 @@ fn section_4_7_hello_and_accept_bytes() {
     assert_eq!(hex(&issuer.verifying_key().to_bytes()), ISSUER_KEY);
 
     // Join ticket: client 7, gs 42, jti 16×05, issued = not_before = t₀, expires t₀ + 60 s.
-    let claims = JoinTicketClaims::new(
-        7,
-        42,
-        [0x05; 16],
-        T0,
-        60_000,
-        0,
-        client.verifying_key().to_bytes(),
-    );
+    let claims = JoinTicketClaims::builder(client.verifying_key().to_bytes(), [0x05; 16])
+        .client_id(7)
+        .audience(42)
+        .valid_from(T0)
+        .lifetime_ms(60_000)
+        .build();
     let ticket = issuer.issue(&claims);
     let claims_hex = expand(&format!(
         "07 2a 05×16 80d0eab6b733 80d0eab6b733 e0a4eeb6b733 00 {CLIENT_KEY}"

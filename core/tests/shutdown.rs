@@ -16,6 +16,8 @@ fn shutdown(net: &mut Net, server: usize, retry_after: Option<Duration>) {
     let now = net.now;
     net.node_mut(server)
         .endpoint
+        .server_mut()
+        .expect("a server endpoint")
         .shutdown(now, "maintenance", retry_after);
     net.drain(server);
 }

@@ -145,8 +145,8 @@ fn a_ticket_from_an_unknown_issuer_key_is_refused() {
 }
 
 fn revoke_client(net: &mut Net, server: usize, client_id: u64) {
-    let tickets = net.node_mut(server).endpoint.tickets_mut().unwrap();
-    tickets.revoke_client(client_id).unwrap();
+    let gs = net.node_mut(server).endpoint.server_mut().unwrap();
+    gs.tickets().revoke_client(client_id).unwrap();
 }
 
 #[test]

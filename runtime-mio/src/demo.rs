@@ -115,15 +115,12 @@ pub fn demo_ticket(
 ) -> io::Result<JoinTicket> {
     let mut jti = [0u8; 16];
     jti.copy_from_slice(&os_random()?[..16]);
-    let claims = JoinTicketClaims::new(
-        index,
-        gs_id,
-        jti,
-        wall_clock_now().unix_ms,
-        TICKET_LIFETIME_MS,
-        0,
-        identity.to_bytes(),
-    );
+    let claims = JoinTicketClaims::builder(identity.to_bytes(), jti)
+        .client_id(index)
+        .audience(gs_id)
+        .valid_from(wall_clock_now().unix_ms)
+        .lifetime_ms(TICKET_LIFETIME_MS)
+        .build();
     Ok(TicketIssuer::new(DEMO_KEY_ID, issuer.clone()).issue(&claims))
 }
 
@@ -312,18 +309,15 @@ pub fn run_server(
     mut progress: impl FnMut(&Endpoint, Duration),
 ) -> io::Result<ServerReport> {
     let start = Instant::now();
-    let mut endpoint = Endpoint::server(
+    let endpoint = Endpoint::builder(
         options.config.clone(),
         os_secrets()?,
         options.identity.clone(),
-        options.gs_id,
         wall_clock_now(),
-        start,
     )
+    .trust_issuer(DEMO_KEY_ID, options.trusted_issuer)
+    .server(options.gs_id, start)
     .map_err(io::Error::other)?;
-    if let Some(tickets) = endpoint.tickets_mut() {
-        tickets.add_key(DEMO_KEY_ID, options.trusted_issuer);
-    }
     let mut runtime = MioRuntime::new()?;
     let node = runtime
         .bind(listen, endpoint)
@@ -443,7 +437,8 @@ pub fn run_clients(
     for index in first..first.saturating_add(count) {
         let identity = tickwire_udp::os_signing_key()?;
         let public = identity.verifying_key();
-        let endpoint = Endpoint::client(options.config.clone(), os_secrets()?, identity, wall_clock_now())
+        let endpoint = Endpoint::builder(options.config.clone(), os_secrets()?, identity, wall_clock_now())
+            .client()
             .map_err(io::Error::other)?;
         let node = runtime.bind(bind, endpoint)?;
         clients.push(DemoClient {
@@ -470,7 +465,7 @@ pub fn run_clients(
     while start.elapsed() < options.duration {
         let next_tick = clients
             .iter()
-            .filter_map(|c| runtime.endpoint(c.node).tick_sync(c.conn?)?.next_deadline())
+            .filter_map(|c| runtime.endpoint(c.node).tick_sync(c.conn?)?.poll_timeout())
             .min()
             .map(|t| t.saturating_duration_since(Instant::now()));
         runtime.turn(Some(

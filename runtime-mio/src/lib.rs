@@ -15,7 +15,7 @@
 //! let secrets = tickwire_udp::os_secrets()?;
 //! let identity = tickwire_udp::os_signing_key()?;
 //! let wall = wall_clock_now();
-//! let endpoint = Endpoint::server(Config::default(), secrets, identity, 42, wall, Instant::now())?;
+//! let endpoint = Endpoint::builder(Config::default(), secrets, identity, wall).server(42, Instant::now())?;
 //! let mut runtime = MioRuntime::new()?;
 //! let server = runtime.bind("127.0.0.1:4433".parse()?, endpoint)?;
 //! loop {
@@ -52,7 +52,7 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 use serde::Serialize;
 use tickwire_core::drive::{run_tick, Pump, StageTimings, TickStages};
-use tickwire_core::{Endpoint, WallClock};
+use tickwire_core::{Endpoint, ReasonCode, WallClock};
 use tickwire_udp::Datapath;
 
 /// Datagrams read from one socket per wake-up before the others get a turn.
@@ -151,8 +151,8 @@ impl MioRuntime {
     }
 
     /// The earliest deadline of any node's endpoint.
-    pub fn next_deadline(&mut self) -> Option<Instant> {
-        self.nodes.iter_mut().filter_map(|n| n.pump.next_wakeup()).min()
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        self.nodes.iter_mut().filter_map(|n| n.pump.poll_timeout()).min()
     }
 
     /// One turn: waits for readability or the earliest deadline (at most `max_wait`), then
@@ -163,7 +163,7 @@ impl MioRuntime {
     /// A socket or poller error other than `WouldBlock`/`Interrupted`.
     pub fn turn(&mut self, max_wait: Option<Duration>) -> io::Result<()> {
         let now = Instant::now();
-        let mut timeout = self.next_deadline().map(|d| d.saturating_duration_since(now));
+        let mut timeout = self.poll_timeout().map(|d| d.saturating_duration_since(now));
         if let Some(max) = max_wait {
             timeout = Some(timeout.map_or(max, |t| t.min(max)));
         }
@@ -217,7 +217,11 @@ impl MioRuntime {
     /// A socket or poller error.
     pub fn shutdown(&mut self, id: NodeId, detail: &str, grace: Duration) -> io::Result<()> {
         let start = Instant::now();
-        self.endpoint(id).shutdown(start, detail, None);
+        let endpoint = self.endpoint(id);
+        match endpoint.server_mut() {
+            Some(mut server) => server.shutdown(start, detail, None),
+            None => endpoint.close_all(start, ReasonCode::NORMAL, detail),
+        }
         self.flush(id);
         while self.endpoint(id).connection_count() > 0 && start.elapsed() < grace {
             self.turn(Some(Duration::from_millis(10)))?;

@@ -287,14 +287,13 @@ pub fn run_vs(
     mut progress: impl FnMut(&VsReport, Duration),
 ) -> io::Result<VsReport> {
     let start = Instant::now();
-    let endpoint = Endpoint::server(
+    let endpoint = Endpoint::builder(
         options.endpoint.clone(),
         os_secrets()?,
         options.identity.clone(),
-        0,
         wall_clock_now(),
-        start,
     )
+    .server(0, start)
     .map_err(io::Error::other)?;
     let mut verifier = Verifier::new(
         options.config.clone(),

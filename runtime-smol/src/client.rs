@@ -105,7 +105,7 @@ pub async fn connect(
     ticket: JoinTicket,
     options: ConnectOptions,
 ) -> Result<Client, ConnectFailure> {
-    let endpoint = Endpoint::client(config, secrets, identity, wall)?;
+    let endpoint = Endpoint::builder(config, secrets, identity, wall).client()?;
     let local = match server {
         SocketAddr::V4(_) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
         SocketAddr::V6(_) => SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)),
@@ -222,7 +222,7 @@ impl Client {
                 .io
                 .endpoint_ref()
                 .tick_sync(self.conn)
-                .and_then(TickSync::next_deadline);
+                .and_then(TickSync::poll_timeout);
             self.drive(deadline).await;
         }
     }

@@ -104,7 +104,7 @@ impl SmolEndpoint {
     /// # Errors
     /// A socket or reactor error other than `WouldBlock` and `Interrupted`.
     pub async fn drive(&mut self, extra_deadline: Option<Instant>) -> io::Result<()> {
-        let deadline = match (self.pump.next_wakeup(), extra_deadline) {
+        let deadline = match (self.pump.poll_timeout(), extra_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };

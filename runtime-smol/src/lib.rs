@@ -41,10 +41,12 @@
 //!     // random single-use `jti`.
 //!     let identity: SigningKey = os_signing_key()?;
 //!     let jti: [u8; 16] = tickwire_udp::os::os_random()?[..16].try_into()?;
-//!     let claims = JoinTicketClaims::new(
-//!         7, 42, jti, wall.unix_ms_at(Instant::now()), 60_000, 0,
-//!         identity.verifying_key().to_bytes(),
-//!     );
+//!     let claims = JoinTicketClaims::builder(identity.verifying_key().to_bytes(), jti)
+//!         .client_id(7)
+//!         .audience(42)
+//!         .valid_from(wall.unix_ms_at(Instant::now()))
+//!         .lifetime_ms(60_000)
+//!         .build();
 //!     let ticket = issuer.issue(&claims);
 //!     let mut client = connect(
 //!         Config::default(), os_secrets()?, identity, wall, server_addr, ticket,

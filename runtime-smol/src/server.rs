@@ -156,7 +156,7 @@ impl Server {
         gs_id: u64,
         wall: WallClock,
     ) -> Result<Self, BindError> {
-        let endpoint = Endpoint::server(config, secrets, identity, gs_id, wall, Instant::now())?;
+        let endpoint = Endpoint::builder(config, secrets, identity, wall).server(gs_id, Instant::now())?;
         Ok(Self {
             io: SmolEndpoint::new(UdpSocket::bind(addr)?, endpoint)?,
             gs_id,
@@ -290,7 +290,9 @@ impl Server {
     /// # Errors
     /// The socket failed; the remaining connections are abandoned.
     pub async fn shutdown(&mut self, detail: &str) -> io::Result<()> {
-        self.io.endpoint().shutdown(Instant::now(), detail, None);
+        if let Some(mut server) = self.io.endpoint().server_mut() {
+            server.shutdown(Instant::now(), detail, None);
+        }
         self.io.flush_all().await?;
         while self.io.endpoint_ref().connection_count() > 0 {
             while self.io.endpoint().poll_tick(Instant::now()).is_some() {}
@@ -303,8 +305,9 @@ impl Server {
     pub fn tickets_mut(&mut self) -> &mut TicketVerifier {
         self.io
             .endpoint()
-            .tickets_mut()
-            .expect("a server endpoint has a ticket verifier")
+            .server_mut()
+            .expect("a Server wraps a server endpoint")
+            .tickets()
     }
 
     /// The socket's local address.

@@ -104,15 +104,12 @@ fn a_smol_game_server_attests_and_its_client_verifies_the_play_ticket() {
         });
 
         let client_identity = identity(2);
-        let claims = JoinTicketClaims::new(
-            7,
-            GS_ID,
-            [1; 16],
-            wall.unix_ms_at(Instant::now()),
-            60_000,
-            0,
-            client_identity.verifying_key().to_bytes(),
-        );
+        let claims = JoinTicketClaims::builder(client_identity.verifying_key().to_bytes(), [1; 16])
+            .client_id(7)
+            .audience(GS_ID)
+            .valid_from(wall.unix_ms_at(Instant::now()))
+            .lifetime_ms(60_000)
+            .build();
         let options = ConnectOptions {
             trusted_vs_keys: Some(vs_keys(&identity(VS_ISSUER).verifying_key())),
             ..ConnectOptions::default()

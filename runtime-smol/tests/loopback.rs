@@ -43,15 +43,12 @@ fn setup() -> (TicketIssuer, WallClock, Server) {
 }
 
 fn ticket(issuer: &TicketIssuer, wall: WallClock, gs_id: u64) -> JoinTicket {
-    let claims = JoinTicketClaims::new(
-        7,
-        gs_id,
-        [9; 16],
-        wall.unix_ms_at(Instant::now()),
-        60_000,
-        0,
-        identity(CLIENT_SEED).verifying_key().to_bytes(),
-    );
+    let claims = JoinTicketClaims::builder(identity(CLIENT_SEED).verifying_key().to_bytes(), [9; 16])
+        .client_id(7)
+        .audience(gs_id)
+        .valid_from(wall.unix_ms_at(Instant::now()))
+        .lifetime_ms(60_000)
+        .build();
     issuer.issue(&claims)
 }
 

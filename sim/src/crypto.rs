@@ -301,35 +301,41 @@ mod tests {
         let start = epoch();
         let wall = WallClock::new(start, START_UNIX_MS);
         let issuer = TicketIssuer::new(ISSUER_KEY_ID, SigningKey::from_bytes(&[3; 32]));
-        let mut server = Endpoint::server_with(
+        let mut server = Endpoint::builder(
             Config::default(),
             Secrets::insecure_from_seed(1),
             SigningKey::from_bytes(&[1; 32]),
-            GS_ID,
             wall,
-            start,
-            server_crypto,
         )
+        .crypto(server_crypto)
+        .server(GS_ID, start)
         .unwrap();
         server
-            .tickets_mut()
-            .unwrap()
+            .server_mut()
+            .expect("a server endpoint")
+            .tickets()
             .add_key(ISSUER_KEY_ID, issuer.verifying_key());
         let client_identity = SigningKey::from_bytes(&[2; 32]);
         let client_key = client_identity.verifying_key().to_bytes();
-        let mut client = Endpoint::client_with(
+        let mut client = Endpoint::builder(
             Config::default(),
             Secrets::insecure_from_seed(2),
             client_identity,
             wall,
-            client_crypto,
         )
+        .crypto(client_crypto)
+        .client()
         .unwrap();
         let addrs = [
             SocketAddr::from((Ipv4Addr::new(10, 0, 0, 1), 4433)),
             SocketAddr::from((Ipv4Addr::new(10, 0, 0, 2), 4433)),
         ];
-        let claims = JoinTicketClaims::new(7, GS_ID, [9; 16], START_UNIX_MS, 60_000, 0, client_key);
+        let claims = JoinTicketClaims::builder(client_key, [9; 16])
+            .client_id(7)
+            .audience(GS_ID)
+            .valid_from(START_UNIX_MS)
+            .lifetime_ms(60_000)
+            .build();
         let conn = client
             .connect(start, addrs[0], issuer.issue(&claims), ConnectOptions::default())
             .unwrap();

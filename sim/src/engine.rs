@@ -382,15 +382,12 @@ impl World {
         key: [u8; 32],
     ) -> tickwire_core::JoinTicket {
         let jti: [u8; 16] = rng.random();
-        let claims = JoinTicketClaims::new(
-            client as u64,
-            gs_id,
-            jti,
-            START_UNIX_MS + self.now / MILLI,
-            self.scenario.traffic.ticket_lifetime_s * 1_000,
-            0,
-            key,
-        );
+        let claims = JoinTicketClaims::builder(key, jti)
+            .client_id(client as u64)
+            .audience(gs_id)
+            .valid_from(START_UNIX_MS + self.now / MILLI)
+            .lifetime_ms(self.scenario.traffic.ticket_lifetime_s * 1_000)
+            .build();
         self.issuer.issue(&claims)
     }
 
@@ -657,18 +654,11 @@ impl Sim {
         let now = node.clock.instant(world.now);
         let endpoint = match &mut node.app {
             App::Server(app) => {
-                let mut endpoint = Endpoint::server_with(
-                    config,
-                    secrets,
-                    node.identity.clone(),
-                    app.gs_id,
-                    node.clock.wall(),
-                    now,
-                    crypto,
-                )?;
-                if let Some(tickets) = endpoint.tickets_mut() {
-                    tickets.add_key(ISSUER_KEY_ID, world.issuer.verifying_key());
-                }
+                let mut endpoint =
+                    Endpoint::builder(config, secrets, node.identity.clone(), node.clock.wall())
+                        .crypto(crypto)
+                        .trust_issuer(ISSUER_KEY_ID, world.issuer.verifying_key())
+                        .server(app.gs_id, now)?;
                 if let (Some(vs), Some(settings)) = (&world.vs, &world.scenario.vs) {
                     let gs = GsVs::start(
                         &settings.game_server,
@@ -684,20 +674,14 @@ impl Sim {
                 }
                 endpoint
             }
-            App::Client(_) => {
-                Endpoint::client_with(config, secrets, node.identity.clone(), node.clock.wall(), crypto)?
-            }
+            App::Client(_) => Endpoint::builder(config, secrets, node.identity.clone(), node.clock.wall())
+                .crypto(crypto)
+                .client()?,
             App::Vs(app) => {
                 config.accept_game_servers = true;
-                let endpoint = Endpoint::server_with(
-                    config,
-                    secrets,
-                    node.identity.clone(),
-                    0,
-                    node.clock.wall(),
-                    now,
-                    crypto,
-                )?;
+                let endpoint = Endpoint::builder(config, secrets, node.identity.clone(), node.clock.wall())
+                    .crypto(crypto)
+                    .server(0, now)?;
                 let gs_keys: Vec<[u8; 32]> = (0..world.servers)
                     .map(|s| {
                         SigningKey::from_bytes(&derive(world.seed, "identity", s as u64, 0))
@@ -1018,7 +1002,7 @@ fn drive(id: usize, node: &mut Node, world: &mut World) {
         App::Client(ClientApp {
             state: ClientState::Connected { conn, .. },
             ..
-        }) => endpoint.tick_sync(*conn).and_then(|s| s.next_deadline()),
+        }) => endpoint.tick_sync(*conn).and_then(|s| s.poll_timeout()),
         App::Server(ServerApp { vs: Some(vs), .. }) => vs.agent.poll_timeout(),
         App::Vs(Some(vs)) => vs.verifier.poll_timeout(),
         _ => None,

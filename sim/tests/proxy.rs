@@ -130,7 +130,9 @@ fn mio_clients_join_and_exchange_messages_through_a_lossy_proxy() {
     let mut players: Vec<Player> = (1..=CLIENTS)
         .map(|n| {
             let secrets = tickwire_core::Secrets::insecure_from_seed(u64::from(n));
-            let endpoint = Endpoint::client(config.clone(), secrets, identity(n), wall_clock_now()).unwrap();
+            let endpoint = Endpoint::builder(config.clone(), secrets, identity(n), wall_clock_now())
+                .client()
+                .unwrap();
             let node = runtime.bind(localhost(), endpoint).unwrap();
             let conn = runtime
                 .endpoint(node)

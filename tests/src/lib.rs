@@ -51,15 +51,14 @@ pub fn ticket(n: u8, serial: u64) -> JoinTicket {
     jti[..8].copy_from_slice(&serial.to_be_bytes());
     let now_ms = wall_clock_now().unix_ms;
     let key = identity(n).verifying_key().to_bytes();
-    issuer().issue(&JoinTicketClaims::new(
-        u64::from(n),
-        GS_ID,
-        jti,
-        now_ms,
-        60_000,
-        0,
-        key,
-    ))
+    issuer().issue(
+        &JoinTicketClaims::builder(key, jti)
+            .client_id(u64::from(n))
+            .audience(GS_ID)
+            .valid_from(now_ms)
+            .lifetime_ms(60_000)
+            .build(),
+    )
 }
 
 /// Commands to the server thread.
@@ -87,18 +86,13 @@ impl EchoServer {
         let (event_tx, events) = mpsc::channel();
         let (commands, command_rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
-            let mut endpoint = Endpoint::server(
-                config,
-                secrets(200),
-                identity(200),
-                GS_ID,
-                wall_clock_now(),
-                Instant::now(),
-            )
-            .expect("valid config");
+            let mut endpoint = Endpoint::builder(config, secrets(200), identity(200), wall_clock_now())
+                .server(GS_ID, Instant::now())
+                .expect("valid config");
             endpoint
-                .tickets_mut()
-                .expect("server")
+                .server_mut()
+                .expect("a server endpoint")
+                .tickets()
                 .add_key(1, issuer().verifying_key());
             let mut runtime = MioRuntime::new().expect("poller");
             let node = runtime

@@ -18,7 +18,9 @@ struct MioClient {
 
 impl MioClient {
     fn connect(server: SocketAddr, n: u8) -> Self {
-        let endpoint = Endpoint::client(test_config(), secrets(n), identity(n), wall_clock_now()).unwrap();
+        let endpoint = Endpoint::builder(test_config(), secrets(n), identity(n), wall_clock_now())
+            .client()
+            .unwrap();
         let mut runtime = MioRuntime::new().unwrap();
         let node = runtime.bind("127.0.0.1:0".parse().unwrap(), endpoint).unwrap();
         let conn = runtime

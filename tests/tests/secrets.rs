@@ -29,36 +29,37 @@ fn issuer() -> TicketIssuer {
 
 fn server(secrets: Secrets, config: Config, start: Instant) -> Endpoint {
     let wall = WallClock::new(start, START_UNIX_MS);
-    let mut endpoint = Endpoint::server(
-        config,
-        secrets,
-        SigningKey::from_bytes(&[1; 32]),
-        GS_ID,
-        wall,
-        start,
-    )
-    .unwrap();
+    let mut endpoint = Endpoint::builder(config, secrets, SigningKey::from_bytes(&[1; 32]), wall)
+        .server(GS_ID, start)
+        .unwrap();
     endpoint
-        .tickets_mut()
-        .unwrap()
+        .server_mut()
+        .expect("a server endpoint")
+        .tickets()
         .add_key(KEY_ID, issuer().verifying_key());
     endpoint
 }
 
 fn client(start: Instant) -> Endpoint {
     let wall = WallClock::new(start, START_UNIX_MS);
-    Endpoint::client(
+    Endpoint::builder(
         Config::default(),
         os_secrets().unwrap(),
         SigningKey::from_bytes(&[2; 32]),
         wall,
     )
+    .client()
     .unwrap()
 }
 
 fn connect(client: &mut Endpoint, now: Instant, to: SocketAddr) -> ConnHandle {
     let key = client.identity_key();
-    let claims = JoinTicketClaims::new(7, GS_ID, os_jti(), START_UNIX_MS, 60_000, 0, key);
+    let claims = JoinTicketClaims::builder(key, os_jti())
+        .client_id(7)
+        .audience(GS_ID)
+        .valid_from(START_UNIX_MS)
+        .lifetime_ms(60_000)
+        .build();
     client
         .connect(now, to, issuer().issue(&claims), ConnectOptions::default())
         .unwrap()

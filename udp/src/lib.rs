@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use quinn_udp::{RecvMeta, UdpSockRef, UdpSocketState};
 use tickwire_core::drive::Pump;
-use tickwire_core::{EcnCodepoint, Transmit};
+use tickwire_core::{Ecn, Transmit};
 
 /// Largest UDP payload we accept per datagram, in bytes (the IPv4/IPv6 maximum).
 const MAX_DATAGRAM: usize = 65_535;
@@ -73,7 +73,7 @@ impl Datapath {
             match self.state.recv(UdpSockRef::from(socket), &mut bufs, &mut meta) {
                 Ok(_) => {
                     let meta = meta[0];
-                    let ecn = meta.ecn.and_then(|e| EcnCodepoint::from_bits(e as u8));
+                    let ecn = meta.ecn.and_then(|e| Ecn::from_bits(e as u8));
                     let stride = meta.stride.max(1);
                     for segment in self.buf[..meta.len].chunks(stride) {
                         pump.receive(now, meta.addr, meta.dst_ip, ecn, segment);
@@ -107,7 +107,7 @@ impl Datapath {
             destination: transmit.destination,
             ecn: transmit
                 .ecn
-                .and_then(|e| quinn_udp::EcnCodepoint::from_bits(e as u8)),
+                .and_then(|e| quinn_udp::EcnCodepoint::from_bits(e.bits())),
             contents,
             segment_size: transmit.segment_size,
             src_ip: transmit.src_ip,

@@ -25,15 +25,13 @@ fn fixture() -> Fixture {
 }
 
 fn offer(f: &Fixture, role: Role, permissions: u32) -> ClientOffer {
-    let claims = JoinTicketClaims::new(
-        7,
-        42,
-        [5; 16],
-        NOW_MS,
-        60_000,
-        permissions,
-        f.client.verifying_key().to_bytes(),
-    );
+    let claims = JoinTicketClaims::builder(f.client.verifying_key().to_bytes(), [5; 16])
+        .client_id(7)
+        .audience(42)
+        .valid_from(NOW_MS)
+        .lifetime_ms(60_000)
+        .permissions(permissions)
+        .build();
     ClientOffer {
         version_min: 1,
         version_max: 3,
@@ -244,7 +242,7 @@ fn game_servers_join_without_a_ticket_only_where_admitted() {
     let gs = ClientOffer {
         role: Role::GameServer,
         join_ticket: None,
-        schema_hash: crate::vs::VS_SCHEMA_HASH,
+        schema_hash: crate::wire::VS_SCHEMA_HASH,
         ..offer(&f, Role::Player, 0)
     };
     // Game servers speak the VS protocol: the game's schema hash is the wrong one for them.
@@ -252,7 +250,7 @@ fn game_servers_join_without_a_ticket_only_where_admitted() {
         schema_hash: offer(&f, Role::Player, 0).schema_hash,
         ..gs.clone()
     };
-    assert_ne!(with_game_schema.schema_hash, crate::vs::VS_SCHEMA_HASH);
+    assert_ne!(with_game_schema.schema_hash, crate::wire::VS_SCHEMA_HASH);
     assert_eq!(
         run_with(&mut f, with_game_schema, [0; 32], [0; 32], true, None)
             .unwrap_err()
@@ -272,7 +270,7 @@ fn game_servers_join_without_a_ticket_only_where_admitted() {
     // admits game servers: the ticket is refused, never silently ignored.
     let gs_with_ticket = ClientOffer {
         role: Role::GameServer,
-        schema_hash: crate::vs::VS_SCHEMA_HASH,
+        schema_hash: crate::wire::VS_SCHEMA_HASH,
         ..offer(&f, Role::Player, 0)
     };
     assert!(gs_with_ticket.join_ticket.is_some());
@@ -300,7 +298,7 @@ fn game_servers_join_without_a_ticket_only_where_admitted() {
 
 #[test]
 fn the_client_checks_the_play_ticket_it_asked_for() {
-    use crate::vs::{PlayTicket, PlayTicketClaims, VsKeys};
+    use crate::ticket::{PlayTicket, PlayTicketClaims, VsKeys};
     let vs = SigningKey::from_bytes(&[0x51; 32]);
     let keys = VsKeys::single(3, vs.verifying_key());
     let claims_for = |gs_key: [u8; 32]| PlayTicketClaims {
@@ -349,7 +347,7 @@ fn the_client_checks_the_play_ticket_it_asked_for() {
 
 #[test]
 fn the_play_ticket_is_checked_when_the_accept_is_processed_with_its_own_skew() {
-    use crate::vs::{PlayTicket, PlayTicketClaims, VsKeys};
+    use crate::ticket::{PlayTicket, PlayTicketClaims, VsKeys};
     let vs = SigningKey::from_bytes(&[0x51; 32]);
     let server_key = fixture().server.verifying_key().to_bytes();
     let ticket = PlayTicket::issue(

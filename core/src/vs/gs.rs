@@ -12,15 +12,16 @@ use serde::{Deserialize, Serialize};
 use crate::attest::{quote_extra_data, AkPublic, Quote, TpmError};
 use crate::clock::WallClock;
 use crate::config::ConfigError;
-use crate::endpoint::{ConnHandle, ConnectOptions, Endpoint, Event, Initiator};
+use crate::endpoint::{ConnectOptions, Endpoint};
 use crate::retry::{Backoff, RetryConfig};
 use crate::secrets::Secrets;
+use crate::shared::{ConnHandle, Event, Initiator};
 use crate::wire::{ReasonCode, Role};
 
 use super::message::{Attestation, JoinRequest, Revocation, VsMessage};
-use super::tickets::{PlayTicket, PlayTicketClaims, ProtectedReceipt, ReceiptClaims, VsKeys};
 use super::transcript::{TranscriptChain, TranscriptDigest};
 use super::{VS_CHANNEL, VS_NONCE_LEN};
+use crate::ticket::{PlayTicket, PlayTicketClaims, ProtectedReceipt, ReceiptClaims, VsKeys};
 
 /// Game-server settings for its verification server. Defaults in `PROTOCOL.md` §8.11.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -359,12 +360,15 @@ impl GsAgent {
     /// the first ticket, and connects to the VS.
     pub fn start(&mut self, ep: &mut Endpoint, now: Instant) {
         self.started_at = Some(now);
-        if let Some(tickets) = ep.tickets_mut() {
+        if let Some(server) = ep.server_mut() {
+            let tickets = server.tickets();
             for (key_id, key) in self.vs_keys.iter() {
                 tickets.add_key(key_id, *key);
             }
         }
-        ep.pause_admissions(ReasonCode::NOT_AUTHORISED, "no play ticket yet", None);
+        if let Some(mut server) = ep.server_mut() {
+            server.pause_admissions(ReasonCode::NOT_AUTHORISED, "no play ticket yet", None);
+        }
         self.connect(ep, now);
     }
 
@@ -505,20 +509,30 @@ impl GsAgent {
         }
         if self.status == GsStatus::Authorised && self.ticket_ends.is_some_and(|t| now >= t) {
             self.status = GsStatus::AdmissionsPaused;
-            ep.set_play_ticket(None);
-            ep.pause_admissions(ReasonCode::NOT_AUTHORISED, "play ticket expired", None);
+            if let Some(mut server) = ep.server_mut() {
+                server.set_play_ticket(None);
+            }
+            if let Some(mut server) = ep.server_mut() {
+                server.pause_admissions(ReasonCode::NOT_AUTHORISED, "play ticket expired", None);
+            }
             self.events.push_back(GsEvent::AdmissionsPaused);
         }
         if matches!(self.status, GsStatus::Authorised | GsStatus::AdmissionsPaused)
             && self.starvation_deadline().is_some_and(|d| now >= d)
         {
             if self.status == GsStatus::Authorised {
-                ep.set_play_ticket(None);
-                ep.pause_admissions(ReasonCode::NOT_AUTHORISED, "play ticket starvation", None);
+                if let Some(mut server) = ep.server_mut() {
+                    server.set_play_ticket(None);
+                }
+                if let Some(mut server) = ep.server_mut() {
+                    server.pause_admissions(ReasonCode::NOT_AUTHORISED, "play ticket starvation", None);
+                }
                 self.events.push_back(GsEvent::AdmissionsPaused);
             }
             self.status = GsStatus::Starved;
-            let count = ep.close_client_sessions(now, ReasonCode::NOT_AUTHORISED, "play ticket starvation");
+            let count = ep.server_mut().map_or(0, |mut server| {
+                server.close_client_sessions(now, ReasonCode::NOT_AUTHORISED, "play ticket starvation")
+            });
             self.events.push_back(GsEvent::SessionsClosed { count });
         }
         if self.link == Link::Up {
@@ -679,9 +693,15 @@ impl GsAgent {
         if let Some(conn) = self.conn.take() {
             ep.close(now, conn, ReasonCode::NORMAL, "game server giving up");
         }
-        ep.set_play_ticket(None);
-        ep.pause_admissions(ReasonCode::NOT_AUTHORISED, "game server not authorised", None);
-        let count = ep.close_client_sessions(now, ReasonCode::NOT_AUTHORISED, "game server not authorised");
+        if let Some(mut server) = ep.server_mut() {
+            server.set_play_ticket(None);
+        }
+        if let Some(mut server) = ep.server_mut() {
+            server.pause_admissions(ReasonCode::NOT_AUTHORISED, "game server not authorised", None);
+        }
+        let count = ep.server_mut().map_or(0, |mut server| {
+            server.close_client_sessions(now, ReasonCode::NOT_AUTHORISED, "game server not authorised")
+        });
         if count > 0 {
             self.events.push_back(GsEvent::SessionsClosed { count });
         }
@@ -747,7 +767,8 @@ impl GsAgent {
                 }
             }
             VsMessage::Revoke(revocation) => {
-                if let Some(tickets) = ep.tickets_mut() {
+                if let Some(server) = ep.server_mut() {
+                    let tickets = server.tickets();
                     // A full revocation list is the VS's problem to size; revoking the client
                     // or key instead still works.
                     let _ = match revocation {
@@ -756,7 +777,9 @@ impl GsAgent {
                         Revocation::Key { key_id } => tickets.revoke_key(key_id),
                     };
                 }
-                ep.revalidate(now);
+                if let Some(mut server) = ep.server_mut() {
+                    server.revalidate(now);
+                }
                 self.events.push_back(GsEvent::Revoked(revocation));
             }
             VsMessage::Receipt { sequence, receipt } => {
@@ -809,11 +832,15 @@ impl GsAgent {
         self.ticket_ends = Some(now + lifetime);
         self.last_ticket_at = Some(now);
         self.ticket = Some(claims.clone());
-        ep.set_play_ticket(Some(ticket.0.to_bytes()));
+        if let Some(mut server) = ep.server_mut() {
+            server.set_play_ticket(Some(ticket.0.to_bytes()));
+        }
         let was = self.status;
         self.status = GsStatus::Authorised;
         if was != GsStatus::Authorised {
-            ep.resume_admissions();
+            if let Some(mut server) = ep.server_mut() {
+                server.resume_admissions();
+            }
             if was != GsStatus::Starting {
                 self.events.push_back(GsEvent::Resumed);
             }
@@ -842,7 +869,8 @@ impl GsAgent {
         let message = VsMessage::Heartbeat {
             sequence: self.heartbeat_seq,
             timestamp_ms: self.wall.unix_ms_at(now),
-            sessions: u32::try_from(ep.client_session_count()).unwrap_or(u32::MAX),
+            sessions: u32::try_from(ep.server_mut().map_or(0, |server| server.client_session_count()))
+                .unwrap_or(u32::MAX),
             attestation,
         };
         self.send(ep, now, &message);

@@ -15,15 +15,16 @@ use crate::attest::{
 };
 use crate::clock::WallClock;
 use crate::config::ConfigError;
-use crate::endpoint::{ConnHandle, Endpoint, Event};
+use crate::endpoint::Endpoint;
 use crate::secrets::Secrets;
+use crate::shared::{ConnHandle, Event};
 use crate::ticket::{JoinTicket, JoinTicketClaims, TicketIssuer};
 use crate::wire::{ReasonCode, Role};
 
 use super::message::{JoinRequest, Revocation, VsMessage};
-use super::tickets::{PlayTicket, PlayTicketClaims, ProtectedReceipt, ReceiptClaims, VsKeys};
 use super::transcript::TranscriptDigest;
 use super::{VS_CHANNEL, VS_NONCE_LEN};
+use crate::ticket::{PlayTicket, PlayTicketClaims, ProtectedReceipt, ReceiptClaims, VsKeys};
 
 /// An allowed software measurement: the binary and configuration hashes a game server extends
 /// into PCR 23, in that order.
@@ -385,15 +386,13 @@ impl Verifier {
     ) -> JoinTicket {
         let mut jti = [0u8; 16];
         self.rng.fill_bytes(&mut jti);
-        let claims = JoinTicketClaims::new(
-            client_id,
-            gs_id,
-            jti,
-            self.wall.unix_ms_at(now),
-            self.config.join_ticket_lifetime_ms,
-            permissions,
-            client_key,
-        );
+        let claims = JoinTicketClaims::builder(client_key, jti)
+            .client_id(client_id)
+            .audience(gs_id)
+            .valid_from(self.wall.unix_ms_at(now))
+            .lifetime_ms(self.config.join_ticket_lifetime_ms)
+            .permissions(permissions)
+            .build();
         self.issuer.issue(&claims)
     }
 

@@ -252,21 +252,20 @@ fn initials_pool(
     let identity = SigningKey::from_bytes(&derive(seed, "flood/identity", 0, 0));
     let clock = NodeClock::new(epoch);
     let crypto = sim_crypto(derive(seed, "flood/rustls", 0, 0), None);
-    let mut client = Endpoint::client_with(config, secrets, identity.clone(), clock.wall(), crypto)?;
+    let mut client = Endpoint::builder(config, secrets, identity.clone(), clock.wall())
+        .crypto(crypto)
+        .client()?;
     let mut rng = ChaCha8Rng::from_seed(derive(seed, "flood/tickets", 0, 0));
     let now = clock.instant(0);
     let mut pool = Vec::with_capacity(INITIALS_POOL);
     let mut buf = Vec::new();
     for i in 0..INITIALS_POOL {
-        let claims = JoinTicketClaims::new(
-            u64::MAX - i as u64,
-            1,
-            rng.random(),
-            START_UNIX_MS,
-            60_000,
-            0,
-            identity.verifying_key().to_bytes(),
-        );
+        let claims = JoinTicketClaims::builder(identity.verifying_key().to_bytes(), rng.random())
+            .client_id(u64::MAX - i as u64)
+            .audience(1)
+            .valid_from(START_UNIX_MS)
+            .lifetime_ms(60_000)
+            .build();
         if client
             .connect(now, server, issuer.issue(&claims), ConnectOptions::default())
             .is_err()

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::ticket::signature_bytes;
+use super::signature_bytes;
 use crate::wire::ReasonCode;
 
 /// Domain-separation prefix of a play ticket's signed message.

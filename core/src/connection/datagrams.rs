@@ -1,0 +1,281 @@
+//! Datagram channels (unreliable and sequenced, `PROTOCOL.md` §5.3), fragmentation and
+//! reassembly of large messages (§5.4), and heartbeat pings and pongs (§6), all in QUIC
+//! datagrams (RFC 9221).
+
+use std::time::Instant;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::{Conn, Ctx};
+use crate::channel::{ChannelId, ChannelKind, OversizePolicy, SendOptions};
+use crate::config::Config;
+use crate::fragment::{self, FragmentHeader, FRAGMENT_HEADER_LEN};
+use crate::shared::SendError;
+use crate::wire::{self, seq_newer, type_byte, Datagram, DatagramKind, SEQUENCED_HEADER_LEN};
+
+#[derive(Debug)]
+pub(super) struct QueuedDatagram {
+    pub(super) bytes: Bytes,
+    pub(super) deadline: Option<Instant>,
+}
+
+impl Conn {
+    pub(super) fn send_pings(&mut self, ctx: &mut Ctx<'_>) {
+        let tick = self.local_tick(ctx);
+        while let Some(ping) = self.heartbeat.poll_ping(ctx.now, tick) {
+            let bytes = wire::encode_heartbeat(DatagramKind::Ping, &ping);
+            let _ = self.quic.datagrams().send(bytes, true);
+        }
+    }
+
+    pub(super) fn read_datagrams(&mut self, ctx: &mut Ctx<'_>) {
+        while let Some(bytes) = self.quic.datagrams().recv() {
+            if !self.is_established() {
+                self.stats.datagrams_dropped_early += 1;
+                continue;
+            }
+            self.handle_datagram(ctx, &bytes);
+            if self.is_closed() {
+                return;
+            }
+        }
+    }
+
+    fn handle_datagram(&mut self, ctx: &mut Ctx<'_>, bytes: &Bytes) {
+        let now = ctx.now;
+        let datagram = match Datagram::decode(bytes) {
+            Ok(d) => d,
+            Err(_) => {
+                self.stats.datagrams_dropped_malformed += 1;
+                return;
+            }
+        };
+        match datagram {
+            Datagram::Ping(ping) => {
+                let tick = self.local_tick(ctx);
+                let pong = self.heartbeat.handle_ping(now, &ping, tick);
+                let _ = self
+                    .quic
+                    .datagrams()
+                    .send(wire::encode_heartbeat(DatagramKind::Pong, &pong), true);
+            }
+            Datagram::Pong(pong) => {
+                if let (Some(sample), Some(sync)) =
+                    (self.heartbeat.handle_pong(now, &pong), &mut self.tick_sync)
+                {
+                    sync.handle_sample(now, sample.peer_tick, sample.rtt);
+                }
+            }
+            Datagram::Unreliable { channel, payload } => {
+                if self.check_datagram_channel(ctx, channel, false) && self.admit(now, payload.len()) {
+                    self.deliver(ctx, ChannelId(channel), bytes.slice_ref(payload));
+                }
+            }
+            Datagram::Sequenced {
+                channel,
+                seq,
+                payload,
+            } => {
+                if self.check_datagram_channel(ctx, channel, true)
+                    && self.accept_seq(channel, seq)
+                    && self.admit(now, payload.len())
+                {
+                    self.deliver(ctx, ChannelId(channel), bytes.slice_ref(payload));
+                }
+            }
+            Datagram::Fragment {
+                channel,
+                sequenced,
+                header,
+                chunk,
+            } => {
+                if !self.check_datagram_channel(ctx, channel, sequenced) {
+                    return;
+                }
+                if sequenced
+                    && self.rx_seq[channel as usize].is_some_and(|last| !seq_newer(header.message_id, last))
+                {
+                    self.stats.stale_sequenced_dropped += 1;
+                    return;
+                }
+                if let Some(message) = self.reassembler.insert(now, channel, header, chunk) {
+                    let fresh = !sequenced || self.accept_seq(channel, header.message_id);
+                    if fresh && self.admit(now, message.len()) {
+                        self.deliver(ctx, ChannelId(channel), message);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether `channel` is a datagram channel of the right kind; counts a mismatch.
+    fn check_datagram_channel(&mut self, ctx: &Ctx<'_>, channel: u8, sequenced: bool) -> bool {
+        let ok = match ctx.config.channels.get(channel as usize) {
+            Some(ChannelKind::Sequenced) => sequenced,
+            Some(ChannelKind::Unreliable) => !sequenced,
+            _ => false,
+        };
+        if !ok {
+            self.stats.datagrams_dropped_malformed += 1;
+        }
+        ok
+    }
+
+    /// Sequenced channels deliver only messages newer than the newest delivered.
+    fn accept_seq(&mut self, channel: u8, seq: u16) -> bool {
+        let last = &mut self.rx_seq[channel as usize];
+        if last.is_some_and(|l| !seq_newer(seq, l)) {
+            self.stats.stale_sequenced_dropped += 1;
+            return false;
+        }
+        *last = Some(seq);
+        true
+    }
+
+    pub(super) fn send_datagram(
+        &mut self,
+        config: &Config,
+        channel: ChannelId,
+        sequenced: bool,
+        payload: Bytes,
+        options: SendOptions,
+    ) -> Result<(), SendError> {
+        let max = self
+            .quic
+            .datagrams()
+            .max_size()
+            .ok_or(SendError::DatagramsUnsupported)?;
+        let header = if sequenced { SEQUENCED_HEADER_LEN } else { 1 };
+        if payload.len() + header <= max {
+            let kind = if sequenced {
+                DatagramKind::Sequenced
+            } else {
+                DatagramKind::Unreliable
+            };
+            let mut out = BytesMut::with_capacity(header + payload.len());
+            out.put_u8(type_byte(kind, channel.0));
+            if sequenced {
+                out.put_u16(self.next_seq(channel));
+            }
+            out.extend_from_slice(&payload);
+            self.queue_datagram(config, out.freeze(), options.deadline);
+        } else {
+            let chunk_max = max.saturating_sub(1 + FRAGMENT_HEADER_LEN);
+            let within_limit = payload.len() <= config.fragment.max_message_bytes;
+            let fragments = match fragment::split(&payload, chunk_max, config.fragment.max_fragments) {
+                Ok(fragments) if within_limit => fragments,
+                _ => return self.send_oversized(config, payload, options),
+            };
+            let (kind, message_id) = if sequenced {
+                (DatagramKind::SequencedFragment, self.next_seq(channel))
+            } else {
+                let id = self.next_fragment_id;
+                self.next_fragment_id = id.wrapping_add(1);
+                (DatagramKind::Fragment, id)
+            };
+            for (index, count, chunk) in fragments {
+                let mut out = BytesMut::with_capacity(1 + FRAGMENT_HEADER_LEN + chunk.len());
+                out.put_u8(type_byte(kind, channel.0));
+                out.extend_from_slice(
+                    &FragmentHeader {
+                        message_id,
+                        index,
+                        count,
+                    }
+                    .encode(),
+                );
+                out.extend_from_slice(chunk);
+                self.queue_datagram(config, out.freeze(), options.deadline);
+            }
+            self.stats.messages_fragmented += 1;
+        }
+        self.stats.messages_sent += 1;
+        self.stats.message_bytes_sent += payload.len() as u64;
+        Ok(())
+    }
+
+    /// The next sequence number of a sequenced channel (consumed only by a message that is
+    /// actually queued).
+    fn next_seq(&mut self, channel: ChannelId) -> u16 {
+        let seq = &mut self.tx_seq[channel.0 as usize];
+        let current = *seq;
+        *seq = current.wrapping_add(1);
+        current
+    }
+
+    /// An unreliable message beyond the fragmentation limits: refused, or sent on the first
+    /// reliable channel, per [`OversizePolicy`].
+    fn send_oversized(
+        &mut self,
+        config: &Config,
+        payload: Bytes,
+        options: SendOptions,
+    ) -> Result<(), SendError> {
+        let too_large = SendError::TooLarge {
+            size: payload.len(),
+            max: config.fragment.max_message_bytes,
+        };
+        if config.oversize_unreliable == OversizePolicy::Reject {
+            return Err(too_large);
+        }
+        let reliable = config
+            .channels
+            .iter()
+            .enumerate()
+            .find_map(|(index, kind)| match kind {
+                ChannelKind::Reliable { priority } => {
+                    Some((ChannelId(index as u8), priority.stream_priority()))
+                }
+                _ => None,
+            });
+        match reliable {
+            Some((channel, priority)) => self.send_reliable(config, channel, priority, payload, options),
+            None => Err(too_large),
+        }
+    }
+
+    fn queue_datagram(&mut self, config: &Config, bytes: Bytes, deadline: Option<Instant>) {
+        if self.datagrams.len() >= config.max_queued_datagrams {
+            self.datagrams.pop_front();
+            self.stats.datagrams_dropped_queue_full += 1;
+        }
+        self.datagrams.push_back(QueuedDatagram { bytes, deadline });
+    }
+
+    /// Refills QUIC's (deliberately small) datagram buffer from tickwire's queue, if anything
+    /// waits; called before each transmit so the path stays busy without a deep FIFO.
+    pub(crate) fn top_up_datagrams(&mut self, now: Instant) {
+        if !self.datagrams.is_empty() && self.is_established() {
+            self.flush(now);
+        }
+    }
+
+    /// Moves queued datagrams into QUIC's datagram buffer as far as it has room, dropping
+    /// those past their deadline.
+    pub(super) fn flush_datagrams(&mut self, now: Instant) {
+        while let Some(front) = self.datagrams.front() {
+            if front.deadline.is_some_and(|d| now > d) {
+                self.datagrams.pop_front();
+                self.stats.messages_expired += 1;
+                continue;
+            }
+            if self.quic.datagrams().send_buffer_space() < front.bytes.len() {
+                break;
+            }
+            let Some(item) = self.datagrams.pop_front() else {
+                break;
+            };
+            match self.quic.datagrams().send(item.bytes, false) {
+                Ok(()) => {}
+                Err(quinn_proto::SendDatagramError::Blocked(bytes)) => {
+                    self.datagrams.push_front(QueuedDatagram {
+                        bytes,
+                        deadline: item.deadline,
+                    });
+                    break;
+                }
+                Err(_) => self.stats.datagrams_dropped_queue_full += 1,
+            }
+        }
+    }
+}

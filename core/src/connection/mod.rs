@@ -1,0 +1,517 @@
+//! One peer's tickwire session on top of one quinn-proto connection.
+//!
+//! A [`Conn`] is driven by the [`crate::Endpoint`]: inputs go to its `quic` connection, then
+//! [`Conn::process`] turns QUIC events into handshake steps, heartbeats and delivered
+//! messages, pushing tickwire [`Event`]s into the endpoint's queue. Sub-machines (heartbeat,
+//! reassembly, tick sync, rate limits) are owned here and report their deadlines through
+//! [`Conn::poll_timeout`].
+
+mod control;
+mod datagrams;
+mod streams;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ed25519_dalek::SigningKey;
+use quinn_proto::{StreamEvent, StreamId, VarInt};
+
+use crate::channel::{ChannelId, ChannelKind, SendOptions};
+use crate::config::Config;
+use crate::fragment::Reassembler;
+use crate::handshake::{AwaitingAccept, AwaitingHello, ClientHandshake, Rejection, Session};
+use crate::heartbeat::Heartbeat;
+use crate::limits::PeerLimiter;
+use crate::shared::{ConnHandle, Event, Initiator, SendError};
+use crate::stats::ConnectionStats;
+use crate::tick::TickSync;
+use crate::ticket::TicketVerifier;
+use crate::wire::{self, CloseInfo, FrameDecoder, ReasonCode, MAX_CHANNELS, MAX_CONTROL_FRAME_BYTES};
+
+use datagrams::QueuedDatagram;
+use streams::{QueuedFrame, RxStream, TxChannel};
+
+/// Where the session is. Handshake states hold their typestate value.
+#[derive(Debug)]
+pub(crate) enum State {
+    /// Client: QUIC/TLS in progress.
+    ClientConnecting(ClientHandshake),
+    /// Client: hello sent.
+    ClientAwaitingAccept(AwaitingAccept),
+    /// Server: QUIC/TLS in progress; a rejection may already be decided (sent once 1-RTT keys
+    /// exist, because an application close in Initial packets loses its code, RFC 9000 §10.2.3).
+    ServerConnecting(Option<Rejection>),
+    /// Server: waiting for the hello.
+    ServerAwaitingHello(AwaitingHello),
+    /// A handshake message is being checked (its typestate value has been taken out).
+    Verifying,
+    /// Handshake done.
+    Established,
+    /// Closed by tickwire (event already reported); waiting for QUIC to drain.
+    Closed,
+}
+
+/// Per-connection state; see the module docs.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub(crate) quic: quinn_proto::Connection,
+    pub(crate) state: State,
+    pub(crate) session: Option<Session>,
+    handshake_deadline: Option<Instant>,
+    control: Option<StreamId>,
+    control_rx: FrameDecoder,
+    control_tx: VecDeque<QueuedFrame>,
+    rx_streams: BTreeMap<StreamId, RxStream>,
+    tx_channels: BTreeMap<ChannelId, TxChannel>,
+    queued_reliable_bytes: usize,
+    datagrams: VecDeque<QueuedDatagram>,
+    heartbeat: Heartbeat,
+    reassembler: Reassembler,
+    tick_sync: Option<TickSync>,
+    limiter: Option<PeerLimiter>,
+    tx_seq: [u16; MAX_CHANNELS],
+    rx_seq: [Option<u16>; MAX_CHANNELS],
+    next_fragment_id: u16,
+    last_frames_rx: u64,
+    pub(crate) stats: ConnectionStats,
+    /// Server: when the TLS handshake completed and the wait for the Hello began.
+    hello_wait_since: Option<Instant>,
+}
+
+/// What [`Conn::process`] needs from the endpoint.
+pub(crate) struct Ctx<'a> {
+    pub now: Instant,
+    pub handle: ConnHandle,
+    pub config: &'a Config,
+    pub events: &'a mut VecDeque<Event>,
+    pub nonce: &'a mut dyn FnMut() -> [u8; wire::NONCE_LEN],
+    /// The server's current tick (clients use their tick-sync estimate).
+    pub server_tick: u64,
+    /// The endpoint's wall clock at `now`, Unix epoch milliseconds (a client checks the
+    /// server's play ticket against it when the Accept arrives).
+    pub unix_ms: u64,
+    /// Server connections: what answering a Hello takes.
+    pub server: Option<ServerCtx<'a>>,
+}
+
+/// What a server connection needs from its endpoint to answer a Hello (`PROTOCOL.md` §4.3).
+pub(crate) struct ServerCtx<'a> {
+    /// The server's identity key, which signs the Accept.
+    pub identity: &'a SigningKey,
+    /// The play ticket presented in accepts, if any.
+    pub play_ticket: Option<&'a [u8]>,
+    /// Join-ticket verification: issuer keys, revocations, replay cache.
+    pub tickets: &'a mut TicketVerifier,
+}
+
+impl Conn {
+    /// A client connection about to run `handshake`.
+    pub(crate) fn client(
+        quic: quinn_proto::Connection,
+        now: Instant,
+        config: &Config,
+        handshake: ClientHandshake,
+    ) -> Self {
+        let mut conn = Self::new(quic, now, config, State::ClientConnecting(handshake));
+        conn.tick_sync = Some(TickSync::new(config.tick_sync.clone()));
+        conn
+    }
+
+    /// A server connection; `rejection` if the accept policy already refused it.
+    pub(crate) fn server(
+        quic: quinn_proto::Connection,
+        now: Instant,
+        config: &Config,
+        rejection: Option<Rejection>,
+    ) -> Self {
+        let mut conn = Self::new(quic, now, config, State::ServerConnecting(rejection));
+        conn.limiter = Some(PeerLimiter::new(&config.limits, now));
+        conn
+    }
+
+    fn new(quic: quinn_proto::Connection, now: Instant, config: &Config, state: State) -> Self {
+        Self {
+            quic,
+            state,
+            session: None,
+            handshake_deadline: Some(now + Duration::from_millis(config.handshake_timeout_ms)),
+            control: None,
+            control_rx: FrameDecoder::new(MAX_CONTROL_FRAME_BYTES),
+            control_tx: VecDeque::new(),
+            rx_streams: BTreeMap::new(),
+            tx_channels: BTreeMap::new(),
+            queued_reliable_bytes: 0,
+            datagrams: VecDeque::new(),
+            heartbeat: Heartbeat::new(now, config.heartbeat.clone()),
+            reassembler: Reassembler::new(config.fragment.clone()),
+            tick_sync: None,
+            limiter: None,
+            tx_seq: [0; MAX_CHANNELS],
+            rx_seq: [None; MAX_CHANNELS],
+            next_fragment_id: 0,
+            last_frames_rx: 0,
+            stats: ConnectionStats::default(),
+            hello_wait_since: None,
+        }
+    }
+
+    /// Whether the peer opened this connection (server side). Only inbound connections have
+    /// a per-peer rate limiter.
+    pub(crate) fn is_inbound(&self) -> bool {
+        self.limiter.is_some()
+    }
+
+    pub(crate) fn is_established(&self) -> bool {
+        matches!(self.state, State::Established)
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed)
+    }
+
+    pub(crate) fn is_handshaking(&self) -> bool {
+        !matches!(self.state, State::Established | State::Closed)
+    }
+
+    /// Server: when the wait for the Hello began, while it lasts.
+    pub(crate) fn awaiting_hello_since(&self) -> Option<Instant> {
+        match self.state {
+            State::ServerAwaitingHello(_) => self.hello_wait_since,
+            _ => None,
+        }
+    }
+
+    pub(crate) fn tick_sync(&self) -> Option<&TickSync> {
+        self.tick_sync.as_ref()
+    }
+
+    pub(crate) fn tick_sync_mut(&mut self) -> Option<&mut TickSync> {
+        self.tick_sync.as_mut()
+    }
+
+    /// The earliest deadline of this connection and its sub-machines.
+    pub(crate) fn poll_timeout(&mut self) -> Option<Instant> {
+        let mut deadline = self.quic.poll_timeout();
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                deadline = Some(deadline.map_or(t, |d| d.min(t)));
+            }
+        };
+        match self.state {
+            State::Established => {
+                consider(self.heartbeat.poll_timeout());
+                consider(self.reassembler.poll_timeout());
+                consider(self.next_stall());
+            }
+            State::Closed => {}
+            _ => consider(self.handshake_deadline),
+        }
+        deadline
+    }
+
+    /// Timer work: QUIC timers, handshake deadline, heartbeat pings and failure, reassembly
+    /// expiry. A spurious call is harmless.
+    pub(crate) fn handle_timeout(&mut self, ctx: &mut Ctx<'_>) {
+        let now = ctx.now;
+        self.quic.handle_timeout(now);
+        match self.state {
+            State::Closed => {}
+            State::Established => {
+                self.reassembler.handle_timeout(now);
+                if let Some(failure) = self.heartbeat.handle_timeout(now) {
+                    let detail = format!(
+                        "no packets from peer for {} ms (timeout {} ms)",
+                        failure.idle.as_millis(),
+                        failure.timeout.as_millis()
+                    );
+                    self.close(ctx, Rejection::new(ReasonCode::HEARTBEAT_TIMEOUT, detail));
+                    return;
+                }
+                if self.next_stall().is_some_and(|d| now >= d) {
+                    self.close_stalled(ctx);
+                    return;
+                }
+                self.send_pings(ctx);
+            }
+            _ => {
+                if self.handshake_deadline.is_some_and(|d| now >= d) {
+                    let detail = if matches!(self.state, State::ServerAwaitingHello(_)) {
+                        "no Hello after the TLS handshake"
+                    } else {
+                        "handshake did not finish in time"
+                    };
+                    self.close(ctx, Rejection::new(ReasonCode::HANDSHAKE_TIMEOUT, detail));
+                }
+            }
+        }
+    }
+
+    /// The tick stamped on our pings and pongs: the server's last delivered tick, or the
+    /// client's last delivered local tick (0 before the first).
+    fn local_tick(&self, ctx: &Ctx<'_>) -> u64 {
+        match &self.tick_sync {
+            Some(sync) => sync.last_tick().unwrap_or(0),
+            None => ctx.server_tick,
+        }
+    }
+
+    /// Drains QUIC events into tickwire state and events. Call after every input;
+    /// `received` = the input was a datagram for this connection.
+    pub(crate) fn process(&mut self, ctx: &mut Ctx<'_>, received: bool) {
+        // Liveness counts only frames from authenticated packets, so datagrams spoofed with a
+        // known connection id cannot hold off the heartbeat timeout. (Reading QUIC's counters
+        // copies its whole statistics block, so only after a datagram arrived.)
+        if received {
+            let rx = self.quic.stats().frame_rx;
+            let frames =
+                rx.acks + rx.stream + rx.datagram + rx.ping + rx.crypto + rx.max_data + rx.max_stream_data;
+            if frames != self.last_frames_rx {
+                self.last_frames_rx = frames;
+                self.heartbeat.handle_receive(ctx.now);
+            }
+        }
+        while let Some(event) = self.quic.poll() {
+            match event {
+                quinn_proto::Event::Connected => self.on_quic_connected(ctx),
+                quinn_proto::Event::ConnectionLost { reason } => self.on_quic_lost(ctx, reason),
+                quinn_proto::Event::Stream(StreamEvent::Opened { dir }) => self.accept_streams(ctx, dir),
+                quinn_proto::Event::Stream(StreamEvent::Readable { id }) => {
+                    if Some(id) == self.control {
+                        self.read_control(ctx);
+                    } else {
+                        self.read_stream(ctx, id);
+                    }
+                }
+                quinn_proto::Event::DatagramReceived => self.read_datagrams(ctx),
+                quinn_proto::Event::Stream(
+                    StreamEvent::Finished { id } | StreamEvent::Stopped { id, .. },
+                ) => {
+                    self.rx_streams.remove(&id);
+                }
+                _ => {}
+            }
+            if matches!(self.state, State::Closed) {
+                // Drain remaining events without acting on them.
+                while self.quic.poll().is_some() {}
+                break;
+            }
+        }
+        if !matches!(self.state, State::Closed) {
+            self.flush(ctx.now);
+        }
+    }
+
+    fn on_quic_lost(&mut self, ctx: &mut Ctx<'_>, error: quinn_proto::ConnectionError) {
+        use quinn_proto::ConnectionError as E;
+        if matches!(self.state, State::Closed) {
+            return;
+        }
+        let (reason, info) = match error {
+            E::ApplicationClosed(close) => {
+                let code = u16::try_from(close.error_code.into_inner()).unwrap_or(u16::MAX);
+                (ReasonCode(code), CloseInfo::decode(&close.reason))
+            }
+            E::ConnectionClosed(close)
+                if close.error_code == quinn_proto::TransportErrorCode::CONNECTION_REFUSED =>
+            {
+                (
+                    ReasonCode::SERVER_BUSY,
+                    CloseInfo {
+                        retry_after_ms: None,
+                        detail: "connection refused".into(),
+                    },
+                )
+            }
+            E::TimedOut if self.is_handshaking() => (
+                ReasonCode::HANDSHAKE_TIMEOUT,
+                CloseInfo {
+                    retry_after_ms: None,
+                    detail: "QUIC handshake timed out".into(),
+                },
+            ),
+            other => (
+                ReasonCode::TRANSPORT_ERROR,
+                CloseInfo {
+                    retry_after_ms: None,
+                    detail: other.to_string(),
+                },
+            ),
+        };
+        self.report_closed(ctx, reason, info.retry_after_ms, info.detail, Initiator::Peer);
+    }
+
+    fn report_closed(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        reason: ReasonCode,
+        retry_after_ms: Option<u32>,
+        detail: String,
+        initiator: Initiator,
+    ) {
+        let conn = ctx.handle;
+        let retry_after = retry_after_ms.map(|ms| Duration::from_millis(ms.into()));
+        let event = if self.is_established() {
+            Event::Disconnected {
+                conn,
+                reason,
+                retry_after,
+                detail,
+                initiator,
+            }
+        } else {
+            Event::Rejected {
+                conn,
+                reason,
+                retry_after,
+                detail,
+                initiator,
+            }
+        };
+        self.state = State::Closed;
+        self.datagrams.clear();
+        self.tx_channels.clear();
+        self.rx_streams.clear();
+        self.queued_reliable_bytes = 0;
+        ctx.events.push_back(event);
+    }
+
+    /// Closes the session with `rejection` as the reason the peer sees, and reports it.
+    ///
+    /// A server whose TLS handshake is still running holds the rejection until the handshake
+    /// completes (at the latest until the handshake deadline): an application close sent
+    /// before the client has 1-RTT keys reaches it without its code (RFC 9000 §10.2.3).
+    pub(crate) fn close(&mut self, ctx: &mut Ctx<'_>, rejection: Rejection) {
+        let in_time = self.handshake_deadline.is_some_and(|d| ctx.now < d);
+        match &mut self.state {
+            State::ServerConnecting(pending) if in_time => *pending = Some(rejection),
+            _ => self.close_now(ctx, rejection),
+        }
+    }
+
+    fn close_now(&mut self, ctx: &mut Ctx<'_>, rejection: Rejection) {
+        if matches!(self.state, State::Closed) {
+            return;
+        }
+        let info = CloseInfo {
+            retry_after_ms: rejection.retry_after_ms,
+            detail: rejection.detail.clone(),
+        };
+        self.quic
+            .close(ctx.now, VarInt::from(rejection.reason.0), info.encode());
+        self.report_closed(
+            ctx,
+            rejection.reason,
+            rejection.retry_after_ms,
+            rejection.detail,
+            Initiator::Local,
+        );
+    }
+
+    /// Rate limit for incoming messages (server side only).
+    fn admit(&mut self, now: Instant, bytes: usize) -> bool {
+        match &mut self.limiter {
+            Some(limiter) => limiter.check(now, bytes).is_ok(),
+            None => true,
+        }
+    }
+
+    fn deliver(&mut self, ctx: &mut Ctx<'_>, channel: ChannelId, payload: Bytes) {
+        self.stats.messages_received += 1;
+        self.stats.message_bytes_received += payload.len() as u64;
+        ctx.events.push_back(Event::Message {
+            conn: ctx.handle,
+            channel,
+            payload,
+        });
+    }
+
+    /// Queues `payload` on `channel`.
+    pub(crate) fn send(
+        &mut self,
+        now: Instant,
+        config: &Config,
+        channel: ChannelId,
+        payload: Bytes,
+        options: SendOptions,
+    ) -> Result<(), SendError> {
+        if !self.is_established() {
+            return Err(SendError::NotConnected);
+        }
+        let kind = *config
+            .channels
+            .get(channel.0 as usize)
+            .ok_or(SendError::UnknownChannel(channel))?;
+        let result = match kind {
+            ChannelKind::Reliable { priority } => {
+                self.send_reliable(config, channel, priority.stream_priority(), payload, options)
+            }
+            ChannelKind::Unreliable | ChannelKind::Sequenced => {
+                self.send_datagram(config, channel, kind == ChannelKind::Sequenced, payload, options)
+            }
+        };
+        self.flush(now);
+        result
+    }
+
+    /// Moves queued frames and datagrams into QUIC as far as flow control and the datagram
+    /// buffer allow, dropping those past their deadline.
+    pub(crate) fn flush(&mut self, now: Instant) {
+        self.flush_streams(now);
+        self.flush_datagrams(now);
+    }
+
+    /// Fills the transport counters and sub-machine stats into a snapshot.
+    pub(crate) fn snapshot_stats(&self) -> ConnectionStats {
+        let quic = self.quic.stats();
+        let mut stats = self.stats;
+        stats.udp_tx_datagrams = quic.udp_tx.datagrams;
+        stats.udp_tx_bytes = quic.udp_tx.bytes;
+        stats.udp_rx_datagrams = quic.udp_rx.datagrams;
+        stats.udp_rx_bytes = quic.udp_rx.bytes;
+        stats.quic_rtt_ms = self.quic.rtt().as_secs_f64() * 1e3;
+        stats.heartbeat = self.heartbeat.stats();
+        stats.reassembly = *self.reassembler.stats();
+        stats.tick_sync = self.tick_sync.as_ref().map(|s| s.stats());
+        stats.limiter = self.limiter.as_ref().map(|l| l.stats());
+        stats.partial_frame_bytes = self
+            .rx_streams
+            .values()
+            .map(|rx| rx.decoder.buffered_bytes() as u64)
+            .sum();
+        stats.channel_streams = self.rx_streams.len();
+        stats.reassembly_partials = self.reassembler.partial_count();
+        stats.reassembly_buffered_bytes = self.reassembler.buffered_bytes();
+        stats
+    }
+}
+
+/// Hostile-peer actions for tests (feature `testing`; never in the non-testing API): they
+/// bypass the framer, the channel table and the send queues, so that a harness node can play a
+/// misbehaving peer against a real endpoint over real QUIC. Streams are named by their QUIC
+/// stream id (RFC 9000 §2.1) as a `u64`.
+#[cfg(any(test, feature = "testing"))]
+impl Conn {
+    /// Opens a unidirectional stream, `None` when the peer's stream limit is reached
+    /// (RFC 9000 §4.6: QUIC will not open past it).
+    pub(crate) fn testing_open_uni(&mut self) -> Option<u64> {
+        self.quic.streams().open(quinn_proto::Dir::Uni).map(u64::from)
+    }
+
+    /// Writes raw `bytes` to `stream`; returns how many QUIC took (flow control may refuse some).
+    pub(crate) fn testing_write(&mut self, stream: u64, bytes: &[u8]) -> usize {
+        let id = StreamId::from(VarInt::from_u64(stream).unwrap_or(VarInt::MAX));
+        self.quic.send_stream(id).write(bytes).unwrap_or(0)
+    }
+
+    /// Resets `stream` (RESET_STREAM, RFC 9000 §19.4) with error code 0.
+    pub(crate) fn testing_reset(&mut self, stream: u64) {
+        let id = StreamId::from(VarInt::from_u64(stream).unwrap_or(VarInt::MAX));
+        let _ = self.quic.send_stream(id).reset(VarInt::from_u32(0));
+    }
+
+    /// Sends one raw QUIC datagram (RFC 9221), bypassing tickwire's datagram queue.
+    pub(crate) fn testing_send_datagram(&mut self, bytes: Bytes) -> bool {
+        self.quic.datagrams().send(bytes, true).is_ok()
+    }
+}

@@ -1,0 +1,332 @@
+//! Reliable channels: one QUIC unidirectional stream per channel and direction, carrying
+//! length-prefixed frames (`PROTOCOL.md` §5.2), with bounded send queues, per-message deadlines
+//! and a stall timeout for partial frames.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use quinn_proto::{Dir, StreamId};
+
+use super::{Conn, Ctx};
+use crate::channel::SendOptions;
+use crate::channel::{ChannelId, ChannelKind, CONTROL_PRIORITY};
+use crate::config::Config;
+use crate::handshake::Rejection;
+use crate::shared::SendError;
+use crate::wire::{self, FrameDecoder, ReasonCode};
+
+#[derive(Debug)]
+pub(super) struct RxStream {
+    pub(super) channel: Option<ChannelId>,
+    pub(super) decoder: FrameDecoder,
+    /// While the decoder holds a partial frame: when the stream stalls (the last byte for it
+    /// arrived `partial_frame_timeout_ms` before). `None` between frames.
+    pub(super) stall_deadline: Option<Instant>,
+}
+
+/// How a receive stream stood after `Conn::drain_stream` read everything it had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum StreamEnd {
+    /// Still open: more bytes may come.
+    Open,
+    /// The peer finished it (FIN) and every byte was read.
+    Finished,
+    /// The peer reset it (RESET_STREAM): QUIC has freed it and given the peer a new stream.
+    Reset,
+}
+
+#[derive(Debug)]
+pub(super) struct QueuedFrame {
+    pub(super) bytes: Bytes,
+    pub(super) written: usize,
+    pub(super) deadline: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct TxChannel {
+    stream: Option<StreamId>,
+    queue: VecDeque<QueuedFrame>,
+}
+
+impl Conn {
+    /// The earliest stall deadline of a channel stream holding a partial frame. There are at
+    /// most `channels.len()` receive streams (QUIC's concurrent-stream limit), so a scan is cheap.
+    pub(super) fn next_stall(&self) -> Option<Instant> {
+        self.rx_streams.values().filter_map(|rx| rx.stall_deadline).min()
+    }
+
+    /// Closes the connection because a channel stream's partial frame received no byte for
+    /// `partial_frame_timeout_ms` (a slow-loris peer pinning the frame's buffer).
+    pub(super) fn close_stalled(&mut self, ctx: &mut Ctx<'_>) {
+        let Some((rx, deadline)) = self
+            .rx_streams
+            .values()
+            .filter_map(|rx| Some((rx, rx.stall_deadline?)))
+            .min_by_key(|&(_, deadline)| deadline)
+        else {
+            return;
+        };
+        let timeout = Duration::from_millis(ctx.config.partial_frame_timeout_ms);
+        let idle = timeout + ctx.now.saturating_duration_since(deadline);
+        let detail = format!(
+            "partial frame stalled on channel {}: {} bytes held, no bytes for {} ms (timeout {} ms)",
+            rx.channel.map_or(0, |c| c.0),
+            rx.decoder.buffered_bytes(),
+            idle.as_millis(),
+            timeout.as_millis()
+        );
+        self.stats.partial_frame_timeouts += 1;
+        self.close(ctx, Rejection::new(ReasonCode::PROTOCOL_VIOLATION, detail));
+    }
+
+    pub(super) fn accept_streams(&mut self, ctx: &mut Ctx<'_>, dir: Dir) {
+        while let Some(id) = self.quic.streams().accept(dir) {
+            match dir {
+                Dir::Bi if self.control.is_none() && !self.quic.side().is_client() => {
+                    self.control = Some(id);
+                    let _ = self.quic.send_stream(id).set_priority(CONTROL_PRIORITY);
+                    self.read_control(ctx);
+                }
+                Dir::Bi => {
+                    self.close(
+                        ctx,
+                        Rejection::new(ReasonCode::PROTOCOL_VIOLATION, "unexpected bidirectional stream"),
+                    );
+                    return;
+                }
+                Dir::Uni => {
+                    let decoder = FrameDecoder::new(ctx.config.max_reliable_message_bytes);
+                    self.rx_streams.insert(
+                        id,
+                        RxStream {
+                            channel: None,
+                            decoder,
+                            stall_deadline: None,
+                        },
+                    );
+                    self.read_stream(ctx, id);
+                }
+            }
+        }
+    }
+
+    /// Reads everything readable on stream `id` into `sink`; returns how many bytes it read
+    /// and whether the stream is still open.
+    pub(super) fn drain_stream(
+        quic: &mut quinn_proto::Connection,
+        id: StreamId,
+        mut sink: impl FnMut(&[u8]),
+    ) -> (usize, StreamEnd) {
+        let mut stream = quic.recv_stream(id);
+        let Ok(mut chunks) = stream.read(true) else {
+            return (0, StreamEnd::Open);
+        };
+        let mut read = 0;
+        let end = loop {
+            match chunks.next(usize::MAX) {
+                Ok(Some(chunk)) => {
+                    read += chunk.bytes.len();
+                    sink(&chunk.bytes);
+                }
+                Ok(None) => break StreamEnd::Finished,
+                Err(quinn_proto::ReadError::Reset(_)) => break StreamEnd::Reset,
+                Err(_) => break StreamEnd::Open,
+            }
+        };
+        let _ = chunks.finalize();
+        (read, end)
+    }
+
+    pub(super) fn read_stream(&mut self, ctx: &mut Ctx<'_>, id: StreamId) {
+        if !self.is_established() {
+            return; // an unauthenticated peer's messages stay in QUIC's flow-controlled buffer
+        }
+        let Some(rx) = self.rx_streams.get_mut(&id) else {
+            return;
+        };
+        let mut first_byte = None;
+        let mut channel = rx.channel;
+        let decoder = &mut rx.decoder;
+        let (read, end) = Self::drain_stream(&mut self.quic, id, |mut bytes| {
+            if channel.is_none() {
+                if let Some((&b, rest)) = bytes.split_first() {
+                    channel = Some(ChannelId(b));
+                    first_byte = Some(b);
+                    bytes = rest;
+                }
+            }
+            decoder.push(bytes);
+        });
+        rx.channel = channel;
+        if end == StreamEnd::Reset {
+            // QUIC freed the stream and gave the peer a new one: free ours too, or a peer
+            // cycling open–partial frame–reset would pile up decoders past the stream limit.
+            self.rx_streams.remove(&id);
+            self.stats.streams_reset += 1;
+            return;
+        }
+        let Some(channel) = channel else {
+            if end == StreamEnd::Finished {
+                self.rx_streams.remove(&id);
+            }
+            return;
+        };
+        if first_byte.is_some()
+            && !matches!(
+                ctx.config.channels.get(channel.0 as usize),
+                Some(ChannelKind::Reliable { .. })
+            )
+        {
+            self.stats.streams_refused += 1;
+            self.close(
+                ctx,
+                Rejection::new(
+                    ReasonCode::PROTOCOL_VIOLATION,
+                    format!("stream for non-reliable channel {}", channel.0),
+                ),
+            );
+            return;
+        }
+        loop {
+            let Some(rx) = self.rx_streams.get_mut(&id) else {
+                return;
+            };
+            match rx.decoder.next_frame() {
+                Ok(Some(frame)) => {
+                    if !self.admit(ctx.now, frame.len()) {
+                        self.close(
+                            ctx,
+                            Rejection::new(ReasonCode::RATE_LIMITED, "reliable message rate exceeded"),
+                        );
+                        return;
+                    }
+                    self.deliver(ctx, channel, frame);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    self.stats.oversized_frames += 1;
+                    self.close(ctx, Rejection::new(ReasonCode::PROTOCOL_VIOLATION, e.to_string()));
+                    return;
+                }
+            }
+        }
+        if end == StreamEnd::Finished {
+            self.rx_streams.remove(&id);
+        } else if let Some(rx) = self.rx_streams.get_mut(&id) {
+            // The stall clock restarts with every byte that arrives for a partial frame.
+            let timeout = Duration::from_millis(ctx.config.partial_frame_timeout_ms);
+            rx.stall_deadline = match rx.stall_deadline {
+                _ if !rx.decoder.is_mid_frame() => None,
+                Some(deadline) if read == 0 => Some(deadline),
+                _ => ctx.now.checked_add(timeout),
+            };
+        }
+    }
+
+    pub(super) fn send_reliable(
+        &mut self,
+        config: &Config,
+        channel: ChannelId,
+        priority: i32,
+        payload: Bytes,
+        options: SendOptions,
+    ) -> Result<(), SendError> {
+        if payload.len() > config.max_reliable_message_bytes {
+            return Err(SendError::TooLarge {
+                size: payload.len(),
+                max: config.max_reliable_message_bytes,
+            });
+        }
+        let frame = wire::encode_frame(&payload);
+        if self.queued_reliable_bytes + frame.len() > config.max_queued_reliable_bytes {
+            return Err(SendError::QueueFull);
+        }
+        let tx = self.tx_channels.entry(channel).or_default();
+        if tx.stream.is_none() {
+            let Some(id) = self.quic.streams().open(Dir::Uni) else {
+                return Err(SendError::QueueFull);
+            };
+            let _ = self.quic.send_stream(id).set_priority(priority);
+            tx.stream = Some(id);
+            tx.queue.push_back(QueuedFrame {
+                bytes: Bytes::copy_from_slice(&[channel.0]),
+                written: 0,
+                deadline: None,
+            });
+            self.queued_reliable_bytes += 1;
+        }
+        self.queued_reliable_bytes += frame.len();
+        tx.queue.push_back(QueuedFrame {
+            bytes: frame,
+            written: 0,
+            deadline: options.deadline,
+        });
+        self.stats.messages_sent += 1;
+        self.stats.message_bytes_sent += payload.len() as u64;
+        Ok(())
+    }
+
+    fn write_queue(
+        quic: &mut quinn_proto::Connection,
+        id: StreamId,
+        queue: &mut VecDeque<QueuedFrame>,
+        now: Instant,
+        queued_bytes: &mut usize,
+        expired: &mut u64,
+    ) {
+        while let Some(front) = queue.front_mut() {
+            if front.written == 0 && front.deadline.is_some_and(|d| now > d) {
+                *queued_bytes = queued_bytes.saturating_sub(front.bytes.len());
+                queue.pop_front();
+                *expired += 1;
+                continue;
+            }
+            match quic.send_stream(id).write(&front.bytes[front.written..]) {
+                Ok(n) => {
+                    front.written += n;
+                    *queued_bytes = queued_bytes.saturating_sub(n);
+                    if front.written == front.bytes.len() {
+                        queue.pop_front();
+                    } else {
+                        break;
+                    }
+                }
+                Err(quinn_proto::WriteError::Blocked) => break,
+                Err(_) => {
+                    let dropped: usize = queue.iter().map(|f| f.bytes.len() - f.written).sum();
+                    *queued_bytes = queued_bytes.saturating_sub(dropped);
+                    queue.clear();
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Moves queued control and channel frames into QUIC's streams as far as flow control
+    /// allows, dropping frames past their deadline that were not started.
+    pub(super) fn flush_streams(&mut self, now: Instant) {
+        if let Some(id) = self.control {
+            Self::write_queue(
+                &mut self.quic,
+                id,
+                &mut self.control_tx,
+                now,
+                &mut 0,
+                &mut self.stats.messages_expired,
+            );
+        }
+        for tx in self.tx_channels.values_mut() {
+            if let Some(id) = tx.stream {
+                Self::write_queue(
+                    &mut self.quic,
+                    id,
+                    &mut tx.queue,
+                    now,
+                    &mut self.queued_reliable_bytes,
+                    &mut self.stats.messages_expired,
+                );
+            }
+        }
+    }
+}

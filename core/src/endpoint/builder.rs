@@ -1,0 +1,136 @@
+//! [`EndpointBuilder`]: what every endpoint needs up front, options with defaults, and one
+//! finishing call per role.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use ed25519_dalek::{SigningKey, VerifyingKey};
+
+use super::{transport_config, Endpoint, EndpointError, ServerState};
+use crate::clock::WallClock;
+use crate::config::Config;
+use crate::limits::AddressLimiter;
+use crate::secrets::Secrets;
+use crate::tick::TickScheduler;
+use crate::ticket::TicketVerifier;
+use crate::tls::{self, AnchoredTime, CryptoOptions};
+
+/// Builds an [`Endpoint`]; start with [`Endpoint::builder`], finish with
+/// [`EndpointBuilder::client`] or [`EndpointBuilder::server`].
+///
+/// ```
+/// # use std::time::Instant;
+/// # use tickwire_core::{Config, Endpoint, Secrets, TicketIssuer, WallClock};
+/// # let now = Instant::now();
+/// # let wall = WallClock::new(now, 1_700_000_000_000);
+/// # let identity = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+/// # let issuer = TicketIssuer::new(1, ed25519_dalek::SigningKey::from_bytes(&[9; 32]));
+/// let server = Endpoint::builder(Config::default(), Secrets::insecure_from_seed(1), identity, wall)
+///     .trust_issuer(1, issuer.verifying_key())
+///     .server(42, now)?;
+/// # Ok::<(), tickwire_core::EndpointError>(())
+/// ```
+#[derive(Debug)]
+#[must_use = "an EndpointBuilder does nothing until `client()` or `server()`"]
+pub struct EndpointBuilder {
+    config: Config,
+    secrets: Secrets,
+    identity: SigningKey,
+    wall: WallClock,
+    crypto: CryptoOptions,
+    issuers: Vec<(u32, VerifyingKey)>,
+}
+
+impl EndpointBuilder {
+    pub(super) fn new(config: Config, secrets: Secrets, identity: SigningKey, wall: WallClock) -> Self {
+        Self {
+            config,
+            secrets,
+            identity,
+            wall,
+            crypto: CryptoOptions::default(),
+            issuers: Vec::new(),
+        }
+    }
+
+    /// Cryptography hooks: a seeded provider for reproducible simulations, a TLS key log.
+    pub fn crypto(mut self, crypto: CryptoOptions) -> Self {
+        self.crypto = crypto;
+        self
+    }
+
+    /// (Server) accepts join tickets signed by `key` under `key_id` (`PROTOCOL.md` §3); more
+    /// keys, and revocations, later through [`ServerMut::tickets`](super::ServerMut::tickets).
+    /// Ignored by [`EndpointBuilder::client`].
+    pub fn trust_issuer(mut self, key_id: u32, key: VerifyingKey) -> Self {
+        self.issuers.push((key_id, key));
+        self
+    }
+
+    /// A client endpoint: it opens sessions with [`Endpoint::connect`].
+    ///
+    /// # Errors
+    /// [`EndpointError`] if the config is invalid or TLS cannot be set up.
+    pub fn client(self) -> Result<Endpoint, EndpointError> {
+        self.config.validate()?;
+        Endpoint::new(
+            self.config,
+            &self.secrets,
+            self.identity,
+            self.wall,
+            &self.crypto,
+            Arc::new(AnchoredTime::default()),
+            None,
+        )
+    }
+
+    /// A game-server endpoint for game server id `gs_id` (the audience join tickets must name),
+    /// whose tick scheduler starts at `now`. It accepts sessions, and may also open them (a
+    /// game server's session to its verification server).
+    ///
+    /// # Errors
+    /// [`EndpointError`] if the config is invalid or TLS cannot be set up.
+    pub fn server(self, gs_id: u64, now: Instant) -> Result<Endpoint, EndpointError> {
+        let Self {
+            config,
+            secrets,
+            identity,
+            wall,
+            crypto,
+            issuers,
+        } = self;
+        config.validate()?;
+        let time_source = Arc::new(AnchoredTime::default());
+        let mut server_config = quinn_proto::ServerConfig::new(
+            tls::server_crypto(&identity, &crypto, time_source.clone())?,
+            tls::token_key(secrets.derive("quic/token-key")),
+        );
+        server_config
+            .transport_config(transport_config(&config, true))
+            .time_source(time_source.clone());
+        let mut tickets = TicketVerifier::new(gs_id, config.tickets.clone());
+        for (key_id, key) in issuers {
+            tickets.add_key(key_id, key);
+        }
+        let server = ServerState {
+            tickets,
+            addresses: AddressLimiter::new(&config.limits),
+            scheduler: TickScheduler::new(now, config.tick.clone()),
+            ticks_since_revalidation: 0,
+            shutdown: None,
+            paused: None,
+            play_ticket: None,
+        };
+        let mut endpoint = Endpoint::new(
+            config,
+            &secrets,
+            identity,
+            wall,
+            &crypto,
+            time_source,
+            Some(Arc::new(server_config)),
+        )?;
+        endpoint.server = Some(server);
+        Ok(endpoint)
+    }
+}

@@ -1,0 +1,715 @@
+//! The [`Endpoint`]: every tickwire session of one UDP socket, as a sans-IO state machine.
+//!
+//! Method kinds follow quinn-proto: inputs are `handle_*`, outputs are `poll_*` drained until
+//! `None`, commands are verbs, getters take `&self`. See the crate docs for the drive loop.
+
+mod admission;
+mod builder;
+mod server;
+mod timers;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use ed25519_dalek::SigningKey;
+use quinn_proto::{DatagramEvent, IdleTimeout, TransportConfig, VarInt};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha12Rng;
+
+use crate::channel::{ChannelId, SendOptions};
+use crate::clock::WallClock;
+use crate::config::{Config, ConfigError};
+use crate::connection::{Conn, Ctx, ServerCtx};
+use crate::handshake::{ClientHandshake, ClientOffer, PlayTicketCheck, Rejection, Session};
+use crate::secrets::Secrets;
+use crate::shared::{ConnHandle, ConnectError, Ecn, Event, SendError, Transmit};
+use crate::stats::{ConnectionStats, DatagramStats, EndpointStats};
+use crate::tick::{TickInfo, TickScheduler, TickSync};
+use crate::ticket::{JoinTicket, VsKeys};
+use crate::tls::{self, AnchoredTime, CryptoOptions, TlsSetupError, SERVER_NAME};
+use crate::wire::{ReasonCode, Role, NONCE_LEN};
+
+use admission::{Counted, PhaseCounts};
+pub use builder::EndpointBuilder;
+pub use server::ServerMut;
+use server::ServerState;
+use timers::{TimerSlot, Timers};
+
+/// Errors constructing an [`Endpoint`] (local misconfiguration).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EndpointError {
+    /// A configuration value is out of range.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// TLS could not be set up.
+    #[error(transparent)]
+    Tls(#[from] TlsSetupError),
+}
+
+/// Options for one outgoing connection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectOptions {
+    /// Requested role.
+    pub role: Role,
+    /// Abort with `SERVER_KEY_MISMATCH` unless the server proves this identity key.
+    pub expected_server_key: Option<[u8; 32]>,
+    /// If set, the server must present a play ticket signed by one of these verification-server
+    /// keys and naming its identity key, valid within [`Config::play_ticket_max_skew_ms`]
+    /// (default 2 000 ms) at the client's wall-clock time when the Accept is processed;
+    /// otherwise the client aborts with `PLAY_TICKET_INVALID` (or `NOT_AUTHORISED` for a
+    /// missing, expired or not-yet-valid one).
+    pub trusted_vs_keys: Option<VsKeys>,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self {
+            role: Role::Player,
+            expected_server_key: None,
+            trusted_vs_keys: None,
+        }
+    }
+}
+
+/// A connection and the endpoint's bookkeeping about it: whether it is queued for transmit,
+/// its armed timer, and the counters it is counted in.
+#[derive(Debug)]
+struct Entry {
+    conn: Conn,
+    /// Whether the connection is in [`Endpoint::active`].
+    tx_queued: bool,
+    timer: TimerSlot,
+    counted: Counted,
+}
+
+impl Entry {
+    fn new(conn: Conn) -> Self {
+        Self {
+            conn,
+            tx_queued: false,
+            timer: TimerSlot::default(),
+            counted: Counted::default(),
+        }
+    }
+}
+
+/// All sessions of one UDP socket: a sans-IO state machine. Build one with
+/// [`Endpoint::builder`]; drive it as the crate docs show. Server-only operations (admission,
+/// shutdown, revocation) are on [`Endpoint::server_mut`].
+///
+/// Method kinds follow quinn-proto: inputs are `handle_*`, outputs are `poll_*` drained until
+/// `None`, the next deadline is [`Endpoint::poll_timeout`], commands are verbs, getters take
+/// `&self`.
+#[derive(Debug)]
+pub struct Endpoint {
+    config: Arc<Config>,
+    quic: quinn_proto::Endpoint,
+    client_config: quinn_proto::ClientConfig,
+    identity: SigningKey,
+    wall: WallClock,
+    time_source: Arc<AnchoredTime>,
+    conns: BTreeMap<ConnHandle, Entry>,
+    /// Connections that may have datagrams to transmit: touched by an input or command since
+    /// `poll_transmit` last found them empty. Idle connections are never polled.
+    active: VecDeque<ConnHandle>,
+    timers: Timers,
+    events: VecDeque<Event>,
+    responses: VecDeque<(Transmit, Vec<u8>)>,
+    rng: ChaCha12Rng,
+    server: Option<ServerState>,
+    stats: EndpointStats,
+    counts: PhaseCounts,
+    last_now: Option<Instant>,
+}
+
+fn transport_config(config: &Config, server: bool) -> Arc<TransportConfig> {
+    let mut transport = TransportConfig::default();
+    let idle = IdleTimeout::try_from(Duration::from_millis(config.idle_timeout_ms))
+        .unwrap_or(IdleTimeout::from(VarInt::MAX));
+    transport
+        .max_idle_timeout(Some(idle))
+        .keep_alive_interval(None)
+        .datagram_receive_buffer_size(Some(1 << 20))
+        .datagram_send_buffer_size(config.datagram_send_buffer_bytes)
+        .max_concurrent_bidi_streams(VarInt::from_u32(u32::from(server)))
+        .max_concurrent_uni_streams(VarInt::from_u32(config.channels.len() as u32));
+    if let Some(ack) = &config.ack_frequency {
+        let mut frequency = quinn_proto::AckFrequencyConfig::default();
+        frequency
+            .ack_eliciting_threshold(VarInt::from_u32(ack.ack_eliciting_threshold))
+            .max_ack_delay(Some(Duration::from_millis(ack.max_ack_delay_ms)))
+            .reordering_threshold(VarInt::from_u32(ack.reordering_threshold));
+        transport.ack_frequency_config(Some(frequency));
+    }
+    Arc::new(transport)
+}
+
+impl Endpoint {
+    /// A builder for an endpoint with `config`, whose secret values (QUIC token and reset keys,
+    /// connection ids, nonces, session ids) derive from `secrets` — fresh from the operating
+    /// system in production (see [`Secrets`]) — proving identity key `identity` in every
+    /// handshake (`PROTOCOL.md` §4), and checking tickets against the wall clock `wall`.
+    pub fn builder(
+        config: Config,
+        secrets: Secrets,
+        identity: SigningKey,
+        wall: WallClock,
+    ) -> EndpointBuilder {
+        EndpointBuilder::new(config, secrets, identity, wall)
+    }
+
+    fn new(
+        config: Config,
+        secrets: &Secrets,
+        identity: SigningKey,
+        wall: WallClock,
+        crypto: &CryptoOptions,
+        time_source: Arc<AnchoredTime>,
+        server_config: Option<Arc<quinn_proto::ServerConfig>>,
+    ) -> Result<Self, EndpointError> {
+        let mut endpoint_config =
+            quinn_proto::EndpointConfig::new(tls::reset_key(secrets.derive("quic/reset-key")));
+        let cid_seed = secrets.derive("quic/cid");
+        endpoint_config
+            .cid_generator(move || Box::new(tls::SeededCidGenerator::new(cid_seed)))
+            .rng_seed(Some(secrets.derive("quic/rng")));
+        let mut client_config =
+            quinn_proto::ClientConfig::new(tls::client_crypto(crypto, time_source.clone())?);
+        client_config
+            .transport_config(transport_config(&config, false))
+            .initial_dst_cid_provider(tls::initial_cid_provider(secrets.derive("quic/initial-dcid")));
+        Ok(Self {
+            quic: quinn_proto::Endpoint::new(Arc::new(endpoint_config), server_config, false, None),
+            client_config,
+            identity,
+            wall,
+            time_source,
+            conns: BTreeMap::new(),
+            active: VecDeque::new(),
+            timers: Timers::default(),
+            events: VecDeque::new(),
+            responses: VecDeque::new(),
+            rng: ChaCha12Rng::from_seed(secrets.derive("tickwire/rng")),
+            server: None,
+            stats: EndpointStats::default(),
+            counts: PhaseCounts::default(),
+            last_now: None,
+            config: Arc::new(config),
+        })
+    }
+
+    /// Time only moves forward: an earlier `now` than already seen is replaced by the latest.
+    fn advance(&mut self, now: Instant) -> Instant {
+        let now = match self.last_now {
+            Some(last) if last > now => last,
+            _ => now,
+        };
+        self.last_now = Some(now);
+        self.time_source.set(self.wall.unix_ms_at(now));
+        now
+    }
+
+    // ----- inputs -----
+
+    /// Input: a UDP datagram from `remote`, received on local address `local_ip` (if known)
+    /// with ECN codepoint `ecn`.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        local_ip: Option<IpAddr>,
+        ecn: Option<Ecn>,
+        data: BytesMut,
+    ) {
+        let now = self.advance(now);
+        let mut buf = Vec::new();
+        self.stats.datagrams.received += 1;
+        let ecn = ecn.map(Ecn::to_quic);
+        match self.quic.handle(now, remote, local_ip, ecn, data, &mut buf) {
+            None => self.stats.datagrams.dropped += 1,
+            Some(DatagramEvent::ConnectionEvent(ch, event)) => {
+                let handle = ConnHandle(ch.0);
+                if let Some(entry) = self.conns.get_mut(&handle) {
+                    self.stats.datagrams.to_connections += 1;
+                    entry.conn.quic.handle_event(event);
+                    self.process_received(now, handle);
+                } else {
+                    self.stats.datagrams.dropped += 1;
+                }
+            }
+            Some(DatagramEvent::NewConnection(incoming)) => {
+                self.stats.datagrams.initials += 1;
+                self.on_incoming(now, incoming);
+            }
+            Some(DatagramEvent::Response(transmit)) => {
+                self.stats.datagrams.stateless_responses += 1;
+                self.queue_response(transmit, buf);
+            }
+        }
+    }
+
+    /// Input: the deadline from [`Endpoint::poll_timeout`] passed (spurious calls are fine).
+    /// Only connections whose deadline is due are visited: O(due · log n).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let now = self.advance(now);
+        for handle in self.due_timers(now) {
+            if self
+                .with_conn(now, handle, |conn, ctx| conn.handle_timeout(ctx))
+                .is_some()
+            {
+                self.process(now, handle);
+            }
+        }
+    }
+
+    /// Runs a connection's event processing (the handshake, on either side, included) and its
+    /// endpoint-event exchange; forgets it once drained.
+    fn process(&mut self, now: Instant, handle: ConnHandle) {
+        self.process_inner(now, handle, false);
+    }
+
+    /// [`Self::process`] after a datagram reached the connection: also checks liveness.
+    fn process_received(&mut self, now: Instant, handle: ConnHandle) {
+        self.process_inner(now, handle, true);
+    }
+
+    fn process_inner(&mut self, now: Instant, handle: ConnHandle, received: bool) {
+        self.touch(handle);
+        if self
+            .with_conn(now, handle, |conn, ctx| conn.process(ctx, received))
+            .is_none()
+        {
+            return;
+        }
+        let Some(entry) = self.conns.get_mut(&handle) else {
+            return;
+        };
+        while let Some(event) = entry.conn.quic.poll_endpoint_events() {
+            if let Some(reply) = self
+                .quic
+                .handle_event(quinn_proto::ConnectionHandle(handle.0), event)
+            {
+                entry.conn.quic.handle_event(reply);
+            }
+        }
+        if entry.conn.quic.is_drained() {
+            // Queued handles of a removed connection are skipped when met.
+            if let Some(entry) = self.conns.remove(&handle) {
+                self.counts.remove(handle, &entry.counted);
+                self.timers.forget(handle, &entry.timer);
+            }
+        }
+    }
+
+    /// Runs `f` on connection `handle` with a context over the endpoint's shared state (and,
+    /// on a server, what answering a Hello takes), then recounts it and counts the events it
+    /// raised. `None` if the handle names no connection.
+    fn with_conn<R>(
+        &mut self,
+        now: Instant,
+        handle: ConnHandle,
+        f: impl FnOnce(&mut Conn, &mut Ctx<'_>) -> R,
+    ) -> Option<R> {
+        let entry = self.conns.get_mut(&handle)?;
+        let before = self.events.len();
+        let unix_ms = self.wall.unix_ms_at(now);
+        let server_tick = self.server.as_ref().map_or(0, |s| s.scheduler.current_tick());
+        let result = {
+            let mut nonce = nonce_fn(&mut self.rng);
+            let identity = &self.identity;
+            let server = self.server.as_mut().map(|server| ServerCtx {
+                identity,
+                play_ticket: server.play_ticket.as_deref(),
+                tickets: &mut server.tickets,
+            });
+            let mut ctx = Ctx {
+                now,
+                handle,
+                config: &self.config,
+                events: &mut self.events,
+                nonce: &mut nonce,
+                server_tick,
+                unix_ms,
+                server,
+            };
+            f(&mut entry.conn, &mut ctx)
+        };
+        self.counts.sync(handle, &entry.conn, &mut entry.counted);
+        count_events(&mut self.stats, &self.events, before);
+        Some(result)
+    }
+
+    // ----- outputs -----
+
+    /// Output: the next UDP datagram to send, written into `buf` (cleared first); the
+    /// returned [`Transmit`] says where to, its size and segment size. Drain until `None`.
+    #[must_use]
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
+        let now = self.advance(now);
+        if let Some((transmit, bytes)) = self.responses.pop_front() {
+            buf.clear();
+            buf.extend_from_slice(&bytes);
+            return Some(transmit);
+        }
+        // Only connections touched since they last came up empty can have anything to send;
+        // they are served in the order they were touched, each until it has nothing more.
+        loop {
+            let Some(&key) = self.active.front() else {
+                // Drained: re-read the deadlines the sends moved, for `poll_timeout`.
+                self.refresh_timers();
+                return None;
+            };
+            let Some(entry) = self.conns.get_mut(&key) else {
+                self.active.pop_front();
+                continue;
+            };
+            entry.conn.top_up_datagrams(now);
+            buf.clear();
+            // Sending arms QUIC's loss-detection, pacing and idle timers.
+            self.timers.mark_dirty(key, &mut entry.timer);
+            if let Some(transmit) = entry.conn.quic.poll_transmit(now, 1, buf) {
+                return Some(Transmit::from_quic(&transmit));
+            }
+            entry.tx_queued = false;
+            self.active.pop_front();
+        }
+    }
+
+    /// Output: the next event. Drain until `None` after every input.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Output: the next absolute deadline at which [`Endpoint::handle_timeout`] (or, on a
+    /// server, [`Endpoint::poll_tick`]) has work; `None` = no timer. Read it after draining
+    /// [`Endpoint::poll_transmit`]: before that, a connection's deadline may still move, and
+    /// the answer is "now" (a spurious wake-up, which is harmless).
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let scheduler = self.server.as_ref().map(|s| s.scheduler.poll_timeout());
+        let connections = self.next_timer();
+        match (scheduler, connections) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Output (server): the next due tick, with its lateness. Drain until `None`. Every
+    /// `revalidate_every_ticks` ticks, live sessions' tickets are rechecked.
+    #[must_use]
+    pub fn poll_tick(&mut self, now: Instant) -> Option<TickInfo> {
+        let now = self.advance(now);
+        let server = self.server.as_mut()?;
+        let tick = server.scheduler.poll_tick(now)?;
+        self.stats.ticks += 1;
+        server.ticks_since_revalidation += 1;
+        if server.ticks_since_revalidation >= self.config.revalidate_every_ticks {
+            server.ticks_since_revalidation = 0;
+            self.revalidate_sessions(now);
+        }
+        Some(tick)
+    }
+
+    // ----- commands -----
+
+    /// Command (client): opens a session to `remote` presenting `ticket`. With
+    /// `options.role` = [`Role::GameServer`] the server refuses the hello with `BAD_HANDSHAKE`
+    /// (a game server presents no ticket): use [`Endpoint::connect_game_server`].
+    ///
+    /// # Errors
+    /// [`ConnectError`] if QUIC refuses the address. Later failures arrive as
+    /// [`Event::Rejected`].
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        ticket: JoinTicket,
+        options: ConnectOptions,
+    ) -> Result<ConnHandle, ConnectError> {
+        self.connect_inner(now, remote, Some(ticket), options)
+    }
+
+    /// Command (game server): opens a session to its verification server at `remote` with
+    /// [`Role::GameServer`] and no join ticket (the VS admits it on its TPM quote; see
+    /// [`crate::vs`]). `options.role` is ignored.
+    ///
+    /// # Errors
+    /// [`ConnectError`] if QUIC refuses the address.
+    pub fn connect_game_server(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        options: ConnectOptions,
+    ) -> Result<ConnHandle, ConnectError> {
+        let options = ConnectOptions {
+            role: Role::GameServer,
+            ..options
+        };
+        self.connect_inner(now, remote, None, options)
+    }
+
+    fn connect_inner(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        ticket: Option<JoinTicket>,
+        options: ConnectOptions,
+    ) -> Result<ConnHandle, ConnectError> {
+        let now = self.advance(now);
+        // Checked against the wall clock when the Accept is processed (`Ctx::unix_ms`).
+        let play_ticket = options.trusted_vs_keys.map(|keys| PlayTicketCheck {
+            keys,
+            max_skew_ms: self.config.play_ticket_max_skew_ms,
+        });
+        let offer = ClientOffer {
+            version_min: self.config.version_min,
+            version_max: self.config.version_max,
+            schema_hash: match options.role {
+                Role::GameServer => crate::wire::VS_SCHEMA_HASH,
+                _ => self.config.schema_hash,
+            },
+            capabilities: self.config.capabilities,
+            role: options.role,
+            join_ticket: ticket,
+            expected_server_key: options.expected_server_key,
+            play_ticket,
+        };
+        let (ch, quic) = self
+            .quic
+            .connect(now, self.client_config.clone(), remote, SERVER_NAME)
+            .map_err(ConnectError::from_quic)?;
+        let handle = ConnHandle(ch.0);
+        let handshake = ClientHandshake::new(self.identity.clone(), offer);
+        let conn = Conn::client(quic, now, &self.config, handshake);
+        self.conns.insert(handle, Entry::new(conn));
+        self.process(now, handle);
+        Ok(handle)
+    }
+
+    /// Command: sends `payload` on `channel` (see [`crate::channel`] for delivery semantics).
+    ///
+    /// # Errors
+    /// [`SendError`]; nothing is sent on error.
+    pub fn send(
+        &mut self,
+        now: Instant,
+        conn: ConnHandle,
+        channel: ChannelId,
+        payload: Bytes,
+    ) -> Result<(), SendError> {
+        self.send_with(now, conn, channel, payload, SendOptions::default())
+    }
+
+    /// Command: [`Endpoint::send`] with per-message options (a deadline).
+    ///
+    /// # Errors
+    /// [`SendError`]; nothing is sent on error.
+    pub fn send_with(
+        &mut self,
+        now: Instant,
+        conn: ConnHandle,
+        channel: ChannelId,
+        payload: Bytes,
+        options: SendOptions,
+    ) -> Result<(), SendError> {
+        let now = self.advance(now);
+        let handle = conn;
+        let config = &self.config;
+        let entry = self.conns.get_mut(&handle).ok_or(SendError::UnknownConnection)?;
+        let sent = entry.conn.send(now, config, channel, payload, options);
+        self.counts.sync(handle, &entry.conn, &mut entry.counted);
+        sent?;
+        self.touch(handle);
+        Ok(())
+    }
+
+    /// Command: closes `conn`, telling the peer `reason` and `detail`. Reported as
+    /// [`Event::Disconnected`] (or [`Event::Rejected`] mid-handshake) with
+    /// [`Initiator::Local`]. Unknown handles are ignored.
+    pub fn close(&mut self, now: Instant, conn: ConnHandle, reason: ReasonCode, detail: &str) {
+        self.close_with(now, conn, Rejection::new(reason, detail));
+    }
+
+    /// Command: closes every connection with `reason` and `detail` (a client leaving; a server
+    /// uses [`ServerMut::shutdown`], which also refuses new connections).
+    pub fn close_all(&mut self, now: Instant, reason: ReasonCode, detail: &str) {
+        let handles: Vec<ConnHandle> = self.conns.keys().copied().collect();
+        for handle in handles {
+            self.close_with(now, handle, Rejection::new(reason, detail));
+        }
+    }
+
+    pub(super) fn close_with(&mut self, now: Instant, handle: ConnHandle, rejection: Rejection) {
+        let now = self.advance(now);
+        if self
+            .with_conn(now, handle, |conn, ctx| conn.close(ctx, rejection))
+            .is_some()
+        {
+            self.process(now, handle);
+        }
+    }
+
+    // ----- getters -----
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The session agreed on `conn`, once established.
+    pub fn session(&self, conn: ConnHandle) -> Option<&Session> {
+        self.conns.get(&conn)?.conn.session.as_ref()
+    }
+
+    /// The peer's current address.
+    pub fn remote_address(&self, conn: ConnHandle) -> Option<SocketAddr> {
+        Some(self.conns.get(&conn)?.conn.quic.remote_address())
+    }
+
+    /// A statistics snapshot for `conn`.
+    pub fn stats(&self, conn: ConnHandle) -> Option<ConnectionStats> {
+        Some(self.conns.get(&conn)?.conn.snapshot_stats())
+    }
+
+    /// Endpoint-wide counters.
+    pub fn endpoint_stats(&self) -> EndpointStats {
+        let mut stats = self.stats.clone();
+        stats.sessions_live = self.counts.established;
+        stats.handshakes_pending = self.counts.handshaking;
+        debug_assert_eq!(
+            (stats.sessions_live, stats.handshakes_pending),
+            (
+                self.conns.values().filter(|e| e.conn.is_established()).count(),
+                self.conns.values().filter(|e| e.conn.is_handshaking()).count()
+            ),
+            "phase counters agree with a scan"
+        );
+        if let Some(server) = &self.server {
+            stats.address_limiter = server.addresses.stats();
+            stats.addresses_tracked = server.addresses.tracked();
+        }
+        stats
+    }
+
+    /// What became of the datagrams received so far (a cheap copy, unlike
+    /// [`Endpoint::endpoint_stats`]).
+    pub fn datagram_stats(&self) -> DatagramStats {
+        self.stats.datagrams
+    }
+
+    /// Handshakes in progress (either direction), from a counter: O(1).
+    pub fn handshakes_pending(&self) -> usize {
+        self.counts.handshaking
+    }
+
+    /// Established sessions (either direction), from a counter: O(1).
+    pub fn sessions_live(&self) -> usize {
+        self.counts.established
+    }
+
+    /// Handles of all connections not yet drained, in handle order.
+    pub fn connections(&self) -> impl Iterator<Item = ConnHandle> + '_ {
+        self.conns.keys().copied()
+    }
+
+    /// Number of connections not yet drained (established, handshaking or closing).
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// (Server) the last delivered tick.
+    pub fn current_tick(&self) -> Option<u64> {
+        Some(self.server.as_ref()?.scheduler.current_tick())
+    }
+
+    /// (Server) the tick scheduler, for its deadline and lateness statistics.
+    pub fn scheduler(&self) -> Option<&TickScheduler> {
+        Some(&self.server.as_ref()?.scheduler)
+    }
+
+    /// (Client) tick synchronisation state for `conn`.
+    pub fn tick_sync(&self, conn: ConnHandle) -> Option<&TickSync> {
+        self.conns.get(&conn)?.conn.tick_sync()
+    }
+
+    /// (Client) the next local tick of `conn`, run ahead of the server by the configured
+    /// margin and slewed smoothly; drain until `None`. Its deadline is
+    /// `tick_sync(conn)?.poll_timeout()` (not part of [`Endpoint::poll_timeout`], since only
+    /// applications that tick need it).
+    #[must_use]
+    pub fn poll_client_tick(&mut self, now: Instant, conn: ConnHandle) -> Option<u64> {
+        let now = self.advance(now);
+        self.conns.get_mut(&conn)?.conn.tick_sync_mut()?.poll_tick(now)
+    }
+
+    /// The wall-clock anchor.
+    pub fn wall_clock(&self) -> WallClock {
+        self.wall
+    }
+
+    /// Command: replaces the wall-clock anchor, e.g. after the system clock was stepped (NTP,
+    /// an operator). Ticket checks use the new anchor from now on; monotonic time is unaffected.
+    pub fn set_wall_clock(&mut self, wall: WallClock) {
+        self.wall = wall;
+        if let Some(now) = self.last_now {
+            self.time_source.set(wall.unix_ms_at(now));
+        }
+    }
+
+    /// This endpoint's identity public key.
+    pub fn identity_key(&self) -> [u8; 32] {
+        self.identity.verifying_key().to_bytes()
+    }
+}
+
+fn nonce_fn(rng: &mut ChaCha12Rng) -> impl FnMut() -> [u8; NONCE_LEN] + '_ {
+    move || {
+        let mut nonce = [0u8; NONCE_LEN];
+        rng.fill_bytes(&mut nonce);
+        nonce
+    }
+}
+
+fn count_events(stats: &mut EndpointStats, events: &VecDeque<Event>, from: usize) {
+    for event in events.iter().skip(from) {
+        match event {
+            Event::Connected { .. } => stats.sessions_established += 1,
+            Event::Rejected { reason, .. } => *stats.rejections.entry(*reason).or_default() += 1,
+            Event::Disconnected { reason, .. } => *stats.disconnections.entry(*reason).or_default() += 1,
+            Event::Message { .. } => {}
+        }
+    }
+}
+
+// ----- fuzzing hook (the `endpoint` fuzz target checks the response queue's bound) -----
+#[cfg(any(fuzzing, test))]
+impl Endpoint {
+    /// Fuzzing only: endpoint-level responses queued now, and their cap.
+    pub(crate) fn queued_responses(&self) -> (usize, usize) {
+        (self.responses.len(), admission::MAX_QUEUED_RESPONSES)
+    }
+}
+
+// ----- testing hook (feature `testing` only; not part of the non-testing API) -----
+#[cfg(any(test, feature = "testing"))]
+impl Endpoint {
+    /// Testing only: runs `f` on connection `handle` (to act as a misbehaving peer through
+    /// `Conn`'s `testing_*` methods), then processes it so what `f` queued is sent. `None` for
+    /// an unknown handle.
+    pub(crate) fn with_conn_for_testing<R>(
+        &mut self,
+        now: Instant,
+        handle: ConnHandle,
+        f: impl FnOnce(&mut Conn) -> R,
+    ) -> Option<R> {
+        let now = self.advance(now);
+        let result = f(&mut self.conns.get_mut(&handle)?.conn);
+        self.process(now, handle);
+        Some(result)
+    }
+}

@@ -36,7 +36,7 @@ pub enum Priority {
 }
 
 impl Priority {
-    /// The quinn-proto stream priority for this level (control uses [`CONTROL_PRIORITY`]).
+    /// The quinn-proto stream priority for this level (control uses `CONTROL_PRIORITY`).
     pub fn stream_priority(self) -> i32 {
         match self {
             Priority::Bulk => 0,

@@ -5,13 +5,14 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::channel::{default_channels, ChannelKind, OversizePolicy};
-use crate::fragment::FragmentConfig;
-use crate::heartbeat::HeartbeatConfig;
-use crate::limits::RateLimitConfig;
-use crate::retry::RetryConfig;
-use crate::tick::{TickConfig, TickSyncConfig};
-use crate::ticket::{TicketConfig, MAX_CLOCK_SKEW_MS};
+use crate::channel::default_channels;
+pub use crate::channel::{ChannelKind, OversizePolicy, Priority};
+pub use crate::fragment::{FragmentConfig, FragmentConfigError};
+pub use crate::heartbeat::{HeartbeatConfig, HeartbeatConfigError};
+pub use crate::limits::{RateLimitConfig, RateLimitConfigError};
+pub use crate::retry::{RetryConfig, RetryConfigError};
+pub use crate::tick::{MissedTickPolicy, TickConfig, TickConfigError, TickSyncConfig};
+pub use crate::ticket::{TicketConfig, TicketConfigError, MAX_CLOCK_SKEW_MS};
 use crate::wire::{FRAME_PREFIX_LEN, MAX_CHANNELS, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 
 /// Endpoint configuration. Validate with [`Config::validate`] (the endpoint does so too).
@@ -46,7 +47,7 @@ pub struct Config {
     /// (CONNECTION_REFUSED, seen by clients as `SERVER_BUSY`).
     pub max_pending_handshakes: usize,
     /// *Server*: handshakes in progress at once from one source (an IPv4 address or an IPv6
-    /// /64, see [`crate::limits::source_key`]). Beyond it an
+    /// /64, see `crate::limits::source_key`). Beyond it an
     /// Initial from an unvalidated address is answered with a Retry and one from a validated
     /// address is refused at the QUIC level (seen by clients as `SERVER_BUSY`), so that one
     /// address, or a few, cannot hold the whole `max_pending_handshakes` table while others

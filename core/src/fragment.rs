@@ -169,6 +169,7 @@ pub struct Fragments<'a> {
 }
 
 impl Fragments<'_> {
+    #[cfg(any(test, fuzzing))]
     /// Total number of fragments of the message (the `count` of every header), `1..=255`.
     pub fn fragment_count(&self) -> u8 {
         self.count
@@ -198,7 +199,7 @@ impl<'a> Iterator for Fragments<'a> {
 impl ExactSizeIterator for Fragments<'_> {}
 impl FusedIterator for Fragments<'_> {}
 
-/// Reassembly limits, per peer. All are enforced by [`Reassembler`].
+/// Reassembly limits, per peer. All are enforced by `Reassembler`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FragmentConfig {
@@ -242,7 +243,7 @@ impl FragmentConfig {
     /// `reassembly_timeout_ms` at least 1, and `memory_budget_bytes` at least
     /// `max_message_bytes`.
     ///
-    /// A [`Reassembler`] accepts any configuration (a zero limit refuses what it limits), so
+    /// A `Reassembler` accepts any configuration (a zero limit refuses what it limits), so
     /// validate when loading configuration.
     ///
     /// # Errors
@@ -288,9 +289,9 @@ pub enum FragmentConfigError {
 /// or a partial still buffered.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ReassemblyStats {
-    /// Fragments passed to [`Reassembler::insert`].
+    /// Fragments passed to `Reassembler::insert`.
     pub fragments_received: u64,
-    /// Complete messages returned by [`Reassembler::insert`].
+    /// Complete messages returned by `Reassembler::insert`.
     pub messages_reassembled: u64,
     /// Fragments whose index was already buffered for the same partial; ignored (first copy kept).
     pub duplicate_fragments: u64,

@@ -15,7 +15,7 @@
 //! `sig_c = Ed25519(client_key, SHA-256("tickwire/hello/v1" ‖ exporter ‖ hello_body))` and
 //! `sig_s = Ed25519(server_key, SHA-256("tickwire/accept/v1" ‖ exporter ‖ u32be(len(hello_body))
 //! ‖ hello_body ‖ accept_body))`, where `exporter` is 32 bytes of TLS exporter output
-//! ([`crate::tls::EXPORTER_LABEL`], empty context). Both signatures therefore bind the
+//! (`crate::tls::EXPORTER_LABEL`, empty context). Both signatures therefore bind the
 //! identities to this very TLS session (see `PROTOCOL.md` §4).
 
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
@@ -320,7 +320,15 @@ fn check_play_ticket(
         .and_then(|envelope| {
             PlayTicket(envelope).verify(&check.keys, server_key, now_unix_ms, check.max_skew_ms)
         });
-    result.map_err(|e| Rejection::new(e.reason(), e.to_string()))
+    result.map_err(|e| {
+        let reason = match e {
+            PlayTicketError::Expired { .. }
+            | PlayTicketError::NotYetValid { .. }
+            | PlayTicketError::Missing => ReasonCode::NOT_AUTHORISED,
+            _ => ReasonCode::PLAY_TICKET_INVALID,
+        };
+        Rejection::new(reason, e.to_string())
+    })
 }
 
 /// What the server requires of a hello.

@@ -50,7 +50,7 @@ pub struct HeartbeatConfig {
     /// Time between pings, in milliseconds. Default 500.
     pub interval_ms: u64,
     /// Least idle time, in milliseconds, after which the peer is declared gone. Default 5 000
-    /// Slow paths stretch it, see [`Heartbeat::failure_timeout`].
+    /// Slow paths stretch it, see `Heartbeat::failure_timeout`.
     pub timeout_ms: u64,
     /// Number of most recent RTT samples kept for the p50/p99 percentiles. Default 256
     /// (about two minutes of pings at the default interval).
@@ -76,7 +76,7 @@ impl Default for HeartbeatConfig {
     }
 }
 
-/// A [`HeartbeatConfig`] that [`HeartbeatConfig::validate`] rejects. [`Heartbeat::new`] still
+/// A `HeartbeatConfig` that `HeartbeatConfig::validate` rejects. `Heartbeat::new` still
 /// accepts such a config (it treats zero interval and table sizes as 1), so validate once when
 /// loading configuration. Messages start with the field's name;
 /// [`Config::validate`](crate::Config::validate) prefixes them with `heartbeat.`.
@@ -144,7 +144,7 @@ pub struct HeartbeatFailure {
     pub timeout: Duration,
 }
 
-/// A snapshot of a [`Heartbeat`]'s estimators and counters. Durations are `f64` milliseconds.
+/// A snapshot of a `Heartbeat`'s estimators and counters. Durations are `f64` milliseconds.
 /// "Ratios" are in `[0, 1]` and 0 while their denominator is 0.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct HeartbeatStats {
@@ -165,7 +165,7 @@ pub struct HeartbeatStats {
     /// Interarrival jitter of the peer's pings, RFC 3550 §6.4.1.
     pub jitter_ms: f64,
     /// Our pings declared lost / (lost + answered). A ping is declared lost once older than
-    /// [`Heartbeat::loss_delay`]; a pong arriving later undoes that (see `spurious_losses`).
+    /// `Heartbeat::loss_delay`; a pong arriving later undoes that (see `spurious_losses`).
     pub loss_ratio: f64,
     /// Peer→us ping loss from sequence gaps (RFC 3550 §6.4.1 "cumulative number lost" over
     /// "expected"), counting pings not yet arrived as lost.
@@ -174,15 +174,15 @@ pub struct HeartbeatStats {
     pub duplicate_ratio: f64,
     /// Pings that arrived after a higher sequence number / pings received.
     pub out_of_order_ratio: f64,
-    /// The failure timeout now in force ([`Heartbeat::failure_timeout`]).
+    /// The failure timeout now in force (`Heartbeat::failure_timeout`).
     pub failure_timeout_ms: f64,
-    /// Pings emitted by [`Heartbeat::poll_ping`].
+    /// Pings emitted by `Heartbeat::poll_ping`.
     pub pings_sent: u64,
-    /// Pongs passed to [`Heartbeat::handle_pong`], valid or not.
+    /// Pongs passed to `Heartbeat::handle_pong`, valid or not.
     pub pongs_received: u64,
-    /// Pings passed to [`Heartbeat::handle_ping`], duplicates included.
+    /// Pings passed to `Heartbeat::handle_ping`, duplicates included.
     pub pings_received: u64,
-    /// Pongs returned by [`Heartbeat::handle_ping`].
+    /// Pongs returned by `Heartbeat::handle_ping`.
     pub pongs_sent: u64,
     /// Our pings currently counted lost.
     pub pings_lost: u64,
@@ -198,7 +198,7 @@ pub struct HeartbeatStats {
     /// Duplicate pings received.
     pub duplicate_pings: u64,
     /// Pings received after a higher sequence number (including those too old to check for
-    /// duplication, see [`Heartbeat::handle_ping`]).
+    /// duplication, see `Heartbeat::handle_ping`).
     pub out_of_order_pings: u64,
 }
 

@@ -1,70 +1,54 @@
 //! # tickwire-core
 //!
 //! A sans-IO protocol core for authoritative multiplayer game sessions over QUIC
-//! ([quinn-proto]). It owns the session layer — handshake, join tickets, heartbeat,
-//! channels with fragmentation, tick scheduling and tick sync — and does no I/O: it reads no
-//! clock, owns no socket or thread, and draws no randomness of its own: every secret value (QUIC
-//! token and reset keys, connection ids, nonces, session ids) is derived from the [`Secrets`]
-//! an endpoint is built with, which runtimes fill from the operating system. Time is an
-//! argument (`now: Instant`); wall-clock time for tickets comes from a [`WallClock`] anchor.
+//! ([quinn-proto]). It owns the session layer — handshake, join tickets, heartbeat, channels
+//! with fragmentation, tick scheduling and tick sync — and does no I/O: it reads no clock, owns
+//! no socket or thread, and draws no randomness of its own. Time is an argument
+//! (`now: Instant`); wall-clock time for tickets comes from a [`WallClock`] anchor; every
+//! secret value (QUIC token and reset keys, connection ids, nonces, session ids) derives from
+//! the [`Secrets`] an endpoint is built with, which runtimes fill from the operating system.
 //!
-//! ## The drive loop
+//! ## A game server and a client on `std::net::UdpSocket`
 //!
-//! After **any** input (`handle_datagram`, `handle_timeout`, a command), drain transmits,
-//! then events, then (servers) ticks, then re-read the deadline:
+//! The whole program (also `examples/std_socket.rs`): a server trusting a lobby's ticket key,
+//! a client joining with a join ticket, a message and its echo.
 //!
 //! ```
-//! use std::net::SocketAddr;
-//! use std::time::Instant;
-//! use tickwire_core::{Endpoint, Event};
-//!
-//! /// One turn of a loop around any socket: `recv` yields datagrams that arrived, `send`
-//! /// writes one out. Returns when the endpoint wants to be woken next.
-//! fn turn(
-//!     endpoint: &mut Endpoint,
-//!     now: Instant,
-//!     received: Vec<(SocketAddr, Vec<u8>)>,
-//!     mut send: impl FnMut(SocketAddr, &[u8]),
-//! ) -> Option<Instant> {
-//!     for (from, bytes) in received {
-//!         endpoint.handle_datagram(now, from, None, None, bytes.as_slice().into());
-//!     }
-//!     endpoint.handle_timeout(now);
-//!     let mut buf = Vec::new();
-//!     while let Some(transmit) = endpoint.poll_transmit(now, &mut buf) {
-//!         send(transmit.destination, &buf[..transmit.size]);
-//!     }
-//!     while let Some(event) = endpoint.poll_event() {
-//!         match event {
-//!             Event::Connected { conn, session } => println!("{conn:?} joined as {:?}", session.role),
-//!             Event::Message { conn, channel, payload } => { let _ = (conn, channel, payload); }
-//!             Event::Rejected { reason, retry_after, .. } => println!("rejected: {reason} {retry_after:?}"),
-//!             Event::Disconnected { reason, .. } => println!("closed: {reason}"),
-//!             _ => {}
-//!         }
-//!     }
-//!     while let Some(tick) = endpoint.poll_tick(now) {
-//!         let _ = tick; // servers: run the game for tick.tick, then `send` snapshots
-//!     }
-//!     endpoint.poll_timeout()
-//! }
+#![doc = include_str!("../examples/std_socket.rs")]
 //! ```
 //!
-//! [`drive`] wraps exactly this loop for runtimes; `tickwire-mio` and `tickwire-smol` use it.
+//! ## The drive contract
 //!
-//! ## Modules
+//! An [`Endpoint`] is driven in turns. Each turn, in this order:
 //!
-//! | module | concern |
+//! 1. **inputs**: [`Endpoint::handle_datagram`] for each datagram received, and
+//!    [`Endpoint::handle_timeout`] once [`Endpoint::poll_timeout`] has passed;
+//! 2. **events**: [`Endpoint::poll_event`] until `None`, acting on each;
+//! 3. **ticks** (servers): [`Endpoint::poll_tick`] until `None`, running the game for each;
+//! 4. **transmits**: [`Endpoint::poll_transmit`] until `None`, writing each to the socket;
+//! 5. **sleep** until [`Endpoint::poll_timeout`] or until a datagram arrives.
+//!
+//! Whatever the event and tick handlers send leaves in step 4 of the same turn. A command
+//! issued between turns (from another input source, a UI) makes [`Endpoint::poll_timeout`]
+//! return "now", so the next turn sends it at once. [`drive::Pump`] does steps 1, 4 and 5 for
+//! any socket (keeping a datagram the socket would not take yet); the runtimes and hand-written
+//! loops use it alike.
+//!
+//! ## What is where
+//!
+//! | | |
 //! |---|---|
-//! | [`endpoint`] | the state machine applications drive |
-//! | [`handshake`] | hello/accept typestate, exporter-bound signatures |
-//! | [`ticket`] | Ed25519 join tickets, replay cache, revocation |
-//! | [`heartbeat`] | ping/pong, SRTT/RTTVAR, jitter, loss, failure detection |
-//! | [`fragment`] | fragmentation and bounded reassembly of datagram messages |
-//! | [`channel`] | reliable/unreliable/sequenced channels, priorities |
-//! | [`tick`] | fixed-timestep scheduler and client tick sync |
-//! | [`retry`], [`limits`] | backoff with jitter, token buckets |
-//! | [`wire`] | reason codes, message encodings, framing (see `PROTOCOL.md`) |
+//! | [`Endpoint`], [`EndpointBuilder`], [`ServerMut`] | the state machine; server-only operations |
+//! | [`Event`], [`ConnHandle`], [`Session`], [`Transmit`] | what an endpoint reports and emits |
+//! | [`Config`], [`config`] | every setting, validated with field paths |
+//! | [`JoinTicket`], [`TicketIssuer`], [`TicketVerifier`] | Ed25519 join tickets (`PROTOCOL.md` §4.6) |
+//! | [`ReasonCode`], [`SendError`], [`ConnectError`], [`EndpointError`] | why things fail |
+//! | [`WallClock`], [`Secrets`] | time and secrets, as inputs |
+//! | [`stats`] | counters and snapshots |
+//! | [`drive`] | the pump and the five-stage server tick |
+//! | [`vs`], [`attest`] | the verification server protocol and TPM 2.0 quote checks |
+//! | [`handshake`], [`tick`], [`retry`] | sub-machines usable alone: the handshake typestate, the fixed-timestep scheduler and client tick sync, backoff |
+//! | [`wire`] | the wire format of `PROTOCOL.md`, for tools and other implementations |
 //!
 //! [quinn-proto]: https://docs.rs/quinn-proto
 
@@ -72,40 +56,44 @@
 #![deny(missing_docs)]
 
 pub mod attest;
-pub mod channel;
-pub mod clock;
+mod channel;
+mod clock;
 pub mod config;
 mod connection;
 pub mod drive;
-pub mod endpoint;
-pub mod fragment;
+mod endpoint;
+mod fragment;
 #[cfg(any(fuzzing, test))]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod handshake;
-pub mod heartbeat;
-pub mod limits;
+mod heartbeat;
+mod limits;
 pub mod retry;
-pub mod secrets;
+mod secrets;
 mod shared;
 pub mod stats;
 pub mod tick;
-pub mod ticket;
-pub mod tls;
+mod ticket;
+mod tls;
 pub mod vs;
 pub mod wire;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-pub use channel::{ChannelId, ChannelKind, Priority, SendOptions};
+pub use channel::{ChannelId, ChannelKind, OversizePolicy, Priority, SendOptions};
 pub use clock::WallClock;
-pub use config::Config;
+pub use config::{Config, ConfigError};
 pub use endpoint::{ConnectOptions, Endpoint, EndpointBuilder, EndpointError, ServerMut};
-pub use handshake::Session;
+pub use handshake::{AdmittedTicket, Session, PERMISSION_ADMIN};
 pub use secrets::Secrets;
 pub use shared::{ConnHandle, ConnectError, Ecn, Event, Initiator, SendError, Transmit};
 pub use stats::{ConnectionStats, EndpointStats};
-pub use ticket::{JoinTicket, JoinTicketClaims, TicketIssuer};
-pub use tls::CryptoOptions;
+pub use tick::TickInfo;
+pub use ticket::{
+    JoinTicket, JoinTicketBuilder, JoinTicketClaims, RevokeError, TicketDecodeError, TicketError,
+    TicketIssuer, TicketStats, TicketVerifier, MAX_JOIN_TICKET_BYTES,
+};
+pub use tls::{CryptoOptions, TlsSetupError};
 pub use wire::{ReasonCode, Role};

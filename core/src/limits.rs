@@ -71,6 +71,7 @@ impl TokenBucket {
         u64::try_from(self.capacity / UNITS_PER_TOKEN).unwrap_or(u64::MAX)
     }
 
+    #[cfg(any(test, fuzzing))]
     /// Whole tokens available at `now` (refills first).
     pub fn available(&mut self, now: Instant) -> u64 {
         self.refill(now);
@@ -202,9 +203,9 @@ pub enum RateLimitConfigError {
 pub struct LimiterStats {
     /// Requests allowed.
     pub allowed: u64,
-    /// Requests refused with [`RateLimited`].
+    /// Requests refused with `RateLimited`.
     pub limited: u64,
-    /// Tracked entries forgotten because the table was full (always 0 for [`PeerLimiter`]).
+    /// Tracked entries forgotten because the table was full (always 0 for `PeerLimiter`).
     pub evictions: u64,
 }
 

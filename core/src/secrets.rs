@@ -33,7 +33,7 @@ use ring::hkdf;
 /// HKDF salt that separates tickwire's derivations from any other use of the same key.
 const SALT: &[u8] = b"tickwire/secrets/v1";
 
-/// 32 bytes of secret key material for one state machine. See the [module docs](self).
+/// 32 bytes of secret key material for one state machine. See `PROTOCOL.md` §2.6.
 pub struct Secrets {
     prk: hkdf::Prk,
 }

@@ -4,10 +4,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::fragment::ReassemblyStats;
-use crate::heartbeat::HeartbeatStats;
-use crate::limits::LimiterStats;
-use crate::tick::TickSyncStats;
+pub use crate::fragment::ReassemblyStats;
+pub use crate::heartbeat::HeartbeatStats;
+pub use crate::limits::LimiterStats;
+pub use crate::tick::{TickStats, TickSyncStats};
+pub use crate::ticket::TicketStats;
 use crate::wire::ReasonCode;
 
 /// A snapshot of one connection: path statistics from the heartbeat, transport counters from

@@ -142,7 +142,7 @@ impl JoinTicketBuilder {
     }
 }
 
-/// A signed join ticket as carried in the handshake. See the [module docs](self) for the encoding.
+/// A signed join ticket as carried in the handshake. `PROTOCOL.md` §4.6.1 gives the encoding.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct JoinTicket {
     /// Which issuer key signed the ticket (lets issuers rotate keys).
@@ -539,7 +539,7 @@ impl TicketVerifier {
     }
 
     /// Checks `ticket`, presented at `now_unix_ms` in a handshake whose identity key is
-    /// `handshake_key`, and records its `jti` as used. See the [module docs](self) for the order.
+    /// `handshake_key`, and records its `jti` as used. `PROTOCOL.md` §4.6.3 gives the order of the checks.
     ///
     /// # Errors
     /// The first failed check, as a [`TicketError`]; nothing is recorded then.

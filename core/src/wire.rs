@@ -10,8 +10,8 @@ use std::fmt;
 use bytes::{Buf, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
-use crate::fragment::{FragmentHeader, FragmentHeaderError};
-use crate::heartbeat::{Ping, Pong};
+pub use crate::fragment::{FragmentHeader, FragmentHeaderError, FRAGMENT_HEADER_LEN};
+pub use crate::heartbeat::{Ping, Pong};
 use crate::ticket::JoinTicket;
 
 /// The tickwire protocol version this build speaks (the highest it supports).

@@ -5,10 +5,10 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use tickwire_core::channel::OversizePolicy;
 use tickwire_core::config::Config;
-use tickwire_core::fragment::{FragmentConfig, ReassemblyStats};
 use tickwire_core::testing::{Fate, LinkModel, Net};
+use tickwire_core::OversizePolicy;
+use tickwire_core::{config::FragmentConfig, stats::ReassemblyStats};
 use tickwire_core::{ChannelId, ConnHandle, SendError};
 
 /// A joined session whose *client* (the receiver in most stories) uses `fragment` limits.

@@ -18,9 +18,9 @@ use bytes::BytesMut;
 use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tickwire_core::config::Config;
-use tickwire_core::fragment::{FragmentConfig, FragmentHeader};
 use tickwire_core::testing::{Net, SilentClient};
 use tickwire_core::wire::{type_byte, DatagramKind};
+use tickwire_core::{config::FragmentConfig, wire::FragmentHeader};
 use tickwire_core::{
     ChannelId, ConnHandle, ConnectOptions, ConnectionStats, CryptoOptions, Event, Initiator, ReasonCode,
     Secrets,
@@ -156,7 +156,7 @@ fn a_real_client_joins_through_a_retry() {
 fn an_unvalidated_address_over_its_rate_gets_a_retry_not_a_rejection_handshake() {
     let mut net = Net::new(tickwire_core::testing::epoch(), 4);
     let server = net.add_server(Config {
-        limits: tickwire_core::limits::RateLimitConfig {
+        limits: tickwire_core::config::RateLimitConfig {
             handshake_burst_per_addr: 2,
             handshakes_per_addr_per_sec: 0.5,
             ..Default::default()
@@ -183,7 +183,7 @@ fn an_unvalidated_address_over_its_rate_gets_a_retry_not_a_rejection_handshake()
 fn a_validated_client_over_its_rate_still_learns_the_reason() {
     let mut net = Net::new(tickwire_core::testing::epoch(), 5);
     let server = net.add_server(Config {
-        limits: tickwire_core::limits::RateLimitConfig {
+        limits: tickwire_core::config::RateLimitConfig {
             handshake_burst_per_addr: 1,
             handshakes_per_addr_per_sec: 0.5,
             ..Default::default()

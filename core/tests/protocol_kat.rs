@@ -6,15 +6,16 @@
 use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha256};
 use tickwire_core::attest::{measurement_pcr_digest, quote_extra_data};
+use tickwire_core::config::TicketConfig;
 use tickwire_core::handshake::{
     AwaitingHello, ClientHandshake, ClientOffer, ServerContribution, ServerPolicy,
 };
-use tickwire_core::ticket::{TicketConfig, TicketVerifier};
 use tickwire_core::vs::{
     PlayTicket, PlayTicketClaims, ProtectedReceipt, ReceiptClaims, Revocation, TranscriptChain,
     TranscriptDigest, VsMessage,
 };
 use tickwire_core::wire::{self, Control, NONCE_LEN};
+use tickwire_core::TicketVerifier;
 use tickwire_core::{JoinTicketClaims, Role, TicketIssuer};
 
 /// 2026-01-01T00:00:00Z: the examples' `t₀` (`issued_at` of the join ticket).

@@ -9,8 +9,8 @@ use bytes::Bytes;
 use ed25519_dalek::SigningKey;
 use tickwire_core::attest::{PcrSelection, TpmError, TpmProvider, MEASUREMENT_PCR};
 use tickwire_core::tick::TickInfo;
-use tickwire_core::ticket::TicketVerifier;
 use tickwire_core::vs::{GsAgent, GsConfig, GsEvent, GsIdentity, VsKeys};
+use tickwire_core::TicketVerifier;
 use tickwire_core::{
     ChannelId, Config, ConnHandle, Endpoint, EndpointError, Event, ReasonCode, Secrets, SendError, WallClock,
 };

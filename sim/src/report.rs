@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 
 use serde::Serialize;
-use tickwire_core::fragment::ReassemblyStats;
+use tickwire_core::stats::ReassemblyStats;
 use tickwire_core::tick::TickStats;
 use tickwire_core::{ConnectionStats, ReasonCode};
 

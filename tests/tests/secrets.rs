@@ -177,7 +177,7 @@ fn seed_zero_reset_key() -> [u8; 32] {
         .into()
 }
 
-/// The reset key derived from `key` as `PROTOCOL.md` and `tickwire_core::secrets` specify:
+/// The reset key derived from `key` as `PROTOCOL.md` and `tickwire_core::Secrets` specify:
 /// HKDF-SHA256 with salt "tickwire/secrets/v1", info "quic/reset-key" (RFC 5869).
 fn documented_reset_key(key: [u8; 32]) -> [u8; 32] {
     let prk = hmac(b"tickwire/secrets/v1", &key);

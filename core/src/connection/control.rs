@@ -118,7 +118,7 @@ impl Conn {
     }
 
     /// Server: checks the Hello against the endpoint's policy and join-ticket verifier
-    /// (`PROTOCOL.md` §4.3), then answers with an Accept and goes live, or closes with the
+    /// (`PROTOCOL.md` §4.4.1), then answers with an Accept and goes live, or closes with the
     /// rejection.
     fn answer_hello(&mut self, ctx: &mut Ctx<'_>, awaiting: AwaitingHello, hello: &Control) {
         let config = ctx.config;

@@ -1,5 +1,5 @@
 //! Datagram channels (unreliable and sequenced, `PROTOCOL.md` §5.3), fragmentation and
-//! reassembly of large messages (§5.4), and heartbeat pings and pongs (§6), all in QUIC
+//! reassembly of large messages (§5.4), and heartbeat pings and pongs (§5.2, §5.5), all in QUIC
 //! datagrams (RFC 9221).
 
 use std::time::Instant;

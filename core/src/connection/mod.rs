@@ -95,7 +95,7 @@ pub(crate) struct Ctx<'a> {
     pub server: Option<ServerCtx<'a>>,
 }
 
-/// What a server connection needs from its endpoint to answer a Hello (`PROTOCOL.md` §4.3).
+/// What a server connection needs from its endpoint to answer a Hello (`PROTOCOL.md` §4.4.1).
 pub(crate) struct ServerCtx<'a> {
     /// The server's identity key, which signs the Accept.
     pub identity: &'a SigningKey,

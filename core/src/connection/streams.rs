@@ -1,5 +1,5 @@
 //! Reliable channels: one QUIC unidirectional stream per channel and direction, carrying
-//! length-prefixed frames (`PROTOCOL.md` §5.2), with bounded send queues, per-message deadlines
+//! length-prefixed frames (`PROTOCOL.md` §2.4, §3), with bounded send queues, per-message deadlines
 //! and a stall timeout for partial frames.
 
 use std::collections::VecDeque;

@@ -59,7 +59,7 @@ impl EndpointBuilder {
         self
     }
 
-    /// (Server) accepts join tickets signed by `key` under `key_id` (`PROTOCOL.md` §3); more
+    /// (Server) accepts join tickets signed by `key` under `key_id` (`PROTOCOL.md` §4.6); more
     /// keys, and revocations, later through [`ServerMut::tickets`](super::ServerMut::tickets).
     /// Ignored by [`EndpointBuilder::client`].
     pub fn trust_issuer(mut self, key_id: u32, key: VerifyingKey) -> Self {

@@ -491,7 +491,7 @@ impl Endpoint {
         Ok(handle)
     }
 
-    /// Command: sends `payload` on `channel` (see [`crate::channel`] for delivery semantics).
+    /// Command: sends `payload` on `channel` (see `crate::channel` for delivery semantics).
     ///
     /// # Errors
     /// [`SendError`]; nothing is sent on error.
@@ -530,7 +530,7 @@ impl Endpoint {
 
     /// Command: closes `conn`, telling the peer `reason` and `detail`. Reported as
     /// [`Event::Disconnected`] (or [`Event::Rejected`] mid-handshake) with
-    /// [`Initiator::Local`]. Unknown handles are ignored.
+    /// [`Initiator::Local`](crate::Initiator::Local). Unknown handles are ignored.
     pub fn close(&mut self, now: Instant, conn: ConnHandle, reason: ReasonCode, detail: &str) {
         self.close_with(now, conn, Rejection::new(reason, detail));
     }

@@ -12,7 +12,19 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::signature_bytes;
-use crate::wire::ReasonCode;
+
+/// The postcard encoding of `value` (`PROTOCOL.md` §1.3).
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_allocvec(value).expect("postcard encoding into a Vec cannot fail")
+}
+
+/// Decodes exactly `bytes` (trailing bytes are an error, as everywhere in `PROTOCOL.md`).
+fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ()> {
+    match postcard::take_from_bytes(bytes) {
+        Ok((value, [])) => Ok(value),
+        _ => Err(()),
+    }
+}
 
 /// Domain-separation prefix of a play ticket's signed message.
 pub const PLAY_TICKET_CONTEXT: &[u8] = b"tickwire/play-ticket/v1\0";
@@ -35,7 +47,7 @@ pub struct Envelope {
 
 impl Envelope {
     fn seal<T: Serialize>(context: &[u8], key_id: u32, key: &SigningKey, claims: &T) -> Envelope {
-        let claims = crate::wire::encode(claims);
+        let claims = encode(claims);
         let signature = key.sign(&signed_message(context, key_id, &claims)).to_bytes();
         Envelope {
             key_id,
@@ -51,12 +63,12 @@ impl Envelope {
         let signature = Signature::from_bytes(&self.signature);
         key.verify_strict(&signed_message(context, self.key_id, &self.claims), &signature)
             .map_err(|_| EnvelopeError::BadSignature)?;
-        crate::wire::decode(&self.claims).map_err(|_| EnvelopeError::Malformed)
+        decode(&self.claims).map_err(|_| EnvelopeError::Malformed)
     }
 
     /// The wire encoding (postcard).
     pub fn to_bytes(&self) -> Vec<u8> {
-        crate::wire::encode(self)
+        encode(self)
     }
 
     /// Decodes the wire encoding; verifies nothing.
@@ -67,7 +79,7 @@ impl Envelope {
         if bytes.len() > MAX_ENVELOPE_BYTES {
             return Err(EnvelopeError::Malformed);
         }
-        crate::wire::decode(bytes).map_err(|_| EnvelopeError::Malformed)
+        decode(bytes).map_err(|_| EnvelopeError::Malformed)
     }
 }
 
@@ -159,7 +171,8 @@ pub struct PlayTicketClaims {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlayTicket(pub Envelope);
 
-/// Why a play ticket was refused; [`PlayTicketError::reason`] maps each to a [`ReasonCode`].
+/// Why a play ticket was refused. A client closes with `NOT_AUTHORISED` for a missing, expired
+/// or not-yet-valid one, `PLAY_TICKET_INVALID` otherwise (`PROTOCOL.md` §4.4.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PlayTicketError {
     /// No ticket was presented.
@@ -183,18 +196,6 @@ pub enum PlayTicketError {
         /// Milliseconds ahead of the allowance.
         ahead_ms: u64,
     },
-}
-
-impl PlayTicketError {
-    /// The reason code a client closes with.
-    pub fn reason(&self) -> ReasonCode {
-        match self {
-            PlayTicketError::Expired { .. }
-            | PlayTicketError::NotYetValid { .. }
-            | PlayTicketError::Missing => ReasonCode::NOT_AUTHORISED,
-            _ => ReasonCode::PLAY_TICKET_INVALID,
-        }
-    }
 }
 
 impl PlayTicket {
@@ -238,7 +239,7 @@ impl PlayTicket {
     /// # Errors
     /// [`EnvelopeError::Malformed`].
     pub fn claims_unverified(&self) -> Result<PlayTicketClaims, EnvelopeError> {
-        crate::wire::decode(&self.0.claims).map_err(|_| EnvelopeError::Malformed)
+        decode(&self.0.claims).map_err(|_| EnvelopeError::Malformed)
     }
 }
 

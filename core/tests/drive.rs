@@ -1,0 +1,171 @@
+//! The drive contract: what an event or tick handler sends leaves in the same turn's
+//! transmits, so a reply never waits for the next timer. In virtual time, datagrams carried by
+//! hand between two endpoints.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ed25519_dalek::SigningKey;
+use tickwire_core::testing::{epoch, START_UNIX_MS};
+use tickwire_core::{
+    ChannelId, Config, ConnHandle, ConnectOptions, Endpoint, Event, JoinTicketClaims, Secrets, TicketIssuer,
+    WallClock,
+};
+
+const SERVER: &str = "10.0.0.1:4433";
+const CLIENT: &str = "10.0.0.2:5000";
+
+type Datagrams = Vec<(SocketAddr, Vec<u8>)>;
+
+/// One turn in contract order: inputs, events (handled by `on_event`), ticks, transmits.
+/// Returns the datagrams the turn sent.
+fn turn(
+    endpoint: &mut Endpoint,
+    now: Instant,
+    from: SocketAddr,
+    inbox: Datagrams,
+    mut on_event: impl FnMut(&mut Endpoint, Event),
+) -> Datagrams {
+    for (_, bytes) in inbox {
+        endpoint.handle_datagram(now, from, None, None, bytes.as_slice().into());
+    }
+    if endpoint.poll_timeout().is_some_and(|deadline| deadline <= now) {
+        endpoint.handle_timeout(now);
+    }
+    while let Some(event) = endpoint.poll_event() {
+        on_event(endpoint, event);
+    }
+    while endpoint.poll_tick(now).is_some() {}
+    let mut sent = Vec::new();
+    let mut buf = Vec::new();
+    while let Some(transmit) = endpoint.poll_transmit(now, &mut buf) {
+        sent.push((transmit.destination, buf[..transmit.size].to_vec()));
+    }
+    sent
+}
+
+fn endpoints(now: Instant) -> (Endpoint, Endpoint, ConnHandle) {
+    let wall = WallClock::new(now, START_UNIX_MS);
+    let issuer = TicketIssuer::new(1, SigningKey::from_bytes(&[1; 32]));
+    let server = Endpoint::builder(
+        Config::default(),
+        Secrets::insecure_from_seed(1),
+        SigningKey::from_bytes(&[2; 32]),
+        wall,
+    )
+    .trust_issuer(1, issuer.verifying_key())
+    .server(7, now)
+    .unwrap();
+    let client_key = SigningKey::from_bytes(&[3; 32]);
+    let mut client = Endpoint::builder(
+        Config::default(),
+        Secrets::insecure_from_seed(2),
+        client_key.clone(),
+        wall,
+    )
+    .client()
+    .unwrap();
+    let claims = JoinTicketClaims::builder(client_key.verifying_key().to_bytes(), [5; 16])
+        .client_id(9)
+        .audience(7)
+        .valid_from(START_UNIX_MS)
+        .lifetime_ms(60_000)
+        .build();
+    let conn = client
+        .connect(
+            now,
+            SERVER.parse().unwrap(),
+            issuer.issue(&claims),
+            ConnectOptions::default(),
+        )
+        .unwrap();
+    (server, client, conn)
+}
+
+#[test]
+fn a_reply_from_an_event_handler_leaves_in_the_same_turn() {
+    let mut now = epoch();
+    let (mut server, mut client, conn) = endpoints(now);
+    let (server_addr, client_addr): (SocketAddr, SocketAddr) =
+        (SERVER.parse().unwrap(), CLIENT.parse().unwrap());
+
+    // Join: carry datagrams both ways until the client is connected (1 ms per turn).
+    let mut to_server = turn(&mut client, now, server_addr, Vec::new(), |_, _| {});
+    let mut connected = false;
+    for _ in 0..200 {
+        let to_client = turn(
+            &mut server,
+            now,
+            client_addr,
+            std::mem::take(&mut to_server),
+            |_, _| {},
+        );
+        to_server = turn(&mut client, now, server_addr, to_client, |_, event| {
+            connected |= matches!(event, Event::Connected { .. });
+        });
+        if connected {
+            break;
+        }
+        now += Duration::from_millis(1);
+    }
+    assert!(connected, "the client joined");
+
+    // The client sends; the server echoes from its event handler. The echo must be in the
+    // datagrams of the server's very turn, with no time passing and no timer firing.
+    client
+        .send(now, conn, ChannelId::GAME, Bytes::from_static(b"ping"))
+        .unwrap();
+    let mut buf = Vec::new();
+    while let Some(transmit) = client.poll_transmit(now, &mut buf) {
+        to_server.push((transmit.destination, buf[..transmit.size].to_vec()));
+    }
+    let mut echoes = 0;
+    let to_client = turn(&mut server, now, client_addr, to_server, |server, event| {
+        if let Event::Message {
+            conn,
+            channel,
+            payload,
+        } = event
+        {
+            server.send(now, conn, channel, payload).unwrap();
+            echoes += 1;
+        }
+    });
+    assert_eq!(echoes, 1, "the server got the message this turn");
+    let mut echoed = Vec::new();
+    turn(&mut client, now, server_addr, to_client, |_, event| {
+        if let Event::Message { payload, .. } = event {
+            echoed.push(payload);
+        }
+    });
+    assert_eq!(
+        echoed,
+        vec![Bytes::from_static(b"ping")],
+        "the echo left in the server's same turn"
+    );
+}
+
+#[test]
+fn a_send_after_the_transmits_were_drained_makes_the_deadline_now() {
+    let now = epoch();
+    let (mut server, mut client, conn) = endpoints(now);
+    let _ = &mut server;
+    let mut buf = Vec::new();
+    while client.poll_transmit(now, &mut buf).is_some() {}
+    let before = client.poll_timeout().expect("a handshake timer is armed");
+    assert!(before > now);
+    // Not yet connected: the send is refused and moves nothing.
+    assert!(client
+        .send(now, conn, ChannelId::GAME, Bytes::from_static(b"x"))
+        .is_err());
+    assert_eq!(client.poll_timeout(), Some(before));
+    // A command that queues output (a close) asks to be driven at once.
+    client.close(now, conn, tickwire_core::ReasonCode::NORMAL, "bye");
+    assert_eq!(client.poll_timeout(), Some(now), "queued output is due now");
+    while client.poll_transmit(now, &mut buf).is_some() {}
+    assert!(
+        client.poll_timeout().is_none_or(|deadline| deadline > now),
+        "drained: back to the timers"
+    );
+}

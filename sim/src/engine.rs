@@ -37,17 +37,11 @@ use crate::link::{DropReason, Link, LinkStats, Nanos};
 use crate::report::{Metrics, Report, Side};
 use crate::scenario::{Direction, Fault, Scenario, ScenarioError, Target};
 
-/// Nanoseconds per second.
-pub const SECOND: Nanos = 1_000_000_000;
-/// Nanoseconds per millisecond.
-pub const MILLI: Nanos = 1_000_000;
+pub use crate::units::{FRAGMENTED_ABOVE, MILLI, SECOND};
 /// UDP port game servers listen on.
 pub const SERVER_PORT: u16 = 4433;
 /// Key id of the simulation's ticket issuer.
 pub const ISSUER_KEY_ID: u32 = 1;
-/// Snapshots larger than this many bytes cannot fit one QUIC datagram at the 1 200-byte
-/// initial MTU (RFC 9000 §14), so they always travel in fragments.
-pub const FRAGMENTED_ABOVE: usize = 1_200;
 /// A node woken this many times at one virtual instant is pushed 1 µs ahead (livelock guard).
 const MAX_WAKES_PER_INSTANT: u32 = 64;
 
@@ -64,15 +58,15 @@ pub fn derive(seed: u64, label: &str, a: u64, b: u64) -> [u8; 32] {
 }
 
 mod app;
+mod behaviour;
 mod faults;
 mod flood;
 mod half_open;
 mod queue;
 mod vs;
 
-use app::{
-    broadcast, client_event, send_input, server_event, start_attempt, App, ClientApp, ClientState, ServerApp,
-};
+use app::{start_attempt, App, ClientApp, ClientState, ServerApp};
+use behaviour::{Idle, Net};
 use queue::Queue;
 use vs::{GsVs, VsApp, VsNet};
 pub use vs::{SIM_BINARY_SHA256, SIM_CONFIG_SHA256, VS_ADDR, VS_KEY_ID};
@@ -941,50 +935,28 @@ impl Fault {
     }
 }
 
-/// After any input: drain events, ticks and transmits until quiet, then arm the next wake-up.
+/// After any input, in the drive contract's order until quiet: the behaviour's timers, the
+/// endpoint's events, ticks, then transmits; then arms the next wake-up.
 fn drive(id: usize, node: &mut Node, world: &mut World) {
     let now = world.now;
     let local = node.clock.instant(now);
     let mut buf = std::mem::take(&mut world.buf);
+    let mut idle = Idle;
     while let Some(endpoint) = node.endpoint.as_mut() {
+        let behaviour = node.app.behaviour().unwrap_or(&mut idle);
+        let mut net = Net {
+            world: &mut *world,
+            id,
+            local,
+            rng: &mut node.rng,
+        };
+        behaviour.handle_time(endpoint, &mut net);
         let mut busy = false;
-        match &mut node.app {
-            App::Server(ServerApp { vs: Some(vs), .. }) => vs.on_time(endpoint, local, world),
-            App::Vs(Some(vs)) => vs.on_time(endpoint, local, world),
-            _ => {}
-        }
         while let Some(event) = endpoint.poll_event() {
             busy = true;
-            match &mut node.app {
-                App::Server(app) => server_event(app, endpoint, world, local, event),
-                App::Client(app) => client_event(id, app, &mut node.rng, world, event),
-                App::Vs(Some(vs)) => vs.on_event(endpoint, local, &event, world),
-                App::Vs(None) => {}
-            }
+            behaviour.handle_event(endpoint, &mut net, event);
         }
-        match &mut node.app {
-            App::Server(app) => {
-                while let Some(tick) = endpoint.poll_tick(local) {
-                    busy = true;
-                    if tick.tick % app.snapshot_every == 0 {
-                        broadcast(app, endpoint, &mut node.rng, world, local, tick.tick);
-                    }
-                }
-            }
-            App::Client(app) => {
-                if let ClientState::Connected { conn, .. } = app.state {
-                    while let Some(tick) = endpoint.poll_client_tick(local, conn) {
-                        busy = true;
-                        send_input(endpoint, world, local, conn, tick);
-                    }
-                }
-            }
-            App::Vs(_) => {
-                while endpoint.poll_tick(local).is_some() {
-                    busy = true;
-                }
-            }
-        }
+        busy |= behaviour.run_ticks(endpoint, &mut net);
         while let Some(transmit) = endpoint.poll_transmit(local, &mut buf) {
             busy = true;
             world.route(id, node.addr, transmit.destination, &buf[..transmit.size]);
@@ -998,15 +970,7 @@ fn drive(id: usize, node: &mut Node, world: &mut World) {
         return;
     };
     let mut deadline = endpoint.poll_timeout();
-    let app_deadline = match &node.app {
-        App::Client(ClientApp {
-            state: ClientState::Connected { conn, .. },
-            ..
-        }) => endpoint.tick_sync(*conn).and_then(|s| s.poll_timeout()),
-        App::Server(ServerApp { vs: Some(vs), .. }) => vs.agent.poll_timeout(),
-        App::Vs(Some(vs)) => vs.verifier.poll_timeout(),
-        _ => None,
-    };
+    let app_deadline = node.app.behaviour().and_then(|b| b.poll_timeout(endpoint));
     if let Some(at) = app_deadline {
         deadline = Some(deadline.map_or(at, |d| d.min(at)));
     }

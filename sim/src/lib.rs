@@ -14,6 +14,7 @@
 //! | [`crypto`] | a seeded rustls provider (simulation only) |
 //! | [`capture`] | pcap export and the TLS key log |
 //! | [`plot`] | SVG charts of RTT and loss per link preset |
+//! | [`units`] | virtual-time units and size thresholds shared by the engine and the report |
 //! | [`proxy`] | a real-UDP impairment proxy applying the same link models |
 //!
 //! Run a scenario from code:
@@ -40,3 +41,4 @@ pub mod plot;
 pub mod proxy;
 pub mod report;
 pub mod scenario;
+pub mod units;

@@ -51,8 +51,7 @@ pub use spec::{
     ReorderSpec,
 };
 
-/// Virtual time, integer nanoseconds.
-pub type Nanos = u64;
+pub use crate::units::Nanos;
 
 /// Why a link dropped a datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

@@ -7,12 +7,12 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rand_chacha::ChaCha8Rng;
 use tickwire_core::retry::Backoff;
 use tickwire_core::{ChannelId, ConnHandle, ConnectOptions, Endpoint, Event, ReasonCode, SendOptions};
 
+use super::behaviour::{Behaviour, Net};
 use super::vs::{GsVs, VsApp};
-use super::{drive, Node, What, World, FRAGMENTED_ABOVE, SECOND, SERVER_PORT};
+use super::{drive, Node, World, FRAGMENTED_ABOVE, SECOND, SERVER_PORT};
 use crate::link::Nanos;
 use crate::report::Side;
 
@@ -60,6 +60,17 @@ pub(super) enum App {
     Client(ClientApp),
     /// The verification server (built with its endpoint).
     Vs(Option<Box<VsApp>>),
+}
+
+impl App {
+    /// The node's behaviour; `None` for the verification server before it is built.
+    pub(super) fn behaviour(&mut self) -> Option<&mut dyn Behaviour> {
+        match self {
+            App::Server(app) => Some(app),
+            App::Client(app) => Some(app),
+            App::Vs(app) => app.as_deref_mut().map(|app| app as &mut dyn Behaviour),
+        }
+    }
 }
 
 /// A client starts a join attempt: a fresh ticket, then `connect`.
@@ -113,167 +124,176 @@ pub(super) fn start_attempt(id: usize, node: &mut Node, world: &mut World) {
     drive(id, node, world);
 }
 
-pub(super) fn server_event(
-    app: &mut ServerApp,
-    endpoint: &mut Endpoint,
-    world: &mut World,
-    local: Instant,
-    event: Event,
-) {
-    if let Some(vs) = &mut app.vs {
-        if vs.on_event(endpoint, local, &event, world) {
-            return;
+impl Behaviour for ServerApp {
+    fn handle_time(&mut self, endpoint: &mut Endpoint, net: &mut Net<'_>) {
+        if let Some(vs) = &mut self.vs {
+            vs.on_time(endpoint, net);
         }
     }
-    match event {
-        Event::Connected { conn, .. } => {
-            let client = endpoint
-                .remote_address(conn)
-                .and_then(|a| world.addrs.get(&a).copied())
-                .and_then(|id| id.checked_sub(world.servers));
-            if let Some(client) = client {
-                app.sessions.insert(conn, (client, world.now));
-            }
-        }
-        Event::Disconnected {
-            conn, reason, detail, ..
-        } => {
-            if let Some((client, since)) = app.sessions.remove(&conn) {
-                world.record_disconnect(Side::Server, client, since, reason, &detail);
-            }
-        }
-        Event::Rejected { reason, .. } => world.metrics.record_server_rejection(reason),
-        Event::Message { .. } => world.metrics.inputs_received += 1,
-        _ => {}
-    }
-}
 
-pub(super) fn client_event(
-    id: usize,
-    app: &mut ClientApp,
-    rng: &mut ChaCha8Rng,
-    world: &mut World,
-    event: Event,
-) {
-    let now = world.now;
-    match event {
-        Event::Connected { conn, .. } => {
-            if let ClientState::Connecting { conn: c, started } = app.state {
-                if c == conn {
-                    world
-                        .metrics
-                        .record_join(app.index, now - started, app.reconnecting, now);
-                    app.state = ClientState::Connected { conn, since: now };
-                    app.backoff.reset();
+    fn handle_event(&mut self, endpoint: &mut Endpoint, net: &mut Net<'_>, event: Event) {
+        if let Some(vs) = &mut self.vs {
+            if vs.on_event(endpoint, &event, net) {
+                return;
+            }
+        }
+        let now = net.now();
+        match event {
+            Event::Connected { conn, .. } => {
+                let client = endpoint.remote_address(conn).and_then(|a| net.client_at(a));
+                if let Some(client) = client {
+                    self.sessions.insert(conn, (client, now));
                 }
             }
-        }
-        Event::Rejected {
-            conn,
-            reason,
-            retry_after,
-            ..
-        } => {
-            if matches!(app.state, ClientState::Connecting { conn: c, .. } if c == conn) {
-                world.metrics.record_rejection(reason);
-                let fresh_ticket_helps =
-                    matches!(reason, ReasonCode::TICKET_EXPIRED | ReasonCode::TICKET_REPLAYED);
-                if reason.is_retryable() || fresh_ticket_helps {
-                    schedule_retry(id, app, rng, world, retry_after);
-                } else {
-                    app.state = ClientState::Waiting;
-                    world.metrics.gave_up += 1;
+            Event::Disconnected {
+                conn, reason, detail, ..
+            } => {
+                if let Some((client, since)) = self.sessions.remove(&conn) {
+                    net.record_disconnect(Side::Server, client, since, reason, &detail);
                 }
             }
+            Event::Rejected { reason, .. } => net.metrics().record_server_rejection(reason),
+            Event::Message { .. } => net.metrics().inputs_received += 1,
+            _ => {}
         }
-        Event::Disconnected {
-            conn, reason, detail, ..
-        } => {
-            if let ClientState::Connected { conn: c, since } = app.state {
-                if c == conn {
-                    world.record_disconnect(Side::Client, app.index, since, reason, &detail);
-                    app.reconnecting = true;
-                    schedule_retry(id, app, rng, world, None);
-                }
+    }
+
+    fn run_ticks(&mut self, endpoint: &mut Endpoint, net: &mut Net<'_>) -> bool {
+        let mut ran = false;
+        while let Some(tick) = endpoint.poll_tick(net.local()) {
+            ran = true;
+            if tick.tick % self.snapshot_every == 0 {
+                self.broadcast(endpoint, net, tick.tick);
             }
         }
-        Event::Message { payload, .. } => {
-            world.metrics.snapshots_received += 1;
-            if payload.len() > FRAGMENTED_ABOVE {
-                world.metrics.fragmented_received += 1;
-            }
-        }
-        _ => {}
+        ran
+    }
+
+    fn poll_timeout(&self, _endpoint: &Endpoint) -> Option<Instant> {
+        self.vs.as_ref().and_then(|vs| vs.agent.poll_timeout())
     }
 }
 
-/// Schedules the next join attempt after the backoff (or the server's advice, if later).
-fn schedule_retry(
-    id: usize,
-    app: &mut ClientApp,
-    rng: &mut ChaCha8Rng,
-    world: &mut World,
-    advice: Option<Duration>,
-) {
-    app.state = ClientState::Waiting;
-    let Some(delay) = app.backoff.next_delay(rng) else {
-        world.metrics.gave_up += 1;
-        return;
-    };
-    let delay = advice.map_or(delay, |a| a.max(delay));
-    app.generation += 1;
-    let at = world.now + delay.as_nanos() as Nanos;
-    world.push(
-        at,
-        What::Join {
-            node: id,
-            generation: app.generation,
-        },
-    );
+impl ServerApp {
+    /// One snapshot to every live session, each of a size drawn from the distribution.
+    fn broadcast(&self, endpoint: &mut Endpoint, net: &mut Net<'_>, tick: u64) {
+        let dist = net.scenario().traffic.snapshot_bytes;
+        let period = Duration::from_nanos(SECOND / u64::from(net.scenario().traffic.tick_rate_hz));
+        let local = net.local();
+        for &conn in self.sessions.keys() {
+            let size = dist.sample(net.rng());
+            let mut payload = vec![0u8; size];
+            payload[..8].copy_from_slice(&tick.to_be_bytes());
+            let options = SendOptions {
+                deadline: Some(local + period),
+            };
+            match endpoint.send_with(local, conn, ChannelId::LATEST, Bytes::from(payload), options) {
+                Ok(()) => {
+                    net.metrics().snapshots_sent += 1;
+                    if size > FRAGMENTED_ABOVE {
+                        net.metrics().fragmented_sent += 1;
+                    }
+                }
+                Err(_) => net.metrics().send_errors += 1,
+            }
+        }
+    }
 }
 
-/// Server: one snapshot to every live session, each of a size drawn from the distribution.
-pub(super) fn broadcast(
-    app: &ServerApp,
-    endpoint: &mut Endpoint,
-    rng: &mut ChaCha8Rng,
-    world: &mut World,
-    local: Instant,
-    tick: u64,
-) {
-    let dist = world.scenario.traffic.snapshot_bytes;
-    let period = Duration::from_nanos(SECOND / u64::from(world.scenario.traffic.tick_rate_hz));
-    for &conn in app.sessions.keys() {
-        let size = dist.sample(rng);
-        let mut payload = vec![0u8; size];
-        payload[..8].copy_from_slice(&tick.to_be_bytes());
-        let options = SendOptions {
-            deadline: Some(local + period),
+impl Behaviour for ClientApp {
+    fn handle_event(&mut self, _endpoint: &mut Endpoint, net: &mut Net<'_>, event: Event) {
+        let now = net.now();
+        match event {
+            Event::Connected { conn, .. } => {
+                if let ClientState::Connecting { conn: c, started } = self.state {
+                    if c == conn {
+                        net.metrics()
+                            .record_join(self.index, now - started, self.reconnecting, now);
+                        self.state = ClientState::Connected { conn, since: now };
+                        self.backoff.reset();
+                    }
+                }
+            }
+            Event::Rejected {
+                conn,
+                reason,
+                retry_after,
+                ..
+            } => {
+                if matches!(self.state, ClientState::Connecting { conn: c, .. } if c == conn) {
+                    net.metrics().record_rejection(reason);
+                    let fresh_ticket_helps =
+                        matches!(reason, ReasonCode::TICKET_EXPIRED | ReasonCode::TICKET_REPLAYED);
+                    if reason.is_retryable() || fresh_ticket_helps {
+                        self.schedule_retry(net, retry_after);
+                    } else {
+                        self.state = ClientState::Waiting;
+                        net.metrics().gave_up += 1;
+                    }
+                }
+            }
+            Event::Disconnected {
+                conn, reason, detail, ..
+            } => {
+                if let ClientState::Connected { conn: c, since } = self.state {
+                    if c == conn {
+                        net.record_disconnect(Side::Client, self.index, since, reason, &detail);
+                        self.reconnecting = true;
+                        self.schedule_retry(net, None);
+                    }
+                }
+            }
+            Event::Message { payload, .. } => {
+                net.metrics().snapshots_received += 1;
+                if payload.len() > FRAGMENTED_ABOVE {
+                    net.metrics().fragmented_received += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn run_ticks(&mut self, endpoint: &mut Endpoint, net: &mut Net<'_>) -> bool {
+        let ClientState::Connected { conn, .. } = self.state else {
+            return false;
         };
-        match endpoint.send_with(local, conn, ChannelId::LATEST, Bytes::from(payload), options) {
-            Ok(()) => {
-                world.metrics.snapshots_sent += 1;
-                if size > FRAGMENTED_ABOVE {
-                    world.metrics.fragmented_sent += 1;
-                }
-            }
-            Err(_) => world.metrics.send_errors += 1,
+        let mut ran = false;
+        while let Some(tick) = endpoint.poll_client_tick(net.local(), conn) {
+            ran = true;
+            send_input(endpoint, net, conn, tick);
         }
+        ran
+    }
+
+    fn poll_timeout(&self, endpoint: &Endpoint) -> Option<Instant> {
+        match self.state {
+            ClientState::Connected { conn, .. } => endpoint.tick_sync(conn).and_then(|s| s.poll_timeout()),
+            _ => None,
+        }
+    }
+}
+
+impl ClientApp {
+    /// Schedules the next join attempt after the backoff (or the server's advice, if later).
+    fn schedule_retry(&mut self, net: &mut Net<'_>, advice: Option<Duration>) {
+        self.state = ClientState::Waiting;
+        let Some(delay) = self.backoff.next_delay(net.rng()) else {
+            net.metrics().gave_up += 1;
+            return;
+        };
+        let delay = advice.map_or(delay, |a| a.max(delay));
+        self.generation += 1;
+        let at = net.now() + delay.as_nanos() as Nanos;
+        net.join_at(at, self.generation);
     }
 }
 
 /// Client: one input for local tick `tick`.
-pub(super) fn send_input(
-    endpoint: &mut Endpoint,
-    world: &mut World,
-    local: Instant,
-    conn: ConnHandle,
-    tick: u64,
-) {
-    let mut payload = vec![0u8; world.scenario.traffic.input_bytes];
+fn send_input(endpoint: &mut Endpoint, net: &mut Net<'_>, conn: ConnHandle, tick: u64) {
+    let mut payload = vec![0u8; net.scenario().traffic.input_bytes];
     payload[..8].copy_from_slice(&tick.to_be_bytes());
-    match endpoint.send(local, conn, ChannelId::UNRELIABLE, Bytes::from(payload)) {
-        Ok(()) => world.metrics.inputs_sent += 1,
-        Err(_) => world.metrics.send_errors += 1,
+    match endpoint.send(net.local(), conn, ChannelId::UNRELIABLE, Bytes::from(payload)) {
+        Ok(()) => net.metrics().inputs_sent += 1,
+        Err(_) => net.metrics().send_errors += 1,
     }
 }

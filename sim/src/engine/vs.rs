@@ -14,7 +14,8 @@ use tickwire_core::vs::{
 };
 use tickwire_core::{ConnHandle, Endpoint, Event, Secrets};
 
-use super::{derive, World};
+use super::behaviour::{Behaviour, Net};
+use super::derive;
 use crate::link::{Link, Nanos};
 use crate::report::reason_name;
 use crate::scenario::Scenario;
@@ -145,26 +146,8 @@ impl VsApp {
         }
     }
 
-    pub(super) fn on_event(
-        &mut self,
-        endpoint: &mut Endpoint,
-        local: Instant,
-        event: &Event,
-        world: &mut World,
-    ) {
-        self.verifier.handle_endpoint_event(endpoint, local, event);
-        self.drain(world);
-    }
-
-    pub(super) fn on_time(&mut self, endpoint: &mut Endpoint, local: Instant, world: &mut World) {
-        if self.verifier.poll_timeout().is_some_and(|t| t <= local) {
-            self.verifier.handle_timeout(endpoint, local);
-        }
-        self.drain(world);
-    }
-
-    fn drain(&mut self, world: &mut World) {
-        let Some(m) = world.metrics.vs.as_mut() else {
+    fn drain(&mut self, net: &mut Net<'_>) {
+        let Some(m) = net.metrics().vs.as_mut() else {
             return;
         };
         while let Some(event) = self.verifier.poll_event() {
@@ -181,6 +164,32 @@ impl VsApp {
                 _ => {}
             }
         }
+    }
+}
+
+impl Behaviour for VsApp {
+    fn handle_time(&mut self, endpoint: &mut Endpoint, net: &mut Net<'_>) {
+        if self.verifier.poll_timeout().is_some_and(|t| t <= net.local()) {
+            self.verifier.handle_timeout(endpoint, net.local());
+        }
+        self.drain(net);
+    }
+
+    fn handle_event(&mut self, endpoint: &mut Endpoint, net: &mut Net<'_>, event: Event) {
+        self.verifier.handle_endpoint_event(endpoint, net.local(), &event);
+        self.drain(net);
+    }
+
+    fn run_ticks(&mut self, endpoint: &mut Endpoint, net: &mut Net<'_>) -> bool {
+        let mut ran = false;
+        while endpoint.poll_tick(net.local()).is_some() {
+            ran = true;
+        }
+        ran
+    }
+
+    fn poll_timeout(&self, _endpoint: &Endpoint) -> Option<Instant> {
+        self.verifier.poll_timeout()
     }
 }
 
@@ -245,14 +254,8 @@ impl GsVs {
 
     /// Offers an endpoint event to the agent (true: it was the VS session's) and chains
     /// client inputs into transcripts.
-    pub(super) fn on_event(
-        &mut self,
-        endpoint: &mut Endpoint,
-        local: Instant,
-        event: &Event,
-        world: &mut World,
-    ) -> bool {
-        let consumed = self.agent.handle_endpoint_event(endpoint, local, event);
+    pub(super) fn on_event(&mut self, endpoint: &mut Endpoint, event: &Event, net: &mut Net<'_>) -> bool {
+        let consumed = self.agent.handle_endpoint_event(endpoint, net.local(), event);
         if !consumed {
             match event {
                 Event::Connected { conn, .. } => {
@@ -273,32 +276,32 @@ impl GsVs {
                 _ => {}
             }
         }
-        self.pump(endpoint, local, world);
+        self.pump(endpoint, net);
         consumed
     }
 
     /// Runs the agent's timers if due.
-    pub(super) fn on_time(&mut self, endpoint: &mut Endpoint, local: Instant, world: &mut World) {
-        if self.agent.poll_timeout().is_some_and(|t| t <= local) {
-            self.agent.handle_timeout(endpoint, local);
+    pub(super) fn on_time(&mut self, endpoint: &mut Endpoint, net: &mut Net<'_>) {
+        if self.agent.poll_timeout().is_some_and(|t| t <= net.local()) {
+            self.agent.handle_timeout(endpoint, net.local());
         }
-        self.pump(endpoint, local, world);
+        self.pump(endpoint, net);
     }
 
-    fn pump(&mut self, endpoint: &mut Endpoint, local: Instant, world: &mut World) {
+    fn pump(&mut self, endpoint: &mut Endpoint, net: &mut Net<'_>) {
         while let Some(event) = self.agent.poll_event() {
             if let GsEvent::NeedQuote { request, extra_data } = event {
                 let quote = self.tpm.quote(&extra_data, &self.selection);
-                self.agent.handle_quote(endpoint, local, request, quote);
+                self.agent.handle_quote(endpoint, net.local(), request, quote);
             } else {
-                self.record(world, event);
+                self.record(net, event);
             }
         }
     }
 
-    fn record(&mut self, world: &mut World, event: GsEvent) {
-        let now = world.now;
-        let Some(m) = world.metrics.vs.as_mut() else {
+    fn record(&mut self, net: &mut Net<'_>, event: GsEvent) {
+        let now = net.now();
+        let Some(m) = net.metrics().vs.as_mut() else {
             return;
         };
         match event {

@@ -127,7 +127,8 @@ impl Pump {
     }
 
     /// When to wake next: the endpoint's deadline.
-    pub fn poll_timeout(&mut self) -> Option<Instant> {
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
         self.endpoint.poll_timeout()
     }
 }

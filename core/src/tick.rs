@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::shared::ConnHandle;
+
 const NANOS_PER_SEC: u128 = 1_000_000_000;
 
 /// Highest tick rate [`TickConfig::validate`] and [`TickSyncConfig::validate`] accept, in ticks
@@ -126,6 +128,9 @@ pub struct TickInfo {
     pub scheduled_at: Instant,
     /// How long after `scheduled_at` it was delivered.
     pub lateness: Duration,
+    /// Whose tick it is: `None` for a server's own tick; on a client endpoint, the
+    /// connection whose synchronised local tick this is ([`TickSync`]).
+    pub conn: Option<ConnHandle>,
 }
 
 /// [`TickScheduler`] statistics. Lateness figures are milliseconds over the last
@@ -207,6 +212,7 @@ impl TickScheduler {
             tick: self.current,
             scheduled_at,
             lateness,
+            conn: None,
         })
     }
 

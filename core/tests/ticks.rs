@@ -81,14 +81,18 @@ fn the_client_runs_its_ticks_just_ahead_of_the_server() {
     let (mut net, _, client, conn) = jittery_session();
     net.run_for(Duration::from_secs(10));
 
-    let now = net.now;
-    let endpoint = &mut net.node_mut(client).endpoint;
-    let mut latest = None;
-    while let Some(tick) = endpoint.poll_client_tick(now, conn) {
-        latest = Some(tick);
-    }
-    let latest = latest.expect("a synchronised client has ticks due");
+    // The harness drains `poll_tick`, which on a client delivers each connection's ticks.
+    let node = net.node(client);
+    let ticks: Vec<_> = node.ticks.iter().filter(|t| t.conn == Some(conn)).collect();
+    assert!(ticks.windows(2).all(|w| w[1].tick > w[0].tick), "strictly increasing");
+    let latest = ticks.last().expect("a synchronised client has ticks").tick;
+    let endpoint = &node.endpoint;
     assert_eq!(endpoint.tick_sync(conn).unwrap().last_tick(), Some(latest));
+    let deadline = endpoint.tick_sync(conn).unwrap().poll_timeout().expect("synchronised");
+    assert!(
+        endpoint.poll_timeout().is_some_and(|t| t <= deadline),
+        "the client's tick deadline is part of the endpoint's"
+    );
     let margin = endpoint.config().tick_sync.lead_margin_ticks;
     let ahead = latest as f64 - true_server_tick(&net);
     assert!(

@@ -391,20 +391,44 @@ impl Endpoint {
     /// the answer is "now" (a spurious wake-up, which is harmless).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let scheduler = self.server.as_ref().map(|s| s.scheduler.poll_timeout());
+        let ticks = match &self.server {
+            Some(server) => Some(server.scheduler.poll_timeout()),
+            None => self.next_client_tick().map(|(deadline, _)| deadline),
+        };
         let connections = self.next_timer();
-        match (scheduler, connections) {
+        match (ticks, connections) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
 
-    /// Output (server): the next due tick, with its lateness. Drain until `None`. Every
-    /// `revalidate_every_ticks` ticks, live sessions' tickets are rechecked.
+    /// Client endpoints: the earliest synchronised-tick deadline of any connection, with the
+    /// connection (clients hold few connections, so a scan is cheap).
+    fn next_client_tick(&self) -> Option<(Instant, ConnHandle)> {
+        self.conns
+            .iter()
+            .filter_map(|(handle, entry)| Some((entry.conn.tick_sync()?.poll_timeout()?, *handle)))
+            .min()
+    }
+
+    /// Output: the next due tick, with its lateness; drain until `None`. On a server, its own
+    /// fixed-timestep ticks (every `revalidate_every_ticks` ticks, live sessions' tickets are
+    /// rechecked). On a client, each connection's synchronised local tick, run ahead of the
+    /// server by the configured margin ([`TickInfo::conn`] says which connection); also
+    /// [`Endpoint::poll_client_tick`] for one connection.
     #[must_use]
     pub fn poll_tick(&mut self, now: Instant) -> Option<TickInfo> {
         let now = self.advance(now);
-        let server = self.server.as_mut()?;
+        let Some(server) = self.server.as_mut() else {
+            let (scheduled_at, conn) = self.next_client_tick().filter(|(due, _)| *due <= now)?;
+            let tick = self.conns.get_mut(&conn)?.conn.tick_sync_mut()?.poll_tick(now)?;
+            return Some(TickInfo {
+                tick,
+                scheduled_at,
+                lateness: now.saturating_duration_since(scheduled_at),
+                conn: Some(conn),
+            });
+        };
         let tick = server.scheduler.poll_tick(now)?;
         self.stats.ticks += 1;
         server.ticks_since_revalidation += 1;
@@ -638,9 +662,8 @@ impl Endpoint {
     }
 
     /// (Client) the next local tick of `conn`, run ahead of the server by the configured
-    /// margin and slewed smoothly; drain until `None`. Its deadline is
-    /// `tick_sync(conn)?.poll_timeout()` (not part of [`Endpoint::poll_timeout`], since only
-    /// applications that tick need it).
+    /// margin and slewed smoothly; drain until `None`. [`Endpoint::poll_tick`] delivers the same
+    /// ticks for every connection, and [`Endpoint::poll_timeout`] includes their deadlines.
     #[must_use]
     pub fn poll_client_tick(&mut self, now: Instant, conn: ConnHandle) -> Option<u64> {
         let now = self.advance(now);
@@ -686,11 +709,13 @@ fn count_events(stats: &mut EndpointStats, events: &VecDeque<Event>, from: usize
     }
 }
 
-// ----- fuzzing hook (the `endpoint` fuzz target checks the response queue's bound) -----
-#[cfg(any(fuzzing, test))]
+// ----- testing hook (the `endpoint` fuzz target checks the response queue's bound) -----
+#[cfg(feature = "testing")]
 impl Endpoint {
-    /// Fuzzing only: endpoint-level responses queued now, and their cap.
-    pub(crate) fn queued_responses(&self) -> (usize, usize) {
+    /// Testing only: endpoint-level responses (version negotiation, stateless resets, refusals)
+    /// queued now, and their cap.
+    #[doc(hidden)]
+    pub fn queued_responses(&self) -> (usize, usize) {
         (self.responses.len(), admission::MAX_QUEUED_RESPONSES)
     }
 }

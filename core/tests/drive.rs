@@ -83,33 +83,39 @@ fn endpoints(now: Instant) -> (Endpoint, Endpoint, ConnHandle) {
     (server, client, conn)
 }
 
-#[test]
-fn a_reply_from_an_event_handler_leaves_in_the_same_turn() {
-    let mut now = epoch();
-    let (mut server, mut client, conn) = endpoints(now);
+/// Carries datagrams both ways, 1 ms per turn, until the client is connected. Returns the
+/// time and the datagrams still on their way to the server.
+fn join(server: &mut Endpoint, client: &mut Endpoint, mut now: Instant) -> (Instant, Datagrams) {
     let (server_addr, client_addr): (SocketAddr, SocketAddr) =
         (SERVER.parse().unwrap(), CLIENT.parse().unwrap());
-
-    // Join: carry datagrams both ways until the client is connected (1 ms per turn).
-    let mut to_server = turn(&mut client, now, server_addr, Vec::new(), |_, _| {});
-    let mut connected = false;
+    let mut to_server = turn(client, now, server_addr, Vec::new(), |_, _| {});
     for _ in 0..200 {
         let to_client = turn(
-            &mut server,
+            server,
             now,
             client_addr,
             std::mem::take(&mut to_server),
             |_, _| {},
         );
-        to_server = turn(&mut client, now, server_addr, to_client, |_, event| {
+        let mut connected = false;
+        to_server = turn(client, now, server_addr, to_client, |_, event| {
             connected |= matches!(event, Event::Connected { .. });
         });
         if connected {
-            break;
+            return (now, to_server);
         }
         now += Duration::from_millis(1);
     }
-    assert!(connected, "the client joined");
+    panic!("the client did not join");
+}
+
+#[test]
+fn a_reply_from_an_event_handler_leaves_in_the_same_turn() {
+    let now = epoch();
+    let (mut server, mut client, conn) = endpoints(now);
+    let (server_addr, client_addr): (SocketAddr, SocketAddr) =
+        (SERVER.parse().unwrap(), CLIENT.parse().unwrap());
+    let (now, mut to_server) = join(&mut server, &mut client, now);
 
     // The client sends; the server echoes from its event handler. The echo must be in the
     // datagrams of the server's very turn, with no time passing and no timer firing.
@@ -168,4 +174,38 @@ fn a_send_after_the_transmits_were_drained_makes_the_deadline_now() {
         client.poll_timeout().is_none_or(|deadline| deadline > now),
         "drained: back to the timers"
     );
+}
+
+#[test]
+fn a_client_is_woken_for_its_ticks_but_not_continuously_when_it_does_not_tick() {
+    let now = epoch();
+    let (mut server, mut client, conn) = endpoints(now);
+    let (now, _) = join(&mut server, &mut client, now);
+    let deadline = client
+        .tick_sync(conn)
+        .unwrap()
+        .poll_timeout()
+        .expect("synchronised at the Accept");
+    assert!(
+        client.poll_timeout().is_some_and(|t| t <= deadline),
+        "the tick deadline is the endpoint's"
+    );
+
+    // Woken at the tick, the application does not tick: the same deadline is not due again.
+    let at = deadline.max(now);
+    client.handle_timeout(at);
+    let mut buf = Vec::new();
+    while client.poll_transmit(at, &mut buf).is_some() {}
+    assert!(
+        client.poll_timeout().is_none_or(|t| t > at),
+        "no busy wake-up for an unpolled tick"
+    );
+
+    // The tick is still there to take, and the next one counts again.
+    let tick = client.poll_tick(at).expect("the due tick");
+    assert_eq!(tick.conn, Some(conn));
+    assert_eq!(tick.scheduled_at, deadline);
+    let next = client.tick_sync(conn).unwrap().poll_timeout().unwrap();
+    assert!(next > at);
+    assert!(client.poll_timeout().is_some_and(|t| t <= next));
 }

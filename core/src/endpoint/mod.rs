@@ -84,6 +84,10 @@ struct Entry {
     tx_queued: bool,
     timer: TimerSlot,
     counted: Counted,
+    /// Client endpoints: the synchronised-tick deadline a `handle_timeout` already woke the
+    /// application for; left out of `poll_timeout` until the tick is taken, so an
+    /// application that does not tick is woken once per tick, not continuously.
+    tick_woken: Option<Instant>,
 }
 
 impl Entry {
@@ -93,6 +97,7 @@ impl Entry {
             tx_queued: false,
             timer: TimerSlot::default(),
             counted: Counted::default(),
+            tick_woken: None,
         }
     }
 }
@@ -256,6 +261,14 @@ impl Endpoint {
     /// Only connections whose deadline is due are visited: O(due · log n).
     pub fn handle_timeout(&mut self, now: Instant) {
         let now = self.advance(now);
+        if self.server.is_none() {
+            for entry in self.conns.values_mut() {
+                let deadline = entry.conn.tick_sync().and_then(|sync| sync.poll_timeout());
+                if deadline.is_some_and(|d| d <= now) {
+                    entry.tick_woken = deadline;
+                }
+            }
+        }
         for handle in self.due_timers(now) {
             if self
                 .with_conn(now, handle, |conn, ctx| conn.handle_timeout(ctx))
@@ -385,15 +398,17 @@ impl Endpoint {
         self.events.pop_front()
     }
 
-    /// Output: the next absolute deadline at which [`Endpoint::handle_timeout`] (or, on a
-    /// server, [`Endpoint::poll_tick`]) has work; `None` = no timer. Read it after draining
+    /// Output: the next absolute deadline at which [`Endpoint::handle_timeout`] or
+    /// [`Endpoint::poll_tick`] has work; `None` = no timer. On a client, a connection's tick
+    /// deadline counts once: after a `handle_timeout` at or past it, it is left out until the
+    /// tick is taken, so an application that does not tick is not woken continuously. Read it after draining
     /// [`Endpoint::poll_transmit`]: before that, a connection's deadline may still move, and
     /// the answer is "now" (a spurious wake-up, which is harmless).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let ticks = match &self.server {
             Some(server) => Some(server.scheduler.poll_timeout()),
-            None => self.next_client_tick().map(|(deadline, _)| deadline),
+            None => self.next_client_tick(false).map(|(deadline, _)| deadline),
         };
         let connections = self.next_timer();
         match (ticks, connections) {
@@ -403,11 +418,15 @@ impl Endpoint {
     }
 
     /// Client endpoints: the earliest synchronised-tick deadline of any connection, with the
-    /// connection (clients hold few connections, so a scan is cheap).
-    fn next_client_tick(&self) -> Option<(Instant, ConnHandle)> {
+    /// connection (clients hold few connections, so a scan is cheap); with `woken`, also
+    /// deadlines the application was already woken for.
+    fn next_client_tick(&self, woken: bool) -> Option<(Instant, ConnHandle)> {
         self.conns
             .iter()
-            .filter_map(|(handle, entry)| Some((entry.conn.tick_sync()?.poll_timeout()?, *handle)))
+            .filter_map(|(handle, entry)| {
+                let deadline = entry.conn.tick_sync()?.poll_timeout()?;
+                (woken || entry.tick_woken != Some(deadline)).then_some((deadline, *handle))
+            })
             .min()
     }
 
@@ -420,7 +439,7 @@ impl Endpoint {
     pub fn poll_tick(&mut self, now: Instant) -> Option<TickInfo> {
         let now = self.advance(now);
         let Some(server) = self.server.as_mut() else {
-            let (scheduled_at, conn) = self.next_client_tick().filter(|(due, _)| *due <= now)?;
+            let (scheduled_at, conn) = self.next_client_tick(true).filter(|(due, _)| *due <= now)?;
             let tick = self.conns.get_mut(&conn)?.conn.tick_sync_mut()?.poll_tick(now)?;
             return Some(TickInfo {
                 tick,

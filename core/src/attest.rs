@@ -53,6 +53,7 @@ pub const MAX_AK_PUBLIC_BYTES: usize = 1024;
 
 /// Errors of a [`TpmProvider`] (local failures, never a peer's fault).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TpmError {
     /// The PCR index is outside the bank, or not one this provider lets callers extend.
     #[error("PCR {0} is not available")]

@@ -4,6 +4,8 @@
 //! other. Each default is documented on its field, with its unit and why.
 
 use serde::{Deserialize, Serialize};
+use serde_with::hex::Hex;
+use serde_with::serde_as;
 
 use crate::channel::default_channels;
 pub use crate::channel::{ChannelKind, OversizePolicy, Priority};
@@ -16,11 +18,13 @@ pub use crate::ticket::{TicketConfig, TicketConfigError, MAX_CLOCK_SKEW_MS};
 use crate::wire::{FRAME_PREFIX_LEN, MAX_CHANNELS, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 
 /// Endpoint configuration. Validate with [`Config::validate`] (the endpoint does so too).
+#[serde_as]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// SHA-256 of the game's message schema, hex in config files; peers must agree.
-    #[serde(with = "hex32")]
+    /// SHA-256 of the game's message schema, 64 lowercase hex digits in config files; peers
+    /// must agree.
+    #[serde_as(as = "Hex")]
     pub schema_hash: [u8; 32],
     /// Lowest protocol version offered or accepted.
     pub version_min: u16,
@@ -333,45 +337,6 @@ impl Config {
     }
 }
 
-/// Serde helper: `[u8; 32]` as a 64-character hex string.
-pub(crate) mod hex32 {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(crate) fn serialize<S: Serializer>(bytes: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::hexvec::encode(bytes))
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
-        let text = String::deserialize(d)?;
-        super::hexvec::decode(&text)
-            .ok()
-            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
-            .ok_or_else(|| serde::de::Error::custom("expected 64 hex characters"))
-    }
-}
-
-/// Serde for byte strings as hex strings (config files).
-pub(crate) mod hexvec {
-    use serde::Serializer;
-
-    pub(crate) fn encode(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    }
-
-    pub(crate) fn decode(text: &str) -> Result<Vec<u8>, ()> {
-        if text.len() % 2 != 0 || !text.is_ascii() {
-            return Err(());
-        }
-        (0..text.len() / 2)
-            .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|_| ()))
-            .collect()
-    }
-
-    pub(crate) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&encode(bytes))
-    }
-}
-
 /// A refusal test case: an edit of the default config, the error it must give, and the field
 /// the message must start with.
 #[cfg(test)]
@@ -422,6 +387,32 @@ mod tests {
         assert_eq!(config.heartbeat.interval_ms, 250);
         assert_eq!(config.heartbeat.timeout_ms, HeartbeatConfig::default().timeout_ms);
         assert!(toml::from_str::<Config>("sed = 1").is_err());
+    }
+
+    #[test]
+    fn the_schema_hash_is_64_hex_digits() {
+        let config = Config {
+            schema_hash: [0xAB; 32],
+            ..Config::default()
+        };
+        let text = toml::to_string(&config).unwrap();
+        assert!(
+            text.contains(&format!("schema_hash = \"{}\"", "ab".repeat(32))),
+            "{text}"
+        );
+        let upper = format!("schema_hash = \"{}\"", "AB".repeat(32));
+        assert_eq!(toml::from_str::<Config>(&upper).unwrap().schema_hash, [0xAB; 32]);
+        for bad in [
+            "ab".repeat(31),
+            "ab".repeat(33),
+            format!("{}a", "ab".repeat(31)),
+            "zz".repeat(32),
+        ] {
+            assert!(
+                toml::from_str::<Config>(&format!("schema_hash = \"{bad}\"")).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -93,6 +93,7 @@ impl FragmentHeader {
 /// A malformed fragment header. The peer sent a datagram no conforming sender produces: drop the
 /// datagram and count it; the connection itself can go on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum FragmentHeaderError {
     /// Fewer than [`FRAGMENT_HEADER_LEN`] bytes were available.
     #[error("fragment header truncated: {len} of 4 bytes")]
@@ -119,7 +120,7 @@ pub enum FragmentHeaderError {
 /// [`FRAGMENT_HEADER_LEN`]. An empty message yields one empty fragment.
 ///
 /// # Errors
-/// [`SplitError`] when `max_chunk_bytes` is 0 or the message needs more than `max_fragments`
+/// `SplitError` when `max_chunk_bytes` is 0 or the message needs more than `max_fragments`
 /// fragments.
 pub fn split(message: &[u8], max_chunk_bytes: usize, max_fragments: u8) -> Result<Fragments<'_>, SplitError> {
     if max_chunk_bytes == 0 {
@@ -143,6 +144,7 @@ pub fn split(message: &[u8], max_chunk_bytes: usize, max_fragments: u8) -> Resul
 
 /// Why a message could not be split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SplitError {
     /// No room for payload in a datagram (API misuse or a tiny path MTU): send the message
     /// reliably, or wait for a larger maximum datagram size.
@@ -169,7 +171,7 @@ pub struct Fragments<'a> {
 }
 
 impl Fragments<'_> {
-    #[cfg(any(test, fuzzing))]
+    #[cfg(test)]
     /// Total number of fragments of the message (the `count` of every header), `1..=255`.
     pub fn fragment_count(&self) -> u8 {
         self.count
@@ -267,6 +269,7 @@ impl FragmentConfig {
 
 /// An invalid [`FragmentConfig`]; the variant names the field to fix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum FragmentConfigError {
     /// The named field is 0, which refuses every fragmented message: raise it.
     #[error("{field} must be at least 1")]
@@ -660,6 +663,7 @@ mod tests {
     use proptest::sample::Index;
 
     use super::*;
+    use crate::testing::internals::ReassemblerModel;
 
     fn h(message_id: u16, index: u8, count: u8) -> FragmentHeader {
         FragmentHeader {
@@ -1014,77 +1018,14 @@ mod tests {
         ]
     }
 
-    /// The obviously correct reassembler, without size or count limits: per key, when it was
-    /// opened, its count, and the length of each index received.
-    #[derive(Default)]
-    struct Model {
-        timeout: Duration,
-        latest: Option<Instant>,
-        partials: BTreeMap<Key, (Instant, u8, BTreeMap<u8, usize>)>,
-        completed: VecDeque<Key>,
-        stats: ReassemblyStats,
-    }
-
-    impl Model {
-        fn advance(&mut self, now: Instant) -> Instant {
-            let now = self.latest.map_or(now, |latest| latest.max(now));
-            self.latest = Some(now);
-            let (timeout, stats) = (self.timeout, &mut self.stats);
-            self.partials.retain(|_, (opened, _, received)| {
-                let expired = *opened + timeout <= now;
-                stats.expired_timeout += u64::from(expired);
-                stats.fragments_dropped += u64::from(expired) * received.len() as u64;
-                !expired
-            });
-            now
-        }
-
-        /// Whether this fragment completes its message.
-        fn insert(&mut self, now: Instant, key: Key, h: FragmentHeader, len: usize) -> bool {
-            let now = self.advance(now);
-            self.stats.fragments_received += 1;
-            if self.completed.contains(&key) {
-                self.stats.late_duplicates += 1;
-                self.stats.fragments_dropped += 1;
-                return false;
-            }
-            if let Some((_, count, received)) = self.partials.get(&key) {
-                if *count != h.count {
-                    self.stats.dropped_inconsistent += 1;
-                    self.stats.fragments_dropped += received.len() as u64;
-                    self.partials.remove(&key);
-                }
-            }
-            let partial = self.partials.entry(key);
-            let (_, _, received) = partial.or_insert((now, h.count, BTreeMap::new()));
-            if received.insert(h.index, len).is_some() {
-                self.stats.duplicate_fragments += 1;
-                return false;
-            }
-            if received.len() < usize::from(h.count) {
-                return false;
-            }
-            self.partials.remove(&key);
-            if self.completed.len() == COMPLETED_HISTORY {
-                self.completed.pop_front();
-            }
-            self.completed.push_back(key);
-            self.stats.messages_reassembled += 1;
-            true
-        }
-    }
-
-    /// Runs `ops` against a reassembler with `config`. Always checks that every delivered message
-    /// is exactly one that was sent, delivered once, and that limits and fragment accounting hold;
-    /// with `exact`, also that delivery, buffering and all counters match the model at each step.
-    fn run(config: FragmentConfig, ops: Vec<Op>, exact: bool) -> Result<(), TestCaseError> {
+    /// Runs `ops` against a reassembler with `config` and against the reference model
+    /// ([`ReassemblerModel`]): every delivered message is exactly one that was sent, delivered
+    /// once; delivery, buffering, the deadline and every counter match the model at each step;
+    /// the limits and the fragment accounting hold.
+    fn run(config: FragmentConfig, ops: Vec<Op>) -> Result<(), TestCaseError> {
         let mut now = crate::testing::epoch();
         let mut real = Reassembler::new(config.clone());
-        let timeout = ms(config.reassembly_timeout_ms);
-        let mut model = Model {
-            timeout,
-            ..Model::default()
-        };
+        let mut model = ReassemblerModel::new(config.clone());
         let mut next_id = [0u16; 3];
         // Messages by `(key, count)`: a reused id always comes with another count.
         let mut sent: BTreeMap<(Key, u8), Vec<u8>> = BTreeMap::new();
@@ -1130,10 +1071,12 @@ mod tests {
                         prop_assert!(delivered.insert((key, h.count)), "delivered twice");
                         delivered_fragments += u64::from(h.count);
                     }
-                    if exact {
-                        let completes = model.insert(at, key, h, chunk.len());
-                        prop_assert_eq!(got.is_some(), completes, "delivery differs from model");
-                    }
+                    let expected = model.insert(at, channel, h, &chunk);
+                    prop_assert_eq!(
+                        got.as_deref(),
+                        expected.as_deref(),
+                        "delivery differs from the model"
+                    );
                 }
                 Op::Lose(pick) if !in_flight.is_empty() => {
                     in_flight.swap_remove(pick.index(in_flight.len()));
@@ -1142,7 +1085,7 @@ mod tests {
                 Op::Advance(step) => now += ms(step),
                 Op::Timeout => {
                     real.handle_timeout(now);
-                    model.advance(now);
+                    model.handle_timeout(now);
                 }
             }
             let stats = *real.stats();
@@ -1157,14 +1100,15 @@ mod tests {
                 delivered_fragments + stats.duplicate_fragments + stats.fragments_dropped + held,
                 "every fragment is accounted for once"
             );
-            if exact {
-                let model_bytes: usize = model.partials.values().flat_map(|(_, _, r)| r.values()).sum();
-                prop_assert_eq!(
-                    (real.partial_count(), stored),
-                    (model.partials.len(), model_bytes)
-                );
-                prop_assert_eq!(stats, model.stats);
-            }
+            prop_assert_eq!(
+                (real.partial_count(), real.buffered_bytes(), real.poll_timeout()),
+                (
+                    model.partial_count(),
+                    model.buffered_bytes(),
+                    model.poll_timeout()
+                )
+            );
+            prop_assert_eq!(&stats, model.stats());
         }
         Ok(())
     }
@@ -1179,11 +1123,11 @@ mod tests {
                 reassembly_timeout_ms: 300,
                 ..FragmentConfig::default()
             };
-            run(config, ops, true)?;
+            run(config, ops)?;
         }
 
         #[test]
-        fn reassembler_is_safe_under_tight_limits(
+        fn reassembler_matches_the_model_under_tight_limits(
             ops in prop::collection::vec(op(), 0..300),
             max_message_bytes in 300..1_500usize,
             max_fragments in 0..64u8,
@@ -1198,7 +1142,7 @@ mod tests {
                 reassembly_timeout_ms,
                 memory_budget_bytes: max_message_bytes * budget_halves / 2,
             };
-            run(config, ops, false)?;
+            run(config, ops)?;
         }
 
         #[test]

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::percentile::nearest_rank;
+
 /// Heartbeat request, sent every [`HeartbeatConfig::interval_ms`] on the unreliable path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ping {
@@ -81,6 +83,7 @@ impl Default for HeartbeatConfig {
 /// loading configuration. Messages start with the field's name;
 /// [`Config::validate`](crate::Config::validate) prefixes them with `heartbeat.`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum HeartbeatConfigError {
     /// `interval_ms` is 0. Set a positive ping interval.
     #[error("interval_ms must be > 0")]
@@ -208,7 +211,7 @@ pub struct HeartbeatStats {
 /// Inputs: [`handle_ping`](Self::handle_ping), [`handle_pong`](Self::handle_pong),
 /// [`handle_receive`](Self::handle_receive), [`handle_timeout`](Self::handle_timeout). Outputs:
 /// [`poll_ping`](Self::poll_ping), [`poll_timeout`](Self::poll_timeout). Getter:
-/// [`stats`](Self::stats). Failure is terminal: after [`HeartbeatFailure`] is returned no more
+/// [`stats`](Self::stats). Failure is terminal: after a `HeartbeatFailure` is returned no more
 /// pings are emitted and no timer is armed (pings are still answered).
 #[derive(Debug)]
 pub struct Heartbeat {
@@ -587,12 +590,6 @@ fn ratio(part: u64, whole: u64) -> f64 {
     } else {
         part as f64 / whole as f64
     }
-}
-
-/// Nearest-rank percentile of sorted values: the value at rank ⌈p × n⌉.
-fn nearest_rank(sorted: &[Duration], p: f64) -> Option<Duration> {
-    let rank = (p * sorted.len() as f64).ceil() as usize;
-    sorted.get(rank.clamp(1, sorted.len().max(1)) - 1).copied()
 }
 
 #[cfg(test)]

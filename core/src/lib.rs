@@ -63,12 +63,10 @@ mod connection;
 pub mod drive;
 mod endpoint;
 mod fragment;
-#[cfg(any(fuzzing, test))]
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod handshake;
 mod heartbeat;
 mod limits;
+mod percentile;
 pub mod retry;
 mod secrets;
 mod shared;

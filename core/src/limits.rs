@@ -32,7 +32,8 @@ pub struct RateLimited {
 
 /// A token bucket: starts full, refills continuously, never holds more than its capacity.
 ///
-/// See the [module docs](self) for the fixed-point representation.
+/// Counts are fixed-point (pico-tokens in a `u128`), so refill timing is exact; a `retry_after`
+/// is rounded up to the next nanosecond.
 #[derive(Debug, Clone)]
 pub struct TokenBucket {
     capacity: u128,
@@ -71,7 +72,7 @@ impl TokenBucket {
         u64::try_from(self.capacity / UNITS_PER_TOKEN).unwrap_or(u64::MAX)
     }
 
-    #[cfg(any(test, fuzzing))]
+    #[cfg(any(test, feature = "testing"))]
     /// Whole tokens available at `now` (refills first).
     pub fn available(&mut self, now: Instant) -> u64 {
         self.refill(now);
@@ -180,6 +181,7 @@ impl RateLimitConfig {
 
 /// An invalid [`RateLimitConfig`]; the variant names the field to fix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RateLimitConfigError {
     /// A rate is below 0.001 per second (the fixed-point resolution), infinite or NaN.
     #[error("{field} must be finite and at least 0.001")]

@@ -77,6 +77,7 @@ impl RetryConfig {
 
 /// An invalid [`RetryConfig`]; the variant names the field to fix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RetryConfigError {
     /// `max_attempts` is 0: at least the first attempt must be allowed.
     #[error("max_attempts must be at least 1")]

@@ -18,7 +18,9 @@
 //! assert!(net.node(client).connected(conn));
 //! ```
 
-pub mod corpus;
+#[doc(hidden)]
+pub mod internals;
+mod model;
 mod silent;
 
 pub use silent::SilentClient;

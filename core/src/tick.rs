@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::percentile::nearest_rank;
+
 use crate::shared::ConnHandle;
 
 const NANOS_PER_SEC: u128 = 1_000_000_000;
@@ -70,6 +72,7 @@ impl Default for TickConfig {
 /// configuration. Messages start with the field's name; [`Config::validate`](crate::Config::validate)
 /// prefixes them with `tick.` or `tick_sync.`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TickConfigError {
     /// `tick_rate_hz` is 0 (the scheduler would treat it as 1 Hz) or above
     /// [`MAX_TICK_RATE_HZ`]. Set a rate in range (60 is typical).
@@ -605,12 +608,6 @@ fn secs_since(earlier: Instant, now: Instant) -> f64 {
 
 fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
-}
-
-/// Nearest-rank percentile of sorted values: the value at rank ⌈p × n⌉.
-fn nearest_rank(sorted: &[Duration], p: f64) -> Option<Duration> {
-    let rank = (p * sorted.len() as f64).ceil() as usize;
-    sorted.get(rank.clamp(1, sorted.len().max(1)) - 1).copied()
 }
 
 #[cfg(test)]

@@ -143,14 +143,16 @@ impl JoinTicketBuilder {
 }
 
 /// A signed join ticket as carried in the handshake. `PROTOCOL.md` §4.6.1 gives the encoding.
+#[serde_with::serde_as]
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct JoinTicket {
     /// Which issuer key signed the ticket (lets issuers rotate keys).
     pub key_id: u32,
     /// Postcard encoding of [`JoinTicketClaims`], exactly the bytes that were signed.
     pub claims: Vec<u8>,
-    /// Ed25519 signature over the signed message; encoded as 64 raw bytes.
-    #[serde(with = "signature_bytes")]
+    /// Ed25519 signature over the signed message; encoded as 64 raw bytes (a fixed-size
+    /// tuple: postcard writes no length).
+    #[serde_as(as = "[_; 64]")]
     pub signature: [u8; 64],
 }
 
@@ -199,28 +201,6 @@ fn signed_message(key_id: u32, claims: &[u8]) -> Vec<u8> {
     message.extend_from_slice(&key_id.to_be_bytes());
     message.extend_from_slice(claims);
     message
-}
-
-/// Serde for `[u8; 64]` as two `[u8; 32]` halves, which postcard encodes as 64 raw bytes.
-pub(crate) mod signature_bytes {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    type Halves = ([u8; 32], [u8; 32]);
-
-    pub(crate) fn serialize<S: Serializer>(bytes: &[u8; 64], serializer: S) -> Result<S::Ok, S::Error> {
-        let mut halves: Halves = ([0; 32], [0; 32]);
-        halves.0.copy_from_slice(&bytes[..32]);
-        halves.1.copy_from_slice(&bytes[32..]);
-        halves.serialize(serializer)
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<[u8; 64], D::Error> {
-        let (first, second) = Halves::deserialize(deserializer)?;
-        let mut bytes = [0; 64];
-        bytes[..32].copy_from_slice(&first);
-        bytes[32..].copy_from_slice(&second);
-        Ok(bytes)
-    }
 }
 
 /// A join ticket could not be decoded.

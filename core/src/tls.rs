@@ -42,6 +42,7 @@ pub const CID_LEN: usize = 8;
 
 /// Errors building TLS configuration (all are local misconfiguration, never peer input).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TlsSetupError {
     /// The identity key could not be turned into a certificate.
     #[error("certificate generation failed: {0}")]

@@ -257,6 +257,7 @@ impl<'de> Deserialize<'de> for Signature {
 /// Role a client asks for and the server assigns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[repr(u8)]
+#[non_exhaustive]
 pub enum Role {
     /// Plays the game: sends inputs, receives state.
     Player = 0,
@@ -340,6 +341,7 @@ pub enum Control {
 
 /// Errors decoding anything received from a peer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum WireError {
     /// The bytes do not decode as the expected message; close with
     /// [`ReasonCode::PROTOCOL_VIOLATION`] or [`ReasonCode::BAD_HANDSHAKE`].

@@ -84,11 +84,18 @@ fn the_client_runs_its_ticks_just_ahead_of_the_server() {
     // The harness drains `poll_tick`, which on a client delivers each connection's ticks.
     let node = net.node(client);
     let ticks: Vec<_> = node.ticks.iter().filter(|t| t.conn == Some(conn)).collect();
-    assert!(ticks.windows(2).all(|w| w[1].tick > w[0].tick), "strictly increasing");
+    assert!(
+        ticks.windows(2).all(|w| w[1].tick > w[0].tick),
+        "strictly increasing"
+    );
     let latest = ticks.last().expect("a synchronised client has ticks").tick;
     let endpoint = &node.endpoint;
     assert_eq!(endpoint.tick_sync(conn).unwrap().last_tick(), Some(latest));
-    let deadline = endpoint.tick_sync(conn).unwrap().poll_timeout().expect("synchronised");
+    let deadline = endpoint
+        .tick_sync(conn)
+        .unwrap()
+        .poll_timeout()
+        .expect("synchronised");
     assert!(
         endpoint.poll_timeout().is_some_and(|t| t <= deadline),
         "the client's tick deadline is part of the endpoint's"

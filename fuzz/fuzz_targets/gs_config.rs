@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| tickwire_sim::fuzzing::gs_config(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| tickwire_fuzz_targets::gs_config(data));

@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| tickwire_core::fuzzing::rate_limiter(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| tickwire_fuzz_targets::rate_limiter(data));

@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| tickwire_core::fuzzing::replay_cache(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| tickwire_fuzz_targets::replay_cache(data));

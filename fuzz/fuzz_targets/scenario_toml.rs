@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| tickwire_sim::fuzzing::scenario_toml(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| tickwire_fuzz_targets::scenario_toml(data));

@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| tickwire_core::fuzzing::tpm_ak_public(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| tickwire_fuzz_targets::tpm_ak_public(data));

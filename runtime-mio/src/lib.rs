@@ -30,19 +30,14 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Besides the runtime: [`demo`] is the demo game behind the binaries `tickwire-demo`,
-//! `tickwire-gs` and `tickwire-client`; [`vs`] the verification server (`tickwire-vs`) and a
-//! game server's attestation to it; [`cli`] what those binaries share (argument checks, key
-//! files, failing with one line and exit code 2).
+//! This crate is the runtime only. The demo game, the verification server and the binaries
+//! built on this runtime (`tickwire-gs`, `tickwire-vs`, `tickwire-client`, `tickwire-demo`)
+//! live in the unpublished `tickwire-apps` crate beside it (`runtime-mio/apps`).
 //!
 //! [mio]: https://docs.rs/mio
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
-
-pub mod cli;
-pub mod demo;
-pub mod vs;
 
 use std::io;
 use std::net::SocketAddr;

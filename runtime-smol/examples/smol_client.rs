@@ -2,7 +2,7 @@
 //! and the statistics.
 //!
 //! ```text
-//! cargo run -p tickwire-mio --bin tickwire-client -- --issuer-key /tmp/tw/issuer.pem \
+//! cargo run -p tickwire-apps --bin tickwire-client -- --issuer-key /tmp/tw/issuer.pem \
 //!     --write-ticket /tmp/tw/ticket.bin
 //! cargo run -p tickwire-smol --example smol_client -- \
 //!     --server 127.0.0.1:4433 --ticket /tmp/tw/ticket.bin --identity-key /tmp/tw/ticket.bin.key
@@ -10,15 +10,15 @@
 //!
 //! The ticket file holds the bytes of `JoinTicket::to_bytes()`; the key file the identity it
 //! names (PKCS#8 PEM, as `tickwire-client --write-ticket` writes it). The endpoint's secrets
-//! come from the OS, and its config is the demo's (`tickwire_mio::demo::demo_config`, for the
+//! come from the OS, and its config is the demo's (`tickwire_apps::demo::demo_config`, for the
 //! schema hash).
 
 use std::error::Error;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use tickwire_apps::demo::demo_config;
 use tickwire_core::{ChannelId, ConnectOptions, JoinTicket, ReasonCode};
-use tickwire_mio::demo::demo_config;
 use tickwire_smol::{connect, wall_clock_now};
 use tickwire_udp::os::load_signing_key;
 use tickwire_udp::os_secrets;

@@ -2,7 +2,6 @@
 //! [`Client::next_tick`].
 
 use std::collections::VecDeque;
-use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -18,17 +17,21 @@ use tickwire_core::{
 use crate::io::SmolEndpoint;
 
 /// Why [`connect`] failed.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ConnectFailure {
     /// The configuration is invalid or TLS could not be set up; fix the configuration.
-    Endpoint(EndpointError),
+    #[error("endpoint setup failed: {0}")]
+    Endpoint(#[from] EndpointError),
     /// The socket could not be bound or failed; check the network and try again.
-    Io(io::Error),
+    #[error("socket error: {0}")]
+    Io(#[from] io::Error),
     /// QUIC refused the server address (e.g. port 0); fix the address.
-    Connect(ConnectError),
+    #[error("{0}")]
+    Connect(#[from] ConnectError),
     /// The handshake failed: the server refused (bad ticket, full, shutting down) or it did
     /// not complete in time (`HANDSHAKE_TIMEOUT`). Retry only if
     /// [`ReasonCode::is_retryable`], after `retry_after` if given.
+    #[error("rejected: {reason} ({detail})")]
     Rejected {
         /// Why.
         reason: ReasonCode,
@@ -37,46 +40,6 @@ pub enum ConnectFailure {
         /// Log detail from the rejecting side.
         detail: String,
     },
-}
-
-impl fmt::Display for ConnectFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Endpoint(e) => write!(f, "endpoint setup failed: {e}"),
-            Self::Io(e) => write!(f, "socket error: {e}"),
-            Self::Connect(e) => write!(f, "{e}"),
-            Self::Rejected { reason, detail, .. } => write!(f, "rejected: {reason} ({detail})"),
-        }
-    }
-}
-
-impl std::error::Error for ConnectFailure {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Endpoint(e) => Some(e),
-            Self::Io(e) => Some(e),
-            Self::Connect(e) => Some(e),
-            Self::Rejected { .. } => None,
-        }
-    }
-}
-
-impl From<EndpointError> for ConnectFailure {
-    fn from(e: EndpointError) -> Self {
-        Self::Endpoint(e)
-    }
-}
-
-impl From<io::Error> for ConnectFailure {
-    fn from(e: io::Error) -> Self {
-        Self::Io(e)
-    }
-}
-
-impl From<ConnectError> for ConnectFailure {
-    fn from(e: ConnectError) -> Self {
-        Self::Connect(e)
-    }
 }
 
 /// A message the server sent.

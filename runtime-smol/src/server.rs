@@ -18,42 +18,14 @@ use tickwire_core::{
 use crate::io::SmolEndpoint;
 
 /// Why [`Server::bind`] failed.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum BindError {
     /// The configuration is invalid or TLS could not be set up; fix the configuration.
-    Endpoint(EndpointError),
+    #[error("endpoint setup failed: {0}")]
+    Endpoint(#[from] EndpointError),
     /// The address could not be bound (in use, not local, no permission).
-    Io(io::Error),
-}
-
-impl fmt::Display for BindError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Endpoint(e) => write!(f, "endpoint setup failed: {e}"),
-            Self::Io(e) => write!(f, "cannot bind: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for BindError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Endpoint(e) => Some(e),
-            Self::Io(e) => Some(e),
-        }
-    }
-}
-
-impl From<EndpointError> for BindError {
-    fn from(e: EndpointError) -> Self {
-        Self::Endpoint(e)
-    }
-}
-
-impl From<io::Error> for BindError {
-    fn from(e: io::Error) -> Self {
-        Self::Io(e)
-    }
+    #[error("cannot bind: {0}")]
+    Io(#[from] io::Error),
 }
 
 /// What [`Server::next`] yields.

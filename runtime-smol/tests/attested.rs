@@ -1,4 +1,4 @@
-//! A smol game server attested by a real verification server (tickwire-mio's `run_vs`, on its
+//! A smol game server attested by a real verification server (tickwire-apps' `run_vs`, on its
 //! own thread) with a simulated TPM, and a smol client that requires the server's play ticket,
 //! all on real loopback UDP. Every wait is bounded by [`within`] (10 s).
 
@@ -6,10 +6,10 @@ use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use tickwire_apps::vs::{run_vs, vs_endpoint_config, vs_keys, VsOptions};
 use tickwire_core::attest::{SimulatedTpm, TpmProvider, MEASUREMENT_PCR};
 use tickwire_core::vs::{GsConfig, GsEvent, Measurement, VsConfig};
 use tickwire_core::{Config, ConnectOptions, JoinTicketClaims, TicketIssuer};
-use tickwire_mio::vs::{run_vs, vs_endpoint_config, vs_keys, VsOptions};
 use tickwire_smol::{connect, wall_clock_now, Attestation, Server, ServerOutput};
 
 mod common;

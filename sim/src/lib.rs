@@ -15,7 +15,7 @@
 //! | [`capture`] | pcap export and the TLS key log |
 //! | [`plot`] | SVG charts of RTT and loss per link preset |
 //! | [`units`] | virtual-time units and size thresholds shared by the engine and the report |
-//! | [`proxy`] | a real-UDP impairment proxy applying the same link models |
+//! | [`proxy`] | the socket-free core of the impairment proxy (flows, links, timers); the `proxy` command runs it on real UDP |
 //!
 //! Run a scenario from code:
 //!
@@ -33,9 +33,6 @@ pub mod capture;
 pub mod clock;
 pub mod crypto;
 pub mod engine;
-#[cfg(any(fuzzing, test))]
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod link;
 pub mod plot;
 pub mod proxy;

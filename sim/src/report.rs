@@ -4,15 +4,15 @@
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 
+use hdrhistogram::Histogram;
 use serde::Serialize;
 use tickwire_core::stats::ReassemblyStats;
 use tickwire_core::tick::TickStats;
 use tickwire_core::{ConnectionStats, ReasonCode};
 
-use crate::engine::{FRAGMENTED_ABOVE, MILLI, SECOND};
-use crate::link::Nanos;
 use crate::plot::Series;
 use crate::scenario::Scenario;
+use crate::units::{Nanos, FRAGMENTED_ABOVE, MILLI, SECOND};
 
 /// Which end of a session saw it end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +23,9 @@ pub enum Side {
     Server,
 }
 
-/// Percentile summary of a sample set (nearest rank), in the unit its name gives.
+/// Percentile summary of a sample set, in the unit its name gives. Count, mean and maximum
+/// are exact; the percentiles are nearest-rank, read from an HDR histogram with three
+/// significant digits (each within 0.1 % above the exact one, and never above `max`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Summary {
     /// Samples.
@@ -41,18 +43,69 @@ pub struct Summary {
 impl Summary {
     /// Summarises `samples` (any order); all zero when empty.
     pub fn of(samples: &[f64]) -> Self {
-        if samples.is_empty() {
-            return Self::default();
+        let mut recorded = Samples::default();
+        for &sample in samples {
+            recorded.record(sample);
         }
-        let mut sorted = samples.to_vec();
-        sorted.sort_by(f64::total_cmp);
-        let rank = |q: f64| sorted[((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1];
-        Self {
-            count: sorted.len() as u64,
-            mean: sorted.iter().sum::<f64>() / sorted.len() as f64,
-            p50: rank(0.50),
-            p99: rank(0.99),
-            max: sorted[sorted.len() - 1],
+        recorded.summary()
+    }
+}
+
+/// Samples of one quantity gathered during a run, in milliseconds, for a [`Summary`]: an HDR
+/// histogram at nanosecond resolution (memory bounded by the range, not the count) plus the
+/// exact count, sum and maximum.
+#[derive(Debug, Clone)]
+pub(crate) struct Samples {
+    histogram: Histogram<u64>,
+    sum: f64,
+    max: f64,
+}
+
+impl Default for Samples {
+    fn default() -> Self {
+        Samples {
+            histogram: Histogram::new(3).expect("3 significant digits is within 0..=5"),
+            sum: 0.0,
+            max: f64::NEG_INFINITY,
+        }
+    }
+}
+
+impl Samples {
+    /// Records one sample, in milliseconds. Negative and NaN samples count as 0 in the
+    /// percentiles.
+    pub(crate) fn record(&mut self, ms: f64) {
+        // `as` saturates: NaN and negatives become 0, huge values the largest u64.
+        let ns = (ms * 1e6).round() as u64;
+        if self.histogram.record(ns).is_err() {
+            // Growing failed (a usize too narrow for the range): clamp instead.
+            self.histogram.saturating_record(ns);
+        }
+        self.sum += ms;
+        self.max = self.max.max(ms);
+    }
+
+    /// Nearest-rank `quantile` (0 to 1) of the samples, ms; `None` when empty.
+    pub(crate) fn quantile(&self, quantile: f64) -> Option<f64> {
+        if self.histogram.is_empty() {
+            return None;
+        }
+        let ms = self.histogram.value_at_quantile(quantile) as f64 / 1e6;
+        Some(ms.min(self.max))
+    }
+
+    /// The summary; all zero when empty.
+    pub(crate) fn summary(&self) -> Summary {
+        let count = self.histogram.len();
+        let (Some(p50), Some(p99)) = (self.quantile(0.50), self.quantile(0.99)) else {
+            return Summary::default();
+        };
+        Summary {
+            count,
+            mean: self.sum / count as f64,
+            p50,
+            p99,
+            max: self.max,
         }
     }
 }
@@ -725,16 +778,17 @@ pub struct Metrics {
     disconnects: BTreeMap<String, u64>,
     disconnect_details: BTreeMap<String, String>,
     false_disconnects: u64,
-    detection_ms: Vec<f64>,
+    detection_ms: Samples,
     detected: u64,
     reconnect_attempts: u64,
+    /// When each reconnection completed, in order.
     reconnect_joins: Vec<Nanos>,
-    handshake_ms: Vec<f64>,
+    handshake_ms: Samples,
     rtt_true: Vec<f64>,
     rtt_est: Vec<f64>,
-    rtt_abs_err: Vec<f64>,
+    rtt_abs_err: Samples,
     rtt_err_sum: f64,
-    jitter_ms: Vec<f64>,
+    jitter_ms: Samples,
     est_loss: Vec<f64>,
     /// Per preset: (RTT points, loss points).
     series: Vec<(Points, Points)>,
@@ -751,7 +805,7 @@ pub struct Metrics {
     pub(crate) dropped_at_down_node: u64,
     pub(crate) faults: u64,
     pub(crate) vs: Option<VsMetrics>,
-    srtt_ms: Vec<f64>,
+    srtt_ms: Samples,
     /// Flood and defence counters, when the scenario has a flood or a CPU model.
     pub(crate) hostile: Option<HostileMetrics>,
 }
@@ -805,7 +859,7 @@ impl Metrics {
             self.reconnects += 1;
             self.reconnect_joins.push(now);
         }
-        self.handshake_ms.push(handshake_ns as f64 / MILLI as f64);
+        self.handshake_ms.record(handshake_ns as f64 / MILLI as f64);
     }
 
     pub(crate) fn record_rejection(&mut self, reason: ReasonCode) {
@@ -842,19 +896,19 @@ impl Metrics {
         }
         if let Some(delay) = delay {
             self.detected += 1;
-            self.detection_ms.push(delay as f64 / MILLI as f64);
+            self.detection_ms.record(delay as f64 / MILLI as f64);
         }
     }
 
     pub(crate) fn record_path_sample(&mut self, truth_ms: Option<f64>, stats: &ConnectionStats) {
         let hb = &stats.heartbeat;
-        self.srtt_ms.push(hb.srtt_ms);
-        self.jitter_ms.push(hb.jitter_ms);
+        self.srtt_ms.record(hb.srtt_ms);
+        self.jitter_ms.record(hb.jitter_ms);
         self.est_loss.push(hb.loss_ratio);
         if let Some(truth) = truth_ms {
             self.rtt_true.push(truth);
             self.rtt_est.push(hb.srtt_ms);
-            self.rtt_abs_err.push((hb.srtt_ms - truth).abs());
+            self.rtt_abs_err.record((hb.srtt_ms - truth).abs());
             self.rtt_err_sum += hb.srtt_ms - truth;
         }
     }
@@ -889,11 +943,16 @@ impl Metrics {
         let mut joins = self.reconnect_joins.clone();
         joins.sort_unstable();
         let peak = peak_in_window(&joins, 100 * MILLI);
-        let spread = if joins.len() >= 2 {
-            let at = |q: f64| joins[((q * (joins.len() - 1) as f64).round()) as usize] as f64;
-            (at(0.9) - at(0.1)) / MILLI as f64
-        } else {
-            0.0
+        let spread = match joins.first() {
+            Some(&first) if joins.len() >= 2 => {
+                let mut since_first = Samples::default();
+                for &t in &joins {
+                    since_first.record((t - first) as f64 / MILLI as f64);
+                }
+                let at = |q: f64| since_first.quantile(q).unwrap_or(0.0);
+                at(0.9) - at(0.1)
+            }
+            _ => 0.0,
         };
         let mean = |v: &[f64]| {
             if v.is_empty() {
@@ -923,25 +982,25 @@ impl Metrics {
                 disconnect_details: self.disconnect_details.clone(),
                 false_disconnects: self.false_disconnects,
                 detected_disconnects: self.detected,
-                detection_delay_ms: Summary::of(&self.detection_ms),
+                detection_delay_ms: self.detection_ms.summary(),
                 reconnect_attempts: self.reconnect_attempts,
                 reconnect_peak_per_100ms: peak,
                 reconnect_spread_ms: spread,
             },
-            handshake_ms: Summary::of(&self.handshake_ms),
+            handshake_ms: self.handshake_ms.summary(),
             rtt: RttReport {
                 samples: self.rtt_true.len() as u64,
                 true_ms: mean(&self.rtt_true),
                 estimated_ms: mean(&self.rtt_est),
-                abs_error_ms: Summary::of(&self.rtt_abs_err),
+                abs_error_ms: self.rtt_abs_err.summary(),
                 bias_ms: if self.rtt_true.is_empty() {
                     0.0
                 } else {
                     self.rtt_err_sum / self.rtt_true.len() as f64
                 },
-                srtt_ms: Summary::of(&self.srtt_ms),
+                srtt_ms: self.srtt_ms.summary(),
             },
-            jitter_ms: Summary::of(&self.jitter_ms),
+            jitter_ms: self.jitter_ms.summary(),
             loss: LossReport {
                 link_ratio: 0.0,
                 estimated_ratio: mean(&self.est_loss),
@@ -996,11 +1055,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn summary_uses_nearest_rank() {
-        let samples: Vec<f64> = (1..=100).map(f64::from).collect();
+    fn summary_uses_nearest_rank_within_a_tenth_of_a_percent() {
+        let samples: Vec<f64> = (1..=100).rev().map(f64::from).collect();
         let s = Summary::of(&samples);
-        assert_eq!((s.count, s.p50, s.p99, s.max), (100, 50.0, 99.0, 100.0));
+        assert_eq!((s.count, s.mean, s.max), (100, 50.5, 100.0));
+        for (got, want) in [(s.p50, 50.0), (s.p99, 99.0)] {
+            assert!((want..=want * 1.001).contains(&got), "{got} vs {want}");
+        }
         assert_eq!(Summary::of(&[]), Summary::default());
+        let one = Summary::of(&[0.25]);
+        assert_eq!((one.count, one.p50, one.p99, one.max), (1, 0.25, 0.25, 0.25));
     }
 
     #[test]

@@ -5,16 +5,77 @@
 //! if something hangs. The loss assertions are deterministic: a link's loss decision for its
 //! n-th datagram depends only on its seed, so the test replays each flow's links offline and
 //! checks that a loss falls within the datagrams the test is sure to send.
+//!
+//! The event loop is the `tickwire-sim proxy` command's own, included from the binary's
+//! sources; [`Running`] runs it on a thread.
 
+use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tickwire_core::{ChannelId, ConnHandle, ConnectOptions, Endpoint, Event};
 use tickwire_mio::{wall_clock_now, MioRuntime, NodeId};
 use tickwire_sim::link::{DropReason, Link, LinkSpec};
-use tickwire_sim::proxy::{flow_seed, Direction, Proxy, ProxyConfig};
+use tickwire_sim::proxy::{flow_seed, Direction, ProxyConfig, ProxyStats};
 use tickwire_tests::{identity, test_config, ticket, EchoServer};
+
+#[path = "../src/bin/tickwire-sim/proxy/udp.rs"]
+mod udp;
+
+use udp::Proxy;
+
+/// A [`Proxy`] running on its own thread until [`Running::stop`] (or the drop).
+struct Running {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<io::Result<ProxyStats>>>,
+}
+
+impl Running {
+    /// How long the loop runs between looks at the stop flag: bounds how late a stop is seen.
+    const TURN: Duration = Duration::from_millis(10);
+
+    fn spawn(mut proxy: Proxy) -> Running {
+        let addr = proxy.local_addr();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Acquire) {
+                proxy.run_until(Instant::now() + Self::TURN)?;
+            }
+            Ok(proxy.stats())
+        });
+        Running {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops the proxy and returns its final statistics.
+    fn stop(mut self) -> io::Result<ProxyStats> {
+        self.stop.store(true, Ordering::Release);
+        let thread = self.thread.take().expect("taken only here and in drop");
+        thread.join().expect("the proxy thread does not panic")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
 
 /// Longest the test waits for the whole exchange before declaring a hang.
 const HANG: Duration = Duration::from_secs(120);
@@ -114,17 +175,17 @@ fn mio_clients_join_and_exchange_messages_through_a_lossy_proxy() {
     config.heartbeat.timeout_ms = 3_000;
     config.idle_timeout_ms = 10_000;
     let server = EchoServer::start(config.clone());
-    let proxy = Proxy::bind(
-        localhost(),
-        server.addr,
-        &spec,
-        &spec,
-        SEED,
-        ProxyConfig::default(),
-    )
-    .expect("proxy binds")
-    .spawn()
-    .expect("proxy thread");
+    let proxy = Running::spawn(
+        Proxy::bind(
+            localhost(),
+            server.addr,
+            &spec,
+            &spec,
+            SEED,
+            ProxyConfig::default(),
+        )
+        .expect("proxy binds"),
+    );
 
     let mut runtime = MioRuntime::new().unwrap();
     let mut players: Vec<Player> = (1..=CLIENTS)
@@ -243,4 +304,53 @@ fn mio_clients_join_and_exchange_messages_through_a_lossy_proxy() {
         );
         assert_eq!(d.overflow_dropped, 0, "{direction:?}: {d:?}");
     }
+}
+
+/// Real sockets on loopback, no timing assumptions: a datagram through an ideal link comes
+/// back through the same flow, and a second client gets a second flow.
+#[test]
+fn forwards_both_ways_over_loopback() {
+    let server = std::net::UdpSocket::bind(localhost()).unwrap();
+    server.set_read_timeout(Some(HANG)).unwrap();
+    let spec = LinkSpec::default();
+    let proxy = Running::spawn(
+        Proxy::bind(
+            localhost(),
+            server.local_addr().unwrap(),
+            &spec,
+            &spec,
+            7,
+            ProxyConfig::default(),
+        )
+        .unwrap(),
+    );
+    let clients: Vec<_> = (0..2)
+        .map(|_| std::net::UdpSocket::bind(localhost()).unwrap())
+        .collect();
+    let mut seen_by_server = Vec::new();
+    for (i, client) in clients.iter().enumerate() {
+        client.set_read_timeout(Some(HANG)).unwrap();
+        client.send_to(&[i as u8; 3], proxy.local_addr()).unwrap();
+        let mut buf = [0; 16];
+        let (len, from) = server.recv_from(&mut buf).expect("forwarded upstream");
+        assert_eq!(&buf[..len], &[i as u8; 3]);
+        assert_ne!(
+            from,
+            client.local_addr().unwrap(),
+            "the server sees the proxy's socket"
+        );
+        seen_by_server.push(from);
+        server.send_to(&[0xA0 + i as u8], from).unwrap();
+        let (len, from) = client.recv_from(&mut buf).expect("reply forwarded back");
+        assert_eq!((&buf[..len], from), (&[0xA0 + i as u8][..], proxy.local_addr()));
+    }
+    assert_ne!(
+        seen_by_server[0], seen_by_server[1],
+        "one upstream address per client"
+    );
+    let stats = proxy.stop().unwrap();
+    assert_eq!((stats.flows_opened, stats.flows_active), (2, 2));
+    assert_eq!((stats.uplink.forwarded, stats.downlink.forwarded), (2, 2));
+    assert_eq!((stats.uplink.link.offered, stats.downlink.link.offered), (2, 2));
+    assert_eq!(stats.uplink.delay_ns_min, Some(0));
 }

@@ -8,13 +8,13 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
-use tickwire_core::vs::{GsConfig, Measurement, VsConfig};
-use tickwire_mio::demo::{
+use tickwire_apps::demo::{
     demo_config, run_clients, run_server, ClientOptions, ClientReport, ServerOptions, ServerReport,
 };
-use tickwire_mio::vs::{
+use tickwire_apps::vs::{
     binary_sha256, demo_config_sha256, run_vs, vs_endpoint_config, vs_keys, VsLink, VsOptions, VsReport,
 };
+use tickwire_core::vs::{GsConfig, Measurement, VsConfig};
 
 const SECONDS: f64 = 4.0;
 const GS_ID: u64 = 42;

@@ -102,54 +102,45 @@ impl PcrSelection {
     }
 }
 
-/// `TPMA_OBJECT` (Part 2 §8.3): an object's attribute bits.
+/// `TPMA_OBJECT` (Part 2 §8.3): an object's attribute bits, as on the wire (a big-endian
+/// `u32`). Bits without a name here (reserved, or not checked) are kept as they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ObjectAttributes(pub u32);
 
-impl ObjectAttributes {
-    /// `fixedTPM` (bit 1): the object cannot be duplicated off this TPM.
-    pub const FIXED_TPM: ObjectAttributes = ObjectAttributes(1 << 1);
-    /// `stClear` (bit 2): the object is flushed on TPM Restart.
-    pub const ST_CLEAR: ObjectAttributes = ObjectAttributes(1 << 2);
-    /// `fixedParent` (bit 4): the object's parent cannot change.
-    pub const FIXED_PARENT: ObjectAttributes = ObjectAttributes(1 << 4);
-    /// `sensitiveDataOrigin` (bit 5): the TPM generated the private key.
-    pub const SENSITIVE_DATA_ORIGIN: ObjectAttributes = ObjectAttributes(1 << 5);
-    /// `userWithAuth` (bit 6): user role usable with the auth value.
-    pub const USER_WITH_AUTH: ObjectAttributes = ObjectAttributes(1 << 6);
-    /// `adminWithPolicy` (bit 7): admin role needs a policy session.
-    pub const ADMIN_WITH_POLICY: ObjectAttributes = ObjectAttributes(1 << 7);
-    /// `noDA` (bit 10): not subject to dictionary-attack protection.
-    pub const NO_DA: ObjectAttributes = ObjectAttributes(1 << 10);
-    /// `restricted` (bit 16): a signing key that only signs TPM-generated structures.
-    pub const RESTRICTED: ObjectAttributes = ObjectAttributes(1 << 16);
-    /// `decrypt` (bit 17): a decryption key.
-    pub const DECRYPT: ObjectAttributes = ObjectAttributes(1 << 17);
-    /// `sign` / `encrypt` (bit 18): a signing key.
-    pub const SIGN_ENCRYPT: ObjectAttributes = ObjectAttributes(1 << 18);
+bitflags::bitflags! {
+    impl ObjectAttributes: u32 {
+        /// `fixedTPM` (bit 1): the object cannot be duplicated off this TPM.
+        const FIXED_TPM = 1 << 1;
+        /// `stClear` (bit 2): the object is flushed on TPM Restart.
+        const ST_CLEAR = 1 << 2;
+        /// `fixedParent` (bit 4): the object's parent cannot change.
+        const FIXED_PARENT = 1 << 4;
+        /// `sensitiveDataOrigin` (bit 5): the TPM generated the private key.
+        const SENSITIVE_DATA_ORIGIN = 1 << 5;
+        /// `userWithAuth` (bit 6): user role usable with the auth value.
+        const USER_WITH_AUTH = 1 << 6;
+        /// `adminWithPolicy` (bit 7): admin role needs a policy session.
+        const ADMIN_WITH_POLICY = 1 << 7;
+        /// `noDA` (bit 10): not subject to dictionary-attack protection.
+        const NO_DA = 1 << 10;
+        /// `restricted` (bit 16): a signing key that only signs TPM-generated structures.
+        const RESTRICTED = 1 << 16;
+        /// `decrypt` (bit 17): a decryption key.
+        const DECRYPT = 1 << 17;
+        /// `sign` / `encrypt` (bit 18): a signing key.
+        const SIGN_ENCRYPT = 1 << 18;
 
-    /// The attributes an attestation key must have: `restricted | sign | fixedTPM |
-    /// fixedParent | sensitiveDataOrigin` — a TPM-generated, non-duplicable key that signs only
-    /// TPM-generated structures (so a quote cannot be forged by signing chosen bytes).
-    pub const AK_REQUIRED: ObjectAttributes = ObjectAttributes(
-        Self::RESTRICTED.0
-            | Self::SIGN_ENCRYPT.0
-            | Self::FIXED_TPM.0
-            | Self::FIXED_PARENT.0
-            | Self::SENSITIVE_DATA_ORIGIN.0,
-    );
+        /// The attributes an attestation key must have: `restricted | sign | fixedTPM |
+        /// fixedParent | sensitiveDataOrigin` — a TPM-generated, non-duplicable key that signs
+        /// only TPM-generated structures (so a quote cannot be forged by signing chosen bytes).
+        const AK_REQUIRED = Self::RESTRICTED.bits()
+            | Self::SIGN_ENCRYPT.bits()
+            | Self::FIXED_TPM.bits()
+            | Self::FIXED_PARENT.bits()
+            | Self::SENSITIVE_DATA_ORIGIN.bits();
 
-    /// Whether every bit of `other` is set in `self`.
-    pub const fn contains(self, other: ObjectAttributes) -> bool {
-        self.0 & other.0 == other.0
-    }
-}
-
-impl std::ops::BitOr for ObjectAttributes {
-    type Output = ObjectAttributes;
-
-    fn bitor(self, rhs: ObjectAttributes) -> ObjectAttributes {
-        ObjectAttributes(self.0 | rhs.0)
+        // The other bits of the 32 (reserved, or not checked here) are kept, not dropped.
+        const _ = !0;
     }
 }
 
@@ -175,7 +166,7 @@ impl AkPublic {
         let mut out = Vec::with_capacity(2 + 2 + 4 + 2 + 2 + 4 + 2 + 2 + 2 + 34 + 34);
         out.extend_from_slice(&TPM_ALG_ECC.to_be_bytes());
         out.extend_from_slice(&TPM_ALG_SHA256.to_be_bytes());
-        out.extend_from_slice(&attributes.0.to_be_bytes());
+        out.extend_from_slice(&attributes.bits().to_be_bytes());
         out.extend_from_slice(&0u16.to_be_bytes()); // authPolicy: empty TPM2B_DIGEST
         out.extend_from_slice(&TPM_ALG_NULL.to_be_bytes()); // symmetric
         out.extend_from_slice(&TPM_ALG_ECDSA.to_be_bytes()); // scheme
@@ -215,10 +206,12 @@ pub(crate) fn parse_ecc_p256_public(bytes: &[u8]) -> Result<ParsedEccPublic, Att
     if r.u16()? != TPM_ALG_SHA256 {
         return Err(AttestError::AkWrongNameAlg);
     }
-    let attributes = ObjectAttributes(r.u32()?);
-    let missing = ObjectAttributes::AK_REQUIRED.0 & !attributes.0;
-    if missing != 0 {
-        return Err(AttestError::AkAttributes { missing });
+    let attributes = ObjectAttributes::from_bits_retain(r.u32()?);
+    let missing = ObjectAttributes::AK_REQUIRED.difference(attributes);
+    if !missing.is_empty() {
+        return Err(AttestError::AkAttributes {
+            missing: missing.bits(),
+        });
     }
     if attributes.contains(ObjectAttributes::DECRYPT) {
         return Err(AttestError::AkDecrypt);
@@ -528,7 +521,14 @@ mod tests {
         let a = ObjectAttributes::AK_REQUIRED | ObjectAttributes::NO_DA;
         assert!(a.contains(ObjectAttributes::AK_REQUIRED));
         assert!(!ObjectAttributes::SIGN_ENCRYPT.contains(ObjectAttributes::AK_REQUIRED));
-        assert_eq!(ObjectAttributes::AK_REQUIRED.0, 0x0005_0032);
+        assert_eq!(ObjectAttributes::AK_REQUIRED.bits(), 0x0005_0032);
+        // Reserved bits survive: what is parsed is what was marshalled.
+        let reserved = ObjectAttributes::from_bits_retain(0x8000_0001) | ObjectAttributes::DECRYPT;
+        assert_eq!(reserved.bits(), 0x8002_0001);
+        assert_eq!(
+            ObjectAttributes::AK_REQUIRED.difference(reserved),
+            ObjectAttributes::AK_REQUIRED
+        );
     }
 
     #[test]

@@ -19,16 +19,18 @@ use crate::tls::{self, AnchoredTime, CryptoOptions};
 /// [`EndpointBuilder::client`] or [`EndpointBuilder::server`].
 ///
 /// ```
-/// # use std::time::Instant;
-/// # use tickwire_core::{Config, Endpoint, Secrets, TicketIssuer, WallClock};
-/// # let now = Instant::now();
-/// # let wall = WallClock::new(now, 1_700_000_000_000);
-/// # let identity = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
-/// # let issuer = TicketIssuer::new(1, ed25519_dalek::SigningKey::from_bytes(&[9; 32]));
-/// let server = Endpoint::builder(Config::default(), Secrets::insecure_from_seed(1), identity, wall)
-///     .trust_issuer(1, issuer.verifying_key())
-///     .server(42, now)?;
-/// # Ok::<(), tickwire_core::EndpointError>(())
+/// use std::time::Instant;
+/// use ed25519_dalek::SigningKey;
+/// use tickwire_core::{Config, Endpoint, EndpointError, Secrets, TicketIssuer, WallClock};
+///
+/// /// A game server (id 42) trusting the lobby's ticket key, its tick schedule starting at `now`.
+/// fn game_server(now: Instant, wall: WallClock, secrets: Secrets, identity: SigningKey, lobby: &TicketIssuer)
+///     -> Result<Endpoint, EndpointError>
+/// {
+///     Endpoint::builder(Config::default(), secrets, identity, wall)
+///         .trust_issuer(1, lobby.verifying_key())
+///         .server(42, now)
+/// }
 /// ```
 #[derive(Debug)]
 #[must_use = "an EndpointBuilder does nothing until `client()` or `server()`"]

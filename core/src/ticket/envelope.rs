@@ -10,8 +10,7 @@ use std::collections::BTreeMap;
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
-
-use super::signature_bytes;
+use serde_with::serde_as;
 
 /// The postcard encoding of `value` (`PROTOCOL.md` §1.3).
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -34,14 +33,16 @@ pub const RECEIPT_CONTEXT: &[u8] = b"tickwire/receipt/v1\0";
 pub const MAX_ENVELOPE_BYTES: usize = 512;
 
 /// A signed envelope: key id, claims bytes, signature (layout in `PROTOCOL.md` §8.5).
+#[serde_as]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
     /// Which verification-server key signed it.
     pub key_id: u32,
     /// The postcard encoding of the claims, exactly as signed.
     pub claims: Vec<u8>,
-    /// Ed25519 signature, 64 raw bytes on the wire.
-    #[serde(with = "signature_bytes")]
+    /// Ed25519 signature, 64 raw bytes on the wire (a fixed-size tuple: postcard writes no
+    /// length).
+    #[serde_as(as = "[_; 64]")]
     pub signature: [u8; 64],
 }
 

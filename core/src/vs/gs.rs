@@ -854,7 +854,9 @@ impl GsAgent {
         self.heartbeat_seq += 1;
         self.send_digests(ep, now);
         let reattest = self.config.reattest_every != 0
-            && self.heartbeat_seq % u64::from(self.config.reattest_every) == 0
+            && self
+                .heartbeat_seq
+                .is_multiple_of(u64::from(self.config.reattest_every))
             && self.pending_quote.is_none();
         match (reattest, self.next_nonce.take()) {
             (true, Some(nonce)) => self.request_quote(QuotePurpose::Reattest(nonce)),

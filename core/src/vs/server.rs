@@ -8,6 +8,8 @@ use ed25519_dalek::SigningKey;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 use serde::{Deserialize, Serialize};
+use serde_with::hex::Hex;
+use serde_with::serde_as;
 
 use crate::attest::{
     measurement_pcr_digest, quote_extra_data, verify_ak, verify_quote, Attest, AttestError, ExpectedQuote,
@@ -28,68 +30,33 @@ use crate::ticket::{PlayTicket, PlayTicketClaims, ProtectedReceipt, ReceiptClaim
 
 /// An allowed software measurement: the binary and configuration hashes a game server extends
 /// into PCR 23, in that order.
+#[serde_as]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Measurement {
-    /// SHA-256 of the binary, hex in config files.
-    #[serde(with = "crate::config::hex32")]
+    /// SHA-256 of the binary, 64 hex digits in config files.
+    #[serde_as(as = "Hex")]
     pub binary_sha256: [u8; 32],
-    /// SHA-256 of the configuration, hex in config files.
-    #[serde(with = "crate::config::hex32")]
+    /// SHA-256 of the configuration, 64 hex digits in config files.
+    #[serde_as(as = "Hex")]
     pub config_sha256: [u8; 32],
 }
 
 /// A game server the VS knows: its id and, when pinned, its identity key and AK.
+#[serde_as]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Enrolment {
     /// The game server's id.
     pub gs_id: u64,
-    /// Its Ed25519 identity key, hex; `None` = any key (the quote still binds it).
-    #[serde(default, with = "opt_hex32")]
+    /// Its Ed25519 identity key, 64 hex digits; `None` (absent) = any key (the quote still
+    /// binds it).
+    #[serde_as(as = "Option<Hex>")]
     pub identity_key: Option<[u8; 32]>,
-    /// Its AK's marshalled `TPMT_PUBLIC`, hex; `None` = any AK that passes the checks (an AK
-    /// created afresh at every start, as `HardwareTpm` does, cannot be pinned).
-    #[serde(default, with = "opt_hexvec")]
+    /// Its AK's marshalled `TPMT_PUBLIC`, hex; `None` (absent) = any AK that passes the checks
+    /// (an AK created afresh at every start, as `HardwareTpm` does, cannot be pinned).
+    #[serde_as(as = "Option<Hex>")]
     pub ak_public: Option<Vec<u8>>,
-}
-
-mod opt_hex32 {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(value: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
-        match value {
-            Some(bytes) => crate::config::hex32::serialize(bytes, s),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<[u8; 32]>, D::Error> {
-        let text = String::deserialize(d)?;
-        crate::config::hexvec::decode(&text)
-            .ok()
-            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
-            .map(Some)
-            .ok_or_else(|| serde::de::Error::custom("expected 64 hex characters"))
-    }
-}
-
-mod opt_hexvec {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(value: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
-        match value {
-            Some(bytes) => crate::config::hexvec::serialize(bytes, s),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
-        let text = String::deserialize(d)?;
-        crate::config::hexvec::decode(&text)
-            .map(Some)
-            .map_err(|()| serde::de::Error::custom("expected hex digits"))
-    }
 }
 
 /// Verification-server settings. Defaults in `PROTOCOL.md` §8.11.
@@ -1067,6 +1034,41 @@ fn attest_reason(error: &AttestError) -> ReasonCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn enrolments_and_measurements_are_hex_in_config_files() {
+        let pinned = Enrolment {
+            gs_id: 7,
+            identity_key: Some([0x0F; 32]),
+            ak_public: Some(vec![0x00, 0xFF, 0x10]),
+        };
+        let text = toml::to_string(&pinned).unwrap();
+        assert!(
+            text.contains(&format!("identity_key = \"{}\"", "0f".repeat(32))),
+            "{text}"
+        );
+        assert!(text.contains("ak_public = \"00ff10\""), "{text}");
+        assert_eq!(toml::from_str::<Enrolment>(&text).unwrap(), pinned);
+        let open: Enrolment = toml::from_str("gs_id = 7").unwrap();
+        assert_eq!((open.identity_key, open.ak_public), (None, None));
+        assert!(toml::from_str::<Enrolment>("gs_id = 7\nidentity_key = \"0f\"").is_err());
+        assert!(toml::from_str::<Enrolment>("gs_id = 7\nak_public = \"0\"").is_err());
+
+        let measurement = Measurement {
+            binary_sha256: [1; 32],
+            config_sha256: [2; 32],
+        };
+        let json = serde_json::to_string(&measurement).unwrap();
+        assert_eq!(
+            json,
+            format!(
+                r#"{{"binary_sha256":"{}","config_sha256":"{}"}}"#,
+                "01".repeat(32),
+                "02".repeat(32)
+            )
+        );
+        assert_eq!(serde_json::from_str::<Measurement>(&json).unwrap(), measurement);
+    }
 
     fn nonce(n: u8) -> [u8; VS_NONCE_LEN] {
         [n; VS_NONCE_LEN]

@@ -62,7 +62,7 @@ fn mean_ms(sum_ns: u64, count: u64) -> f64 {
     }
 }
 
-/// What a [`Proxy`](super::Proxy) did since it started.
+/// What a proxy ([`ProxyCore`](super::ProxyCore)) did since it started.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ProxyStats {
     /// Time since the proxy started, ns.

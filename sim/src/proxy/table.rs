@@ -109,6 +109,19 @@ impl<S> FlowTable<S> {
         Some(slot)
     }
 
+    /// The slot the next flow opened will take, or `None` if the table is full.
+    pub(super) fn vacant_slot(&self) -> Option<usize> {
+        if self.is_full() {
+            return None;
+        }
+        Some(self.free.last().copied().unwrap_or(self.slots.len()))
+    }
+
+    /// The flow in `slot`, whichever it is.
+    pub(super) fn at(&self, slot: usize) -> Option<&Flow<S>> {
+        self.slots.get(slot).and_then(Option::as_ref)
+    }
+
     pub(super) fn get_mut(&mut self, slot: usize) -> Option<&mut Flow<S>> {
         self.slots.get_mut(slot).and_then(Option::as_mut)
     }
@@ -299,6 +312,7 @@ mod tests {
         open(&mut t, 1, 0).unwrap();
         open(&mut t, 2, 0).unwrap();
         assert!(t.is_full());
+        assert_eq!(t.vacant_slot(), None);
         assert_eq!(open(&mut t, 3, 0), None);
         assert_eq!(t.lookup(addr(3)), None);
         assert_eq!(t.next_serial(), 2, "a refused client consumes no index");
@@ -319,6 +333,7 @@ mod tests {
         assert_eq!(t.lookup(addr(1)), None);
         assert_eq!(t.len(), 1);
 
+        assert_eq!(t.vacant_slot(), Some(a), "the freed slot is next");
         let c = open(&mut t, 3, 10_000).unwrap();
         assert_eq!(c, a, "the freed slot is reused");
         assert!(t.get(a, 0).is_none(), "a stale (slot, index) finds nothing");

@@ -3,7 +3,7 @@
 //! silent ones.
 //!
 //! ```text
-//! cargo build --release -p tickwire-mio
+//! cargo build --release -p tickwire-apps
 //! tickwire-vs keygen /tmp/tw/issuer.pem            # once: writes issuer.pem and issuer.pem.pub
 //! tickwire-vs --issuer-key /tmp/tw/issuer.pem --listen 127.0.0.1:4500 \
 //!     --allow-gs-binary target/release/tickwire-gs --seconds 60
@@ -26,12 +26,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use tickwire_core::vs::VsConfig;
-use tickwire_mio::cli::{
+use tickwire_apps::cli::{
     self, check_output, fail, identity_key, load_toml, parse_seconds, IssuerSource, UsageError,
 };
-use tickwire_mio::demo::{write_json, DEMO_KEY_ID};
-use tickwire_mio::vs::{allow_binary, run_vs, vs_endpoint_config, VsOptions};
+use tickwire_apps::demo::{write_json, DEMO_KEY_ID};
+use tickwire_apps::vs::{allow_binary, run_vs, vs_endpoint_config, VsOptions};
+use tickwire_core::vs::VsConfig;
 
 const BIN: &str = "tickwire-vs";
 

@@ -25,8 +25,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use ed25519_dalek::SigningKey;
-use tickwire_mio::cli::{check_output, check_peer, fail, parse_seconds, IssuerSource, UsageError};
-use tickwire_mio::demo::{
+use tickwire_apps::cli::{check_output, check_peer, fail, parse_seconds, IssuerSource, UsageError};
+use tickwire_apps::demo::{
     demo_config, demo_ticket, run_clients, write_json, ClientOptions, DemoReport, DEMO_GS_ID,
 };
 

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ed25519_dalek::{SigningKey, VerifyingKey};
+use hdrhistogram::Histogram;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -27,10 +28,10 @@ use tickwire_core::{
     ChannelId, Config, ConnHandle, ConnectOptions, Endpoint, Event, JoinTicket, JoinTicketClaims, ReasonCode,
     TicketIssuer,
 };
+use tickwire_mio::{wall_clock_now, MioRuntime, NodeId, StageStats};
 use tickwire_udp::os::{os_random, os_secrets};
 
 use crate::vs::{vs_keys, GsSide, VsLink};
-use crate::{wall_clock_now, MioRuntime, NodeId, StageStats};
 
 /// Key id of the demo issuer (join tickets and play tickets).
 pub const DEMO_KEY_ID: u32 = 1;
@@ -150,7 +151,7 @@ pub struct DemoServer {
 /// need several datagrams (a map chunk, a burst of spawned entities).
 fn snapshot_size(tick: u64, players: usize) -> usize {
     let base = 8 + players * PLAYER_BYTES;
-    let extra = if (tick / 2) % 10 == 0 {
+    let extra = if (tick / 2).is_multiple_of(10) {
         3_000 + (tick * 7919 % 5_000) as usize
     } else {
         (tick * 104_729 % 600) as usize
@@ -192,7 +193,7 @@ impl TickStages for DemoServer {
     }
 
     fn extract(&mut self, tick: &TickInfo) {
-        if tick.tick % 2 != 0 {
+        if !tick.tick.is_multiple_of(2) {
             self.snapshot = None;
             return;
         }
@@ -221,7 +222,7 @@ impl TickStages for DemoServer {
                 Ok(()) => self.snapshots_sent += 1,
                 Err(_) => self.send_errors += 1,
             }
-            if tick.tick % 60 == 0 {
+            if tick.tick.is_multiple_of(60) {
                 let score = Bytes::from(format!("tick {} players {}", tick.tick, self.players.len()));
                 if endpoint.send(now, *conn, ChannelId::GAME, score).is_err() {
                     self.send_errors += 1;
@@ -600,21 +601,31 @@ impl DemoClient {
 pub struct Percentiles {
     /// Median.
     pub p50: f64,
-    /// 99th percentile (nearest rank).
+    /// 99th percentile.
     pub p99: f64,
 }
 
 impl Percentiles {
-    /// Nearest-rank percentiles of `values` (zeros when empty).
-    pub fn of(mut values: Vec<f64>) -> Self {
-        if values.is_empty() {
+    /// Percentiles of `values_ms` (zeros when empty), from an HDR histogram at microsecond
+    /// resolution with three significant digits: each is the nearest-rank percentile to
+    /// within 0.1 %. Negative and NaN values count as 0.
+    pub fn of(values_ms: impl IntoIterator<Item = f64>) -> Self {
+        let mut histogram = Histogram::<u64>::new(3).expect("3 significant digits is within 0..=5");
+        for ms in values_ms {
+            // `as` saturates: NaN and negatives become 0, huge values the largest u64.
+            let us = (ms * 1e3).round() as u64;
+            if histogram.record(us).is_err() {
+                // Growing failed (a usize too narrow for the range): clamp instead.
+                histogram.saturating_record(us);
+            }
+        }
+        if histogram.is_empty() {
             return Self::default();
         }
-        values.sort_by(f64::total_cmp);
-        let rank = |p: f64| values[((p * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1];
+        let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1e3;
         Self {
-            p50: rank(0.50),
-            p99: rank(0.99),
+            p50: ms(0.50),
+            p99: ms(0.99),
         }
     }
 }
@@ -672,7 +683,7 @@ impl DemoReport {
                 client_stats.iter().map(|s| f(s)).sum::<f64>() / client_stats.len() as f64
             }
         };
-        let p50s = Percentiles::of(client_stats.iter().map(|s| s.heartbeat.rtt_p50_ms).collect());
+        let p50s = Percentiles::of(client_stats.iter().map(|s| s.heartbeat.rtt_p50_ms));
         let max_p99 = client_stats
             .iter()
             .map(|s| s.heartbeat.rtt_p99_ms)
@@ -681,7 +692,7 @@ impl DemoReport {
             clients: clients.len() as u64,
             joined: clients.iter().filter(|c| c.joined).count() as u64,
             rejected: clients.iter().filter(|c| c.rejected.is_some()).count() as u64,
-            handshake_ms: Percentiles::of(clients.iter().filter_map(|c| c.handshake_ms).collect()),
+            handshake_ms: Percentiles::of(clients.iter().filter_map(|c| c.handshake_ms)),
             rtt_ms: Percentiles {
                 p50: p50s.p50,
                 p99: max_p99,
@@ -745,5 +756,20 @@ impl DemoReport {
             m.extract,
             m.send,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank_within_a_tenth_of_a_percent() {
+        let p = Percentiles::of((1..=100).map(f64::from));
+        for (got, want) in [(p.p50, 50.0), (p.p99, 99.0)] {
+            assert!((got - want).abs() <= want * 1e-3, "{got} vs {want}");
+        }
+        let empty = Percentiles::of([]);
+        assert_eq!((empty.p50, empty.p99), (0.0, 0.0));
     }
 }

@@ -14,6 +14,8 @@ use tickwire_sim::engine::{Sim, SimOptions, MILLI};
 use tickwire_sim::plot::render_svg;
 use tickwire_sim::scenario::{Scenario, BUILTIN};
 
+mod proxy;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "tickwire-sim",
@@ -35,7 +37,7 @@ enum Command {
     /// List the shipped scenarios and link presets.
     List,
     /// Forward real UDP between a listen address and an upstream, through a link preset.
-    Proxy(tickwire_sim::proxy::ProxyArgs),
+    Proxy(proxy::ProxyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -72,7 +74,7 @@ fn main() -> ExitCode {
             list();
             Ok(())
         }
-        Some(Command::Proxy(args)) => tickwire_sim::proxy::run(args).map_err(|e| e.to_string()),
+        Some(Command::Proxy(args)) => proxy::run(args).map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,10 +2,10 @@
 //! its own thread, all clients on another), then a report.
 //!
 //! ```text
-//! cargo run --release -p tickwire-mio --bin tickwire-demo -- --clients 32 --seconds 5 --json report.json
+//! cargo run --release -p tickwire-apps --bin tickwire-demo -- --clients 32 --seconds 5 --json report.json
 //! # with a verification server attesting the game server (simulated TPM), clients checking
 //! # its play ticket:
-//! cargo run --release -p tickwire-mio --bin tickwire-demo -- --with-vs
+//! cargo run --release -p tickwire-apps --bin tickwire-demo -- --with-vs
 //! ```
 //!
 //! It needs no keys: each run draws one issuer key from the OS, shared in-process by the
@@ -24,15 +24,15 @@ use std::time::Duration;
 
 use clap::Parser;
 use ed25519_dalek::SigningKey;
-use tickwire_core::vs::{GsConfig, Measurement, VsConfig};
-use tickwire_core::Config;
-use tickwire_mio::cli::{check_output, fail, parse_seconds};
-use tickwire_mio::demo::{
+use tickwire_apps::cli::{check_output, fail, parse_seconds};
+use tickwire_apps::demo::{
     demo_config, run_clients, run_server, write_json, ClientOptions, DemoReport, ServerOptions, DEMO_GS_ID,
 };
-use tickwire_mio::vs::{
+use tickwire_apps::vs::{
     binary_sha256, demo_config_sha256, run_vs, vs_endpoint_config, vs_keys, VsLink, VsOptions,
 };
+use tickwire_core::vs::{GsConfig, Measurement, VsConfig};
+use tickwire_core::Config;
 use tickwire_udp::os_signing_key;
 
 const BIN: &str = "tickwire-demo";

@@ -26,10 +26,10 @@ use tickwire_core::vs::{
 };
 use tickwire_core::{Config, Endpoint, Event};
 
+use tickwire_mio::{wall_clock_now, MioRuntime, StageStats};
 use tickwire_udp::os::{os_random, os_secrets};
 
 use crate::demo::{demo_config, DEMO_KEY_ID};
-use crate::{wall_clock_now, MioRuntime, StageStats};
 
 /// How a game server reaches and proves itself to its verification server.
 #[derive(Debug, Clone)]

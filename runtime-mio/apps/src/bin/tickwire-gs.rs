@@ -30,12 +30,12 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use ed25519_dalek::VerifyingKey;
-use tickwire_core::vs::GsConfig;
-use tickwire_mio::cli::{
+use tickwire_apps::cli::{
     self, check_output, fail, identity_key, load_toml, parse_seconds, IssuerSource, UsageError,
 };
-use tickwire_mio::demo::{demo_config, run_server, write_json, DemoReport, ServerOptions, DEMO_GS_ID};
-use tickwire_mio::vs::{demo_config_sha256, vs_keys, VsLink};
+use tickwire_apps::demo::{demo_config, run_server, write_json, DemoReport, ServerOptions, DEMO_GS_ID};
+use tickwire_apps::vs::{demo_config_sha256, vs_keys, VsLink};
+use tickwire_core::vs::GsConfig;
 
 const BIN: &str = "tickwire-gs";
 

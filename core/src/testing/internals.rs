@@ -1,0 +1,10 @@
+//! Sub-machines and constants private to the crate, re-exported for white-box tests outside it
+//! (the fuzz target bodies in `tickwire-fuzz-targets`). Feature `testing` only and not part of
+//! the API: the endpoint embeds these machines, and an embedder never drives them alone.
+
+pub use crate::fragment::{split, Reassembler};
+pub use crate::heartbeat::Heartbeat;
+pub use crate::limits::{AddressLimiter, PeerLimiter, TokenBucket};
+pub use crate::ticket::JOIN_TICKET_CONTEXT;
+
+pub use super::model::ReassemblerModel;

@@ -680,7 +680,10 @@ impl Scenario {
             return bad("topology.join_window_s must be a non-negative number".into());
         }
         let tr = &self.traffic;
-        if tr.tick_rate_hz == 0 || tr.snapshot_rate_hz == 0 || !tr.tick_rate_hz.is_multiple_of(tr.snapshot_rate_hz) {
+        if tr.tick_rate_hz == 0
+            || tr.snapshot_rate_hz == 0
+            || !tr.tick_rate_hz.is_multiple_of(tr.snapshot_rate_hz)
+        {
             return bad(format!(
                 "traffic.snapshot_rate_hz ({}) must be positive and divide tick_rate_hz ({})",
                 tr.snapshot_rate_hz, tr.tick_rate_hz

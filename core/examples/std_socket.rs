@@ -46,7 +46,8 @@ fn turn(
     while let Some(event) = endpoint.poll_event() {
         on_event(endpoint, now, event);
     }
-    // 3. Ticks (servers): run the game for each due tick, and send snapshots.
+    // 3. Ticks: a server runs the game for each due tick and sends snapshots; a client sends
+    //    its inputs on its synchronised ticks.
     while let Some(tick) = endpoint.poll_tick(now) {
         let _ = tick.tick;
     }

@@ -51,7 +51,7 @@ pub struct Config {
     /// (CONNECTION_REFUSED, seen by clients as `SERVER_BUSY`).
     pub max_pending_handshakes: usize,
     /// *Server*: handshakes in progress at once from one source (an IPv4 address or an IPv6
-    /// /64, see `crate::limits::source_key`). Beyond it an
+    /// /64, `PROTOCOL.md` §4.5). Beyond it an
     /// Initial from an unvalidated address is answered with a Retry and one from a validated
     /// address is refused at the QUIC level (seen by clients as `SERVER_BUSY`), so that one
     /// address, or a few, cannot hold the whole `max_pending_handshakes` table while others

@@ -30,7 +30,32 @@ pub struct PumpStats {
 }
 
 /// Feeds an endpoint and drains it into a socket, keeping at most one transmit that the
-/// socket could not take yet (`WouldBlock`), so nothing is lost and memory stays bounded.
+/// socket could not take yet (`WouldBlock`), so nothing is lost and memory stays bounded. The
+/// runtimes use it, and so can a hand-written loop; one turn of the drive contract is:
+///
+/// ```
+/// use std::net::UdpSocket;
+/// use std::time::Instant;
+/// use tickwire_core::drive::Pump;
+///
+/// /// One turn: inputs, events, ticks, then transmits; `received` is what the socket read.
+/// fn turn(pump: &mut Pump, socket: &UdpSocket, now: Instant, received: &[(std::net::SocketAddr, Vec<u8>)])
+///     -> Option<Instant>
+/// {
+///     for (from, bytes) in received {
+///         pump.handle_datagram(now, *from, None, None, bytes);
+///     }
+///     pump.handle_timeout(now);
+///     while let Some(event) = pump.endpoint().poll_event() {
+///         let _ = event; // the application reacts, and may send
+///     }
+///     while let Some(tick) = pump.endpoint().poll_tick(now) {
+///         let _ = tick; // run the game, send snapshots
+///     }
+///     pump.flush(now, |transmit, bytes| socket.send_to(bytes, transmit.destination).map(drop));
+///     pump.poll_timeout() // sleep until then, or until the socket is readable
+/// }
+/// ```
 #[derive(Debug)]
 pub struct Pump {
     endpoint: Endpoint,
@@ -65,8 +90,8 @@ impl Pump {
         self.stats
     }
 
-    /// Input: one received datagram.
-    pub fn receive(
+    /// Input: one received datagram ([`Endpoint::handle_datagram`]).
+    pub fn handle_datagram(
         &mut self,
         now: Instant,
         from: SocketAddr,
@@ -79,8 +104,10 @@ impl Pump {
             .handle_datagram(now, from, local_ip, ecn, BytesMut::from(data));
     }
 
-    /// Input: wake-up; runs timers if the endpoint's deadline has passed.
-    pub fn wake(&mut self, now: Instant) {
+    /// Input: a wake-up; runs the endpoint's timers if its deadline has passed. After inputs
+    /// whose effects are not yet flushed the deadline reads as "now", so this runs the timers
+    /// (cheaply: only due connections are visited).
+    pub fn handle_timeout(&mut self, now: Instant) {
         if self
             .endpoint
             .poll_timeout()

@@ -509,6 +509,7 @@ impl Reassembler {
     }
 
     /// When the oldest partial expires, or `None` when nothing is buffered (or it never expires).
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let key = self.by_age.values().next()?;
         self.partials.get(key)?.deadline

@@ -15,7 +15,7 @@
 //! `sig_c = Ed25519(client_key, SHA-256("tickwire/hello/v1" ‖ exporter ‖ hello_body))` and
 //! `sig_s = Ed25519(server_key, SHA-256("tickwire/accept/v1" ‖ exporter ‖ u32be(len(hello_body))
 //! ‖ hello_body ‖ accept_body))`, where `exporter` is 32 bytes of TLS exporter output
-//! (`crate::tls::EXPORTER_LABEL`, empty context). Both signatures therefore bind the
+//! ([`EXPORTER_LABEL`], empty context). Both signatures therefore bind the
 //! identities to this very TLS session (see `PROTOCOL.md` §4).
 
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 
 use crate::ticket::{Envelope, PlayTicket, PlayTicketClaims, PlayTicketError, VsKeys};
 use crate::ticket::{JoinTicket, JoinTicketClaims, TicketError};
-use crate::tls::EXPORTER_LEN;
+pub use crate::tls::{EXPORTER_LABEL, EXPORTER_LEN};
 use crate::wire::{self, AcceptBody, Control, HelloBody, ReasonCode, Role, Signature, Signed, NONCE_LEN};
 
 /// Ticket permission bit that allows the [`Role::Admin`] role.
@@ -320,15 +320,21 @@ fn check_play_ticket(
         .and_then(|envelope| {
             PlayTicket(envelope).verify(&check.keys, server_key, now_unix_ms, check.max_skew_ms)
         });
-    result.map_err(|e| {
-        let reason = match e {
+    result.map_err(|e| Rejection::new(ReasonCode::from(&e), e.to_string()))
+}
+
+/// The reason code a client closes with when the server's play ticket is refused
+/// (`PROTOCOL.md` §4.4.3): `NOT_AUTHORISED` for a missing, expired or not-yet-valid ticket (the
+/// game server may get a fresh one: retry later), `PLAY_TICKET_INVALID` otherwise.
+impl From<&PlayTicketError> for ReasonCode {
+    fn from(error: &PlayTicketError) -> Self {
+        match error {
             PlayTicketError::Expired { .. }
             | PlayTicketError::NotYetValid { .. }
             | PlayTicketError::Missing => ReasonCode::NOT_AUTHORISED,
             _ => ReasonCode::PLAY_TICKET_INVALID,
-        };
-        Rejection::new(reason, e.to_string())
-    })
+        }
+    }
 }
 
 /// What the server requires of a hello.

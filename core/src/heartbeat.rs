@@ -263,6 +263,7 @@ impl Heartbeat {
     /// interval; a late poll sends one ping, never a burst). `local_tick` is our current tick.
     /// Returns `None` after failure. If the outstanding table is full, the oldest entry is
     /// forgotten and counted lost if it was not already.
+    #[must_use]
     pub fn poll_ping(&mut self, now: Instant, local_tick: u64) -> Option<Ping> {
         if self.failed || now < self.next_ping_at {
             return None;
@@ -352,6 +353,7 @@ impl Heartbeat {
 
     /// Output: the next deadline, the earlier of the next ping and the failure deadline
     /// (last receipt + [`failure_timeout`](Self::failure_timeout)); `None` after failure.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.failed {
             return None;
@@ -944,7 +946,7 @@ mod tests {
     fn any_receipt_defers_failure_and_slow_paths_stretch_the_timeout() {
         let t0 = crate::testing::epoch();
         let mut hb = Heartbeat::new(t0, HeartbeatConfig::default());
-        hb.poll_ping(t0, 0);
+        let _ = hb.poll_ping(t0, 0);
         hb.handle_receive(t0 + ms(4_000));
         assert_eq!(hb.handle_timeout(t0 + ms(5_000)), None);
         assert_eq!(hb.poll_timeout(), Some(t0 + ms(500)), "next ping first");

@@ -24,7 +24,8 @@
 //! 1. **inputs**: [`Endpoint::handle_datagram`] for each datagram received, and
 //!    [`Endpoint::handle_timeout`] once [`Endpoint::poll_timeout`] has passed;
 //! 2. **events**: [`Endpoint::poll_event`] until `None`, acting on each;
-//! 3. **ticks** (servers): [`Endpoint::poll_tick`] until `None`, running the game for each;
+//! 3. **ticks**: [`Endpoint::poll_tick`] until `None`, running the game for each (a server's
+//!    own ticks; on a client, each connection's synchronised ticks);
 //! 4. **transmits**: [`Endpoint::poll_transmit`] until `None`, writing each to the socket;
 //! 5. **sleep** until [`Endpoint::poll_timeout`] or until a datagram arrives.
 //!
@@ -91,7 +92,7 @@ pub use stats::{ConnectionStats, EndpointStats};
 pub use tick::TickInfo;
 pub use ticket::{
     JoinTicket, JoinTicketBuilder, JoinTicketClaims, RevokeError, TicketDecodeError, TicketError,
-    TicketIssuer, TicketStats, TicketVerifier, MAX_JOIN_TICKET_BYTES,
+    TicketIssuer, TicketStats, TicketVerifier, JOIN_TICKET_CONTEXT, MAX_JOIN_TICKET_BYTES,
 };
 pub use tls::{CryptoOptions, TlsSetupError};
 pub use wire::{ReasonCode, Role};

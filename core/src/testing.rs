@@ -547,9 +547,9 @@ impl Net {
         self.nodes[index].app = Some(Box::new(app));
     }
 
-    /// Drains node `index`'s ticks, transmits (into the network) and events, in that order:
-    /// a tick can close sessions (ticket revalidation), and their closes go out at once. Events
-    /// go through the node's app first; whatever the app did is drained in turn.
+    /// Drives node `index` in the drive contract's order: events, ticks, then transmits (into
+    /// the network); events a tick raised (a revalidation's closes) are queued too. Events go
+    /// through the node's app first; whatever the app did is drained in turn.
     pub fn drain(&mut self, index: usize) {
         loop {
             self.drain_once(index);
@@ -567,8 +567,11 @@ impl Net {
         }
     }
 
+    /// One turn of the drive contract for node `index`: events (queued for the test or its
+    /// app), ticks, then transmits (routed into the network).
     fn drain_once(&mut self, index: usize) {
         let now = self.now;
+        self.collect_events(index);
         let node = &mut self.nodes[index];
         while let Some(tick) = node.endpoint.poll_tick(now) {
             node.ticks.push(tick);
@@ -587,6 +590,12 @@ impl Net {
             self.route(index, packet);
         }
         self.buf = buf;
+        // What the ticks raised (a revalidation's closes) is queued in this turn too.
+        self.collect_events(index);
+    }
+
+    /// Moves node `index`'s events to its app's pending list, or to its event queue.
+    fn collect_events(&mut self, index: usize) {
         let at = self.elapsed();
         let node = &mut self.nodes[index];
         while let Some(event) = node.endpoint.poll_event() {

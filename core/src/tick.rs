@@ -194,6 +194,7 @@ impl TickScheduler {
     /// Output: the next tick to run, if one is due at `now`. After a stall the
     /// [`MissedTickPolicy`] decides which due ticks are delivered; the others are counted as
     /// skipped. Call until `None`, then sleep until [`poll_timeout`](Self::poll_timeout).
+    #[must_use]
     pub fn poll_tick(&mut self, now: Instant) -> Option<TickInfo> {
         let latest = self.latest_due(now);
         let backlog = latest.checked_sub(self.current).filter(|b| *b > 0)?;
@@ -220,6 +221,7 @@ impl TickScheduler {
     }
 
     /// When the tick after [`current_tick`](Self::current_tick) is due (possibly already past).
+    #[must_use]
     pub fn poll_timeout(&self) -> Instant {
         self.scheduled_at(self.current.saturating_add(1))
     }
@@ -353,7 +355,7 @@ pub struct TickSyncStats {
     /// Samples rejected because they implied a server tick above 2⁴⁰.
     pub rejected_samples: u64,
     /// Client tick − (estimated server tick + lead margin), fractional, as of the last
-    /// `on_sample` or `poll_tick`. Positive: the client is ahead of its target.
+    /// `handle_sample` or `poll_tick`. Positive: the client is ahead of its target.
     pub offset_ticks: f64,
     /// EWMA (gain 1/8) of |innovation|: how far each sample's implied server tick lay from
     /// the estimate before it. Measures the noise of the samples, not the final error.
@@ -548,6 +550,7 @@ impl TickSync {
     /// one tick per call, strictly increasing; if the clock is more than one tick past the last
     /// delivered one (after a snap ahead or a late poll), jumps to the clock's tick and counts
     /// the ticks in between in `skipped_ticks`. `None` before the first sample.
+    #[must_use]
     pub fn poll_tick(&mut self, now: Instant) -> Option<u64> {
         let due = self.poll_timeout()? <= now;
         let p = self.params;
@@ -575,6 +578,7 @@ impl TickSync {
     /// (now-ish before the first delivery); `None` before the first sample. Rounded up to the
     /// next nanosecond, and [`poll_tick`](Self::poll_tick) delivers whenever this deadline has
     /// passed, so polling at the deadline always makes progress.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let state = self.state.as_ref()?;
         let Some(last) = self.last_delivered else {

@@ -205,6 +205,7 @@ fn signed_message(key_id: u32, claims: &[u8]) -> Vec<u8> {
 
 /// A join ticket could not be decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TicketDecodeError {
     /// The encoding is longer than allowed; the sender is broken or hostile. Reject it.
     #[error("join ticket is {len} bytes, more than the {max} allowed")]
@@ -324,6 +325,7 @@ impl TicketConfig {
 
 /// An invalid [`TicketConfig`]; the variant names the field to fix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TicketConfigError {
     /// `max_skew_ms` exceeds [`MAX_CLOCK_SKEW_MS`]: fix the clocks rather than widening the
     /// allowance.
@@ -346,6 +348,7 @@ pub enum TicketConfigError {
 
 /// Why a join ticket was refused. Each variant says what the client can do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TicketError {
     /// The signing key is not (or no longer) trusted here. Get a ticket signed with a current key.
     #[error("unknown ticket key id {key_id}")]
@@ -404,6 +407,7 @@ pub enum TicketError {
 
 /// A revocation list is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RevokeError {
     /// The list holds its configured maximum. Revoke more coarsely (the client or the key
     /// instead of a `jti`), or raise the cap.

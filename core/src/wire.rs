@@ -414,7 +414,7 @@ impl FrameDecoder {
         }
     }
 
-    /// Appends stream bytes. Complete frames are then taken with [`FrameDecoder::next_frame`].
+    /// Appends stream bytes. Complete frames are then taken with [`FrameDecoder::poll_frame`].
     pub fn push(&mut self, bytes: &[u8]) {
         if self.oversized.is_some() {
             return;
@@ -434,7 +434,8 @@ impl FrameDecoder {
     /// # Errors
     /// [`WireError::FrameTooLarge`] once the prefix declares more than the limit; the stream
     /// is unusable afterwards.
-    pub fn next_frame(&mut self) -> Result<Option<Bytes>, WireError> {
+    #[must_use]
+    pub fn poll_frame(&mut self) -> Result<Option<Bytes>, WireError> {
         if let Some(len) = self.oversized {
             return Err(WireError::FrameTooLarge {
                 len,
@@ -607,7 +608,7 @@ mod tests {
             let mut out = Vec::new();
             for piece in stream.chunks(split) {
                 decoder.push(piece);
-                while let Some(frame) = decoder.next_frame().unwrap() {
+                while let Some(frame) = decoder.poll_frame().unwrap() {
                     out.push(frame.to_vec());
                 }
             }
@@ -625,7 +626,7 @@ mod tests {
         assert_eq!(decoder.buffered_bytes(), 0, "payload discarded as it arrives");
         decoder.push(&[0; 500]);
         assert_eq!(
-            decoder.next_frame(),
+            decoder.poll_frame(),
             Err(WireError::FrameTooLarge { len: 1025, max: 1024 })
         );
         assert_eq!(decoder.buffered_bytes(), 0);

@@ -31,8 +31,8 @@ fn sources() -> BTreeMap<String, Vec<PathBuf>> {
             .expect("a UTF-8 name")
             .trim_end_matches(".rs")
             .to_owned();
-        let test_only = matches!(top.as_str(), "lib" | "fuzzing" | "testing")
-            || file.file_name().is_some_and(|n| n == "tests.rs");
+        let test_only =
+            matches!(top.as_str(), "lib" | "testing") || file.file_name().is_some_and(|n| n == "tests.rs");
         if !test_only {
             modules.entry(top).or_default().push(file);
         }

@@ -209,3 +209,20 @@ fn a_client_is_woken_for_its_ticks_but_not_continuously_when_it_does_not_tick() 
     assert!(next > at);
     assert!(client.poll_timeout().is_some_and(|t| t <= next));
 }
+
+#[test]
+fn a_closed_connection_has_no_more_ticks() {
+    let now = epoch();
+    let (mut server, mut client, conn) = endpoints(now);
+    let (now, _) = join(&mut server, &mut client, now);
+    let deadline = client
+        .tick_sync(conn)
+        .unwrap()
+        .poll_timeout()
+        .expect("synchronised");
+    client.close(now, conn, tickwire_core::ReasonCode::NORMAL, "leaving");
+    while client.poll_event().is_some() {}
+    let later = deadline.max(now) + Duration::from_millis(100);
+    client.handle_timeout(later);
+    assert!(client.poll_tick(later).is_none(), "no tick for a closed session");
+}

@@ -12,8 +12,8 @@ use tickwire_core::vs::{
 };
 use tickwire_core::wire;
 use tickwire_core::{
-    JoinTicket, JoinTicketClaims, TicketError, TicketIssuer, TicketVerifier, MAX_JOIN_TICKET_BYTES,
-    PERMISSION_ADMIN,
+    JoinTicket, JoinTicketClaims, ReasonCode, TicketError, TicketIssuer, TicketVerifier,
+    MAX_JOIN_TICKET_BYTES, PERMISSION_ADMIN,
 };
 
 use crate::fixtures::{
@@ -78,7 +78,8 @@ pub fn join_ticket(data: &[u8]) {
 ///
 /// Asserts: decoded envelopes are at most [`MAX_ENVELOPE_BYTES`] and round-trip; an accepted
 /// ticket's claims are the unverified ones, name the expected key and cover `now` within the
-/// skew; every refusal maps to `NOT_AUTHORISED` or `PLAY_TICKET_INVALID`; the signature passes
+/// skew; every refusal maps to `NOT_AUTHORISED` or `PLAY_TICKET_INVALID` through
+/// `ReasonCode::from`; the signature passes
 /// as no other kind.
 pub fn play_ticket(data: &[u8]) {
     let mut input = Input::new(data);
@@ -98,8 +99,15 @@ pub fn play_ticket(data: &[u8]) {
         (Ok(claims), true) => claims.gs_key,
         _ => GS_KEY,
     };
-    // Every refusal maps to a reason code (`handshake::check_play_ticket`).
-    if let Ok(claims) = ticket.verify(&vs_keys(), &gs_key, now, skew) {
+    let verdict = ticket.verify(&vs_keys(), &gs_key, now, skew);
+    if let Err(error) = &verdict {
+        let reason = ReasonCode::from(error);
+        assert!(
+            reason == ReasonCode::NOT_AUTHORISED || reason == ReasonCode::PLAY_TICKET_INVALID,
+            "{error:?} maps to {reason:?}"
+        );
+    }
+    if let Ok(claims) = verdict {
         assert_eq!(unverified.as_ref(), Ok(&claims));
         assert_eq!(claims.gs_key, gs_key);
         assert!(claims.issued_at_ms.saturating_sub(skew) <= now);

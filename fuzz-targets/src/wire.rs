@@ -42,7 +42,7 @@ pub fn frame_decoder(data: &[u8]) {
     let mut frames: Vec<Vec<u8>> = Vec::new();
     let mut error = None;
     let drain = |decoder: &mut FrameDecoder, frames: &mut Vec<Vec<u8>>| loop {
-        match decoder.next_frame() {
+        match decoder.poll_frame() {
             Ok(Some(frame)) => {
                 assert!(
                     frame.len() <= max,

@@ -185,7 +185,7 @@ impl MioRuntime {
                     .receive(&node.socket, &mut node.pump, now, RECEIVE_BUDGET)?;
                 node.readable = !received.drained;
             }
-            node.pump.wake(now);
+            node.pump.handle_timeout(now);
             node.datapath.flush(&node.socket, &mut node.pump, now);
         }
         Ok(())

@@ -18,6 +18,7 @@ use crate::io::SmolEndpoint;
 
 /// Why [`connect`] failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConnectFailure {
     /// The configuration is invalid or TLS could not be set up; fix the configuration.
     #[error("endpoint setup failed: {0}")]

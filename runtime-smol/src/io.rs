@@ -129,7 +129,7 @@ impl SmolEndpoint {
             Instant::now(),
             MAX_DATAGRAMS_PER_WAKE,
         )?;
-        self.pump.wake(Instant::now());
+        self.pump.handle_timeout(Instant::now());
         self.flush();
         Ok(())
     }

@@ -19,6 +19,7 @@ use crate::io::SmolEndpoint;
 
 /// Why [`Server::bind`] failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BindError {
     /// The configuration is invalid or TLS could not be set up; fix the configuration.
     #[error("endpoint setup failed: {0}")]

@@ -944,12 +944,7 @@ fn drive(id: usize, node: &mut Node, world: &mut World) {
     let mut idle = Idle;
     while let Some(endpoint) = node.endpoint.as_mut() {
         let behaviour = node.app.behaviour().unwrap_or(&mut idle);
-        let mut net = Net {
-            world: &mut *world,
-            id,
-            local,
-            rng: &mut node.rng,
-        };
+        let mut net = Net::new(world, id, local, &mut node.rng);
         behaviour.handle_time(endpoint, &mut net);
         let mut busy = false;
         while let Some(event) = endpoint.poll_event() {

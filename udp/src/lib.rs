@@ -76,7 +76,7 @@ impl Datapath {
                     let ecn = meta.ecn.and_then(|e| Ecn::from_bits(e as u8));
                     let stride = meta.stride.max(1);
                     for segment in self.buf[..meta.len].chunks(stride) {
-                        pump.receive(now, meta.addr, meta.dst_ip, ecn, segment);
+                        pump.handle_datagram(now, meta.addr, meta.dst_ip, ecn, segment);
                         out.datagrams += 1;
                     }
                 }

@@ -25,7 +25,7 @@ impl Conn {
         Some(out)
     }
 
-    pub(super) fn on_quic_connected(&mut self, ctx: &mut Ctx<'_>) {
+    pub(super) fn handle_quic_connected(&mut self, ctx: &mut Ctx<'_>) {
         let Some(exporter) = self.exporter() else {
             self.close_now(
                 ctx,
@@ -79,7 +79,7 @@ impl Conn {
         ) {
             return false; // keep buffered until the handshake state can take it
         }
-        let frame = match self.control_rx.next_frame() {
+        let frame = match self.control_rx.poll_frame() {
             Ok(Some(frame)) => frame,
             Ok(None) => return false,
             Err(e) => {

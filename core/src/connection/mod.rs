@@ -273,8 +273,8 @@ impl Conn {
         }
         while let Some(event) = self.quic.poll() {
             match event {
-                quinn_proto::Event::Connected => self.on_quic_connected(ctx),
-                quinn_proto::Event::ConnectionLost { reason } => self.on_quic_lost(ctx, reason),
+                quinn_proto::Event::Connected => self.handle_quic_connected(ctx),
+                quinn_proto::Event::ConnectionLost { reason } => self.handle_quic_lost(ctx, reason),
                 quinn_proto::Event::Stream(StreamEvent::Opened { dir }) => self.accept_streams(ctx, dir),
                 quinn_proto::Event::Stream(StreamEvent::Readable { id }) => {
                     if Some(id) == self.control {
@@ -302,7 +302,7 @@ impl Conn {
         }
     }
 
-    fn on_quic_lost(&mut self, ctx: &mut Ctx<'_>, error: quinn_proto::ConnectionError) {
+    fn handle_quic_lost(&mut self, ctx: &mut Ctx<'_>, error: quinn_proto::ConnectionError) {
         use quinn_proto::ConnectionError as E;
         if matches!(self.state, State::Closed) {
             return;

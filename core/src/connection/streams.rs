@@ -87,6 +87,9 @@ impl Conn {
                     self.control = Some(id);
                     let _ = self.quic.send_stream(id).set_priority(CONTROL_PRIORITY);
                     self.read_control(ctx);
+                    if self.is_closed() {
+                        return;
+                    }
                 }
                 Dir::Bi => {
                     self.close(
@@ -192,7 +195,7 @@ impl Conn {
             let Some(rx) = self.rx_streams.get_mut(&id) else {
                 return;
             };
-            match rx.decoder.next_frame() {
+            match rx.decoder.poll_frame() {
                 Ok(Some(frame)) => {
                     if !self.admit(ctx.now, frame.len()) {
                         self.close(

@@ -156,7 +156,7 @@ impl Endpoint {
     ///
     /// Sources are IPv4 addresses and IPv6 /64 prefixes ([`source_key`]).
     /// O(log addresses): the pending and live counts are counters, not scans.
-    pub(super) fn on_incoming(&mut self, now: Instant, incoming: quinn_proto::Incoming) {
+    pub(super) fn handle_incoming(&mut self, now: Instant, incoming: quinn_proto::Incoming) {
         let validated = incoming.remote_address_validated();
         let ip = source_key(incoming.remote_address().ip());
         // Evict only for an Initial that will be admitted: not for one about to get a Retry

@@ -248,7 +248,7 @@ impl Endpoint {
             }
             Some(DatagramEvent::NewConnection(incoming)) => {
                 self.stats.datagrams.initials += 1;
-                self.on_incoming(now, incoming);
+                self.handle_incoming(now, incoming);
             }
             Some(DatagramEvent::Response(transmit)) => {
                 self.stats.datagrams.stateless_responses += 1;
@@ -262,7 +262,11 @@ impl Endpoint {
     pub fn handle_timeout(&mut self, now: Instant) {
         let now = self.advance(now);
         if self.server.is_none() {
-            for entry in self.conns.values_mut() {
+            for entry in self
+                .conns
+                .values_mut()
+                .filter(|entry| entry.conn.is_established())
+            {
                 let deadline = entry.conn.tick_sync().and_then(|sync| sync.poll_timeout());
                 if deadline.is_some_and(|d| d <= now) {
                     entry.tick_woken = deadline;
@@ -423,6 +427,7 @@ impl Endpoint {
     fn next_client_tick(&self, woken: bool) -> Option<(Instant, ConnHandle)> {
         self.conns
             .iter()
+            .filter(|(_, entry)| entry.conn.is_established())
             .filter_map(|(handle, entry)| {
                 let deadline = entry.conn.tick_sync()?.poll_timeout()?;
                 (woken || entry.tick_woken != Some(deadline)).then_some((deadline, *handle))

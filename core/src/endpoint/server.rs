@@ -120,7 +120,7 @@ impl<'a> ServerMut<'a> {
         self.endpoint.server.as_ref().is_some_and(|s| s.paused.is_some())
     }
 
-    /// Command: the play ticket (an encoded [`Envelope`](crate::ticket::Envelope)) to present
+    /// Command: the play ticket (an encoded [`Envelope`](crate::vs::Envelope)) to present
     /// in every later accept; `None` presents none.
     pub fn set_play_ticket(&mut self, ticket: Option<Vec<u8>>) {
         if let Some(server) = self.endpoint.server_state() {
@@ -172,13 +172,5 @@ impl<'a> ServerMut<'a> {
             .as_mut()
             .expect("a ServerMut is only made for a server endpoint")
             .tickets
-    }
-
-    /// The last delivered tick.
-    pub fn current_tick(&self) -> u64 {
-        self.endpoint
-            .server
-            .as_ref()
-            .map_or(0, |s| s.scheduler.current_tick())
     }
 }

@@ -181,6 +181,7 @@ impl ReassemblerModel {
     }
 
     /// When the oldest partial expires; `None` when nothing is buffered (or it never expires).
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.partials.first().and_then(|p| self.deadline(p))
     }

@@ -94,6 +94,7 @@ fn signed_message(context: &[u8], key_id: u32, claims: &[u8]) -> Vec<u8> {
 
 /// Why an envelope did not open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum EnvelopeError {
     /// The key id is not trusted here.
     #[error("unknown verification-server key id {0}")]
@@ -175,6 +176,7 @@ pub struct PlayTicket(pub Envelope);
 /// Why a play ticket was refused. A client closes with `NOT_AUTHORISED` for a missing, expired
 /// or not-yet-valid one, `PLAY_TICKET_INVALID` otherwise (`PROTOCOL.md` §4.4.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PlayTicketError {
     /// No ticket was presented.
     #[error("no play ticket")]

@@ -415,6 +415,7 @@ impl GsAgent {
     }
 
     /// Output: the next event.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<GsEvent> {
         self.events.pop_front()
     }
@@ -444,6 +445,7 @@ impl GsAgent {
     }
 
     /// Output: the next instant [`handle_timeout`](Self::handle_timeout) must run.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.status == GsStatus::Failed {
             return None;

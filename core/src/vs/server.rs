@@ -337,6 +337,7 @@ impl Verifier {
     }
 
     /// Output: the next event.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<VsEvent> {
         self.events.pop_front()
     }
@@ -438,6 +439,7 @@ impl Verifier {
     }
 
     /// Output: the next instant [`handle_timeout`](Self::handle_timeout) must run.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let heartbeat = Duration::from_millis(self.config.heartbeat_timeout_ms);
         self.conns

@@ -35,13 +35,25 @@ pub(super) trait Behaviour {
 /// The run as one node's behaviour sees it: virtual and local time, the node's random stream,
 /// the scenario and the metrics, and the few things it may ask of the engine.
 pub(super) struct Net<'a> {
-    pub(super) world: &'a mut World,
+    world: &'a mut World,
     /// The node's id.
-    pub(super) id: usize,
+    id: usize,
     /// The node's local clock reading at the current virtual time.
-    pub(super) local: Instant,
+    local: Instant,
     /// The node's own random stream (derived from the run's seed).
-    pub(super) rng: &'a mut ChaCha8Rng,
+    rng: &'a mut ChaCha8Rng,
+}
+
+impl<'a> Net<'a> {
+    /// Node `id`'s view of `world`, its clock reading `local`, and its random stream.
+    pub(super) fn new(world: &'a mut World, id: usize, local: Instant, rng: &'a mut ChaCha8Rng) -> Self {
+        Self {
+            world,
+            id,
+            local,
+            rng,
+        }
+    }
 }
 
 impl Net<'_> {

@@ -434,7 +434,6 @@ impl FrameDecoder {
     /// # Errors
     /// [`WireError::FrameTooLarge`] once the prefix declares more than the limit; the stream
     /// is unusable afterwards.
-    #[must_use]
     pub fn poll_frame(&mut self) -> Result<Option<Bytes>, WireError> {
         if let Some(len) = self.oversized {
             return Err(WireError::FrameTooLarge {

@@ -910,6 +910,13 @@ impl GsAgent {
                 }
             }
             self.send(ep, now, &VsMessage::Digest(digest.clone()));
+            if self.config.max_pending_digests == 0 {
+                // A configuration `GsConfig::validate` refuses; the bound holds all the same.
+                self.events.push_back(GsEvent::DigestAbandoned {
+                    sequence: digest.sequence,
+                });
+                continue;
+            }
             self.pending_digests.insert(
                 digest.sequence,
                 PendingDigest {

@@ -176,16 +176,19 @@ fn a_send_after_the_transmits_were_drained_makes_the_deadline_now() {
     );
 }
 
-#[test]
-fn a_client_is_woken_for_its_ticks_but_not_continuously_when_it_does_not_tick() {
+/// A client joined at virtual time `now`, with its first synchronised-tick deadline.
+fn synchronised_client() -> (Endpoint, ConnHandle, Instant, Instant) {
     let now = epoch();
     let (mut server, mut client, conn) = endpoints(now);
     let (now, _) = join(&mut server, &mut client, now);
-    let deadline = client
-        .tick_sync(conn)
-        .unwrap()
-        .poll_timeout()
-        .expect("synchronised at the Accept");
+    let sync = client.tick_sync(conn).expect("a client connection");
+    let deadline = sync.poll_timeout().expect("synchronised at the Accept");
+    (client, conn, now, deadline)
+}
+
+#[test]
+fn a_client_is_woken_for_its_ticks_but_not_continuously_when_it_does_not_tick() {
+    let (mut client, conn, now, deadline) = synchronised_client();
     assert!(
         client.poll_timeout().is_some_and(|t| t <= deadline),
         "the tick deadline is the endpoint's"
@@ -212,14 +215,7 @@ fn a_client_is_woken_for_its_ticks_but_not_continuously_when_it_does_not_tick() 
 
 #[test]
 fn a_closed_connection_has_no_more_ticks() {
-    let now = epoch();
-    let (mut server, mut client, conn) = endpoints(now);
-    let (now, _) = join(&mut server, &mut client, now);
-    let deadline = client
-        .tick_sync(conn)
-        .unwrap()
-        .poll_timeout()
-        .expect("synchronised");
+    let (mut client, conn, now, deadline) = synchronised_client();
     client.close(now, conn, tickwire_core::ReasonCode::NORMAL, "leaving");
     while client.poll_event().is_some() {}
     let later = deadline.max(now) + Duration::from_millis(100);

@@ -46,7 +46,7 @@ impl Priority {
 }
 
 /// quinn-proto stream priority of the control stream.
-pub const CONTROL_PRIORITY: i32 = 2;
+pub(crate) const CONTROL_PRIORITY: i32 = 2;
 
 /// How a channel delivers messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,7 +71,7 @@ impl ChannelKind {
 }
 
 /// The default channel table: see the constants on [`ChannelId`].
-pub fn default_channels() -> Vec<ChannelKind> {
+pub(crate) fn default_channels() -> Vec<ChannelKind> {
     vec![
         ChannelKind::Reliable {
             priority: Priority::Game,

@@ -231,7 +231,7 @@ struct AddrEntry {
 /// /64 prefix (one subscriber is usually given a whole /64, RFC 6177, so per-address limits
 /// keyed on full IPv6 addresses would give one host 2^64 budgets). IPv4-mapped IPv6 addresses
 /// (from dual-stack sockets) count as their IPv4 address.
-pub fn source_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn source_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -36,9 +36,9 @@ pub const EXPORTER_LABEL: &[u8] = b"EXPORTER-tickwire-session-v1";
 /// Length of the exporter value, in bytes.
 pub const EXPORTER_LEN: usize = 32;
 /// Server name used in the TLS ClientHello; identity is checked by tickwire, not by SNI.
-pub const SERVER_NAME: &str = "tickwire";
+pub(crate) const SERVER_NAME: &str = "tickwire";
 /// Length of locally issued QUIC connection ids, in bytes.
-pub const CID_LEN: usize = 8;
+pub(crate) const CID_LEN: usize = 8;
 
 /// Errors building TLS configuration (all are local misconfiguration, never peer input).
 #[derive(Debug, thiserror::Error)]
@@ -106,7 +106,7 @@ fn self_signed(
 
 /// QUIC server crypto: TLS 1.3 only, ALPN [`ALPN`], a certificate self-signed by `identity`,
 /// no session tickets (tickwire does not resume sessions), wall time from `time`.
-pub fn server_crypto(
+pub(crate) fn server_crypto(
     identity: &SigningKey,
     options: &CryptoOptions,
     time: Arc<dyn TimeProvider>,
@@ -128,7 +128,7 @@ pub fn server_crypto(
 
 /// QUIC client crypto: TLS 1.3 only, ALPN [`ALPN`], the exporter-bound verifier, no session
 /// resumption, wall time from `time`.
-pub fn client_crypto(
+pub(crate) fn client_crypto(
     options: &CryptoOptions,
     time: Arc<dyn TimeProvider>,
 ) -> Result<Arc<QuicClientConfig>, TlsSetupError> {

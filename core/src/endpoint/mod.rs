@@ -483,8 +483,8 @@ impl Endpoint {
     }
 
     /// Command (game server): opens a session to its verification server at `remote` with
-    /// [`Role::GameServer`] and no join ticket (the VS admits it on its TPM quote; see
-    /// [`crate::vs`]). `options.role` is ignored.
+    /// [`Role::GameServer`] and no join ticket (the VS admits it on its TPM quote;
+    /// `PROTOCOL.md` §8). `options.role` is ignored.
     ///
     /// # Errors
     /// [`ConnectError`] if QUIC refuses the address.

@@ -45,10 +45,6 @@ impl Endpoint {
         self.server.is_some()
     }
 
-    fn server_state(&mut self) -> Option<&mut ServerState> {
-        self.server.as_mut()
-    }
-
     /// Rechecks every live session's ticket (see [`ServerMut::revalidate`]).
     pub(super) fn revalidate_sessions(&mut self, now: Instant) {
         let Some(server) = &self.server else { return };
@@ -86,7 +82,7 @@ impl<'a> ServerMut<'a> {
             retry_after_ms: retry_after_ms(retry_after),
             detail: detail.to_owned(),
         };
-        if let Some(server) = self.endpoint.server_state() {
+        if let Some(server) = self.endpoint.server.as_mut() {
             server.shutdown = Some(rejection.clone());
         }
         let handles: Vec<ConnHandle> = self.endpoint.conns.keys().copied().collect();
@@ -99,7 +95,7 @@ impl<'a> ServerMut<'a> {
     /// [`ServerMut::resume_admissions`]; live sessions continue. A game server pauses while it
     /// holds no valid play ticket.
     pub fn pause_admissions(&mut self, reason: ReasonCode, detail: &str, retry_after: Option<Duration>) {
-        if let Some(server) = self.endpoint.server_state() {
+        if let Some(server) = self.endpoint.server.as_mut() {
             server.paused = Some(Rejection {
                 reason,
                 retry_after_ms: retry_after_ms(retry_after),
@@ -110,7 +106,7 @@ impl<'a> ServerMut<'a> {
 
     /// Command: admits new connections again after [`ServerMut::pause_admissions`].
     pub fn resume_admissions(&mut self) {
-        if let Some(server) = self.endpoint.server_state() {
+        if let Some(server) = self.endpoint.server.as_mut() {
             server.paused = None;
         }
     }
@@ -120,10 +116,10 @@ impl<'a> ServerMut<'a> {
         self.endpoint.server.as_ref().is_some_and(|s| s.paused.is_some())
     }
 
-    /// Command: the play ticket (an encoded [`Envelope`](crate::vs::Envelope)) to present
+    /// Command: the play ticket (an encoded play-ticket envelope, `PROTOCOL.md` §8.5) to present
     /// in every later accept; `None` presents none.
     pub fn set_play_ticket(&mut self, ticket: Option<Vec<u8>>) {
-        if let Some(server) = self.endpoint.server_state() {
+        if let Some(server) = self.endpoint.server.as_mut() {
             server.play_ticket = ticket;
         }
     }

@@ -23,8 +23,14 @@ pub(super) trait Behaviour {
     fn handle_event(&mut self, endpoint: &mut Endpoint, net: &mut Net<'_>, event: Event);
 
     /// Runs every tick that is due (a server's ticks, a client's synchronised ticks); `true`
-    /// if any ran.
-    fn run_ticks(&mut self, endpoint: &mut Endpoint, net: &mut Net<'_>) -> bool;
+    /// if any ran. By default the ticks are taken and nothing else happens.
+    fn run_ticks(&mut self, endpoint: &mut Endpoint, net: &mut Net<'_>) -> bool {
+        let mut ran = false;
+        while endpoint.poll_tick(net.local()).is_some() {
+            ran = true;
+        }
+        ran
+    }
 
     /// The behaviour's own next deadline, beyond the endpoint's.
     fn poll_timeout(&self, _endpoint: &Endpoint) -> Option<Instant> {
@@ -120,12 +126,4 @@ pub(super) struct Idle;
 
 impl Behaviour for Idle {
     fn handle_event(&mut self, _endpoint: &mut Endpoint, _net: &mut Net<'_>, _event: Event) {}
-
-    fn run_ticks(&mut self, endpoint: &mut Endpoint, net: &mut Net<'_>) -> bool {
-        let mut ran = false;
-        while endpoint.poll_tick(net.local()).is_some() {
-            ran = true;
-        }
-        ran
-    }
 }

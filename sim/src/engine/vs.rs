@@ -180,14 +180,6 @@ impl Behaviour for VsApp {
         self.drain(net);
     }
 
-    fn run_ticks(&mut self, endpoint: &mut Endpoint, net: &mut Net<'_>) -> bool {
-        let mut ran = false;
-        while endpoint.poll_tick(net.local()).is_some() {
-            ran = true;
-        }
-        ran
-    }
-
     fn poll_timeout(&self, _endpoint: &Endpoint) -> Option<Instant> {
         self.verifier.poll_timeout()
     }

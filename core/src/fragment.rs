@@ -321,6 +321,36 @@ pub struct ReassemblyStats {
     pub late_duplicates: u64,
 }
 
+impl std::ops::AddAssign for ReassemblyStats {
+    /// Sums two sets of counters (e.g. over connections).
+    fn add_assign(&mut self, other: Self) {
+        let Self {
+            fragments_received,
+            messages_reassembled,
+            duplicate_fragments,
+            fragments_dropped,
+            dropped_too_large,
+            dropped_too_many_fragments,
+            dropped_inconsistent,
+            evicted_partial_limit,
+            evicted_memory_budget,
+            expired_timeout,
+            late_duplicates,
+        } = other;
+        self.fragments_received += fragments_received;
+        self.messages_reassembled += messages_reassembled;
+        self.duplicate_fragments += duplicate_fragments;
+        self.fragments_dropped += fragments_dropped;
+        self.dropped_too_large += dropped_too_large;
+        self.dropped_too_many_fragments += dropped_too_many_fragments;
+        self.dropped_inconsistent += dropped_inconsistent;
+        self.evicted_partial_limit += evicted_partial_limit;
+        self.evicted_memory_budget += evicted_memory_budget;
+        self.expired_timeout += expired_timeout;
+        self.late_duplicates += late_duplicates;
+    }
+}
+
 /// Why fragments were thrown away; selects the [`ReassemblyStats`] counter.
 #[derive(Debug, Clone, Copy)]
 enum DropReason {

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::histogram::Histogram;
 use crate::percentile::nearest_rank;
 
 /// Heartbeat request, sent every [`HeartbeatConfig::interval_ms`] on the unreliable path.
@@ -203,6 +204,10 @@ pub struct HeartbeatStats {
     /// Pings received after a higher sequence number (including those too old to check for
     /// duplication, see `Heartbeat::handle_ping`).
     pub out_of_order_pings: u64,
+    /// Every RTT sample fed to the estimators (hold time subtracted).
+    pub rtt_histogram: Histogram,
+    /// The jitter estimate after each fresh ping from the peer that updated it.
+    pub jitter_histogram: Histogram,
 }
 
 /// Heartbeat state machine for one side of one connection: pings, pongs, RTT and path
@@ -305,7 +310,11 @@ impl Heartbeat {
         self.handle_receive(now);
         self.counters.pings_received += 1;
         let arrival_us = self.micros_since_epoch(now);
-        self.incoming.on_ping(ping, arrival_us);
+        if self.incoming.on_ping(ping, arrival_us) {
+            self.counters
+                .jitter_histogram
+                .observe_seconds(self.incoming.jitter_us / 1e6);
+        }
         self.counters.pongs_sent += 1;
         Pong {
             seq: ping.seq,
@@ -338,6 +347,7 @@ impl Heartbeat {
         };
         let hold = Duration::from_micros(u64::from(pong.hold_us));
         let rtt = self.rtt.on_sample(Duration::from_micros(raw_us), hold);
+        self.counters.rtt_histogram.observe(rtt);
         self.detect_losses(now);
         Some(RttSample {
             rtt,
@@ -530,9 +540,10 @@ const EXTENDED_SEQ_BASE: u64 = 1 << 32;
 const DUPLICATE_WINDOW: u64 = u64::BITS as u64;
 
 impl IncomingPath {
-    fn on_ping(&mut self, ping: &Ping, arrival_us: u64) {
+    /// Records a ping; returns whether it updated the jitter estimate.
+    fn on_ping(&mut self, ping: &Ping, arrival_us: u64) -> bool {
         if !self.record(ping.seq) {
-            return;
+            return false;
         }
         // RFC 3550 §6.4.1: D = (Rj − Ri) − (Sj − Si) = transit_j − transit_i;
         // J += (|D| − J) / 16.
@@ -540,7 +551,9 @@ impl IncomingPath {
         if let Some(last) = self.last_transit_us.replace(transit) {
             let d = (transit - last).unsigned_abs() as f64;
             self.jitter_us += (d - self.jitter_us) / 16.0;
+            return true;
         }
+        false
     }
 
     /// Records a sequence number; returns whether it is a fresh (countable, non-duplicate) ping.

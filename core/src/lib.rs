@@ -66,6 +66,7 @@ mod endpoint;
 mod fragment;
 pub mod handshake;
 mod heartbeat;
+mod histogram;
 mod limits;
 mod percentile;
 pub mod retry;

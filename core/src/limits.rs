@@ -211,6 +211,15 @@ pub struct LimiterStats {
     pub evictions: u64,
 }
 
+impl std::ops::AddAssign for LimiterStats {
+    /// Sums two limiters' counters (e.g. over connections).
+    fn add_assign(&mut self, other: Self) {
+        self.allowed += other.allowed;
+        self.limited += other.limited;
+        self.evictions += other.evictions;
+    }
+}
+
 impl LimiterStats {
     fn record<T>(&mut self, result: Result<T, RateLimited>) -> Result<T, RateLimited> {
         match result {

@@ -1,11 +1,13 @@
 //! Per-connection and per-endpoint statistics snapshots (plain data, serde-serialisable).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::Serialize;
 
 pub use crate::fragment::ReassemblyStats;
 pub use crate::heartbeat::HeartbeatStats;
+pub use crate::histogram::{Histogram, HISTOGRAM_BOUNDS_SECONDS};
 pub use crate::limits::LimiterStats;
 pub use crate::tick::{TickStats, TickSyncStats};
 pub use crate::ticket::TicketStats;
@@ -118,6 +120,26 @@ pub struct EndpointStats {
     pub addresses_tracked: usize,
     /// Ticks delivered by the server scheduler.
     pub ticks: u64,
+    /// How late each of those ticks was delivered (`TickInfo::lateness`).
+    pub tick_lateness: Histogram,
+    /// UDP payload bytes received (all datagrams, as counted in `datagrams.received`).
+    pub udp_rx_bytes: u64,
+    /// UDP datagrams sent (connection packets and endpoint-level responses).
+    pub udp_tx_datagrams: u64,
+    /// UDP payload bytes sent.
+    pub udp_tx_bytes: u64,
+    /// Time from a connection's first packet (client: its `connect`) to its session being
+    /// established, per established session.
+    pub handshake_time: Histogram,
+    /// Every connection's RTT samples (live and closed connections).
+    pub rtt: Histogram,
+    /// Every connection's jitter estimates, one per fresh ping from the peer.
+    pub jitter: Histogram,
+    /// Every connection's reassembly counters summed (live and closed connections): drops by
+    /// cause.
+    pub reassembly: ReassemblyStats,
+    /// (Server) every session's incoming message rate limiter summed (live and closed).
+    pub message_limiter: LimiterStats,
 }
 
 /// What became of the UDP datagrams an endpoint received: one counter per outcome, so that a
@@ -163,4 +185,64 @@ pub struct DatagramStats {
     /// Of `initials`: QUIC failed to accept them (the Initial did not decrypt, was stale, or
     /// connection ids ran out).
     pub accept_failed: u64,
+}
+
+/// The stages of one server tick, as a game loop runs them (poll the network, apply inputs,
+/// simulate, extract snapshots, send), for per-stage duration histograms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum TickStage {
+    /// Draining the network: datagrams in, endpoint events out.
+    Poll,
+    /// Applying the inputs received.
+    Apply,
+    /// Advancing the simulation by one tick.
+    Simulate,
+    /// Building the snapshots to send.
+    Extract,
+    /// Handing the snapshots to the endpoint and flushing transmits.
+    Send,
+}
+
+impl TickStage {
+    /// Every stage, in the order a tick runs them.
+    pub const ALL: [TickStage; 5] = [
+        TickStage::Poll,
+        TickStage::Apply,
+        TickStage::Simulate,
+        TickStage::Extract,
+        TickStage::Send,
+    ];
+
+    /// The stage's name in lower case (`poll`, `apply`, …), for labels and span names.
+    pub fn name(self) -> &'static str {
+        match self {
+            TickStage::Poll => "poll",
+            TickStage::Apply => "apply",
+            TickStage::Simulate => "simulate",
+            TickStage::Extract => "extract",
+            TickStage::Send => "send",
+        }
+    }
+}
+
+/// How long a game loop's ticks took, as measured by the application (the core reads no clock):
+/// a histogram of whole ticks and one per [`TickStage`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct TickTimings {
+    /// Duration of whole ticks.
+    pub tick: Histogram,
+    /// Duration of each stage, in [`TickStage::ALL`] order.
+    pub stages: [Histogram; 5],
+}
+
+impl TickTimings {
+    /// Records that `stage` of a tick took `duration`.
+    pub fn observe_stage(&mut self, stage: TickStage, duration: Duration) {
+        self.stages[stage as usize].observe(duration);
+    }
+
+    /// The histogram of `stage`.
+    pub fn stage(&self, stage: TickStage) -> &Histogram {
+        &self.stages[stage as usize]
+    }
 }

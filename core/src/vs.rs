@@ -44,9 +44,9 @@ pub use crate::ticket::{
     VsKeys, MAX_ENVELOPE_BYTES, PLAY_TICKET_CONTEXT, RECEIPT_CONTEXT,
 };
 pub use crate::wire::VS_SCHEMA_HASH;
-pub use gs::{GsAgent, GsConfig, GsEvent, GsIdentity, GsStatus};
+pub use gs::{GsAgent, GsAgentStats, GsConfig, GsEvent, GsIdentity, GsStatus};
 pub use message::{Attestation, JoinRequest, Revocation, VsMessage, MAX_VS_MESSAGE_BYTES};
-pub use server::{Enrolment, GsInfo, Measurement, Verifier, VsConfig, VsEvent};
+pub use server::{Enrolment, GsInfo, Measurement, Verifier, VerifierStats, VsConfig, VsEvent};
 pub use transcript::{TranscriptChain, TranscriptDigest, TRANSCRIPT_CONTEXT};
 
 use crate::channel::ChannelId;

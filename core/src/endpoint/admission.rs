@@ -259,7 +259,7 @@ impl Endpoint {
                     let _ = server.addresses.check(now, ip);
                 }
                 let handle = ConnHandle(ch.0);
-                let mut entry = Entry::new(Conn::server(quic, now, &self.config, rejection));
+                let mut entry = Entry::new(Conn::server(quic, now, &self.config, rejection), now);
                 entry.counted.source = Some(ip);
                 self.conns.insert(handle, entry);
                 self.process_received(now, handle);

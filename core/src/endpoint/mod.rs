@@ -24,9 +24,10 @@ use crate::clock::WallClock;
 use crate::config::{Config, ConfigError};
 use crate::connection::{Conn, Ctx, ServerCtx};
 use crate::handshake::{ClientHandshake, ClientOffer, PlayTicketCheck, Rejection, Session};
+use crate::histogram::Histogram;
 use crate::secrets::Secrets;
 use crate::shared::{ConnHandle, ConnectError, Ecn, Event, SendError, Transmit};
-use crate::stats::{ConnectionStats, DatagramStats, EndpointStats};
+use crate::stats::{ConnectionStats, DatagramStats, EndpointStats, LimiterStats, ReassemblyStats};
 use crate::tick::{TickInfo, TickScheduler, TickSync};
 use crate::ticket::{JoinTicket, VsKeys};
 use crate::tls::{self, AnchoredTime, CryptoOptions, TlsSetupError, SERVER_NAME};
@@ -88,16 +89,41 @@ struct Entry {
     /// application for; left out of `poll_timeout` until the tick is taken, so an
     /// application that does not tick is woken once per tick, not continuously.
     tick_woken: Option<Instant>,
+    /// When the connection was created (server: its first Initial arrived; client: `connect`),
+    /// for the handshake-time histogram.
+    created: Instant,
 }
 
 impl Entry {
-    fn new(conn: Conn) -> Self {
+    fn new(conn: Conn, created: Instant) -> Self {
         Self {
             conn,
+            created,
             tx_queued: false,
             timer: TimerSlot::default(),
             counted: Counted::default(),
             tick_woken: None,
+        }
+    }
+}
+
+/// Per-connection counters and histograms summed over connections, for the endpoint-wide
+/// figures in [`EndpointStats`].
+#[derive(Debug, Clone, Copy, Default)]
+struct ConnTotals {
+    rtt: Histogram,
+    jitter: Histogram,
+    reassembly: ReassemblyStats,
+    message_limiter: LimiterStats,
+}
+
+impl ConnTotals {
+    fn add(&mut self, stats: &ConnectionStats) {
+        self.rtt.merge(&stats.heartbeat.rtt_histogram);
+        self.jitter.merge(&stats.heartbeat.jitter_histogram);
+        self.reassembly += stats.reassembly;
+        if let Some(limiter) = stats.limiter {
+            self.message_limiter += limiter;
         }
     }
 }
@@ -127,6 +153,8 @@ pub struct Endpoint {
     rng: ChaCha12Rng,
     server: Option<ServerState>,
     stats: EndpointStats,
+    /// Per-connection counters and histograms of the connections already forgotten.
+    closed: ConnTotals,
     counts: PhaseCounts,
     last_now: Option<Instant>,
 }
@@ -201,6 +229,7 @@ impl Endpoint {
             rng: ChaCha12Rng::from_seed(secrets.derive("tickwire/rng")),
             server: None,
             stats: EndpointStats::default(),
+            closed: ConnTotals::default(),
             counts: PhaseCounts::default(),
             last_now: None,
             config: Arc::new(config),
@@ -233,6 +262,7 @@ impl Endpoint {
         let now = self.advance(now);
         let mut buf = Vec::new();
         self.stats.datagrams.received += 1;
+        self.stats.udp_rx_bytes += data.len() as u64;
         let ecn = ecn.map(Ecn::to_quic);
         match self.quic.handle(now, remote, local_ip, ecn, data, &mut buf) {
             None => self.stats.datagrams.dropped += 1,
@@ -318,6 +348,7 @@ impl Endpoint {
             if let Some(entry) = self.conns.remove(&handle) {
                 self.counts.remove(handle, &entry.counted);
                 self.timers.forget(handle, &entry.timer);
+                self.closed.add(&entry.conn.snapshot_stats());
             }
         }
     }
@@ -356,7 +387,8 @@ impl Endpoint {
             f(&mut entry.conn, &mut ctx)
         };
         self.counts.sync(handle, &entry.conn, &mut entry.counted);
-        count_events(&mut self.stats, &self.events, before);
+        let handshake_time = now.saturating_duration_since(entry.created);
+        count_events(&mut self.stats, &self.events, before, handshake_time);
         Some(result)
     }
 
@@ -370,6 +402,7 @@ impl Endpoint {
         if let Some((transmit, bytes)) = self.responses.pop_front() {
             buf.clear();
             buf.extend_from_slice(&bytes);
+            self.count_transmit(&transmit);
             return Some(transmit);
         }
         // Only connections touched since they last came up empty can have anything to send;
@@ -389,7 +422,9 @@ impl Endpoint {
             // Sending arms QUIC's loss-detection, pacing and idle timers.
             self.timers.mark_dirty(key, &mut entry.timer);
             if let Some(transmit) = entry.conn.quic.poll_transmit(now, 1, buf) {
-                return Some(Transmit::from_quic(&transmit));
+                let transmit = Transmit::from_quic(&transmit);
+                self.count_transmit(&transmit);
+                return Some(transmit);
             }
             entry.tx_queued = false;
             self.active.pop_front();
@@ -455,6 +490,7 @@ impl Endpoint {
         };
         let tick = server.scheduler.poll_tick(now)?;
         self.stats.ticks += 1;
+        self.stats.tick_lateness.observe(tick.lateness);
         server.ticks_since_revalidation += 1;
         if server.ticks_since_revalidation >= self.config.revalidate_every_ticks {
             server.ticks_since_revalidation = 0;
@@ -534,7 +570,7 @@ impl Endpoint {
         let handle = ConnHandle(ch.0);
         let handshake = ClientHandshake::new(self.identity.clone(), offer);
         let conn = Conn::client(quic, now, &self.config, handshake);
-        self.conns.insert(handle, Entry::new(conn));
+        self.conns.insert(handle, Entry::new(conn, now));
         self.process(now, handle);
         Ok(handle)
     }
@@ -641,7 +677,23 @@ impl Endpoint {
             stats.address_limiter = server.addresses.stats();
             stats.addresses_tracked = server.addresses.tracked();
         }
+        let mut totals = self.closed;
+        for entry in self.conns.values() {
+            totals.add(&entry.conn.snapshot_stats());
+        }
+        (stats.rtt, stats.jitter) = (totals.rtt, totals.jitter);
+        (stats.reassembly, stats.message_limiter) = (totals.reassembly, totals.message_limiter);
         stats
+    }
+
+    /// Counts a datagram (or GSO batch) about to be sent.
+    fn count_transmit(&mut self, transmit: &Transmit) {
+        self.stats.udp_tx_bytes += transmit.size as u64;
+        self.stats.udp_tx_datagrams += transmit
+            .segment_size
+            .filter(|segment| *segment > 0)
+            .map_or(1, |segment| transmit.size.div_ceil(segment))
+            as u64;
     }
 
     /// What became of the datagrams received so far (a cheap copy, unlike
@@ -722,10 +774,14 @@ fn nonce_fn(rng: &mut ChaCha12Rng) -> impl FnMut() -> [u8; NONCE_LEN] + '_ {
     }
 }
 
-fn count_events(stats: &mut EndpointStats, events: &VecDeque<Event>, from: usize) {
+/// Counts the events a connection raised; a `Connected` one took `handshake_time`.
+fn count_events(stats: &mut EndpointStats, events: &VecDeque<Event>, from: usize, handshake_time: Duration) {
     for event in events.iter().skip(from) {
         match event {
-            Event::Connected { .. } => stats.sessions_established += 1,
+            Event::Connected { .. } => {
+                stats.sessions_established += 1;
+                stats.handshake_time.observe(handshake_time);
+            }
             Event::Rejected { reason, .. } => *stats.rejections.entry(*reason).or_default() += 1,
             Event::Disconnected { reason, .. } => *stats.disconnections.entry(*reason).or_default() += 1,
             Event::Message { .. } => {}

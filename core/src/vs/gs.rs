@@ -290,8 +290,44 @@ pub struct GsAgent {
     digest_seq: u64,
     pending_digests: BTreeMap<u64, PendingDigest>,
     untracked_inputs: u64,
-    receipts_rejected: u64,
+    counters: GsAgentStats,
     events: VecDeque<GsEvent>,
+}
+
+/// A snapshot of a [`GsAgent`]: where it stands with its VS and what came of its tickets and
+/// transcript digests. Counters count since the agent was created.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct GsAgentStats {
+    /// The status now.
+    pub status: GsStatus,
+    /// Whether new clients are refused now (no valid play ticket: starting, paused, starved,
+    /// failed).
+    pub admissions_paused: bool,
+    /// Time since the last play ticket arrived; `None` before the first.
+    pub ticket_age: Option<Duration>,
+    /// Play tickets received.
+    pub tickets_received: u64,
+    /// Client sessions closed with `NOT_AUTHORISED` because the play tickets stopped
+    /// (starvation) or the agent gave up.
+    pub sessions_closed_starved: u64,
+    /// Times the VS session ended and the agent had to reconnect.
+    pub vs_sessions_lost: u64,
+    /// Times the VS refused the join or withdrew authorisation.
+    pub vs_rejections: u64,
+    /// Times the TPM failed to quote.
+    pub quote_failures: u64,
+    /// Revocations applied.
+    pub revocations_applied: u64,
+    /// Transcript digests awaiting a receipt now. A gauge.
+    pub receipts_pending: usize,
+    /// Receipts received and verified.
+    pub receipts_received: u64,
+    /// Receipts ignored ([`GsEvent::ReceiptRejected`]).
+    pub receipts_rejected: u64,
+    /// Digests abandoned without a receipt ([`GsEvent::DigestAbandoned`]).
+    pub digests_abandoned: u64,
+    /// Inputs not chained because `max_transcripts` sessions were already tracked.
+    pub untracked_inputs: u64,
 }
 
 /// The identity and measurements a [`GsAgent`] presents.
@@ -351,7 +387,22 @@ impl GsAgent {
             digest_seq: 0,
             pending_digests: BTreeMap::new(),
             untracked_inputs: 0,
-            receipts_rejected: 0,
+            counters: GsAgentStats {
+                status: GsStatus::Starting,
+                admissions_paused: true,
+                ticket_age: None,
+                tickets_received: 0,
+                sessions_closed_starved: 0,
+                vs_sessions_lost: 0,
+                vs_rejections: 0,
+                quote_failures: 0,
+                revocations_applied: 0,
+                receipts_pending: 0,
+                receipts_received: 0,
+                receipts_rejected: 0,
+                digests_abandoned: 0,
+                untracked_inputs: 0,
+            },
             events: VecDeque::new(),
         }
     }
@@ -406,7 +457,38 @@ impl GsAgent {
     /// Receipts for pending digests that were ignored because they did not verify or did not
     /// match the digest sent ([`GsEvent::ReceiptRejected`]).
     pub fn receipts_rejected(&self) -> u64 {
-        self.receipts_rejected
+        self.counters.receipts_rejected
+    }
+
+    /// A snapshot of the agent's state and counters at `now`.
+    pub fn stats(&self, now: Instant) -> GsAgentStats {
+        GsAgentStats {
+            status: self.status,
+            admissions_paused: self.status != GsStatus::Authorised,
+            ticket_age: self.last_ticket_at.map(|at| now.saturating_duration_since(at)),
+            receipts_pending: self.pending_digests.len(),
+            untracked_inputs: self.untracked_inputs,
+            ..self.counters
+        }
+    }
+
+    /// Queues `event`, counting it.
+    fn emit(&mut self, event: GsEvent) {
+        let c = &mut self.counters;
+        match &event {
+            GsEvent::Authorised { .. } => c.tickets_received += 1,
+            GsEvent::SessionsClosed { count } => c.sessions_closed_starved += *count as u64,
+            GsEvent::Rejected { .. } => c.vs_rejections += 1,
+            GsEvent::VsLost { .. } => c.vs_sessions_lost += 1,
+            GsEvent::Revoked(_) => c.revocations_applied += 1,
+            GsEvent::Receipt { .. } => c.receipts_received += 1,
+            GsEvent::ReceiptRejected { .. } => c.receipts_rejected += 1,
+            GsEvent::DigestAbandoned { .. } => c.digests_abandoned += 1,
+            GsEvent::QuoteFailed(_) => c.quote_failures += 1,
+            GsEvent::NeedQuote { .. } | GsEvent::AdmissionsPaused | GsEvent::Resumed => {}
+            GsEvent::FirstTicketTimeout { .. } => {}
+        }
+        self.events.push_back(event);
     }
 
     /// The transcript head of `session_id`, if tracked.
@@ -499,7 +581,7 @@ impl GsAgent {
         }
         if self.last_ticket_at.is_none() && self.first_ticket_deadline().is_some_and(|d| now >= d) {
             self.fail(ep, now);
-            self.events.push_back(GsEvent::FirstTicketTimeout {
+            self.emit(GsEvent::FirstTicketTimeout {
                 waited_ms: self.config.first_ticket_timeout_ms,
             });
             return;
@@ -517,7 +599,7 @@ impl GsAgent {
             if let Some(mut server) = ep.server_mut() {
                 server.pause_admissions(ReasonCode::NOT_AUTHORISED, "play ticket expired", None);
             }
-            self.events.push_back(GsEvent::AdmissionsPaused);
+            self.emit(GsEvent::AdmissionsPaused);
         }
         if matches!(self.status, GsStatus::Authorised | GsStatus::AdmissionsPaused)
             && self.starvation_deadline().is_some_and(|d| now >= d)
@@ -529,13 +611,13 @@ impl GsAgent {
                 if let Some(mut server) = ep.server_mut() {
                     server.pause_admissions(ReasonCode::NOT_AUTHORISED, "play ticket starvation", None);
                 }
-                self.events.push_back(GsEvent::AdmissionsPaused);
+                self.emit(GsEvent::AdmissionsPaused);
             }
             self.status = GsStatus::Starved;
             let count = ep.server_mut().map_or(0, |mut server| {
                 server.close_client_sessions(now, ReasonCode::NOT_AUTHORISED, "play ticket starvation")
             });
-            self.events.push_back(GsEvent::SessionsClosed { count });
+            self.emit(GsEvent::SessionsClosed { count });
         }
         if self.link == Link::Up {
             if self.next_heartbeat.is_some_and(|t| now >= t) {
@@ -602,7 +684,7 @@ impl GsAgent {
         let quote = match quote {
             Ok(quote) => quote,
             Err(err) => {
-                self.events.push_back(GsEvent::QuoteFailed(err));
+                self.emit(GsEvent::QuoteFailed(err));
                 match purpose {
                     QuotePurpose::Join(_) => {
                         if let Some(conn) = self.conn {
@@ -658,7 +740,7 @@ impl GsAgent {
     ) {
         if initiator == Initiator::Peer && reason != ReasonCode::TRANSPORT_ERROR {
             let retrying = reason.is_retryable() || reason == ReasonCode::NORMAL;
-            self.events.push_back(GsEvent::Rejected {
+            self.emit(GsEvent::Rejected {
                 reason,
                 detail: detail.to_owned(),
                 retrying,
@@ -684,7 +766,7 @@ impl GsAgent {
         self.link = Link::Down {
             retry_at: Some(now + delay),
         };
-        self.events.push_back(GsEvent::VsLost { retry_in: delay });
+        self.emit(GsEvent::VsLost { retry_in: delay });
     }
 
     /// Gives up for good: no ticket, no admissions, no client sessions, no VS session.
@@ -705,7 +787,7 @@ impl GsAgent {
             server.close_client_sessions(now, ReasonCode::NOT_AUTHORISED, "game server not authorised")
         });
         if count > 0 {
-            self.events.push_back(GsEvent::SessionsClosed { count });
+            self.emit(GsEvent::SessionsClosed { count });
         }
     }
 
@@ -722,7 +804,7 @@ impl GsAgent {
         };
         self.quote_requests += 1;
         self.pending_quote = Some((self.quote_requests, purpose));
-        self.events.push_back(GsEvent::NeedQuote {
+        self.emit(GsEvent::NeedQuote {
             request: self.quote_requests,
             extra_data: quote_extra_data(&nonce, &self.gs_key, self.config.gs_id),
         });
@@ -782,7 +864,7 @@ impl GsAgent {
                 if let Some(mut server) = ep.server_mut() {
                     server.revalidate(now);
                 }
-                self.events.push_back(GsEvent::Revoked(revocation));
+                self.emit(GsEvent::Revoked(revocation));
             }
             VsMessage::Receipt { sequence, receipt } => {
                 let Some(pending) = self.pending_digests.get(&sequence) else {
@@ -795,13 +877,11 @@ impl GsAgent {
                 };
                 if let Some(detail) = mismatch {
                     // Ignored; the digest stays pending and is retried on its timeout.
-                    self.receipts_rejected += 1;
-                    self.events
-                        .push_back(GsEvent::ReceiptRejected { sequence, detail });
+                    self.emit(GsEvent::ReceiptRejected { sequence, detail });
                     return;
                 }
                 let pending = self.pending_digests.remove(&sequence).expect("looked up above");
-                self.events.push_back(GsEvent::Receipt {
+                self.emit(GsEvent::Receipt {
                     digest: pending.digest,
                     receipt,
                 });
@@ -844,10 +924,10 @@ impl GsAgent {
                 server.resume_admissions();
             }
             if was != GsStatus::Starting {
-                self.events.push_back(GsEvent::Resumed);
+                self.emit(GsEvent::Resumed);
             }
         }
-        self.events.push_back(GsEvent::Authorised { claims, first });
+        self.emit(GsEvent::Authorised { claims, first });
         true
     }
 
@@ -906,13 +986,13 @@ impl GsAgent {
             };
             if self.pending_digests.len() >= self.config.max_pending_digests {
                 if let Some((sequence, _)) = self.pending_digests.pop_first() {
-                    self.events.push_back(GsEvent::DigestAbandoned { sequence });
+                    self.emit(GsEvent::DigestAbandoned { sequence });
                 }
             }
             self.send(ep, now, &VsMessage::Digest(digest.clone()));
             if self.config.max_pending_digests == 0 {
                 // A configuration `GsConfig::validate` refuses; the bound holds all the same.
-                self.events.push_back(GsEvent::DigestAbandoned {
+                self.emit(GsEvent::DigestAbandoned {
                     sequence: digest.sequence,
                 });
                 continue;
@@ -967,7 +1047,7 @@ impl GsAgent {
         }
         for sequence in abandoned {
             self.pending_digests.remove(&sequence);
-            self.events.push_back(GsEvent::DigestAbandoned { sequence });
+            self.emit(GsEvent::DigestAbandoned { sequence });
         }
         for digest in resend {
             self.send(ep, now, &VsMessage::Digest(digest));

@@ -287,8 +287,36 @@ pub struct Verifier {
     receipts: RecencyMap<BTreeMap<u64, (TranscriptDigest, ProtectedReceipt)>>,
     /// Revocations in force, oldest first: pushed to every game server at each `Accepted`.
     revocations: VecDeque<Revocation>,
-    revocations_dropped: u64,
+    counters: VerifierStats,
     events: VecDeque<VsEvent>,
+}
+
+/// A snapshot of a [`Verifier`]'s counters (since it was created) and gauges.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct VerifierStats {
+    /// Game servers authorised now. A gauge.
+    pub game_servers_authorised: usize,
+    /// Joins that passed attestation.
+    pub joins_accepted: u64,
+    /// Joins refused, by reason.
+    pub joins_rejected: BTreeMap<ReasonCode, u64>,
+    /// Re-attestations passed.
+    pub reattestations: u64,
+    /// Failed attestations (joins refused and failed re-attestations), by reason.
+    pub attestation_failures: BTreeMap<ReasonCode, u64>,
+    /// Authorisations withdrawn (heartbeat timeout, failed re-attestation, revocation, session
+    /// end), by reason.
+    pub deauthorisations: BTreeMap<ReasonCode, u64>,
+    /// Play tickets signed.
+    pub play_tickets_issued: u64,
+    /// Join tickets signed ([`Verifier::issue_join_ticket`]).
+    pub join_tickets_issued: u64,
+    /// Receipts signed (a retried digest answered from the cache is not counted again).
+    pub receipts_signed: u64,
+    /// Revocations in force now. A gauge.
+    pub revocations_in_force: usize,
+    /// Revocations dropped because the list was full.
+    pub revocations_dropped: u64,
 }
 
 impl Verifier {
@@ -317,7 +345,7 @@ impl Verifier {
             revoked: BTreeSet::new(),
             receipts: RecencyMap::new(MAX_HISTORY_GAME_SERVERS),
             revocations: VecDeque::new(),
-            revocations_dropped: 0,
+            counters: VerifierStats::default(),
             events: VecDeque::new(),
         }
     }
@@ -361,6 +389,7 @@ impl Verifier {
             .lifetime_ms(self.config.join_ticket_lifetime_ms)
             .permissions(permissions)
             .build();
+        self.counters.join_tickets_issued += 1;
         self.issuer.issue(&claims)
     }
 
@@ -402,7 +431,33 @@ impl Verifier {
 
     /// Revocations dropped because the list was full.
     pub fn revocations_dropped(&self) -> u64 {
-        self.revocations_dropped
+        self.counters.revocations_dropped
+    }
+
+    /// A snapshot of the verifier's counters and gauges.
+    pub fn stats(&self) -> VerifierStats {
+        VerifierStats {
+            game_servers_authorised: self.by_gs.len(),
+            revocations_in_force: self.revocations.len(),
+            ..self.counters.clone()
+        }
+    }
+
+    /// Queues `event`, counting it.
+    fn emit(&mut self, event: VsEvent) {
+        let c = &mut self.counters;
+        match &event {
+            VsEvent::Joined { .. } => c.joins_accepted += 1,
+            VsEvent::JoinRejected { reason, .. } => {
+                *c.joins_rejected.entry(*reason).or_default() += 1;
+                *c.attestation_failures.entry(*reason).or_default() += 1;
+            }
+            VsEvent::Reattested { .. } => c.reattestations += 1,
+            VsEvent::Deauthorised { reason, .. } => *c.deauthorisations.entry(*reason).or_default() += 1,
+            VsEvent::Receipted { .. } => c.receipts_signed += 1,
+            VsEvent::RevocationDropped { .. } => c.revocations_dropped += 1,
+        }
+        self.events.push_back(event);
     }
 
     /// The revocations in force (sent to every game server at each `Accepted`), oldest first.
@@ -417,8 +472,7 @@ impl Verifier {
     }
 
     fn revocation_dropped(&mut self, revocation: Revocation) {
-        self.revocations_dropped += 1;
-        self.events.push_back(VsEvent::RevocationDropped { revocation });
+        self.emit(VsEvent::RevocationDropped { revocation });
     }
 
     /// A joined session of `gs_id` on `conn` ended: if it was the game server's current one,
@@ -485,6 +539,7 @@ impl Verifier {
             };
             joined.next_ticket = now + interval;
             let ticket = issue_ticket(&self.config, &self.key, &self.wall, now, *gs_key, joined);
+            self.counters.play_tickets_issued += 1;
             remember_nonce(&mut self.nonce_history, joined.gs_id, nonce);
             joined.nonces.push_back(nonce);
             if joined.nonces.len() > OUTSTANDING_NONCES {
@@ -546,7 +601,7 @@ impl Verifier {
                 }) = self.conns.remove(conn)
                 {
                     self.session_ended(*conn, joined.gs_id);
-                    self.events.push_back(VsEvent::Deauthorised {
+                    self.emit(VsEvent::Deauthorised {
                         gs_id: joined.gs_id,
                         reason: *reason,
                     });
@@ -620,9 +675,12 @@ impl Verifier {
                 match result {
                     Ok(()) => {
                         joined.info.reattestations += 1;
-                        self.events.push_back(VsEvent::Reattested { gs_id });
+                        self.emit(VsEvent::Reattested { gs_id });
                     }
-                    Err((reason, detail)) => self.deauthorise(ep, now, conn, reason, &detail),
+                    Err((reason, detail)) => {
+                        *self.counters.attestation_failures.entry(reason).or_default() += 1;
+                        self.deauthorise(ep, now, conn, reason, &detail);
+                    }
                 }
             }
             VsMessage::Digest(digest) => {
@@ -636,9 +694,9 @@ impl Verifier {
                 joined.last_heard = now;
                 let gs_id = joined.gs_id;
                 let cache = self.receipts.touch(gs_id, BTreeMap::new).0;
-                let receipt = match cache.get(&digest.sequence) {
+                let (receipt, fresh) = match cache.get(&digest.sequence) {
                     // A retry, possibly over a new session: the same receipt again.
-                    Some((sent, receipt)) if *sent == digest => receipt.clone(),
+                    Some((sent, receipt)) if *sent == digest => (receipt.clone(), false),
                     // New (or, after a game-server restart, a reused sequence with new content).
                     _ => {
                         let claims = ReceiptClaims {
@@ -654,13 +712,15 @@ impl Verifier {
                         while cache.len() > self.config.receipt_cache {
                             cache.pop_first();
                         }
-                        self.events.push_back(VsEvent::Receipted {
-                            gs_id: joined.gs_id,
-                            digest: digest.clone(),
-                        });
-                        receipt
+                        (receipt, true)
                     }
                 };
+                if fresh {
+                    self.emit(VsEvent::Receipted {
+                        gs_id,
+                        digest: digest.clone(),
+                    });
+                }
                 send(
                     ep,
                     now,
@@ -702,7 +762,7 @@ impl Verifier {
         match outcome {
             Ok(ak) => self.admit(ep, now, conn, request, ak),
             Err((reason, detail)) => {
-                self.events.push_back(VsEvent::JoinRejected {
+                self.emit(VsEvent::JoinRejected {
                     conn,
                     reason,
                     detail: detail.clone(),
@@ -852,6 +912,7 @@ impl Verifier {
             request.gs_key,
             &mut joined,
         );
+        self.counters.play_tickets_issued += 1;
         let mut next_nonce = [0u8; VS_NONCE_LEN];
         self.rng.fill_bytes(&mut next_nonce);
         remember_nonce(&mut self.nonce_history, request.gs_id, next_nonce);
@@ -875,7 +936,7 @@ impl Verifier {
         for revocation in &self.revocations {
             send(ep, now, conn, &VsMessage::Revoke(*revocation));
         }
-        self.events.push_back(VsEvent::Joined {
+        self.emit(VsEvent::Joined {
             gs_id: request.gs_id,
             conn,
         });
@@ -895,7 +956,7 @@ impl Verifier {
         }) = self.conns.remove(&conn)
         {
             self.session_ended(conn, joined.gs_id);
-            self.events.push_back(VsEvent::Deauthorised {
+            self.emit(VsEvent::Deauthorised {
                 gs_id: joined.gs_id,
                 reason,
             });

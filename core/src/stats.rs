@@ -11,7 +11,7 @@ pub use crate::histogram::{Histogram, HISTOGRAM_BOUNDS_SECONDS};
 pub use crate::limits::LimiterStats;
 pub use crate::tick::{TickStats, TickSyncStats};
 pub use crate::ticket::TicketStats;
-use crate::wire::ReasonCode;
+use crate::wire::{ReasonCode, Role};
 
 /// A snapshot of one connection: path statistics from the heartbeat, transport counters from
 /// QUIC, and tickwire's message and drop counters.
@@ -90,6 +90,9 @@ pub struct EndpointStats {
     pub sessions_live: usize,
     /// Handshakes in progress.
     pub handshakes_pending: usize,
+    /// Established sessions by the role the client joined as (a client endpoint counts the
+    /// role it asked for). Gauges; together they make `sessions_live`.
+    pub sessions_by_role: BTreeMap<Role, usize>,
     /// Handshakes that ended in a rejection, by reason (either side's).
     pub rejections: BTreeMap<ReasonCode, u64>,
     /// Established sessions that ended, by reason.

@@ -76,3 +76,17 @@ fn a_session_moves_the_endpoint_figures_and_they_survive_its_end() {
     assert_eq!(after.handshake_time, before.handshake_time);
     assert!(after.message_limiter.allowed >= before.message_limiter.allowed);
 }
+
+#[test]
+fn sessions_are_counted_by_role() {
+    let mut net = Net::new(epoch(), 12);
+    let server = net.add_server(Net::config());
+    let client = net.add_client(Net::config());
+    net.join(client, server);
+    let stats = net.node(server).endpoint.endpoint_stats();
+    assert_eq!(stats.sessions_live, 1);
+    assert_eq!(
+        stats.sessions_by_role.into_iter().collect::<Vec<_>>(),
+        [(tickwire_core::Role::Player, 1)]
+    );
+}

@@ -680,6 +680,9 @@ impl Endpoint {
         let mut totals = self.closed;
         for entry in self.conns.values() {
             totals.add(&entry.conn.snapshot_stats());
+            if let Some(session) = entry.conn.session.as_ref().filter(|_| entry.conn.is_established()) {
+                *stats.sessions_by_role.entry(session.role).or_default() += 1;
+            }
         }
         (stats.rtt, stats.jitter) = (totals.rtt, totals.jitter);
         (stats.reassembly, stats.message_limiter) = (totals.reassembly, totals.message_limiter);

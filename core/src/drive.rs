@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::endpoint::Endpoint;
 use crate::shared::{Ecn, Event, Transmit};
+use crate::stats::TickStage;
 use crate::tick::TickInfo;
 
 /// Counters of a [`Pump`].
@@ -188,6 +189,17 @@ pub struct StageTimings {
 }
 
 impl StageTimings {
+    /// Each stage's duration, in stage order (for [`TickTimings::record`](crate::stats::TickTimings::record)).
+    pub fn stages(&self) -> [(TickStage, Duration); 5] {
+        [
+            (TickStage::Poll, self.poll),
+            (TickStage::Apply, self.apply),
+            (TickStage::Simulate, self.simulate),
+            (TickStage::Extract, self.extract),
+            (TickStage::Send, self.send),
+        ]
+    }
+
     /// Sum of all stages.
     pub fn total(&self) -> Duration {
         self.poll + self.apply + self.simulate + self.extract + self.send

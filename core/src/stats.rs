@@ -239,6 +239,15 @@ pub struct TickTimings {
 }
 
 impl TickTimings {
+    /// Records one tick: each stage's duration (the tick driver's `StageTimings::stages`, or
+    /// the application's own measurements), and their sum as the tick's duration.
+    pub fn record(&mut self, stages: &[(TickStage, Duration)]) {
+        for (stage, duration) in stages {
+            self.observe_stage(*stage, *duration);
+        }
+        self.tick.observe(stages.iter().map(|(_, d)| *d).sum());
+    }
+
     /// Records that `stage` of a tick took `duration`.
     pub fn observe_stage(&mut self, stage: TickStage, duration: Duration) {
         self.stages[stage as usize].observe(duration);

@@ -207,7 +207,9 @@ impl StageTimings {
 }
 
 /// Runs one tick's five stages on `pump` for `game`, timing each with `clock` (the runtime
-/// passes `Instant::now`; the simulator passes virtual time), and flushes with `send`.
+/// passes `Instant::now`; the simulator passes virtual time), and flushes with `send`. Each
+/// stage runs in a `tracing` span of its name (`poll`, `apply`, `simulate`, `extract`,
+/// `send`, at debug level) inside a `tick` span carrying the tick number.
 pub fn run_tick(
     pump: &mut Pump,
     game: &mut impl TickStages,
@@ -215,22 +217,29 @@ pub fn run_tick(
     mut clock: impl FnMut() -> Instant,
     send: impl FnMut(&Transmit, &[u8]) -> io::Result<()>,
 ) -> StageTimings {
+    let _tick = tracing::debug_span!("tick", tick = tick.tick).entered();
     let t0 = clock();
     let mut events = Vec::new();
-    while let Some(event) = pump.endpoint().poll_event() {
-        events.push(event);
-    }
+    tracing::debug_span!("poll").in_scope(|| {
+        while let Some(event) = pump.endpoint().poll_event() {
+            events.push(event);
+        }
+    });
     let t1 = clock();
-    for event in events {
-        game.apply(pump.endpoint(), t1, event);
-    }
+    tracing::debug_span!("apply", events = events.len()).in_scope(|| {
+        for event in events {
+            game.apply(pump.endpoint(), t1, event);
+        }
+    });
     let t2 = clock();
-    game.simulate(tick);
+    tracing::debug_span!("simulate").in_scope(|| game.simulate(tick));
     let t3 = clock();
-    game.extract(tick);
+    tracing::debug_span!("extract").in_scope(|| game.extract(tick));
     let t4 = clock();
-    game.send(pump.endpoint(), t4, tick);
-    pump.flush(t4, send);
+    tracing::debug_span!("send").in_scope(|| {
+        game.send(pump.endpoint(), t4, tick);
+        pump.flush(t4, send);
+    });
     let t5 = clock();
     StageTimings {
         poll: t1.saturating_duration_since(t0),

@@ -47,6 +47,7 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 use serde::Serialize;
 use tickwire_core::drive::{run_tick, Pump, StageTimings, TickStages};
+use tickwire_core::stats::TickTimings;
 use tickwire_core::{Endpoint, ReasonCode, WallClock};
 use tickwire_udp::Datapath;
 
@@ -211,10 +212,25 @@ impl MioRuntime {
     /// # Errors
     /// A socket or poller error.
     pub fn shutdown(&mut self, id: NodeId, detail: &str, grace: Duration) -> io::Result<()> {
+        self.shutdown_with(id, detail, None, grace)
+    }
+
+    /// [`MioRuntime::shutdown`], telling clients to come back after `retry_after` (carried in
+    /// the `SERVER_SHUTDOWN` close, `PROTOCOL.md` §6).
+    ///
+    /// # Errors
+    /// A socket or poller error.
+    pub fn shutdown_with(
+        &mut self,
+        id: NodeId,
+        detail: &str,
+        retry_after: Option<Duration>,
+        grace: Duration,
+    ) -> io::Result<()> {
         let start = Instant::now();
         let endpoint = self.endpoint(id);
         match endpoint.server_mut() {
-            Some(mut server) => server.shutdown(start, detail, None),
+            Some(mut server) => server.shutdown(start, detail, retry_after),
             None => endpoint.close_all(start, ReasonCode::NORMAL, detail),
         }
         self.flush(id);
@@ -236,6 +252,9 @@ pub struct StageStats {
     pub max_us: StageMicros,
     #[serde(skip)]
     sum: StageMicros,
+    /// Duration histograms of whole ticks and of each stage (for a metrics exporter).
+    #[serde(skip)]
+    pub histograms: TickTimings,
 }
 
 /// One number per stage, in microseconds.
@@ -279,6 +298,7 @@ impl StageMicros {
 impl StageStats {
     /// Adds one tick's timings.
     pub fn record(&mut self, timings: &StageTimings) {
+        self.histograms.record(&timings.stages());
         let t = StageMicros::of(timings);
         self.ticks += 1;
         self.sum = self.sum.zip(t, |a, b| a + b);

@@ -680,7 +680,12 @@ impl Endpoint {
         let mut totals = self.closed;
         for entry in self.conns.values() {
             totals.add(&entry.conn.snapshot_stats());
-            if let Some(session) = entry.conn.session.as_ref().filter(|_| entry.conn.is_established()) {
+            if let Some(session) = entry
+                .conn
+                .session
+                .as_ref()
+                .filter(|_| entry.conn.is_established())
+            {
                 *stats.sessions_by_role.entry(session.role).or_default() += 1;
             }
         }

@@ -307,3 +307,17 @@ mod tests {
         assert_ne!(insecure_demo_key(1), insecure_demo_key(2));
     }
 }
+
+/// Replaces `setting` with `flag` when the flag was given.
+pub fn overlay<T>(setting: &mut T, flag: Option<T>) {
+    if let Some(value) = flag {
+        *setting = value;
+    }
+}
+
+/// Replaces an optional `setting` with `flag` when the flag was given.
+pub fn overlay_some<T>(setting: &mut Option<T>, flag: Option<T>) {
+    if flag.is_some() {
+        *setting = flag;
+    }
+}

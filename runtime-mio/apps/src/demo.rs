@@ -31,7 +31,9 @@ use tickwire_core::{
 use tickwire_mio::{wall_clock_now, MioRuntime, NodeId, StageStats};
 use tickwire_udp::os::{os_random, os_secrets};
 
+use crate::operator::Operator;
 use crate::vs::{vs_keys, GsSide, VsLink};
+use tickwire_admin::{ServerKind, Snapshot};
 
 /// Key id of the demo issuer (join tickets and play tickets).
 pub const DEMO_KEY_ID: u32 = 1;
@@ -240,8 +242,50 @@ struct GsGame {
     vs: Option<GsSide>,
 }
 
+/// Logs a session's start or end as a structured `tracing` event.
+fn log_session_event(endpoint: &Endpoint, event: &Event) {
+    match event {
+        Event::Connected { conn, session } => tracing::info!(
+            conn = conn.index(),
+            peer = ?endpoint.remote_address(*conn),
+            session_id = session.session_id,
+            role = ?session.role,
+            "session established"
+        ),
+        Event::Rejected {
+            conn,
+            reason,
+            detail,
+            initiator,
+            ..
+        } => tracing::info!(
+            conn = conn.index(),
+            peer = ?endpoint.remote_address(*conn),
+            %reason,
+            detail = detail.as_str(),
+            ?initiator,
+            "handshake rejected"
+        ),
+        Event::Disconnected {
+            conn,
+            reason,
+            detail,
+            initiator,
+            ..
+        } => tracing::info!(
+            conn = conn.index(),
+            %reason,
+            detail = detail.as_str(),
+            ?initiator,
+            "session closed"
+        ),
+        _ => {}
+    }
+}
+
 impl TickStages for GsGame {
     fn apply(&mut self, endpoint: &mut Endpoint, now: Instant, event: Event) {
+        log_session_event(endpoint, &event);
         if let Some(vs) = &mut self.vs {
             if vs.on_event(endpoint, now, &event) {
                 return;
@@ -307,6 +351,23 @@ pub fn run_server(
     listen: SocketAddr,
     options: &ServerOptions,
     ready: impl FnOnce(SocketAddr),
+    progress: impl FnMut(&Endpoint, Duration),
+) -> io::Result<ServerReport> {
+    run_server_with(listen, options, &mut Operator::default(), ready, progress)
+}
+
+/// [`run_server`] under `operator`: it stops early, draining, when a signal asks; it publishes
+/// metrics snapshots and readiness to the admin endpoint (ready while admitting: with a
+/// verification server, only while holding a valid play ticket); and the final shutdown tells
+/// clients the drain's retry-after and waits up to its timeout.
+///
+/// # Errors
+/// As [`run_server`].
+pub fn run_server_with(
+    listen: SocketAddr,
+    options: &ServerOptions,
+    operator: &mut Operator,
+    ready: impl FnOnce(SocketAddr),
     mut progress: impl FnMut(&Endpoint, Duration),
 ) -> io::Result<ServerReport> {
     let start = Instant::now();
@@ -342,7 +403,7 @@ pub fn run_server(
     };
     let mut stages = StageStats::default();
     let mut last_progress = start;
-    while start.elapsed() < options.duration {
+    while start.elapsed() < options.duration && !operator.stop_requested() {
         let wait = game
             .vs
             .as_ref()
@@ -357,9 +418,26 @@ pub fn run_server(
             vs.on_time(runtime.endpoint(node), Instant::now());
             runtime.flush(node);
             if let Some(fatal) = vs.fatal.take() {
+                operator.start_draining();
                 runtime.shutdown(node, "not authorised", Duration::from_millis(500))?;
                 return Err(io::Error::other(fatal));
             }
+        }
+        let now = Instant::now();
+        let endpoint = runtime.endpoint(node);
+        let admitting = endpoint
+            .server_mut()
+            .is_some_and(|server| !server.admissions_paused());
+        operator.set_ready(admitting);
+        if operator.publish_due(now) {
+            let snapshot = Snapshot {
+                kind: ServerKind::GameServer,
+                endpoint: endpoint.endpoint_stats(),
+                ticks: Some(stages.histograms),
+                gs_agent: game.vs.as_ref().map(|vs| vs.agent.stats(now)),
+                verifier: None,
+            };
+            operator.publish(now, snapshot);
         }
         if last_progress.elapsed() >= Duration::from_secs(1) {
             last_progress = Instant::now();
@@ -378,7 +456,17 @@ pub fn run_server(
         .collect();
     let sessions = endpoint.endpoint_stats().sessions_established;
     let tick_stats = endpoint.scheduler().map(|s| s.stats()).unwrap_or_default();
-    runtime.shutdown(node, "demo over", Duration::from_secs(2))?;
+    operator.start_draining();
+    let (detail, grace) = if operator.stop_requested() {
+        tracing::info!(
+            timeout_ms = operator.drain.timeout_ms,
+            "draining: signal received"
+        );
+        ("server draining", operator.drain.timeout())
+    } else {
+        ("demo over", Duration::from_secs(2))
+    };
+    runtime.shutdown_with(node, detail, Some(operator.drain.retry_after()), grace)?;
     Ok(ServerReport {
         listen,
         ticks: tick_stats.ticks,

@@ -17,4 +17,6 @@
 
 pub mod cli;
 pub mod demo;
+pub mod operator;
+pub mod settings;
 pub mod vs;

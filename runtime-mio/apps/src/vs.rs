@@ -30,6 +30,8 @@ use tickwire_mio::{wall_clock_now, MioRuntime, StageStats};
 use tickwire_udp::os::{os_random, os_secrets};
 
 use crate::demo::{demo_config, DEMO_KEY_ID};
+use crate::operator::Operator;
+use tickwire_admin::{ServerKind, Snapshot};
 
 /// How a game server reaches and proves itself to its verification server.
 #[derive(Debug, Clone)]
@@ -208,6 +210,34 @@ impl GsSide {
     }
 }
 
+/// Logs a verifier event as a structured `tracing` event.
+fn log_vs_event(event: &VsEvent) {
+    match event {
+        VsEvent::Joined { gs_id, conn } => tracing::info!(gs_id, conn = conn.index(), "game server joined"),
+        VsEvent::JoinRejected { conn, reason, detail } => tracing::warn!(
+            conn = conn.index(),
+            %reason,
+            detail = detail.as_str(),
+            "game server join rejected"
+        ),
+        VsEvent::Reattested { gs_id } => tracing::debug!(gs_id, "game server re-attested"),
+        VsEvent::Deauthorised { gs_id, reason } => {
+            tracing::warn!(gs_id, %reason, "game server deauthorised")
+        }
+        VsEvent::Receipted { gs_id, digest } => tracing::debug!(
+            gs_id,
+            sequence = digest.sequence,
+            session_id = digest.session_id,
+            tick = digest.tick,
+            "transcript digest receipted"
+        ),
+        VsEvent::RevocationDropped { revocation } => {
+            tracing::warn!(?revocation, "revocation list full: oldest revocation dropped")
+        }
+        other => tracing::info!(?other, "verifier event"),
+    }
+}
+
 /// Options of [`run_vs`].
 #[derive(Debug, Clone)]
 pub struct VsOptions {
@@ -284,6 +314,21 @@ pub fn allow_binary(config: &mut VsConfig, binary: &std::path::Path) -> io::Resu
 pub fn run_vs(
     options: &VsOptions,
     ready: impl FnOnce(SocketAddr),
+    progress: impl FnMut(&VsReport, Duration),
+) -> io::Result<VsReport> {
+    run_vs_with(options, &mut Operator::default(), ready, progress)
+}
+
+/// [`run_vs`] under `operator`: it stops early, draining, when a signal asks; it publishes
+/// metrics snapshots to the admin endpoint and is ready once bound; the final shutdown tells
+/// game servers the drain's retry-after and waits up to its timeout.
+///
+/// # Errors
+/// As [`run_vs`].
+pub fn run_vs_with(
+    options: &VsOptions,
+    operator: &mut Operator,
+    ready: impl FnOnce(SocketAddr),
     mut progress: impl FnMut(&VsReport, Duration),
 ) -> io::Result<VsReport> {
     let start = Instant::now();
@@ -307,10 +352,11 @@ pub fn run_vs(
         .bind(listen, endpoint)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))?;
     ready(runtime.local_addr(node)?);
+    operator.set_ready(true);
     let mut report = VsReport::default();
     let mut stages = StageStats::default();
     let mut last_progress = start;
-    while start.elapsed() < options.duration {
+    while start.elapsed() < options.duration && !operator.stop_requested() {
         let wait = verifier
             .poll_timeout()
             .map_or(Duration::from_millis(50), |t| {
@@ -331,6 +377,7 @@ pub fn run_vs(
         }
         runtime.flush(node);
         while let Some(event) = verifier.poll_event() {
+            log_vs_event(&event);
             match event {
                 VsEvent::Joined { .. } => report.joins += 1,
                 VsEvent::JoinRejected { reason, detail, .. } => {
@@ -342,11 +389,36 @@ pub fn run_vs(
                 _ => {}
             }
         }
+        if operator.publish_due(now) {
+            let snapshot = Snapshot {
+                kind: ServerKind::VerificationServer,
+                endpoint: runtime.endpoint(node).endpoint_stats(),
+                ticks: None,
+                gs_agent: None,
+                verifier: Some(verifier.stats()),
+            };
+            operator.publish(now, snapshot);
+        }
         if last_progress.elapsed() >= Duration::from_secs(1) {
             last_progress = Instant::now();
             progress(&report, start.elapsed());
         }
     }
-    runtime.shutdown(node, "verification server stopping", Duration::from_secs(1))?;
+    operator.start_draining();
+    let grace = if operator.stop_requested() {
+        tracing::info!(
+            timeout_ms = operator.drain.timeout_ms,
+            "draining: signal received"
+        );
+        operator.drain.timeout()
+    } else {
+        Duration::from_secs(1)
+    };
+    runtime.shutdown_with(
+        node,
+        "verification server stopping",
+        Some(operator.drain.retry_after()),
+        grace,
+    )?;
     Ok(report)
 }

@@ -1,6 +1,6 @@
 //! The binaries refuse bad operator input with exit code 2 and a message naming the problem,
 //! never a panic, and before serving anything: each case below must exit within a few seconds
-//! (a binary that starts serving runs for its default 10–60 s and is killed as a failure).
+//! (a server that starts serving runs until signalled and is killed as a failure).
 
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
@@ -288,17 +288,17 @@ fn the_verification_server_refuses_bad_options_and_files() {
     let public = format!("{issuer}.pub");
     let cases: Vec<(Vec<&str>, By, &str)> = vec![
         (
-            vec!["--issuer-key", &issuer, "--config", &missing],
+            vec!["--issuer-key", &issuer, "--verifier-config", &missing],
             By::Binary,
             "missing.toml: No such file",
         ),
         (
-            vec!["--issuer-key", &issuer, "--config", &unknown],
+            vec!["--issuer-key", &issuer, "--verifier-config", &unknown],
             By::Binary,
             "unknown field `flavour`",
         ),
         (
-            vec!["--issuer-key", &issuer, "--config", &invalid],
+            vec!["--issuer-key", &issuer, "--verifier-config", &invalid],
             By::Binary,
             "ticket_interval_ms",
         ),
@@ -306,7 +306,7 @@ fn the_verification_server_refuses_bad_options_and_files() {
             vec![
                 "--issuer-key",
                 &issuer,
-                "--config",
+                "--verifier-config",
                 &other_key_id,
                 "--allow-gs-binary",
                 &binary,
@@ -328,7 +328,7 @@ fn the_verification_server_refuses_bad_options_and_files() {
             vec![
                 "--issuer-key",
                 &issuer,
-                "--config",
+                "--verifier-config",
                 &nobody,
                 "--allow-gs-binary",
                 &binary,
@@ -495,5 +495,107 @@ fn the_client_writes_a_ticket_and_the_identity_key_it_names() {
         &["--issuer-key", &issuer, "--write-ticket", &ticket],
         By::Binary,
         "exists already",
+    );
+}
+
+/// Both servers: one configuration file with unknown fields refused, flags that override it,
+/// `--print-config` printing what would run, and an admin address that cannot be bound.
+#[test]
+fn the_servers_read_one_config_file_and_print_the_effective_one() {
+    let dir = TempDir::new("config");
+    let issuer = dir.key("issuer.pem");
+    let public = format!("{issuer}.pub");
+    let unknown = dir.file(
+        "unknown.toml",
+        "listen = \"127.0.0.1:5000\"\n[drain]\ncolour = 1\n",
+    );
+    let bad_endpoint = dir.file("endpoint.toml", "[endpoint.tick]\ntick_rate_hz = 0\n");
+    let gs_file = dir.file(
+        "gs.toml",
+        &format!(
+            "listen = \"127.0.0.1:5001\"\nissuer_key = \"{public}\"\nlog_format = \"json\"\n\
+             [drain]\ntimeout_ms = 1234\n[endpoint.tick]\ntick_rate_hz = 30\n"
+        ),
+    );
+    let vs_file = dir.file(
+        "vs.toml",
+        &format!("issuer_key = \"{issuer}\"\nallow_gs_binary = [\"{issuer}\"]\n[verifier]\nallow_unenrolled = true\n"),
+    );
+    for bin in [GS, VS] {
+        refuses(bin, &["--config", &unknown], By::Binary, "unknown field `colour`");
+        refuses(
+            bin,
+            &["--config", &bad_endpoint],
+            By::Binary,
+            "tick.tick_rate_hz must be",
+        );
+    }
+
+    let printed = run(
+        GS,
+        &[
+            "--config",
+            &gs_file,
+            "--listen",
+            "127.0.0.1:5002",
+            "--print-config",
+        ],
+    );
+    assert_eq!(printed.code, Some(0), "{}", printed.stderr);
+    for line in [
+        "listen = \"127.0.0.1:5002\"",
+        "log_format = \"json\"",
+        "timeout_ms = 1234",
+        "retry_after_ms = 5000",
+        "tick_rate_hz = 30",
+        "gs_id = 42",
+    ] {
+        assert!(
+            printed.stdout.contains(line),
+            "{line:?} missing from:\n{}",
+            printed.stdout
+        );
+    }
+    let reprinted = dir.file("printed.toml", &printed.stdout);
+    let again = run(GS, &["--config", &reprinted, "--print-config"]);
+    assert_eq!(
+        again.stdout, printed.stdout,
+        "the printed configuration reads back as itself"
+    );
+
+    let printed = run(VS, &["--config", &vs_file, "--print-config"]);
+    assert_eq!(printed.code, Some(0), "{}", printed.stderr);
+    for line in [
+        "listen = \"127.0.0.1:4500\"",
+        "[verifier]",
+        "accept_game_servers = true",
+    ] {
+        assert!(
+            printed.stdout.contains(line),
+            "{line:?} missing from:\n{}",
+            printed.stdout
+        );
+    }
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().to_string();
+    refuses(
+        GS,
+        &[
+            "--issuer-key",
+            &public,
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            &taken,
+        ],
+        By::Binary,
+        "--admin",
+    );
+    refuses(
+        VS,
+        &["--config", &vs_file, "--listen", "127.0.0.1:0", "--admin", &taken],
+        By::Binary,
+        "--admin",
     );
 }

@@ -30,27 +30,43 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use ed25519_dalek::VerifyingKey;
+use tickwire_admin::ServerKind;
 use tickwire_apps::cli::{
-    self, check_output, fail, identity_key, load_toml, parse_seconds, IssuerSource, UsageError,
+    self, check_output, fail, identity_key, load_toml, overlay, overlay_some, parse_seconds, IssuerSource,
+    UsageError,
 };
-use tickwire_apps::demo::{demo_config, run_server, write_json, DemoReport, ServerOptions, DEMO_GS_ID};
+use tickwire_apps::demo::{run_server_with, write_json, DemoReport, ServerOptions};
+use tickwire_apps::operator::{init_logging, LogFormat, Operator};
+use tickwire_apps::settings::{load_settings, to_toml, GsSettings};
 use tickwire_apps::vs::{demo_config_sha256, vs_keys, VsLink};
 use tickwire_core::vs::GsConfig;
 
 const BIN: &str = "tickwire-gs";
 
-/// Runs the tickwire demo game server.
+/// Runs the tickwire demo game server. Every option can also be set in the `--config` file
+/// (TOML, same names with `_`); an option given here overrides the file.
 #[derive(Debug, Parser)]
 #[command(version, args_conflicts_with_subcommands = true)]
 struct Args {
     #[command(subcommand)]
     command: Option<Command>,
-    /// UDP address to listen on.
-    #[arg(long, default_value = "127.0.0.1:4433")]
-    listen: SocketAddr,
-    /// Seconds to run before shutting down gracefully (finite, above 0, at most a year).
-    #[arg(long, default_value = "30", value_parser = parse_seconds, allow_negative_numbers = true)]
-    seconds: Duration,
+    /// The configuration file (TOML): every setting below, plus `[endpoint]`
+    /// (`tickwire_core::Config`), `[gs]` (`tickwire_core::vs::GsConfig`) and `[drain]`.
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Print the effective configuration (file, flags and defaults) as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+    /// UDP address to listen on [default: 127.0.0.1:4433].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Serve `/metrics`, `/health` and `/ready` over HTTP on this address.
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<SocketAddr>,
+    /// Seconds to run before shutting down gracefully (finite, above 0, at most a year);
+    /// without it, until SIGTERM or SIGINT.
+    #[arg(long, value_parser = parse_seconds, allow_negative_numbers = true)]
+    seconds: Option<Duration>,
     /// The game server's Ed25519 identity key (PKCS#8 PEM, from `keygen`). Without it, a fresh
     /// one from the OS each run (a game server enrolled at its VS needs a stable one).
     #[arg(long, value_name = "PATH")]
@@ -64,9 +80,9 @@ struct Args {
     /// `--issuer-key` (anyone can sign tickets with it).
     #[arg(long, value_name = "N", conflicts_with = "issuer_key")]
     insecure_demo_issuer_seed: Option<u64>,
-    /// Game server id that join tickets must name.
-    #[arg(long, default_value_t = DEMO_GS_ID)]
-    gs_id: u64,
+    /// Game server id that join tickets must name [default: 42].
+    #[arg(long)]
+    gs_id: Option<u64>,
     /// Write the report as JSON here at the end.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
@@ -78,9 +94,17 @@ struct Args {
     #[arg(long, value_name = "SPEC")]
     tpm: Option<String>,
     /// Game-server VS settings (with `--vs`; TOML, `tickwire_core::vs::GsConfig`: timeouts,
-    /// intervals); its SHA-256 is the measured configuration.
+    /// intervals), replacing the config file's `[gs]`; their SHA-256 is the measured
+    /// configuration.
     #[arg(long, value_name = "PATH")]
     gs_config: Option<PathBuf>,
+    /// Log format on stderr; levels from `RUST_LOG` (default `info`) [default: human].
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+    /// Longest wait for clients to leave after SIGTERM or SIGINT, in milliseconds
+    /// [default: 5000].
+    #[arg(long, value_name = "MS")]
+    drain_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,60 +117,99 @@ enum Command {
     },
 }
 
-/// The VS link from the arguments: the settings file's text is both parsed and measured.
-/// Without `--vs`, the attestation options would have no effect: that is an error.
-fn vs_link(args: &Args, issuer: &VerifyingKey) -> Result<Option<VsLink>, UsageError> {
-    let Some(addr) = args.vs else {
+/// The effective settings: the `--config` file (or the defaults), overridden by the flags
+/// given.
+fn settings(args: &Args) -> Result<GsSettings, UsageError> {
+    let mut settings: GsSettings = load_settings(args.config.as_deref(), |s: &GsSettings| &s.endpoint)?;
+    if let Some(gs) = &settings.gs {
+        gs.validate()
+            .map_err(|e| UsageError::new(format!("--config [gs]: {e}")))?;
+    }
+    let s = &mut settings;
+    overlay(&mut s.listen, args.listen);
+    overlay_some(&mut s.admin, args.admin);
+    overlay_some(&mut s.seconds, args.seconds.map(|d| d.as_secs_f64()));
+    overlay_some(&mut s.identity_key, args.identity_key.clone());
+    if args.issuer_key.is_some() || args.insecure_demo_issuer_seed.is_some() {
+        s.issuer_key = args.issuer_key.clone();
+        s.insecure_demo_issuer_seed = args.insecure_demo_issuer_seed;
+    }
+    overlay(&mut s.gs_id, args.gs_id);
+    overlay_some(&mut s.json, args.json.clone());
+    overlay_some(&mut s.vs, args.vs);
+    overlay_some(&mut s.tpm, args.tpm.clone());
+    overlay(&mut s.log_format, args.log_format);
+    overlay(&mut s.drain.timeout_ms, args.drain_timeout_ms);
+    if let Some(path) = &args.gs_config {
+        if s.vs.is_some() {
+            s.gs = Some(load_toml("--gs-config", path, GsConfig::validate)?);
+        } else {
+            return Err(no_effect_without_vs("--gs-config"));
+        }
+    }
+    Ok(settings)
+}
+
+/// `flag` configures attestation, which needs `--vs`.
+fn no_effect_without_vs(flag: &str) -> UsageError {
+    UsageError::new(format!(
+        "{flag} has no effect without --vs ADDR (it configures attestation to a verification \
+         server); add --vs or drop {flag}"
+    ))
+}
+
+/// The VS link from the settings: the `[gs]` settings are both used and measured. Without
+/// `vs`, the attestation settings would have no effect: that is an error.
+fn vs_link(settings: &GsSettings, issuer: &VerifyingKey) -> Result<Option<VsLink>, UsageError> {
+    let Some(addr) = settings.vs else {
         return Ok(None);
     };
     cli::check_peer("--vs", addr)?;
-    let gs = match &args.gs_config {
-        Some(path) => load_toml::<GsConfig, _>("--gs-config", path, GsConfig::validate)?,
-        None => GsConfig::default(),
-    };
+    let gs = settings.gs.clone().unwrap_or_default();
     Ok(Some(VsLink {
         addr,
-        tpm: args.tpm.clone().unwrap_or_else(|| "simulated".into()),
+        tpm: settings.tpm.clone().unwrap_or_else(|| "simulated".into()),
         vs_keys: vs_keys(issuer),
         config_sha256: demo_config_sha256(&gs),
         gs,
     }))
 }
 
-/// Everything from the arguments, checked before anything is bound: options without effect
+/// Everything from the settings, checked before anything is bound: options without effect
 /// first, then files.
-fn options(args: &Args) -> Result<ServerOptions, UsageError> {
-    if args.vs.is_none() {
+fn options(settings: &GsSettings) -> Result<ServerOptions, UsageError> {
+    if settings.vs.is_none() {
         for (given, flag) in [
-            (args.gs_config.is_some(), "--gs-config"),
-            (args.tpm.is_some(), "--tpm"),
+            (settings.gs.is_some(), "--gs-config"),
+            (settings.tpm.is_some(), "--tpm"),
         ] {
             if given {
-                return Err(UsageError::new(format!(
-                    "{flag} has no effect without --vs ADDR (it configures attestation to a \
-                     verification server); add --vs or drop {flag}"
-                )));
+                return Err(no_effect_without_vs(flag));
             }
         }
     }
-    if let Some(path) = &args.json {
+    if let Some(path) = &settings.json {
         check_output("--json", path)?;
     }
+    let duration = match settings.seconds {
+        Some(seconds) => parse_seconds(&seconds.to_string()).map_err(UsageError::new)?,
+        None => Duration::from_secs_f64(cli::MAX_SECONDS),
+    };
     let trusted_issuer = IssuerSource {
         bin: BIN,
-        path: args.issuer_key.as_deref(),
-        insecure_seed: args.insecure_demo_issuer_seed,
+        path: settings.issuer_key.as_deref(),
+        insecure_seed: settings.insecure_demo_issuer_seed,
     }
     .verifying_key()?;
-    let vs = vs_link(args, &trusted_issuer)?;
-    let (identity, ephemeral) = identity_key(args.identity_key.as_deref())?;
+    let vs = vs_link(settings, &trusted_issuer)?;
+    let (identity, ephemeral) = identity_key(settings.identity_key.as_deref())?;
     cli::announce_identity(&identity, ephemeral);
     Ok(ServerOptions {
         identity,
         trusted_issuer,
-        gs_id: args.gs_id,
-        config: demo_config(),
-        duration: args.seconds,
+        gs_id: settings.gs_id,
+        config: settings.endpoint.clone(),
+        duration,
         vs,
     })
 }
@@ -164,17 +227,38 @@ fn main() -> ExitCode {
             Err(e) => fail(BIN, e),
         };
     }
-    let options = match options(&args) {
+    let settings = match settings(&args) {
+        Ok(settings) => settings,
+        Err(e) => return fail(BIN, e),
+    };
+    if args.print_config {
+        print!("{}", to_toml(&settings));
+        return ExitCode::SUCCESS;
+    }
+    init_logging(settings.log_format);
+    let options = match options(&settings) {
         Ok(options) => options,
         Err(e) => return fail(BIN, e),
     };
+    let mut operator = Operator::new(settings.drain);
+    if let Err(e) = operator.handle_signals() {
+        return fail(BIN, format!("cannot install the SIGTERM/SIGINT handlers: {e}"));
+    }
+    if let Some(addr) = settings.admin {
+        match operator.serve_admin(addr, ServerKind::GameServer) {
+            Ok(bound) => println!("tickwire-gs admin on http://{bound} (/metrics, /health, /ready)"),
+            Err(e) => return fail(BIN, e),
+        }
+    }
+    let gs_id = settings.gs_id;
     let started = Cell::new(false);
-    let result = run_server(
-        args.listen,
+    let result = run_server_with(
+        settings.listen,
         &options,
+        &mut operator,
         |addr| {
             started.set(true);
-            println!("tickwire-gs listening on {addr} (gs id {})", args.gs_id);
+            println!("tickwire-gs listening on {addr} (gs id {gs_id})");
         },
         |endpoint, elapsed| {
             let stats = endpoint.endpoint_stats();
@@ -198,7 +282,7 @@ fn main() -> ExitCode {
                 server.inputs_received,
                 server.snapshots_sent
             );
-            if let Some(path) = &args.json {
+            if let Some(path) = &settings.json {
                 if let Err(e) = write_json(path, &server) {
                     eprintln!("{BIN}: cannot write {}: {e}", path.display());
                     return ExitCode::FAILURE;

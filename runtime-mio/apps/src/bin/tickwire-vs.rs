@@ -26,27 +26,42 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use tickwire_admin::ServerKind;
 use tickwire_apps::cli::{
-    self, check_output, fail, identity_key, load_toml, parse_seconds, IssuerSource, UsageError,
+    self, check_output, fail, identity_key, load_toml, overlay, overlay_some, parse_seconds, IssuerSource,
+    UsageError,
 };
 use tickwire_apps::demo::{write_json, DEMO_KEY_ID};
-use tickwire_apps::vs::{allow_binary, run_vs, vs_endpoint_config, VsOptions};
+use tickwire_apps::operator::{init_logging, LogFormat, Operator};
+use tickwire_apps::settings::{load_settings, to_toml, VsSettings};
+use tickwire_apps::vs::{allow_binary, run_vs_with, VsOptions};
 use tickwire_core::vs::VsConfig;
 
 const BIN: &str = "tickwire-vs";
 
-/// Runs a tickwire verification server.
+/// Runs a tickwire verification server. Every option can also be set in the `--config` file
+/// (TOML, same names with `_`); an option given here overrides the file.
 #[derive(Debug, Parser)]
 #[command(version, args_conflicts_with_subcommands = true)]
 struct Args {
     #[command(subcommand)]
     command: Option<Command>,
-    /// UDP address to listen on.
-    #[arg(long, default_value = "127.0.0.1:4500")]
-    listen: SocketAddr,
-    /// Seconds to run (finite, above 0, at most a year).
-    #[arg(long, default_value = "60", value_parser = parse_seconds, allow_negative_numbers = true)]
-    seconds: Duration,
+    /// The configuration file (TOML): every setting below, plus `[endpoint]`
+    /// (`tickwire_core::Config`), `[verifier]` (`tickwire_core::vs::VsConfig`) and `[drain]`.
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Print the effective configuration (file, flags and defaults) as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+    /// UDP address to listen on [default: 127.0.0.1:4500].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Serve `/metrics`, `/health` and `/ready` over HTTP on this address.
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<SocketAddr>,
+    /// Seconds to run (finite, above 0, at most a year); without it, until SIGTERM or SIGINT.
+    #[arg(long, value_parser = parse_seconds, allow_negative_numbers = true)]
+    seconds: Option<Duration>,
     /// The endpoint's Ed25519 identity key (PKCS#8 PEM, from `keygen`). Without it, a fresh
     /// one from the OS each run.
     #[arg(long, value_name = "PATH")]
@@ -60,16 +75,24 @@ struct Args {
     #[arg(long, value_name = "N", conflicts_with = "issuer_key")]
     insecure_demo_issuer_seed: Option<u64>,
     /// Verifier settings (TOML, `tickwire_core::vs::VsConfig`: measurements, enrolments,
-    /// timeouts). Without it: defaults, and unenrolled game servers are admitted.
+    /// timeouts), replacing the config file's `[verifier]`. Without either: defaults, and
+    /// unenrolled game servers are admitted.
     #[arg(long, value_name = "PATH")]
-    config: Option<PathBuf>,
+    verifier_config: Option<PathBuf>,
     /// Also allow the measurement of this game-server binary with the default GS settings
-    /// (repeatable).
+    /// (repeatable; added to the config file's list).
     #[arg(long, value_name = "PATH")]
     allow_gs_binary: Vec<PathBuf>,
     /// Write the report as JSON here at the end.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
+    /// Log format on stderr; levels from `RUST_LOG` (default `info`) [default: human].
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+    /// Longest wait for game servers to leave after SIGTERM or SIGINT, in milliseconds
+    /// [default: 5000].
+    #[arg(long, value_name = "MS")]
+    drain_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -82,64 +105,94 @@ enum Command {
     },
 }
 
-/// The verifier's settings: the file (validated) or the defaults, plus allowed binaries.
-fn load(args: &Args) -> Result<VsConfig, UsageError> {
-    let mut config = match &args.config {
-        Some(path) => {
-            let config = load_toml::<VsConfig, _>("--config", path, VsConfig::validate)?;
+/// The effective settings: the `--config` file (or the defaults), overridden by the flags
+/// given.
+fn settings(args: &Args) -> Result<VsSettings, UsageError> {
+    let mut settings: VsSettings = load_settings(args.config.as_deref(), |s: &VsSettings| &s.endpoint)?;
+    if let Some(path) = &args.verifier_config {
+        settings.verifier = Some(load_toml("--verifier-config", path, VsConfig::validate)?);
+    } else if let Some(verifier) = &settings.verifier {
+        verifier
+            .validate()
+            .map_err(|e| UsageError::new(format!("--config [verifier]: {e}")))?;
+    }
+    let s = &mut settings;
+    overlay(&mut s.listen, args.listen);
+    overlay_some(&mut s.admin, args.admin);
+    overlay_some(&mut s.seconds, args.seconds.map(|d| d.as_secs_f64()));
+    overlay_some(&mut s.identity_key, args.identity_key.clone());
+    if args.issuer_key.is_some() || args.insecure_demo_issuer_seed.is_some() {
+        s.issuer_key = args.issuer_key.clone();
+        s.insecure_demo_issuer_seed = args.insecure_demo_issuer_seed;
+    }
+    s.allow_gs_binary.extend(args.allow_gs_binary.iter().cloned());
+    overlay_some(&mut s.json, args.json.clone());
+    overlay(&mut s.log_format, args.log_format);
+    overlay(&mut s.drain.timeout_ms, args.drain_timeout_ms);
+    Ok(settings)
+}
+
+/// The verifier's settings: `[verifier]` or the defaults, plus allowed binaries; refused when
+/// every game server would be refused.
+fn verifier_config(settings: &VsSettings) -> Result<VsConfig, UsageError> {
+    let mut config = match &settings.verifier {
+        Some(config) => {
             if config.key_id != DEMO_KEY_ID {
                 return Err(UsageError::new(format!(
-                    "--config {}: key_id must be {DEMO_KEY_ID}, the key id the demo game servers \
-                     and clients trust",
-                    path.display()
+                    "verifier settings: key_id must be {DEMO_KEY_ID}, the key id the demo game \
+                     servers and clients trust"
                 )));
             }
-            config
+            config.clone()
         }
         None => VsConfig {
             allow_unenrolled: true,
             ..VsConfig::default()
         },
     };
-    for binary in &args.allow_gs_binary {
+    for binary in &settings.allow_gs_binary {
         allow_binary(&mut config, binary)
             .map_err(|e| UsageError::new(format!("--allow-gs-binary {}: {e}", binary.display())))?;
     }
     if !config.allow_unenrolled && config.game_servers.is_empty() {
         return Err(UsageError::new(
             "no game server is enrolled and allow_unenrolled is false, so every game server would be \
-             refused; enrol game servers in --config or set allow_unenrolled = true",
+             refused; enrol game servers in the verifier settings or set allow_unenrolled = true",
         ));
     }
     if config.measurements.is_empty() {
         return Err(UsageError::new(
             "no game-server measurement is allowed, so every game server would be refused; \
-             pass --allow-gs-binary PATH or list measurements in --config",
+             pass --allow-gs-binary PATH or list measurements in the verifier settings",
         ));
     }
     Ok(config)
 }
 
-/// Everything from the arguments, checked before anything is bound.
-fn options(args: &Args) -> Result<VsOptions, UsageError> {
-    if let Some(path) = &args.json {
+/// Everything from the settings, checked before anything is bound.
+fn options(settings: &VsSettings) -> Result<VsOptions, UsageError> {
+    if let Some(path) = &settings.json {
         check_output("--json", path)?;
     }
-    let config = load(args)?;
+    let config = verifier_config(settings)?;
+    let duration = match settings.seconds {
+        Some(seconds) => parse_seconds(&seconds.to_string()).map_err(UsageError::new)?,
+        None => Duration::from_secs_f64(cli::MAX_SECONDS),
+    };
     let issuer = IssuerSource {
         bin: BIN,
-        path: args.issuer_key.as_deref(),
-        insecure_seed: args.insecure_demo_issuer_seed,
+        path: settings.issuer_key.as_deref(),
+        insecure_seed: settings.insecure_demo_issuer_seed,
     }
     .signing_key()?;
-    let (identity, ephemeral) = identity_key(args.identity_key.as_deref())?;
+    let (identity, ephemeral) = identity_key(settings.identity_key.as_deref())?;
     cli::announce_identity(&identity, ephemeral);
     Ok(VsOptions {
-        listen: args.listen,
+        listen: settings.listen,
         identity,
         issuer,
-        endpoint: vs_endpoint_config(),
-        duration: args.seconds,
+        endpoint: settings.endpoint.clone(),
+        duration,
         config,
     })
 }
@@ -152,13 +205,33 @@ fn main() -> ExitCode {
             Err(e) => fail(BIN, e),
         };
     }
-    let options = match options(&args) {
+    let settings = match settings(&args) {
+        Ok(settings) => settings,
+        Err(e) => return fail(BIN, e),
+    };
+    if args.print_config {
+        print!("{}", to_toml(&settings));
+        return ExitCode::SUCCESS;
+    }
+    init_logging(settings.log_format);
+    let options = match options(&settings) {
         Ok(options) => options,
         Err(e) => return fail(BIN, e),
     };
+    let mut operator = Operator::new(settings.drain);
+    if let Err(e) = operator.handle_signals() {
+        return fail(BIN, format!("cannot install the SIGTERM/SIGINT handlers: {e}"));
+    }
+    if let Some(addr) = settings.admin {
+        match operator.serve_admin(addr, ServerKind::VerificationServer) {
+            Ok(bound) => println!("tickwire-vs admin on http://{bound} (/metrics, /health, /ready)"),
+            Err(e) => return fail(BIN, e),
+        }
+    }
     let started = Cell::new(false);
-    let result = run_vs(
+    let result = run_vs_with(
         &options,
+        &mut operator,
         |addr| {
             started.set(true);
             println!("tickwire-vs listening on {addr}");
@@ -179,7 +252,7 @@ fn main() -> ExitCode {
             for rejection in &report.rejections {
                 println!("rejected: {rejection}");
             }
-            if let Some(path) = &args.json {
+            if let Some(path) = &settings.json {
                 if let Err(e) = write_json(path, &report) {
                     eprintln!("{BIN}: cannot write {}: {e}", path.display());
                     return ExitCode::FAILURE;

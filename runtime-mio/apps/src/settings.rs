@@ -1,0 +1,196 @@
+//! The one configuration file of `tickwire-gs` and `tickwire-vs` (`--config PATH`, TOML):
+//! every setting the binary has, each also a command-line flag that overrides it. Unknown
+//! fields are errors; `--print-config` prints the effective settings (defaults filled in) in
+//! the same format and exits.
+//!
+//! ```toml
+//! # tickwire-gs
+//! listen = "0.0.0.0:4433"
+//! admin = "127.0.0.1:9433"
+//! issuer_key = "/etc/tickwire/issuer.pem.pub"
+//! identity_key = "/etc/tickwire/gs.pem"
+//! vs = "10.0.0.5:4500"
+//! log_format = "json"
+//!
+//! [drain]
+//! timeout_ms = 10000
+//! retry_after_ms = 3000
+//!
+//! [endpoint]          # tickwire_core::Config
+//! tick_rate_hz = 60
+//!
+//! [gs]                # tickwire_core::vs::GsConfig (with `vs`); its hash is measured
+//! first_ticket_timeout_ms = 30000
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tickwire_core::vs::{GsConfig, VsConfig};
+use tickwire_core::Config;
+
+use crate::cli::{load_toml, UsageError};
+use crate::demo::{demo_config, DEMO_GS_ID};
+use crate::operator::{DrainSettings, LogFormat};
+use crate::vs::vs_endpoint_config;
+
+/// Everything `tickwire-gs` can be told.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GsSettings {
+    /// UDP address to listen on. Default `127.0.0.1:4433`.
+    pub listen: SocketAddr,
+    /// Address of the admin HTTP endpoint (`/metrics`, `/health`, `/ready`); none by default.
+    pub admin: Option<SocketAddr>,
+    /// Seconds to run before shutting down gracefully; unset: until SIGTERM or SIGINT.
+    pub seconds: Option<f64>,
+    /// The game server's Ed25519 identity key (PKCS#8 PEM); unset: fresh from the OS.
+    pub identity_key: Option<PathBuf>,
+    /// The ticket issuer's (and verification server's) public key.
+    pub issuer_key: Option<PathBuf>,
+    /// INSECURE, demos only: an issuer key derived from this public number.
+    pub insecure_demo_issuer_seed: Option<u64>,
+    /// Game server id join tickets must name. Default 42.
+    pub gs_id: u64,
+    /// Write the run's report as JSON here at the end.
+    pub json: Option<PathBuf>,
+    /// Verification server to attest to; unset: admit on join tickets alone.
+    pub vs: Option<SocketAddr>,
+    /// TPM for attestation: `simulated` (default with `vs`), `swtpm:host=H,port=P`,
+    /// `device:/dev/tpmrm0`.
+    pub tpm: Option<String>,
+    /// Log format on stderr (`human` or `json`); levels from `RUST_LOG` (default `info`).
+    pub log_format: LogFormat,
+    /// How a SIGTERM or SIGINT drains.
+    pub drain: DrainSettings,
+    /// The endpoint's settings (`tickwire_core::Config`).
+    pub endpoint: Config,
+    /// Settings towards the verification server (`tickwire_core::vs::GsConfig`; with `vs`
+    /// only). Their SHA-256 is part of the measured software.
+    pub gs: Option<GsConfig>,
+}
+
+impl Default for GsSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 4433)),
+            admin: None,
+            seconds: None,
+            identity_key: None,
+            issuer_key: None,
+            insecure_demo_issuer_seed: None,
+            gs_id: DEMO_GS_ID,
+            json: None,
+            vs: None,
+            tpm: None,
+            log_format: LogFormat::default(),
+            drain: DrainSettings::default(),
+            endpoint: demo_config(),
+            gs: None,
+        }
+    }
+}
+
+/// Everything `tickwire-vs` can be told.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VsSettings {
+    /// UDP address to listen on. Default `127.0.0.1:4500`.
+    pub listen: SocketAddr,
+    /// Address of the admin HTTP endpoint (`/metrics`, `/health`, `/ready`); none by default.
+    pub admin: Option<SocketAddr>,
+    /// Seconds to run before shutting down gracefully; unset: until SIGTERM or SIGINT.
+    pub seconds: Option<f64>,
+    /// The endpoint's Ed25519 identity key (PKCS#8 PEM); unset: fresh from the OS.
+    pub identity_key: Option<PathBuf>,
+    /// The VS signing key (PKCS#8 PEM private key): play tickets, receipts, join tickets.
+    pub issuer_key: Option<PathBuf>,
+    /// INSECURE, demos only: a signing key derived from this public number.
+    pub insecure_demo_issuer_seed: Option<u64>,
+    /// Game-server binaries whose measurement (with the default GS settings) is allowed.
+    pub allow_gs_binary: Vec<PathBuf>,
+    /// Write the run's report as JSON here at the end.
+    pub json: Option<PathBuf>,
+    /// Log format on stderr (`human` or `json`); levels from `RUST_LOG` (default `info`).
+    pub log_format: LogFormat,
+    /// How a SIGTERM or SIGINT drains.
+    pub drain: DrainSettings,
+    /// The endpoint's settings (`tickwire_core::Config`; `accept_game_servers` on).
+    pub endpoint: Config,
+    /// The verifier's settings (`tickwire_core::vs::VsConfig`); unset: the defaults, admitting
+    /// unenrolled game servers.
+    pub verifier: Option<VsConfig>,
+}
+
+impl Default for VsSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 4500)),
+            admin: None,
+            seconds: None,
+            identity_key: None,
+            issuer_key: None,
+            insecure_demo_issuer_seed: None,
+            allow_gs_binary: Vec::new(),
+            json: None,
+            log_format: LogFormat::default(),
+            drain: DrainSettings::default(),
+            endpoint: vs_endpoint_config(),
+            verifier: None,
+        }
+    }
+}
+
+/// The settings in `path` (`--config`), or the defaults without one; the endpoint settings
+/// are validated.
+///
+/// # Errors
+/// The file cannot be read, is not TOML, has unknown fields, or fails validation.
+pub fn load_settings<T>(path: Option<&Path>, endpoint: impl Fn(&T) -> &Config) -> Result<T, UsageError>
+where
+    T: Default + serde::de::DeserializeOwned,
+{
+    match path {
+        Some(path) => load_toml("--config", path, |settings: &T| {
+            endpoint(settings)
+                .validate()
+                .map_err(|e| format!("[endpoint]: {e}"))
+        }),
+        None => Ok(T::default()),
+    }
+}
+
+/// `settings` as TOML, for `--print-config`.
+pub fn to_toml(settings: &impl Serialize) -> String {
+    toml::to_string_pretty(settings).unwrap_or_else(|e| format!("# cannot render the settings: {e}\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printed_settings_read_back_as_the_same() {
+        let gs = GsSettings {
+            admin: Some("127.0.0.1:9433".parse().unwrap()),
+            vs: Some("127.0.0.1:4500".parse().unwrap()),
+            gs: Some(GsConfig::default()),
+            ..GsSettings::default()
+        };
+        assert_eq!(toml::from_str::<GsSettings>(&to_toml(&gs)).unwrap(), gs);
+        let vs = VsSettings {
+            verifier: Some(VsConfig::default()),
+            ..VsSettings::default()
+        };
+        assert_eq!(toml::from_str::<VsSettings>(&to_toml(&vs)).unwrap(), vs);
+    }
+
+    #[test]
+    fn unknown_fields_are_errors_at_every_level() {
+        for text in ["colour = 1", "[drain]\ncolour = 1", "[endpoint]\ncolour = 1"] {
+            assert!(toml::from_str::<GsSettings>(text).is_err(), "{text}");
+            assert!(toml::from_str::<VsSettings>(text).is_err(), "{text}");
+        }
+    }
+}

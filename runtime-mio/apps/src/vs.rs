@@ -188,8 +188,41 @@ impl GsSide {
                 } => {
                     self.fatal = Some(format!("the verification server refused: {reason}: {detail}"));
                 }
-                GsEvent::Receipt { .. } => self.receipts += 1,
-                other => tracing::info!(?other, "vs"),
+                GsEvent::Receipt { digest, .. } => {
+                    self.receipts += 1;
+                    tracing::debug!(
+                        sequence = digest.sequence,
+                        session_id = digest.session_id,
+                        "receipt"
+                    );
+                }
+                GsEvent::Authorised { claims, first } => {
+                    let lifetime_ms = claims.expires_at_ms.saturating_sub(claims.issued_at_ms);
+                    if first {
+                        tracing::info!(
+                            sequence = claims.sequence,
+                            lifetime_ms,
+                            "first play ticket: admitting"
+                        );
+                    } else {
+                        tracing::debug!(sequence = claims.sequence, lifetime_ms, "play ticket renewed");
+                    }
+                }
+                GsEvent::AdmissionsPaused => tracing::warn!("play ticket expired: admissions paused"),
+                GsEvent::Resumed => tracing::info!("play ticket back: admissions resumed"),
+                GsEvent::SessionsClosed { count } => {
+                    tracing::warn!(count, "play ticket starvation: client sessions closed")
+                }
+                GsEvent::VsLost { retry_in } => {
+                    tracing::warn!(
+                        retry_in_ms = retry_in.as_millis() as u64,
+                        "verification server lost"
+                    )
+                }
+                GsEvent::Rejected { reason, detail, .. } => {
+                    tracing::warn!(%reason, detail = detail.as_str(), "verification server refused; retrying")
+                }
+                other => tracing::info!(?other, "verification agent"),
             }
         }
     }

@@ -298,7 +298,7 @@ fn a_game_server_and_its_verification_server_are_observable_and_drain() {
         sum_of(
             &text,
             "tickwire_handshakes_total",
-            &["outcome=\"rejected\"", "TICKET"],
+            &["outcome=\"rejected\"", "reason=\"ticket_"],
         ) >= 1.0
     });
     let refused = intruder.join().unwrap();

@@ -8,7 +8,8 @@
 //! plain-data [`Snapshot`] and [publishes](AdminState::publish) it, says when it is
 //! [ready](AdminState::set_ready) to admit players, and when it
 //! [starts draining](AdminState::start_draining). The HTTP thread renders the latest snapshot on
-//! each scrape, so a scrape costs the loop one `Mutex` swap, whatever the scraper does.
+//! each scrape: publishing is a `Mutex` swap, and a scrape holds that lock only long enough to
+//! copy the snapshot, whatever the scraper does.
 //!
 //! ## Wiring it into a server loop
 //!
@@ -24,7 +25,7 @@
 //!
 //! fn serve(endpoint: &mut Endpoint, stop: &AtomicBool) -> std::io::Result<()> {
 //!     let state = AdminState::new(ServerKind::GameServer);
-//!     // Port 0 picks a free port; `local_addr` says which.
+//!     // 9464 is a common exporter port; port 0 would pick a free one (`local_addr` says which).
 //!     let admin = AdminServer::start("127.0.0.1:9464".parse().unwrap(), Arc::clone(&state))?;
 //!     tracing::info!(addr = %admin.local_addr(), "admin endpoint listening");
 //!     state.set_ready(true);
@@ -57,7 +58,7 @@
 //!
 //! | Path | Answer |
 //! |---|---|
-//! | `/metrics` | `200`: the latest snapshot, [rendered](render). OpenMetrics 1.0 (`Content-Type: application/openmetrics-text; version=1.0.0; charset=utf-8`), or the Prometheus text format 0.0.4 (`text/plain; version=0.0.4; charset=utf-8`) when the `Accept` header names `text/plain` and not `application/openmetrics-text` (`promtool check metrics`, older scrapers) |
+//! | `/metrics` | `200`: the latest snapshot, [rendered](render). OpenMetrics 1.0 (`Content-Type: application/openmetrics-text; version=1.0.0; charset=utf-8`) when the `Accept` header asks for `application/openmetrics-text`, as Prometheus does; otherwise (no `Accept`, `*/*`, `text/plain`) the Prometheus text format 0.0.4 (`text/plain; version=0.0.4; charset=utf-8`), which `promtool check metrics` reads: `curl -s http://ADDR/metrics \| promtool check metrics` |
 //! | `/health` | `200 ok` while serving; `503 draining` once [`AdminState::start_draining`] was called |
 //! | `/ready` | `200 ready` while [`AdminState::set_ready`]`(true)` and not draining; `503 not ready` before, `503 draining` after |
 //!
@@ -73,7 +74,7 @@
 //!
 //! | Metric | Type | Labels |
 //! |---|---|---|
-//! | `tickwire_info` | gauge, 1 | `kind`: `game_server`, `verification_server` |
+//! | `tickwire_info` | info (a gauge in the text format 0.0.4), 1 | `kind`: `game_server`, `verification_server` |
 //! | `tickwire_ready`, `tickwire_draining` | gauge, 0 or 1 | |
 //! | `tickwire_sessions` | gauge | `state`: `handshaking`, `established` |
 //! | `tickwire_sessions_established_by_role` | gauge | `role`: `player`, `spectator`, `admin`, `game_server` |
@@ -99,10 +100,12 @@
 //!
 //! ## Deployment
 //!
-//! Bind the admin endpoint to a private interface. It has no authentication, and the HTTP
-//! server underneath sets no socket timeouts: requests are answered one at a time, each
-//! response is a few tens of kilobytes at most, and a client that connects and never sends
-//! a request holds one idle connection thread of the server, not the answering thread.
+//! Bind the admin endpoint to a private interface: it has no authentication, and the HTTP
+//! server underneath (`tiny_http`) sets no socket timeouts. Requests are read on one thread per
+//! connection, so a client that never finishes its request holds only that thread; they are
+//! answered one at a time on the admin thread, and every response is a few tens of kilobytes
+//! at most, so that a client that does not read its response stalls the others only once the
+//! kernel's socket buffers are full.
 
 use tickwire_core::stats::{EndpointStats, TickTimings};
 use tickwire_core::vs::{GsAgentStats, VerifierStats};

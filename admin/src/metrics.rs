@@ -26,10 +26,11 @@ const MAX_UNNAMED_REASONS: usize = 8;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// OpenMetrics 1.0 text: counters announced without `_total`, `# UNIT` lines, a final
-    /// `# EOF`. What Prometheus asks for first.
+    /// `# EOF`. What Prometheus asks for first; `promtool check metrics` (2.x) cannot read it.
     OpenMetrics,
-    /// The Prometheus text format 0.0.4: counters announced with `_total`, no `# EOF`. What
-    /// `promtool check metrics` reads.
+    /// The Prometheus text format 0.0.4: counters announced with `_total`, no `# UNIT` or
+    /// `# EOF`. What `promtool check metrics` reads. The same samples as
+    /// [`Format::OpenMetrics`], but for the spelling of `le` bounds (`1` rather than `1.0`).
     PrometheusText,
 }
 
@@ -42,15 +43,27 @@ impl Format {
         }
     }
 
-    /// The format to answer a request whose `Accept` header is `accept`: the Prometheus text
-    /// format when it names `text/plain` and not `application/openmetrics-text`, OpenMetrics
-    /// otherwise (also with no header, or `*/*`).
+    /// The format to answer a request whose `Accept` header is `accept`, much as Prometheus's Go
+    /// client does: OpenMetrics when a media range of it is
+    /// `application/openmetrics-text` (with no `q=0`), which Prometheus always sends; the
+    /// Prometheus text format otherwise (no header, `*/*`, `text/plain`), which `curl` and
+    /// `promtool check metrics` get.
     pub(crate) fn negotiate(accept: Option<&str>) -> Format {
-        let accept = accept.unwrap_or("").to_ascii_lowercase();
-        if accept.contains("text/plain") && !accept.contains("application/openmetrics-text") {
-            Format::PrometheusText
-        } else {
+        let openmetrics = accept.unwrap_or("").split(',').any(|range| {
+            let mut parts = range.split(';');
+            let media = parts.next().unwrap_or("").trim();
+            let refused = parts.any(|param| match param.split_once('=') {
+                Some((name, q)) if name.trim().eq_ignore_ascii_case("q") => {
+                    q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0)
+                }
+                _ => false,
+            });
+            media.eq_ignore_ascii_case("application/openmetrics-text") && !refused
+        });
+        if openmetrics {
             Format::OpenMetrics
+        } else {
+            Format::PrometheusText
         }
     }
 }
@@ -82,16 +95,11 @@ pub fn render(snapshot: &Snapshot, readiness: Readiness, format: Format) -> Stri
 /// [`render`] of a snapshot the caller no longer needs.
 pub(crate) fn render_owned(snapshot: Snapshot, readiness: Readiness, format: Format) -> String {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(SnapshotCollector {
-        snapshot,
-        readiness,
-    }));
+    registry.register_collector(Box::new(SnapshotCollector { snapshot, readiness }));
     let mut out = String::with_capacity(16 * 1024);
     let encoded = match format {
         Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, &registry),
-        Format::PrometheusText => {
-            prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)
-        }
+        Format::PrometheusText => prometheus_client::encoding::prometheus_text::encode(&mut out, &registry),
     };
     encoded.expect("encoding into a String cannot fail: our collector returns only the writer's errors");
     out
@@ -199,27 +207,33 @@ impl Families<'_> {
 
     /// Histograms in seconds, one per label set.
     fn histograms(&mut self, name: &str, help: &str, series: &[(Labels, &Histogram)]) -> fmt::Result {
-        self.family(name, help, Some(&Unit::Seconds), MetricType::Histogram, |mut metric| {
-            for (labels, histogram) in series {
-                // The encoders take per-bucket counts and accumulate them themselves.
-                let mut below = 0;
-                let buckets: Vec<(f64, u64)> = histogram
-                    .cumulative_buckets()
-                    .map(|(bound, cumulative)| {
-                        let count = cumulative.saturating_sub(below);
-                        below = cumulative;
-                        (bound, count)
-                    })
-                    .collect();
-                metric.encode_family(labels)?.encode_histogram::<NoLabelSet>(
-                    histogram.sum_seconds(),
-                    histogram.count(),
-                    &buckets,
-                    None,
-                )?;
-            }
-            Ok(())
-        })
+        self.family(
+            name,
+            help,
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+            |mut metric| {
+                for (labels, histogram) in series {
+                    // The encoders take per-bucket counts and accumulate them themselves.
+                    let mut below = 0;
+                    let buckets: Vec<(f64, u64)> = histogram
+                        .cumulative_buckets()
+                        .map(|(bound, cumulative)| {
+                            let count = cumulative.saturating_sub(below);
+                            below = cumulative;
+                            (bound, count)
+                        })
+                        .collect();
+                    metric.encode_family(labels)?.encode_histogram::<NoLabelSet>(
+                        histogram.sum_seconds(),
+                        histogram.count(),
+                        &buckets,
+                        None,
+                    )?;
+                }
+                Ok(())
+            },
+        )
     }
 
     fn process(&mut self, snapshot: &Snapshot, readiness: Readiness) -> fmt::Result {
@@ -531,12 +545,16 @@ impl Families<'_> {
             v.game_servers_authorised as u64,
         )?;
         let mut joins = vec![(label("result", "accepted"), v.joins_accepted)];
-        joins.extend(reason_series(&v.joins_rejected).into_iter().map(|(reason, count)| {
-            (
-                vec![("result", Cow::Borrowed("rejected")), ("reason", reason)],
-                count,
-            )
-        }));
+        joins.extend(
+            reason_series(&v.joins_rejected)
+                .into_iter()
+                .map(|(reason, count)| {
+                    (
+                        vec![("result", Cow::Borrowed("rejected")), ("reason", reason)],
+                        count,
+                    )
+                }),
+        );
         self.counters(
             "tickwire_vs_joins",
             "Game server joins: accepted after attestation, or rejected with a reason.",

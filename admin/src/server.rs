@@ -209,7 +209,7 @@ fn answer(request: Request, state: &AdminState) {
     let reply = route(request.method(), request.url(), accept.as_deref(), state);
     tracing::debug!(
         method = %request.method(),
-        url = request.url(),
+        url = ?request.url(),
         peer = ?request.remote_addr(),
         status = reply.status,
         bytes = reply.body.len(),
@@ -250,9 +250,7 @@ fn route(method: &Method, url: &str, accept: Option<&str>, state: &AdminState) -
                 body: render_owned(state.snapshot(), readiness, format),
             }
         }
-        ("/health", Readiness::Draining) | ("/ready", Readiness::Draining) => {
-            Reply::text(503, "draining")
-        }
+        ("/health", Readiness::Draining) | ("/ready", Readiness::Draining) => Reply::text(503, "draining"),
         ("/health", _) => Reply::text(200, "ok"),
         (_, Readiness::Ready) => Reply::text(200, "ready"),
         (_, _) => Reply::text(503, "not ready"),
@@ -275,7 +273,10 @@ mod tests {
         assert_eq!(status(&state, Method::Get, "/ready"), (503, "not ready\n".into()));
         assert_eq!(status(&state, Method::Get, "/health"), (200, "ok\n".into()));
         state.set_ready(true);
-        assert_eq!(status(&state, Method::Head, "/ready?verbose=1"), (200, "ready\n".into()));
+        assert_eq!(
+            status(&state, Method::Head, "/ready?verbose=1"),
+            (200, "ready\n".into())
+        );
         state.start_draining();
         state.set_ready(true);
         assert_eq!(state.readiness(), Readiness::Draining);
@@ -296,15 +297,28 @@ mod tests {
     #[test]
     fn metrics_negotiate_the_format() {
         let state = AdminState::new(ServerKind::GameServer);
-        let om = route(&Method::Get, "/metrics", Some("*/*"), &state);
+        let scrape = |accept| route(&Method::Get, "/metrics", accept, &state);
+        let prometheus = "application/openmetrics-text;version=1.0.0,\
+                          application/openmetrics-text;version=0.0.1;q=0.75,\
+                          text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        let om = scrape(Some(prometheus));
         assert_eq!(om.content_type, Format::OpenMetrics.content_type());
         assert!(om.body.ends_with("# EOF\n"));
-        let text = route(&Method::Get, "/metrics", Some("text/plain"), &state);
-        assert_eq!(text.content_type, Format::PrometheusText.content_type());
-        assert!(!text.body.contains("# EOF"));
-        let prometheus = "application/openmetrics-text;version=1.0.0,\
-                          text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
-        let scrape = route(&Method::Get, "/metrics", Some(prometheus), &state);
-        assert_eq!(scrape.content_type, Format::OpenMetrics.content_type());
+        for accept in [
+            None,
+            Some("*/*"),
+            Some("text/plain; version=0.0.4"),
+            Some("Application/OpenMetrics-Text; q=0, text/plain"),
+        ] {
+            let text = scrape(accept);
+            assert_eq!(
+                text.content_type,
+                Format::PrometheusText.content_type(),
+                "{accept:?}"
+            );
+            assert!(!text.body.contains("# EOF"));
+        }
+        let om = scrape(Some("text/plain;q=0.5, APPLICATION/openmetrics-text ; q=0.9"));
+        assert_eq!(om.content_type, Format::OpenMetrics.content_type());
     }
 }

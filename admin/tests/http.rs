@@ -32,11 +32,21 @@ impl Reply {
 /// reads the whole response.
 fn request(addr: SocketAddr, method: &str, path: &str, extra_headers: &str) -> Reply {
     let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect to the admin endpoint");
-    stream.set_read_timeout(Some(TIMEOUT)).expect("set a read timeout");
-    stream.set_write_timeout(Some(TIMEOUT)).expect("set a write timeout");
-    write!(stream, "{method} {path} HTTP/1.0\r\nHost: test\r\n{extra_headers}\r\n").expect("send the request");
+    stream
+        .set_read_timeout(Some(TIMEOUT))
+        .expect("set a read timeout");
+    stream
+        .set_write_timeout(Some(TIMEOUT))
+        .expect("set a write timeout");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: test\r\n{extra_headers}\r\n"
+    )
+    .expect("send the request");
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("read the response before the timeout");
+    stream
+        .read_to_end(&mut raw)
+        .expect("read the response before the timeout");
     let raw = String::from_utf8(raw).expect("a UTF-8 response");
     let (head, body) = raw.split_once("\r\n\r\n").expect("a header block");
     let mut lines = head.split("\r\n");
@@ -97,13 +107,19 @@ fn health_and_ready_follow_the_state() {
 fn metrics_render_the_latest_snapshot() {
     let (state, server, addr) = start(ServerKind::GameServer);
 
-    let metrics = get(addr, "/metrics");
+    // Prometheus asks for OpenMetrics.
+    let openmetrics = "Accept: application/openmetrics-text;version=1.0.0,text/plain;q=0.5\r\n";
+    let metrics = request(addr, "GET", "/metrics", openmetrics);
     assert_eq!(metrics.status, 200);
     assert_eq!(
         metrics.header("Content-Type"),
         Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
     );
-    assert!(metrics.body.contains("tickwire_info{kind=\"game_server\"} 1\n"), "{}", metrics.body);
+    assert!(
+        metrics.body.contains("tickwire_info{kind=\"game_server\"} 1\n"),
+        "{}",
+        metrics.body
+    );
     assert!(metrics.body.contains("tickwire_ready 0\n"));
     assert!(metrics.body.ends_with("# EOF\n"));
 
@@ -111,12 +127,22 @@ fn metrics_render_the_latest_snapshot() {
     snapshot.endpoint.ticks = 1234;
     state.publish(snapshot);
     state.set_ready(true);
-    let metrics = get(addr, "/metrics?fresh=1");
-    assert!(metrics.body.contains("tickwire_ticks_total 1234\n"), "{}", metrics.body);
+    let metrics = request(addr, "GET", "/metrics?fresh=1", openmetrics);
+    assert!(
+        metrics.body.contains("tickwire_ticks_total 1234\n"),
+        "{}",
+        metrics.body
+    );
     assert!(metrics.body.contains("tickwire_ready 1\n"));
 
-    let text = request(addr, "GET", "/metrics", "Accept: text/plain;version=0.0.4\r\n");
-    assert_eq!(text.header("Content-Type"), Some("text/plain; version=0.0.4; charset=utf-8"));
+    // Anyone else (curl, promtool) gets the Prometheus text format.
+    let text = get(addr, "/metrics");
+    assert_eq!(text.status, 200);
+    assert_eq!(
+        text.header("Content-Type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    assert!(text.body.contains("tickwire_info{kind=\"game_server\"} 1\n"));
     assert!(text.body.contains("# TYPE tickwire_ticks_total counter\n"));
 
     let head = request(addr, "HEAD", "/metrics", "");
@@ -150,7 +176,11 @@ fn dropping_the_server_stops_it() {
             let _ = stream.write_all(b"GET /health HTTP/1.0\r\n\r\n");
             let mut raw = Vec::new();
             let _ = stream.read_to_end(&mut raw);
-            assert!(raw.is_empty(), "answered after shutdown: {}", String::from_utf8_lossy(&raw));
+            assert!(
+                raw.is_empty(),
+                "answered after shutdown: {}",
+                String::from_utf8_lossy(&raw)
+            );
         }
     }
 }

@@ -50,7 +50,11 @@ fn populated() -> Snapshot {
             accepted: 100,
             accept_failed: 11,
         },
-        address_limiter: LimiterStats { allowed: 100, limited: 14, evictions: 1 },
+        address_limiter: LimiterStats {
+            allowed: 100,
+            limited: 14,
+            evictions: 1,
+        },
         addresses_tracked: 12,
         ticks: 3_600,
         udp_rx_bytes: 1_200_000,
@@ -69,7 +73,11 @@ fn populated() -> Snapshot {
             expired_timeout: 6,
             late_duplicates: 7,
         },
-        message_limiter: LimiterStats { allowed: 5_000, limited: 17, evictions: 0 },
+        message_limiter: LimiterStats {
+            allowed: 5_000,
+            limited: 17,
+            evictions: 0,
+        },
         ..EndpointStats::default()
     };
     for x in [0.05, 0.3, 1.0, 4.0, 40.0] {
@@ -183,7 +191,10 @@ fn optional_parts_render_only_when_present() {
         agent.ticket_age = None;
     }
     let text = render(
-        &Snapshot { gs_agent: agent, ..snapshot },
+        &Snapshot {
+            gs_agent: agent,
+            ..snapshot
+        },
         Readiness::NotReady,
         Format::OpenMetrics,
     );
@@ -208,41 +219,65 @@ fn unnamed_reason_codes_are_bounded() {
 }
 
 /// `promtool check metrics` (the Prometheus text format linter) on a fully populated
-/// snapshot: no parse error, no lint complaint. Fails without promtool when `CI` is set;
-/// skips with a note otherwise.
+/// snapshot and on an idle one (families with no sample): no parse error, no lint complaint.
+/// Fails without promtool when `CI` is set; skips with a note otherwise.
 #[test]
 fn promtool_accepts_the_exposition() {
-    let text = render(&populated(), Readiness::Ready, Format::PrometheusText);
-    let child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(child) => child,
-        Err(e) if std::env::var_os("CI").is_none() => {
-            eprintln!("skipped: promtool not runnable ({e}); install the `prometheus` package");
-            return;
-        }
-        Err(e) => panic!("promtool not runnable with CI set: {e}"),
+    let idle = Snapshot {
+        verifier: Some(VerifierStats::default()),
+        ..Snapshot::idle(ServerKind::VerificationServer)
     };
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(text.as_bytes())
-        .expect("promtool reads its stdin");
-    let output = child.wait_with_output().expect("promtool runs");
-    let complaints = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.status.success() && complaints.trim().is_empty(),
-        "promtool check metrics: {}\n{complaints}\n--- input ---\n{text}",
-        output.status
-    );
+    for (what, snapshot) in [("populated", populated()), ("idle", idle)] {
+        let text = render(&snapshot, Readiness::Ready, Format::PrometheusText);
+        let child = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn();
+        let mut child = match child {
+            Ok(child) => child,
+            Err(e) if std::env::var_os("CI").is_none() => {
+                eprintln!("skipped: promtool not runnable ({e}); install the `prometheus` package");
+                return;
+            }
+            Err(e) => panic!("promtool not runnable with CI set: {e}"),
+        };
+        child
+            .stdin
+            .take()
+            .expect("stdin is piped")
+            .write_all(text.as_bytes())
+            .expect("promtool reads its stdin");
+        let output = child.wait_with_output().expect("promtool runs");
+        let complaints = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            output.status.success() && complaints.trim().is_empty(),
+            "promtool check metrics on the {what} snapshot: {}\n{complaints}\n--- input ---\n{text}",
+            output.status
+        );
+    }
 }
 
+/// The largest exposition there can be (every reason map full of every code, both optional
+/// parts) stays small enough to answer in one go.
+#[test]
+fn the_largest_exposition_is_bounded() {
+    let every_code: BTreeMap<ReasonCode, u64> = (0..=u16::MAX).map(|code| (ReasonCode(code), 1)).collect();
+    let mut snapshot = populated();
+    snapshot.endpoint.rejections = every_code.clone();
+    snapshot.endpoint.disconnections = every_code.clone();
+    if let Some(verifier) = &mut snapshot.verifier {
+        verifier.joins_rejected = every_code.clone();
+        verifier.attestation_failures = every_code.clone();
+        verifier.deauthorisations = every_code;
+    }
+    for format in [Format::OpenMetrics, Format::PrometheusText] {
+        let len = render(&snapshot, Readiness::Ready, format).len();
+        assert!(len < 64 * 1024, "{format:?}: {len} bytes");
+    }
+}

@@ -1,5 +1,16 @@
 //! The discrete-event engine: virtual time in integer nanoseconds, one queue of events ordered
-//! by `(time, insertion sequence)`, real tickwire endpoints as nodes, [`Link`]s between them.
+//! by `(time, insertion sequence)`, nodes, and [`Link`]s between them.
+//!
+//! Nodes come in two kinds, each behind one small trait:
+//!
+//! - **Nodes with an endpoint** — clients, game servers, the verification server — run a real
+//!   tickwire [`Endpoint`] and, beside it, a `Behaviour` (module `behaviour`): the engine feeds
+//!   the endpoint its datagrams and timeouts, calls the behaviour on its events and ticks, and
+//!   routes what the endpoint transmits. A behaviour reaches the run through the `Net` facade.
+//! - **Raw nodes** — the hostile traffic generators: floods from spoofed sources and
+//!   half-open attackers — implement `RawNode` (module `raw_node`): raw datagrams in
+//!   (`handle_datagram`), their own wake-ups (`handle_time`, `poll_timeout`), and datagrams
+//!   out through the `RawNet` facade, routed by the engine through the raw node's wire.
 //!
 //! The engine is itself sans-IO: no threads, no wall clock, no `HashMap`; every random choice
 //! comes from the run's seed through [`derive()`]. Each datagram a node emits is routed through
@@ -17,7 +28,7 @@
 //! println!("{} joined, trace {}", report.sessions.clients_joined, report.trace_sha256);
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
@@ -59,15 +70,18 @@ pub fn derive(seed: u64, label: &str, a: u64, b: u64) -> [u8; 32] {
 
 mod app;
 mod behaviour;
+mod cpu;
 mod faults;
 mod flood;
 mod half_open;
 mod queue;
+mod raw_node;
 mod vs;
 
 use app::{start_attempt, App, ClientApp, ClientState, ServerApp};
 use behaviour::{Idle, Net};
 use queue::Queue;
+use raw_node::{RawSlot, RawTimer, RawTransmit, Wire};
 use vs::{GsVs, VsApp, VsNet};
 pub use vs::{SIM_BINARY_SHA256, SIM_CONFIG_SHA256, VS_ADDR, VS_KEY_ID};
 
@@ -120,12 +134,17 @@ enum What {
     Fault(Action),
     /// Periodic path sampling for the report.
     Sample,
-    /// Flood number `flood` sends its next datagram.
-    Flood { flood: usize },
     /// A game server's modelled CPU is free for the next queued datagram.
     CpuFree { node: usize },
-    /// Something happens to a half-open attacker.
-    HalfOpen(half_open::Step),
+    /// Raw node `node`'s armed `timer`.
+    WakeRaw { node: usize, timer: RawTimer },
+    /// A datagram arrives at raw node `node`, at its address `to`.
+    DeliverRaw {
+        node: usize,
+        from: SocketAddr,
+        to: SocketAddr,
+        payload: Vec<u8>,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -193,6 +212,44 @@ impl Path {
     }
 }
 
+/// A node's wake-up: the earliest deadline queued for it, and how often it woke at one instant
+/// (the livelock guard's tally).
+#[derive(Debug, Default)]
+struct Alarm {
+    armed: Option<Nanos>,
+    wakes_at_now: (Nanos, u32),
+}
+
+impl Alarm {
+    /// When to queue a wake-up for deadline `at` (never before `now`; 1 µs ahead once the node
+    /// woke [`MAX_WAKES_PER_INSTANT`] times at `now`); `None` if an earlier one is queued.
+    fn arm(&mut self, now: Nanos, at: Nanos) -> Option<Nanos> {
+        let mut at = at.max(now);
+        if at == now && self.wakes_at_now.0 == now && self.wakes_at_now.1 >= MAX_WAKES_PER_INSTANT {
+            at = now + 1_000;
+        }
+        if self.armed.is_some_and(|armed| armed <= at) {
+            return None;
+        }
+        self.armed = Some(at);
+        Some(at)
+    }
+
+    /// A queued wake-up comes due at `now`: `false` if it was superseded by an earlier one.
+    fn fire(&mut self, now: Nanos) -> bool {
+        if self.armed != Some(now) {
+            return false;
+        }
+        self.armed = None;
+        if self.wakes_at_now.0 == now {
+            self.wakes_at_now.1 += 1;
+        } else {
+            self.wakes_at_now = (now, 1);
+        }
+        true
+    }
+}
+
 #[derive(Debug)]
 struct Node {
     addr: SocketAddr,
@@ -200,12 +257,11 @@ struct Node {
     clock: NodeClock,
     endpoint: Option<Endpoint>,
     incarnation: u64,
-    armed: Option<Nanos>,
-    wakes_at_now: (Nanos, u32),
+    alarm: Alarm,
     rng: ChaCha8Rng,
     app: App,
     /// The CPU model (game servers, when the scenario has `[server_cpu]`).
-    cpu: Option<flood::Cpu>,
+    cpu: Option<cpu::Cpu>,
 }
 
 /// Everything but the nodes, so a node and the world can be borrowed together.
@@ -228,10 +284,14 @@ struct World {
     counts: EngineCounts,
     /// The verification server, if the scenario has one.
     vs: Option<VsNet>,
-    /// Floods, if the scenario has any.
-    flood: Option<flood::FloodNet>,
-    /// Half-open attackers, if the scenario has any.
-    half_open: Option<half_open::HalfOpenNet>,
+    /// Raw node addresses → raw node id.
+    raw_addrs: BTreeMap<SocketAddr, usize>,
+    /// Per raw node: how its datagrams travel.
+    raw_wires: Vec<Wire>,
+    /// What raw nodes sent during their current input, waiting to be routed.
+    outbox: Vec<RawTransmit>,
+    /// Recent legitimate client-to-server datagrams, kept when a raw node overhears them.
+    overheard: Option<VecDeque<Vec<u8>>>,
 }
 
 /// Work the engine did, for profiling a run.
@@ -241,7 +301,7 @@ pub struct EngineCounts {
     pub events: u64,
     /// Datagram deliveries.
     pub deliveries: u64,
-    /// Node wake-ups that ran `handle_timeout`.
+    /// Node wake-ups that ran (an endpoint's `handle_timeout`, a raw node's own timers).
     pub wakes: u64,
     /// Wake-ups superseded by an earlier one (skipped).
     pub stale_wakes: u64,
@@ -252,10 +312,9 @@ impl World {
         self.queue.push(at, what);
     }
 
-    /// Routes one datagram from node `src` through its path, hashing it with its fate.
-    fn route(&mut self, src: usize, from: SocketAddr, to: SocketAddr, bytes: &[u8]) {
+    /// Hashes one datagram into the trace (time, source, destination, bytes) and captures it.
+    fn record(&mut self, from: SocketAddr, to: SocketAddr, bytes: &[u8]) {
         let now = self.now;
-        self.datagrams += 1;
         self.trace.update(now.to_be_bytes());
         hash_addr(&mut self.trace, from);
         hash_addr(&mut self.trace, to);
@@ -266,14 +325,15 @@ impl World {
                 self.capture_error.get_or_insert(e);
             }
         }
+    }
+
+    /// Routes one datagram from node `src` through its path, hashing it with its fate.
+    fn route(&mut self, src: usize, from: SocketAddr, to: SocketAddr, bytes: &[u8]) {
+        let now = self.now;
+        self.datagrams += 1;
+        self.record(from, to, bytes);
         let Some(&dst) = self.addrs.get(&to) else {
-            if half_open::route(self, from, to, bytes) {
-                return;
-            }
-            self.trace.update([0xff]);
-            if !flood::count_reply(self, to, bytes.len()) {
-                self.metrics.no_route += 1;
-            }
+            self.route_raw(from, to, bytes);
             return;
         };
         if let Some(vs) = &self.vs {
@@ -284,10 +344,8 @@ impl World {
         }
         let uplink = src >= self.servers;
         let client = if uplink { src } else { dst } - self.servers;
-        if let (true, Some(flood)) = (uplink, self.flood.as_mut()) {
-            flood.observe(bytes);
-        }
         if uplink {
+            self.overhear(bytes);
             self.metrics.wire.bytes_up += bytes.len() as u64;
             self.metrics.wire.datagrams_up += 1;
         } else {
@@ -312,7 +370,7 @@ impl World {
             acc.0 += u128::from(delivery.at.saturating_sub(now));
             acc.1 += 1;
         }
-        self.enqueue(outcome, dst, from);
+        self.enqueue(outcome, |payload| What::Deliver { to: dst, from, payload });
     }
 
     /// Routes one datagram between a game server and the verification server.
@@ -333,11 +391,12 @@ impl World {
         }
         let link = if uplink { &mut path.up } else { &mut path.down };
         let outcome = link.transmit(self.now, bytes.to_vec());
-        self.enqueue(outcome, dst, from);
+        self.enqueue(outcome, |payload| What::Deliver { to: dst, from, payload });
     }
 
-    /// Hashes a link's verdict on one datagram and queues its deliveries to node `dst`.
-    fn enqueue(&mut self, outcome: crate::link::Outcome, dst: usize, from: SocketAddr) {
+    /// Hashes a link's verdict on one datagram and queues its deliveries, each as the event
+    /// `deliver` makes of its payload.
+    fn enqueue(&mut self, outcome: crate::link::Outcome, deliver: impl Fn(Vec<u8>) -> What) {
         if let Some(reason) = outcome.dropped {
             self.trace.update([0, drop_code(reason)]);
         }
@@ -345,25 +404,13 @@ impl World {
             self.trace
                 .update([1, u8::from(delivery.corrupted), u8::from(delivery.duplicate)]);
             self.trace.update(delivery.at.to_be_bytes());
-            self.push(
-                delivery.at,
-                What::Deliver {
-                    to: dst,
-                    from,
-                    payload: delivery.payload,
-                },
-            );
+            self.push(delivery.at, deliver(delivery.payload));
         }
     }
 
     /// Arms `node`'s wake-up at virtual time `at` unless an earlier one is armed.
     fn arm(&mut self, id: usize, node: &mut Node, at: Nanos) {
-        let mut at = at.max(self.now);
-        if at == self.now && node.wakes_at_now.0 == self.now && node.wakes_at_now.1 >= MAX_WAKES_PER_INSTANT {
-            at = self.now + 1_000;
-        }
-        if node.armed.is_none_or(|armed| at < armed) {
-            node.armed = Some(at);
+        if let Some(at) = node.alarm.arm(self.now, at) {
             self.push(at, What::Wake { node: id });
         }
     }
@@ -436,7 +483,10 @@ fn drop_code(reason: DropReason) -> u8 {
 /// [`Sim::run_until`], read [`Sim::report`].
 pub struct Sim {
     world: World,
+    /// Nodes with an endpoint: game servers, then clients, then the verification server.
     nodes: Vec<Node>,
+    /// Raw nodes: floods, then half-open attackers.
+    raw: Vec<RawSlot>,
     end: Nanos,
 }
 
@@ -445,6 +495,7 @@ impl std::fmt::Debug for Sim {
         f.debug_struct("Sim")
             .field("now", &self.world.now)
             .field("nodes", &self.nodes.len())
+            .field("raw_nodes", &self.raw.len())
             .field("queued", &self.world.queue.len())
             .finish()
     }
@@ -530,18 +581,14 @@ impl Sim {
             buf: Vec::with_capacity(1500),
             counts: EngineCounts::default(),
             vs: None,
-            flood: None,
-            half_open: None,
+            raw_addrs: BTreeMap::new(),
+            raw_wires: Vec::new(),
+            outbox: Vec::new(),
+            overheard: None,
         };
-        if let Some(h) = world.metrics.hostile.as_mut() {
-            flood::init_metrics(h, &scenario);
-        }
         let mut nodes = Vec::with_capacity(servers + clients);
         for s in 0..servers {
-            let addr = SocketAddr::V4(SocketAddrV4::new(
-                Ipv4Addr::new(10, 0, 0, s as u8 + 1),
-                SERVER_PORT,
-            ));
+            let addr = server_addr(s);
             let snapshot_every = u64::from(scenario.traffic.tick_rate_hz / scenario.traffic.snapshot_rate_hz);
             let app = App::Server(ServerApp {
                 gs_id: s as u64 + 1,
@@ -573,15 +620,18 @@ impl Sim {
         }
         if let Some(costs) = &scenario.server_cpu {
             for node in &mut nodes[..servers] {
-                node.cpu = Some(flood::Cpu::new(costs.clone()));
+                node.cpu = Some(cpu::Cpu::new(costs.clone()));
             }
         }
-        world.flood = flood::build(&scenario, seed, epoch, nodes[0].addr, &world.issuer)?;
-        world.half_open = scenario.half_open.as_ref().and_then(|h| {
-            let key_log = world.key_log.clone().map(|k| k as Arc<dyn rustls::KeyLog>);
-            half_open::build(&scenario, seed, epoch, nodes[h.server].addr, key_log)
-        });
-        let mut sim = Self { world, nodes, end };
+        let mut raw = flood::build(&scenario, seed, epoch, &world.issuer)?;
+        let key_log = world.key_log.clone().map(|k| k as Arc<dyn rustls::KeyLog>);
+        raw.extend(half_open::build(&scenario, seed, epoch, key_log));
+        let mut sim = Self {
+            world,
+            nodes,
+            raw: Vec::with_capacity(raw.len()),
+            end,
+        };
         for id in 0..sim.nodes.len() {
             sim.world.addrs.insert(sim.nodes[id].addr, id);
         }
@@ -611,8 +661,9 @@ impl Sim {
             );
         }
         sim.schedule_faults();
-        sim.schedule_floods();
-        sim.schedule_half_open();
+        for (node, wire) in raw {
+            sim.add_raw(node, wire);
+        }
         let interval = scenario.report.sample_interval_ms * MILLI;
         sim.world.push(interval, What::Sample);
         Ok(sim)
@@ -625,8 +676,7 @@ impl Sim {
             clock: NodeClock::new(epoch),
             endpoint: None,
             incarnation: 0,
-            armed: None,
-            wakes_at_now: (0, 0),
+            alarm: Alarm::default(),
             rng: ChaCha8Rng::from_seed(derive(world.seed, "app", id as u64, 0)),
             app,
             cpu: None,
@@ -748,22 +798,21 @@ impl Sim {
         let now = self.world.now;
         match what {
             What::Deliver { to, from, payload } => self.deliver(to, from, payload),
-            What::Flood { flood } => self.flood(flood),
             What::CpuFree { node } => self.cpu_free(node),
-            What::HalfOpen(step) => self.half_open(step),
+            What::WakeRaw { node, timer } => self.wake_raw(node, timer),
+            What::DeliverRaw {
+                node,
+                from,
+                to,
+                payload,
+            } => self.deliver_raw(node, from, to, payload),
             What::Wake { node: id } => {
                 let node = &mut self.nodes[id];
-                if node.armed != Some(now) {
+                if !node.alarm.fire(now) {
                     self.world.counts.stale_wakes += 1;
                     return; // superseded by an earlier wake-up
                 }
                 self.world.counts.wakes += 1;
-                node.armed = None;
-                if node.wakes_at_now.0 == now {
-                    node.wakes_at_now.1 += 1;
-                } else {
-                    node.wakes_at_now = (now, 1);
-                }
                 let Some(endpoint) = node.endpoint.as_mut() else {
                     return;
                 };
@@ -916,6 +965,14 @@ fn dropped(stats: &LinkStats) -> u64 {
     stats.lost + stats.queue_dropped + stats.mtu_dropped
 }
 
+/// Game server `index`'s address: `10.0.0.x`, port [`SERVER_PORT`].
+fn server_addr(index: usize) -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(
+        Ipv4Addr::new(10, 0, 0, index as u8 + 1),
+        SERVER_PORT,
+    ))
+}
+
 /// Client `index`'s address in incarnation `incarnation`: `10.x.y.z`, port 40000 + incarnation.
 fn client_addr(index: usize, incarnation: u64) -> SocketAddr {
     let n = index as u32 + 1;
@@ -973,4 +1030,12 @@ fn drive(id: usize, node: &mut Node, world: &mut World) {
         let at = node.clock.virtual_at(deadline, now);
         world.arm(id, node, at);
     }
+}
+
+/// The slot `i` of `v`, growing it with defaults as needed.
+fn grow<T: Default>(v: &mut Vec<T>, i: usize) -> &mut T {
+    if v.len() <= i {
+        v.resize_with(i + 1, T::default);
+    }
+    &mut v[i]
 }

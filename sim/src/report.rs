@@ -823,6 +823,25 @@ pub(crate) struct HostileMetrics {
     pub(crate) busy: Vec<Vec<Nanos>>,
 }
 
+impl HostileMetrics {
+    /// Empty counters, with the CPU and half-open sections `scenario` calls for.
+    fn new(scenario: &Scenario) -> Self {
+        let half_open = scenario.half_open.as_ref().map(|h| HalfOpenReport {
+            sources: h.sources,
+            target_connections: h.connections,
+            ..HalfOpenReport::default()
+        });
+        Self {
+            report: HostileReport {
+                cpu: scenario.server_cpu.as_ref().map(|_| CpuReport::default()),
+                half_open,
+                ..HostileReport::default()
+            },
+            ..Self::default()
+        }
+    }
+}
+
 impl Metrics {
     /// The CPU-model counters, when the scenario models server CPU.
     pub(crate) fn cpu(&mut self) -> Option<&mut CpuReport> {
@@ -847,7 +866,7 @@ impl Metrics {
                     .faults
                     .iter()
                     .any(|f| matches!(f, crate::scenario::Fault::Flood { .. })))
-            .then(HostileMetrics::default),
+            .then(|| HostileMetrics::new(scenario)),
             ..Self::default()
         }
     }

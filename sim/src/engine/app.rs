@@ -3,7 +3,6 @@
 //! servers broadcast snapshots of a drawn size to every live session.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -12,7 +11,7 @@ use tickwire_core::{ChannelId, ConnHandle, ConnectOptions, Endpoint, Event, Reas
 
 use super::behaviour::{Behaviour, Net};
 use super::vs::{GsVs, VsApp};
-use super::{drive, Node, World, FRAGMENTED_ABOVE, SECOND, SERVER_PORT};
+use super::{drive, server_addr, Node, World, FRAGMENTED_ABOVE, SECOND};
 use crate::link::Nanos;
 use crate::report::Side;
 
@@ -79,10 +78,7 @@ pub(super) fn start_attempt(id: usize, node: &mut Node, world: &mut World) {
         return;
     };
     let App::Client(app) = &mut node.app else { return };
-    let server_addr = SocketAddr::V4(SocketAddrV4::new(
-        Ipv4Addr::new(10, 0, 0, app.server as u8 + 1),
-        SERVER_PORT,
-    ));
+    let server_addr = server_addr(app.server);
     let gs_id = app.server as u64 + 1;
     let ticket = world.issue_ticket(
         &mut node.rng,

@@ -92,7 +92,7 @@ impl Sim {
                             .push(secs(at_s), What::Fault(Action::Drift { node, ppm }));
                     }
                 }
-                // Scheduled by `schedule_floods`.
+                // A raw node of its own (see `flood`).
                 Fault::Flood { .. } => {}
                 Fault::Crash {
                     at_s, restart_at_s, ..
@@ -170,7 +170,7 @@ impl Sim {
                 if node.endpoint.take().is_none() {
                     return;
                 }
-                node.armed = None;
+                node.alarm.armed = None;
                 if let Some(cpu) = node.cpu.as_mut() {
                     cpu.clear();
                 }

@@ -81,6 +81,29 @@ pub struct ConnectionStats {
     pub streams_reset: u64,
 }
 
+/// Distinct codes this version does not define that a by-reason map keeps apart; the codes
+/// of a peer's closes are its choice, so further undefined ones are counted together under
+/// [`OTHER_REASONS`], and a map holds at most `ReasonCode::ALL.len() + 9` entries.
+pub const MAX_UNDEFINED_REASONS: usize = 8;
+
+/// The key under which a by-reason map counts undefined codes beyond the first
+/// [`MAX_UNDEFINED_REASONS`] (`u16::MAX`, which no version defines).
+pub const OTHER_REASONS: ReasonCode = ReasonCode(u16::MAX);
+
+/// Counts one `reason` in a by-reason map, bounded as [`MAX_UNDEFINED_REASONS`] says.
+pub(crate) fn count_reason(counts: &mut BTreeMap<ReasonCode, u64>, reason: ReasonCode) {
+    let undefined = |code: &ReasonCode| code.name().is_none() && *code != OTHER_REASONS;
+    let key = if undefined(&reason)
+        && !counts.contains_key(&reason)
+        && counts.keys().filter(|code| undefined(code)).count() >= MAX_UNDEFINED_REASONS
+    {
+        OTHER_REASONS
+    } else {
+        reason
+    };
+    *counts.entry(key).or_default() += 1;
+}
+
 /// Endpoint-wide counters.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct EndpointStats {
@@ -93,9 +116,10 @@ pub struct EndpointStats {
     /// Established sessions by the role the client joined as (a client endpoint counts the
     /// role it asked for). Gauges; together they make `sessions_live`.
     pub sessions_by_role: BTreeMap<Role, usize>,
-    /// Handshakes that ended in a rejection, by reason (either side's).
+    /// Handshakes that ended in a rejection, by reason (either side's; bounded, see
+    /// [`MAX_UNDEFINED_REASONS`]).
     pub rejections: BTreeMap<ReasonCode, u64>,
-    /// Established sessions that ended, by reason.
+    /// Established sessions that ended, by reason (bounded, see [`MAX_UNDEFINED_REASONS`]).
     pub disconnections: BTreeMap<ReasonCode, u64>,
     /// Incoming connections refused at the QUIC level (pending-handshake limits).
     pub connections_refused: u64,
@@ -256,5 +280,31 @@ impl TickTimings {
     /// The histogram of `stage`.
     pub fn stage(&self, stage: TickStage) -> &Histogram {
         &self.stages[stage as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn by_reason_maps_stay_bounded_whatever_codes_peers_send() {
+        let mut counts = BTreeMap::new();
+        for code in (0..=u16::MAX).map(ReasonCode) {
+            count_reason(&mut counts, code);
+        }
+        count_reason(&mut counts, ReasonCode::NORMAL);
+        assert_eq!(counts.len(), ReasonCode::ALL.len() + MAX_UNDEFINED_REASONS + 1);
+        assert_eq!(
+            counts[&ReasonCode::NORMAL],
+            2,
+            "defined codes each keep their own count"
+        );
+        let kept = ReasonCode::ALL.len() + MAX_UNDEFINED_REASONS;
+        assert_eq!(
+            counts[&OTHER_REASONS],
+            65_536 - kept as u64,
+            "and nothing is lost"
+        );
     }
 }

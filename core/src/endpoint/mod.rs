@@ -27,7 +27,9 @@ use crate::handshake::{ClientHandshake, ClientOffer, PlayTicketCheck, Rejection,
 use crate::histogram::Histogram;
 use crate::secrets::Secrets;
 use crate::shared::{ConnHandle, ConnectError, Ecn, Event, SendError, Transmit};
-use crate::stats::{ConnectionStats, DatagramStats, EndpointStats, LimiterStats, ReassemblyStats};
+use crate::stats::{
+    count_reason, ConnectionStats, DatagramStats, EndpointStats, LimiterStats, ReassemblyStats,
+};
 use crate::tick::{TickInfo, TickScheduler, TickSync};
 use crate::ticket::{JoinTicket, VsKeys};
 use crate::tls::{self, AnchoredTime, CryptoOptions, TlsSetupError, SERVER_NAME};
@@ -790,8 +792,8 @@ fn count_events(stats: &mut EndpointStats, events: &VecDeque<Event>, from: usize
                 stats.sessions_established += 1;
                 stats.handshake_time.observe(handshake_time);
             }
-            Event::Rejected { reason, .. } => *stats.rejections.entry(*reason).or_default() += 1,
-            Event::Disconnected { reason, .. } => *stats.disconnections.entry(*reason).or_default() += 1,
+            Event::Rejected { reason, .. } => count_reason(&mut stats.rejections, *reason),
+            Event::Disconnected { reason, .. } => count_reason(&mut stats.disconnections, *reason),
             Event::Message { .. } => {}
         }
     }

@@ -281,6 +281,20 @@ pub fn keygen(path: &Path) -> Result<(), UsageError> {
     Ok(())
 }
 
+/// Replaces `setting` with `flag` when the flag was given.
+pub fn overlay<T>(setting: &mut T, flag: Option<T>) {
+    if let Some(value) = flag {
+        *setting = value;
+    }
+}
+
+/// Replaces an optional `setting` with `flag` when the flag was given.
+pub fn overlay_some<T>(setting: &mut Option<T>, flag: Option<T>) {
+    if flag.is_some() {
+        *setting = flag;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,19 +319,5 @@ mod tests {
     fn the_insecure_key_is_a_function_of_the_seed() {
         assert_eq!(insecure_demo_key(1), insecure_demo_key(1));
         assert_ne!(insecure_demo_key(1), insecure_demo_key(2));
-    }
-}
-
-/// Replaces `setting` with `flag` when the flag was given.
-pub fn overlay<T>(setting: &mut T, flag: Option<T>) {
-    if let Some(value) = flag {
-        *setting = value;
-    }
-}
-
-/// Replaces an optional `setting` with `flag` when the flag was given.
-pub fn overlay_some<T>(setting: &mut Option<T>, flag: Option<T>) {
-    if flag.is_some() {
-        *setting = flag;
     }
 }

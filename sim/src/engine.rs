@@ -53,8 +53,6 @@ pub use crate::units::{FRAGMENTED_ABOVE, MILLI, SECOND};
 pub const SERVER_PORT: u16 = 4433;
 /// Key id of the simulation's ticket issuer.
 pub const ISSUER_KEY_ID: u32 = 1;
-/// A node woken this many times at one virtual instant is pushed 1 µs ahead (livelock guard).
-const MAX_WAKES_PER_INSTANT: u32 = 64;
 
 /// A 32-byte seed for one purpose of one run: `SHA-256("tickwire-sim/v1" ‖ seed ‖ label ‖ a ‖ b)`.
 pub fn derive(seed: u64, label: &str, a: u64, b: u64) -> [u8; 32] {
@@ -80,7 +78,7 @@ mod vs;
 
 use app::{start_attempt, App, ClientApp, ClientState, ServerApp};
 use behaviour::{Idle, Net};
-use queue::Queue;
+use queue::{Alarm, Queue};
 use raw_node::{RawSlot, RawTimer, RawTransmit, Wire};
 use vs::{GsVs, VsApp, VsNet};
 pub use vs::{SIM_BINARY_SHA256, SIM_CONFIG_SHA256, VS_ADDR, VS_KEY_ID};
@@ -212,44 +210,6 @@ impl Path {
     }
 }
 
-/// A node's wake-up: the earliest deadline queued for it, and how often it woke at one instant
-/// (the livelock guard's tally).
-#[derive(Debug, Default)]
-struct Alarm {
-    armed: Option<Nanos>,
-    wakes_at_now: (Nanos, u32),
-}
-
-impl Alarm {
-    /// When to queue a wake-up for deadline `at` (never before `now`; 1 µs ahead once the node
-    /// woke [`MAX_WAKES_PER_INSTANT`] times at `now`); `None` if an earlier one is queued.
-    fn arm(&mut self, now: Nanos, at: Nanos) -> Option<Nanos> {
-        let mut at = at.max(now);
-        if at == now && self.wakes_at_now.0 == now && self.wakes_at_now.1 >= MAX_WAKES_PER_INSTANT {
-            at = now + 1_000;
-        }
-        if self.armed.is_some_and(|armed| armed <= at) {
-            return None;
-        }
-        self.armed = Some(at);
-        Some(at)
-    }
-
-    /// A queued wake-up comes due at `now`: `false` if it was superseded by an earlier one.
-    fn fire(&mut self, now: Nanos) -> bool {
-        if self.armed != Some(now) {
-            return false;
-        }
-        self.armed = None;
-        if self.wakes_at_now.0 == now {
-            self.wakes_at_now.1 += 1;
-        } else {
-            self.wakes_at_now = (now, 1);
-        }
-        true
-    }
-}
-
 #[derive(Debug)]
 struct Node {
     addr: SocketAddr,
@@ -370,7 +330,11 @@ impl World {
             acc.0 += u128::from(delivery.at.saturating_sub(now));
             acc.1 += 1;
         }
-        self.enqueue(outcome, |payload| What::Deliver { to: dst, from, payload });
+        self.enqueue(outcome, |payload| What::Deliver {
+            to: dst,
+            from,
+            payload,
+        });
     }
 
     /// Routes one datagram between a game server and the verification server.
@@ -391,7 +355,11 @@ impl World {
         }
         let link = if uplink { &mut path.up } else { &mut path.down };
         let outcome = link.transmit(self.now, bytes.to_vec());
-        self.enqueue(outcome, |payload| What::Deliver { to: dst, from, payload });
+        self.enqueue(outcome, |payload| What::Deliver {
+            to: dst,
+            from,
+            payload,
+        });
     }
 
     /// Hashes a link's verdict on one datagram and queues its deliveries, each as the event
@@ -1030,12 +998,4 @@ fn drive(id: usize, node: &mut Node, world: &mut World) {
         let at = node.clock.virtual_at(deadline, now);
         world.arm(id, node, at);
     }
-}
-
-/// The slot `i` of `v`, growing it with defaults as needed.
-fn grow<T: Default>(v: &mut Vec<T>, i: usize) -> &mut T {
-    if v.len() <= i {
-        v.resize_with(i + 1, T::default);
-    }
-    &mut v[i]
 }

@@ -840,6 +840,24 @@ impl HostileMetrics {
             ..Self::default()
         }
     }
+
+    /// Spoofed source `g`'s tally: (bytes received from it, bytes sent to it).
+    pub(crate) fn source(&mut self, g: usize) -> &mut (u64, u64) {
+        grow(&mut self.per_source, g)
+    }
+
+    /// Game server `server`'s busy nanoseconds in virtual second `second`.
+    pub(crate) fn busy_ns(&mut self, server: usize, second: usize) -> &mut Nanos {
+        grow(grow(&mut self.busy, server), second)
+    }
+}
+
+/// The slot `i` of `v`, growing it with defaults as needed.
+fn grow<T: Default>(v: &mut Vec<T>, i: usize) -> &mut T {
+    if v.len() <= i {
+        v.resize_with(i + 1, T::default);
+    }
+    &mut v[i]
 }
 
 impl Metrics {

@@ -170,7 +170,7 @@ impl Sim {
                 if node.endpoint.take().is_none() {
                     return;
                 }
-                node.alarm.armed = None;
+                node.alarm.disarm();
                 if let Some(cpu) = node.cpu.as_mut() {
                     cpu.clear();
                 }

@@ -18,8 +18,8 @@ use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tickwire_core::{Config, ConnectOptions, Endpoint, JoinTicketClaims, Secrets, TicketIssuer};
 
-use super::raw_node::{RawNet, RawNode, RawTimer, Wire};
-use super::{derive, grow, server_addr};
+use super::raw_node::{NewRawNode, RawNet, RawNode, RawTimer, Wire};
+use super::{derive, server_addr};
 use crate::clock::{NodeClock, START_UNIX_MS};
 use crate::crypto::sim_crypto;
 use crate::link::Nanos;
@@ -58,14 +58,14 @@ fn source_addr(g: usize) -> SocketAddr {
     SocketAddr::V4(SocketAddrV4::new(ip, 20_000 + (g % 40_000) as u16))
 }
 
-/// Builds the floods of `scenario`, sending from spoofed sources, with a pool of real Initials from a throwaway client
-/// endpoint aimed at game server 0.
+/// Builds the floods of `scenario`, each sending from spoofed sources, with a pool of real
+/// Initials from a throwaway client endpoint aimed at game server 0.
 pub(super) fn build(
     scenario: &Scenario,
     seed: u64,
     epoch: Instant,
     issuer: &TicketIssuer,
-) -> Result<Vec<(Box<dyn RawNode>, Wire)>, tickwire_core::EndpointError> {
+) -> Result<Vec<NewRawNode>, tickwire_core::EndpointError> {
     let secs = |s: f64| (s * 1e9) as Nanos;
     if !scenario.faults.iter().any(|f| matches!(f, Fault::Flood { .. })) {
         return Ok(Vec::new());
@@ -116,7 +116,7 @@ pub(super) fn build(
 impl Flood {
     /// When datagram number `sent` (from 0) goes out.
     fn due(&self) -> Nanos {
-        let span = u128::from(self.end - self.start);
+        let span = u128::from(self.end.saturating_sub(self.start));
         self.start + (span * u128::from(self.sent) / u128::from(self.total)) as Nanos
     }
 
@@ -222,7 +222,7 @@ impl RawNode for Flood {
             h.report.flood_datagrams += 1;
             h.report.flood_bytes += bytes.len() as u64;
             *h.report.flood_by_kind.entry(KINDS[kind].into()).or_default() += 1;
-            grow(&mut h.per_source, source).0 += bytes.len() as u64;
+            h.source(source).0 += bytes.len() as u64;
         }
         net.send(source_addr(source), target, bytes);
     }
@@ -234,7 +234,7 @@ impl RawNode for Flood {
             return;
         };
         if let Some(h) = net.hostile() {
-            grow(&mut h.per_source, g as usize).1 += payload.len() as u64;
+            h.source(g as usize).1 += payload.len() as u64;
         }
     }
 

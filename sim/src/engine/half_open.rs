@@ -1,6 +1,7 @@
-//! Half-open attackers (see [`HalfOpen`]): raw nodes (see [`RawNode`]) running QUIC clients
-//! that complete TLS with a game server and never send a Hello, each connection holding one
-//! of the server's pending-handshake slots until the server closes or refuses it.
+//! Half-open attackers (see [`HalfOpen`](crate::scenario::HalfOpen)): raw nodes (see
+//! [`RawNode`]) running QUIC clients that complete TLS with a game server and never send a
+//! Hello, each connection holding one of the server's pending-handshake slots until the
+//! server closes or refuses it.
 //!
 //! Each attacker address is one [`Attacker`]: a [`SilentClient`] with its own clock and a
 //! link each way to the attacked server ([`Wire::Links`]), so what it sends goes through its
@@ -18,13 +19,13 @@ use bytes::BytesMut;
 use tickwire_core::testing::SilentClient;
 use tickwire_core::{Endpoint, Secrets};
 
-use super::raw_node::{RawNet, RawNode, RawTimer, Wire};
+use super::raw_node::{NewRawNode, RawNet, RawNode, RawTimer, Wire};
 use super::{derive, server_addr, MILLI, SECOND};
 use crate::clock::NodeClock;
 use crate::crypto::sim_crypto;
 use crate::link::{Link, Nanos};
 use crate::report::{reason_name, HalfOpenReport};
-use crate::scenario::{HalfOpen, Scenario};
+use crate::scenario::Scenario;
 
 /// One attacker address, holding its share of the silent connections.
 #[derive(Debug)]
@@ -66,8 +67,8 @@ pub(super) fn build(
     seed: u64,
     epoch: Instant,
     key_log: Option<Arc<dyn rustls::KeyLog>>,
-) -> Vec<(Box<dyn RawNode>, Wire)> {
-    let Some(h): Option<&HalfOpen> = scenario.half_open.as_ref() else {
+) -> Vec<NewRawNode> {
+    let Some(h) = &scenario.half_open else {
         return Vec::new();
     };
     let secs = |s: f64| (s * 1e9) as Nanos;
@@ -101,8 +102,8 @@ pub(super) fn build(
                 buf: Vec::new(),
             };
             let wire = Wire::Links {
-                up: Link::new(&spec, derive(seed, "half-open/up", g as u64, 0)),
-                down: Link::new(&spec, derive(seed, "half-open/down", g as u64, 0)),
+                up: Box::new(Link::new(&spec, derive(seed, "half-open/up", g as u64, 0))),
+                down: Box::new(Link::new(&spec, derive(seed, "half-open/down", g as u64, 0))),
             };
             (Box::new(attacker) as Box<dyn RawNode>, wire)
         })
@@ -210,7 +211,8 @@ impl RawNode for Attacker {
             r.bytes_received += payload.len() as u64;
         }
         let local = self.clock.instant(net.now());
-        self.client.handle_datagram(local, from, BytesMut::from(&payload[..]));
+        self.client
+            .handle_datagram(local, from, BytesMut::from(&payload[..]));
         self.drive(net);
     }
 

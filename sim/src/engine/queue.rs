@@ -1,4 +1,4 @@
-//! The event queue.
+//! The event queue, and the alarm that keeps a node's wake-ups in it.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -51,6 +51,52 @@ impl Queue {
     }
 }
 
+/// A node woken this many times at one virtual instant is pushed 1 µs ahead (livelock guard).
+const MAX_WAKES_PER_INSTANT: u32 = 64;
+
+/// A node's wake-up: the earliest deadline queued for it, and how often it woke at one instant
+/// (the livelock guard's tally).
+#[derive(Debug, Default)]
+pub(super) struct Alarm {
+    armed: Option<Nanos>,
+    wakes_at_now: (Nanos, u32),
+}
+
+impl Alarm {
+    /// When to queue a wake-up for deadline `at` (never before `now`; 1 µs ahead once the node
+    /// woke [`MAX_WAKES_PER_INSTANT`] times at `now`); `None` if an earlier one is queued.
+    pub(super) fn arm(&mut self, now: Nanos, at: Nanos) -> Option<Nanos> {
+        let mut at = at.max(now);
+        if at == now && self.wakes_at_now.0 == now && self.wakes_at_now.1 >= MAX_WAKES_PER_INSTANT {
+            at = now + 1_000;
+        }
+        if self.armed.is_some_and(|armed| armed <= at) {
+            return None;
+        }
+        self.armed = Some(at);
+        Some(at)
+    }
+
+    /// A queued wake-up comes due at `now`: `false` if it was superseded by an earlier one.
+    pub(super) fn fire(&mut self, now: Nanos) -> bool {
+        if self.armed != Some(now) {
+            return false;
+        }
+        self.armed = None;
+        if self.wakes_at_now.0 == now {
+            self.wakes_at_now.1 += 1;
+        } else {
+            self.wakes_at_now = (now, 1);
+        }
+        true
+    }
+
+    /// Forgets the queued wake-up (the node crashed): it is ignored when it comes due.
+    pub(super) fn disarm(&mut self) {
+        self.armed = None;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +119,30 @@ mod tests {
         }
         assert_eq!(queue.len(), 0);
         assert!(queue.slots.len() <= 5);
+    }
+
+    #[test]
+    fn an_alarm_keeps_the_earliest_wake_up_and_guards_against_livelock() {
+        let mut alarm = Alarm::default();
+        assert_eq!(alarm.arm(10, 50), Some(50));
+        assert_eq!(
+            alarm.arm(10, 60),
+            None,
+            "a later deadline waits for the armed one"
+        );
+        assert_eq!(
+            alarm.arm(10, 5),
+            Some(10),
+            "never before now; an earlier one supersedes"
+        );
+        assert!(!alarm.fire(50), "superseded");
+        assert!(alarm.fire(10));
+        for _ in 1..MAX_WAKES_PER_INSTANT {
+            assert_eq!(alarm.arm(10, 10), Some(10));
+            assert!(alarm.fire(10));
+        }
+        assert_eq!(alarm.arm(10, 10), Some(1_010), "pushed 1 µs ahead");
+        alarm.disarm();
+        assert!(!alarm.fire(1_010));
     }
 }

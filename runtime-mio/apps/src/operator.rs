@@ -36,11 +36,15 @@ pub enum LogFormat {
     Json,
 }
 
+/// Without `RUST_LOG`: `info`, except the TPM library's own log, whose failures the binaries
+/// already report in their one line.
+const DEFAULT_LOG_FILTER: &str = "info,tss_esapi=off";
+
 /// Installs the process's `tracing` subscriber: events at `RUST_LOG`'s levels (default
-/// `info`) on stderr, in `format`.
+/// `info`, the TPM library's log off) on stderr, in `format`.
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr);

@@ -274,7 +274,7 @@ fn a_game_server_and_its_verification_server_are_observable_and_drain() {
         ],
     );
     let vs_admin = vs.address_after("admin on ");
-    assert_eq!(get(vs_admin, "/ready").0, 200, "a VS is ready once bound");
+    eventually("a VS is ready once bound", || get(vs_admin, "/ready").0 == 200);
     eventually("the first play ticket makes the GS ready", || {
         get(gs_admin, "/ready").0 == 200
     });

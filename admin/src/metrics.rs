@@ -87,7 +87,8 @@ impl Format {
 /// `tickwire_vs_joins_total{result="accepted"}` and `{result="rejected",reason}`,
 /// `tickwire_vs_reattestations_total`, `tickwire_vs_attestation_failures_total{reason}`,
 /// `tickwire_vs_deauthorisations_total{reason}`, `tickwire_vs_tickets_issued_total{kind="play"|"join"}`,
-/// `tickwire_vs_receipts_signed_total`, `tickwire_vs_revocations_dropped_total`.
+/// `tickwire_vs_receipts_signed_total`, `tickwire_vs_revocations_dropped_total`,
+/// `tickwire_vs_facts_dropped_total`.
 pub fn render(snapshot: &Snapshot, readiness: Readiness, format: Format) -> String {
     render_owned(snapshot.clone(), readiness, format)
 }
@@ -601,6 +602,11 @@ impl Families<'_> {
             "tickwire_vs_revocations_dropped",
             "Revocations dropped because the revocation list was full.",
             v.revocations_dropped,
+        )?;
+        self.counter(
+            "tickwire_vs_facts_dropped",
+            "Durable facts dropped because the runtime did not drain them (should stay 0).",
+            v.facts_dropped,
         )
     }
 }

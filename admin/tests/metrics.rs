@@ -124,6 +124,7 @@ fn populated() -> Snapshot {
             receipts_signed: 80,
             revocations_in_force: 2,
             revocations_dropped: 1,
+            facts_dropped: 0,
         }),
     }
 }

@@ -36,7 +36,7 @@ pub use envelope::{
     VsKeys, MAX_ENVELOPE_BYTES, PLAY_TICKET_CONTEXT, RECEIPT_CONTEXT,
 };
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
@@ -467,6 +467,13 @@ impl ExpiringJtis {
         self.by_deadline.insert((deadline, jti));
     }
 
+    /// Forgets the entry with the earliest deadline.
+    fn pop_oldest(&mut self) {
+        if let Some((_, jti)) = self.by_deadline.pop_first() {
+            self.deadlines.remove(&jti);
+        }
+    }
+
     fn oldest_deadline(&self) -> Option<u64> {
         self.by_deadline.first().map(|&(deadline, _)| deadline)
     }
@@ -491,6 +498,9 @@ pub struct TicketVerifier {
     revoked_clients: BTreeSet<u64>,
     revoked_keys: BTreeSet<u32>,
     replay: ExpiringJtis,
+    /// Consumed `jti`s and their deadlines, queued for a store while recording (at most
+    /// `replay_cache_capacity`).
+    consumed: Option<VecDeque<([u8; 16], u64)>>,
     latest_now_ms: u64,
     stats: TicketStats,
 }
@@ -506,6 +516,7 @@ impl TicketVerifier {
             revoked_clients: BTreeSet::new(),
             revoked_keys: BTreeSet::new(),
             replay: ExpiringJtis::default(),
+            consumed: None,
             latest_now_ms: 0,
             stats: TicketStats::default(),
         }
@@ -593,8 +604,43 @@ impl TicketVerifier {
                 .map_or(u64::MAX, |deadline| (deadline - now).saturating_add(1));
             return Err(TicketError::ReplayCacheFull { retry_after_ms });
         }
-        self.replay.insert(claims.jti, self.last_valid_ms(&claims));
+        let deadline = self.last_valid_ms(&claims);
+        self.replay.insert(claims.jti, deadline);
+        if let Some(consumed) = &mut self.consumed {
+            if consumed.len() >= self.config.replay_cache_capacity {
+                // Not drained: the runtime is not keeping them (its documented duty).
+                consumed.pop_front();
+            }
+            consumed.push_back((claims.jti, deadline));
+        }
         Ok(claims)
+    }
+
+    /// Command: with `on`, queue every `jti` accepted from now on, with the Unix time (ms)
+    /// until which it must be remembered, for [`poll_consumed`](Self::poll_consumed); a game
+    /// server that keeps them in a store makes a ticket single-use across its restarts.
+    pub fn record_consumed(&mut self, on: bool) {
+        self.consumed = on.then(VecDeque::new);
+    }
+
+    /// Output: the next consumed `jti` and its deadline (Unix ms). Make them durable before
+    /// the endpoint's transmits are flushed: the Accept that admits the ticket's holder is
+    /// queued there.
+    #[must_use]
+    pub fn poll_consumed(&mut self) -> Option<([u8; 16], u64)> {
+        self.consumed.as_mut()?.pop_front()
+    }
+
+    /// Command, before the first handshake: `jti`s a previous run consumed, each with its
+    /// deadline (Unix ms); those still live are refused as replays (`TICKET_REPLAYED`). Beyond
+    /// `replay_cache_capacity`, the ones with the latest deadlines are kept.
+    pub fn restore_consumed(&mut self, jtis: impl IntoIterator<Item = ([u8; 16], u64)>) {
+        for (jti, deadline) in jtis {
+            self.replay.insert(jti, deadline);
+        }
+        while self.replay.len() > self.config.replay_cache_capacity {
+            self.replay.pop_oldest();
+        }
     }
 
     /// Revalidates a live session admitted with `claims` (signed by `key_id`), e.g. every few
@@ -891,6 +937,33 @@ mod tests {
         assert_eq!(h.gs.replay_cache_len(), 1);
         // A clock stepping back cannot revive the forgotten ticket.
         assert_eq!(h.verify(&claims(1), NOW), Err(Expired { ago_ms: 1 }));
+    }
+
+    #[test]
+    fn consumed_jtis_kept_by_a_store_stay_single_use_across_a_restart() {
+        let mut h = harness();
+        assert_eq!(h.gs.poll_consumed(), None, "not recording: nothing queued");
+        h.gs.record_consumed(true);
+        h.verify(&claims(1), NOW).unwrap();
+        assert_eq!(h.verify(&claims(1), NOW), Err(Replayed));
+        let kept: Vec<_> = std::iter::from_fn(|| h.gs.poll_consumed()).collect();
+        assert_eq!(kept, vec![([1; 16], LAST_VALID)], "one fact per accepted ticket");
+
+        // A new process: without the store the ticket would pass again; with it, it is a replay
+        // until its deadline.
+        let mut restarted = harness();
+        restarted.gs.restore_consumed(kept.clone());
+        assert_eq!(restarted.verify(&claims(1), NOW + 1), Err(Replayed));
+        let mut forgetful = harness();
+        assert!(forgetful.verify(&claims(1), NOW + 1).is_ok());
+
+        // Restoring more than the cache holds keeps the latest deadlines.
+        let mut small = harness_with(|config| config.replay_cache_capacity = 1);
+        small
+            .gs
+            .restore_consumed([([2; 16], NOW + 5), ([3; 16], LAST_VALID)]);
+        assert_eq!(small.gs.replay_cache_len(), 1);
+        assert_eq!(small.verify(&claims(3), NOW), Err(Replayed));
     }
 
     #[test]

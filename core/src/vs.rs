@@ -34,6 +34,7 @@
 //!
 //! Both drive an [`Endpoint`](crate::Endpoint) they are handed, and never do I/O.
 
+mod durable;
 mod gs;
 mod message;
 mod server;
@@ -44,9 +45,10 @@ pub use crate::ticket::{
     VsKeys, MAX_ENVELOPE_BYTES, PLAY_TICKET_CONTEXT, RECEIPT_CONTEXT,
 };
 pub use crate::wire::VS_SCHEMA_HASH;
+pub use durable::{VerifierState, VsFact};
 pub use gs::{GsAgent, GsAgentStats, GsConfig, GsEvent, GsIdentity, GsStatus};
 pub use message::{Attestation, JoinRequest, Revocation, VsMessage, MAX_VS_MESSAGE_BYTES};
-pub use server::{Enrolment, GsInfo, Measurement, Verifier, VerifierStats, VsConfig, VsEvent};
+pub use server::{Enrolment, GsInfo, Measurement, Verifier, VerifierStats, VsConfig, VsEvent, NONCE_HISTORY};
 pub use transcript::{TranscriptChain, TranscriptDigest, TRANSCRIPT_CONTEXT};
 
 use crate::channel::ChannelId;

@@ -16,8 +16,8 @@ use tickwire_core::config::Config;
 use tickwire_core::testing::{App, Fate, LinkModel, Net, GS_ID};
 use tickwire_core::vs::{
     GsAgent, GsConfig, GsEvent, GsIdentity, GsStatus, Measurement, ProtectedReceipt, ReceiptClaims,
-    Revocation, TranscriptChain, TranscriptDigest, Verifier, VsConfig, VsEvent, VsKeys, VsMessage,
-    VS_CHANNEL,
+    Revocation, TranscriptChain, TranscriptDigest, Verifier, VerifierState, VsConfig, VsEvent, VsFact,
+    VsKeys, VsMessage, VS_CHANNEL,
 };
 use tickwire_core::{ConnHandle, ConnectOptions, Endpoint, Event, Initiator, ReasonCode, Secrets};
 
@@ -1057,5 +1057,78 @@ fn a_play_ticket_expired_when_the_accept_arrives_is_refused_though_fresh_at_conn
         w.net.node(w.gs).sessions().len(),
         2,
         "the GS accepted both hellos, presenting its ticket"
+    );
+}
+
+/// What a store does with a verifier's facts: keep them, and hand them back at start.
+fn state_of(facts: &[VsFact]) -> VerifierState {
+    let mut state = VerifierState::default();
+    for fact in facts.iter().cloned() {
+        match fact {
+            VsFact::Revoked(revocation) => state.revocations.push(revocation),
+            VsFact::GameServerRevoked { gs_id } => state.revoked_game_servers.push(gs_id),
+            VsFact::Nonce { gs_id, nonce } => state.nonces.push((gs_id, nonce)),
+            VsFact::Receipt {
+                gs_id,
+                digest,
+                receipt,
+            } => state.receipts.push((gs_id, digest, receipt)),
+            other => panic!("a fact this test does not know: {other:?}"),
+        }
+    }
+    state
+}
+
+#[test]
+fn a_verifier_restarted_from_its_facts_keeps_every_promise() {
+    let mut w = World::new(Setup {
+        quotes: Quotes::ReplayFirst,
+        ..Setup::default()
+    });
+    let vs = w.vs;
+    w.net.node_mut(vs).app_mut::<Vs>().0.verifier.record_facts(true);
+    w.run_until_status(GsStatus::Authorised, 5 * SECOND);
+    w.revoke(Revocation::Client { client_id: 100 });
+    let facts: Vec<VsFact> = {
+        let verifier = &mut w.net.node_mut(vs).app_mut::<Vs>().0.verifier;
+        std::iter::from_fn(|| verifier.poll_fact()).collect()
+    };
+    assert!(facts.contains(&VsFact::Revoked(Revocation::Client { client_id: 100 })));
+    assert!(
+        facts
+            .iter()
+            .any(|f| matches!(f, VsFact::Nonce { gs_id: GS_ID, .. })),
+        "the challenge the GS quoted is a fact: {facts:?}"
+    );
+
+    // The VS process dies; a new one starts from what the store kept, signing with the same
+    // key. The GS reconnects and answers the new challenge with its first quote.
+    let wall = w.net.wall_clock();
+    let mut restarted = Verifier::new(
+        w.vs().verifier.config().clone(),
+        Secrets::insecure_from_seed(12),
+        SigningKey::from_bytes(&VS_KEY_SEED),
+        wall,
+    );
+    restarted.restore(state_of(&facts));
+    assert_eq!(restarted.poll_fact(), None, "restoring promises nothing new");
+    assert_eq!(
+        restarted.revocations().collect::<Vec<_>>(),
+        vec![&Revocation::Client { client_id: 100 }],
+        "the revocation is still in force"
+    );
+    std::mem::swap(&mut w.net.node_mut(vs).app_mut::<Vs>().0.verifier, &mut restarted);
+    let now = w.net.now;
+    let old_conn = restarted.game_server(GS_ID).unwrap().conn;
+    w.net
+        .node_mut(vs)
+        .endpoint
+        .close(now, old_conn, ReasonCode::SERVER_SHUTDOWN, "restart");
+    w.net.drain(vs);
+    w.net.run_for(5 * SECOND);
+    assert_eq!(
+        w.join_rejection(),
+        Some(ReasonCode::QUOTE_REPLAYED),
+        "a quote over a challenge of the previous process is a replay"
     );
 }

@@ -39,6 +39,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+use std::cell::Cell;
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -48,6 +49,7 @@ use mio::{Events, Interest, Poll, Token};
 use serde::Serialize;
 use tickwire_core::drive::{run_tick, Pump, StageTimings, TickStages};
 use tickwire_core::stats::TickTimings;
+use tickwire_core::tick::TickInfo;
 use tickwire_core::{Endpoint, ReasonCode, WallClock};
 use tickwire_udp::Datapath;
 
@@ -73,6 +75,74 @@ struct Node {
     pump: Pump,
     /// Readable data may remain (the receive budget stopped us before `WouldBlock`).
     readable: bool,
+    write_ahead: Option<WriteAhead>,
+    /// The write-ahead hook failed: nothing is sent any more, and the error is returned by
+    /// the next [`MioRuntime::turn`].
+    failed: Option<io::Error>,
+    poisoned: bool,
+}
+
+/// A node's write-ahead hook (see [`MioRuntime::set_write_ahead`]).
+struct WriteAhead(Box<dyn FnMut(&mut Endpoint) -> io::Result<()>>);
+
+impl std::fmt::Debug for WriteAhead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WriteAhead(..)")
+    }
+}
+
+impl Node {
+    /// Runs the write-ahead hook; whether the node may send (the hook never failed).
+    fn persist(&mut self) -> bool {
+        if self.poisoned {
+            return false;
+        }
+        if let Some(WriteAhead(hook)) = &mut self.write_ahead {
+            if let Err(e) = hook(self.pump.endpoint()) {
+                self.poisoned = true;
+                self.failed = Some(e);
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Persists, then sends whatever the endpoint has queued.
+    fn flush(&mut self, now: Instant) {
+        if self.persist() {
+            self.datapath.flush(&self.socket, &mut self.pump, now);
+        }
+    }
+}
+
+/// The game's stages, with the node's write-ahead hook run after the send stage and before
+/// the tick's transmits leave.
+struct Persisting<'a, G> {
+    game: &'a mut G,
+    write_ahead: Option<&'a mut WriteAhead>,
+    failed: &'a mut Option<io::Error>,
+    poisoned: &'a Cell<bool>,
+}
+
+impl<G: TickStages> TickStages for Persisting<'_, G> {
+    fn apply(&mut self, endpoint: &mut Endpoint, now: Instant, event: tickwire_core::Event) {
+        self.game.apply(endpoint, now, event);
+    }
+    fn simulate(&mut self, tick: &TickInfo) {
+        self.game.simulate(tick);
+    }
+    fn extract(&mut self, tick: &TickInfo) {
+        self.game.extract(tick);
+    }
+    fn send(&mut self, endpoint: &mut Endpoint, now: Instant, tick: &TickInfo) {
+        self.game.send(endpoint, now, tick);
+        if let (Some(WriteAhead(hook)), false) = (&mut self.write_ahead, self.poisoned.get()) {
+            if let Err(e) = hook(endpoint) {
+                self.poisoned.set(true);
+                *self.failed = Some(e);
+            }
+        }
+    }
 }
 
 /// One thread's poll loop over any number of nodes. See the crate docs.
@@ -112,6 +182,9 @@ impl MioRuntime {
             datapath,
             pump: Pump::new(endpoint),
             readable: true,
+            write_ahead: None,
+            failed: None,
+            poisoned: false,
         });
         Ok(id)
     }
@@ -140,10 +213,22 @@ impl MioRuntime {
         (0..self.nodes.len()).map(NodeId)
     }
 
-    /// Sends whatever the node's endpoint has queued.
+    /// Installs `hook` as node `id`'s write-ahead step: it runs on the endpoint before every
+    /// flush of the node's transmits (in [`turn`](Self::turn), [`flush`](Self::flush) and
+    /// each tick's send stage), so that what the endpoint promised in the packets about to
+    /// leave (a consumed ticket, say) is made durable first. If it fails, nothing of the node
+    /// is sent again and the next [`turn`](Self::turn) returns the error.
+    pub fn set_write_ahead(
+        &mut self,
+        id: NodeId,
+        hook: impl FnMut(&mut Endpoint) -> io::Result<()> + 'static,
+    ) {
+        self.nodes[id.0].write_ahead = Some(WriteAhead(Box::new(hook)));
+    }
+
+    /// Sends whatever the node's endpoint has queued (after its write-ahead hook).
     pub fn flush(&mut self, id: NodeId) {
-        let node = &mut self.nodes[id.0];
-        node.datapath.flush(&node.socket, &mut node.pump, Instant::now());
+        self.nodes[id.0].flush(Instant::now());
     }
 
     /// The earliest deadline of any node's endpoint.
@@ -187,9 +272,12 @@ impl MioRuntime {
                 node.readable = !received.drained;
             }
             node.pump.handle_timeout(now);
-            node.datapath.flush(&node.socket, &mut node.pump, now);
+            node.flush(now);
         }
-        Ok(())
+        match self.nodes.iter_mut().find_map(|node| node.failed.take()) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Runs every tick that is due on server node `id` through its five stages (poll, apply,
@@ -197,10 +285,21 @@ impl MioRuntime {
     pub fn run_due_ticks(&mut self, id: NodeId, game: &mut impl TickStages, timings: &mut StageStats) {
         let node = &mut self.nodes[id.0];
         while let Some(tick) = node.pump.endpoint().poll_tick(Instant::now()) {
+            let poisoned = Cell::new(node.poisoned);
+            let mut game = Persisting {
+                game: &mut *game,
+                write_ahead: node.write_ahead.as_mut(),
+                failed: &mut node.failed,
+                poisoned: &poisoned,
+            };
             let (socket, datapath) = (&node.socket, &node.datapath);
-            let stages = run_tick(&mut node.pump, game, &tick, Instant::now, |t, b| {
+            let stages = run_tick(&mut node.pump, &mut game, &tick, Instant::now, |t, b| {
+                if poisoned.get() {
+                    return Ok(()); // not durable: dropped
+                }
                 datapath.send(socket, t, b)
             });
+            node.poisoned = poisoned.get();
             timings.record(&stages);
         }
     }

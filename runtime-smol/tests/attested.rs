@@ -40,6 +40,7 @@ fn start_vs() -> SocketAddr {
             }],
             ..VsConfig::default()
         },
+        store: None,
     };
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || run_vs(&options, |addr| tx.send(addr).unwrap(), |_, _| {}));

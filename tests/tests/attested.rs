@@ -32,6 +32,7 @@ fn vs_options(duration: Duration, config: VsConfig) -> VsOptions {
         endpoint: vs_endpoint_config(),
         duration,
         config,
+        store: None,
     }
 }
 
@@ -43,6 +44,7 @@ fn server_options(duration: Duration, vs: VsLink) -> ServerOptions {
         config: demo_config(),
         duration,
         vs: Some(vs),
+        store: None,
     }
 }
 

@@ -23,6 +23,7 @@ use crate::shared::{ConnHandle, Event};
 use crate::ticket::{JoinTicket, JoinTicketClaims, TicketIssuer};
 use crate::wire::{ReasonCode, Role};
 
+use super::durable::{VerifierState, VsFact};
 use super::message::{JoinRequest, Revocation, VsMessage};
 use super::transcript::TranscriptDigest;
 use super::{VS_CHANNEL, VS_NONCE_LEN};
@@ -255,8 +256,9 @@ struct GsConn {
     phase: Phase,
 }
 
-/// Nonces remembered per game server to recognise replayed quotes.
-const NONCE_HISTORY: usize = 64;
+/// Nonces remembered per game server to recognise replayed quotes (a store of
+/// [`VsFact::Nonce`]s needs keep no more).
+pub const NONCE_HISTORY: usize = 64;
 /// Game servers whose nonce history or receipt cache is kept at most (each map separately);
 /// beyond it the one written least recently is forgotten.
 const MAX_HISTORY_GAME_SERVERS: usize = 65_536;
@@ -287,8 +289,33 @@ pub struct Verifier {
     receipts: RecencyMap<BTreeMap<u64, (TranscriptDigest, ProtectedReceipt)>>,
     /// Revocations in force, oldest first: pushed to every game server at each `Accepted`.
     revocations: VecDeque<Revocation>,
+    facts: Facts,
     counters: VerifierStats,
     events: VecDeque<VsEvent>,
+}
+
+/// Durable facts queued for the runtime (only while recording).
+#[derive(Debug, Default)]
+struct Facts {
+    recording: bool,
+    queue: VecDeque<VsFact>,
+}
+
+/// Facts queued at most: a runtime that records them drains every turn, which holds a few.
+const MAX_QUEUED_FACTS: usize = 65_536;
+
+impl Facts {
+    fn push(&mut self, fact: VsFact, counters: &mut VerifierStats) {
+        if !self.recording {
+            return;
+        }
+        if self.queue.len() >= MAX_QUEUED_FACTS {
+            // The runtime is not draining: the oldest promise cannot be kept durable.
+            self.queue.pop_front();
+            counters.facts_dropped += 1;
+        }
+        self.queue.push_back(fact);
+    }
 }
 
 /// A snapshot of a [`Verifier`]'s counters (since it was created) and gauges.
@@ -317,6 +344,9 @@ pub struct VerifierStats {
     pub revocations_in_force: usize,
     /// Revocations dropped because the list was full.
     pub revocations_dropped: u64,
+    /// Durable facts dropped because the runtime did not drain
+    /// [`Verifier::poll_fact`] (65 536 queued); should stay 0.
+    pub facts_dropped: u64,
 }
 
 impl Verifier {
@@ -345,9 +375,15 @@ impl Verifier {
             revoked: BTreeSet::new(),
             receipts: RecencyMap::new(MAX_HISTORY_GAME_SERVERS),
             revocations: VecDeque::new(),
+            facts: Facts::default(),
             counters: VerifierStats::default(),
             events: VecDeque::new(),
         }
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &VsConfig {
+        &self.config
     }
 
     /// The keys game servers and clients must trust for this VS's tickets and receipts.
@@ -414,6 +450,7 @@ impl Verifier {
             }
         }
         if self.config.max_revocations > 0 {
+            self.facts.push(VsFact::Revoked(revocation), &mut self.counters);
             self.revocations.push_back(revocation);
         } else {
             self.revocation_dropped(revocation);
@@ -465,6 +502,66 @@ impl Verifier {
         self.revocations.iter()
     }
 
+    /// Command: with `on`, queue every durable fact from now on for
+    /// [`poll_fact`](Self::poll_fact) (see [`VsFact`]); off (the default), nothing is queued
+    /// and the verifier's promises last as long as the process.
+    pub fn record_facts(&mut self, on: bool) {
+        self.facts.recording = on;
+        if !on {
+            self.facts.queue.clear();
+        }
+    }
+
+    /// Output: the next durable fact. Drain and make them durable before flushing the
+    /// endpoint (write-ahead): the messages that carry them are queued there.
+    #[must_use]
+    pub fn poll_fact(&mut self) -> Option<VsFact> {
+        self.facts.queue.pop_front()
+    }
+
+    /// Command, before the first event: restores what a store kept — revocations in force
+    /// (beyond `max_revocations`, the oldest are dropped), game servers revoked for good,
+    /// challenge nonces (a quote over one is `QUOTE_REPLAYED`), receipts (a retried digest
+    /// gets the same bytes). Restoring queues no facts.
+    pub fn restore(&mut self, state: VerifierState) {
+        let VerifierState {
+            revocations,
+            revoked_game_servers,
+            nonces,
+            receipts,
+        } = state;
+        for revocation in revocations {
+            if self.revocations.contains(&revocation) {
+                continue;
+            }
+            if self.revocations.len() >= self.config.max_revocations {
+                if self.config.max_revocations == 0 {
+                    break;
+                }
+                self.revocations.pop_front();
+            }
+            self.revocations.push_back(revocation);
+        }
+        self.revoked.extend(revoked_game_servers);
+        let mut discard = Facts::default();
+        for (gs_id, nonce) in nonces {
+            remember_nonce(
+                &mut self.nonce_history,
+                &mut discard,
+                &mut self.counters,
+                gs_id,
+                nonce,
+            );
+        }
+        for (gs_id, digest, receipt) in receipts {
+            let cache = self.receipts.touch(gs_id, BTreeMap::new).0;
+            cache.insert(digest.sequence, (digest, receipt));
+            while cache.len() > self.config.receipt_cache {
+                cache.pop_first();
+            }
+        }
+    }
+
     /// Command: replaces the wall-clock anchor (after the system clock was stepped); join
     /// timestamps, tickets and receipts use the new anchor from now on.
     pub fn set_wall_clock(&mut self, wall: WallClock) {
@@ -486,7 +583,10 @@ impl Verifier {
     /// Command: withdraws `gs_id`'s authorisation for good: no more tickets, its session closed
     /// with `GS_REVOKED`, later joins refused.
     pub fn revoke_game_server(&mut self, ep: &mut Endpoint, now: Instant, gs_id: u64) {
-        self.revoked.insert(gs_id);
+        if self.revoked.insert(gs_id) {
+            self.facts
+                .push(VsFact::GameServerRevoked { gs_id }, &mut self.counters);
+        }
         if let Some(conn) = self.by_gs.get(&gs_id).copied() {
             self.deauthorise(ep, now, conn, ReasonCode::GS_REVOKED, "revoked by the operator");
         }
@@ -540,7 +640,13 @@ impl Verifier {
             joined.next_ticket = now + interval;
             let ticket = issue_ticket(&self.config, &self.key, &self.wall, now, *gs_key, joined);
             self.counters.play_tickets_issued += 1;
-            remember_nonce(&mut self.nonce_history, joined.gs_id, nonce);
+            remember_nonce(
+                &mut self.nonce_history,
+                &mut self.facts,
+                &mut self.counters,
+                joined.gs_id,
+                nonce,
+            );
             joined.nonces.push_back(nonce);
             if joined.nonces.len() > OUTSTANDING_NONCES {
                 joined.nonces.pop_front();
@@ -708,6 +814,14 @@ impl Verifier {
                             received_at_ms: self.wall.unix_ms_at(now),
                         };
                         let receipt = ProtectedReceipt::issue(self.config.key_id, &self.key, &claims);
+                        self.facts.push(
+                            VsFact::Receipt {
+                                gs_id,
+                                digest: digest.clone(),
+                                receipt: receipt.clone(),
+                            },
+                            &mut self.counters,
+                        );
                         cache.insert(digest.sequence, (digest.clone(), receipt.clone()));
                         while cache.len() > self.config.receipt_cache {
                             cache.pop_first();
@@ -757,7 +871,13 @@ impl Verifier {
         let known =
             self.config.allow_unenrolled || self.config.game_servers.iter().any(|e| e.gs_id == request.gs_id);
         if let (Some(nonce), true) = (challenge, known) {
-            remember_nonce(&mut self.nonce_history, request.gs_id, nonce);
+            remember_nonce(
+                &mut self.nonce_history,
+                &mut self.facts,
+                &mut self.counters,
+                request.gs_id,
+                nonce,
+            );
         }
         match outcome {
             Ok(ak) => self.admit(ep, now, conn, request, ak),
@@ -915,7 +1035,13 @@ impl Verifier {
         self.counters.play_tickets_issued += 1;
         let mut next_nonce = [0u8; VS_NONCE_LEN];
         self.rng.fill_bytes(&mut next_nonce);
-        remember_nonce(&mut self.nonce_history, request.gs_id, next_nonce);
+        remember_nonce(
+            &mut self.nonce_history,
+            &mut self.facts,
+            &mut self.counters,
+            request.gs_id,
+            next_nonce,
+        );
         joined.nonces.push_back(next_nonce);
         let gs_conn = self.conns.get_mut(&conn).expect("looked up above");
         gs_conn.phase = Phase::Joined(joined);
@@ -992,9 +1118,12 @@ fn issue_ticket(
 /// oldest is forgotten.
 fn remember_nonce(
     history: &mut RecencyMap<VecDeque<[u8; VS_NONCE_LEN]>>,
+    facts: &mut Facts,
+    counters: &mut VerifierStats,
     gs_id: u64,
     nonce: [u8; VS_NONCE_LEN],
 ) {
+    facts.push(VsFact::Nonce { gs_id, nonce }, counters);
     let entry = history.touch(gs_id, VecDeque::new).0;
     entry.push_back(nonce);
     if entry.len() > NONCE_HISTORY {
@@ -1141,15 +1270,39 @@ mod tests {
     fn a_full_nonce_history_forgets_the_oldest_game_server_not_the_lowest_id() {
         let mut history = RecencyMap::new(3);
         for gs_id in [9, 5, 1] {
-            remember_nonce(&mut history, gs_id, nonce(gs_id as u8));
+            remember_nonce(
+                &mut history,
+                &mut Facts::default(),
+                &mut VerifierStats::default(),
+                gs_id,
+                nonce(gs_id as u8),
+            );
         }
         // 9 is the oldest; a lowest-id policy would have dropped 1.
-        remember_nonce(&mut history, 7, nonce(7));
+        remember_nonce(
+            &mut history,
+            &mut Facts::default(),
+            &mut VerifierStats::default(),
+            7,
+            nonce(7),
+        );
         assert_eq!(history.get(9), None);
         assert!([5, 1, 7].iter().all(|id| history.get(*id).is_some()));
         // A new nonce makes 5 the newest, so 1 goes next.
-        remember_nonce(&mut history, 5, nonce(55));
-        remember_nonce(&mut history, 3, nonce(3));
+        remember_nonce(
+            &mut history,
+            &mut Facts::default(),
+            &mut VerifierStats::default(),
+            5,
+            nonce(55),
+        );
+        remember_nonce(
+            &mut history,
+            &mut Facts::default(),
+            &mut VerifierStats::default(),
+            3,
+            nonce(3),
+        );
         assert_eq!(history.get(1), None);
         assert_eq!(
             history.get(5).map(|h| h.iter().copied().collect::<Vec<_>>()),
@@ -1163,7 +1316,13 @@ mod tests {
     fn a_game_server_keeps_its_newest_nonces_only() {
         let mut history = RecencyMap::new(MAX_HISTORY_GAME_SERVERS);
         for n in 0..=NONCE_HISTORY as u8 {
-            remember_nonce(&mut history, 4, nonce(n));
+            remember_nonce(
+                &mut history,
+                &mut Facts::default(),
+                &mut VerifierStats::default(),
+                4,
+                nonce(n),
+            );
         }
         let kept = history.get(4).unwrap();
         assert_eq!(kept.len(), NONCE_HISTORY);

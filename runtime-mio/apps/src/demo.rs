@@ -32,6 +32,7 @@ use tickwire_mio::{wall_clock_now, MioRuntime, NodeId, StageStats};
 use tickwire_udp::os::{os_random, os_secrets};
 
 use crate::operator::Operator;
+use crate::store::Store;
 use crate::vs::{vs_keys, GsSide, VsLink};
 use tickwire_admin::{ServerKind, Snapshot};
 
@@ -77,6 +78,10 @@ pub struct ServerOptions {
     /// Attest to this verification server and admit clients only while it renews the play
     /// ticket.
     pub vs: Option<VsLink>,
+    /// Keep the join-ticket `jti`s consumed in this SQLite file (write-ahead, before each
+    /// Accept leaves) and refuse them again after a restart; `None`: in memory only, so a
+    /// ticket used before a restart could be replayed after it until it expires.
+    pub store: Option<std::path::PathBuf>,
 }
 
 /// Options of [`run_clients`].
@@ -380,10 +385,18 @@ pub fn run_server_with(
     .trust_issuer(DEMO_KEY_ID, options.trusted_issuer)
     .server(options.gs_id, start)
     .map_err(io::Error::other)?;
+    let mut endpoint = endpoint;
+    let store = match &options.store {
+        Some(path) => Some(open_jti_store(path, &mut endpoint)?),
+        None => None,
+    };
     let mut runtime = MioRuntime::new()?;
     let node = runtime
         .bind(listen, endpoint)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))?;
+    if let Some(mut store) = store {
+        runtime.set_write_ahead(node, move |endpoint| persist_consumed(&mut store, endpoint));
+    }
     let listen = runtime.local_addr(node)?;
     let vs = match &options.vs {
         Some(link) => {
@@ -478,6 +491,37 @@ pub fn run_server_with(
         receipts,
         connections,
     })
+}
+
+/// Opens the game server's store at `path` and restores the `jti`s it consumed before into
+/// `endpoint`'s ticket verifier, which records new ones from now on.
+fn open_jti_store(path: &std::path::Path, endpoint: &mut Endpoint) -> io::Result<Store> {
+    let mut store =
+        Store::open(path).map_err(|e| io::Error::other(format!("--store {}: {e}", path.display())))?;
+    let now_ms = endpoint.wall_clock().unix_ms_at(Instant::now());
+    let consumed = store.load_consumed(now_ms)?;
+    tracing::info!(path = %path.display(), jtis = consumed.len(), "consumed join tickets restored");
+    if let Some(server) = endpoint.server_mut() {
+        let tickets = server.tickets();
+        tickets.restore_consumed(consumed);
+        tickets.record_consumed(true);
+    }
+    Ok(store)
+}
+
+/// The write-ahead step of a game server with a store: the `jti`s its endpoint consumed are
+/// committed before the Accepts that admit their holders are sent.
+fn persist_consumed(store: &mut Store, endpoint: &mut Endpoint) -> io::Result<()> {
+    let now_ms = endpoint.wall_clock().unix_ms_at(Instant::now());
+    let Some(server) = endpoint.server_mut() else {
+        return Ok(());
+    };
+    let tickets = server.tickets();
+    let consumed: Vec<_> = std::iter::from_fn(|| tickets.poll_consumed()).collect();
+    if consumed.is_empty() {
+        return Ok(());
+    }
+    store.persist_consumed(consumed, now_ms).map_err(io::Error::from)
 }
 
 /// What one demo client observed.

@@ -19,4 +19,5 @@ pub mod cli;
 pub mod demo;
 pub mod operator;
 pub mod settings;
+pub mod store;
 pub mod vs;

@@ -60,6 +60,8 @@ pub struct GsSettings {
     /// TPM for attestation: `simulated` (default with `vs`), `swtpm:host=H,port=P`,
     /// `device:/dev/tpmrm0`.
     pub tpm: Option<String>,
+    /// SQLite file keeping consumed join-ticket ids across restarts; unset: memory only.
+    pub store: Option<PathBuf>,
     /// Log format on stderr (`human` or `json`); levels from `RUST_LOG` (default `info`).
     pub log_format: LogFormat,
     /// How a SIGTERM or SIGINT drains.
@@ -84,6 +86,7 @@ impl Default for GsSettings {
             json: None,
             vs: None,
             tpm: None,
+            store: None,
             log_format: LogFormat::default(),
             drain: DrainSettings::default(),
             endpoint: demo_config(),
@@ -112,6 +115,8 @@ pub struct VsSettings {
     pub allow_gs_binary: Vec<PathBuf>,
     /// Write the run's report as JSON here at the end.
     pub json: Option<PathBuf>,
+    /// SQLite file keeping the verifier's promises across restarts; unset: memory only.
+    pub store: Option<PathBuf>,
     /// Log format on stderr (`human` or `json`); levels from `RUST_LOG` (default `info`).
     pub log_format: LogFormat,
     /// How a SIGTERM or SIGINT drains.
@@ -134,6 +139,7 @@ impl Default for VsSettings {
             insecure_demo_issuer_seed: None,
             allow_gs_binary: Vec::new(),
             json: None,
+            store: None,
             log_format: LogFormat::default(),
             drain: DrainSettings::default(),
             endpoint: vs_endpoint_config(),

@@ -13,24 +13,24 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tickwire_core::attest::{PcrSelection, SimulatedTpm, TpmError, TpmProvider, MEASUREMENT_PCR};
-use tickwire_core::drive::TickStages;
-use tickwire_core::tick::TickInfo;
 use tickwire_core::vs::{
     GsAgent, GsConfig, GsEvent, GsIdentity, Measurement, Verifier, VsConfig, VsEvent, VsKeys,
 };
 use tickwire_core::{Config, Endpoint, Event};
 
-use tickwire_mio::{wall_clock_now, MioRuntime, StageStats};
+use tickwire_mio::{wall_clock_now, MioRuntime};
 use tickwire_udp::os::{os_random, os_secrets};
 
 use crate::demo::{demo_config, DEMO_KEY_ID};
 use crate::operator::Operator;
+use crate::store::Store;
 use tickwire_admin::{ServerKind, Snapshot};
 
 /// How a game server reaches and proves itself to its verification server.
@@ -287,6 +287,9 @@ pub struct VsOptions {
     pub duration: Duration,
     /// The verifier's settings (allowed measurements, enrolments, timeouts).
     pub config: VsConfig,
+    /// Keep what the verifier promises (revocations, nonces, receipts) in this SQLite file
+    /// and restore it at start; `None`: in memory only, forgotten at exit.
+    pub store: Option<PathBuf>,
 }
 
 /// What a VS run saw.
@@ -302,19 +305,6 @@ pub struct VsReport {
     pub receipts: u64,
     /// Authorisations withdrawn, with reason.
     pub deauthorisations: Vec<String>,
-}
-
-struct VsStages<'a> {
-    verifier: &'a mut Verifier,
-}
-
-impl TickStages for VsStages<'_> {
-    fn apply(&mut self, endpoint: &mut Endpoint, now: Instant, event: Event) {
-        self.verifier.handle_endpoint_event(endpoint, now, &event);
-    }
-    fn simulate(&mut self, _tick: &TickInfo) {}
-    fn extract(&mut self, _tick: &TickInfo) {}
-    fn send(&mut self, _endpoint: &mut Endpoint, _now: Instant, _tick: &TickInfo) {}
 }
 
 /// The endpoint config of a verification server: the library defaults (rate limits
@@ -379,15 +369,44 @@ pub fn run_vs_with(
         options.issuer.clone(),
         endpoint.wall_clock(),
     );
+    let mut store = match &options.store {
+        Some(path) => {
+            let mut store = Store::open(path)
+                .map_err(|e| io::Error::other(format!("--store {}: {e}", path.display())))?;
+            // Jti revocations matter until their ticket's expiry plus twice the skew.
+            let lapsed = endpoint
+                .wall_clock()
+                .unix_ms_at(start)
+                .saturating_sub(options.config.join_max_skew_ms.saturating_mul(2));
+            let state = store.load_verifier(lapsed)?;
+            tracing::info!(
+                path = %path.display(),
+                revocations = state.revocations.len(),
+                revoked_game_servers = state.revoked_game_servers.len(),
+                nonces = state.nonces.len(),
+                receipts = state.receipts.len(),
+                "state restored"
+            );
+            verifier.restore(state);
+            verifier.record_facts(true);
+            Some(store)
+        }
+        None => None,
+    };
     let mut runtime = MioRuntime::new()?;
     let listen = options.listen;
     let node = runtime
         .bind(listen, endpoint)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))?;
     ready(runtime.local_addr(node)?);
+    if store.is_none() {
+        tracing::warn!(
+            "no --store: revocations, challenge nonces and receipts live in memory only and are \
+             forgotten at exit (fine for a demo, not for a deployment)"
+        );
+    }
     operator.set_ready(true);
     let mut report = VsReport::default();
-    let mut stages = StageStats::default();
     let mut last_progress = start;
     while start.elapsed() < options.duration && !operator.stop_requested() {
         let wait = verifier
@@ -397,16 +416,22 @@ pub fn run_vs_with(
             })
             .min(Duration::from_millis(50));
         runtime.turn(Some(wait))?;
-        runtime.run_due_ticks(
-            node,
-            &mut VsStages {
-                verifier: &mut verifier,
-            },
-            &mut stages,
-        );
         let now = Instant::now();
+        let endpoint = runtime.endpoint(node);
+        while let Some(event) = endpoint.poll_event() {
+            verifier.handle_endpoint_event(endpoint, now, &event);
+        }
+        while endpoint.poll_tick(now).is_some() {} // a VS has no game: its ticks do nothing
         if verifier.poll_timeout().is_some_and(|t| t <= now) {
-            verifier.handle_timeout(runtime.endpoint(node), now);
+            verifier.handle_timeout(endpoint, now);
+        }
+        // Write-ahead: what the verifier promised is durable before the packets that carry
+        // it leave; if it cannot be, they never do.
+        if let Some(store) = &mut store {
+            let facts: Vec<_> = std::iter::from_fn(|| verifier.poll_fact()).collect();
+            if !facts.is_empty() {
+                store.persist_facts(facts, options.config.receipt_cache)?;
+            }
         }
         runtime.flush(node);
         while let Some(event) = verifier.poll_event() {

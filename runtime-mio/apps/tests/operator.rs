@@ -366,3 +366,125 @@ fn a_verification_server_drains_on_sigterm() {
     vs.signal("TERM");
     assert_eq!(vs.wait_exit(), Some(0));
 }
+
+/// A verification server killed with SIGKILL and restarted on its store: what it promised
+/// survives (the store holds its challenge nonces and receipts), its game server rejoins
+/// within the starvation timeout, and the client session on the game server never ends.
+#[test]
+fn a_verification_server_killed_and_restarted_on_its_store_forgets_nothing() {
+    let dir = TempDir::new("restart");
+    let issuer = dir.key("issuer.pem");
+    let store = dir.0.join("vs.db").display().to_string();
+    let vs_config = dir.file(
+        "vs.toml",
+        &format!(
+            "issuer_key = \"{issuer}\"\nallow_gs_binary = [\"{GS}\"]\nstore = \"{store}\"\n\
+             [verifier]\nallow_unenrolled = true\nticket_interval_ms = 300\nticket_lifetime_ms = 3000\n"
+        ),
+    );
+    let vs_addr = free_udp_port();
+    let vs_listen = vs_addr.to_string();
+    let vs_args = [
+        "--config",
+        &vs_config,
+        "--listen",
+        &vs_listen,
+        "--admin",
+        "127.0.0.1:0",
+    ];
+    let vs = Process::start(VS, "tickwire-vs", &vs_args);
+    let vs_admin = vs.address_after("admin on ");
+    let public = format!("{issuer}.pub");
+    let mut gs = Process::start(
+        GS,
+        "tickwire-gs",
+        &[
+            "--issuer-key",
+            &public,
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--vs",
+            &vs_listen,
+        ],
+    );
+    let gs_admin = gs.address_after("admin on ");
+    let gs_addr = gs.address_after("listening on ");
+    eventually("the GS is admitted", || get(gs_admin, "/ready").0 == 200);
+    let player = {
+        let options = client_options(&issuer, Duration::from_secs(18));
+        std::thread::spawn(move || run_clients(gs_addr, 0, 1, &options).unwrap())
+    };
+    eventually("a receipt is signed", || {
+        sum_of(
+            &get(vs_admin, "/metrics").1,
+            "tickwire_vs_receipts_signed_total",
+            &[],
+        ) >= 1.0
+    });
+
+    drop(vs); // SIGKILL: no drain, nothing flushed but what was committed
+    {
+        let mut kept = tickwire_apps::store::Store::open(std::path::Path::new(&store)).unwrap();
+        let state = kept.load_verifier(0).unwrap();
+        assert!(!state.nonces.is_empty(), "challenge nonces are durable");
+        assert!(!state.receipts.is_empty(), "signed receipts are durable");
+    }
+    let vs = Process::start(VS, "tickwire-vs", &vs_args);
+    let vs_admin = vs.address_after("admin on ");
+    eventually("the GS rejoins the restarted VS", || {
+        sample(
+            &get(vs_admin, "/metrics").1,
+            "tickwire_vs_game_servers_authorised",
+        ) == Some(1.0)
+    });
+    eventually("and is admitting again", || get(gs_admin, "/ready").0 == 200);
+    let gs_text = get(gs_admin, "/metrics").1;
+    assert_eq!(
+        sum_of(&gs_text, "tickwire_gs_receipts_total", &["result=\"rejected\""]),
+        0.0
+    );
+    assert_eq!(
+        sum_of(&gs_text, "tickwire_gs_starvation_closed_sessions_total", &[]),
+        0.0
+    );
+
+    gs.signal("TERM");
+    assert_eq!(gs.wait_exit(), Some(0));
+    let played = player.join().unwrap();
+    let ended = played[0].disconnected.as_deref().unwrap_or("still connected");
+    assert!(
+        ended.contains("SERVER_SHUTDOWN"),
+        "the session lasted until the drain: {ended}"
+    );
+}
+
+/// A second signal during a drain exits at once, with code 130.
+#[test]
+fn a_second_signal_exits_at_once() {
+    let dir = TempDir::new("twice");
+    let issuer = dir.key("issuer.pem");
+    let mut vs = Process::start(
+        VS,
+        "tickwire-vs",
+        &[
+            "--issuer-key",
+            &issuer,
+            "--allow-gs-binary",
+            GS,
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    );
+    vs.address_after("listening on ");
+    // Two different signals (the same one twice could merge while pending), from the shell's
+    // built-in `kill`, microseconds apart: the second lands while the first drain runs.
+    let pid = vs.child.id();
+    let status = Command::new("sh")
+        .args(["-c", &format!("kill -TERM {pid} && kill -INT {pid}")])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(vs.wait_exit(), Some(130));
+}

@@ -89,6 +89,7 @@ fn start_vs(args: &Args, issuer: &SigningKey) -> Result<VsLink, String> {
             allow_unenrolled: true,
             ..VsConfig::default()
         },
+        store: None,
     };
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -161,6 +162,7 @@ fn main() -> ExitCode {
         config: loopback_config(args.clients),
         duration: args.seconds + Duration::from_millis(1_500),
         vs,
+        store: None,
     };
     let (tx, rx) = mpsc::channel();
     let server = std::thread::spawn(move || {

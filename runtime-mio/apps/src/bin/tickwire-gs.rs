@@ -98,6 +98,10 @@ struct Args {
     /// configuration.
     #[arg(long, value_name = "PATH")]
     gs_config: Option<PathBuf>,
+    /// Keep consumed join-ticket ids in this SQLite file, so a ticket used before a restart is
+    /// refused after it (`TICKET_REPLAYED`); without it they are kept in memory only.
+    #[arg(long, value_name = "PATH")]
+    store: Option<PathBuf>,
     /// Log format on stderr; levels from `RUST_LOG` (default `info`) [default: human].
     #[arg(long, value_enum)]
     log_format: Option<LogFormat>,
@@ -136,6 +140,7 @@ fn settings(args: &Args) -> Result<GsSettings, UsageError> {
     }
     overlay(&mut s.gs_id, args.gs_id);
     overlay_some(&mut s.json, args.json.clone());
+    overlay_some(&mut s.store, args.store.clone());
     overlay_some(&mut s.vs, args.vs);
     overlay_some(&mut s.tpm, args.tpm.clone());
     overlay(&mut s.log_format, args.log_format);
@@ -211,6 +216,7 @@ fn options(settings: &GsSettings) -> Result<ServerOptions, UsageError> {
         config: settings.endpoint.clone(),
         duration,
         vs,
+        store: settings.store.clone(),
     })
 }
 

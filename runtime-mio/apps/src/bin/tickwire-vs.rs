@@ -86,6 +86,11 @@ struct Args {
     /// Write the report as JSON here at the end.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
+    /// Keep the verifier's promises (revocations, revoked game servers, challenge nonces,
+    /// receipts) in this SQLite file and restore them at start; without it they are kept in
+    /// memory only and forgotten at exit.
+    #[arg(long, value_name = "PATH")]
+    store: Option<PathBuf>,
     /// Log format on stderr; levels from `RUST_LOG` (default `info`) [default: human].
     #[arg(long, value_enum)]
     log_format: Option<LogFormat>,
@@ -127,6 +132,7 @@ fn settings(args: &Args) -> Result<VsSettings, UsageError> {
     }
     s.allow_gs_binary.extend(args.allow_gs_binary.iter().cloned());
     overlay_some(&mut s.json, args.json.clone());
+    overlay_some(&mut s.store, args.store.clone());
     overlay(&mut s.log_format, args.log_format);
     overlay(&mut s.drain.timeout_ms, args.drain_timeout_ms);
     Ok(settings)
@@ -194,6 +200,7 @@ fn options(settings: &VsSettings) -> Result<VsOptions, UsageError> {
         endpoint: settings.endpoint.clone(),
         duration,
         config,
+        store: settings.store.clone(),
     })
 }
 

@@ -82,8 +82,12 @@ struct Node {
     poisoned: bool,
 }
 
-/// A node's write-ahead hook (see [`MioRuntime::set_write_ahead`]).
-struct WriteAhead(Box<dyn FnMut(&mut Endpoint) -> io::Result<()>>);
+/// A write-ahead step: makes what the endpoint promised durable (see
+/// [`MioRuntime::set_write_ahead`]).
+type WriteAheadFn = dyn FnMut(&mut Endpoint) -> io::Result<()>;
+
+/// A node's write-ahead hook.
+struct WriteAhead(Box<WriteAheadFn>);
 
 impl std::fmt::Debug for WriteAhead {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

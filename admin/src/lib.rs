@@ -61,6 +61,7 @@
 //! | `/metrics` | `200`: the latest snapshot, [rendered](render). OpenMetrics 1.0 (`Content-Type: application/openmetrics-text; version=1.0.0; charset=utf-8`) when the `Accept` header asks for `application/openmetrics-text`, as Prometheus does; otherwise (no `Accept`, `*/*`, `text/plain`) the Prometheus text format 0.0.4 (`text/plain; version=0.0.4; charset=utf-8`), which `promtool check metrics` reads: `curl -s http://ADDR/metrics \| promtool check metrics` |
 //! | `/health` | `200 ok` while serving; `503 draining` once [`AdminState::start_draining`] was called |
 //! | `/ready` | `200 ready` while [`AdminState::set_ready`]`(true)` and not draining; `503 not ready` before, `503 draining` after |
+//! | `/v1/…` | operator commands, with [`AdminState::enable_commands`] only: `Authorization: Bearer TOKEN` required (`401` otherwise), answered by the server loop ([`CommandRequest`]) in JSON |
 //!
 //! ## Metrics
 //!
@@ -110,9 +111,11 @@
 use tickwire_core::stats::{EndpointStats, TickTimings};
 use tickwire_core::vs::{GsAgentStats, VerifierStats};
 
+mod commands;
 mod metrics;
 mod server;
 
+pub use commands::{CommandRequest, MIN_TOKEN_LEN};
 pub use metrics::{render, Format};
 pub use server::{AdminServer, AdminState};
 

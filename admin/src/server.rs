@@ -3,11 +3,12 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 
 use tiny_http::{Header, Method, Request, Response, Server};
 
+use crate::commands::{CommandRequest, Commands, Submitted, MIN_TOKEN_LEN, REPLY_TIMEOUT};
 use crate::metrics::{render_owned, Format};
 use crate::{Readiness, ServerKind, Snapshot};
 
@@ -21,6 +22,7 @@ pub struct AdminState {
     snapshot: Mutex<Snapshot>,
     ready: AtomicBool,
     draining: AtomicBool,
+    commands: OnceLock<Commands>,
 }
 
 impl AdminState {
@@ -31,6 +33,7 @@ impl AdminState {
             snapshot: Mutex::new(Snapshot::idle(kind)),
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
+            commands: OnceLock::new(),
         })
     }
 
@@ -51,6 +54,28 @@ impl AdminState {
     /// no way back.
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Accepts operator commands under `/v1/` from requests bearing `token` (see
+    /// [`CommandRequest`]); the loop takes them with [`AdminState::poll_command`]. Once only.
+    ///
+    /// # Errors
+    /// The token is shorter than [`MIN_TOKEN_LEN`], or commands were already enabled.
+    pub fn enable_commands(&self, token: &str) -> Result<(), String> {
+        let token = token.trim();
+        if token.len() < MIN_TOKEN_LEN {
+            return Err(format!(
+                "the admin token must be at least {MIN_TOKEN_LEN} characters"
+            ));
+        }
+        self.commands
+            .set(Commands::new(token.to_owned()))
+            .map_err(|_| "commands are already enabled".to_owned())
+    }
+
+    /// The next operator command for the loop to answer, if any.
+    pub fn poll_command(&self) -> Option<CommandRequest> {
+        self.commands.get()?.poll()
     }
 
     /// A copy of the latest snapshot.
@@ -206,7 +231,16 @@ fn answer(request: Request, state: &AdminState) {
         .iter()
         .find(|h| h.field.equiv("Accept"))
         .map(|h| h.value.as_str().to_owned());
-    let reply = route(request.method(), request.url(), accept.as_deref(), state);
+    let authorization = request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Authorization"))
+        .map(|h| h.value.as_str().to_owned());
+    let reply = if request.url().starts_with("/v1/") {
+        command(request.method(), request.url(), authorization.as_deref(), state)
+    } else {
+        route(request.method(), request.url(), accept.as_deref(), state)
+    };
     tracing::debug!(
         method = %request.method(),
         url = ?request.url(),
@@ -222,6 +256,9 @@ fn answer(request: Request, state: &AdminState) {
     if reply.status == 405 {
         response.add_header(header("Allow", "GET, HEAD"));
     }
+    if reply.status == 401 {
+        response.add_header(header("WWW-Authenticate", "Bearer"));
+    }
     if let Err(e) = request.respond(response) {
         tracing::warn!(error = %e, "admin response not delivered");
     }
@@ -229,6 +266,30 @@ fn answer(request: Request, state: &AdminState) {
 
 fn header(name: &str, value: &str) -> Header {
     Header::from_bytes(name, value).expect("header names and values here are ASCII constants")
+}
+
+const JSON: &str = "application/json";
+
+/// An operator command: queued for the loop, answered when it is (see [`CommandRequest`]).
+fn command(method: &Method, url: &str, authorization: Option<&str>, state: &AdminState) -> Reply {
+    let json = |status, body: String| Reply {
+        status,
+        content_type: JSON,
+        body,
+    };
+    let Some(commands) = state.commands.get() else {
+        return Reply::text(404, "not found (operator commands are not enabled)");
+    };
+    if !matches!(method, Method::Get | Method::Post) {
+        return json(405, "{\"error\":\"method not allowed\"}".into());
+    }
+    match commands.submit(&method.to_string(), url, authorization) {
+        Submitted::Answered(status, body) => json(status, body.into()),
+        Submitted::Queued(answer) => match answer.recv_timeout(REPLY_TIMEOUT) {
+            Ok((status, body)) => json(status, body),
+            Err(_) => json(504, "{\"error\":\"the server loop did not answer\"}".into()),
+        },
+    }
 }
 
 /// What to answer `method url` with `Accept: accept`.

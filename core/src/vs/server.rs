@@ -400,6 +400,30 @@ impl Verifier {
         }
     }
 
+    /// The ids of the game servers authorised now, ascending.
+    pub fn authorised_game_servers(&self) -> impl Iterator<Item = u64> + '_ {
+        self.by_gs
+            .keys()
+            .copied()
+            .filter(|gs_id| self.game_server(*gs_id).is_some())
+    }
+
+    /// The game servers revoked for good ([`Verifier::revoke_game_server`]), ascending.
+    pub fn revoked_game_servers(&self) -> impl Iterator<Item = u64> + '_ {
+        self.revoked.iter().copied()
+    }
+
+    /// The receipts kept for `gs_id` (the newest `receipt_cache`), by digest sequence.
+    pub fn receipts_of(
+        &self,
+        gs_id: u64,
+    ) -> impl Iterator<Item = &(TranscriptDigest, ProtectedReceipt)> + '_ {
+        self.receipts
+            .get(gs_id)
+            .into_iter()
+            .flat_map(|receipts| receipts.values())
+    }
+
     /// Output: the next event.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<VsEvent> {

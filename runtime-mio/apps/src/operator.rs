@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tickwire_admin::{AdminServer, AdminState, ServerKind, Snapshot};
+use tickwire_admin::{AdminServer, AdminState, CommandRequest, ServerKind, Snapshot};
 
 use crate::cli::UsageError;
 
@@ -133,6 +133,30 @@ impl Operator {
         let bound = server.local_addr();
         self.admin = Some((state, server));
         Ok(bound)
+    }
+
+    /// Accepts operator commands on the admin endpoint from requests bearing the token in
+    /// `token_file` (its contents, trimmed; at least 16 characters).
+    ///
+    /// # Errors
+    /// No admin endpoint, or the file cannot be read or holds too short a token.
+    pub fn enable_commands(&mut self, token_file: &std::path::Path) -> Result<(), UsageError> {
+        let shown = token_file.display();
+        let Some((state, _)) = &self.admin else {
+            return Err(UsageError::new(
+                "--admin-token-file has no effect without --admin ADDR (commands are served there)",
+            ));
+        };
+        let token = std::fs::read_to_string(token_file)
+            .map_err(|e| UsageError::new(format!("--admin-token-file {shown}: {e}")))?;
+        state
+            .enable_commands(&token)
+            .map_err(|e| UsageError::new(format!("--admin-token-file {shown}: {e}")))
+    }
+
+    /// The next operator command from the admin endpoint, if any.
+    pub fn poll_command(&self) -> Option<CommandRequest> {
+        self.admin.as_ref()?.0.poll_command()
     }
 
     /// Whether a signal asked the process to stop.

@@ -115,6 +115,9 @@ pub struct VsSettings {
     pub allow_gs_binary: Vec<PathBuf>,
     /// Write the run's report as JSON here at the end.
     pub json: Option<PathBuf>,
+    /// File holding the bearer token for operator commands on the admin endpoint; unset:
+    /// no commands.
+    pub admin_token_file: Option<PathBuf>,
     /// SQLite file keeping the verifier's promises across restarts; unset: memory only.
     pub store: Option<PathBuf>,
     /// Log format on stderr (`human` or `json`); levels from `RUST_LOG` (default `info`).
@@ -139,6 +142,7 @@ impl Default for VsSettings {
             insecure_demo_issuer_seed: None,
             allow_gs_binary: Vec::new(),
             json: None,
+            admin_token_file: None,
             store: None,
             log_format: LogFormat::default(),
             drain: DrainSettings::default(),

@@ -21,7 +21,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tickwire_core::attest::{PcrSelection, SimulatedTpm, TpmError, TpmProvider, MEASUREMENT_PCR};
 use tickwire_core::vs::{
-    GsAgent, GsConfig, GsEvent, GsIdentity, Measurement, Verifier, VsConfig, VsEvent, VsKeys,
+    GsAgent, GsConfig, GsEvent, GsIdentity, Measurement, Revocation, Verifier, VsConfig, VsEvent, VsKeys,
 };
 use tickwire_core::{Config, Endpoint, Event};
 
@@ -31,7 +31,7 @@ use tickwire_udp::os::{os_random, os_secrets};
 use crate::demo::{demo_config, DEMO_KEY_ID};
 use crate::operator::Operator;
 use crate::store::Store;
-use tickwire_admin::{ServerKind, Snapshot};
+use tickwire_admin::{CommandRequest, ServerKind, Snapshot};
 
 /// How a game server reaches and proves itself to its verification server.
 #[derive(Debug, Clone)]
@@ -243,6 +243,120 @@ impl GsSide {
     }
 }
 
+/// Answers an operator command (`/v1/…` on the admin endpoint) with a status and JSON:
+///
+/// - `GET /v1/revocations`: the revocations in force.
+/// - `GET /v1/game-servers`: enrolled (from the settings), authorised now, revoked for good.
+/// - `GET /v1/game-servers/ID/receipts[?session_id=S]`: the receipts kept for a game server
+///   (one session's with `session_id`): the audit trail of its transcript digests.
+/// - `POST /v1/game-servers/ID/revoke`: revokes a game server for good (`GS_REVOKED`).
+/// - `POST /v1/revocations/client/ID`, `…/key/KEY_ID`, `…/jti/HEX?until_unix_ms=MS`: pushes a
+///   join-ticket revocation to every game server, now and at each later join.
+fn operator_command(
+    command: &CommandRequest,
+    verifier: &mut Verifier,
+    endpoint: &mut Endpoint,
+    now: Instant,
+) -> (u16, String) {
+    let json = |value: serde_json::Value| value.to_string();
+    let bad = |what: String| (400, json(serde_json::json!({ "error": what })));
+    let number = |text: &str| {
+        text.parse::<u64>()
+            .map_err(|_| format!("`{text}` is not a number"))
+    };
+    let revoke = |verifier: &mut Verifier, endpoint: &mut Endpoint, revocation: Revocation| {
+        verifier.revoke(endpoint, now, revocation);
+        (200, json(serde_json::json!({ "revoked": revocation })))
+    };
+    match (command.method(), command.segments().as_slice()) {
+        ("GET", ["revocations"]) => {
+            let revocations: Vec<&Revocation> = verifier.revocations().collect();
+            (200, json(serde_json::json!({ "revocations": revocations })))
+        }
+        ("GET", ["game-servers"]) => {
+            let authorised: Vec<serde_json::Value> = verifier
+                .authorised_game_servers()
+                .filter_map(|gs_id| {
+                    let info = verifier.game_server(gs_id)?;
+                    Some(serde_json::json!({
+                        "gs_id": gs_id,
+                        "tickets_issued": info.tickets_issued,
+                        "reattestations": info.reattestations,
+                        "sessions": info.sessions,
+                    }))
+                })
+                .collect();
+            let revoked: Vec<u64> = verifier.revoked_game_servers().collect();
+            let config = verifier.config();
+            let body = serde_json::json!({
+                "enrolled": config.game_servers,
+                "allow_unenrolled": config.allow_unenrolled,
+                "authorised": authorised,
+                "revoked": revoked,
+            });
+            (200, json(body))
+        }
+        ("GET", ["game-servers", gs_id, "receipts"]) => {
+            let gs_id = match number(gs_id) {
+                Ok(gs_id) => gs_id,
+                Err(e) => return bad(e),
+            };
+            let session = match command.query("session_id").map(number).transpose() {
+                Ok(session) => session,
+                Err(e) => return bad(e),
+            };
+            let receipts: Vec<serde_json::Value> = verifier
+                .receipts_of(gs_id)
+                .filter(|(digest, _)| session.is_none_or(|s| digest.session_id == s))
+                .map(|(digest, receipt)| serde_json::json!({ "digest": digest, "receipt": receipt }))
+                .collect();
+            (
+                200,
+                json(serde_json::json!({ "gs_id": gs_id, "receipts": receipts })),
+            )
+        }
+        ("POST", ["game-servers", gs_id, "revoke"]) => match number(gs_id) {
+            Ok(gs_id) => {
+                verifier.revoke_game_server(endpoint, now, gs_id);
+                tracing::warn!(gs_id, "game server revoked by the operator");
+                (200, json(serde_json::json!({ "revoked_game_server": gs_id })))
+            }
+            Err(e) => bad(e),
+        },
+        ("POST", ["revocations", "client", client_id]) => match number(client_id) {
+            Ok(client_id) => revoke(verifier, endpoint, Revocation::Client { client_id }),
+            Err(e) => bad(e),
+        },
+        ("POST", ["revocations", "key", key_id]) => match number(key_id).map(u32::try_from) {
+            Ok(Ok(key_id)) => revoke(verifier, endpoint, Revocation::Key { key_id }),
+            _ => bad(format!("`{key_id}` is not a key id")),
+        },
+        ("POST", ["revocations", "jti", hex]) => {
+            let Some(jti) = parse_jti(hex) else {
+                return bad(format!("`{hex}` is not a jti (32 hex digits)"));
+            };
+            match command.query("until_unix_ms").map(number) {
+                Some(Ok(until_unix_ms)) => revoke(verifier, endpoint, Revocation::Jti { jti, until_unix_ms }),
+                Some(Err(e)) => bad(e),
+                None => bad("give ?until_unix_ms= (the ticket's expiry)".into()),
+            }
+        }
+        _ => (404, json(serde_json::json!({ "error": "no such command" }))),
+    }
+}
+
+/// A `jti` from 32 hex digits.
+fn parse_jti(hex: &str) -> Option<[u8; 16]> {
+    if hex.len() != 32 || !hex.is_ascii() {
+        return None;
+    }
+    let mut jti = [0u8; 16];
+    for (byte, pair) in jti.iter_mut().zip(hex.as_bytes().chunks(2)) {
+        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(jti)
+}
+
 /// Logs a verifier event as a structured `tracing` event.
 fn log_vs_event(event: &VsEvent) {
     match event {
@@ -425,13 +539,22 @@ pub fn run_vs_with(
         if verifier.poll_timeout().is_some_and(|t| t <= now) {
             verifier.handle_timeout(endpoint, now);
         }
+        let answered: Vec<_> = std::iter::from_fn(|| operator.poll_command())
+            .map(|command| {
+                let (status, body) = operator_command(&command, &mut verifier, endpoint, now);
+                (command, status, body)
+            })
+            .collect();
         // Write-ahead: what the verifier promised is durable before the packets that carry
-        // it leave; if it cannot be, they never do.
+        // it leave (and before an operator is told it is done); if it cannot be, they never do.
         if let Some(store) = &mut store {
             let facts: Vec<_> = std::iter::from_fn(|| verifier.poll_fact()).collect();
             if !facts.is_empty() {
                 store.persist_facts(facts, options.config.receipt_cache)?;
             }
+        }
+        for (command, status, body) in answered {
+            command.respond(status, body);
         }
         runtime.flush(node);
         while let Some(event) = verifier.poll_event() {

@@ -129,9 +129,19 @@ impl Drop for Process {
 
 /// `GET path` over HTTP/1.0: `(status, body)`.
 fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    request(addr, "GET", path, None)
+}
+
+/// `method path` over HTTP/1.0, with a bearer `token` if given: `(status, body)`.
+fn request(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let authorization = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n{authorization}Content-Length: 0\r\n\r\n"
+    )
+    .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
@@ -375,11 +385,13 @@ fn a_verification_server_killed_and_restarted_on_its_store_forgets_nothing() {
     let dir = TempDir::new("restart");
     let issuer = dir.key("issuer.pem");
     let store = dir.0.join("vs.db").display().to_string();
+    const TOKEN: &str = "operator-token-0123456789";
+    let token_file = dir.file("token", &format!("{TOKEN}\n"));
     let vs_config = dir.file(
         "vs.toml",
         &format!(
             "issuer_key = \"{issuer}\"\nallow_gs_binary = [\"{GS}\"]\nstore = \"{store}\"\n\
-             [verifier]\nallow_unenrolled = true\nticket_interval_ms = 300\nticket_lifetime_ms = 3000\n"
+             admin_token_file = \"{token_file}\"\n[verifier]\nallow_unenrolled = true\nticket_interval_ms = 300\nticket_lifetime_ms = 3000\n"
         ),
     );
     let vs_addr = free_udp_port();
@@ -423,6 +435,22 @@ fn a_verification_server_killed_and_restarted_on_its_store_forgets_nothing() {
             &[],
         ) >= 1.0
     });
+    // An operator revokes a client: refused without the token, done with it.
+    let revoke = "/v1/revocations/client/100";
+    assert_eq!(request(vs_admin, "POST", revoke, None).0, 401);
+    assert_eq!(
+        request(vs_admin, "POST", revoke, Some("wrong-token-0123456789")).0,
+        401
+    );
+    let (status, body) = request(vs_admin, "POST", revoke, Some(TOKEN));
+    assert_eq!(status, 200, "{body}");
+    let listed = request(vs_admin, "GET", "/v1/revocations", Some(TOKEN)).1;
+    assert!(listed.contains("\"client_id\":100"), "{listed}");
+    let receipts = request(vs_admin, "GET", "/v1/game-servers/42/receipts", Some(TOKEN)).1;
+    assert!(
+        receipts.contains("\"receipt\""),
+        "the audit trail lists receipts: {receipts}"
+    );
 
     drop(vs); // SIGKILL: no drain, nothing flushed but what was committed
     {
@@ -430,6 +458,11 @@ fn a_verification_server_killed_and_restarted_on_its_store_forgets_nothing() {
         let state = kept.load_verifier(0).unwrap();
         assert!(!state.nonces.is_empty(), "challenge nonces are durable");
         assert!(!state.receipts.is_empty(), "signed receipts are durable");
+        assert_eq!(
+            state.revocations,
+            [tickwire_core::vs::Revocation::Client { client_id: 100 }],
+            "the revocation is durable"
+        );
     }
     let vs = Process::start(VS, "tickwire-vs", &vs_args);
     let vs_admin = vs.address_after("admin on ");
@@ -440,6 +473,13 @@ fn a_verification_server_killed_and_restarted_on_its_store_forgets_nothing() {
         ) == Some(1.0)
     });
     eventually("and is admitting again", || get(gs_admin, "/ready").0 == 200);
+    let listed = request(vs_admin, "GET", "/v1/revocations", Some(TOKEN)).1;
+    assert!(
+        listed.contains("\"client_id\":100"),
+        "still in force after the restart: {listed}"
+    );
+    let servers = request(vs_admin, "GET", "/v1/game-servers", Some(TOKEN)).1;
+    assert!(servers.contains("\"authorised\":[{"), "{servers}");
     let gs_text = get(gs_admin, "/metrics").1;
     assert_eq!(
         sum_of(&gs_text, "tickwire_gs_receipts_total", &["result=\"rejected\""]),
@@ -460,31 +500,35 @@ fn a_verification_server_killed_and_restarted_on_its_store_forgets_nothing() {
     );
 }
 
-/// A second signal during a drain exits at once, with code 130.
+/// A second signal during a drain exits at once, with code 130. The game server's drain
+/// lasts while its connection attempt to an absent verification server closes (QUIC's
+/// closing period, three probe timeouts at the initial RTT: seconds).
 #[test]
 fn a_second_signal_exits_at_once() {
     let dir = TempDir::new("twice");
     let issuer = dir.key("issuer.pem");
-    let mut vs = Process::start(
-        VS,
-        "tickwire-vs",
+    let public = format!("{issuer}.pub");
+    let absent_vs = free_udp_port().to_string();
+    let mut gs = Process::start(
+        GS,
+        "tickwire-gs",
         &[
             "--issuer-key",
-            &issuer,
-            "--allow-gs-binary",
-            GS,
+            &public,
             "--listen",
             "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--vs",
+            &absent_vs,
+            "--drain-timeout-ms",
+            "60000",
         ],
     );
-    vs.address_after("listening on ");
-    // Two different signals (the same one twice could merge while pending), from the shell's
-    // built-in `kill`, microseconds apart: the second lands while the first drain runs.
-    let pid = vs.child.id();
-    let status = Command::new("sh")
-        .args(["-c", &format!("kill -TERM {pid} && kill -INT {pid}")])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    assert_eq!(vs.wait_exit(), Some(130));
+    let admin = gs.address_after("admin on ");
+    gs.address_after("listening on ");
+    gs.signal("TERM");
+    eventually("the drain starts", || get(admin, "/health").0 == 503);
+    gs.signal("INT");
+    assert_eq!(gs.wait_exit(), Some(130));
 }

@@ -59,6 +59,11 @@ struct Args {
     /// Serve `/metrics`, `/health` and `/ready` over HTTP on this address.
     #[arg(long, value_name = "ADDR")]
     admin: Option<SocketAddr>,
+    /// Accept operator commands (`/v1/…`: revoke, list revocations and game servers, export
+    /// receipts) on the admin endpoint from requests bearing the token in this file
+    /// (`Authorization: Bearer TOKEN`; at least 16 characters).
+    #[arg(long, value_name = "PATH")]
+    admin_token_file: Option<PathBuf>,
     /// Seconds to run (finite, above 0, at most a year); without it, until SIGTERM or SIGINT.
     #[arg(long, value_parser = parse_seconds, allow_negative_numbers = true)]
     seconds: Option<Duration>,
@@ -124,6 +129,7 @@ fn settings(args: &Args) -> Result<VsSettings, UsageError> {
     let s = &mut settings;
     overlay(&mut s.listen, args.listen);
     overlay_some(&mut s.admin, args.admin);
+    overlay_some(&mut s.admin_token_file, args.admin_token_file.clone());
     overlay_some(&mut s.seconds, args.seconds.map(|d| d.as_secs_f64()));
     overlay_some(&mut s.identity_key, args.identity_key.clone());
     if args.issuer_key.is_some() || args.insecure_demo_issuer_seed.is_some() {
@@ -233,6 +239,11 @@ fn main() -> ExitCode {
         match operator.serve_admin(addr, ServerKind::VerificationServer) {
             Ok(bound) => println!("tickwire-vs admin on http://{bound} (/metrics, /health, /ready)"),
             Err(e) => return fail(BIN, e),
+        }
+    }
+    if let Some(path) = &settings.admin_token_file {
+        if let Err(e) = operator.enable_commands(path) {
+            return fail(BIN, e);
         }
     }
     let started = Cell::new(false);

@@ -343,6 +343,16 @@ impl Net {
         self.push(endpoint, identity)
     }
 
+    /// Adds a server with the given identity key (a second instance of a service, say).
+    pub fn add_server_as(&mut self, config: Config, identity: SigningKey) -> usize {
+        let (secrets, _) = self.next_keys();
+        let endpoint = Endpoint::builder(config, secrets, identity.clone(), self.wall_clock())
+            .trust_issuer(ISSUER_KEY_ID, self.issuer.verifying_key())
+            .server(GS_ID, self.now)
+            .expect("harness config is valid");
+        self.push(endpoint, identity)
+    }
+
     /// Adds a client; returns its index.
     pub fn add_client(&mut self, config: Config) -> usize {
         let (secrets, identity) = self.next_keys();

@@ -1132,3 +1132,56 @@ fn a_verifier_restarted_from_its_facts_keeps_every_promise() {
         "a quote over a challenge of the previous process is a replay"
     );
 }
+
+#[test]
+fn a_gs_fails_over_to_a_second_vs_without_losing_sessions() {
+    let mut w = World::new(Setup::default());
+    // A second instance of the verification server: the same signing key and identity.
+    let identity = w.net.node(w.vs).identity.clone();
+    let vs2 = w.net.add_server_as(
+        Config {
+            accept_game_servers: true,
+            ..Net::config()
+        },
+        identity,
+    );
+    let verifier = Verifier::new(
+        w.vs().verifier.config().clone(),
+        Secrets::insecure_from_seed(13),
+        SigningKey::from_bytes(&VS_KEY_SEED),
+        w.net.wall_clock(),
+    );
+    w.net.set_app(
+        vs2,
+        Vs {
+            verifier,
+            events: Vec::new(),
+            mute_digests: false,
+            digests_seen: Vec::new(),
+            digests: Vec::new(),
+        },
+    );
+    let second = w.net.node(vs2).addr;
+    let gs = w.gs;
+    w.net.node_mut(gs).app_mut::<Gs>().0.agent.add_failover(second);
+    w.run_until_status(GsStatus::Authorised, 5 * SECOND);
+    let (client, conn) = w.client_joins(100);
+
+    // The first instance goes dark for good.
+    let first = w.vs;
+    w.net.node_mut(first).isolated = true;
+    assert!(
+        w.net.run_until(20 * SECOND, |net| net
+            .node(vs2)
+            .app::<Vs>()
+            .verifier
+            .game_server(GS_ID)
+            .is_some()),
+        "the GS joined the second instance; events: {:?}",
+        w.gs().events
+    );
+    assert_eq!(w.gs().agent.vs_addr(), second);
+    w.net.run_for(5 * SECOND);
+    assert_eq!(w.status(), GsStatus::Authorised);
+    w.assert_session_kept(client, conn);
+}

@@ -51,6 +51,7 @@ fn server_options(duration: Duration, vs: VsLink) -> ServerOptions {
 fn link(addr: SocketAddr, tpm: String, gs: GsConfig) -> VsLink {
     VsLink {
         addr,
+        failover: Vec::new(),
         tpm,
         vs_keys: vs_keys(&issuer().verifying_key()),
         config_sha256: demo_config_sha256(&gs),

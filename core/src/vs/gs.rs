@@ -263,7 +263,10 @@ struct Transcript {
 #[derive(Debug)]
 pub struct GsAgent {
     config: GsConfig,
-    vs_addr: SocketAddr,
+    /// The verification servers to try, in order: the one in `new`, then the failovers.
+    vs_addrs: Vec<SocketAddr>,
+    /// Index in `vs_addrs` of the one connected to, or tried next.
+    vs_current: usize,
     vs_keys: VsKeys,
     vs_identity: Option<[u8; 32]>,
     gs_key: [u8; 32],
@@ -361,7 +364,8 @@ impl GsAgent {
         let reconnect = Backoff::new(config.reconnect.clone());
         Self {
             config,
-            vs_addr,
+            vs_addrs: vec![vs_addr],
+            vs_current: 0,
             vs_keys,
             vs_identity,
             gs_key: identity.gs_key,
@@ -427,6 +431,22 @@ impl GsAgent {
     /// timestamps, heartbeats and ticket checks use the new anchor from now on.
     pub fn set_wall_clock(&mut self, wall: WallClock) {
         self.wall = wall;
+    }
+
+    /// Command, before [`start`](Self::start): verification servers to fail over to, in
+    /// order, after the one given to [`new`](Self::new). Each lost session (or failed attempt)
+    /// moves the next attempt to the next one in the list, round robin, after the reconnect
+    /// backoff; they must share the VS keys (and, with a pinned `vs_identity`, the identity).
+    /// A failover that completes within `ticket_starvation_timeout_ms` loses no client session.
+    pub fn add_failover(&mut self, vs_addr: SocketAddr) {
+        if !self.vs_addrs.contains(&vs_addr) {
+            self.vs_addrs.push(vs_addr);
+        }
+    }
+
+    /// The verification server connected to, or tried next.
+    pub fn vs_addr(&self) -> SocketAddr {
+        self.vs_addrs[self.vs_current]
     }
 
     /// The current status.
@@ -719,7 +739,7 @@ impl GsAgent {
             expected_server_key: self.vs_identity,
             ..ConnectOptions::default()
         };
-        match ep.connect_game_server(now, self.vs_addr, options) {
+        match ep.connect_game_server(now, self.vs_addrs[self.vs_current], options) {
             Ok(conn) => {
                 self.conn = Some(conn);
                 self.link = Link::Connecting;
@@ -759,6 +779,8 @@ impl GsAgent {
         if self.status == GsStatus::Failed {
             return;
         }
+        // The next attempt goes to the next verification server, if there are several.
+        self.vs_current = (self.vs_current + 1) % self.vs_addrs.len();
         let delay = self
             .reconnect
             .next_delay(&mut self.rng)

@@ -57,6 +57,8 @@ pub struct GsSettings {
     pub json: Option<PathBuf>,
     /// Verification server to attest to; unset: admit on join tickets alone.
     pub vs: Option<SocketAddr>,
+    /// Further verification servers to fail over to, in order (with `vs`).
+    pub vs_failover: Vec<SocketAddr>,
     /// TPM for attestation: `simulated` (default with `vs`), `swtpm:host=H,port=P`,
     /// `device:/dev/tpmrm0`.
     pub tpm: Option<String>,
@@ -85,6 +87,7 @@ impl Default for GsSettings {
             gs_id: DEMO_GS_ID,
             json: None,
             vs: None,
+            vs_failover: Vec::new(),
             tpm: None,
             store: None,
             log_format: LogFormat::default(),

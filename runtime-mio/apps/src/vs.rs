@@ -38,6 +38,8 @@ use tickwire_admin::{CommandRequest, ServerKind, Snapshot};
 pub struct VsLink {
     /// The VS's UDP address.
     pub addr: SocketAddr,
+    /// Further instances of the VS to fail over to, in order (they share its keys).
+    pub failover: Vec<SocketAddr>,
     /// `simulated`, or a TCTI for `HardwareTpm` (`swtpm:host=…,port=…`, `device:/dev/tpmrm0`).
     pub tpm: String,
     /// The keys play tickets must verify against (the VS's public key, [`vs_keys`]).
@@ -150,7 +152,7 @@ impl GsSide {
             gs_id,
             ..link.gs.clone()
         };
-        let agent = GsAgent::new(
+        let mut agent = GsAgent::new(
             config,
             os_secrets()?,
             identity,
@@ -159,6 +161,9 @@ impl GsSide {
             None,
             endpoint.wall_clock(),
         );
+        for addr in &link.failover {
+            agent.add_failover(*addr);
+        }
         Ok(Self {
             agent,
             tpm,

@@ -532,3 +532,92 @@ fn a_second_signal_exits_at_once() {
     gs.signal("INT");
     assert_eq!(gs.wait_exit(), Some(130));
 }
+
+/// Two verification-server instances sharing the issuer key: the game server fails over from
+/// the first, killed, to the second within the starvation timeout and keeps its client.
+#[test]
+fn a_game_server_fails_over_to_a_second_verification_server() {
+    let dir = TempDir::new("failover");
+    let issuer = dir.key("issuer.pem");
+    let vs_config = dir.file(
+        "vs.toml",
+        &format!(
+            "issuer_key = \"{issuer}\"\nallow_gs_binary = [\"{GS}\"]\n\
+             [verifier]\nallow_unenrolled = true\nticket_interval_ms = 300\nticket_lifetime_ms = 3000\n"
+        ),
+    );
+    let start_vs = || {
+        let vs = Process::start(
+            VS,
+            "tickwire-vs",
+            &[
+                "--config",
+                &vs_config,
+                "--listen",
+                "127.0.0.1:0",
+                "--admin",
+                "127.0.0.1:0",
+            ],
+        );
+        let admin = vs.address_after("admin on ");
+        let addr = vs.address_after("listening on ");
+        (vs, admin, addr.to_string())
+    };
+    let (first, _, first_addr) = start_vs();
+    let (_second, second_admin, second_addr) = start_vs();
+    let public = format!("{issuer}.pub");
+    let mut gs = Process::start(
+        GS,
+        "tickwire-gs",
+        &[
+            "--issuer-key",
+            &public,
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--vs",
+            &first_addr,
+            "--vs-failover",
+            &second_addr,
+        ],
+    );
+    let gs_admin = gs.address_after("admin on ");
+    let gs_addr = gs.address_after("listening on ");
+    eventually("the GS is admitted by the first VS", || {
+        get(gs_admin, "/ready").0 == 200
+    });
+    let player = {
+        let options = client_options(&issuer, Duration::from_secs(18));
+        std::thread::spawn(move || run_clients(gs_addr, 0, 1, &options).unwrap())
+    };
+    eventually("the client joins", || {
+        sample(
+            &get(gs_admin, "/metrics").1,
+            "tickwire_sessions_established_by_role{role=\"player\"}",
+        ) == Some(1.0)
+    });
+
+    drop(first); // SIGKILL
+    eventually("the GS joins the second VS", || {
+        sample(
+            &get(second_admin, "/metrics").1,
+            "tickwire_vs_game_servers_authorised",
+        ) == Some(1.0)
+    });
+    eventually("and admits again", || get(gs_admin, "/ready").0 == 200);
+    let gs_text = get(gs_admin, "/metrics").1;
+    assert_eq!(
+        sum_of(&gs_text, "tickwire_gs_starvation_closed_sessions_total", &[]),
+        0.0
+    );
+
+    gs.signal("TERM");
+    assert_eq!(gs.wait_exit(), Some(0));
+    let played = player.join().unwrap();
+    let ended = played[0].disconnected.as_deref().unwrap_or("still connected");
+    assert!(
+        ended.contains("SERVER_SHUTDOWN"),
+        "the session lasted until the drain: {ended}"
+    );
+}

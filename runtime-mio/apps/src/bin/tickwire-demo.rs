@@ -113,6 +113,7 @@ fn start_vs(args: &Args, issuer: &SigningKey) -> Result<VsLink, String> {
         .map_err(|_| "verification server failed to start".to_owned())?;
     println!("verification server on {addr}");
     Ok(VsLink {
+        failover: Vec::new(),
         addr,
         tpm: "simulated".into(),
         vs_keys: vs_keys(&issuer.verifying_key()),

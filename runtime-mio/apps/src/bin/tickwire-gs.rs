@@ -89,6 +89,10 @@ struct Args {
     /// Verification server to attest to; without it the server admits on join tickets alone.
     #[arg(long, value_name = "ADDR")]
     vs: Option<SocketAddr>,
+    /// Further verification servers to fail over to, in order, when the session to `--vs`
+    /// is lost (repeatable; instances sharing its keys).
+    #[arg(long, value_name = "ADDR")]
+    vs_failover: Vec<SocketAddr>,
     /// TPM for attestation (with `--vs`): `simulated` (the default), or a TCTI
     /// (`swtpm:host=H,port=P`, `device:/dev/tpmrm0`; those need the `tpm` feature).
     #[arg(long, value_name = "SPEC")]
@@ -142,6 +146,7 @@ fn settings(args: &Args) -> Result<GsSettings, UsageError> {
     overlay_some(&mut s.json, args.json.clone());
     overlay_some(&mut s.store, args.store.clone());
     overlay_some(&mut s.vs, args.vs);
+    s.vs_failover.extend(args.vs_failover.iter().copied());
     overlay_some(&mut s.tpm, args.tpm.clone());
     overlay(&mut s.log_format, args.log_format);
     overlay(&mut s.drain.timeout_ms, args.drain_timeout_ms);
@@ -171,8 +176,12 @@ fn vs_link(settings: &GsSettings, issuer: &VerifyingKey) -> Result<Option<VsLink
     };
     cli::check_peer("--vs", addr)?;
     let gs = settings.gs.clone().unwrap_or_default();
+    for failover in &settings.vs_failover {
+        cli::check_peer("--vs-failover", *failover)?;
+    }
     Ok(Some(VsLink {
         addr,
+        failover: settings.vs_failover.clone(),
         tpm: settings.tpm.clone().unwrap_or_else(|| "simulated".into()),
         vs_keys: vs_keys(issuer),
         config_sha256: demo_config_sha256(&gs),
@@ -187,6 +196,7 @@ fn options(settings: &GsSettings) -> Result<ServerOptions, UsageError> {
         for (given, flag) in [
             (settings.gs.is_some(), "--gs-config"),
             (settings.tpm.is_some(), "--tpm"),
+            (!settings.vs_failover.is_empty(), "--vs-failover"),
         ] {
             if given {
                 return Err(no_effect_without_vs(flag));

@@ -586,6 +586,44 @@ impl Verifier {
         }
     }
 
+    /// Command: applies `fact`, learned from another instance of this verification server
+    /// sharing its store, as if it were this one's own promise: a revocation is pushed to the
+    /// game servers joined here and sent at their later joins; a game server revoked for good
+    /// loses its session here (`GS_REVOKED`); a nonce makes a quote over it a replay here; a
+    /// receipt answers a retry of its digest here with the same bytes. Queues no fact.
+    pub fn import(&mut self, ep: &mut Endpoint, now: Instant, fact: VsFact) {
+        let recording = std::mem::replace(&mut self.facts.recording, false);
+        match fact {
+            VsFact::Revoked(revocation) => {
+                if !self.revocations.contains(&revocation) {
+                    self.revoke(ep, now, revocation);
+                }
+            }
+            VsFact::GameServerRevoked { gs_id } => self.revoke_game_server(ep, now, gs_id),
+            VsFact::Nonce { gs_id, nonce } => {
+                remember_nonce(
+                    &mut self.nonce_history,
+                    &mut self.facts,
+                    &mut self.counters,
+                    gs_id,
+                    nonce,
+                );
+            }
+            VsFact::Receipt {
+                gs_id,
+                digest,
+                receipt,
+            } => {
+                let cache = self.receipts.touch(gs_id, BTreeMap::new).0;
+                cache.entry(digest.sequence).or_insert((digest, receipt));
+                while cache.len() > self.config.receipt_cache {
+                    cache.pop_first();
+                }
+            }
+        }
+        self.facts.recording = recording;
+    }
+
     /// Command: replaces the wall-clock anchor (after the system clock was stepped); join
     /// timestamps, tickets and receipts use the new anchor from now on.
     pub fn set_wall_clock(&mut self, wall: WallClock) {

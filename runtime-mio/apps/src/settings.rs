@@ -121,7 +121,8 @@ pub struct VsSettings {
     /// File holding the bearer token for operator commands on the admin endpoint; unset:
     /// no commands.
     pub admin_token_file: Option<PathBuf>,
-    /// SQLite file keeping the verifier's promises across restarts; unset: memory only.
+    /// SQLite file, or `postgres://` URL (shared by several instances), keeping the verifier's
+    /// promises across restarts; unset: memory only.
     pub store: Option<PathBuf>,
     /// Log format on stderr (`human` or `json`); levels from `RUST_LOG` (default `info`).
     pub log_format: LogFormat,

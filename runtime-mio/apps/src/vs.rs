@@ -406,8 +406,9 @@ pub struct VsOptions {
     pub duration: Duration,
     /// The verifier's settings (allowed measurements, enrolments, timeouts).
     pub config: VsConfig,
-    /// Keep what the verifier promises (revocations, nonces, receipts) in this SQLite file
-    /// and restore it at start; `None`: in memory only, forgotten at exit.
+    /// Keep what the verifier promises (revocations, nonces, receipts) in this SQLite file, or
+    /// the PostgreSQL database a `postgres://` URL names (shared with other instances), and
+    /// restore it at start; `None`: in memory only, forgotten at exit.
     pub store: Option<PathBuf>,
 }
 
@@ -537,6 +538,13 @@ pub fn run_vs_with(
         runtime.turn(Some(wait))?;
         let now = Instant::now();
         let endpoint = runtime.endpoint(node);
+        // What other instances sharing the store promised since the last turn applies here
+        // too, before this turn's events are judged.
+        if let Some(store) = &mut store {
+            for fact in store.fetch_foreign()? {
+                verifier.import(endpoint, now, fact);
+            }
+        }
         while let Some(event) = endpoint.poll_event() {
             verifier.handle_endpoint_event(endpoint, now, &event);
         }

@@ -92,7 +92,8 @@ struct Args {
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
     /// Keep the verifier's promises (revocations, revoked game servers, challenge nonces,
-    /// receipts) in this SQLite file and restore them at start; without it they are kept in
+    /// receipts) in this SQLite file, or in the PostgreSQL database a `postgres://` URL names
+    /// (shared by several instances), and restore them at start; without it they are kept in
     /// memory only and forgotten at exit.
     #[arg(long, value_name = "PATH")]
     store: Option<PathBuf>,

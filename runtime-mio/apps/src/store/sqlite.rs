@@ -1,28 +1,16 @@
-//! The servers' durable state in one SQLite file (`--store PATH`): what a verification server
-//! promised ([`VsFact`]s: revocations in force, game servers revoked for good, challenge
-//! nonces, signed receipts) and the join-ticket `jti`s a game server consumed.
-//!
-//! SQLite (through `rusqlite`, built in) because the state is small and relational, one file
-//! is all an operator has to back up, a transaction commits durably with one `fsync` in WAL
-//! mode, and its schema carries over to PostgreSQL for clusters. The schema is versioned in
-//! SQLite's `user_version`: a store is migrated forward on open, and one written by a newer
-//! version is refused.
-//!
-//! Writes are write-ahead: the servers commit the facts of a turn *before* they flush the
-//! packets that carry them (`synchronous = FULL`), so after `kill -9` nothing a peer was told is
-//! forgotten. Expired entries are pruned as they are written and on open; the rest is bounded
-//! as the in-memory state is (newest [`NONCE_HISTORY`] nonces per game server, the verifier's
-//! `receipt_cache` receipts per game server).
+//! The embedded store: one SQLite file (see the [module docs](super)).
 
 use std::path::Path;
 
 use rusqlite::{params, Connection, Transaction};
+
+use super::{decode, encode, StoreError};
 use tickwire_core::vs::{
     ProtectedReceipt, Revocation, TranscriptDigest, VerifierState, VsFact, NONCE_HISTORY, VS_NONCE_LEN,
 };
 
 /// Schema migrations, in order; migration `i` brings `user_version` from `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &["
+pub(super) const MIGRATIONS: &[&str] = &["
     CREATE TABLE revocations (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         body BLOB NOT NULL UNIQUE,          -- postcard Revocation
@@ -49,43 +37,13 @@ const MIGRATIONS: &[&str] = &["
     );
 "];
 
-/// Why the store cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// SQLite refused (the file is not a database, is locked, the disk is full, …).
-    #[error("store: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// A row does not decode: the file was edited or damaged.
-    #[error("store: corrupt {table} row: {detail}")]
-    Corrupt {
-        /// The table.
-        table: &'static str,
-        /// What is wrong.
-        detail: String,
-    },
-    /// The file was written by a newer tickwire, with a schema this one does not know.
-    #[error("store schema version {found} is newer than this build's {known}: run a newer tickwire")]
-    TooNew {
-        /// The file's schema version.
-        found: i64,
-        /// The newest this build knows.
-        known: i64,
-    },
-}
-
-impl From<StoreError> for std::io::Error {
-    fn from(error: StoreError) -> Self {
-        std::io::Error::other(error)
-    }
-}
-
-/// An open store.
+/// A store in one SQLite file.
 #[derive(Debug)]
-pub struct Store {
+pub struct SqliteStore {
     conn: Connection,
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens (creating if needed) the store at `path` and migrates it to this build's schema.
     ///
     /// # Errors
@@ -349,17 +307,6 @@ fn persist_fact(tx: &Transaction<'_>, fact: VsFact, receipts_per_gs: usize) -> R
     Ok(())
 }
 
-fn encode(value: &impl serde::Serialize) -> Vec<u8> {
-    postcard::to_allocvec(value).expect("postcard encodes plain data into a Vec")
-}
-
-fn decode<T: serde::de::DeserializeOwned>(table: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
-    postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt {
-        table,
-        detail: e.to_string(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,7 +321,7 @@ mod tests {
     #[test]
     fn facts_survive_a_reopen_bounded_and_pruned() {
         let path = temp_path("facts");
-        let mut store = Store::open(&path).unwrap();
+        let mut store = SqliteStore::open(&path).unwrap();
         assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
         let mut facts = vec![
             VsFact::Revoked(Revocation::Client { client_id: 9 }),
@@ -394,7 +341,7 @@ mod tests {
         store.persist_facts(facts, 2).unwrap();
         drop(store);
 
-        let mut store = Store::open(&path).unwrap();
+        let mut store = SqliteStore::open(&path).unwrap();
         let state = store.load_verifier(2_000).unwrap();
         assert_eq!(
             state.revocations,
@@ -413,13 +360,13 @@ mod tests {
     #[test]
     fn consumed_jtis_are_kept_until_their_deadline() {
         let path = temp_path("jtis");
-        let mut store = Store::open(&path).unwrap();
+        let mut store = SqliteStore::open(&path).unwrap();
         store
             .persist_consumed([([1; 16], 5_000), ([2; 16], 9_000)], 1_000)
             .unwrap();
         store.persist_consumed([([1; 16], 4_000)], 1_000).unwrap();
         drop(store);
-        let mut store = Store::open(&path).unwrap();
+        let mut store = SqliteStore::open(&path).unwrap();
         assert_eq!(
             store.load_consumed(6_000).unwrap(),
             vec![([2; 16], 9_000)],
@@ -431,11 +378,11 @@ mod tests {
     #[test]
     fn a_store_from_a_newer_version_is_refused() {
         let path = temp_path("newer");
-        drop(Store::open(&path).unwrap());
+        drop(SqliteStore::open(&path).unwrap());
         let conn = Connection::open(&path).unwrap();
         conn.pragma_update(None, "user_version", 99).unwrap();
         drop(conn);
-        let error = Store::open(&path).unwrap_err();
+        let error = SqliteStore::open(&path).unwrap_err();
         assert!(matches!(error, StoreError::TooNew { found: 99, .. }), "{error}");
         assert!(error.to_string().contains("newer"));
     }

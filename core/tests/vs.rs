@@ -1079,8 +1079,26 @@ fn state_of(facts: &[VsFact]) -> VerifierState {
     state
 }
 
+/// How the verifier that takes over learns the first one's facts.
+#[derive(Clone, Copy, PartialEq)]
+enum Handover {
+    /// A restart: restored from the store at start.
+    Restore,
+    /// Another instance on a shared store: imported as they are written.
+    Import,
+}
+
 #[test]
 fn a_verifier_restarted_from_its_facts_keeps_every_promise() {
+    takes_over_keeping_every_promise(Handover::Restore);
+}
+
+#[test]
+fn a_second_instance_importing_the_facts_keeps_every_promise() {
+    takes_over_keeping_every_promise(Handover::Import);
+}
+
+fn takes_over_keeping_every_promise(handover: Handover) {
     let mut w = World::new(Setup {
         quotes: Quotes::ReplayFirst,
         ..Setup::default()
@@ -1110,8 +1128,17 @@ fn a_verifier_restarted_from_its_facts_keeps_every_promise() {
         SigningKey::from_bytes(&VS_KEY_SEED),
         wall,
     );
-    restarted.restore(state_of(&facts));
-    assert_eq!(restarted.poll_fact(), None, "restoring promises nothing new");
+    match handover {
+        Handover::Restore => restarted.restore(state_of(&facts)),
+        Handover::Import => {
+            let now = w.net.now;
+            let ep = &mut w.net.node_mut(vs).endpoint;
+            for fact in facts.iter().cloned() {
+                restarted.import(ep, now, fact);
+            }
+        }
+    }
+    assert_eq!(restarted.poll_fact(), None, "taking over promises nothing new");
     assert_eq!(
         restarted.revocations().collect::<Vec<_>>(),
         vec![&Revocation::Client { client_id: 100 }],
@@ -1184,4 +1211,86 @@ fn a_gs_fails_over_to_a_second_vs_without_losing_sessions() {
     w.net.run_for(5 * SECOND);
     assert_eq!(w.status(), GsStatus::Authorised);
     w.assert_session_kept(client, conn);
+}
+
+/// Sends transcript digest `digest` from the GS to the VS on the current session, then runs
+/// for a second.
+fn send_digest(w: &mut World, digest: &TranscriptDigest) {
+    let now = w.net.now;
+    let gs_conn = w.gs().agent.vs_conn().unwrap();
+    let payload = VsMessage::Digest(digest.clone()).encode();
+    w.net
+        .node_mut(w.gs)
+        .endpoint
+        .send(now, gs_conn, VS_CHANNEL, payload.into())
+        .unwrap();
+    w.net.drain(w.gs);
+    w.net.run_for(SECOND);
+}
+
+#[test]
+fn a_restarted_verifier_answers_a_resent_digest_with_the_same_receipt() {
+    let mut w = World::new(Setup::default());
+    let vs = w.vs;
+    w.net.node_mut(vs).app_mut::<Vs>().0.verifier.record_facts(true);
+    w.run_until_status(GsStatus::Authorised, 5 * SECOND);
+    let digest = TranscriptDigest {
+        sequence: 77,
+        session_id: 3,
+        tick: 10,
+        inputs: 10,
+        digest: [4; 32],
+    };
+    send_digest(&mut w, &digest);
+    let facts: Vec<VsFact> = {
+        let verifier = &mut w.net.node_mut(vs).app_mut::<Vs>().0.verifier;
+        std::iter::from_fn(|| verifier.poll_fact()).collect()
+    };
+    let signed = facts
+        .iter()
+        .find_map(|f| match f {
+            VsFact::Receipt {
+                digest: d, receipt, ..
+            } if *d == digest => Some(receipt.clone()),
+            _ => None,
+        })
+        .expect("the receipt is a fact");
+
+    let mut restarted = Verifier::new(
+        w.vs().verifier.config().clone(),
+        Secrets::insecure_from_seed(14),
+        SigningKey::from_bytes(&VS_KEY_SEED),
+        w.net.wall_clock(),
+    );
+    restarted.restore(state_of(&facts));
+    std::mem::swap(&mut w.net.node_mut(vs).app_mut::<Vs>().0.verifier, &mut restarted);
+    let now = w.net.now;
+    let old_conn = restarted.game_server(GS_ID).unwrap().conn;
+    w.net
+        .node_mut(vs)
+        .endpoint
+        .close(now, old_conn, ReasonCode::SERVER_SHUTDOWN, "restart");
+    w.net.drain(vs);
+    assert!(
+        w.net.run_until(10 * SECOND, |net| net
+            .node(vs)
+            .app::<Vs>()
+            .verifier
+            .game_server(GS_ID)
+            .is_some()),
+        "the GS rejoins the restarted verifier"
+    );
+    send_digest(&mut w, &digest);
+    let receipted = w
+        .vs()
+        .events
+        .iter()
+        .filter(|e| matches!(e, VsEvent::Receipted { digest, .. } if digest.sequence == 77))
+        .count();
+    assert_eq!(
+        receipted, 1,
+        "the resent digest was answered from the restored receipts"
+    );
+    let kept: Vec<_> = w.vs().verifier.receipts_of(GS_ID).cloned().collect();
+    assert_eq!(kept, vec![(digest, signed)], "the same receipt, byte for byte");
 }

@@ -377,7 +377,8 @@ fn a_verification_server_drains_on_sigterm() {
     assert_eq!(vs.wait_exit(), Some(0));
 }
 
-/// A verification server killed with SIGKILL and restarted on its store: what it promised
+/// A verification server killed with SIGKILL and restarted on its store, once while its game
+/// server joins and once right after a revocation with digests flowing: what it promised
 /// survives (the store holds its challenge nonces and receipts), its game server rejoins
 /// within the starvation timeout, and the client session on the game server never ends.
 #[test]
@@ -405,7 +406,7 @@ fn a_verification_server_killed_and_restarted_on_its_store_forgets_nothing() {
         "127.0.0.1:0",
     ];
     let vs = Process::start(VS, "tickwire-vs", &vs_args);
-    let vs_admin = vs.address_after("admin on ");
+    vs.address_after("admin on ");
     let public = format!("{issuer}.pub");
     let mut gs = Process::start(
         GS,
@@ -423,6 +424,10 @@ fn a_verification_server_killed_and_restarted_on_its_store_forgets_nothing() {
     );
     let gs_admin = gs.address_after("admin on ");
     let gs_addr = gs.address_after("listening on ");
+    // The first kill lands while the game server is connecting and joining.
+    drop(vs);
+    let vs = Process::start(VS, "tickwire-vs", &vs_args);
+    let vs_admin = vs.address_after("admin on ");
     eventually("the GS is admitted", || get(gs_admin, "/ready").0 == 200);
     let player = {
         let options = client_options(&issuer, Duration::from_secs(18));

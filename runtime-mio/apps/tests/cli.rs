@@ -3,7 +3,7 @@
 //! (a server that starts serving runs until signalled and is killed as a failure).
 
 use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,40 +15,9 @@ const DEMO: &str = env!("CARGO_BIN_EXE_tickwire-demo");
 /// Longer than any refusal takes, far shorter than any run.
 const PATIENCE: Duration = Duration::from_secs(5);
 
-/// A fresh directory for one test's files, removed when dropped.
-struct TempDir(PathBuf);
+mod common;
 
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("tickwire-cli-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    fn file(&self, name: &str, contents: &str) -> String {
-        let path = self.0.join(name);
-        std::fs::write(&path, contents).unwrap();
-        path.display().to_string()
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.0.join(name).display().to_string()
-    }
-
-    /// A key pair at `name` (private) and `name.pub`.
-    fn key(&self, name: &str) -> String {
-        let path = self.0.join(name);
-        tickwire_udp::os::generate_key_file(&path).unwrap();
-        path.display().to_string()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use common::TempDir;
 
 struct Outcome {
     code: Option<i32>,

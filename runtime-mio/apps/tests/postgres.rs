@@ -4,18 +4,17 @@
 //! `postgresql` package (initdb into a temporary directory, a free port, stopped at the end;
 //! as root it runs as the `postgres` user, since initdb refuses root).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use tickwire_apps::demo::{demo_config, run_clients, ClientOptions, DEMO_GS_ID};
 
-const GS: &str = env!("CARGO_BIN_EXE_tickwire-gs");
-const VS: &str = env!("CARGO_BIN_EXE_tickwire-vs");
-const PATIENCE: Duration = Duration::from_secs(20);
+mod common;
+
+use common::*;
+
 const TOKEN: &str = "operator-token-0123456789";
 
 /// A throwaway PostgreSQL cluster; stopped and removed when dropped.
@@ -148,91 +147,17 @@ fn run(command: &mut Command) {
     );
 }
 
-/// A server process; killed (SIGKILL) when dropped.
-struct Process {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Process {
-    fn start(bin: &str, args: &[&str]) -> Self {
-        let mut child = Command::new(bin)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self { child, lines }
-    }
-
-    fn address_after(&self, marker: &str) -> SocketAddr {
-        let deadline = Instant::now() + PATIENCE;
-        while let Ok(line) = self
-            .lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        {
-            if let Some(rest) = line.split(marker).nth(1) {
-                let addr = rest
-                    .trim_start_matches("http://")
-                    .split_whitespace()
-                    .next()
-                    .unwrap();
-                return addr.parse().unwrap();
-            }
-        }
-        panic!("no line with {marker:?}");
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `method path` over HTTP/1.0 with the operator token: `(status, body)`.
-fn request(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 0\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (
-        status,
-        response.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned(),
-    )
-}
-
-fn eventually(what: &str, mut probe: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !probe() {
-        assert!(Instant::now() < deadline, "never happened: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// The receipts a VS lists for the demo game server.
 fn receipts(admin: SocketAddr) -> usize {
-    request(admin, "GET", &format!("/v1/game-servers/{DEMO_GS_ID}/receipts"))
-        .1
-        .matches("\"receipt\"")
-        .count()
+    request(
+        admin,
+        "GET",
+        &format!("/v1/game-servers/{DEMO_GS_ID}/receipts"),
+        Some(TOKEN),
+    )
+    .1
+    .matches("\"receipt\"")
+    .count()
 }
 
 #[test]
@@ -263,6 +188,7 @@ fn two_verification_servers_on_one_postgresql_behave_as_one() {
         let config = config.display().to_string();
         let vs = Process::start(
             VS,
+            "tickwire-vs",
             &[
                 "--config",
                 &config,
@@ -280,9 +206,12 @@ fn two_verification_servers_on_one_postgresql_behave_as_one() {
     let (_second, second_admin, second_addr) = start_vs();
 
     // A revocation made at the first instance is in force at the second.
-    assert_eq!(request(first_admin, "POST", "/v1/revocations/client/100").0, 200);
+    assert_eq!(
+        request(first_admin, "POST", "/v1/revocations/client/100", Some(TOKEN)).0,
+        200
+    );
     eventually("the second instance has the revocation", || {
-        request(second_admin, "GET", "/v1/revocations")
+        request(second_admin, "GET", "/v1/revocations", Some(TOKEN))
             .1
             .contains("\"client_id\":100")
     });
@@ -291,6 +220,7 @@ fn two_verification_servers_on_one_postgresql_behave_as_one() {
     let public = format!("{}.pub", issuer.display());
     let gs = Process::start(
         GS,
+        "tickwire-gs",
         &[
             "--issuer-key",
             &public,
@@ -318,7 +248,7 @@ fn two_verification_servers_on_one_postgresql_behave_as_one() {
     let signed_at_first = receipts(first_admin);
     drop(first); // SIGKILL
     eventually("the game server joins the second instance", || {
-        request(second_admin, "GET", "/v1/game-servers")
+        request(second_admin, "GET", "/v1/game-servers", Some(TOKEN))
             .1
             .contains("\"authorised\":[{\"gs_id\":42")
     });

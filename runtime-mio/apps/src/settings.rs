@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use tickwire_core::vs::{GsConfig, VsConfig};
 use tickwire_core::Config;
 
-use crate::cli::{load_toml, UsageError};
+use crate::cli::{load_toml, overlay, overlay_some, UsageError};
 use crate::demo::{demo_config, DEMO_GS_ID};
 use crate::operator::{DrainSettings, LogFormat};
 use crate::vs::vs_endpoint_config;
@@ -152,6 +152,92 @@ impl Default for VsSettings {
             drain: DrainSettings::default(),
             endpoint: vs_endpoint_config(),
             verifier: None,
+        }
+    }
+}
+
+/// The command-line options both servers share (each also a setting of the `--config` file,
+/// which the option overrides).
+#[derive(Debug, clap::Args)]
+pub struct ServerArgs {
+    /// The configuration file (TOML): every setting, as the options are named (`_` for `-`),
+    /// plus `[endpoint]` (`tickwire_core::Config`), `[drain]` and the server's own table
+    /// (`[gs]`, `[verifier]`).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Print the effective configuration (file, options and defaults) as TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// Serve `/metrics`, `/health` and `/ready` over HTTP on this address.
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<SocketAddr>,
+    /// Seconds to run before shutting down gracefully (finite, above 0, at most a year);
+    /// without it, until SIGTERM or SIGINT.
+    #[arg(long, value_parser = crate::cli::parse_seconds, allow_negative_numbers = true)]
+    pub seconds: Option<std::time::Duration>,
+    /// The server's Ed25519 identity key (PKCS#8 PEM, from `keygen`). Without it, a fresh one
+    /// from the OS each run (a game server enrolled at its VS needs a stable one).
+    #[arg(long, value_name = "PATH")]
+    pub identity_key: Option<PathBuf>,
+    /// Write the run's report as JSON here at the end.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+    /// Log format on stderr; levels from `RUST_LOG` (default `info`) [default: human].
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Longest wait for peers to leave after SIGTERM or SIGINT, in milliseconds
+    /// [default: 5000].
+    #[arg(long, value_name = "MS")]
+    pub drain_timeout_ms: Option<u64>,
+}
+
+/// The settings both servers share, borrowed from [`GsSettings`] or [`VsSettings`].
+#[derive(Debug)]
+pub struct CommonSettings<'a> {
+    admin: &'a mut Option<SocketAddr>,
+    seconds: &'a mut Option<f64>,
+    identity_key: &'a mut Option<PathBuf>,
+    json: &'a mut Option<PathBuf>,
+    log_format: &'a mut LogFormat,
+    drain: &'a mut DrainSettings,
+}
+
+impl ServerArgs {
+    /// Overrides `settings` with the options given.
+    pub fn overlay(&self, settings: CommonSettings<'_>) {
+        overlay_some(settings.admin, self.admin);
+        overlay_some(settings.seconds, self.seconds.map(|d| d.as_secs_f64()));
+        overlay_some(settings.identity_key, self.identity_key.clone());
+        overlay_some(settings.json, self.json.clone());
+        overlay(settings.log_format, self.log_format);
+        overlay(&mut settings.drain.timeout_ms, self.drain_timeout_ms);
+    }
+}
+
+impl GsSettings {
+    /// The settings it shares with the verification server's.
+    pub fn common(&mut self) -> CommonSettings<'_> {
+        CommonSettings {
+            admin: &mut self.admin,
+            seconds: &mut self.seconds,
+            identity_key: &mut self.identity_key,
+            json: &mut self.json,
+            log_format: &mut self.log_format,
+            drain: &mut self.drain,
+        }
+    }
+}
+
+impl VsSettings {
+    /// The settings it shares with the game server's.
+    pub fn common(&mut self) -> CommonSettings<'_> {
+        CommonSettings {
+            admin: &mut self.admin,
+            seconds: &mut self.seconds,
+            identity_key: &mut self.identity_key,
+            json: &mut self.json,
+            log_format: &mut self.log_format,
+            drain: &mut self.drain,
         }
     }
 }

@@ -36,8 +36,8 @@ use tickwire_apps::cli::{
     UsageError,
 };
 use tickwire_apps::demo::{run_server_with, write_json, DemoReport, ServerOptions};
-use tickwire_apps::operator::{init_logging, LogFormat, Operator};
-use tickwire_apps::settings::{load_settings, to_toml, GsSettings};
+use tickwire_apps::operator::{init_logging, Operator};
+use tickwire_apps::settings::{load_settings, to_toml, GsSettings, ServerArgs};
 use tickwire_apps::vs::{demo_config_sha256, vs_keys, VsLink};
 use tickwire_core::vs::GsConfig;
 
@@ -50,27 +50,11 @@ const BIN: &str = "tickwire-gs";
 struct Args {
     #[command(subcommand)]
     command: Option<Command>,
-    /// The configuration file (TOML): every setting below, plus `[endpoint]`
-    /// (`tickwire_core::Config`), `[gs]` (`tickwire_core::vs::GsConfig`) and `[drain]`.
-    #[arg(long, value_name = "PATH")]
-    config: Option<PathBuf>,
-    /// Print the effective configuration (file, flags and defaults) as TOML and exit.
-    #[arg(long)]
-    print_config: bool,
+    #[command(flatten)]
+    server: ServerArgs,
     /// UDP address to listen on [default: 127.0.0.1:4433].
     #[arg(long)]
     listen: Option<SocketAddr>,
-    /// Serve `/metrics`, `/health` and `/ready` over HTTP on this address.
-    #[arg(long, value_name = "ADDR")]
-    admin: Option<SocketAddr>,
-    /// Seconds to run before shutting down gracefully (finite, above 0, at most a year);
-    /// without it, until SIGTERM or SIGINT.
-    #[arg(long, value_parser = parse_seconds, allow_negative_numbers = true)]
-    seconds: Option<Duration>,
-    /// The game server's Ed25519 identity key (PKCS#8 PEM, from `keygen`). Without it, a fresh
-    /// one from the OS each run (a game server enrolled at its VS needs a stable one).
-    #[arg(long, value_name = "PATH")]
-    identity_key: Option<PathBuf>,
     /// The ticket issuer's (and verification server's) public key it trusts: PEM, `PATH.pub`
     /// of `tickwire-vs keygen PATH` (a private key file works too). Required unless
     /// `--insecure-demo-issuer-seed`.
@@ -83,9 +67,6 @@ struct Args {
     /// Game server id that join tickets must name [default: 42].
     #[arg(long)]
     gs_id: Option<u64>,
-    /// Write the report as JSON here at the end.
-    #[arg(long, value_name = "PATH")]
-    json: Option<PathBuf>,
     /// Verification server to attest to; without it the server admits on join tickets alone.
     #[arg(long, value_name = "ADDR")]
     vs: Option<SocketAddr>,
@@ -106,13 +87,6 @@ struct Args {
     /// refused after it (`TICKET_REPLAYED`); without it they are kept in memory only.
     #[arg(long, value_name = "PATH")]
     store: Option<PathBuf>,
-    /// Log format on stderr; levels from `RUST_LOG` (default `info`) [default: human].
-    #[arg(long, value_enum)]
-    log_format: Option<LogFormat>,
-    /// Longest wait for clients to leave after SIGTERM or SIGINT, in milliseconds
-    /// [default: 5000].
-    #[arg(long, value_name = "MS")]
-    drain_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -128,28 +102,24 @@ enum Command {
 /// The effective settings: the `--config` file (or the defaults), overridden by the flags
 /// given.
 fn settings(args: &Args) -> Result<GsSettings, UsageError> {
-    let mut settings: GsSettings = load_settings(args.config.as_deref(), |s: &GsSettings| &s.endpoint)?;
+    let mut settings: GsSettings =
+        load_settings(args.server.config.as_deref(), |s: &GsSettings| &s.endpoint)?;
     if let Some(gs) = &settings.gs {
         gs.validate()
             .map_err(|e| UsageError::new(format!("--config [gs]: {e}")))?;
     }
+    args.server.overlay(settings.common());
     let s = &mut settings;
     overlay(&mut s.listen, args.listen);
-    overlay_some(&mut s.admin, args.admin);
-    overlay_some(&mut s.seconds, args.seconds.map(|d| d.as_secs_f64()));
-    overlay_some(&mut s.identity_key, args.identity_key.clone());
     if args.issuer_key.is_some() || args.insecure_demo_issuer_seed.is_some() {
         s.issuer_key = args.issuer_key.clone();
         s.insecure_demo_issuer_seed = args.insecure_demo_issuer_seed;
     }
     overlay(&mut s.gs_id, args.gs_id);
-    overlay_some(&mut s.json, args.json.clone());
     overlay_some(&mut s.store, args.store.clone());
     overlay_some(&mut s.vs, args.vs);
     s.vs_failover.extend(args.vs_failover.iter().copied());
     overlay_some(&mut s.tpm, args.tpm.clone());
-    overlay(&mut s.log_format, args.log_format);
-    overlay(&mut s.drain.timeout_ms, args.drain_timeout_ms);
     if let Some(path) = &args.gs_config {
         if s.vs.is_some() {
             s.gs = Some(load_toml("--gs-config", path, GsConfig::validate)?);
@@ -247,7 +217,7 @@ fn main() -> ExitCode {
         Ok(settings) => settings,
         Err(e) => return fail(BIN, e),
     };
-    if args.print_config {
+    if args.server.print_config {
         print!("{}", to_toml(&settings));
         return ExitCode::SUCCESS;
     }

@@ -32,8 +32,8 @@ use tickwire_apps::cli::{
     UsageError,
 };
 use tickwire_apps::demo::{write_json, DEMO_KEY_ID};
-use tickwire_apps::operator::{init_logging, LogFormat, Operator};
-use tickwire_apps::settings::{load_settings, to_toml, VsSettings};
+use tickwire_apps::operator::{init_logging, Operator};
+use tickwire_apps::settings::{load_settings, to_toml, ServerArgs, VsSettings};
 use tickwire_apps::vs::{allow_binary, run_vs_with, VsOptions};
 use tickwire_core::vs::VsConfig;
 
@@ -46,31 +46,16 @@ const BIN: &str = "tickwire-vs";
 struct Args {
     #[command(subcommand)]
     command: Option<Command>,
-    /// The configuration file (TOML): every setting below, plus `[endpoint]`
-    /// (`tickwire_core::Config`), `[verifier]` (`tickwire_core::vs::VsConfig`) and `[drain]`.
-    #[arg(long, value_name = "PATH")]
-    config: Option<PathBuf>,
-    /// Print the effective configuration (file, flags and defaults) as TOML and exit.
-    #[arg(long)]
-    print_config: bool,
+    #[command(flatten)]
+    server: ServerArgs,
     /// UDP address to listen on [default: 127.0.0.1:4500].
     #[arg(long)]
     listen: Option<SocketAddr>,
-    /// Serve `/metrics`, `/health` and `/ready` over HTTP on this address.
-    #[arg(long, value_name = "ADDR")]
-    admin: Option<SocketAddr>,
     /// Accept operator commands (`/v1/…`: revoke, list revocations and game servers, export
     /// receipts) on the admin endpoint from requests bearing the token in this file
     /// (`Authorization: Bearer TOKEN`; at least 16 characters).
     #[arg(long, value_name = "PATH")]
     admin_token_file: Option<PathBuf>,
-    /// Seconds to run (finite, above 0, at most a year); without it, until SIGTERM or SIGINT.
-    #[arg(long, value_parser = parse_seconds, allow_negative_numbers = true)]
-    seconds: Option<Duration>,
-    /// The endpoint's Ed25519 identity key (PKCS#8 PEM, from `keygen`). Without it, a fresh
-    /// one from the OS each run.
-    #[arg(long, value_name = "PATH")]
-    identity_key: Option<PathBuf>,
     /// The VS signing key (PKCS#8 PEM private key, from `keygen`): play tickets, receipts,
     /// and the demo's join tickets. Required unless `--insecure-demo-issuer-seed`.
     #[arg(long, value_name = "PATH")]
@@ -88,22 +73,12 @@ struct Args {
     /// (repeatable; added to the config file's list).
     #[arg(long, value_name = "PATH")]
     allow_gs_binary: Vec<PathBuf>,
-    /// Write the report as JSON here at the end.
-    #[arg(long, value_name = "PATH")]
-    json: Option<PathBuf>,
     /// Keep the verifier's promises (revocations, revoked game servers, challenge nonces,
     /// receipts) in this SQLite file, or in the PostgreSQL database a `postgres://` URL names
     /// (shared by several instances), and restore them at start; without it they are kept in
     /// memory only and forgotten at exit.
     #[arg(long, value_name = "PATH")]
     store: Option<PathBuf>,
-    /// Log format on stderr; levels from `RUST_LOG` (default `info`) [default: human].
-    #[arg(long, value_enum)]
-    log_format: Option<LogFormat>,
-    /// Longest wait for game servers to leave after SIGTERM or SIGINT, in milliseconds
-    /// [default: 5000].
-    #[arg(long, value_name = "MS")]
-    drain_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -119,7 +94,8 @@ enum Command {
 /// The effective settings: the `--config` file (or the defaults), overridden by the flags
 /// given.
 fn settings(args: &Args) -> Result<VsSettings, UsageError> {
-    let mut settings: VsSettings = load_settings(args.config.as_deref(), |s: &VsSettings| &s.endpoint)?;
+    let mut settings: VsSettings =
+        load_settings(args.server.config.as_deref(), |s: &VsSettings| &s.endpoint)?;
     if let Some(path) = &args.verifier_config {
         settings.verifier = Some(load_toml("--verifier-config", path, VsConfig::validate)?);
     } else if let Some(verifier) = &settings.verifier {
@@ -127,21 +103,16 @@ fn settings(args: &Args) -> Result<VsSettings, UsageError> {
             .validate()
             .map_err(|e| UsageError::new(format!("--config [verifier]: {e}")))?;
     }
+    args.server.overlay(settings.common());
     let s = &mut settings;
     overlay(&mut s.listen, args.listen);
-    overlay_some(&mut s.admin, args.admin);
     overlay_some(&mut s.admin_token_file, args.admin_token_file.clone());
-    overlay_some(&mut s.seconds, args.seconds.map(|d| d.as_secs_f64()));
-    overlay_some(&mut s.identity_key, args.identity_key.clone());
     if args.issuer_key.is_some() || args.insecure_demo_issuer_seed.is_some() {
         s.issuer_key = args.issuer_key.clone();
         s.insecure_demo_issuer_seed = args.insecure_demo_issuer_seed;
     }
     s.allow_gs_binary.extend(args.allow_gs_binary.iter().cloned());
-    overlay_some(&mut s.json, args.json.clone());
     overlay_some(&mut s.store, args.store.clone());
-    overlay(&mut s.log_format, args.log_format);
-    overlay(&mut s.drain.timeout_ms, args.drain_timeout_ms);
     Ok(settings)
 }
 
@@ -223,7 +194,7 @@ fn main() -> ExitCode {
         Ok(settings) => settings,
         Err(e) => return fail(BIN, e),
     };
-    if args.print_config {
+    if args.server.print_config {
         print!("{}", to_toml(&settings));
         return ExitCode::SUCCESS;
     }

@@ -9,6 +9,7 @@ use serde_with::serde_as;
 
 use crate::channel::default_channels;
 pub use crate::channel::{ChannelKind, OversizePolicy, Priority};
+pub use crate::compress::{CompressionConfig, CompressionConfigError, DecompressError};
 pub use crate::fragment::{FragmentConfig, FragmentConfigError};
 pub use crate::heartbeat::{HeartbeatConfig, HeartbeatConfigError};
 pub use crate::limits::{RateLimitConfig, RateLimitConfigError};
@@ -30,7 +31,9 @@ pub struct Config {
     pub version_min: u16,
     /// Highest protocol version offered or accepted.
     pub version_max: u16,
-    /// Capability bits this side supports; the session gets the intersection.
+    /// Capability bits this side supports besides those it derives from its own settings
+    /// ([`Config::offered_capabilities`]); the session gets the intersection. Leave 0: the
+    /// bits this version defines are set through their sections (`compression`).
     pub capabilities: u64,
     /// Time allowed from the QUIC connection's start to an accepted tickwire handshake.
     /// Default 10 000 ms: several round trips at 500 ms RTT plus TLS.
@@ -145,6 +148,9 @@ pub struct Config {
     pub retry: RetryConfig,
     /// *Server*: rate limits per address and per connection.
     pub limits: RateLimitConfig,
+    /// zstd compression of the channels the table marks `compress` (`PROTOCOL.md` §7.3):
+    /// whether it is offered, the level, and the decompression cap.
+    pub compression: CompressionConfig,
 }
 
 impl Default for Config {
@@ -181,6 +187,7 @@ impl Default for Config {
             play_ticket_max_skew_ms: 2_000,
             retry: RetryConfig::default(),
             limits: RateLimitConfig::default(),
+            compression: CompressionConfig::default(),
         }
     }
 }
@@ -320,7 +327,14 @@ impl Config {
         in_section("tickets", self.tickets.validate())?;
         in_section("retry", self.retry.validate())?;
         in_section("limits", self.limits.validate())?;
+        in_section("compression", self.compression.validate())?;
         Ok(())
+    }
+
+    /// The capability bits this endpoint offers (client) or grants at most (server):
+    /// `capabilities` plus the bits its sections enable ([`CompressionConfig::capabilities`]).
+    pub fn offered_capabilities(&self) -> u64 {
+        self.capabilities | self.compression.capabilities()
     }
 
     /// The pending-handshake count from which unvalidated addresses get a Retry:

@@ -24,7 +24,9 @@ use sha2::{Digest, Sha256};
 use crate::ticket::{Envelope, PlayTicket, PlayTicketClaims, PlayTicketError, VsKeys};
 use crate::ticket::{JoinTicket, JoinTicketClaims, TicketError};
 pub use crate::tls::{EXPORTER_LABEL, EXPORTER_LEN};
-use crate::wire::{self, AcceptBody, Control, HelloBody, ReasonCode, Role, Signature, Signed, NONCE_LEN};
+pub use crate::wire::{capability, Extension, ExtensionKind};
+use crate::wire::{self, check_extensions, find_extension, MAX_EXTENSIONS};
+use crate::wire::{AcceptBody, Control, HelloBody, ReasonCode, Role, Signature, Signed, NONCE_LEN};
 
 /// Ticket permission bit that allows the [`Role::Admin`] role.
 pub const PERMISSION_ADMIN: u32 = 1 << 31;
@@ -167,6 +169,10 @@ pub struct ClientOffer {
     /// If set, the server must present a play ticket that verifies (see [`PlayTicketCheck`]),
     /// or the client aborts with `PLAY_TICKET_INVALID` or `NOT_AUTHORISED`.
     pub play_ticket: Option<PlayTicketCheck>,
+    /// Extensions to send in the Hello (`PROTOCOL.md` §4.4.4). [`ClientHandshake::start`]
+    /// sorts them by kind and keeps the first of each kind; at most
+    /// [`MAX_EXTENSIONS`](crate::wire::MAX_EXTENSIONS) are sent.
+    pub extensions: Vec<Extension>,
 }
 
 /// How a client checks the server's play ticket. The validity window is checked against the
@@ -208,6 +214,10 @@ impl ClientHandshake {
     /// Builds and signs the hello once the TLS exporter is available.
     pub fn start(self, exporter: Exporter, nonce: [u8; NONCE_LEN]) -> (AwaitingAccept, Control) {
         let client_key = self.identity.verifying_key().to_bytes();
+        let mut extensions = self.offer.extensions.clone();
+        extensions.sort_by_key(|e| e.kind);
+        extensions.dedup_by_key(|e| e.kind);
+        extensions.truncate(MAX_EXTENSIONS);
         let body = HelloBody {
             version_min: self.offer.version_min,
             version_max: self.offer.version_max,
@@ -217,6 +227,7 @@ impl ClientHandshake {
             role: self.offer.role,
             identity_key: client_key,
             join_ticket: self.offer.join_ticket.clone(),
+            extensions,
         };
         let hello_body = wire::encode(&body);
         let signature = Signature(
@@ -255,12 +266,15 @@ impl AwaitingAccept {
             return Err(Rejection::new(ReasonCode::BAD_HANDSHAKE, "expected accept"));
         };
         let body: AcceptBody = wire::decode(&signed.body)
+            .and_then(|body: AcceptBody| check_extensions(&body.extensions).map(|()| body))
             .map_err(|e| Rejection::new(ReasonCode::BAD_HANDSHAKE, e.to_string()))?;
         if body.client_nonce != self.nonce
             || body.schema_hash != self.offer.schema_hash
             || body.version < self.offer.version_min
             || body.version > self.offer.version_max
             || body.capabilities & !self.offer.capabilities != 0
+            || (body.capabilities & capability::ZSTD_DICTIONARY != 0
+                && body.capabilities & capability::ZSTD == 0)
             || body.role != self.offer.role
         {
             return Err(Rejection::new(
@@ -356,6 +370,10 @@ pub struct ServerPolicy<'a> {
     /// The play ticket to present in the accept (an encoded
     /// [`Envelope`]), if the server holds one.
     pub play_ticket: Option<&'a [u8]>,
+    /// SHA-256 of the server's zstd dictionary, if it has one: the
+    /// [`capability::ZSTD_DICTIONARY`] bit is granted only to a Hello whose
+    /// `COMPRESSION_DICTIONARY` extension names the same hash (`PROTOCOL.md` §4.4.2).
+    pub dictionary_hash: Option<[u8; 32]>,
 }
 
 /// Values the server contributes to the accept (drawn by the endpoint from its seeded RNG
@@ -402,7 +420,18 @@ impl AwaitingHello {
             return Err(Rejection::new(ReasonCode::BAD_HANDSHAKE, "expected hello"));
         };
         let hello: HelloBody = wire::decode(&signed.body)
+            .and_then(|hello: HelloBody| check_extensions(&hello.extensions).map(|()| hello))
             .map_err(|e| Rejection::new(ReasonCode::BAD_HANDSHAKE, e.to_string()))?;
+        let offered_dictionary =
+            match find_extension(&hello.extensions, ExtensionKind::COMPRESSION_DICTIONARY) {
+                None => None,
+                Some(data) => Some(<[u8; 32]>::try_from(data).map_err(|_| {
+                    Rejection::new(
+                        ReasonCode::BAD_HANDSHAKE,
+                        "compression dictionary extension is not 32 bytes",
+                    )
+                })?),
+            };
         let low = hello.version_min.max(policy.version_min);
         let high = hello.version_max.min(policy.version_max);
         if low > high {
@@ -471,11 +500,17 @@ impl AwaitingHello {
             session_id: contribution.session_id,
             role: hello.role,
             permissions: admitted.as_ref().map_or(0, |t| t.claims.permissions),
-            capabilities: hello.capabilities & policy.capabilities,
+            capabilities: negotiate_capabilities(
+                hello.capabilities,
+                policy.capabilities,
+                offered_dictionary,
+                policy.dictionary_hash,
+            ),
             server_key: policy.identity.verifying_key().to_bytes(),
             server_tick: contribution.server_tick,
             tick_rate_hz: contribution.tick_rate_hz,
             play_ticket: policy.play_ticket.map(<[u8]>::to_vec),
+            extensions: Vec::new(),
         };
         let accept_body = wire::encode(&body);
         let digest = accept_digest(&self.exporter, &signed.body, &accept_body);
@@ -501,6 +536,23 @@ impl AwaitingHello {
             }),
         ))
     }
+}
+
+/// The session's capabilities (`PROTOCOL.md` §4.4.2): the intersection, except that
+/// [`capability::ZSTD_DICTIONARY`] needs [`capability::ZSTD`] and both sides' dictionary hashes
+/// present and equal; without it the session may still compress without a dictionary.
+fn negotiate_capabilities(
+    client: u64,
+    server: u64,
+    client_dictionary: Option<[u8; 32]>,
+    server_dictionary: Option<[u8; 32]>,
+) -> u64 {
+    let mut capabilities = client & server;
+    let same_dictionary = client_dictionary.is_some() && client_dictionary == server_dictionary;
+    if capabilities & capability::ZSTD == 0 || !same_dictionary {
+        capabilities &= !capability::ZSTD_DICTIONARY;
+    }
+    capabilities
 }
 
 #[cfg(test)]

@@ -60,6 +60,7 @@ pub mod attest;
 mod channel;
 mod clock;
 pub mod config;
+mod compress;
 mod connection;
 pub mod drive;
 mod endpoint;

@@ -289,6 +289,9 @@ pub struct HelloBody {
     pub identity_key: [u8; 32],
     /// The join ticket the client presents; `None` only for [`Role::GameServer`].
     pub join_ticket: Option<JoinTicket>,
+    /// Typed extensions, strictly ascending by kind; unknown kinds are skipped
+    /// (`PROTOCOL.md` §4.4.4).
+    pub extensions: Vec<Extension>,
 }
 
 /// The signed part of the server's accept (`PROTOCOL.md` §4.2).
@@ -319,6 +322,69 @@ pub struct AcceptBody {
     pub tick_rate_hz: u16,
     /// The server's current play ticket from its verification server, when it has one.
     pub play_ticket: Option<Vec<u8>>,
+    /// Typed extensions, strictly ascending by kind; unknown kinds are skipped
+    /// (`PROTOCOL.md` §4.4.4).
+    pub extensions: Vec<Extension>,
+}
+
+/// Capability bits defined by this version (`PROTOCOL.md` §4.4.2). A session has a bit only
+/// when both peers set it; bits not listed here are reserved and ignored.
+pub mod capability {
+    /// zstd compression (RFC 8878) of the channels marked for it (`PROTOCOL.md` §7.3).
+    pub const ZSTD: u64 = 1 << 0;
+    /// zstd with the shared dictionary whose SHA-256 the Hello names in a
+    /// [`ExtensionKind::COMPRESSION_DICTIONARY`](super::ExtensionKind::COMPRESSION_DICTIONARY)
+    /// extension; granted only together with [`ZSTD`] and when the server's dictionary has
+    /// the same hash.
+    pub const ZSTD_DICTIONARY: u64 = 1 << 1;
+    /// Every bit this version defines.
+    pub const ALL: u64 = ZSTD | ZSTD_DICTIONARY;
+}
+
+/// The kind of a handshake [`Extension`]: a u16, varint-encoded. A newtype so that kinds
+/// defined by later versions still decode (and are skipped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ExtensionKind(pub u16);
+
+impl ExtensionKind {
+    /// Hello: the SHA-256 of the client's zstd dictionary, 32 raw bytes (`PROTOCOL.md` §7.3).
+    pub const COMPRESSION_DICTIONARY: ExtensionKind = ExtensionKind(1);
+}
+
+/// Most extensions a Hello or Accept may carry.
+pub const MAX_EXTENSIONS: usize = 16;
+
+/// One typed extension of a Hello or Accept: `kind` ‖ `data` (varint length + bytes). Both
+/// bodies are signed whole, so extensions are covered by the handshake signatures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Extension {
+    /// What the data means; receivers skip kinds they do not know.
+    pub kind: ExtensionKind,
+    /// The extension's content, defined per kind.
+    pub data: Vec<u8>,
+}
+
+/// Checks a received extension list: at most [`MAX_EXTENSIONS`], kinds strictly ascending
+/// (so no kind twice). A failure is a malformed handshake (`BAD_HANDSHAKE`).
+///
+/// # Errors
+/// [`WireError::Malformed`] naming the rule broken.
+pub fn check_extensions(extensions: &[Extension]) -> Result<(), WireError> {
+    if extensions.len() > MAX_EXTENSIONS {
+        return Err(WireError::Malformed("too many extensions"));
+    }
+    if extensions.windows(2).any(|w| w[0].kind >= w[1].kind) {
+        return Err(WireError::Malformed("extension kinds not strictly ascending"));
+    }
+    Ok(())
+}
+
+/// The data of the extension of `kind`, if the list has one.
+pub fn find_extension(extensions: &[Extension], kind: ExtensionKind) -> Option<&[u8]> {
+    extensions
+        .iter()
+        .find(|e| e.kind == kind)
+        .map(|e| e.data.as_slice())
 }
 
 /// A body with the Ed25519 signature over it (the signed bytes are defined by the handshake).

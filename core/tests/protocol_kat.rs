@@ -14,7 +14,7 @@ use tickwire_core::vs::{
     PlayTicket, PlayTicketClaims, ProtectedReceipt, ReceiptClaims, Revocation, TranscriptChain,
     TranscriptDigest, VsMessage,
 };
-use tickwire_core::wire::{self, Control, NONCE_LEN};
+use tickwire_core::wire::{self, capability, Control, Extension, ExtensionKind, NONCE_LEN};
 use tickwire_core::TicketVerifier;
 use tickwire_core::{JoinTicketClaims, Role, TicketIssuer};
 
@@ -50,10 +50,10 @@ const SERVER_KEY: &str = "8139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f
 const ISSUER_KEY: &str = "fd1724385aa0c75b64fb78cd602fa1d991fdebf76b13c58ed702eac835e9f618";
 const TICKET_SIGNATURE: &str = "98a6a1998315b024a11fe67ac2bcf217aa850b63f6e286401df21dfe7edc6ede\
                                 5c2e5c47d800ba1c3ff81b35c1698bfcbb147f59a818f61d76bb3a18525bf201";
-const SIG_C: &str = "773d0d1c86e514e3363503966d53af02d7aadf7e4ab4f9e7bee2aa166c1e9e96\
-                     0d49e2d7a95e78a975a375d2b948b289efae18abff6e1077e4d5f5de53b3370e";
-const SIG_S: &str = "7990d75e90419fb8397de1ef2502995b28f7f023a254053465944cd378565500\
-                     8617e1e39d94820bf8ee8353d99b726047ece924e106946fbc00d16c6cfd4206";
+const SIG_C: &str = "251b904d5c1b068183aa71383d9b731fe5b62654d4b026c0d19e0584de5271fa\
+                     5c765bad70db698eb68af2a2378ce21f24114c07249d8926195499dba9353f04";
+const SIG_S: &str = "c61b231cdfce6502cd4917d3b5ec42994273bf8475974e74bc5ef25f2f98129e\
+                     03ac2a1d3d92c4aece0d4449b8e88a6a8336a442dc992699119d902e58262e01";
 
 #[test]
 fn section_4_7_hello_and_accept_bytes() {
@@ -78,32 +78,37 @@ fn section_4_7_hello_and_accept_bytes() {
     assert_eq!(hex(&ticket.claims), claims_hex);
     assert_eq!(hex(&ticket.signature), TICKET_SIGNATURE);
 
-    // Hello frame (299 bytes).
+    // Hello frame (334 bytes): zstd with a dictionary offered, the dictionary's hash DD×32 in
+    // a COMPRESSION_DICTIONARY extension.
     let offer = ClientOffer {
         version_min: 1,
         version_max: 1,
         schema_hash: [0x08; 32],
-        capabilities: 0,
+        capabilities: capability::ZSTD | capability::ZSTD_DICTIONARY,
         role: Role::Player,
         join_ticket: Some(ticket),
         expected_server_key: None,
         play_ticket: None,
+        extensions: vec![Extension {
+            kind: ExtensionKind::COMPRESSION_DICTIONARY,
+            data: vec![0xDD; 32],
+        }],
     };
     let (awaiting, hello) = ClientHandshake::new(client, offer).start(EXPORTER, [0x03; NONCE_LEN]);
     let hello_frame = wire::encode_frame(&wire::encode(&hello));
     let hello_body = expand(&format!(
-        "01 01 08×32 03×24 00 00 {CLIENT_KEY} 01 01 45 {claims_hex} {TICKET_SIGNATURE}"
+        "01 01 08×32 03×24 03 00 {CLIENT_KEY} 01 01 45 {claims_hex} {TICKET_SIGNATURE} 01 01 20 dd×32"
     ));
-    let expected_hello = expand(&format!("00000127 00 e401 {hello_body} {SIG_C}"));
-    assert_eq!(hello_frame.len(), 299);
+    let expected_hello = expand(&format!("0000014a 00 8702 {hello_body} {SIG_C}"));
+    assert_eq!(hello_frame.len(), 334);
     assert_eq!(hex(&hello_frame), expected_hello);
     let Control::Hello(signed_hello) = &hello else {
         unreachable!("the client sends a hello")
     };
-    assert_eq!(signed_hello.body.len(), 228);
+    assert_eq!(signed_hello.body.len(), 263);
     assert_eq!(
         hex(&sha256(&[b"tickwire/hello/v1", &EXPORTER, &signed_hello.body])),
-        "da2e8fab4b30652dc82c4f04129c1a96483fb57493941aadd0fc8747ae45c7f9"
+        "00ce80f94c36e5252c39bf6d742441e9f2bf6b77e5854e8238b96d06bc84dea5"
     );
     assert_eq!(
         hex(&[b"tickwire/join-ticket/v1\0".as_slice(), &1u32.to_be_bytes()].concat()),
@@ -111,17 +116,19 @@ fn section_4_7_hello_and_accept_bytes() {
         "ticket signed-message prefix"
     );
 
-    // Accept frame (191 bytes): server nonce 24×04, session 77, tick 1 000 at 60 Hz.
+    // Accept frame (192 bytes): server nonce 24×04, session 77, tick 1 000 at 60 Hz; the server
+    // has the same dictionary, so both capability bits are granted.
     let mut verifier = TicketVerifier::new(42, TicketConfig::default());
     verifier.add_key(1, issuer.verifying_key());
     let policy = ServerPolicy {
         version_min: 1,
         version_max: 1,
         schema_hash: [0x08; 32],
-        capabilities: 0,
+        capabilities: capability::ZSTD | capability::ZSTD_DICTIONARY,
         identity: &server,
         accept_game_servers: false,
         play_ticket: None,
+        dictionary_hash: Some([0xDD; 32]),
     };
     let contribution = ServerContribution {
         nonce: [0x04; NONCE_LEN],
@@ -134,10 +141,10 @@ fn section_4_7_hello_and_accept_bytes() {
         .expect("the example's hello is accepted");
     let accept_frame = wire::encode_frame(&wire::encode(&accept));
     let accept_body = expand(&format!(
-        "01 08×32 03×24 04×24 4d 00 00 00 {SERVER_KEY} e807 3c 00"
+        "01 08×32 03×24 04×24 4d 00 00 03 {SERVER_KEY} e807 3c 00 00"
     ));
-    let expected_accept = expand(&format!("000000bb 01 79 {accept_body} {SIG_S}"));
-    assert_eq!(accept_frame.len(), 191);
+    let expected_accept = expand(&format!("000000bc 01 7a {accept_body} {SIG_S}"));
+    assert_eq!(accept_frame.len(), 192);
     assert_eq!(hex(&accept_frame), expected_accept);
     let Control::Accept(signed_accept) = &accept else {
         unreachable!("the server sends an accept")
@@ -151,7 +158,7 @@ fn section_4_7_hello_and_accept_bytes() {
             &signed_hello.body,
             &signed_accept.body,
         ])),
-        "63f5c250995840c1981294998c3bae1df3d2caff0c8d3cc4f8ef808fc4be2cea"
+        "c7dd8d60a0eca5eb2acbe93f9fb1013ba34dd4d8c52a603908ec8fe9855a069a"
     );
 
     // And the client accepts it.
@@ -159,6 +166,7 @@ fn section_4_7_hello_and_accept_bytes() {
         .handle_accept(&accept, T0)
         .expect("the example's accept verifies");
     assert_eq!(client_session.session_id, 77);
+    assert_eq!(client_session.capabilities, 0b11);
     assert_eq!(server_session.session_id, 77);
 }
 

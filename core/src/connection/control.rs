@@ -141,10 +141,11 @@ impl Conn {
             version_min: config.version_min,
             version_max: config.version_max,
             schema_hash: config.schema_hash,
-            capabilities: config.capabilities,
+            capabilities: config.offered_capabilities(),
             identity: server.identity,
             accept_game_servers: config.accept_game_servers,
             play_ticket: server.play_ticket,
+            dictionary_hash: ctx.codec.dictionary_hash(),
         };
         let tickets = &mut *server.tickets;
         let verdict = awaiting.handle_hello(

@@ -18,6 +18,7 @@ use ed25519_dalek::SigningKey;
 use quinn_proto::{StreamEvent, StreamId, VarInt};
 
 use crate::channel::{ChannelId, ChannelKind, SendOptions};
+use crate::compress::Codec;
 use crate::config::Config;
 use crate::fragment::Reassembler;
 use crate::handshake::{AwaitingAccept, AwaitingHello, ClientHandshake, Rejection, Session};
@@ -93,6 +94,8 @@ pub(crate) struct Ctx<'a> {
     pub unix_ms: u64,
     /// Server connections: what answering a Hello takes.
     pub server: Option<ServerCtx<'a>>,
+    /// The endpoint's zstd contexts.
+    pub codec: &'a mut Codec,
 }
 
 /// What a server connection needs from its endpoint to answer a Hello (`PROTOCOL.md` §4.4.1).
@@ -431,6 +434,7 @@ impl Conn {
         &mut self,
         now: Instant,
         config: &Config,
+        codec: &mut Codec,
         channel: ChannelId,
         payload: Bytes,
         options: SendOptions,

@@ -21,6 +21,7 @@ use rand_chacha::ChaCha12Rng;
 
 use crate::channel::{ChannelId, SendOptions};
 use crate::clock::WallClock;
+use crate::compress::Codec;
 use crate::config::{Config, ConfigError};
 use crate::connection::{Conn, Ctx, ServerCtx};
 use crate::handshake::{ClientHandshake, ClientOffer, PlayTicketCheck, Rejection, Session};
@@ -159,6 +160,8 @@ pub struct Endpoint {
     closed: ConnTotals,
     counts: PhaseCounts,
     last_now: Option<Instant>,
+    /// zstd contexts shared by the connections (`PROTOCOL.md` §7.3).
+    codec: Codec,
 }
 
 fn transport_config(config: &Config, server: bool) -> Arc<TransportConfig> {
@@ -234,6 +237,7 @@ impl Endpoint {
             closed: ConnTotals::default(),
             counts: PhaseCounts::default(),
             last_now: None,
+            codec: Codec::new(&config.compression),
             config: Arc::new(config),
         })
     }
@@ -385,6 +389,7 @@ impl Endpoint {
                 server_tick,
                 unix_ms,
                 server,
+                codec: &mut self.codec,
             };
             f(&mut entry.conn, &mut ctx)
         };
@@ -559,11 +564,12 @@ impl Endpoint {
                 Role::GameServer => crate::wire::VS_SCHEMA_HASH,
                 _ => self.config.schema_hash,
             },
-            capabilities: self.config.capabilities,
+            capabilities: self.config.offered_capabilities(),
             role: options.role,
             join_ticket: ticket,
             expected_server_key: options.expected_server_key,
             play_ticket,
+            extensions: self.codec.hello_extensions(),
         };
         let (ch, quic) = self
             .quic
@@ -607,7 +613,7 @@ impl Endpoint {
         let handle = conn;
         let config = &self.config;
         let entry = self.conns.get_mut(&handle).ok_or(SendError::UnknownConnection)?;
-        let sent = entry.conn.send(now, config, channel, payload, options);
+        let sent = entry.conn.send(now, config, &mut self.codec, channel, payload, options);
         self.counts.sync(handle, &entry.conn, &mut entry.counted);
         sent?;
         self.touch(handle);

@@ -36,23 +36,29 @@ fn offer(f: &Fixture, role: Role, permissions: u32) -> ClientOffer {
         version_min: 1,
         version_max: 3,
         schema_hash: [8; 32],
-        capabilities: 0b1011,
+        capabilities: 0b1011 << 8,
         role,
         join_ticket: Some(f.issuer.issue(&claims)),
         expected_server_key: None,
         play_ticket: None,
+        extensions: Vec::new(),
     }
 }
 
 fn policy(f: &Fixture) -> ServerPolicy<'_> {
+    base_policy(&f.server)
+}
+
+fn base_policy(server: &SigningKey) -> ServerPolicy<'_> {
     ServerPolicy {
         version_min: 2,
         version_max: 5,
         schema_hash: [8; 32],
-        capabilities: 0b0110,
-        identity: &f.server,
+        capabilities: 0b0110 << 8,
+        identity: server,
         accept_game_servers: false,
         play_ticket: None,
+        dictionary_hash: None,
     }
 }
 
@@ -122,7 +128,7 @@ fn both_sides_agree_on_the_negotiated_session() {
     let offer = offer(&f, Role::Player, 0);
     let (client, server) = run(&mut f, offer, [0xE; 32], [0xE; 32]).unwrap();
     assert_eq!(client.version, 3, "highest common version");
-    assert_eq!(client.capabilities, 0b0010, "intersection");
+    assert_eq!(client.capabilities, 0b0010 << 8, "intersection");
     assert_eq!(client.session_id, 77);
     assert_eq!(client.server_key, f.server.verifying_key().to_bytes());
     assert_eq!(server.client_key, f.client.verifying_key().to_bytes());
@@ -201,6 +207,7 @@ fn a_tampered_accept_is_rejected() {
         identity: &f.server,
         accept_game_servers: false,
         play_ticket: None,
+        dictionary_hash: None,
     };
     let (_, accept) = AwaitingHello::new([0; 32])
         .handle_hello(&policy, &hello, CONTRIBUTION, |t, k| {
@@ -397,4 +404,167 @@ fn the_play_ticket_is_checked_when_the_accept_is_processed_with_its_own_skew() {
         ReasonCode::NOT_AUTHORISED,
         "issued in the future beyond the skew"
     );
+}
+
+/// A Hello as a later client might send it: the fixed fields, a wider version range, capability
+/// bits this version does not define, and extensions of kinds it does not know.
+fn synthetic_hello(f: &Fixture, exporter: &Exporter, versions: (u16, u16), extensions: Vec<Extension>) -> Control {
+    let Control::Hello(signed) = ClientHandshake::new(f.client.clone(), offer(f, Role::Player, 0))
+        .start(*exporter, [3; NONCE_LEN])
+        .1
+    else {
+        unreachable!()
+    };
+    let mut body: HelloBody = wire::decode(&signed.body).unwrap();
+    (body.version_min, body.version_max) = versions;
+    body.capabilities = capability::ALL | 1 << 40 | 1 << 63;
+    body.extensions = extensions;
+    let body = wire::encode(&body);
+    let signature = Signature(f.client.sign(&hello_digest(exporter, &body)).to_bytes());
+    Control::Hello(Signed { body, signature })
+}
+
+fn ext(kind: u16, data: &[u8]) -> Extension {
+    Extension {
+        kind: ExtensionKind(kind),
+        data: data.to_vec(),
+    }
+}
+
+fn answer(f: &mut Fixture, policy: &ServerPolicy<'_>, hello: &Control) -> Result<(Session, Control), Rejection> {
+    let verifier = &mut f.verifier;
+    AwaitingHello::new([0xE; 32]).handle_hello(policy, hello, CONTRIBUTION, |ticket, key| {
+        verifier.verify(ticket, NOW_MS, key)
+    })
+}
+
+#[test]
+fn a_newer_hello_negotiates_down_and_its_unknown_extensions_are_skipped() {
+    let mut f = fixture();
+    let hello = synthetic_hello(
+        &f,
+        &[0xE; 32],
+        (1, 9),
+        vec![ext(7, b"from the future"), ext(0x4242, &[0xff; 300])],
+    );
+    let server = f.server.clone();
+    let policy = ServerPolicy {
+        version_min: 1,
+        version_max: 1,
+        capabilities: capability::ZSTD,
+        ..base_policy(&server)
+    };
+    let (session, accept) = answer(&mut f, &policy, &hello).unwrap();
+    assert_eq!(session.version, 1, "the highest version both speak");
+    assert_eq!(session.capabilities, capability::ZSTD, "unknown bits are not granted");
+    let Control::Accept(signed) = accept else {
+        unreachable!()
+    };
+    let body: AcceptBody = wire::decode(&signed.body).unwrap();
+    assert_eq!(body.version, 1);
+    assert!(body.extensions.is_empty());
+
+    // Ranges that do not meet, and only those, are UNSUPPORTED_VERSION.
+    let newer_only = synthetic_hello(&f, &[0xE; 32], (2, 9), vec![ext(7, b"x")]);
+    let err = answer(&mut f, &policy, &newer_only).unwrap_err();
+    assert_eq!(err.reason, ReasonCode::UNSUPPORTED_VERSION);
+    assert_eq!(err.detail, "client speaks 2..=9, server 1..=1");
+}
+
+#[test]
+fn malformed_extension_lists_are_bad_handshakes() {
+    let too_many = (1..=17).map(|kind| ext(kind, b"")).collect();
+    let cases: [(Vec<Extension>, &str); 4] = [
+        (vec![ext(9, b""), ext(3, b"")], "ascending"),
+        (vec![ext(9, b"a"), ext(9, b"b")], "ascending"),
+        (too_many, "too many"),
+        (vec![ext(1, &[0; 31])], "32 bytes"),
+    ];
+    for (extensions, detail) in cases {
+        let mut f = fixture();
+        let hello = synthetic_hello(&f, &[0xE; 32], (1, 3), extensions);
+        let server = f.server.clone();
+        let policy = ServerPolicy {
+            version_min: 1,
+            ..base_policy(&server)
+        };
+        let err = answer(&mut f, &policy, &hello).unwrap_err();
+        assert_eq!(err.reason, ReasonCode::BAD_HANDSHAKE, "{detail}");
+        assert!(err.detail.contains(detail), "{} / {detail}", err.detail);
+    }
+}
+
+#[test]
+fn the_client_skips_unknown_accept_extensions_covered_by_the_signature() {
+    let mut f = fixture();
+    let player = offer(&f, Role::Player, 0);
+    let (awaiting, hello) = ClientHandshake::new(f.client.clone(), player).start([0xE; 32], [3; NONCE_LEN]);
+    let Control::Hello(hello_signed) = &hello else {
+        unreachable!()
+    };
+    let server = f.server.clone();
+    let policy = base_policy(&server);
+    let (_, accept) = answer(&mut f, &policy, &hello).unwrap();
+    let Control::Accept(signed) = accept else {
+        unreachable!()
+    };
+    let mut body: AcceptBody = wire::decode(&signed.body).unwrap();
+    body.extensions = vec![ext(0x300, b"later server hint")];
+    let body = wire::encode(&body);
+    let resign = |body: Vec<u8>| {
+        let digest = accept_digest(&[0xE; 32], &hello_signed.body, &body);
+        Control::Accept(Signed {
+            signature: Signature(server.sign(&digest).to_bytes()),
+            body,
+        })
+    };
+    let session = awaiting.handle_accept(&resign(body.clone()), NOW_MS).unwrap();
+    assert_eq!(session.version, 3);
+
+    // The same extension added after signing breaks the signature.
+    let (awaiting, _) =
+        ClientHandshake::new(f.client.clone(), offer(&f, Role::Player, 0)).start([0xE; 32], [3; NONCE_LEN]);
+    let Control::Accept(mut forged) = resign(body) else {
+        unreachable!()
+    };
+    let mut tampered: AcceptBody = wire::decode(&forged.body).unwrap();
+    tampered.extensions.push(ext(0x301, b"injected"));
+    forged.body = wire::encode(&tampered);
+    let err = awaiting.handle_accept(&Control::Accept(forged), NOW_MS).unwrap_err();
+    assert_eq!(err.reason, ReasonCode::BAD_SIGNATURE);
+}
+
+#[test]
+fn the_dictionary_capability_needs_equal_hashes() {
+    let ours = [0xD1; 32];
+    let zstd_both = capability::ZSTD | capability::ZSTD_DICTIONARY;
+    let cases = [
+        // (client offers dictionary hash, server's hash, server capabilities) → granted
+        (Some(ours), Some(ours), zstd_both, zstd_both),
+        (Some(ours), Some([0xD2; 32]), zstd_both, capability::ZSTD),
+        (None, Some(ours), zstd_both, capability::ZSTD),
+        (Some(ours), None, capability::ZSTD, capability::ZSTD),
+        (Some(ours), Some(ours), capability::ZSTD_DICTIONARY, 0),
+        (Some(ours), Some(ours), 0, 0),
+    ];
+    for (offered, server_hash, server_caps, granted) in cases {
+        let mut f = fixture();
+        let offer = ClientOffer {
+            capabilities: zstd_both,
+            extensions: offered
+                .map(|hash| vec![ext(ExtensionKind::COMPRESSION_DICTIONARY.0, &hash)])
+                .unwrap_or_default(),
+            ..offer(&f, Role::Player, 0)
+        };
+        let (awaiting, hello) = ClientHandshake::new(f.client.clone(), offer).start([0xE; 32], [3; NONCE_LEN]);
+        let server = f.server.clone();
+        let policy = ServerPolicy {
+            capabilities: server_caps,
+            dictionary_hash: server_hash,
+            ..base_policy(&server)
+        };
+        let (session, accept) = answer(&mut f, &policy, &hello).unwrap();
+        assert_eq!(session.capabilities, granted, "{offered:?} {server_hash:?} {server_caps:b}");
+        assert_eq!(awaiting.handle_accept(&accept, NOW_MS).unwrap().capabilities, granted);
+    }
 }

@@ -11,7 +11,7 @@ use tickwire_core::vs::{
     TranscriptDigest, VsMessage, VS_NONCE_LEN,
 };
 use tickwire_core::wire::{
-    self, encode_frame, type_byte, AcceptBody, CloseInfo, Control, DatagramKind, FragmentHeader, HelloBody,
+    self, encode_frame, type_byte, AcceptBody, CloseInfo, Control, DatagramKind, Extension, ExtensionKind, FragmentHeader, HelloBody,
     Ping, Pong, Role, Signature, Signed, MAX_CONTROL_FRAME_BYTES, NONCE_LEN,
 };
 use tickwire_core::{JoinTicketClaims, TicketIssuer};
@@ -45,6 +45,10 @@ fn hello() -> HelloBody {
         role: Role::Player,
         identity_key: CLIENT_KEY,
         join_ticket: Some(issuer().issue(&join_ticket_claims(GS_ID, NOW_MS, 60_000))),
+        extensions: vec![Extension {
+            kind: ExtensionKind::COMPRESSION_DICTIONARY,
+            data: vec![0xDD; 32],
+        }],
     }
 }
 
@@ -88,6 +92,10 @@ fn accept() -> AcceptBody {
         server_tick: 120,
         tick_rate_hz: 60,
         play_ticket: Some(a_play_ticket().0.to_bytes()),
+        extensions: vec![Extension {
+            kind: ExtensionKind(0x4242),
+            data: b"a later version's field".to_vec(),
+        }],
     }
 }
 

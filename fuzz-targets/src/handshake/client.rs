@@ -3,7 +3,8 @@
 use arbitrary::{Arbitrary, Unstructured};
 use tickwire_core::handshake::{AwaitingAccept, ClientHandshake, ClientOffer, PlayTicketCheck};
 use tickwire_core::vs::{Envelope, PlayTicket, PlayTicketClaims};
-use tickwire_core::wire::{self, AcceptBody, Control, HelloBody, ReasonCode, Role, Signed, NONCE_LEN};
+use tickwire_core::wire::{self, capability, AcceptBody, Control, Extension, ExtensionKind, HelloBody, ReasonCode};
+use tickwire_core::wire::{Role, Signed, NONCE_LEN};
 
 use super::{
     gs_play_claims, role_of, schema_for, sign_with, spec_accept_digest, spec_hello_digest, spec_verify,
@@ -53,6 +54,7 @@ impl OfferSpec {
                 keys: vs_keys(),
                 max_skew_ms: 2_000,
             }),
+            extensions: Vec::new(),
         }
     }
 }
@@ -115,6 +117,26 @@ struct AcceptSpec {
     mutate: Option<(u16, u8)>,
     session_id: u64,
     server_tick: u64,
+    /// Extensions `(kind, data length)` in this order: skipped when well formed (at most 16,
+    /// kinds strictly ascending), `BAD_HANDSHAKE` otherwise (`PROTOCOL.md` §4.4.4).
+    extensions: Vec<(u16, u8)>,
+}
+
+impl AcceptSpec {
+    fn extension_list(&self) -> Vec<Extension> {
+        self.extensions
+            .iter()
+            .take(24)
+            .map(|&(kind, len)| Extension {
+                kind: ExtensionKind(kind),
+                data: vec![0xA5; usize::from(len)],
+            })
+            .collect()
+    }
+
+    fn extensions_well_formed(&self) -> bool {
+        self.extensions.len() <= 16 && self.extensions.windows(2).all(|w| w[0].0 < w[1].0)
+    }
 }
 
 #[derive(Debug, Arbitrary)]
@@ -237,6 +259,7 @@ pub fn handshake_client(data: &[u8]) {
                     server_tick: accept.server_tick,
                     tick_rate_hz: 60,
                     play_ticket: accept.play.bytes(now_ms),
+                    extensions: accept.extension_list(),
                 };
                 let mut bytes = wire::encode(&body);
                 if let Some((at, byte)) = accept.mutate {
@@ -321,6 +344,13 @@ pub fn handshake_client(data: &[u8]) {
                     0,
                     "capabilities beyond the offer"
                 );
+                assert!(
+                    session.capabilities & capability::ZSTD_DICTIONARY == 0
+                        || session.capabilities & capability::ZSTD != 0,
+                    "the dictionary bit without zstd"
+                );
+                let kinds: Vec<_> = body.extensions.iter().map(|e| e.kind).collect();
+                assert!(kinds.len() <= 16 && kinds.windows(2).all(|w| w[0] < w[1]), "{kinds:?}");
                 assert_eq!(session.role, offer.role);
                 if let Some(key) = offer.expected_server_key {
                     assert_eq!(session.server_key, key, "unexpected server key accepted");
@@ -370,6 +400,9 @@ pub fn handshake_client(data: &[u8]) {
                         && !spec.wrong_nonce
                         && !spec.wrong_schema
                         && u64::from(spec.extra_capabilities) & !offer.capabilities == 0
+                        && (offer.capabilities & capability::ZSTD_DICTIONARY == 0
+                            || offer.capabilities & capability::ZSTD != 0)
+                        && spec.extensions_well_formed()
                         && spec.role % 4 == 0
                         && !spec.other_server
                         && matches!(spec.signing, Signing::Good)

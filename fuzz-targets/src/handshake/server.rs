@@ -5,7 +5,8 @@ use tickwire_core::config::TicketConfig;
 use tickwire_core::handshake::{AwaitingHello, Rejection, ServerContribution, ServerPolicy};
 use tickwire_core::testing::internals::JOIN_TICKET_CONTEXT;
 use tickwire_core::vs::PlayTicket;
-use tickwire_core::wire::{self, AcceptBody, Control, HelloBody, ReasonCode, Role, Signed, NONCE_LEN};
+use tickwire_core::wire::{self, AcceptBody, Control, Extension, ExtensionKind, HelloBody, ReasonCode, Role, Signed};
+use tickwire_core::wire::NONCE_LEN;
 use tickwire_core::{JoinTicket, JoinTicketClaims, TicketError, TicketVerifier, PERMISSION_ADMIN};
 
 use super::{
@@ -18,6 +19,8 @@ use crate::tickets::{TicketSpec, VerifierModel};
 
 /// Capabilities the handshake targets' server supports.
 const SERVER_CAPABILITIES: u64 = 0b0111;
+/// The server's dictionary hash, when the run gives it one.
+const DICTIONARY_HASH: [u8; 32] = [0xDD; 32];
 
 /// Which join ticket a hello carries.
 #[derive(Debug, Clone, Default, Arbitrary)]
@@ -49,9 +52,26 @@ struct HelloSpec {
     /// XORs `(at % len, byte)` into the encoded body before signing.
     mutate: Option<(u16, u8)>,
     nonce: u8,
+    /// `COMPRESSION_DICTIONARY` extension: None, Some(true) = the server's hash, Some(false) =
+    /// another.
+    dictionary: Option<bool>,
+    /// Further extensions `(kind, data length)`, in this order (valid or not).
+    extensions: Vec<(u16, u8)>,
 }
 
 impl HelloSpec {
+    fn extension_list(&self) -> Vec<Extension> {
+        let dictionary = self.dictionary.map(|ours| Extension {
+            kind: ExtensionKind::COMPRESSION_DICTIONARY,
+            data: vec![if ours { DICTIONARY_HASH[0] } else { 0x0D }; 32],
+        });
+        let rest = self.extensions.iter().take(24).map(|&(kind, len)| Extension {
+            kind: ExtensionKind(kind),
+            data: vec![0xE7; usize::from(len)],
+        });
+        dictionary.into_iter().chain(rest).collect()
+    }
+
     /// The hello's body bytes and the message, for a connection with `exporter`.
     fn build(&self, exporter: &[u8; 32], now_ms: u64, jti_base: u8) -> (Vec<u8>, Control) {
         let identity = client_identity(self.identity);
@@ -89,6 +109,7 @@ impl HelloSpec {
             role: role_of(self.role),
             identity_key: key,
             join_ticket: ticket,
+            extensions: self.extension_list(),
         };
         let mut bytes = wire::encode(&body);
         if let Some((at, byte)) = self.mutate {
@@ -179,6 +200,7 @@ pub fn handshake_server(data: &[u8]) {
         identity: &identity,
         accept_game_servers: flags & 1 != 0,
         play_ticket: (flags & 2 != 0).then_some(play.as_slice()),
+        dictionary_hash: (flags & 4 != 0).then_some(DICTIONARY_HASH),
     };
     let config = TicketConfig {
         replay_cache_capacity: 3,
@@ -316,7 +338,17 @@ pub fn handshake_server(data: &[u8]) {
                     session.version
                 );
                 assert_eq!(hello.schema_hash, schema_for(hello.role, false));
-                assert_eq!(session.capabilities, hello.capabilities & SERVER_CAPABILITIES);
+                // §4.4.4: a well-formed list; §4.4.2: bit 1 needs bit 0 and equal hashes.
+                let kinds: Vec<u16> = hello.extensions.iter().map(|e| e.kind.0).collect();
+                assert!(kinds.len() <= 16 && kinds.windows(2).all(|w| w[0] < w[1]), "{kinds:?}");
+                let offered = hello.extensions.iter().find(|e| e.kind.0 == 1).map(|e| e.data.as_slice());
+                assert!(offered.is_none_or(|d| d.len() == 32), "dictionary extension length");
+                let mut expected = hello.capabilities & SERVER_CAPABILITIES;
+                let same = offered.is_some() && offered == policy.dictionary_hash.as_ref().map(|h| &h[..]);
+                if expected & 1 == 0 || !same {
+                    expected &= !2;
+                }
+                assert_eq!(session.capabilities, expected);
                 assert_eq!(
                     (session.role, session.client_key),
                     (hello.role, hello.identity_key)

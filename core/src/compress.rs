@@ -137,6 +137,80 @@ pub enum DecompressError {
     Corrupt,
 }
 
+/// Compression counters of a connection, or summed over an endpoint's connections. Only
+/// messages on compressed channels of sessions that negotiated zstd are counted; sizes are
+/// before (`uncompressed`) and after (`compressed`, flag byte included) the compression step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CompressionStats {
+    /// Messages sent on compressed channels.
+    pub messages_sent: u64,
+    /// Their bytes as the application gave them.
+    pub uncompressed_bytes_sent: u64,
+    /// Their bytes as sent (flag byte included).
+    pub compressed_bytes_sent: u64,
+    /// Messages received and decompressed on compressed channels.
+    pub messages_received: u64,
+    /// Their bytes as received (flag byte included).
+    pub compressed_bytes_received: u64,
+    /// Their bytes once decompressed.
+    pub uncompressed_bytes_received: u64,
+    /// Received messages refused ([`DecompressError`]): dropped on a datagram channel, closing
+    /// the session on a reliable one.
+    pub refused: u64,
+}
+
+impl CompressionStats {
+    pub(crate) fn count_sent(&mut self, uncompressed: u64, compressed: u64) {
+        self.messages_sent += 1;
+        self.uncompressed_bytes_sent += uncompressed;
+        self.compressed_bytes_sent += compressed;
+    }
+
+    pub(crate) fn count_received(&mut self, compressed: u64, uncompressed: u64) {
+        self.messages_received += 1;
+        self.compressed_bytes_received += compressed;
+        self.uncompressed_bytes_received += uncompressed;
+    }
+
+    /// Compression ratio of what was sent: uncompressed bytes over compressed bytes (2.0 means
+    /// half the size); 1.0 before anything was sent.
+    pub fn ratio_sent(&self) -> f64 {
+        ratio(self.uncompressed_bytes_sent, self.compressed_bytes_sent)
+    }
+
+    /// Compression ratio of what was received, as [`CompressionStats::ratio_sent`].
+    pub fn ratio_received(&self) -> f64 {
+        ratio(self.uncompressed_bytes_received, self.compressed_bytes_received)
+    }
+
+    /// Bytes compression saved on what was sent (negative when flag bytes on incompressible
+    /// messages cost more than it saved).
+    pub fn saved_bytes_sent(&self) -> i64 {
+        self.uncompressed_bytes_sent as i64 - self.compressed_bytes_sent as i64
+    }
+}
+
+impl std::ops::AddAssign for CompressionStats {
+    /// Sums two sets of counters (e.g. over connections).
+    fn add_assign(&mut self, other: Self) {
+        self.messages_sent += other.messages_sent;
+        self.uncompressed_bytes_sent += other.uncompressed_bytes_sent;
+        self.compressed_bytes_sent += other.compressed_bytes_sent;
+        self.messages_received += other.messages_received;
+        self.compressed_bytes_received += other.compressed_bytes_received;
+        self.uncompressed_bytes_received += other.uncompressed_bytes_received;
+        self.refused += other.refused;
+    }
+}
+
+fn ratio(uncompressed: u64, compressed: u64) -> f64 {
+    if compressed == 0 {
+        1.0
+    } else {
+        uncompressed as f64 / compressed as f64
+    }
+}
+
 /// One endpoint's zstd contexts, created on first use and shared by its connections.
 pub(crate) struct Codec {
     level: i32,
@@ -303,8 +377,7 @@ fn decompress_bounded(
 /// same rules as a session with `capabilities` and `config`.
 ///
 /// # Errors
-/// As [`Codec::decode`].
-#[doc(hidden)]
+/// As `Codec::decode`.
 pub fn decode_message(
     config: &CompressionConfig,
     capabilities: u64,
@@ -315,7 +388,6 @@ pub fn decode_message(
 }
 
 /// Encodes a compressed-channel message with fresh contexts (for fuzzing and tests).
-#[doc(hidden)]
 pub fn encode_message(config: &CompressionConfig, capabilities: u64, payload: &[u8]) -> Bytes {
     Codec::new(config).encode(payload, capabilities)
 }

@@ -9,6 +9,7 @@ use serde_with::serde_as;
 
 use crate::channel::default_channels;
 pub use crate::channel::{ChannelKind, OversizePolicy, Priority};
+use crate::channel::ChannelId;
 pub use crate::compress::{CompressionConfig, CompressionConfigError, DecompressError};
 pub use crate::fragment::{FragmentConfig, FragmentConfigError};
 pub use crate::heartbeat::{HeartbeatConfig, HeartbeatConfigError};
@@ -335,6 +336,12 @@ impl Config {
     /// `capabilities` plus the bits its sections enable ([`CompressionConfig::capabilities`]).
     pub fn offered_capabilities(&self) -> u64 {
         self.capabilities | self.compression.capabilities()
+    }
+
+    /// Whether messages on `channel` are compressed in sessions that negotiated zstd.
+    pub(crate) fn channel_compressed(&self, channel: ChannelId) -> bool {
+        let _ = channel;
+        false
     }
 
     /// The pending-handshake count from which unvalidated addresses get a Retry:

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use crate::compress::CompressionStats;
 pub use crate::fragment::ReassemblyStats;
 pub use crate::heartbeat::HeartbeatStats;
 pub use crate::histogram::{Histogram, HISTOGRAM_BOUNDS_SECONDS};
@@ -79,6 +80,8 @@ pub struct ConnectionStats {
     pub streams_refused: u64,
     /// Channel streams the peer reset (RESET_STREAM); their partial frames were discarded.
     pub streams_reset: u64,
+    /// Compression on this session's compressed channels (`PROTOCOL.md` §7.3).
+    pub compression: CompressionStats,
 }
 
 /// Distinct codes this version does not define that a by-reason map keeps apart; the codes
@@ -167,6 +170,8 @@ pub struct EndpointStats {
     pub reassembly: ReassemblyStats,
     /// (Server) every session's incoming message rate limiter summed (live and closed).
     pub message_limiter: LimiterStats,
+    /// Every connection's compression counters summed (live and closed connections).
+    pub compression: CompressionStats,
 }
 
 /// What became of the UDP datagrams an endpoint received: one counter per outcome, so that a

@@ -17,6 +17,7 @@
 //! | module | targets |
 //! |---|---|
 //! | `wire` | `frame_decoder`, `control_message`, `datagram`, `fragment_header` |
+//! | `compress` | `decompress` |
 //! | `tickets` | `join_ticket`, `play_ticket`, `receipt`, `replay_cache` |
 //! | `vs` | `vs_message`, `gs_agent` |
 //! | `attest` | `tpm_attest`, `tpm_ak_public`, `tpm_quote` |
@@ -37,6 +38,7 @@
 #![deny(missing_docs)]
 
 mod attest;
+mod compress;
 pub mod corpus;
 #[cfg(test)]
 mod corpus_inputs;
@@ -54,6 +56,7 @@ mod vs;
 mod wire;
 
 pub use attest::{tpm_ak_public, tpm_attest, tpm_quote};
+pub use compress::decompress;
 pub use endpoint::endpoint;
 pub use fragment::reassembler;
 pub use handshake::{handshake_client, handshake_server};
@@ -77,6 +80,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("control_message", control_message),
     ("datagram", datagram),
     ("fragment_header", fragment_header),
+    ("decompress", decompress),
     ("join_ticket", join_ticket),
     ("play_ticket", play_ticket),
     ("receipt", receipt),

@@ -8,6 +8,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{Conn, Ctx};
 use crate::channel::{ChannelId, ChannelKind, OversizePolicy, SendOptions};
+use crate::compress::Codec;
 use crate::config::Config;
 use crate::fragment::{self, FragmentHeader, FRAGMENT_HEADER_LEN};
 use crate::shared::SendError;
@@ -68,7 +69,7 @@ impl Conn {
             }
             Datagram::Unreliable { channel, payload } => {
                 if self.check_datagram_channel(ctx, channel, false) && self.admit(now, payload.len()) {
-                    self.deliver(ctx, ChannelId(channel), bytes.slice_ref(payload));
+                    let _ = self.deliver(ctx, ChannelId(channel), bytes.slice_ref(payload), false);
                 }
             }
             Datagram::Sequenced {
@@ -80,7 +81,7 @@ impl Conn {
                     && self.accept_seq(channel, seq)
                     && self.admit(now, payload.len())
                 {
-                    self.deliver(ctx, ChannelId(channel), bytes.slice_ref(payload));
+                    let _ = self.deliver(ctx, ChannelId(channel), bytes.slice_ref(payload), false);
                 }
             }
             Datagram::Fragment {
@@ -101,7 +102,7 @@ impl Conn {
                 if let Some(message) = self.reassembler.insert(now, channel, header, chunk) {
                     let fresh = !sequenced || self.accept_seq(channel, header.message_id);
                     if fresh && self.admit(now, message.len()) {
-                        self.deliver(ctx, ChannelId(channel), message);
+                        let _ = self.deliver(ctx, ChannelId(channel), message, false);
                     }
                 }
             }
@@ -135,9 +136,10 @@ impl Conn {
     pub(super) fn send_datagram(
         &mut self,
         config: &Config,
+        codec: &mut Codec,
         channel: ChannelId,
         sequenced: bool,
-        payload: Bytes,
+        raw: Bytes,
         options: SendOptions,
     ) -> Result<(), SendError> {
         let max = self
@@ -145,6 +147,10 @@ impl Conn {
             .datagrams()
             .max_size()
             .ok_or(SendError::DatagramsUnsupported)?;
+        if raw.len() > config.fragment.max_message_bytes {
+            return self.send_oversized(config, codec, raw, options);
+        }
+        let payload = self.encode_payload(config, codec, channel, raw.clone())?;
         let header = if sequenced { SEQUENCED_HEADER_LEN } else { 1 };
         if payload.len() + header <= max {
             let kind = if sequenced {
@@ -164,7 +170,7 @@ impl Conn {
             let within_limit = payload.len() <= config.fragment.max_message_bytes;
             let fragments = match fragment::split(&payload, chunk_max, config.fragment.max_fragments) {
                 Ok(fragments) if within_limit => fragments,
-                _ => return self.send_oversized(config, payload, options),
+                _ => return self.send_oversized(config, codec, raw, options),
             };
             let (kind, message_id) = if sequenced {
                 (DatagramKind::SequencedFragment, self.next_seq(channel))
@@ -189,8 +195,7 @@ impl Conn {
             }
             self.stats.messages_fragmented += 1;
         }
-        self.stats.messages_sent += 1;
-        self.stats.message_bytes_sent += payload.len() as u64;
+        self.count_sent(config, channel, raw.len(), payload.len());
         Ok(())
     }
 
@@ -208,6 +213,7 @@ impl Conn {
     fn send_oversized(
         &mut self,
         config: &Config,
+        codec: &mut Codec,
         payload: Bytes,
         options: SendOptions,
     ) -> Result<(), SendError> {
@@ -229,7 +235,7 @@ impl Conn {
                 _ => None,
             });
         match reliable {
-            Some((channel, priority)) => self.send_reliable(config, channel, priority, payload, options),
+            Some((channel, priority)) => self.send_reliable(config, codec, channel, priority, payload, options),
             None => Err(too_large),
         }
     }

@@ -28,7 +28,7 @@ use crate::shared::{ConnHandle, Event, Initiator, SendError};
 use crate::stats::ConnectionStats;
 use crate::tick::TickSync;
 use crate::ticket::TicketVerifier;
-use crate::wire::{self, CloseInfo, FrameDecoder, ReasonCode, MAX_CHANNELS, MAX_CONTROL_FRAME_BYTES};
+use crate::wire::{self, capability, CloseInfo, FrameDecoder, ReasonCode, MAX_CHANNELS, MAX_CONTROL_FRAME_BYTES};
 
 use datagrams::QueuedDatagram;
 use streams::{QueuedFrame, RxStream, TxChannel};
@@ -419,7 +419,37 @@ impl Conn {
         }
     }
 
-    fn deliver(&mut self, ctx: &mut Ctx<'_>, channel: ChannelId, payload: Bytes) {
+    /// Hands a received message to the application, decompressing it first on a compressed
+    /// channel (`PROTOCOL.md` §7.3). Returns false when the session was closed: a message on a
+    /// reliable channel that does not decompress is a protocol violation; on a datagram
+    /// channel it is dropped and counted.
+    fn deliver(&mut self, ctx: &mut Ctx<'_>, channel: ChannelId, payload: Bytes, reliable: bool) -> bool {
+        let payload = match self.compression(ctx.config, channel) {
+            None => payload,
+            Some(capabilities) => {
+                let channel_max = if reliable {
+                    ctx.config.max_reliable_message_bytes
+                } else {
+                    ctx.config.fragment.max_message_bytes
+                };
+                let wire_len = payload.len() as u64;
+                match ctx.codec.decode(payload, capabilities, channel_max) {
+                    Ok(message) => {
+                        self.stats.compression.count_received(wire_len, message.len() as u64);
+                        message
+                    }
+                    Err(error) => {
+                        self.stats.compression.refused += 1;
+                        if reliable {
+                            let detail = format!("channel {}: {error}", channel.0);
+                            self.close(ctx, Rejection::new(ReasonCode::PROTOCOL_VIOLATION, detail));
+                            return false;
+                        }
+                        return true;
+                    }
+                }
+            }
+        };
         self.stats.messages_received += 1;
         self.stats.message_bytes_received += payload.len() as u64;
         ctx.events.push_back(Event::Message {
@@ -427,6 +457,51 @@ impl Conn {
             channel,
             payload,
         });
+        true
+    }
+
+    /// The session's capabilities when messages on `channel` carry the compression flag byte
+    /// (`PROTOCOL.md` §7.3): the channel is marked `compress` and the session negotiated
+    /// [`capability::ZSTD`].
+    fn compression(&self, config: &Config, channel: ChannelId) -> Option<u64> {
+        let capabilities = self.session.as_ref()?.capabilities;
+        (capabilities & capability::ZSTD != 0 && config.channel_compressed(channel)).then_some(capabilities)
+    }
+
+    /// `payload` as it travels on `channel`: flag ‖ data on a compressed channel (`PROTOCOL.md`
+    /// §7.3), otherwise unchanged.
+    ///
+    /// # Errors
+    /// [`SendError::TooLarge`] for a message larger than the decompression cap, which the peer
+    /// would refuse.
+    fn encode_payload(
+        &self,
+        config: &Config,
+        codec: &mut Codec,
+        channel: ChannelId,
+        payload: Bytes,
+    ) -> Result<Bytes, SendError> {
+        let Some(capabilities) = self.compression(config, channel) else {
+            return Ok(payload);
+        };
+        let max = config.compression.max_decompressed_bytes;
+        if payload.len() > max {
+            return Err(SendError::TooLarge {
+                size: payload.len(),
+                max,
+            });
+        }
+        Ok(codec.encode(&payload, capabilities))
+    }
+
+    /// Counts one queued message: `raw_len` bytes from the application, `wire_len` after the
+    /// compression step.
+    fn count_sent(&mut self, config: &Config, channel: ChannelId, raw_len: usize, wire_len: usize) {
+        self.stats.messages_sent += 1;
+        self.stats.message_bytes_sent += raw_len as u64;
+        if self.compression(config, channel).is_some() {
+            self.stats.compression.count_sent(raw_len as u64, wire_len as u64);
+        }
     }
 
     /// Queues `payload` on `channel`.
@@ -448,11 +523,16 @@ impl Conn {
             .ok_or(SendError::UnknownChannel(channel))?;
         let result = match kind {
             ChannelKind::Reliable { priority } => {
-                self.send_reliable(config, channel, priority.stream_priority(), payload, options)
+                self.send_reliable(config, codec, channel, priority.stream_priority(), payload, options)
             }
-            ChannelKind::Unreliable | ChannelKind::Sequenced => {
-                self.send_datagram(config, channel, kind == ChannelKind::Sequenced, payload, options)
-            }
+            ChannelKind::Unreliable | ChannelKind::Sequenced => self.send_datagram(
+                config,
+                codec,
+                channel,
+                kind == ChannelKind::Sequenced,
+                payload,
+                options,
+            ),
         };
         self.flush(now);
         result

@@ -11,6 +11,7 @@ use quinn_proto::{Dir, StreamId};
 use super::{Conn, Ctx};
 use crate::channel::SendOptions;
 use crate::channel::{ChannelId, ChannelKind, CONTROL_PRIORITY};
+use crate::compress::Codec;
 use crate::config::Config;
 use crate::handshake::Rejection;
 use crate::shared::SendError;
@@ -204,7 +205,9 @@ impl Conn {
                         );
                         return;
                     }
-                    self.deliver(ctx, channel, frame);
+                    if !self.deliver(ctx, channel, frame, true) {
+                        return;
+                    }
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -230,11 +233,14 @@ impl Conn {
     pub(super) fn send_reliable(
         &mut self,
         config: &Config,
+        codec: &mut Codec,
         channel: ChannelId,
         priority: i32,
         payload: Bytes,
         options: SendOptions,
     ) -> Result<(), SendError> {
+        let raw_len = payload.len();
+        let payload = self.encode_payload(config, codec, channel, payload)?;
         if payload.len() > config.max_reliable_message_bytes {
             return Err(SendError::TooLarge {
                 size: payload.len(),
@@ -265,8 +271,7 @@ impl Conn {
             written: 0,
             deadline: options.deadline,
         });
-        self.stats.messages_sent += 1;
-        self.stats.message_bytes_sent += payload.len() as u64;
+        self.count_sent(config, channel, raw_len, payload.len());
         Ok(())
     }
 

@@ -29,7 +29,7 @@ use crate::histogram::Histogram;
 use crate::secrets::Secrets;
 use crate::shared::{ConnHandle, ConnectError, Ecn, Event, SendError, Transmit};
 use crate::stats::{
-    count_reason, ConnectionStats, DatagramStats, EndpointStats, LimiterStats, ReassemblyStats,
+    count_reason, CompressionStats, ConnectionStats, DatagramStats, EndpointStats, LimiterStats, ReassemblyStats,
 };
 use crate::tick::{TickInfo, TickScheduler, TickSync};
 use crate::ticket::{JoinTicket, VsKeys};
@@ -118,6 +118,7 @@ struct ConnTotals {
     jitter: Histogram,
     reassembly: ReassemblyStats,
     message_limiter: LimiterStats,
+    compression: CompressionStats,
 }
 
 impl ConnTotals {
@@ -125,6 +126,7 @@ impl ConnTotals {
         self.rtt.merge(&stats.heartbeat.rtt_histogram);
         self.jitter.merge(&stats.heartbeat.jitter_histogram);
         self.reassembly += stats.reassembly;
+        self.compression += stats.compression;
         if let Some(limiter) = stats.limiter {
             self.message_limiter += limiter;
         }
@@ -699,6 +701,7 @@ impl Endpoint {
         }
         (stats.rtt, stats.jitter) = (totals.rtt, totals.jitter);
         (stats.reassembly, stats.message_limiter) = (totals.reassembly, totals.message_limiter);
+        stats.compression = totals.compression;
         stats
     }
 

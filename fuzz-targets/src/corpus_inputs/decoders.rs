@@ -107,6 +107,37 @@ fn signed(body: Vec<u8>) -> Signed {
     }
 }
 
+/// `decompress` inputs: real encodings (stored, zstd, dictionary), a bomb over the cap, and
+/// round trips.
+fn decompress_inputs() -> Vec<Vec<u8>> {
+    use tickwire_core::config::CompressionConfig;
+    use tickwire_core::testing::internals::encode_message;
+    use tickwire_core::wire::capability;
+
+    let snapshot: Vec<u8> = (0..600u32).map(|i| (i / 24) as u8).collect();
+    let words = b"position 3 velocity 1 health 90 ammo 12 team blue tick 77 ".repeat(3);
+    let plain = CompressionConfig {
+        enabled: true,
+        ..CompressionConfig::default()
+    };
+    let with_dictionary = CompressionConfig {
+        dictionary: Some(crate::compress::dictionary()),
+        ..plain.clone()
+    };
+    let input = |mode: u8, cap: u16, body: &[u8]| prefixed(&[&[mode][..], &cap.to_le_bytes()].concat(), body);
+    vec![
+        input(0, 4096, &encode_message(&plain, capability::ZSTD, &snapshot)),
+        input(0, 4096, &encode_message(&plain, capability::ZSTD, b"jump")),
+        input(3, 4096, &encode_message(&with_dictionary, capability::ALL, &words)),
+        input(0, 4096, &encode_message(&plain, capability::ZSTD, &[0; 60_000])),
+        input(0, 100, &encode_message(&plain, capability::ZSTD, &snapshot)),
+        input(0, 4096, &[9, 1, 2]),
+        input(4, 4096, &snapshot),
+        input(7, 4096, &words),
+        vec![],
+    ]
+}
+
 fn prefixed(prefix: &[u8], body: &[u8]) -> Vec<u8> {
     let mut out = prefix.to_vec();
     out.extend_from_slice(body);
@@ -426,6 +457,7 @@ pub(super) fn decoders() -> Vec<(&'static str, Vec<Vec<u8>>)> {
         ("control_message", control_message),
         ("datagram", datagram),
         ("fragment_header", fragment_header),
+        ("decompress", decompress_inputs()),
         ("join_ticket", join_ticket),
         ("play_ticket", play_ticket),
         ("receipt", receipt),

@@ -92,6 +92,9 @@
 //! | `tickwire_rate_limited_total` | counter | `limiter`: `address`, `message` |
 //! | `tickwire_addresses_tracked` | gauge | |
 //! | `tickwire_reassembly_dropped_fragments_total` | counter | `cause`: `too_large`, `too_many_fragments`, `inconsistent`, `partial_limit`, `memory_budget`, `timeout`, `late_duplicate` |
+//! | `tickwire_compression_messages_total` | counter | `direction`: `rx`, `tx` |
+//! | `tickwire_compression_bytes_total` | counter | `direction`: `rx`, `tx`; `form`: `compressed`, `uncompressed` |
+//! | `tickwire_compression_refused_total` | counter | |
 //! | `tickwire_rtt_seconds`, `tickwire_jitter_seconds`, `tickwire_handshake_duration_seconds`, `tickwire_tick_lateness_seconds` | histogram | |
 //! | `tickwire_ticks_total` | counter | |
 //! | `tickwire_tick_duration_seconds` | histogram | (with [`Snapshot::ticks`]) |

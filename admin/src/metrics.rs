@@ -409,6 +409,37 @@ impl Families<'_> {
                 (label("cause", "late_duplicate"), r.late_duplicates),
             ],
         )?;
+        let c = &e.compression;
+        let labels = |direction: &'static str, form: &'static str| {
+            vec![("direction", Cow::Borrowed(direction)), ("form", Cow::Borrowed(form))]
+        };
+        self.counters(
+            "tickwire_compression_messages",
+            "Messages on compressed channels sent (tx) and decompressed (rx).",
+            None,
+            &[
+                (label("direction", "rx"), c.messages_received),
+                (label("direction", "tx"), c.messages_sent),
+            ],
+        )?;
+        self.counters(
+            "tickwire_compression",
+            "Bytes of the messages on compressed channels, before (uncompressed) and after \
+             (compressed, flag byte included) compression; their ratio is the compression ratio.",
+            Some(&Unit::Bytes),
+            &[
+                (labels("rx", "compressed"), c.compressed_bytes_received),
+                (labels("rx", "uncompressed"), c.uncompressed_bytes_received),
+                (labels("tx", "compressed"), c.compressed_bytes_sent),
+                (labels("tx", "uncompressed"), c.uncompressed_bytes_sent),
+            ],
+        )?;
+        self.counter(
+            "tickwire_compression_refused",
+            "Received messages on compressed channels refused by the decompressor (bad flag, \
+             corrupt frame, or over the decompressed-size cap).",
+            c.refused,
+        )?;
         self.histogram(
             "tickwire_rtt",
             "Round-trip time samples of every connection.",

@@ -378,6 +378,7 @@ fn decompress_bounded(
 ///
 /// # Errors
 /// As `Codec::decode`.
+#[cfg(any(test, feature = "testing"))]
 pub fn decode_message(
     config: &CompressionConfig,
     capabilities: u64,
@@ -388,6 +389,7 @@ pub fn decode_message(
 }
 
 /// Encodes a compressed-channel message with fresh contexts (for fuzzing and tests).
+#[cfg(any(test, feature = "testing"))]
 pub fn encode_message(config: &CompressionConfig, capabilities: u64, payload: &[u8]) -> Bytes {
     Codec::new(config).encode(payload, capabilities)
 }

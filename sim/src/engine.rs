@@ -39,13 +39,14 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
 use tickwire_core::retry::Backoff;
+use tickwire_core::stats::CompressionStats;
 use tickwire_core::{Config, Endpoint, JoinTicketClaims, ReasonCode, Secrets, TicketIssuer};
 
 use crate::capture::{KeyLogBuffer, PcapWriter};
 use crate::clock::{NodeClock, START_UNIX_MS};
 use crate::crypto::sim_crypto;
 use crate::link::{DropReason, Link, LinkStats, Nanos};
-use crate::report::{Metrics, Report, Side};
+use crate::report::{CompressionReport, Metrics, Report, Side};
 use crate::scenario::{Direction, Fault, Scenario, ScenarioError, Target};
 
 pub use crate::units::{FRAGMENTED_ABOVE, MILLI, SECOND};
@@ -884,6 +885,18 @@ impl Sim {
                 vs.max_ticket_gap_ms = vs.max_ticket_gap_ms.max(open_gap);
             }
         }
+        let mut compression = (CompressionStats::default(), CompressionStats::default());
+        for (index, node) in self.nodes.iter().enumerate() {
+            if let (Some(endpoint), App::Server(_) | App::Client(_)) = (&node.endpoint, &node.app) {
+                let side = if index < servers {
+                    &mut compression.0
+                } else {
+                    &mut compression.1
+                };
+                *side += endpoint.endpoint_stats().compression;
+            }
+        }
+        report.compression = CompressionReport::from_stats(compression.0, compression.1);
         for node in &self.nodes[servers..] {
             if let (Some(endpoint), App::Client(app)) = (&node.endpoint, &node.app) {
                 if let ClientState::Connected { conn, .. } = app.state {

@@ -6,7 +6,7 @@ use std::fmt::{self, Write as _};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
-use tickwire_core::stats::ReassemblyStats;
+use tickwire_core::stats::{CompressionStats, ReassemblyStats};
 use tickwire_core::tick::TickStats;
 use tickwire_core::{ConnectionStats, ReasonCode};
 
@@ -333,6 +333,36 @@ pub struct Report {
     pub vs: Option<VsReport>,
     /// Floods and the servers' defences, when the scenario has a flood or a CPU model.
     pub hostile: Option<HostileReport>,
+    /// What zstd compression saved, when the game servers compressed anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compression: Option<CompressionReport>,
+}
+
+/// Compression of the game servers' messages (their compressed channels, summed over every
+/// session they had), and what the clients decompressed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CompressionReport {
+    /// The servers' counters: messages, bytes before and after, refusals.
+    pub servers: CompressionStats,
+    /// The clients' counters, summed over the clients' endpoints at the end of the run.
+    pub clients: CompressionStats,
+    /// Bytes the servers' compression saved (uncompressed − compressed, flag bytes counted).
+    pub saved_bytes: i64,
+    /// Uncompressed over compressed bytes, as the servers sent them.
+    pub ratio: f64,
+}
+
+impl CompressionReport {
+    /// A report from the servers' and clients' summed counters; `None` when nothing was
+    /// compressed.
+    pub fn from_stats(servers: CompressionStats, clients: CompressionStats) -> Option<Self> {
+        (servers.messages_sent > 0).then(|| Self {
+            saved_bytes: servers.saved_bytes_sent(),
+            ratio: servers.ratio_sent(),
+            servers,
+            clients,
+        })
+    }
 }
 
 /// Hostile traffic and what the game servers did with it.
@@ -627,6 +657,18 @@ impl fmt::Display for Report {
             "  wire                {:.0} B/s up, {:.0} B/s down per client ({} datagrams)",
             wi.up_bytes_per_client_s, wi.down_bytes_per_client_s, self.datagrams
         );
+        if let Some(c) = &self.compression {
+            let _ = writeln!(
+                w,
+                "  compression         {} messages, {} B -> {} B (ratio {:.2}, {} B saved), {} refused",
+                c.servers.messages_sent,
+                c.servers.uncompressed_bytes_sent,
+                c.servers.compressed_bytes_sent,
+                c.ratio,
+                c.saved_bytes,
+                c.clients.refused
+            );
+        }
         let t = &self.traffic;
         let _ = writeln!(
             w,

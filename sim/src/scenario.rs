@@ -347,6 +347,21 @@ pub struct Traffic {
     pub snapshot_bytes: SizeDist,
     /// Lifetime of the join tickets clients present, in seconds. Default 60.
     pub ticket_lifetime_s: u64,
+    /// What snapshot bytes hold. Default `zeros`.
+    pub snapshot_content: SnapshotContent,
+}
+
+/// The bytes of a snapshot message (its first 8 bytes are always the tick, big-endian).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotContent {
+    /// Zeros after the tick: the cheapest to make, and trivially compressible.
+    #[default]
+    Zeros,
+    /// A game world's entity records, 16 bytes each: id, quantised position and velocity
+    /// (moving with the tick), health, team and state bits, part of them drawn from the run's
+    /// seed — data that compresses about as well as real snapshots do.
+    Entities,
 }
 
 impl Default for Traffic {
@@ -357,6 +372,7 @@ impl Default for Traffic {
             input_bytes: 32,
             snapshot_bytes: SizeDist::Uniform { min: 200, max: 2_400 },
             ticket_lifetime_s: 60,
+            snapshot_content: SnapshotContent::Zeros,
         }
     }
 }

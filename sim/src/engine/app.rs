@@ -14,6 +14,7 @@ use super::vs::{GsVs, VsApp};
 use super::{drive, server_addr, Node, World, FRAGMENTED_ABOVE, SECOND};
 use crate::link::Nanos;
 use crate::report::Side;
+use crate::scenario::SnapshotContent;
 
 #[derive(Debug)]
 pub(super) enum ClientState {
@@ -179,6 +180,9 @@ impl ServerApp {
         for &conn in self.sessions.keys() {
             let size = dist.sample(net.rng());
             let mut payload = vec![0u8; size];
+            if net.scenario().traffic.snapshot_content == SnapshotContent::Entities {
+                fill_entities(&mut payload, tick, net.rng());
+            }
             payload[..8].copy_from_slice(&tick.to_be_bytes());
             let options = SendOptions {
                 deadline: Some(local + period),
@@ -193,6 +197,31 @@ impl ServerApp {
                 Err(_) => net.metrics().send_errors += 1,
             }
         }
+    }
+}
+
+/// Entity records after the 8-byte tick, 16 bytes each (the last partial one truncated): id
+/// (u32), position x, y (u16, moving with the tick), velocity x, y (i8, drawn), health, team,
+/// state bits (drawn), and 4 bytes of animation state (drawn for one entity in four).
+fn fill_entities(payload: &mut [u8], tick: u64, rng: &mut impl rand::Rng) {
+    for (index, record) in payload.get_mut(8..).unwrap_or_default().chunks_mut(16).enumerate() {
+        let id = index as u32;
+        let mut entity = [0u8; 16];
+        entity[..4].copy_from_slice(&id.to_le_bytes());
+        let x = (id.wrapping_mul(37) as u64).wrapping_add(tick / 2) as u16;
+        let y = (id.wrapping_mul(91) as u64).wrapping_add(tick / 3) as u16;
+        entity[4..6].copy_from_slice(&x.to_le_bytes());
+        entity[6..8].copy_from_slice(&y.to_le_bytes());
+        let drawn = rng.next_u32().to_le_bytes();
+        entity[8] = drawn[0] % 5;
+        entity[9] = drawn[1] % 5;
+        entity[10] = 100 - (id % 7) as u8 * 10;
+        entity[11] = (id % 2) as u8;
+        entity[12] = drawn[2] & 0x03;
+        if drawn[3] < 64 {
+            entity[13..16].copy_from_slice(&drawn[..3]);
+        }
+        record.copy_from_slice(&entity[..record.len()]);
     }
 }
 

@@ -1,5 +1,5 @@
 //! Scenarios: TOML descriptions of a topology, a traffic model, a fault schedule and a
-//! duration. Eight ship embedded in the binary ([`Scenario::builtin`]); any other file in the
+//! duration. Nine ship embedded in the binary ([`Scenario::builtin`]); any other file in the
 //! same format can be run by path.
 //!
 //! ```toml
@@ -626,6 +626,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("vs-outage", include_str!("../scenarios/vs-outage.toml")),
     ("flood", include_str!("../scenarios/flood.toml")),
     ("half-open", include_str!("../scenarios/half-open.toml")),
+    ("compression", include_str!("../scenarios/compression.toml")),
 ];
 
 impl Scenario {

@@ -39,6 +39,7 @@ fn every_shipped_scenario_is_byte_identical_across_processes() {
         ("flood", 4.5),
         // The attackers start at 0.5 s: their connections, Retries, refusals and closes.
         ("half-open", 3.0),
+        ("compression", 3.0),
     ] {
         let first = trace_of(scenario, 17, duration, &dir);
         let second = trace_of(scenario, 17, duration, &dir);

@@ -389,6 +389,16 @@ impl Families<'_> {
                 (label("limiter", "message"), e.message_limiter.limited),
             ],
         )?;
+        self.counters(
+            "tickwire_message_refusals",
+            "Received messages a server refused under its channel table (not delivered), by \
+             cause: the session may not send on the channel, or the channel's own rate limit.",
+            None,
+            &[
+                (label("cause", "not_permitted"), e.message_refusals.not_permitted),
+                (label("cause", "rate_limited"), e.message_refusals.rate_limited),
+            ],
+        )?;
         self.gauge(
             "tickwire_addresses_tracked",
             "Source addresses the per-address handshake limiter tracks now.",

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tickwire_admin::{render, Format, Readiness, ServerKind, Snapshot};
 use tickwire_core::stats::{
-    DatagramStats, EndpointStats, LimiterStats, ReassemblyStats, TickStage, TickTimings,
+    DatagramStats, EndpointStats, LimiterStats, ReassemblyStats, RefusalStats, TickStage, TickTimings,
 };
 use tickwire_core::vs::{GsAgentStats, GsStatus, VerifierStats};
 use tickwire_core::{ReasonCode, Role};
@@ -30,7 +30,11 @@ fn populated() -> Snapshot {
             (ReasonCode::TICKET_EXPIRED, 1),
             (ReasonCode(4242), 2),
         ]),
-        disconnections: BTreeMap::from([(ReasonCode::NORMAL, 30), (ReasonCode::HEARTBEAT_TIMEOUT, 3)]),
+        disconnections: BTreeMap::from([
+            (ReasonCode::NORMAL, 30),
+            (ReasonCode::HEARTBEAT_TIMEOUT, 3),
+            (ReasonCode::PERMISSION_DENIED, 2),
+        ]),
         connections_refused: 9,
         handshakes_rate_limited: 4,
         handshakes_refused_per_addr: 2,
@@ -77,6 +81,10 @@ fn populated() -> Snapshot {
             allowed: 5_000,
             limited: 17,
             evictions: 0,
+        },
+        message_refusals: RefusalStats {
+            not_permitted: 21,
+            rate_limited: 22,
         },
         ..EndpointStats::default()
     };
@@ -152,6 +160,9 @@ fn openmetrics_shows_counters_labels_and_histograms() {
         "tickwire_retry_packets_sent_total{cause=\"address_validation\"} 65",
         "tickwire_connections_refused_total{cause=\"pending_limit\"} 7",
         "tickwire_sessions_established_by_role{role=\"admin\"} 0",
+        "tickwire_message_refusals_total{cause=\"not_permitted\"} 21",
+        "tickwire_message_refusals_total{cause=\"rate_limited\"} 22",
+        "tickwire_disconnections_total{reason=\"permission_denied\"} 2",
         "# TYPE tickwire_rtt_seconds histogram",
         "# UNIT tickwire_rtt_seconds seconds",
         "tickwire_rtt_seconds_bucket{le=\"0.0001\"} 1",

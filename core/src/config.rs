@@ -8,7 +8,10 @@ use serde_with::hex::Hex;
 use serde_with::serde_as;
 
 use crate::channel::default_channels;
-pub use crate::channel::{ChannelKind, OversizePolicy, Priority};
+pub use crate::channel::{
+    Breach, Channel, ChannelConfigError, ChannelKind, ChannelRateLimit, OversizePolicy, Priority, RoleSet,
+    Senders,
+};
 use crate::channel::ChannelId;
 pub use crate::compress::{CompressionConfig, CompressionConfigError, DecompressError};
 pub use crate::fragment::{FragmentConfig, FragmentConfigError};
@@ -125,8 +128,20 @@ pub struct Config {
     /// reordering jitter and 20 % duplication; [`AckFrequency::default`] (threshold 0) passes
     /// that test (`core/tests/fragments.rs`). Peers without the extension ignore the request.
     pub ack_frequency: Option<AckFrequency>,
-    /// Channel table, indexed by channel id; both peers must use the same table.
-    pub channels: Vec<ChannelKind>,
+    /// Channel table, indexed by channel id (1..=32 entries); both peers must use the same
+    /// table. Each entry gives the channel's kind, who may send on it, its own rate limit and
+    /// whether it is compressed ([`Channel`], `PROTOCOL.md` §7.1). Default: reliable game,
+    /// reliable bulk, unreliable, sequenced (the constants on [`crate::ChannelId`]), all open
+    /// to the roles that play and closed to spectators.
+    pub channels: Vec<Channel>,
+    /// *Server*: messages a session may have refused for want of permission (a role or
+    /// permission bit its channel's `senders` requires, `PROTOCOL.md` §7.1) before the session
+    /// is closed with `PERMISSION_DENIED`; rate-limited messages do not count. `0` = never
+    /// close (refused messages are still dropped and counted). Default 8: an honest client
+    /// never sends one ([`crate::Endpoint::send`] refuses locally with
+    /// `SendError::NotPermitted`), so a few are a peer out of step with the channel table
+    /// and a steady stream is a misbehaving one.
+    pub max_permission_violations: u32,
     /// Heartbeat interval and failure detection.
     pub heartbeat: HeartbeatConfig,
     /// Fragmentation and reassembly limits, per connection.
@@ -180,6 +195,7 @@ impl Default for Config {
             idle_timeout_ms: 20_000,
             ack_frequency: None,
             channels: default_channels(),
+            max_permission_violations: 8,
             heartbeat: HeartbeatConfig::default(),
             fragment: FragmentConfig::default(),
             tick: TickConfig::default(),
@@ -270,6 +286,9 @@ impl Config {
         if self.channels.is_empty() || self.channels.len() > MAX_CHANNELS {
             return fail("channels must hold 1..=32 entries");
         }
+        for (index, channel) in self.channels.iter().enumerate() {
+            in_section(&format!("channels[{index}]"), channel.validate())?;
+        }
         if self.handshake_timeout_ms == 0 {
             return fail("handshake_timeout_ms must be > 0");
         }
@@ -314,7 +333,7 @@ impl Config {
             return fail("max_sessions + max_pending_handshakes must not overflow usize");
         }
         if self.oversize_unreliable == OversizePolicy::SendReliable
-            && self.channels.iter().all(|kind| kind.is_datagram())
+            && self.channels.iter().all(Channel::is_datagram)
         {
             return fail("oversize_unreliable = \"send_reliable\" needs a reliable channel in channels");
         }
@@ -340,8 +359,9 @@ impl Config {
 
     /// Whether messages on `channel` are compressed in sessions that negotiated zstd.
     pub(crate) fn channel_compressed(&self, channel: ChannelId) -> bool {
-        let _ = channel;
-        false
+        self.channels
+            .get(usize::from(channel.0))
+            .is_some_and(|entry| entry.compress)
     }
 
     /// The pending-handshake count from which unvalidated addresses get a Retry:
@@ -388,6 +408,7 @@ pub(crate) fn assert_each_refused<C, E>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::Role;
 
     #[test]
     fn defaults_validate_and_roundtrip_through_toml() {
@@ -396,6 +417,73 @@ mod tests {
         let text = toml::to_string(&config).unwrap();
         let back: Config = toml::from_str(&text).unwrap();
         assert_eq!(back, config);
+    }
+
+    #[test]
+    fn a_channel_entry_needs_only_its_kind() {
+        let config: Config = toml::from_str(
+            r#"
+            max_permission_violations = 0
+            channels = [
+                { kind = { reliable = { priority = "game" } } },
+                { kind = "unreliable", compress = true },
+                { kind = "sequenced", senders = { roles = ["player", "spectator"] }, rate_limit = { messages_per_second = 30.0, burst = 5 } },
+                { kind = { reliable = { priority = "game" } }, senders = { roles = ["admin"], permissions = 2147483648 }, rate_limit = { messages_per_second = 1.0, burst = 2, on_breach = "close" } },
+                { kind = "unreliable", senders = { roles = [] } },
+            ]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.max_permission_violations, 0);
+        assert_eq!(
+            config.channels,
+            vec![
+                Channel::reliable(Priority::Game),
+                Channel::unreliable().with_compress(true),
+                Channel::sequenced()
+                    .with_senders(Senders {
+                        roles: RoleSet::PLAYER | RoleSet::SPECTATOR,
+                        permissions: 0,
+                    })
+                    .with_rate_limit(ChannelRateLimit::new(30.0, 5)),
+                Channel::reliable(Priority::Game)
+                    .with_senders(Senders::admins())
+                    .with_rate_limit(ChannelRateLimit::new(1.0, 2).on_breach(Breach::Close)),
+                Channel::unreliable().with_senders(Senders::server_only()),
+            ]
+        );
+        config.validate().unwrap();
+        let back: Config = toml::from_str(&toml::to_string(&config).unwrap()).unwrap();
+        assert_eq!(back, config);
+        for bad in [
+            "channels = [\"unreliable\"]",
+            "channels = [{ senders = { roles = [\"player\"] } }]",
+            "channels = [{ kind = \"unreliable\", senders = { roles = [\"owner\"] } }]",
+            "channels = [{ kind = \"unreliable\", rate_limit = { burst = 1 } }]",
+            "channels = [{ kind = \"unreliable\", colour = 1 }]",
+        ] {
+            assert!(toml::from_str::<Config>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_default_table_is_closed_to_spectators_only() {
+        for channel in Config::default().channels {
+            assert_eq!(channel.senders, Senders::players());
+            assert!(channel.rate_limit.is_none() && !channel.compress);
+            for role in [Role::Player, Role::Admin, Role::GameServer] {
+                assert!(channel.senders.permits(role, 0), "{role:?}");
+            }
+            assert!(!channel.senders.permits(Role::Spectator, u32::MAX));
+        }
+        let admins = Senders::admins();
+        assert!(admins.permits(Role::Admin, crate::wire::PERMISSION_ADMIN | 1));
+        assert!(!admins.permits(Role::Admin, 1));
+        assert!(!admins.permits(Role::Player, u32::MAX));
+        assert_eq!(
+            format!("{:?}", RoleSet::ALL),
+            r#"{"player", "spectator", "admin", "game_server"}"#
+        );
     }
 
     #[test]
@@ -520,7 +608,7 @@ mod tests {
     #[test]
     fn every_bad_value_is_refused_naming_its_path() {
         type Edit = fn(&mut Config);
-        let cases: [(Edit, &str); 30] = [
+        let cases: [(Edit, &str); 34] = [
             (|c| c.heartbeat.interval_ms = 0, "heartbeat.interval_ms"),
             (|c| c.heartbeat.timeout_ms = 500, "heartbeat.timeout_ms"),
             (|c| c.heartbeat.rtt_window = 0, "heartbeat.rtt_window"),
@@ -587,13 +675,26 @@ mod tests {
             (
                 |c| {
                     c.oversize_unreliable = OversizePolicy::SendReliable;
-                    c.channels = vec![ChannelKind::Unreliable, ChannelKind::Sequenced];
+                    c.channels = vec![Channel::unreliable(), Channel::sequenced()];
                 },
                 "oversize_unreliable",
             ),
             (
                 |c| c.play_ticket_max_skew_ms = u64::MAX,
                 "play_ticket_max_skew_ms",
+            ),
+            (|c| c.channels.clear(), "channels"),
+            (
+                |c| c.channels[2].rate_limit = Some(ChannelRateLimit::new(0.0, 10)),
+                "channels[2].rate_limit.messages_per_second",
+            ),
+            (
+                |c| c.channels[3].rate_limit = Some(ChannelRateLimit::new(f64::NAN, 10)),
+                "channels[3].rate_limit.messages_per_second",
+            ),
+            (
+                |c| c.channels[0].rate_limit = Some(ChannelRateLimit::new(30.0, 0)),
+                "channels[0].rate_limit.burst",
             ),
         ];
         for (edit, path) in cases {

@@ -24,12 +24,11 @@ use sha2::{Digest, Sha256};
 use crate::ticket::{Envelope, PlayTicket, PlayTicketClaims, PlayTicketError, VsKeys};
 use crate::ticket::{JoinTicket, JoinTicketClaims, TicketError};
 pub use crate::tls::{EXPORTER_LABEL, EXPORTER_LEN};
-pub use crate::wire::{capability, Extension, ExtensionKind};
 use crate::wire::{self, check_extensions, find_extension, MAX_EXTENSIONS};
+pub use crate::wire::{capability, Extension, ExtensionKind};
 use crate::wire::{AcceptBody, Control, HelloBody, ReasonCode, Role, Signature, Signed, NONCE_LEN};
 
-/// Ticket permission bit that allows the [`Role::Admin`] role.
-pub const PERMISSION_ADMIN: u32 = 1 << 31;
+pub use crate::wire::PERMISSION_ADMIN;
 
 /// A TLS exporter value binding the handshake to one QUIC connection.
 pub type Exporter = [u8; EXPORTER_LEN];

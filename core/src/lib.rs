@@ -59,8 +59,8 @@
 pub mod attest;
 mod channel;
 mod clock;
-pub mod config;
 mod compress;
+pub mod config;
 mod connection;
 pub mod drive;
 mod endpoint;
@@ -83,13 +83,16 @@ pub mod wire;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-pub use channel::{ChannelId, ChannelKind, OversizePolicy, Priority, SendOptions};
+pub use channel::{
+    Breach, Channel, ChannelId, ChannelKind, ChannelRateLimit, OversizePolicy, Priority, RoleSet,
+    SendOptions, Senders,
+};
 pub use clock::WallClock;
 pub use config::{Config, ConfigError};
 pub use endpoint::{ConnectOptions, Endpoint, EndpointBuilder, EndpointError, ServerMut};
-pub use handshake::{AdmittedTicket, Session, PERMISSION_ADMIN};
+pub use handshake::{AdmittedTicket, Session};
 pub use secrets::Secrets;
-pub use shared::{ConnHandle, ConnectError, Ecn, Event, Initiator, SendError, Transmit};
+pub use shared::{ConnHandle, ConnectError, Ecn, Event, Initiator, RefusalCause, SendError, Transmit};
 pub use stats::{ConnectionStats, EndpointStats};
 pub use tick::TickInfo;
 pub use ticket::{
@@ -97,4 +100,4 @@ pub use ticket::{
     TicketIssuer, TicketStats, TicketVerifier, JOIN_TICKET_CONTEXT, MAX_JOIN_TICKET_BYTES,
 };
 pub use tls::{CryptoOptions, TlsSetupError};
-pub use wire::{ReasonCode, Role};
+pub use wire::{ReasonCode, Role, PERMISSION_ADMIN};

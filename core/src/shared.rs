@@ -81,6 +81,30 @@ pub enum Event {
         /// The message, whole (reassembled if it was fragmented).
         payload: Bytes,
     },
+    /// *Server*: messages from `conn` on `channel` were refused (not delivered) for `reason`
+    /// (`PROTOCOL.md` §7.1). Reported at most once per connection, channel and cause per
+    /// server tick, however many were refused; every one is counted in
+    /// [`ConnectionStats::refusals`](crate::ConnectionStats). Too many refused for want of
+    /// permission close the session with `PERMISSION_DENIED` (`max_permission_violations`).
+    MessageRefused {
+        /// The connection.
+        conn: ConnHandle,
+        /// The channel the messages arrived on.
+        channel: ChannelId,
+        /// Why they were refused.
+        reason: RefusalCause,
+    },
+}
+
+/// Why a server refused a received message ([`Event::MessageRefused`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[non_exhaustive]
+pub enum RefusalCause {
+    /// The session's role is not among the channel's senders, or its ticket lacks a
+    /// permission bit the channel requires.
+    NotPermitted,
+    /// The channel's own rate limit was exceeded (its breach policy is `drop`).
+    RateLimited,
 }
 
 /// Errors of [`Endpoint::send`](crate::Endpoint::send).
@@ -111,6 +135,11 @@ pub enum SendError {
     /// The peer did not enable QUIC datagrams (RFC 9221); use a reliable channel.
     #[error("peer does not support datagrams")]
     DatagramsUnsupported,
+    /// This session may not send on the channel: its role is not among the channel's
+    /// `senders`, or its ticket lacks a permission bit they require (`PROTOCOL.md` §7.1).
+    /// The server would refuse the message; use another channel or join with another role.
+    #[error("not permitted to send on channel {0:?}")]
+    NotPermitted(ChannelId),
 }
 
 /// Errors of [`Endpoint::connect`](crate::Endpoint::connect).

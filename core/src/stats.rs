@@ -82,6 +82,36 @@ pub struct ConnectionStats {
     pub streams_reset: u64,
     /// Compression on this session's compressed channels (`PROTOCOL.md` §7.3).
     pub compression: CompressionStats,
+    /// *Server*: messages received and refused (not delivered), by cause (`PROTOCOL.md` §7.1).
+    pub refusals: RefusalStats,
+}
+
+/// Received messages a server refused, by cause ([`crate::RefusalCause`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RefusalStats {
+    /// Refused because the session may not send on the channel (role or permission bits).
+    pub not_permitted: u64,
+    /// Refused, or ended the session, because the channel's own rate limit was exceeded.
+    pub rate_limited: u64,
+}
+
+impl RefusalStats {
+    /// Both causes together.
+    pub fn total(&self) -> u64 {
+        self.not_permitted + self.rate_limited
+    }
+}
+
+impl std::ops::AddAssign for RefusalStats {
+    /// Sums two sets of counters (e.g. over connections).
+    fn add_assign(&mut self, other: Self) {
+        let Self {
+            not_permitted,
+            rate_limited,
+        } = other;
+        self.not_permitted += not_permitted;
+        self.rate_limited += rate_limited;
+    }
 }
 
 /// Distinct codes this version does not define that a by-reason map keeps apart; the codes
@@ -172,6 +202,9 @@ pub struct EndpointStats {
     pub message_limiter: LimiterStats,
     /// Every connection's compression counters summed (live and closed connections).
     pub compression: CompressionStats,
+    /// (Server) received messages refused by the channel table's senders and rate limits, by
+    /// cause, summed over every session (live and closed).
+    pub message_refusals: RefusalStats,
 }
 
 /// What became of the UDP datagrams an endpoint received: one counter per outcome, so that a

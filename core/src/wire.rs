@@ -85,7 +85,8 @@ reason_codes! {
     SCHEMA_MISMATCH = 3, retry = false;
     /// The server has no free session slot.
     SERVER_FULL = 4, retry = true;
-    /// Too many handshakes from this address; see `retry_after_ms`.
+    /// Too many handshakes from this address, or too many messages from this session (on the
+    /// connection or on one channel, `PROTOCOL.md` §7.1); see `retry_after_ms`.
     RATE_LIMITED = 5, retry = true;
     /// The handshake did not complete within the configured time.
     HANDSHAKE_TIMEOUT = 6, retry = true;
@@ -152,6 +153,9 @@ reason_codes! {
     MEASUREMENT_MISMATCH = 34, retry = false;
     /// VS: the game server was revoked by the operator.
     GS_REVOKED = 35, retry = false;
+    /// The session sent too many messages on channels its role or ticket permissions may not
+    /// send on (`max_permission_violations`, `PROTOCOL.md` §7.1).
+    PERMISSION_DENIED = 36, retry = false;
 }
 
 impl fmt::Debug for ReasonCode {
@@ -253,6 +257,10 @@ impl<'de> Deserialize<'de> for Signature {
         deserializer.deserialize_tuple(64, Visitor)
     }
 }
+
+/// Ticket permission bit that allows the [`Role::Admin`] role and, in the default channel
+/// table's terms, sending on admin channels (`PROTOCOL.md` §4.6, §7.1).
+pub const PERMISSION_ADMIN: u32 = 1 << 31;
 
 /// Role a client asks for and the server assigns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

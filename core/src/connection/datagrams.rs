@@ -111,7 +111,7 @@ impl Conn {
 
     /// Whether `channel` is a datagram channel of the right kind; counts a mismatch.
     fn check_datagram_channel(&mut self, ctx: &Ctx<'_>, channel: u8, sequenced: bool) -> bool {
-        let ok = match ctx.config.channels.get(channel as usize) {
+        let ok = match ctx.config.channels.get(channel as usize).map(|c| c.kind) {
             Some(ChannelKind::Sequenced) => sequenced,
             Some(ChannelKind::Unreliable) => !sequenced,
             _ => false,
@@ -228,7 +228,7 @@ impl Conn {
             .channels
             .iter()
             .enumerate()
-            .find_map(|(index, kind)| match kind {
+            .find_map(|(index, channel)| match channel.kind {
                 ChannelKind::Reliable { priority } => {
                     Some((ChannelId(index as u8), priority.stream_priority()))
                 }

@@ -8,6 +8,7 @@
 
 mod control;
 mod datagrams;
+mod policy;
 mod streams;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -31,6 +32,7 @@ use crate::ticket::TicketVerifier;
 use crate::wire::{self, capability, CloseInfo, FrameDecoder, ReasonCode, MAX_CHANNELS, MAX_CONTROL_FRAME_BYTES};
 
 use datagrams::QueuedDatagram;
+use policy::Policy;
 use streams::{QueuedFrame, RxStream, TxChannel};
 
 /// Where the session is. Handshake states hold their typestate value.
@@ -71,6 +73,8 @@ pub(crate) struct Conn {
     reassembler: Reassembler,
     tick_sync: Option<TickSync>,
     limiter: Option<PeerLimiter>,
+    /// Server: the channel table's receive rules (senders, per-channel rate limits).
+    policy: Option<Policy>,
     tx_seq: [u16; MAX_CHANNELS],
     rx_seq: [Option<u16>; MAX_CHANNELS],
     next_fragment_id: u16,
@@ -130,6 +134,7 @@ impl Conn {
     ) -> Self {
         let mut conn = Self::new(quic, now, config, State::ServerConnecting(rejection));
         conn.limiter = Some(PeerLimiter::new(&config.limits, now));
+        conn.policy = Some(Policy::new(config, now));
         conn
     }
 
@@ -150,6 +155,7 @@ impl Conn {
             reassembler: Reassembler::new(config.fragment.clone()),
             tick_sync: None,
             limiter: None,
+            policy: None,
             tx_seq: [0; MAX_CHANNELS],
             rx_seq: [None; MAX_CHANNELS],
             next_fragment_id: 0,
@@ -420,10 +426,14 @@ impl Conn {
     }
 
     /// Hands a received message to the application, decompressing it first on a compressed
-    /// channel (`PROTOCOL.md` §7.3). Returns false when the session was closed: a message on a
+    /// channel (`PROTOCOL.md` §7.3), once the channel table's senders and rate limit admitted it
+    /// (§7.1). Returns false when the session was closed: a message on a
     /// reliable channel that does not decompress is a protocol violation; on a datagram
     /// channel it is dropped and counted.
     fn deliver(&mut self, ctx: &mut Ctx<'_>, channel: ChannelId, payload: Bytes, reliable: bool) -> bool {
+        if !self.police(ctx, channel) {
+            return !matches!(self.state, State::Closed);
+        }
         let payload = match self.compression(ctx.config, channel) {
             None => payload,
             Some(capabilities) => {
@@ -517,10 +527,11 @@ impl Conn {
         if !self.is_established() {
             return Err(SendError::NotConnected);
         }
-        let kind = *config
+        let kind = config
             .channels
             .get(channel.0 as usize)
-            .ok_or(SendError::UnknownChannel(channel))?;
+            .ok_or(SendError::UnknownChannel(channel))?
+            .kind;
         let result = match kind {
             ChannelKind::Reliable { priority } => {
                 self.send_reliable(config, codec, channel, priority.stream_priority(), payload, options)

@@ -178,7 +178,7 @@ impl Conn {
         };
         if first_byte.is_some()
             && !matches!(
-                ctx.config.channels.get(channel.0 as usize),
+                ctx.config.channels.get(channel.0 as usize).map(|c| c.kind),
                 Some(ChannelKind::Reliable { .. })
             )
         {

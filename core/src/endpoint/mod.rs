@@ -30,6 +30,7 @@ use crate::secrets::Secrets;
 use crate::shared::{ConnHandle, ConnectError, Ecn, Event, SendError, Transmit};
 use crate::stats::{
     count_reason, CompressionStats, ConnectionStats, DatagramStats, EndpointStats, LimiterStats, ReassemblyStats,
+    RefusalStats,
 };
 use crate::tick::{TickInfo, TickScheduler, TickSync};
 use crate::ticket::{JoinTicket, VsKeys};
@@ -119,6 +120,7 @@ struct ConnTotals {
     reassembly: ReassemblyStats,
     message_limiter: LimiterStats,
     compression: CompressionStats,
+    message_refusals: RefusalStats,
 }
 
 impl ConnTotals {
@@ -127,6 +129,7 @@ impl ConnTotals {
         self.jitter.merge(&stats.heartbeat.jitter_histogram);
         self.reassembly += stats.reassembly;
         self.compression += stats.compression;
+        self.message_refusals += stats.refusals;
         if let Some(limiter) = stats.limiter {
             self.message_limiter += limiter;
         }
@@ -588,7 +591,9 @@ impl Endpoint {
     /// Command: sends `payload` on `channel` (see `crate::channel` for delivery semantics).
     ///
     /// # Errors
-    /// [`SendError`]; nothing is sent on error.
+    /// [`SendError`]; nothing is sent on error. A client gets [`SendError::NotPermitted`] for a
+    /// channel whose `senders` its session's role or permissions do not satisfy (`PROTOCOL.md`
+    /// §7.1): the server would refuse the message.
     pub fn send(
         &mut self,
         now: Instant,
@@ -615,7 +620,10 @@ impl Endpoint {
         let handle = conn;
         let config = &self.config;
         let entry = self.conns.get_mut(&handle).ok_or(SendError::UnknownConnection)?;
-        let sent = entry.conn.send(now, config, &mut self.codec, channel, payload, options);
+        entry.conn.check_may_send(config, channel)?;
+        let sent = entry
+            .conn
+            .send(now, config, &mut self.codec, channel, payload, options);
         self.counts.sync(handle, &entry.conn, &mut entry.counted);
         sent?;
         self.touch(handle);
@@ -702,6 +710,7 @@ impl Endpoint {
         (stats.rtt, stats.jitter) = (totals.rtt, totals.jitter);
         (stats.reassembly, stats.message_limiter) = (totals.reassembly, totals.message_limiter);
         stats.compression = totals.compression;
+        stats.message_refusals = totals.message_refusals;
         stats
     }
 
@@ -803,7 +812,7 @@ fn count_events(stats: &mut EndpointStats, events: &VecDeque<Event>, from: usize
             }
             Event::Rejected { reason, .. } => count_reason(&mut stats.rejections, *reason),
             Event::Disconnected { reason, .. } => count_reason(&mut stats.disconnections, *reason),
-            Event::Message { .. } => {}
+            Event::Message { .. } | Event::MessageRefused { .. } => {}
         }
     }
 }

@@ -37,7 +37,7 @@ fn compressed_snapshots_save_bytes_on_the_wire_and_arrive_intact() {
         compression.clients.messages_received, on.traffic.snapshots_received,
         "{on}"
     );
-    assert!(compression.ratio > 1.5, "{on}");
+    assert!(compression.ratio > 1.3, "{on}");
     assert!(compression.saved_bytes > 0, "{on}");
 
     // The same traffic costs fewer bytes on the wire: the saving shows downstream, per
@@ -45,7 +45,7 @@ fn compressed_snapshots_save_bytes_on_the_wire_and_arrive_intact() {
     assert_eq!(off.sessions.clients_joined, off.sessions.clients, "{off}");
     let per_snapshot = |r: &Report| r.wire.bytes_down as f64 / r.traffic.snapshots_sent as f64;
     let ratio = per_snapshot(&off) / per_snapshot(&on);
-    assert!(ratio > 1.3, "downstream per snapshot {:.0} B off vs {:.0} B on", per_snapshot(&off), per_snapshot(&on));
+    assert!(ratio > 1.2, "downstream per snapshot {:.0} B off vs {:.0} B on", per_snapshot(&off), per_snapshot(&on));
     let text = on.to_string();
     assert!(text.contains("compression "), "{text}");
 }

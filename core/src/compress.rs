@@ -124,8 +124,8 @@ pub enum DecompressError {
     /// The zstd frame header does not state the content size, or does not parse.
     #[error("zstd frame without a readable content size")]
     NoContentSize,
-    /// The declared content size exceeds the cap.
-    #[error("zstd frame declares {declared} bytes, more than the {max}-byte cap")]
+    /// The declared content size (or a stored message's size) exceeds the cap.
+    #[error("message of {declared} bytes, more than the {max}-byte cap")]
     TooLarge {
         /// Declared content size, bytes.
         declared: u64,
@@ -314,14 +314,20 @@ impl Codec {
         channel_max: usize,
     ) -> Result<Bytes, DecompressError> {
         let (&flag, data) = message.split_first().ok_or(DecompressError::Empty)?;
+        let max = self.max_decompressed_bytes.min(channel_max);
         let use_dictionary = match flag {
+            FLAG_STORED if data.len() > max => {
+                return Err(DecompressError::TooLarge {
+                    declared: data.len() as u64,
+                    max,
+                })
+            }
             FLAG_STORED => return Ok(message.slice(1..)),
             FLAG_ZSTD => false,
             FLAG_ZSTD_DICTIONARY if capabilities & capability::ZSTD_DICTIONARY != 0 => true,
             FLAG_ZSTD_DICTIONARY => return Err(DecompressError::DictionaryNotNegotiated),
             other => return Err(DecompressError::UnknownFlag(other)),
         };
-        let max = self.max_decompressed_bytes.min(channel_max);
         let slot = if use_dictionary {
             &mut self.dictionary_decompressor
         } else {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tickwire_core::retry::Backoff;
-use tickwire_core::{ChannelId, ConnHandle, ConnectOptions, Endpoint, Event, ReasonCode, SendOptions};
+use tickwire_core::{ChannelId, ConnHandle, ConnectOptions, Endpoint, Event, ReasonCode, Role, SendOptions};
 
 use super::behaviour::{Behaviour, Net};
 use super::vs::{GsVs, VsApp};
@@ -41,6 +41,8 @@ pub(super) struct ClientApp {
     pub(super) generation: u64,
     /// Whether the next attempt is a reconnection (for the stampede statistics).
     pub(super) reconnecting: bool,
+    /// Joins as [`Role::Spectator`] (`topology.spectators_per_server`).
+    pub(super) spectator: bool,
 }
 
 #[derive(Debug)]
@@ -103,6 +105,11 @@ pub(super) fn start_attempt(id: usize, node: &mut Node, world: &mut World) {
                     .is_some_and(|v| v.clients_check_play_ticket)
             })
             .map(|vs| vs.keys.clone()),
+        role: if app.spectator {
+            Role::Spectator
+        } else {
+            Role::Player
+        },
         ..ConnectOptions::default()
     };
     match endpoint.connect(local, server_addr, ticket, options) {
@@ -150,6 +157,7 @@ impl Behaviour for ServerApp {
             }
             Event::Rejected { reason, .. } => net.metrics().record_server_rejection(reason),
             Event::Message { .. } => net.metrics().inputs_received += 1,
+            Event::MessageRefused { .. } => net.metrics().refusal_events += 1,
             _ => {}
         }
     }
@@ -241,6 +249,9 @@ impl Behaviour for ClientApp {
             }
             Event::Message { payload, .. } => {
                 net.metrics().snapshots_received += 1;
+                if self.spectator {
+                    net.metrics().spectator_snapshots_received += 1;
+                }
                 if payload.len() > FRAGMENTED_ABOVE {
                     net.metrics().fragmented_received += 1;
                 }
@@ -256,7 +267,9 @@ impl Behaviour for ClientApp {
         let mut ran = false;
         while let Some(tick) = endpoint.poll_client_tick(net.local(), conn) {
             ran = true;
-            send_input(endpoint, net, conn, tick);
+            if send_input(endpoint, net, conn, tick) && self.spectator {
+                net.metrics().spectator_inputs_sent += 1;
+            }
         }
         ran
     }
@@ -284,12 +297,18 @@ impl ClientApp {
     }
 }
 
-/// Client: one input for local tick `tick`.
-fn send_input(endpoint: &mut Endpoint, net: &mut Net<'_>, conn: ConnHandle, tick: u64) {
+/// Client: one input for local tick `tick`; whether the endpoint took it.
+fn send_input(endpoint: &mut Endpoint, net: &mut Net<'_>, conn: ConnHandle, tick: u64) -> bool {
     let mut payload = vec![0u8; net.scenario().traffic.input_bytes];
     payload[..8].copy_from_slice(&tick.to_be_bytes());
     match endpoint.send(net.local(), conn, ChannelId::UNRELIABLE, Bytes::from(payload)) {
-        Ok(()) => net.metrics().inputs_sent += 1,
-        Err(_) => net.metrics().send_errors += 1,
+        Ok(()) => {
+            net.metrics().inputs_sent += 1;
+            true
+        }
+        Err(_) => {
+            net.metrics().send_errors += 1;
+            false
+        }
     }
 }

@@ -340,10 +340,7 @@ mod tests {
         let message = encode_message(&config, ZSTD, &snapshot);
         assert_eq!(message[0], FLAG_ZSTD);
         assert!(message.len() < snapshot.len() / 4, "{} bytes", message.len());
-        assert_eq!(
-            decode_message(&config, ZSTD, &message, usize::MAX).unwrap(),
-            &snapshot[..]
-        );
+        assert_eq!(decode_message(&config, ZSTD, &message, usize::MAX).unwrap(), &snapshot[..]);
         let small = encode_message(&config, ZSTD, b"jump");
         assert_eq!(&small[..], b"\0jump");
         assert_eq!(decode_message(&config, ZSTD, &small, 4).unwrap(), &b"jump"[..]);
@@ -378,14 +375,8 @@ mod tests {
                 max: 4096
             })
         );
-        assert_eq!(
-            decode_message(&config, ZSTD, &[], 10),
-            Err(DecompressError::Empty)
-        );
-        assert_eq!(
-            decode_message(&config, ZSTD, &[9, 1], 10),
-            Err(DecompressError::UnknownFlag(9))
-        );
+        assert_eq!(decode_message(&config, ZSTD, &[], 10), Err(DecompressError::Empty));
+        assert_eq!(decode_message(&config, ZSTD, &[9, 1], 10), Err(DecompressError::UnknownFlag(9)));
         assert_eq!(
             decode_message(&config, ZSTD, &[FLAG_ZSTD_DICTIONARY, 1], 10),
             Err(DecompressError::DictionaryNotNegotiated)
@@ -416,10 +407,7 @@ mod tests {
         let without = encode_message(&config, ZSTD, &snapshot);
         assert_eq!(without[0], FLAG_ZSTD);
         assert!(with.len() < without.len(), "{} vs {}", with.len(), without.len());
-        assert_eq!(
-            decode_message(&config, both, &with, usize::MAX).unwrap(),
-            &snapshot[..]
-        );
+        assert_eq!(decode_message(&config, both, &with, usize::MAX).unwrap(), &snapshot[..]);
         assert_eq!(
             decode_message(&config, ZSTD, &with, usize::MAX),
             Err(DecompressError::DictionaryNotNegotiated)
@@ -434,10 +422,6 @@ mod tests {
             max_decompressed_bytes: 0,
             ..config()
         };
-        assert!(bad
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .starts_with("max_decompressed_bytes"));
+        assert!(bad.validate().unwrap_err().to_string().starts_with("max_decompressed_bytes"));
     }
 }

@@ -24,8 +24,8 @@ use sha2::{Digest, Sha256};
 use crate::ticket::{Envelope, PlayTicket, PlayTicketClaims, PlayTicketError, VsKeys};
 use crate::ticket::{JoinTicket, JoinTicketClaims, TicketError};
 pub use crate::tls::{EXPORTER_LABEL, EXPORTER_LEN};
-use crate::wire::{self, check_extensions, find_extension, MAX_EXTENSIONS};
 pub use crate::wire::{capability, Extension, ExtensionKind};
+use crate::wire::{self, check_extensions, find_extension, MAX_EXTENSIONS};
 use crate::wire::{AcceptBody, Control, HelloBody, ReasonCode, Role, Signature, Signed, NONCE_LEN};
 
 pub use crate::wire::PERMISSION_ADMIN;

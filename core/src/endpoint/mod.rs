@@ -618,9 +618,7 @@ impl Endpoint {
         let config = &self.config;
         let entry = self.conns.get_mut(&handle).ok_or(SendError::UnknownConnection)?;
         entry.conn.check_may_send(config, channel)?;
-        let sent = entry
-            .conn
-            .send(now, config, &mut self.codec, channel, payload, options);
+        let sent = entry.conn.send(now, config, &mut self.codec, channel, payload, options);
         self.counts.sync(handle, &entry.conn, &mut entry.counted);
         sent?;
         self.touch(handle);

@@ -408,12 +408,7 @@ fn the_play_ticket_is_checked_when_the_accept_is_processed_with_its_own_skew() {
 
 /// A Hello as a later client might send it: the fixed fields, a wider version range, capability
 /// bits this version does not define, and extensions of kinds it does not know.
-fn synthetic_hello(
-    f: &Fixture,
-    exporter: &Exporter,
-    versions: (u16, u16),
-    extensions: Vec<Extension>,
-) -> Control {
+fn synthetic_hello(f: &Fixture, exporter: &Exporter, versions: (u16, u16), extensions: Vec<Extension>) -> Control {
     let Control::Hello(signed) = ClientHandshake::new(f.client.clone(), offer(f, Role::Player, 0))
         .start(*exporter, [3; NONCE_LEN])
         .1
@@ -436,11 +431,7 @@ fn ext(kind: u16, data: &[u8]) -> Extension {
     }
 }
 
-fn answer(
-    f: &mut Fixture,
-    policy: &ServerPolicy<'_>,
-    hello: &Control,
-) -> Result<(Session, Control), Rejection> {
+fn answer(f: &mut Fixture, policy: &ServerPolicy<'_>, hello: &Control) -> Result<(Session, Control), Rejection> {
     let verifier = &mut f.verifier;
     AwaitingHello::new([0xE; 32]).handle_hello(policy, hello, CONTRIBUTION, |ticket, key| {
         verifier.verify(ticket, NOW_MS, key)
@@ -465,11 +456,7 @@ fn a_newer_hello_negotiates_down_and_its_unknown_extensions_are_skipped() {
     };
     let (session, accept) = answer(&mut f, &policy, &hello).unwrap();
     assert_eq!(session.version, 1, "the highest version both speak");
-    assert_eq!(
-        session.capabilities,
-        capability::ZSTD,
-        "unknown bits are not granted"
-    );
+    assert_eq!(session.capabilities, capability::ZSTD, "unknown bits are not granted");
     let Control::Accept(signed) = accept else {
         unreachable!()
     };
@@ -543,9 +530,7 @@ fn the_client_skips_unknown_accept_extensions_covered_by_the_signature() {
     let mut tampered: AcceptBody = wire::decode(&forged.body).unwrap();
     tampered.extensions.push(ext(0x301, b"injected"));
     forged.body = wire::encode(&tampered);
-    let err = awaiting
-        .handle_accept(&Control::Accept(forged), NOW_MS)
-        .unwrap_err();
+    let err = awaiting.handle_accept(&Control::Accept(forged), NOW_MS).unwrap_err();
     assert_eq!(err.reason, ReasonCode::BAD_SIGNATURE);
 }
 
@@ -571,8 +556,7 @@ fn the_dictionary_capability_needs_equal_hashes() {
                 .unwrap_or_default(),
             ..offer(&f, Role::Player, 0)
         };
-        let (awaiting, hello) =
-            ClientHandshake::new(f.client.clone(), offer).start([0xE; 32], [3; NONCE_LEN]);
+        let (awaiting, hello) = ClientHandshake::new(f.client.clone(), offer).start([0xE; 32], [3; NONCE_LEN]);
         let server = f.server.clone();
         let policy = ServerPolicy {
             capabilities: server_caps,
@@ -580,13 +564,7 @@ fn the_dictionary_capability_needs_equal_hashes() {
             ..base_policy(&server)
         };
         let (session, accept) = answer(&mut f, &policy, &hello).unwrap();
-        assert_eq!(
-            session.capabilities, granted,
-            "{offered:?} {server_hash:?} {server_caps:b}"
-        );
-        assert_eq!(
-            awaiting.handle_accept(&accept, NOW_MS).unwrap().capabilities,
-            granted
-        );
+        assert_eq!(session.capabilities, granted, "{offered:?} {server_hash:?} {server_caps:b}");
+        assert_eq!(awaiting.handle_accept(&accept, NOW_MS).unwrap().capabilities, granted);
     }
 }

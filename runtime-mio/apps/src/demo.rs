@@ -285,7 +285,11 @@ fn log_session_event(endpoint: &Endpoint, event: &Event) {
             "session closed"
         ),
         // At most once per connection, channel and cause per tick (PROTOCOL.md §7.1).
-        Event::MessageRefused { conn, channel, reason } => tracing::warn!(
+        Event::MessageRefused {
+            conn,
+            channel,
+            reason,
+        } => tracing::warn!(
             conn = conn.index(),
             channel = channel.0,
             ?reason,

@@ -421,7 +421,10 @@ impl Families<'_> {
         )?;
         let c = &e.compression;
         let labels = |direction: &'static str, form: &'static str| {
-            vec![("direction", Cow::Borrowed(direction)), ("form", Cow::Borrowed(form))]
+            vec![
+                ("direction", Cow::Borrowed(direction)),
+                ("form", Cow::Borrowed(form)),
+            ]
         };
         self.counters(
             "tickwire_compression_messages",

@@ -436,7 +436,8 @@ pub enum OversizePolicy {
     /// Refuse it with [`crate::SendError::TooLarge`].
     #[default]
     Reject,
-    /// Send it on the first reliable channel instead.
+    /// Send it on the first reliable channel instead. That channel's `senders` judge it on
+    /// the server (`PROTOCOL.md` §7.1), so a client should be permitted on it.
     SendReliable,
 }
 

@@ -8,11 +8,11 @@ use serde_with::hex::Hex;
 use serde_with::serde_as;
 
 use crate::channel::default_channels;
+use crate::channel::ChannelId;
 pub use crate::channel::{
     Breach, Channel, ChannelConfigError, ChannelKind, ChannelRateLimit, OversizePolicy, Priority, RoleSet,
     Senders,
 };
-use crate::channel::ChannelId;
 pub use crate::compress::{CompressionConfig, CompressionConfigError, DecompressError};
 pub use crate::fragment::{FragmentConfig, FragmentConfigError};
 pub use crate::heartbeat::{HeartbeatConfig, HeartbeatConfigError};
@@ -464,6 +464,33 @@ mod tests {
         ] {
             assert!(toml::from_str::<Config>(bad).is_err(), "{bad}");
         }
+    }
+
+    /// The channel tables in README.md and PROTOCOL.md §7.1 parse and validate.
+    #[test]
+    fn the_documented_channel_tables_parse() {
+        #[derive(Deserialize)]
+        struct Settings {
+            endpoint: Config,
+        }
+        let block = |text: &'static str, start: &str| {
+            let at = text.find(start).expect("the example is there") + "```toml\n".len();
+            let end = at + text[at..].find("```").expect("the block ends");
+            &text[at..end]
+        };
+        let readme = include_str!("../../README.md");
+        let settings: Settings =
+            toml::from_str(block(readme, "```toml\n[endpoint]\nmax_permission_violations")).unwrap();
+        settings.endpoint.validate().unwrap();
+        assert_eq!(settings.endpoint.channels.len(), 5);
+        assert_eq!(settings.endpoint.channels[3].senders, Senders::admins());
+        let protocol = include_str!("../../PROTOCOL.md");
+        let config: Config = toml::from_str(block(protocol, "```toml\nmax_permission_violations")).unwrap();
+        config.validate().unwrap();
+        assert_eq!(
+            config.channels[3].rate_limit.map(|l| l.on_breach),
+            Some(Breach::Close)
+        );
     }
 
     #[test]

@@ -170,7 +170,7 @@ pub struct ClientOffer {
     pub play_ticket: Option<PlayTicketCheck>,
     /// Extensions to send in the Hello (`PROTOCOL.md` §4.4.4). [`ClientHandshake::start`]
     /// sorts them by kind and keeps the first of each kind; at most
-    /// [`MAX_EXTENSIONS`](crate::wire::MAX_EXTENSIONS) are sent.
+    /// [`crate::wire::MAX_EXTENSIONS`] are sent.
     pub extensions: Vec<Extension>,
 }
 

@@ -42,6 +42,7 @@
 //! | [`Endpoint`], [`EndpointBuilder`], [`ServerMut`] | the state machine; server-only operations |
 //! | [`Event`], [`ConnHandle`], [`Session`], [`Transmit`] | what an endpoint reports and emits |
 //! | [`Config`], [`config`] | every setting, validated with field paths |
+//! | [`Channel`], [`Senders`], [`ChannelRateLimit`] | the channel table: how each channel delivers, who may send on it, its own rate limit (`PROTOCOL.md` §7.1) |
 //! | [`JoinTicket`], [`TicketIssuer`], [`TicketVerifier`] | Ed25519 join tickets (`PROTOCOL.md` §4.6) |
 //! | [`ReasonCode`], [`SendError`], [`ConnectError`], [`EndpointError`] | why things fail |
 //! | [`WallClock`], [`Secrets`] | time and secrets, as inputs |

@@ -83,7 +83,9 @@ pub enum Event {
     },
     /// *Server*: messages from `conn` on `channel` were refused (not delivered) for `reason`
     /// (`PROTOCOL.md` §7.1). Reported at most once per connection, channel and cause per
-    /// server tick, however many were refused; every one is counted in
+    /// server tick (the scheduler's current tick, which advances as the application drains
+    /// [`Endpoint::poll_tick`](crate::Endpoint::poll_tick)), however many were refused; every
+    /// one is counted in
     /// [`ConnectionStats::refusals`](crate::ConnectionStats). Too many refused for want of
     /// permission close the session with `PERMISSION_DENIED` (`max_permission_violations`).
     MessageRefused {

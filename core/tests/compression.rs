@@ -100,7 +100,10 @@ fn compressed_channels_carry_smaller_messages_and_count_the_ratio() {
 
     let c = net.node(client);
     assert_eq!(c.messages(conn, ChannelId::UNRELIABLE), vec![big.clone()]);
-    assert_eq!(c.messages(conn, ChannelId::GAME), vec![big.clone(), b"short".to_vec()]);
+    assert_eq!(
+        c.messages(conn, ChannelId::GAME),
+        vec![big.clone(), b"short".to_vec()]
+    );
     assert_eq!(c.messages(conn, ChannelId::LATEST), vec![big.clone()]);
 
     let sent = net.node(server).endpoint.stats(server_conn).unwrap().compression;
@@ -110,7 +113,10 @@ fn compressed_channels_carry_smaller_messages_and_count_the_ratio() {
     let received = net.node(client).endpoint.stats(conn).unwrap();
     assert_eq!(received.compression.messages_received, 3);
     assert_eq!(received.compression.uncompressed_bytes_received, 2 * 16_000 + 5);
-    assert_eq!(received.compression.compressed_bytes_received, sent.compressed_bytes_sent);
+    assert_eq!(
+        received.compression.compressed_bytes_received,
+        sent.compressed_bytes_sent
+    );
     // The compressed datagram message needs fewer fragments than the uncompressed one.
     let fragments = received.reassembly.fragments_received;
     let uncompressed_fragments = 16_000 / 1_100;
@@ -137,7 +143,10 @@ fn a_peer_without_compression_interoperates_without_flag_bytes() {
         net.send(client, conn, ChannelId::GAME, big.clone());
         net.send(server, server_conn, ChannelId::UNRELIABLE, big.clone());
         net.run_for(Duration::from_millis(200));
-        assert_eq!(net.node(server).messages(server_conn, ChannelId::GAME), vec![big.clone()]);
+        assert_eq!(
+            net.node(server).messages(server_conn, ChannelId::GAME),
+            vec![big.clone()]
+        );
         assert_eq!(net.node(client).messages(conn, ChannelId::UNRELIABLE), vec![big]);
         let stats = net.node(server).endpoint.stats(server_conn).unwrap();
         assert_eq!(stats.compression, Default::default());
@@ -160,13 +169,20 @@ fn the_dictionary_is_used_only_when_both_hashes_match() {
             conn,
             server_conn,
             capabilities,
-        } = session(seed, compressing(Some(&dictionary)), compressing(client_dictionary));
+        } = session(
+            seed,
+            compressing(Some(&dictionary)),
+            compressing(client_dictionary),
+        );
         assert_eq!(capabilities, expected, "seed {seed}");
         let message = b"entity 7 position 12 40 velocity 1 0 health 90 team 2 ".repeat(3);
         net.send(client, conn, ChannelId::GAME, message.clone());
         net.send(server, server_conn, ChannelId::GAME, message.clone());
         net.run_for(Duration::from_millis(200));
-        assert_eq!(net.node(server).messages(server_conn, ChannelId::GAME), vec![message.clone()]);
+        assert_eq!(
+            net.node(server).messages(server_conn, ChannelId::GAME),
+            vec![message.clone()]
+        );
         assert_eq!(net.node(client).messages(conn, ChannelId::GAME), vec![message]);
     }
 }
@@ -213,7 +229,10 @@ fn bad_datagram_messages_are_dropped_and_counted_and_the_session_lives() {
     }
     net.run_for(Duration::from_millis(100));
     assert!(net.node(client).connected(conn));
-    assert!(net.node(server).messages(server_conn, ChannelId::UNRELIABLE).is_empty());
+    assert!(net
+        .node(server)
+        .messages(server_conn, ChannelId::UNRELIABLE)
+        .is_empty());
     let stats = net.node(server).endpoint.stats(server_conn).unwrap();
     assert_eq!(stats.compression.refused, 5);
     assert_eq!(stats.compression.messages_received, 0);

@@ -57,13 +57,22 @@ fn permissive(channels: &[Channel]) -> Config {
 /// (admins with a ticket carrying [`PERMISSION_ADMIN`]); returns the network, the client's
 /// node and its handle, and the server's handle.
 fn joined(server: Config, client: Config, role: Role) -> (Net, usize, ConnHandle, ConnHandle) {
+    let permissions = if role == Role::Admin { PERMISSION_ADMIN } else { 0 };
+    joined_with(server, client, role, permissions)
+}
+
+/// [`joined`] with a ticket granting `permissions`.
+fn joined_with(
+    server: Config,
+    client: Config,
+    role: Role,
+    permissions: u32,
+) -> (Net, usize, ConnHandle, ConnHandle) {
     let mut net = Net::new(tickwire_core::testing::epoch(), 11);
     let s = net.add_server(server);
     let c = net.add_client(client);
     let mut claims = net.claims_for(c);
-    if role == Role::Admin {
-        claims.permissions = PERMISSION_ADMIN;
-    }
+    claims.permissions = permissions;
     let ticket = net.issuer.issue(&claims);
     let options = ConnectOptions {
         role,
@@ -391,4 +400,49 @@ fn a_channel_rate_limit_can_close_with_rate_limited_and_a_retry_after() {
         0,
         "a close is reported as the disconnection"
     );
+}
+
+#[test]
+fn a_channel_requiring_a_permission_bit_admits_only_tickets_that_carry_it() {
+    const MODERATOR: u32 = 1 << 3;
+    let moderated = Senders {
+        permissions: MODERATOR,
+        ..Senders::players()
+    };
+    let channels = vec![
+        Channel::reliable(Priority::Game),
+        Channel::unreliable().with_senders(moderated),
+    ];
+    for (permissions, delivered) in [
+        (0, false),
+        (1 << 2, false),
+        (MODERATOR, true),
+        (u32::MAX >> 1, true),
+    ] {
+        let server = server_config(channels.clone(), 0);
+        let (mut net, c, conn, sconn) = joined_with(server.clone(), server, Role::Player, permissions);
+        let now = net.now;
+        let sent = net
+            .node_mut(c)
+            .endpoint
+            .send(now, conn, ChannelId(1), "kick 7".into());
+        assert_eq!(sent.is_ok(), delivered, "{permissions:#x}: {sent:?}");
+        assert_eq!(
+            net.node(c).endpoint.session(conn).map(|s| s.permissions),
+            Some(permissions),
+            "granted in the Accept"
+        );
+        net.run_for(Duration::from_millis(100));
+        assert_eq!(
+            net.node(SERVER).messages(sconn, ChannelId(1)).len(),
+            usize::from(delivered)
+        );
+    }
+    // A client out of step with the table is refused by the server instead.
+    let server = server_config(channels.clone(), 0);
+    let (mut net, c, conn, sconn) = joined_with(server, permissive(&channels), Role::Player, 1 << 2);
+    net.send(c, conn, ChannelId(1), &b"kick 7"[..]);
+    net.run_for(Duration::from_millis(100));
+    assert!(net.node(SERVER).messages(sconn, ChannelId(1)).is_empty());
+    assert_eq!(refusal_events(&net, ChannelId(1), RefusalCause::NotPermitted), 1);
 }

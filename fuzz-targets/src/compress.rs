@@ -11,7 +11,9 @@ use crate::input::Input;
 
 /// The shared dictionary of the configurations with one (raw-content dictionary).
 pub(crate) fn dictionary() -> Arc<[u8]> {
-    b"position velocity health ammo team score tick entity ".repeat(16).into()
+    b"position velocity health ammo team score tick entity "
+        .repeat(16)
+        .into()
 }
 
 /// A received compressed-channel message ([`decode_message`]), or a round trip.
@@ -46,7 +48,12 @@ pub fn decompress(data: &[u8]) {
 
     if mode & 4 != 0 {
         let encoded = encode_message(&config, capabilities, rest);
-        assert!(encoded.len() <= rest.len() + 1, "{} bytes for {}", encoded.len(), rest.len());
+        assert!(
+            encoded.len() <= rest.len() + 1,
+            "{} bytes for {}",
+            encoded.len(),
+            rest.len()
+        );
         if rest.len() <= limit {
             let decoded = decode_message(&config, capabilities, &encoded, cap)
                 .unwrap_or_else(|error| panic!("own encoding refused: {error}"));
@@ -58,10 +65,17 @@ pub fn decompress(data: &[u8]) {
     let Ok(decoded) = decode_message(&config, capabilities, rest, cap) else {
         return;
     };
-    assert!(decoded.len() <= limit, "{} bytes over the {limit}-byte cap", decoded.len());
+    assert!(
+        decoded.len() <= limit,
+        "{} bytes over the {limit}-byte cap",
+        decoded.len()
+    );
     if rest[0] == FLAG_STORED {
         assert_eq!(&decoded[..], &rest[1..]);
     }
     let again = encode_message(&config, capabilities, &decoded);
-    assert_eq!(decode_message(&config, capabilities, &again, cap).as_deref(), Ok(&decoded[..]));
+    assert_eq!(
+        decode_message(&config, capabilities, &again, cap).as_deref(),
+        Ok(&decoded[..])
+    );
 }

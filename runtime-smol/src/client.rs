@@ -140,7 +140,8 @@ impl Client {
     ///
     /// # Errors
     /// [`SendError`]; nothing is sent on error. After a disconnect:
-    /// [`SendError::NotConnected`] or [`SendError::UnknownConnection`].
+    /// [`SendError::NotConnected`] or [`SendError::UnknownConnection`]; on a channel the
+    /// session's role or permissions may not send on: [`SendError::NotPermitted`].
     pub fn send(&mut self, channel: ChannelId, payload: impl Into<Bytes>) -> Result<(), SendError> {
         self.io
             .endpoint()

@@ -40,7 +40,7 @@ use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
 use tickwire_core::retry::Backoff;
 use tickwire_core::stats::CompressionStats;
-use tickwire_core::{Config, Endpoint, JoinTicketClaims, ReasonCode, Secrets, TicketIssuer};
+use tickwire_core::{Config, Endpoint, JoinTicketClaims, ReasonCode, Secrets, Senders, TicketIssuer};
 
 use crate::capture::{KeyLogBuffer, PcapWriter};
 use crate::clock::{NodeClock, START_UNIX_MS};
@@ -577,6 +577,7 @@ impl Sim {
                 backoff: Backoff::new(scenario.endpoint.retry.clone()),
                 generation: 0,
                 reconnecting: false,
+                spectator: scenario.is_spectator(c),
             });
             nodes.push(Self::make_node(&world, epoch, id, addr, app));
         }
@@ -687,9 +688,18 @@ impl Sim {
                 }
                 endpoint
             }
-            App::Client(_) => Endpoint::builder(config, secrets, node.identity.clone(), node.clock.wall())
-                .crypto(crypto)
-                .client()?,
+            App::Client(app) => {
+                if app.spectator {
+                    // Out of step with the server's table: every role may send everywhere, so
+                    // the spectator's inputs reach the server, which refuses them.
+                    for channel in &mut config.channels {
+                        channel.senders = Senders::everyone();
+                    }
+                }
+                Endpoint::builder(config, secrets, node.identity.clone(), node.clock.wall())
+                    .crypto(crypto)
+                    .client()?
+            }
             App::Vs(app) => {
                 config.accept_game_servers = true;
                 let endpoint = Endpoint::builder(config, secrets, node.identity.clone(), node.clock.wall())
@@ -877,6 +887,11 @@ impl Sim {
             if let Some(endpoint) = &node.endpoint {
                 if let Some(scheduler) = endpoint.scheduler() {
                     report.ticks.absorb(&scheduler.stats());
+                }
+                if self.world.scenario.topology.spectators_per_server > 0 {
+                    let refusals = endpoint.endpoint_stats().message_refusals;
+                    report.traffic.refused_not_permitted += refusals.not_permitted;
+                    report.traffic.refused_rate_limited += refusals.rate_limited;
                 }
             }
             if let (App::Server(ServerApp { vs: Some(gs), .. }), Some(vs)) = (&node.app, &mut report.vs) {

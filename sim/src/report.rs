@@ -245,8 +245,21 @@ pub struct TrafficReport {
     pub snapshots_sent: u64,
     /// Snapshots received by clients.
     pub snapshots_received: u64,
-    /// Sends refused by the endpoint (queue full, not connected).
+    /// Sends refused by the endpoint (queue full, not connected, not permitted).
     pub send_errors: u64,
+    /// Snapshots received by spectators (part of `snapshots_received`).
+    pub spectator_snapshots_received: u64,
+    /// Inputs sent by spectators (part of `inputs_sent`); servers refuse them.
+    pub spectator_inputs_sent: u64,
+    /// Messages the servers refused because the session may not send on the channel, from
+    /// the endpoints' `message_refusals` (servers alive at the end; counted only when the
+    /// scenario has spectators).
+    pub refused_not_permitted: u64,
+    /// Messages the servers refused under a channel's own rate limit (same source).
+    pub refused_rate_limited: u64,
+    /// `MessageRefused` events the servers reported (at most one per connection, channel and
+    /// cause per tick).
+    pub refusal_events: u64,
 }
 
 /// Server tick lateness (virtual time, so it shows the scheduler's own behaviour).
@@ -675,6 +688,17 @@ impl fmt::Display for Report {
             "  traffic             inputs {}/{} received, snapshots {}/{} received",
             t.inputs_received, t.inputs_sent, t.snapshots_received, t.snapshots_sent
         );
+        if t.spectator_inputs_sent > 0 || t.refused_not_permitted + t.refused_rate_limited > 0 {
+            let _ = writeln!(
+                w,
+                "    refused           {} not permitted ({} spectator inputs sent), {} rate-limited, {} events; spectators received {} snapshots",
+                t.refused_not_permitted,
+                t.spectator_inputs_sent,
+                t.refused_rate_limited,
+                t.refusal_events,
+                t.spectator_snapshots_received
+            );
+        }
         let tk = &self.ticks;
         let _ = writeln!(
             w,
@@ -842,6 +866,9 @@ pub struct Metrics {
     pub(crate) fragmented_sent: u64,
     pub(crate) fragmented_received: u64,
     pub(crate) send_errors: u64,
+    pub(crate) spectator_snapshots_received: u64,
+    pub(crate) spectator_inputs_sent: u64,
+    pub(crate) refusal_events: u64,
     pub(crate) no_route: u64,
     pub(crate) partition_dropped: u64,
     pub(crate) dropped_at_down_node: u64,
@@ -1097,6 +1124,10 @@ impl Metrics {
                 snapshots_sent: self.snapshots_sent,
                 snapshots_received: self.snapshots_received,
                 send_errors: self.send_errors,
+                spectator_snapshots_received: self.spectator_snapshots_received,
+                spectator_inputs_sent: self.spectator_inputs_sent,
+                refusal_events: self.refusal_events,
+                ..TrafficReport::default()
             },
             presets: self
                 .presets

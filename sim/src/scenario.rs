@@ -1,5 +1,5 @@
 //! Scenarios: TOML descriptions of a topology, a traffic model, a fault schedule and a
-//! duration. Nine ship embedded in the binary ([`Scenario::builtin`]); any other file in the
+//! duration. Ten ship embedded in the binary ([`Scenario::builtin`]); any other file in the
 //! same format can be run by path.
 //!
 //! ```toml
@@ -300,6 +300,14 @@ pub struct Topology {
     pub mix: Vec<MixEntry>,
     /// Clients start joining spread evenly over this window, in seconds. Default 1.
     pub join_window_s: f64,
+    /// Of each server's clients, how many (the last ones) join as spectators
+    /// ([`Role::Spectator`](tickwire_core::Role)): they receive snapshots like players and
+    /// also send inputs, with a copy of the channel table that lets every role send (a client
+    /// out of step with the server's table), so that the server refuses every input they send
+    /// (`PROTOCOL.md` §7.1). With the default `max_permission_violations` that closes them
+    /// with `PERMISSION_DENIED`; a scenario that keeps them sets it to 0 under `[endpoint]`.
+    /// At most `clients_per_server`. Default 0.
+    pub spectators_per_server: usize,
 }
 
 impl Default for Topology {
@@ -312,6 +320,7 @@ impl Default for Topology {
                 weight: 1,
             }],
             join_window_s: 1.0,
+            spectators_per_server: 0,
         }
     }
 }
@@ -626,6 +635,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("vs-outage", include_str!("../scenarios/vs-outage.toml")),
     ("flood", include_str!("../scenarios/flood.toml")),
     ("half-open", include_str!("../scenarios/half-open.toml")),
+    ("spectators", include_str!("../scenarios/spectators.toml")),
     ("compression", include_str!("../scenarios/compression.toml")),
 ];
 
@@ -649,6 +659,15 @@ impl Scenario {
     /// The link spec of a preset name: the scenario's own `[links]` first, then the built-ins.
     pub fn link(&self, name: &str) -> Option<LinkSpec> {
         self.links.get(name).cloned().or_else(|| LinkSpec::preset(name))
+    }
+
+    /// Whether global client `index` joins as a spectator (the last
+    /// `topology.spectators_per_server` clients of each server).
+    pub fn is_spectator(&self, index: usize) -> bool {
+        let t = &self.topology;
+        t.clients_per_server > 0
+            && index % t.clients_per_server
+                >= t.clients_per_server - t.spectators_per_server.min(t.clients_per_server)
     }
 
     /// Total number of clients (saturating: [`validate`](Self::validate) caps it at 2²⁰).
@@ -692,6 +711,12 @@ impl Scenario {
                     LinkSpec::PRESETS
                 ));
             }
+        }
+        if t.spectators_per_server > t.clients_per_server {
+            return bad(format!(
+                "topology.spectators_per_server ({}) must be at most clients_per_server ({})",
+                t.spectators_per_server, t.clients_per_server
+            ));
         }
         if !(t.join_window_s >= 0.0 && t.join_window_s.is_finite()) {
             return bad("topology.join_window_s must be a non-negative number".into());

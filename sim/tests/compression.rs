@@ -31,7 +31,10 @@ fn compressed_snapshots_save_bytes_on_the_wire_and_arrive_intact() {
     assert_eq!(on.sessions.clients_joined, on.sessions.clients, "{on}");
 
     // The servers compressed every snapshot, and the clients decompressed them all.
-    assert_eq!(compression.servers.messages_sent, on.traffic.snapshots_sent, "{on}");
+    assert_eq!(
+        compression.servers.messages_sent, on.traffic.snapshots_sent,
+        "{on}"
+    );
     assert_eq!(compression.clients.refused, 0, "{on}");
     assert_eq!(
         compression.clients.messages_received, on.traffic.snapshots_received,
@@ -45,7 +48,12 @@ fn compressed_snapshots_save_bytes_on_the_wire_and_arrive_intact() {
     assert_eq!(off.sessions.clients_joined, off.sessions.clients, "{off}");
     let per_snapshot = |r: &Report| r.wire.bytes_down as f64 / r.traffic.snapshots_sent as f64;
     let ratio = per_snapshot(&off) / per_snapshot(&on);
-    assert!(ratio > 1.2, "downstream per snapshot {:.0} B off vs {:.0} B on", per_snapshot(&off), per_snapshot(&on));
+    assert!(
+        ratio > 1.2,
+        "downstream per snapshot {:.0} B off vs {:.0} B on",
+        per_snapshot(&off),
+        per_snapshot(&on)
+    );
     let text = on.to_string();
     assert!(text.contains("compression "), "{text}");
 }

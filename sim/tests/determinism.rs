@@ -39,6 +39,8 @@ fn every_shipped_scenario_is_byte_identical_across_processes() {
         ("flood", 4.5),
         // The attackers start at 0.5 s: their connections, Retries, refusals and closes.
         ("half-open", 3.0),
+        // Spectators join within 1 s and send refused inputs from then on.
+        ("spectators", 2.0),
         ("compression", 3.0),
     ] {
         let first = trace_of(scenario, 17, duration, &dir);

@@ -235,7 +235,9 @@ impl Conn {
                 _ => None,
             });
         match reliable {
-            Some((channel, priority)) => self.send_reliable(config, codec, channel, priority, payload, options),
+            Some((channel, priority)) => {
+                self.send_reliable(config, codec, channel, priority, payload, options)
+            }
             None => Err(too_large),
         }
     }

@@ -29,7 +29,9 @@ use crate::shared::{ConnHandle, Event, Initiator, SendError};
 use crate::stats::ConnectionStats;
 use crate::tick::TickSync;
 use crate::ticket::TicketVerifier;
-use crate::wire::{self, capability, CloseInfo, FrameDecoder, ReasonCode, MAX_CHANNELS, MAX_CONTROL_FRAME_BYTES};
+use crate::wire::{
+    self, capability, CloseInfo, FrameDecoder, ReasonCode, MAX_CHANNELS, MAX_CONTROL_FRAME_BYTES,
+};
 
 use datagrams::QueuedDatagram;
 use policy::Policy;
@@ -445,7 +447,9 @@ impl Conn {
                 let wire_len = payload.len() as u64;
                 match ctx.codec.decode(payload, capabilities, channel_max) {
                     Ok(message) => {
-                        self.stats.compression.count_received(wire_len, message.len() as u64);
+                        self.stats
+                            .compression
+                            .count_received(wire_len, message.len() as u64);
                         message
                     }
                     Err(error) => {
@@ -533,9 +537,14 @@ impl Conn {
             .ok_or(SendError::UnknownChannel(channel))?
             .kind;
         let result = match kind {
-            ChannelKind::Reliable { priority } => {
-                self.send_reliable(config, codec, channel, priority.stream_priority(), payload, options)
-            }
+            ChannelKind::Reliable { priority } => self.send_reliable(
+                config,
+                codec,
+                channel,
+                priority.stream_priority(),
+                payload,
+                options,
+            ),
             ChannelKind::Unreliable | ChannelKind::Sequenced => self.send_datagram(
                 config,
                 codec,

@@ -29,8 +29,8 @@ use crate::histogram::Histogram;
 use crate::secrets::Secrets;
 use crate::shared::{ConnHandle, ConnectError, Ecn, Event, SendError, Transmit};
 use crate::stats::{
-    count_reason, CompressionStats, ConnectionStats, DatagramStats, EndpointStats, LimiterStats, ReassemblyStats,
-    RefusalStats,
+    count_reason, CompressionStats, ConnectionStats, DatagramStats, EndpointStats, LimiterStats,
+    ReassemblyStats, RefusalStats,
 };
 use crate::tick::{TickInfo, TickScheduler, TickSync};
 use crate::ticket::{JoinTicket, VsKeys};

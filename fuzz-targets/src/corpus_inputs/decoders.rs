@@ -11,8 +11,8 @@ use tickwire_core::vs::{
     TranscriptDigest, VsMessage, VS_NONCE_LEN,
 };
 use tickwire_core::wire::{
-    self, encode_frame, type_byte, AcceptBody, CloseInfo, Control, DatagramKind, Extension, ExtensionKind, FragmentHeader, HelloBody,
-    Ping, Pong, Role, Signature, Signed, MAX_CONTROL_FRAME_BYTES, NONCE_LEN,
+    self, encode_frame, type_byte, AcceptBody, CloseInfo, Control, DatagramKind, Extension, ExtensionKind,
+    FragmentHeader, HelloBody, Ping, Pong, Role, Signature, Signed, MAX_CONTROL_FRAME_BYTES, NONCE_LEN,
 };
 use tickwire_core::{JoinTicketClaims, TicketIssuer};
 
@@ -128,7 +128,11 @@ fn decompress_inputs() -> Vec<Vec<u8>> {
     vec![
         input(0, 4096, &encode_message(&plain, capability::ZSTD, &snapshot)),
         input(0, 4096, &encode_message(&plain, capability::ZSTD, b"jump")),
-        input(3, 4096, &encode_message(&with_dictionary, capability::ALL, &words)),
+        input(
+            3,
+            4096,
+            &encode_message(&with_dictionary, capability::ALL, &words),
+        ),
         input(0, 4096, &encode_message(&plain, capability::ZSTD, &[0; 60_000])),
         input(0, 100, &encode_message(&plain, capability::ZSTD, &snapshot)),
         input(0, 4096, &[9, 1, 2]),

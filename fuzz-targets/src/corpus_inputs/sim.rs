@@ -13,7 +13,17 @@ pub(super) fn sim() -> Vec<(&'static str, Vec<Vec<u8>>)> {
         text(&toml::to_string(&default_endpoint()).unwrap()),
         text("seed = 7\nschema_hash = \"00000000000000000000000000000000000000000000000000000000000000ff\"\n[heartbeat]\ninterval_ms = 250\n"),
         text("max_sessions = 4\n[ack_frequency]\nack_eliciting_threshold = 2\n[retry]\nmultiplier = nan\n"),
-        text("channels = [{ reliable = { priority = 1 } }, \"unreliable\", \"sequenced\"]\nidle_timeout_ms = 1\n"),
+        text("channels = [{ kind = { reliable = { priority = 1 } } }, { kind = \"unreliable\" }, \"sequenced\"]\nidle_timeout_ms = 1\n"),
+        text(concat!(
+            "max_permission_violations = 0\n",
+            "channels = [\n",
+            "  { kind = { reliable = { priority = \"game\" } } },\n",
+            "  { kind = \"sequenced\", senders = { roles = [\"player\", \"spectator\"] }, rate_limit = { messages_per_second = 60.0, burst = 10 } },\n",
+            "  { kind = { reliable = { priority = \"bulk\" } }, senders = { roles = [\"admin\"], permissions = 2147483648 }, rate_limit = { messages_per_second = 0.5, burst = 2, on_breach = \"close\" } },\n",
+            "  { kind = \"unreliable\", senders = { roles = [] }, compress = true },\n",
+            "  { kind = \"unreliable\", rate_limit = { messages_per_second = nan, burst = 0 } },\n",
+            "]\n",
+        )),
     ];
 
     let vs = VsConfig {

@@ -3,7 +3,9 @@
 use arbitrary::{Arbitrary, Unstructured};
 use tickwire_core::handshake::{AwaitingAccept, ClientHandshake, ClientOffer, PlayTicketCheck};
 use tickwire_core::vs::{Envelope, PlayTicket, PlayTicketClaims};
-use tickwire_core::wire::{self, capability, AcceptBody, Control, Extension, ExtensionKind, HelloBody, ReasonCode};
+use tickwire_core::wire::{
+    self, capability, AcceptBody, Control, Extension, ExtensionKind, HelloBody, ReasonCode,
+};
 use tickwire_core::wire::{Role, Signed, NONCE_LEN};
 
 use super::{
@@ -350,7 +352,10 @@ pub fn handshake_client(data: &[u8]) {
                     "the dictionary bit without zstd"
                 );
                 let kinds: Vec<_> = body.extensions.iter().map(|e| e.kind).collect();
-                assert!(kinds.len() <= 16 && kinds.windows(2).all(|w| w[0] < w[1]), "{kinds:?}");
+                assert!(
+                    kinds.len() <= 16 && kinds.windows(2).all(|w| w[0] < w[1]),
+                    "{kinds:?}"
+                );
                 assert_eq!(session.role, offer.role);
                 if let Some(key) = offer.expected_server_key {
                     assert_eq!(session.server_key, key, "unexpected server key accepted");

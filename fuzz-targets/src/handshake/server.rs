@@ -5,8 +5,10 @@ use tickwire_core::config::TicketConfig;
 use tickwire_core::handshake::{AwaitingHello, Rejection, ServerContribution, ServerPolicy};
 use tickwire_core::testing::internals::JOIN_TICKET_CONTEXT;
 use tickwire_core::vs::PlayTicket;
-use tickwire_core::wire::{self, AcceptBody, Control, Extension, ExtensionKind, HelloBody, ReasonCode, Role, Signed};
 use tickwire_core::wire::NONCE_LEN;
+use tickwire_core::wire::{
+    self, AcceptBody, Control, Extension, ExtensionKind, HelloBody, ReasonCode, Role, Signed,
+};
 use tickwire_core::{JoinTicket, JoinTicketClaims, TicketError, TicketVerifier, PERMISSION_ADMIN};
 
 use super::{
@@ -340,9 +342,19 @@ pub fn handshake_server(data: &[u8]) {
                 assert_eq!(hello.schema_hash, schema_for(hello.role, false));
                 // §4.4.4: a well-formed list; §4.4.2: bit 1 needs bit 0 and equal hashes.
                 let kinds: Vec<u16> = hello.extensions.iter().map(|e| e.kind.0).collect();
-                assert!(kinds.len() <= 16 && kinds.windows(2).all(|w| w[0] < w[1]), "{kinds:?}");
-                let offered = hello.extensions.iter().find(|e| e.kind.0 == 1).map(|e| e.data.as_slice());
-                assert!(offered.is_none_or(|d| d.len() == 32), "dictionary extension length");
+                assert!(
+                    kinds.len() <= 16 && kinds.windows(2).all(|w| w[0] < w[1]),
+                    "{kinds:?}"
+                );
+                let offered = hello
+                    .extensions
+                    .iter()
+                    .find(|e| e.kind.0 == 1)
+                    .map(|e| e.data.as_slice());
+                assert!(
+                    offered.is_none_or(|d| d.len() == 32),
+                    "dictionary extension length"
+                );
                 let mut expected = hello.capabilities & SERVER_CAPABILITIES;
                 let same = offered.is_some() && offered == policy.dictionary_hash.as_ref().map(|h| &h[..]);
                 if expected & 1 == 0 || !same {

@@ -284,6 +284,17 @@ fn log_session_event(endpoint: &Endpoint, event: &Event) {
             ?initiator,
             "session closed"
         ),
+        // At most once per connection, channel and cause per tick (PROTOCOL.md §7.1).
+        Event::MessageRefused {
+            conn,
+            channel,
+            reason,
+        } => tracing::warn!(
+            conn = conn.index(),
+            channel = channel.0,
+            ?reason,
+            "messages refused under the channel table"
+        ),
         _ => {}
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tickwire_core::retry::Backoff;
-use tickwire_core::{ChannelId, ConnHandle, ConnectOptions, Endpoint, Event, ReasonCode, SendOptions};
+use tickwire_core::{ChannelId, ConnHandle, ConnectOptions, Endpoint, Event, ReasonCode, Role, SendOptions};
 
 use super::behaviour::{Behaviour, Net};
 use super::vs::{GsVs, VsApp};
@@ -42,6 +42,8 @@ pub(super) struct ClientApp {
     pub(super) generation: u64,
     /// Whether the next attempt is a reconnection (for the stampede statistics).
     pub(super) reconnecting: bool,
+    /// Joins as [`Role::Spectator`] (`topology.spectators_per_server`).
+    pub(super) spectator: bool,
 }
 
 #[derive(Debug)]
@@ -104,6 +106,11 @@ pub(super) fn start_attempt(id: usize, node: &mut Node, world: &mut World) {
                     .is_some_and(|v| v.clients_check_play_ticket)
             })
             .map(|vs| vs.keys.clone()),
+        role: if app.spectator {
+            Role::Spectator
+        } else {
+            Role::Player
+        },
         ..ConnectOptions::default()
     };
     match endpoint.connect(local, server_addr, ticket, options) {
@@ -151,6 +158,7 @@ impl Behaviour for ServerApp {
             }
             Event::Rejected { reason, .. } => net.metrics().record_server_rejection(reason),
             Event::Message { .. } => net.metrics().inputs_received += 1,
+            Event::MessageRefused { .. } => net.metrics().refusal_events += 1,
             _ => {}
         }
     }
@@ -204,7 +212,12 @@ impl ServerApp {
 /// (u32), position x, y (u16, moving with the tick), velocity x, y (i8, drawn), health, team,
 /// state bits (drawn), and 4 bytes of animation state (drawn for one entity in four).
 fn fill_entities(payload: &mut [u8], tick: u64, rng: &mut impl rand::Rng) {
-    for (index, record) in payload.get_mut(8..).unwrap_or_default().chunks_mut(16).enumerate() {
+    for (index, record) in payload
+        .get_mut(8..)
+        .unwrap_or_default()
+        .chunks_mut(16)
+        .enumerate()
+    {
         let id = index as u32;
         let mut entity = [0u8; 16];
         entity[..4].copy_from_slice(&id.to_le_bytes());
@@ -270,6 +283,9 @@ impl Behaviour for ClientApp {
             }
             Event::Message { payload, .. } => {
                 net.metrics().snapshots_received += 1;
+                if self.spectator {
+                    net.metrics().spectator_snapshots_received += 1;
+                }
                 if payload.len() > FRAGMENTED_ABOVE {
                     net.metrics().fragmented_received += 1;
                 }
@@ -285,7 +301,9 @@ impl Behaviour for ClientApp {
         let mut ran = false;
         while let Some(tick) = endpoint.poll_client_tick(net.local(), conn) {
             ran = true;
-            send_input(endpoint, net, conn, tick);
+            if send_input(endpoint, net, conn, tick) && self.spectator {
+                net.metrics().spectator_inputs_sent += 1;
+            }
         }
         ran
     }
@@ -313,12 +331,18 @@ impl ClientApp {
     }
 }
 
-/// Client: one input for local tick `tick`.
-fn send_input(endpoint: &mut Endpoint, net: &mut Net<'_>, conn: ConnHandle, tick: u64) {
+/// Client: one input for local tick `tick`; whether the endpoint took it.
+fn send_input(endpoint: &mut Endpoint, net: &mut Net<'_>, conn: ConnHandle, tick: u64) -> bool {
     let mut payload = vec![0u8; net.scenario().traffic.input_bytes];
     payload[..8].copy_from_slice(&tick.to_be_bytes());
     match endpoint.send(net.local(), conn, ChannelId::UNRELIABLE, Bytes::from(payload)) {
-        Ok(()) => net.metrics().inputs_sent += 1,
-        Err(_) => net.metrics().send_errors += 1,
+        Ok(()) => {
+            net.metrics().inputs_sent += 1;
+            true
+        }
+        Err(_) => {
+            net.metrics().send_errors += 1;
+            false
+        }
     }
 }

@@ -70,6 +70,7 @@ mod heartbeat;
 mod histogram;
 mod limits;
 mod percentile;
+pub mod record;
 pub mod retry;
 mod secrets;
 mod shared;
@@ -77,6 +78,7 @@ pub mod stats;
 pub mod tick;
 mod ticket;
 mod tls;
+mod transcript;
 pub mod vs;
 pub mod wire;
 

@@ -38,7 +38,6 @@ mod durable;
 mod gs;
 mod message;
 mod server;
-mod transcript;
 
 pub use crate::ticket::{
     Envelope, EnvelopeError, PlayTicket, PlayTicketClaims, PlayTicketError, ProtectedReceipt, ReceiptClaims,
@@ -49,7 +48,7 @@ pub use durable::{VerifierState, VsFact};
 pub use gs::{GsAgent, GsAgentStats, GsConfig, GsEvent, GsIdentity, GsStatus};
 pub use message::{Attestation, JoinRequest, Revocation, VsMessage, MAX_VS_MESSAGE_BYTES};
 pub use server::{Enrolment, GsInfo, Measurement, Verifier, VerifierStats, VsConfig, VsEvent, NONCE_HISTORY};
-pub use transcript::{TranscriptChain, TranscriptDigest, TRANSCRIPT_CONTEXT};
+pub use crate::transcript::{TranscriptChain, TranscriptDigest, TRANSCRIPT_CONTEXT};
 
 use crate::channel::ChannelId;
 

@@ -12,7 +12,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::message::Revocation;
-use super::transcript::TranscriptDigest;
+use crate::transcript::TranscriptDigest;
 use super::VS_NONCE_LEN;
 use crate::ticket::ProtectedReceipt;
 

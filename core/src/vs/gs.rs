@@ -19,7 +19,7 @@ use crate::shared::{ConnHandle, Event, Initiator};
 use crate::wire::{ReasonCode, Role};
 
 use super::message::{Attestation, JoinRequest, Revocation, VsMessage};
-use super::transcript::{TranscriptChain, TranscriptDigest};
+use crate::transcript::{TranscriptChain, TranscriptDigest};
 use super::{VS_CHANNEL, VS_NONCE_LEN};
 use crate::ticket::{PlayTicket, PlayTicketClaims, ProtectedReceipt, ReceiptClaims, VsKeys};
 

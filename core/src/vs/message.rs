@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::attest::{AkPublic, Quote};
 use crate::wire::WireError;
 
-use super::transcript::TranscriptDigest;
+use crate::transcript::TranscriptDigest;
 use super::VS_NONCE_LEN;
 use crate::ticket::{PlayTicket, ProtectedReceipt};
 

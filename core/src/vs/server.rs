@@ -25,7 +25,7 @@ use crate::wire::{ReasonCode, Role};
 
 use super::durable::{VerifierState, VsFact};
 use super::message::{JoinRequest, Revocation, VsMessage};
-use super::transcript::TranscriptDigest;
+use crate::transcript::TranscriptDigest;
 use super::{VS_CHANNEL, VS_NONCE_LEN};
 use crate::ticket::{PlayTicket, PlayTicketClaims, ProtectedReceipt, ReceiptClaims, VsKeys};
 

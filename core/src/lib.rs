@@ -49,6 +49,7 @@
 //! | [`drive`] | the pump and the five-stage server tick |
 //! | [`vs`], [`attest`] | the verification server protocol and TPM 2.0 quote checks |
 //! | [`handshake`], [`tick`], [`retry`] | sub-machines usable alone: the handshake typestate, the fixed-timestep scheduler and client tick sync, backoff |
+//! | [`record`], [`RecordedChunk`] | session recordings (`PROTOCOL.md` §11): the file format, its decoder, verification against receipts |
 //! | [`wire`] | the wire format of `PROTOCOL.md`, for tools and other implementations |
 //!
 //! [quinn-proto]: https://docs.rs/quinn-proto
@@ -88,7 +89,7 @@ pub mod testing;
 pub use channel::{ChannelId, ChannelKind, OversizePolicy, Priority, SendOptions};
 pub use clock::WallClock;
 pub use config::{Config, ConfigError};
-pub use endpoint::{ConnectOptions, Endpoint, EndpointBuilder, EndpointError, ServerMut};
+pub use endpoint::{ConnectOptions, Endpoint, EndpointBuilder, EndpointError, RecordedChunk, ServerMut};
 pub use handshake::{AdmittedTicket, Session, PERMISSION_ADMIN};
 pub use secrets::Secrets;
 pub use shared::{ConnHandle, ConnectError, Ecn, Event, Initiator, SendError, Transmit};

@@ -167,6 +167,12 @@ pub struct EndpointStats {
     pub reassembly: ReassemblyStats,
     /// (Server) every session's incoming message rate limiter summed (live and closed).
     pub message_limiter: LimiterStats,
+    /// (Server) session recording bytes handed out by `Endpoint::poll_recorded`
+    /// (`PROTOCOL.md` §11).
+    pub recorded_bytes: u64,
+    /// (Server) encoded recording bytes dropped because a session's recording buffer held
+    /// `Config::recording_buffer_bytes` (each run of drops is marked by a `Gap` record).
+    pub recording_dropped_bytes: u64,
 }
 
 /// What became of the UDP datagrams an endpoint received: one counter per outcome, so that a

@@ -1011,6 +1011,9 @@ impl GsAgent {
                     self.emit(GsEvent::DigestAbandoned { sequence });
                 }
             }
+            if let Some(mut server) = ep.server_mut() {
+                server.record_checkpoint(&digest);
+            }
             self.send(ep, now, &VsMessage::Digest(digest.clone()));
             if self.config.max_pending_digests == 0 {
                 // A configuration `GsConfig::validate` refuses; the bound holds all the same.

@@ -53,6 +53,9 @@ pub struct RecordingHeader {
     /// The session id agreed in the handshake (`PROTOCOL.md` §4.4): the transcript chain's
     /// seed and the `session_id` of its receipts.
     pub session_id: u64,
+    /// The game server's handle of the connection (`ConnHandle::index`): a game that names
+    /// players by connection (the demo's snapshots do) is replayed under the same names.
+    pub connection: u64,
     /// The game server's Ed25519 identity key.
     pub server_key: [u8; 32],
     /// The client's Ed25519 identity key.
@@ -699,6 +702,7 @@ mod tests {
     fn header(session_id: u64) -> RecordingHeader {
         RecordingHeader {
             session_id,
+            connection: 0,
             server_key: [1; 32],
             client_key: [2; 32],
             role: 1,

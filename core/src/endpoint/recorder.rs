@@ -72,6 +72,7 @@ impl Recorders {
         }
         let header = RecordingHeader {
             session_id: session.session_id,
+            connection: conn.index() as u64,
             server_key: session.server_key,
             client_key: session.client_key,
             role: role_byte(session.role),

@@ -481,6 +481,7 @@ fn recording_inputs() -> Vec<Vec<u8>> {
     let recording = Recording {
         header: RecordingHeader {
             session_id: 9,
+            connection: 3,
             server_key: GS_KEY,
             client_key: CLIENT_KEY,
             role: 0,

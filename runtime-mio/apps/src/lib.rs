@@ -17,6 +17,7 @@
 
 pub mod cli;
 pub mod demo;
+pub mod game;
 pub mod operator;
 pub mod settings;
 pub mod store;

@@ -33,6 +33,7 @@ use tickwire_udp::os::{os_random, os_secrets};
 
 use crate::game::{DemoGame, Outgoing};
 use crate::operator::Operator;
+use crate::record::{RecordingWriter, WriterReport};
 use crate::store::Store;
 use crate::vs::{vs_keys, GsSide, VsLink};
 use tickwire_admin::{ServerKind, Snapshot};
@@ -81,6 +82,9 @@ pub struct ServerOptions {
     /// Accept leaves) and refuse them again after a restart; `None`: in memory only, so a
     /// ticket used before a restart could be replayed after it until it expires.
     pub store: Option<std::path::PathBuf>,
+    /// Record every client session into this directory, one file per session
+    /// ([`crate::record`], `PROTOCOL.md` §11); `None`: no recording.
+    pub record: Option<std::path::PathBuf>,
 }
 
 /// Options of [`run_clients`].
@@ -311,6 +315,8 @@ pub struct ServerReport {
     pub receipts: u64,
     /// Per-connection stats: ended sessions at their end, live ones just before shutdown.
     pub connections: Vec<ConnectionStats>,
+    /// With `record`: what the recording writer did.
+    pub recordings: Option<WriterReport>,
 }
 
 /// Runs the demo server on `listen` for `options.duration`, then shuts down gracefully.
@@ -356,6 +362,17 @@ pub fn run_server_with(
     let mut endpoint = endpoint;
     let store = match &options.store {
         Some(path) => Some(open_jti_store(path, &mut endpoint)?),
+        None => None,
+    };
+    let mut recorder = match &options.record {
+        Some(dir) => {
+            let writer = RecordingWriter::start(dir)
+                .map_err(|e| io::Error::new(e.kind(), format!("--record {}: {e}", dir.display())))?;
+            if let Some(mut server) = endpoint.server_mut() {
+                server.record_sessions(true);
+            }
+            Some(writer)
+        }
         None => None,
     };
     let mut runtime = MioRuntime::new()?;
@@ -404,6 +421,9 @@ pub fn run_server_with(
                 return Err(io::Error::other(fatal));
             }
         }
+        if let Some(recorder) = &mut recorder {
+            recorder.drain(runtime.endpoint(node));
+        }
         let now = Instant::now();
         let endpoint = runtime.endpoint(node);
         let admitting = endpoint
@@ -448,6 +468,15 @@ pub fn run_server_with(
         ("demo over", Duration::from_secs(2))
     };
     runtime.shutdown_with(node, detail, Some(operator.drain.retry_after()), grace)?;
+    let recordings = recorder.map(|recorder| {
+        let endpoint = runtime.endpoint(node);
+        for conn in endpoint.connections().collect::<Vec<_>>() {
+            if let Some(mut server) = endpoint.server_mut() {
+                server.stop_recording(conn);
+            }
+        }
+        recorder.finish(endpoint)
+    });
     Ok(ServerReport {
         listen,
         ticks: tick_stats.ticks,
@@ -458,6 +487,7 @@ pub fn run_server_with(
         snapshots_sent: game.snapshots_sent,
         receipts,
         connections,
+        recordings,
     })
 }
 

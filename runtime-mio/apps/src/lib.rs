@@ -19,6 +19,7 @@ pub mod cli;
 pub mod demo;
 pub mod game;
 pub mod operator;
+pub mod record;
 pub mod settings;
 pub mod store;
 pub mod vs;

@@ -134,6 +134,14 @@ pub enum Record {
         /// Server tick.
         tick: u64,
     },
+    /// 6: the server's scheduler skipped ticks `first_tick..=last_tick` (it fell behind by
+    /// more than its backlog allows): the game did not run them, and a replay must not either.
+    TicksSkipped {
+        /// First tick skipped.
+        first_tick: u64,
+        /// Last tick skipped.
+        last_tick: u64,
+    },
 }
 
 /// [`Record`] with borrowed payloads, for encoding without a copy. Same layout.
@@ -605,7 +613,9 @@ impl TranscriptCheck {
                 self.extend(*tick);
                 self.open_inputs += 1;
             }
-            Record::Sent { tick, .. } | Record::End { tick } => self.last_tick = self.last_tick.max(*tick),
+            Record::Sent { tick, .. }
+            | Record::End { tick }
+            | Record::TicksSkipped { last_tick: tick, .. } => self.last_tick = self.last_tick.max(*tick),
             Record::Checkpoint {
                 sequence, tick, inputs, ..
             } => self.checkpoint(*sequence, *tick, *inputs),

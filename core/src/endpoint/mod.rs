@@ -499,7 +499,11 @@ impl Endpoint {
                 conn: Some(conn),
             });
         };
+        let previous = server.scheduler.current_tick();
         let tick = server.scheduler.poll_tick(now)?;
+        if tick.tick > previous + 1 {
+            server.recorders.skipped(self.config.recording_buffer_bytes, previous + 1, tick.tick - 1);
+        }
         self.stats.ticks += 1;
         self.stats.tick_lateness.observe(tick.lateness);
         server.ticks_since_revalidation += 1;

@@ -136,6 +136,23 @@ impl Recorders {
         }
     }
 
+    /// The scheduler skipped ticks `first..=last` (missed-tick policy): every recording says
+    /// so, for a replay to skip them too.
+    pub(super) fn skipped(&mut self, cap: usize, first: u64, last: u64) {
+        let conns: Vec<ConnHandle> = self.sessions.keys().copied().collect();
+        let mut frame = Vec::new();
+        RecordingEncoder::record(
+            &mut frame,
+            &crate::record::Record::TicksSkipped {
+                first_tick: first,
+                last_tick: last,
+            },
+        );
+        for conn in conns {
+            self.push(cap, conn, last, frame.len(), None, |buf| buf.extend_from_slice(&frame));
+        }
+    }
+
     fn end(&mut self, conn: ConnHandle, tick: u64) {
         let Some(rec) = self.sessions.get_mut(&conn) else { return };
         if rec.ended {

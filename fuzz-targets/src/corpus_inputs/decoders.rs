@@ -477,7 +477,11 @@ fn recording_inputs() -> Vec<Vec<u8>> {
         chain_tick: 8,
         head: [0xAB; 32],
     });
-    records.push(Record::End { tick: 9 });
+    records.push(Record::TicksSkipped {
+        first_tick: 9,
+        last_tick: 11,
+    });
+    records.push(Record::End { tick: 12 });
     let recording = Recording {
         header: RecordingHeader {
             session_id: 9,

@@ -20,6 +20,7 @@ pub mod demo;
 pub mod game;
 pub mod operator;
 pub mod record;
+pub mod replay;
 pub mod settings;
 pub mod store;
 pub mod vs;

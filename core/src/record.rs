@@ -683,11 +683,22 @@ impl TranscriptCheck {
         self.unanchored = false;
     }
 
-    /// Output: the verdict. Received messages after the last checkpoint form an
-    /// [`Coverage::Unreceipted`] range.
+    /// Output: the verdict. Received messages after the last checkpoint form one more range:
+    /// covered if a receipt whose checkpoint is not in the file signs the chain's final head
+    /// (a session's last digest is computed after its recording ended), else
+    /// [`Coverage::Unreceipted`].
     pub fn finish(mut self) -> Verification {
         if self.open_inputs > 0 {
-            let coverage = if self.unanchored {
+            let last = self.chain.as_ref().and_then(|chain| {
+                self.receipts
+                    .values()
+                    .find(|c| c.digest == chain.head() && c.tick == chain.last_tick())
+                    .map(|c| c.sequence)
+            });
+            let coverage = if let Some(sequence) = last {
+                self.matched += 1;
+                Coverage::Covered { sequence }
+            } else if self.unanchored {
                 Coverage::Unanchored
             } else {
                 Coverage::Unreceipted

@@ -99,7 +99,11 @@ impl RecordingWriter {
     /// waits for the writer to finish.
     pub fn finish(mut self, endpoint: &mut Endpoint) -> WriterReport {
         if let Some(tx) = self.tx.take() {
-            let chunks = self.pending.take().into_iter().chain(std::iter::from_fn(|| endpoint.poll_recorded()));
+            let chunks = self
+                .pending
+                .take()
+                .into_iter()
+                .chain(std::iter::from_fn(|| endpoint.poll_recorded()));
             for chunk in chunks {
                 if tx.send(chunk).is_err() {
                     break;

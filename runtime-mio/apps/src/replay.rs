@@ -85,7 +85,10 @@ pub fn describe_verification(verification: &Verification) -> String {
         let what = match &segment.coverage {
             Coverage::Covered { sequence } => format!("covered by receipt #{sequence}"),
             Coverage::Mismatch { sequence } => {
-                format!("MISMATCH against receipt #{sequence}: edited at tick {}..={}", segment.first_tick, segment.last_tick)
+                format!(
+                    "MISMATCH against receipt #{sequence}: edited at tick {}..={}",
+                    segment.first_tick, segment.last_tick
+                )
             }
             Coverage::NoReceipt { sequence } => format!("no receipt for digest #{sequence}"),
             Coverage::Unreceipted => "not yet digested (no receipt)".to_owned(),
@@ -143,7 +146,9 @@ pub enum PlayError {
     #[error("no recording to play")]
     Empty,
     /// A recording lost records (`Gap`): what the game received there is unknown.
-    #[error("session {session:016x} lost records at ticks {first_tick}..={last_tick}; it cannot be replayed")]
+    #[error(
+        "session {session:016x} lost records at ticks {first_tick}..={last_tick}; it cannot be replayed"
+    )]
     Gap {
         /// The session.
         session: u64,
@@ -195,7 +200,11 @@ impl Timeline {
                         t.inputs.entry(*tick).or_default().push((player, payload.clone()));
                         last = last.max(*tick);
                     }
-                    Record::Sent { tick, channel, payload } => {
+                    Record::Sent {
+                        tick,
+                        channel,
+                        payload,
+                    } => {
                         t.sends
                             .entry((*tick, player))
                             .or_default()
@@ -210,12 +219,17 @@ impl Timeline {
                         t.leaves.entry(leaves_at).or_default().push(player);
                         last = last.max(*tick);
                     }
-                    Record::TicksSkipped { first_tick, last_tick } => {
+                    Record::TicksSkipped {
+                        first_tick,
+                        last_tick,
+                    } => {
                         t.skipped.insert(*first_tick, *last_tick);
                         last = last.max(*last_tick);
                     }
                     Record::Gap {
-                        first_tick, last_tick, ..
+                        first_tick,
+                        last_tick,
+                        ..
                     } => {
                         return Err(PlayError::Gap {
                             session: header.session_id,
@@ -240,7 +254,12 @@ impl Timeline {
 /// [`PlayError`] if the recordings cannot be replayed.
 pub fn play(recordings: &[Recording]) -> Result<PlayOutcome, PlayError> {
     let timeline = Timeline::build(recordings)?;
-    let first = timeline.covers.values().map(|c| c.0).min().ok_or(PlayError::Empty)?;
+    let first = timeline
+        .covers
+        .values()
+        .map(|c| c.0)
+        .min()
+        .ok_or(PlayError::Empty)?;
     let last = timeline.covers.values().map(|c| c.1).max().unwrap_or(first);
     let mut game = DemoGame::default();
     let mut outcome = PlayOutcome::default();
@@ -291,10 +310,16 @@ fn compare(recorded: &[(u8, Vec<u8>)], replayed: &[(u8, Vec<u8>)]) -> Option<Str
     for (i, pair) in recorded.iter().zip(replayed).enumerate() {
         let ((rc, rp), (pc, pp)) = pair;
         if rc != pc {
-            return Some(format!("message {i}: recorded on channel {rc}, replayed on channel {pc}"));
+            return Some(format!(
+                "message {i}: recorded on channel {rc}, replayed on channel {pc}"
+            ));
         }
         if rp != pp {
-            let at = rp.iter().zip(pp).position(|(a, b)| a != b).unwrap_or(rp.len().min(pp.len()));
+            let at = rp
+                .iter()
+                .zip(pp)
+                .position(|(a, b)| a != b)
+                .unwrap_or(rp.len().min(pp.len()));
             return Some(format!(
                 "message {i} on channel {rc}: {} bytes recorded, {} replayed, first difference at byte {at}",
                 rp.len(),
@@ -302,6 +327,11 @@ fn compare(recorded: &[(u8, Vec<u8>)], replayed: &[(u8, Vec<u8>)]) -> Option<Str
             ));
         }
     }
-    (recorded.len() != replayed.len())
-        .then(|| format!("{} messages recorded, {} replayed", recorded.len(), replayed.len()))
+    (recorded.len() != replayed.len()).then(|| {
+        format!(
+            "{} messages recorded, {} replayed",
+            recorded.len(),
+            replayed.len()
+        )
+    })
 }

@@ -148,11 +148,26 @@ pub enum Record {
 #[derive(Serialize)]
 enum RecordRef<'a> {
     Header(&'a RecordingHeader),
-    Received { tick: u64, channel: u8, payload: &'a [u8] },
-    Sent { tick: u64, channel: u8, payload: &'a [u8] },
-    Checkpoint { sequence: u64, tick: u64, inputs: u64, digest: [u8; 32] },
+    Received {
+        tick: u64,
+        channel: u8,
+        payload: &'a [u8],
+    },
+    Sent {
+        tick: u64,
+        channel: u8,
+        payload: &'a [u8],
+    },
+    Checkpoint {
+        sequence: u64,
+        tick: u64,
+        inputs: u64,
+        digest: [u8; 32],
+    },
     Gap(GapFields),
-    End { tick: u64 },
+    End {
+        tick: u64,
+    },
 }
 
 #[derive(Serialize)]
@@ -181,12 +196,26 @@ impl RecordingEncoder {
 
     /// Appends a [`Record::Received`] frame.
     pub fn received(out: &mut Vec<u8>, tick: u64, channel: u8, payload: &[u8]) {
-        frame(out, &RecordRef::Received { tick, channel, payload });
+        frame(
+            out,
+            &RecordRef::Received {
+                tick,
+                channel,
+                payload,
+            },
+        );
     }
 
     /// Appends a [`Record::Sent`] frame.
     pub fn sent(out: &mut Vec<u8>, tick: u64, channel: u8, payload: &[u8]) {
-        frame(out, &RecordRef::Sent { tick, channel, payload });
+        frame(
+            out,
+            &RecordRef::Sent {
+                tick,
+                channel,
+                payload,
+            },
+        );
     }
 
     /// Appends a [`Record::Checkpoint`] frame for `digest`.
@@ -617,7 +646,10 @@ impl TranscriptCheck {
             | Record::End { tick }
             | Record::TicksSkipped { last_tick: tick, .. } => self.last_tick = self.last_tick.max(*tick),
             Record::Checkpoint {
-                sequence, tick, inputs, ..
+                sequence,
+                tick,
+                inputs,
+                ..
             } => self.checkpoint(*sequence, *tick, *inputs),
             Record::Gap {
                 first_tick,
@@ -631,7 +663,12 @@ impl TranscriptCheck {
                 self.extend(*first_tick);
                 self.extend(*last_tick);
                 self.close(Coverage::Gap { records: *records });
-                self.chain = Some(TranscriptChain::resume(self.session_id, *head, *chain_tick, *inputs));
+                self.chain = Some(TranscriptChain::resume(
+                    self.session_id,
+                    *head,
+                    *chain_tick,
+                    *inputs,
+                ));
             }
             Record::Header(_) => {}
         }
@@ -668,10 +705,9 @@ impl TranscriptCheck {
             return;
         };
         self.matched += 1;
-        let matches = self
-            .chain
-            .as_ref()
-            .is_some_and(|c| c.head() == claims.digest && c.last_tick() == claims.tick && c.inputs() == inputs);
+        let matches = self.chain.as_ref().is_some_and(|c| {
+            c.head() == claims.digest && c.last_tick() == claims.tick && c.inputs() == inputs
+        });
         let coverage = match (matches, self.unanchored) {
             (true, _) => Coverage::Covered { sequence },
             (false, true) => Coverage::Unanchored,
@@ -679,7 +715,12 @@ impl TranscriptCheck {
         };
         self.close(coverage);
         // Continue from the signed head: later ranges are checked on their own.
-        self.chain = Some(TranscriptChain::resume(self.session_id, claims.digest, claims.tick, inputs));
+        self.chain = Some(TranscriptChain::resume(
+            self.session_id,
+            claims.digest,
+            claims.tick,
+            inputs,
+        ));
         self.unanchored = false;
     }
 
@@ -803,14 +844,11 @@ mod tests {
         }
         decoder.finish().expect("complete");
         assert_eq!(records.len(), recording.records.len() + 1);
-        assert_eq!(
-            RecordingEncoder::message_frame_len(300, 70_000),
-            {
-                let mut out = Vec::new();
-                RecordingEncoder::sent(&mut out, 300, 1, &vec![0; 70_000]);
-                out.len()
-            }
-        );
+        assert_eq!(RecordingEncoder::message_frame_len(300, 70_000), {
+            let mut out = Vec::new();
+            RecordingEncoder::sent(&mut out, 300, 1, &vec![0; 70_000]);
+            out.len()
+        });
     }
 
     #[test]
@@ -820,7 +858,10 @@ mod tests {
             Recording::decode(b"TWREC\x02"),
             Err(RecordingError::UnsupportedVersion(2))
         );
-        assert_eq!(Recording::decode(b"TWREC"), Err(RecordingError::Truncated { at: 0 }));
+        assert_eq!(
+            Recording::decode(b"TWREC"),
+            Err(RecordingError::Truncated { at: 0 })
+        );
         assert_eq!(
             Recording::decode(b"TWREC\x01\xff\xff\xff\xff"),
             Err(RecordingError::FrameLength { at: 6, len: u32::MAX })
@@ -829,7 +870,9 @@ mod tests {
         let bytes = recording.encode();
         assert_eq!(
             Recording::decode(&bytes[..bytes.len() - 1]),
-            Err(RecordingError::Truncated { at: bytes.len() as u64 - 6 })
+            Err(RecordingError::Truncated {
+                at: bytes.len() as u64 - 6
+            })
         );
         let mut doubled = bytes.clone();
         doubled.extend_from_slice(&bytes[6..]);
@@ -848,15 +891,23 @@ mod tests {
         // Edit the payload of the 5th input (tick 10): the second range (ticks 8..=12) fails.
         let mut bytes = recording.encode();
         // Length prefix 5, then five bytes 5.
-        let at = bytes.windows(6).position(|w| w == [5u8; 6]).expect("payload present");
+        let at = bytes
+            .windows(6)
+            .position(|w| w == [5u8; 6])
+            .expect("payload present");
         bytes[at + 3] ^= 1;
-        let edited = Recording::decode(&bytes).expect("still decodes").verify(&receipts, &keys);
+        let edited = Recording::decode(&bytes)
+            .expect("still decodes")
+            .verify(&receipts, &keys);
         let bad = edited.first_mismatch().expect("mismatch");
         assert_eq!((bad.first_tick, bad.last_tick), (8, 12));
         assert!(matches!(edited.segments[0].coverage, Coverage::Covered { .. }));
         assert!(matches!(edited.segments[2].coverage, Coverage::Covered { .. }));
         // Without receipts nothing is covered.
         let none = recording.verify(&[], &keys);
-        assert!(matches!(none.segments[0].coverage, Coverage::NoReceipt { sequence: 1 }));
+        assert!(matches!(
+            none.segments[0].coverage,
+            Coverage::NoReceipt { sequence: 1 }
+        ));
     }
 }

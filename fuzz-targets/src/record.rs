@@ -45,7 +45,11 @@ pub fn recording(data: &[u8]) {
     let whole = Recording::decode(bytes);
     match (&whole, &piecewise) {
         (Ok(recording), Ok(())) => {
-            assert_eq!(records.len(), recording.records.len() + 1, "the header and the records");
+            assert_eq!(
+                records.len(),
+                recording.records.len() + 1,
+                "the header and the records"
+            );
             assert!(matches!(records[0], Record::Header(_)));
             assert_eq!(&records[1..], &recording.records[..]);
             assert_eq!(Recording::decode(&recording.encode()).as_ref(), Ok(recording));
@@ -62,7 +66,10 @@ fn verify(recording: &Recording, as_given: bool) {
         .iter()
         .filter_map(|record| match record {
             Record::Checkpoint {
-                sequence, tick, digest, ..
+                sequence,
+                tick,
+                digest,
+                ..
             } => Some(ProtectedReceipt::issue(
                 KEY_ID,
                 &signing_key(),

@@ -37,10 +37,7 @@ fn assert_covered_but_the_tail(verification: &Verification) {
     assert!(covered >= 5, "{verification:#?}");
     for tail in &segments[covered..] {
         assert!(
-            matches!(
-                tail.coverage,
-                Coverage::Unreceipted | Coverage::NoReceipt { .. }
-            ),
+            matches!(tail.coverage, Coverage::Unreceipted | Coverage::NoReceipt { .. }),
             "{verification:#?}"
         );
     }
@@ -91,5 +88,8 @@ fn a_recorded_session_verifies_against_its_receipts_and_an_edit_fails_at_its_tic
         .iter()
         .filter(|s| matches!(s.coverage, Coverage::Mismatch { .. }))
         .count();
-    assert_eq!(mismatches, 1, "later ranges verify from the signed head: {verification:#?}");
+    assert_eq!(
+        mismatches, 1,
+        "later ranges verify from the signed head: {verification:#?}"
+    );
 }

@@ -502,7 +502,9 @@ impl Endpoint {
         let previous = server.scheduler.current_tick();
         let tick = server.scheduler.poll_tick(now)?;
         if tick.tick > previous + 1 {
-            server.recorders.skipped(self.config.recording_buffer_bytes, previous + 1, tick.tick - 1);
+            server
+                .recorders
+                .skipped(self.config.recording_buffer_bytes, previous + 1, tick.tick - 1);
         }
         self.stats.ticks += 1;
         self.stats.tick_lateness.observe(tick.lateness);
@@ -626,7 +628,9 @@ impl Endpoint {
             .as_ref()
             .is_some_and(|s| s.recorders.is_recorded(handle))
             .then(|| payload.clone());
-        let sent = entry.conn.send(now, config, &mut self.codec, channel, payload, options);
+        let sent = entry
+            .conn
+            .send(now, config, &mut self.codec, channel, payload, options);
         self.counts.sync(handle, &entry.conn, &mut entry.counted);
         sent?;
         if let Some(payload) = recorded {

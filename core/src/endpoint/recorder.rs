@@ -100,8 +100,18 @@ impl Recorders {
 
     /// Appends a record of `len` encoded bytes at `tick`, written by `write`, unless the
     /// buffer is full. `input` chains a received message after it.
-    fn push(&mut self, cap: usize, conn: ConnHandle, tick: u64, len: usize, input: Option<&[u8]>, write: impl FnOnce(&mut Vec<u8>)) {
-        let Some(rec) = self.sessions.get_mut(&conn) else { return };
+    fn push(
+        &mut self,
+        cap: usize,
+        conn: ConnHandle,
+        tick: u64,
+        len: usize,
+        input: Option<&[u8]>,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) {
+        let Some(rec) = self.sessions.get_mut(&conn) else {
+            return;
+        };
         if rec.ended {
             return;
         }
@@ -149,12 +159,16 @@ impl Recorders {
             },
         );
         for conn in conns {
-            self.push(cap, conn, last, frame.len(), None, |buf| buf.extend_from_slice(&frame));
+            self.push(cap, conn, last, frame.len(), None, |buf| {
+                buf.extend_from_slice(&frame)
+            });
         }
     }
 
     fn end(&mut self, conn: ConnHandle, tick: u64) {
-        let Some(rec) = self.sessions.get_mut(&conn) else { return };
+        let Some(rec) = self.sessions.get_mut(&conn) else {
+            return;
+        };
         if rec.ended {
             return;
         }
@@ -171,7 +185,9 @@ impl Recorders {
 
     fn take(&mut self) -> Option<RecordedChunk> {
         while let Some(conn) = self.ready.pop_front() {
-            let Some(rec) = self.sessions.get_mut(&conn) else { continue };
+            let Some(rec) = self.sessions.get_mut(&conn) else {
+                continue;
+            };
             rec.queued = false;
             if let Some(gap) = rec.gap.take() {
                 RecordingEncoder::gap(&mut rec.buf, &gap, &rec.chain);
@@ -272,12 +288,18 @@ impl ServerMut<'_> {
     /// this endpoint opened).
     pub fn record_session(&mut self, conn: ConnHandle) -> bool {
         let endpoint = &mut *self.endpoint;
-        let Some(server) = endpoint.server.as_mut() else { return false };
-        let Some(entry) = endpoint.conns.get(&conn) else { return false };
+        let Some(server) = endpoint.server.as_mut() else {
+            return false;
+        };
+        let Some(entry) = endpoint.conns.get(&conn) else {
+            return false;
+        };
         if !entry.conn.is_inbound() || !entry.conn.is_established() {
             return false;
         }
-        let Some(session) = entry.conn.session.as_ref() else { return false };
+        let Some(session) = entry.conn.session.as_ref() else {
+            return false;
+        };
         let tick = server.scheduler.current_tick();
         server.recorders.start(conn, session, tick, false);
         true
@@ -305,7 +327,9 @@ impl ServerMut<'_> {
     /// gets a `Checkpoint` record, which verification matches with the digest's receipt.
     pub fn record_checkpoint(&mut self, digest: &TranscriptDigest) {
         let endpoint = &mut *self.endpoint;
-        let Some(server) = endpoint.server.as_mut() else { return };
+        let Some(server) = endpoint.server.as_mut() else {
+            return;
+        };
         let Some(conn) = server
             .recorders
             .sessions
@@ -318,10 +342,13 @@ impl ServerMut<'_> {
         let tick = server.scheduler.current_tick();
         let mut probe = Vec::new();
         RecordingEncoder::checkpoint(&mut probe, digest);
-        server
-            .recorders
-            .push(endpoint.config.recording_buffer_bytes, conn, tick, probe.len(), None, |buf| {
-                buf.extend_from_slice(&probe)
-            });
+        server.recorders.push(
+            endpoint.config.recording_buffer_bytes,
+            conn,
+            tick,
+            probe.len(),
+            None,
+            |buf| buf.extend_from_slice(&probe),
+        );
     }
 }

@@ -19,9 +19,9 @@ use crate::shared::{ConnHandle, Event, Initiator};
 use crate::wire::{ReasonCode, Role};
 
 use super::message::{Attestation, JoinRequest, Revocation, VsMessage};
-use crate::transcript::{TranscriptChain, TranscriptDigest};
 use super::{VS_CHANNEL, VS_NONCE_LEN};
 use crate::ticket::{PlayTicket, PlayTicketClaims, ProtectedReceipt, ReceiptClaims, VsKeys};
+use crate::transcript::{TranscriptChain, TranscriptDigest};
 
 /// Game-server settings for its verification server. Defaults in `PROTOCOL.md` §8.11.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

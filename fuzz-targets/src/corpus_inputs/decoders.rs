@@ -11,8 +11,8 @@ use tickwire_core::vs::{
     TranscriptDigest, VsMessage, VS_NONCE_LEN,
 };
 use tickwire_core::wire::{
-    self, encode_frame, type_byte, AcceptBody, CloseInfo, Control, DatagramKind, Extension, ExtensionKind, FragmentHeader, HelloBody,
-    Ping, Pong, Role, Signature, Signed, MAX_CONTROL_FRAME_BYTES, NONCE_LEN,
+    self, encode_frame, type_byte, AcceptBody, CloseInfo, Control, DatagramKind, Extension, ExtensionKind,
+    FragmentHeader, HelloBody, Ping, Pong, Role, Signature, Signed, MAX_CONTROL_FRAME_BYTES, NONCE_LEN,
 };
 use tickwire_core::{JoinTicketClaims, TicketIssuer};
 

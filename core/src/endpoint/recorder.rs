@@ -226,10 +226,10 @@ impl Endpoint {
         let cap = self.config.recording_buffer_bytes;
         let recorders = &mut server.recorders;
         match event {
-            Event::Connected { conn, session } if recorders.all => {
-                if self.conns.get(conn).is_some_and(|e| e.conn.is_inbound()) {
-                    recorders.start(*conn, session, tick, true);
-                }
+            Event::Connected { conn, session }
+                if recorders.all && self.conns.get(conn).is_some_and(|e| e.conn.is_inbound()) =>
+            {
+                recorders.start(*conn, session, tick, true);
             }
             Event::Message {
                 conn,

@@ -89,6 +89,7 @@
 //! | `tickwire_initials_validated_total` | counter | |
 //! | `tickwire_retry_packets_sent_total` | counter | `cause`: `rate_limited`, `before_rejection`, `address_validation` |
 //! | `tickwire_responses_dropped_total` | counter | |
+//! | `tickwire_recording_bytes_total` | counter | `outcome`: `recorded`, `dropped` |
 //! | `tickwire_rate_limited_total` | counter | `limiter`: `address`, `message` |
 //! | `tickwire_addresses_tracked` | gauge | |
 //! | `tickwire_reassembly_dropped_fragments_total` | counter | `cause`: `too_large`, `too_many_fragments`, `inconsistent`, `partial_limit`, `memory_budget`, `timeout`, `late_duplicate` |

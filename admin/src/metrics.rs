@@ -381,6 +381,16 @@ impl Families<'_> {
             e.responses_dropped,
         )?;
         self.counters(
+            "tickwire_recording",
+            "Session recording bytes (PROTOCOL.md section 11) handed to the writer (recorded), or \
+             dropped because a session's recording buffer was full (dropped; marked by a Gap record).",
+            Some(&Unit::Bytes),
+            &[
+                (label("outcome", "recorded"), e.recorded_bytes),
+                (label("outcome", "dropped"), e.recording_dropped_bytes),
+            ],
+        )?;
+        self.counters(
             "tickwire_rate_limited",
             "Requests refused by a rate limiter: handshakes per address, messages per session.",
             None,

@@ -167,6 +167,12 @@ pub struct Config {
     /// zstd compression of the channels the table marks `compress` (`PROTOCOL.md` §7.3):
     /// whether it is offered, the level, and the decompression cap.
     pub compression: CompressionConfig,
+    /// *Server*: bytes of encoded records a recorded session (`PROTOCOL.md` §11) may hold
+    /// until the runtime takes them with `Endpoint::poll_recorded`; records beyond it are
+    /// dropped and marked by a `Gap` record. At least 4096. Default 1 MiB: at 60 Hz with a
+    /// 100-byte input and a 1 KiB snapshot per tick a session records about 70 KiB/s, so a
+    /// writer may stall for over ten seconds before anything is lost.
+    pub recording_buffer_bytes: usize,
 }
 
 impl Default for Config {
@@ -205,6 +211,7 @@ impl Default for Config {
             retry: RetryConfig::default(),
             limits: RateLimitConfig::default(),
             compression: CompressionConfig::default(),
+            recording_buffer_bytes: 1 << 20,
         }
     }
 }
@@ -309,6 +316,9 @@ impl Config {
         }
         if self.datagram_send_buffer_bytes < 2048 {
             return fail("datagram_send_buffer_bytes must be >= 2048 (one datagram plus a heartbeat)");
+        }
+        if self.recording_buffer_bytes < 4096 {
+            return fail("recording_buffer_bytes must be >= 4096");
         }
         if self.revalidate_every_ticks == 0 {
             return fail("revalidate_every_ticks must be > 0");

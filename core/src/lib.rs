@@ -50,6 +50,7 @@
 //! | [`drive`] | the pump and the five-stage server tick |
 //! | [`vs`], [`attest`] | the verification server protocol and TPM 2.0 quote checks |
 //! | [`handshake`], [`tick`], [`retry`] | sub-machines usable alone: the handshake typestate, the fixed-timestep scheduler and client tick sync, backoff |
+//! | [`record`], [`RecordedChunk`] | session recordings (`PROTOCOL.md` §11): the file format, its decoder, verification against receipts |
 //! | [`wire`] | the wire format of `PROTOCOL.md`, for tools and other implementations |
 //!
 //! [quinn-proto]: https://docs.rs/quinn-proto
@@ -71,6 +72,7 @@ mod heartbeat;
 mod histogram;
 mod limits;
 mod percentile;
+pub mod record;
 pub mod retry;
 mod secrets;
 mod shared;
@@ -78,6 +80,7 @@ pub mod stats;
 pub mod tick;
 mod ticket;
 mod tls;
+mod transcript;
 pub mod vs;
 pub mod wire;
 
@@ -90,7 +93,7 @@ pub use channel::{
 };
 pub use clock::WallClock;
 pub use config::{Config, ConfigError};
-pub use endpoint::{ConnectOptions, Endpoint, EndpointBuilder, EndpointError, ServerMut};
+pub use endpoint::{ConnectOptions, Endpoint, EndpointBuilder, EndpointError, RecordedChunk, ServerMut};
 pub use handshake::{AdmittedTicket, Session};
 pub use secrets::Secrets;
 pub use shared::{ConnHandle, ConnectError, Ecn, Event, Initiator, RefusalCause, SendError, Transmit};

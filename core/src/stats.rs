@@ -205,6 +205,12 @@ pub struct EndpointStats {
     /// (Server) received messages refused by the channel table's senders and rate limits, by
     /// cause, summed over every session (live and closed).
     pub message_refusals: RefusalStats,
+    /// (Server) session recording bytes handed out by `Endpoint::poll_recorded`
+    /// (`PROTOCOL.md` §11).
+    pub recorded_bytes: u64,
+    /// (Server) encoded recording bytes dropped because a session's recording buffer held
+    /// `Config::recording_buffer_bytes` (each run of drops is marked by a `Gap` record).
+    pub recording_dropped_bytes: u64,
 }
 
 /// What became of the UDP datagrams an endpoint received: one counter per outcome, so that a

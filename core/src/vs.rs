@@ -38,18 +38,17 @@ mod durable;
 mod gs;
 mod message;
 mod server;
-mod transcript;
 
 pub use crate::ticket::{
     Envelope, EnvelopeError, PlayTicket, PlayTicketClaims, PlayTicketError, ProtectedReceipt, ReceiptClaims,
     VsKeys, MAX_ENVELOPE_BYTES, PLAY_TICKET_CONTEXT, RECEIPT_CONTEXT,
 };
+pub use crate::transcript::{TranscriptChain, TranscriptDigest, TRANSCRIPT_CONTEXT};
 pub use crate::wire::VS_SCHEMA_HASH;
 pub use durable::{VerifierState, VsFact};
 pub use gs::{GsAgent, GsAgentStats, GsConfig, GsEvent, GsIdentity, GsStatus};
 pub use message::{Attestation, JoinRequest, Revocation, VsMessage, MAX_VS_MESSAGE_BYTES};
 pub use server::{Enrolment, GsInfo, Measurement, Verifier, VerifierStats, VsConfig, VsEvent, NONCE_HISTORY};
-pub use transcript::{TranscriptChain, TranscriptDigest, TRANSCRIPT_CONTEXT};
 
 use crate::channel::ChannelId;
 

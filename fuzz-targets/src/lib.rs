@@ -49,6 +49,7 @@ mod handshake;
 mod heartbeat;
 mod input;
 mod limits;
+mod record;
 mod sim;
 mod tick;
 mod tickets;
@@ -63,6 +64,7 @@ pub use handshake::{handshake_client, handshake_server};
 pub use heartbeat::heartbeat;
 pub use input::MAX_OPS;
 pub use limits::rate_limiter;
+pub use record::recording;
 pub use sim::{endpoint_config, gs_config, link_spec, scenario_toml, vs_config};
 pub use tick::{tick_scheduler, tick_sync};
 pub use tickets::{join_ticket, play_ticket, receipt, replay_cache};
@@ -84,6 +86,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("join_ticket", join_ticket),
     ("play_ticket", play_ticket),
     ("receipt", receipt),
+    ("recording", recording),
     ("vs_message", vs_message),
     ("tpm_attest", tpm_attest),
     ("tpm_ak_public", tpm_ak_public),

@@ -40,7 +40,10 @@ use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
 use tickwire_core::retry::Backoff;
 use tickwire_core::stats::CompressionStats;
-use tickwire_core::{Config, Endpoint, JoinTicketClaims, ReasonCode, Secrets, Senders, TicketIssuer};
+use tickwire_core::vs::{ProtectedReceipt, VsKeys};
+use tickwire_core::{
+    Config, Endpoint, JoinTicketClaims, ReasonCode, RecordedChunk, Secrets, Senders, TicketIssuer,
+};
 
 use crate::capture::{KeyLogBuffer, PcapWriter};
 use crate::clock::{NodeClock, START_UNIX_MS};
@@ -92,6 +95,9 @@ pub struct SimOptions {
     pub capture: Option<Box<dyn Write>>,
     /// Stop after this much virtual time instead of the scenario's `duration_s`.
     pub duration: Option<Duration>,
+    /// Record every client session of every game server (`PROTOCOL.md` §11) and keep the
+    /// receipts the game servers get, for [`Sim::recordings`] and [`Sim::receipts`].
+    pub record: bool,
 }
 
 impl std::fmt::Debug for SimOptions {
@@ -99,6 +105,7 @@ impl std::fmt::Debug for SimOptions {
         f.debug_struct("SimOptions")
             .field("capture", &self.capture.is_some())
             .field("duration", &self.duration)
+            .field("record", &self.record)
             .finish()
     }
 }
@@ -253,6 +260,30 @@ struct World {
     outbox: Vec<RawTransmit>,
     /// Recent legitimate client-to-server datagrams, kept when a raw node overhears them.
     overheard: Option<VecDeque<Vec<u8>>>,
+    /// Session recordings, when [`SimOptions::record`] is set.
+    recordings: Option<Recordings>,
+}
+
+/// What a recording run keeps: each session's recording bytes and every receipt.
+#[derive(Debug, Default)]
+struct Recordings {
+    sessions: Vec<SimRecording>,
+    /// (game server node, session id) → index in `sessions`.
+    index: BTreeMap<(usize, u64), usize>,
+    receipts: Vec<ProtectedReceipt>,
+}
+
+/// One recorded session of a simulated game server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimRecording {
+    /// The game server's index (0-based; its `gs_id` is one more).
+    pub server: usize,
+    /// The session id.
+    pub session_id: u64,
+    /// The recording file's bytes so far (`PROTOCOL.md` §11).
+    pub bytes: Vec<u8>,
+    /// Whether the recording is complete (it holds its `End` record).
+    pub complete: bool,
 }
 
 /// Work the engine did, for profiling a run.
@@ -554,6 +585,7 @@ impl Sim {
             raw_wires: Vec::new(),
             outbox: Vec::new(),
             overheard: None,
+            recordings: options.record.then(Recordings::default),
         };
         let mut nodes = Vec::with_capacity(servers + clients);
         for s in 0..servers {
@@ -673,6 +705,11 @@ impl Sim {
                         .crypto(crypto)
                         .trust_issuer(ISSUER_KEY_ID, world.issuer.verifying_key())
                         .server(app.gs_id, now)?;
+                if world.recordings.is_some() {
+                    if let Some(mut server) = endpoint.server_mut() {
+                        server.record_sessions(true);
+                    }
+                }
                 if let (Some(vs), Some(settings)) = (&world.vs, &world.scenario.vs) {
                     let gs = GsVs::start(
                         &settings.game_server,
@@ -932,6 +969,21 @@ impl Sim {
         digest.iter().map(|b| format!("{b:02x}")).collect()
     }
 
+    /// The sessions recorded so far ([`SimOptions::record`]), in the order they started.
+    pub fn recordings(&self) -> &[SimRecording] {
+        self.world.recordings.as_ref().map_or(&[], |r| &r.sessions)
+    }
+
+    /// The protected receipts the game servers received so far ([`SimOptions::record`]).
+    pub fn receipts(&self) -> &[ProtectedReceipt] {
+        self.world.recordings.as_ref().map_or(&[], |r| &r.receipts)
+    }
+
+    /// The keys the verification server's receipts verify against, if the scenario has one.
+    pub fn vs_keys(&self) -> Option<VsKeys> {
+        self.world.vs.as_ref().map(|vs| vs.keys.clone())
+    }
+
     /// The TLS key log collected when capturing (NSS key-log format), for Wireshark.
     pub fn key_log(&self) -> Option<String> {
         self.world.key_log.as_ref().map(|k| k.contents())
@@ -946,6 +998,33 @@ impl Sim {
             return Err(e);
         }
         self.world.capture.take().map(|c| c.finish()).transpose()
+    }
+}
+
+impl Recordings {
+    fn keep(&mut self, node: usize, chunk: RecordedChunk) {
+        let key = (node, chunk.session_id);
+        let at = *self.index.entry(key).or_insert_with(|| {
+            self.sessions.push(SimRecording {
+                server: node,
+                session_id: chunk.session_id,
+                bytes: Vec::new(),
+                complete: false,
+            });
+            self.sessions.len() - 1
+        });
+        let session = &mut self.sessions[at];
+        session.bytes.extend_from_slice(&chunk.bytes);
+        session.complete |= chunk.last;
+    }
+}
+
+impl World {
+    /// Keeps a receipt a game server received, when recording.
+    pub(super) fn keep_receipt(&mut self, receipt: ProtectedReceipt) {
+        if let Some(recordings) = &mut self.recordings {
+            recordings.receipts.push(receipt);
+        }
     }
 }
 
@@ -1017,6 +1096,11 @@ fn drive(id: usize, node: &mut Node, world: &mut World) {
     let Some(endpoint) = node.endpoint.as_mut() else {
         return;
     };
+    while let Some(chunk) = endpoint.poll_recorded() {
+        if let Some(recordings) = &mut world.recordings {
+            recordings.keep(id, chunk);
+        }
+    }
     let mut deadline = endpoint.poll_timeout();
     let app_deadline = node.app.behaviour().and_then(|b| b.poll_timeout(endpoint));
     if let Some(at) = app_deadline {

@@ -45,6 +45,7 @@ fn server_options(duration: Duration, vs: VsLink) -> ServerOptions {
         duration,
         vs: Some(vs),
         store: None,
+        record: None,
     }
 }
 

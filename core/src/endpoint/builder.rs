@@ -122,6 +122,7 @@ impl EndpointBuilder {
             shutdown: None,
             paused: None,
             play_ticket: None,
+            recorders: Default::default(),
         };
         let mut endpoint = Endpoint::new(
             config,

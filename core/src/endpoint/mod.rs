@@ -5,6 +5,7 @@
 
 mod admission;
 mod builder;
+mod recorder;
 mod server;
 mod timers;
 
@@ -39,6 +40,7 @@ use crate::wire::{ReasonCode, Role, NONCE_LEN};
 
 use admission::{Counted, PhaseCounts};
 pub use builder::EndpointBuilder;
+pub use recorder::RecordedChunk;
 pub use server::ServerMut;
 use server::ServerState;
 use timers::{TimerSlot, Timers};
@@ -446,7 +448,9 @@ impl Endpoint {
     /// Output: the next event. Drain until `None` after every input.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let event = self.events.pop_front()?;
+        self.record_event(&event);
+        Some(event)
     }
 
     /// Output: the next absolute deadline at which [`Endpoint::handle_timeout`] or
@@ -500,7 +504,13 @@ impl Endpoint {
                 conn: Some(conn),
             });
         };
+        let previous = server.scheduler.current_tick();
         let tick = server.scheduler.poll_tick(now)?;
+        if tick.tick > previous + 1 {
+            server
+                .recorders
+                .skipped(self.config.recording_buffer_bytes, previous + 1, tick.tick - 1);
+        }
         self.stats.ticks += 1;
         self.stats.tick_lateness.observe(tick.lateness);
         server.ticks_since_revalidation += 1;
@@ -621,11 +631,19 @@ impl Endpoint {
         let config = &self.config;
         let entry = self.conns.get_mut(&handle).ok_or(SendError::UnknownConnection)?;
         entry.conn.check_may_send(config, channel)?;
+        let recorded = self
+            .server
+            .as_ref()
+            .is_some_and(|s| s.recorders.is_recorded(handle))
+            .then(|| payload.clone());
         let sent = entry
             .conn
             .send(now, config, &mut self.codec, channel, payload, options);
         self.counts.sync(handle, &entry.conn, &mut entry.counted);
         sent?;
+        if let Some(payload) = recorded {
+            self.record_sent(handle, channel.0, &payload);
+        }
         self.touch(handle);
         Ok(())
     }
@@ -692,6 +710,8 @@ impl Endpoint {
             "phase counters agree with a scan"
         );
         if let Some(server) = &self.server {
+            stats.recorded_bytes = server.recorders.recorded_bytes;
+            stats.recording_dropped_bytes = server.recorders.dropped_bytes;
             stats.address_limiter = server.addresses.stats();
             stats.addresses_tracked = server.addresses.tracked();
         }

@@ -23,6 +23,8 @@ pub(super) struct ServerState {
     pub(super) paused: Option<Rejection>,
     /// The play ticket presented in accepts ([`ServerMut::set_play_ticket`]).
     pub(super) play_ticket: Option<Vec<u8>>,
+    /// Session recordings (`PROTOCOL.md` §11).
+    pub(super) recorders: super::recorder::Recorders,
 }
 
 /// The server-only operations of an [`Endpoint`]: admission, shutdown, ticket revocation and
@@ -30,7 +32,7 @@ pub(super) struct ServerState {
 /// on a client endpoint — so a client has no server commands that would silently do nothing.
 #[derive(Debug)]
 pub struct ServerMut<'a> {
-    endpoint: &'a mut Endpoint,
+    pub(super) endpoint: &'a mut Endpoint,
 }
 
 impl Endpoint {

@@ -12,9 +12,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::message::Revocation;
-use super::transcript::TranscriptDigest;
 use super::VS_NONCE_LEN;
 use crate::ticket::ProtectedReceipt;
+use crate::transcript::TranscriptDigest;
 
 /// One durable fact a [`Verifier`](super::Verifier) promised.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

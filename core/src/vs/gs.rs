@@ -19,9 +19,9 @@ use crate::shared::{ConnHandle, Event, Initiator};
 use crate::wire::{ReasonCode, Role};
 
 use super::message::{Attestation, JoinRequest, Revocation, VsMessage};
-use super::transcript::{TranscriptChain, TranscriptDigest};
 use super::{VS_CHANNEL, VS_NONCE_LEN};
 use crate::ticket::{PlayTicket, PlayTicketClaims, ProtectedReceipt, ReceiptClaims, VsKeys};
+use crate::transcript::{TranscriptChain, TranscriptDigest};
 
 /// Game-server settings for its verification server. Defaults in `PROTOCOL.md` §8.11.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -1010,6 +1010,9 @@ impl GsAgent {
                 if let Some((sequence, _)) = self.pending_digests.pop_first() {
                     self.emit(GsEvent::DigestAbandoned { sequence });
                 }
+            }
+            if let Some(mut server) = ep.server_mut() {
+                server.record_checkpoint(&digest);
             }
             self.send(ep, now, &VsMessage::Digest(digest.clone()));
             if self.config.max_pending_digests == 0 {

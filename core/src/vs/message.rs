@@ -6,9 +6,9 @@ use serde::{Deserialize, Serialize};
 use crate::attest::{AkPublic, Quote};
 use crate::wire::WireError;
 
-use super::transcript::TranscriptDigest;
 use super::VS_NONCE_LEN;
 use crate::ticket::{PlayTicket, ProtectedReceipt};
+use crate::transcript::TranscriptDigest;
 
 /// Largest encoded [`VsMessage`] accepted, in bytes (checked before decoding).
 pub const MAX_VS_MESSAGE_BYTES: usize = 8 * 1024;

@@ -25,9 +25,9 @@ use crate::wire::{ReasonCode, Role};
 
 use super::durable::{VerifierState, VsFact};
 use super::message::{JoinRequest, Revocation, VsMessage};
-use super::transcript::TranscriptDigest;
 use super::{VS_CHANNEL, VS_NONCE_LEN};
 use crate::ticket::{PlayTicket, PlayTicketClaims, ProtectedReceipt, ReceiptClaims, VsKeys};
+use crate::transcript::TranscriptDigest;
 
 /// An allowed software measurement: the binary and configuration hashes a game server extends
 /// into PCR 23, in that order.

@@ -465,9 +465,85 @@ pub(super) fn decoders() -> Vec<(&'static str, Vec<Vec<u8>>)> {
         ("join_ticket", join_ticket),
         ("play_ticket", play_ticket),
         ("receipt", receipt),
+        ("recording", recording_inputs()),
         ("vs_message", vs_message),
         ("tpm_attest", tpm_attest),
         ("tpm_ak_public", tpm_ak_public),
         ("tpm_quote", tpm_quote),
+    ]
+}
+
+/// A recording with every record type, as the recorder writes it, and damaged copies.
+fn recording_inputs() -> Vec<Vec<u8>> {
+    use tickwire_core::record::{Record, Recording, RecordingHeader, TRANSCRIPT_VERSION};
+    use tickwire_core::vs::TranscriptChain;
+
+    use super::cat;
+
+    let mut chain = TranscriptChain::new(9);
+    let mut records = Vec::new();
+    for tick in 1..=6u64 {
+        let payload = vec![tick as u8; 3];
+        chain.record(tick, &payload);
+        records.push(Record::Received {
+            tick,
+            channel: 0,
+            payload,
+        });
+        records.push(Record::Sent {
+            tick,
+            channel: 2,
+            payload: vec![0xEE; 20],
+        });
+        if tick % 3 == 0 {
+            records.push(Record::Checkpoint {
+                sequence: tick / 3,
+                tick,
+                inputs: chain.inputs(),
+                digest: chain.head(),
+            });
+        }
+    }
+    records.push(Record::Gap {
+        first_tick: 7,
+        last_tick: 8,
+        records: 2,
+        bytes: 40,
+        inputs: 8,
+        chain_tick: 8,
+        head: [0xAB; 32],
+    });
+    records.push(Record::TicksSkipped {
+        first_tick: 9,
+        last_tick: 11,
+    });
+    records.push(Record::End { tick: 12 });
+    let recording = Recording {
+        header: RecordingHeader {
+            session_id: 9,
+            connection: 3,
+            server_key: GS_KEY,
+            client_key: CLIENT_KEY,
+            role: 0,
+            tick_rate_hz: 60,
+            start_tick: 0,
+            from_start: true,
+            transcript_version: TRANSCRIPT_VERSION,
+        },
+        records,
+    };
+    let file = recording.encode();
+    let mut edited = file.clone();
+    edited[40] ^= 1;
+    vec![
+        cat(&[&[0x80], &file]),
+        cat(&[&[0x00], &file]),
+        cat(&[&[0x07], &file]),
+        cat(&[&[0x80], &edited]),
+        cat(&[&[0x10], &file[..file.len() - 3]]),
+        cat(&[&[0x10], &file, &file[6..]]),
+        cat(&[&[0x01], b"TWREC\x01\xff\xff\xff\xff"]),
+        cat(&[&[0x01], b"TWREC\x02"]),
+        cat(&[&[0x01], b"TWRXX"]),
     ]
 }

@@ -31,7 +31,9 @@ use tickwire_core::{
 use tickwire_mio::{wall_clock_now, MioRuntime, NodeId, StageStats};
 use tickwire_udp::os::{os_random, os_secrets};
 
+use crate::game::{DemoGame, Outgoing};
 use crate::operator::Operator;
+use crate::record::{RecordingWriter, WriterReport};
 use crate::store::Store;
 use crate::vs::{vs_keys, GsSide, VsLink};
 use tickwire_admin::{ServerKind, Snapshot};
@@ -43,8 +45,6 @@ pub const DEMO_GS_ID: u64 = 42;
 /// Schema text whose hash both demo sides use.
 pub const DEMO_SCHEMA: &str =
     "tickwire-demo/1: input{tick u64, dir u8} snapshot{tick u64, players[id u64, x f32, y f32]}";
-/// Bytes per player in a snapshot.
-const PLAYER_BYTES: usize = 16;
 /// After `k` paced rejections in a row a client waits `retry_after × (1 + U[0, k))`, with `k`
 /// at most this: clients that share an address spread out instead of all coming back when the
 /// next handshake token is due.
@@ -82,6 +82,9 @@ pub struct ServerOptions {
     /// Accept leaves) and refuse them again after a restart; `None`: in memory only, so a
     /// ticket used before a restart could be replayed after it until it expires.
     pub store: Option<std::path::PathBuf>,
+    /// Record every client session into this directory, one file per session
+    /// ([`crate::record`], `PROTOCOL.md` §11); `None`: no recording.
+    pub record: Option<std::path::PathBuf>,
 }
 
 /// Options of [`run_clients`].
@@ -132,18 +135,14 @@ pub fn demo_ticket(
     Ok(TicketIssuer::new(DEMO_KEY_ID, issuer.clone()).issue(&claims))
 }
 
-#[derive(Debug, Default, Clone, Copy)]
-struct Player {
-    x: f32,
-    y: f32,
-    dir: u8,
-}
-
-/// The server half of the demo game.
+/// The server half of the demo game on an endpoint: [`DemoGame`] with players named by
+/// their connection's index ([`ConnHandle::index`]), fed from the tick's events and sent
+/// through the endpoint.
 #[derive(Debug, Default)]
 pub struct DemoServer {
-    players: BTreeMap<ConnHandle, Player>,
-    snapshot: Option<Bytes>,
+    game: DemoGame,
+    conns: BTreeMap<u64, ConnHandle>,
+    outgoing: Vec<Outgoing>,
     /// Ended sessions: reason and final statistics.
     pub ended: Vec<(ReasonCode, Option<ConnectionStats>)>,
     /// Messages received from clients.
@@ -154,86 +153,59 @@ pub struct DemoServer {
     pub send_errors: u64,
 }
 
-/// Snapshot size in bytes for `tick`: small most of the time, one in ten ticks large enough to
-/// need several datagrams (a map chunk, a burst of spawned entities).
-fn snapshot_size(tick: u64, players: usize) -> usize {
-    let base = 8 + players * PLAYER_BYTES;
-    let extra = if (tick / 2).is_multiple_of(10) {
-        3_000 + (tick * 7919 % 5_000) as usize
-    } else {
-        (tick * 104_729 % 600) as usize
-    };
-    base + extra
+fn player_of(conn: ConnHandle) -> u64 {
+    conn.index() as u64
 }
 
 impl TickStages for DemoServer {
     fn apply(&mut self, endpoint: &mut Endpoint, _now: Instant, event: Event) {
         match event {
             Event::Connected { conn, .. } => {
-                self.players.insert(conn, Player::default());
+                self.game.join(player_of(conn));
+                self.conns.insert(player_of(conn), conn);
             }
             Event::Disconnected { conn, reason, .. } => {
-                self.players.remove(&conn);
+                self.game.leave(player_of(conn));
+                self.conns.remove(&player_of(conn));
                 self.ended.push((reason, endpoint.stats(conn)));
             }
             Event::Message { conn, payload, .. } => {
                 self.inputs_received += 1;
-                if let (Some(player), Some(&dir)) = (self.players.get_mut(&conn), payload.get(8)) {
-                    player.dir = dir;
-                }
+                self.game.input(player_of(conn), &payload);
             }
             _ => {}
         }
     }
 
     fn simulate(&mut self, _tick: &TickInfo) {
-        for player in self.players.values_mut() {
-            let (dx, dy) = match player.dir % 4 {
-                0 => (1.0, 0.0),
-                1 => (0.0, 1.0),
-                2 => (-1.0, 0.0),
-                _ => (0.0, -1.0),
-            };
-            player.x += dx / 60.0;
-            player.y += dy / 60.0;
-        }
+        self.game.simulate();
     }
 
     fn extract(&mut self, tick: &TickInfo) {
-        if !tick.tick.is_multiple_of(2) {
-            self.snapshot = None;
-            return;
-        }
-        let size = snapshot_size(tick.tick, self.players.len());
-        let mut out = Vec::with_capacity(size);
-        out.extend_from_slice(&tick.tick.to_be_bytes());
-        for (conn, player) in &self.players {
-            out.extend_from_slice(&(conn.index() as u64).to_be_bytes());
-            out.extend_from_slice(&player.x.to_be_bytes());
-            out.extend_from_slice(&player.y.to_be_bytes());
-        }
-        out.resize(size, 0xA5);
-        self.snapshot = Some(Bytes::from(out));
+        self.game.extract(tick.tick);
+        self.outgoing = self.game.outgoing(tick.tick);
     }
 
-    fn send(&mut self, endpoint: &mut Endpoint, now: Instant, tick: &TickInfo) {
-        let Some(snapshot) = self.snapshot.take() else {
-            return;
-        };
+    fn send(&mut self, endpoint: &mut Endpoint, now: Instant, _tick: &TickInfo) {
         let deadline = now + Duration::from_millis(50);
-        for conn in self.players.keys() {
-            let options = tickwire_core::SendOptions {
-                deadline: Some(deadline),
+        for message in self.outgoing.drain(..) {
+            let Some(&conn) = self.conns.get(&message.player) else {
+                continue;
             };
-            match endpoint.send_with(now, *conn, ChannelId::LATEST, snapshot.clone(), options) {
-                Ok(()) => self.snapshots_sent += 1,
-                Err(_) => self.send_errors += 1,
-            }
-            if tick.tick.is_multiple_of(60) {
-                let score = Bytes::from(format!("tick {} players {}", tick.tick, self.players.len()));
-                if endpoint.send(now, *conn, ChannelId::GAME, score).is_err() {
-                    self.send_errors += 1;
+            let sent = if message.channel == ChannelId::LATEST {
+                let options = tickwire_core::SendOptions {
+                    deadline: Some(deadline),
+                };
+                let sent = endpoint.send_with(now, conn, message.channel, message.payload, options);
+                if sent.is_ok() {
+                    self.snapshots_sent += 1;
                 }
+                sent
+            } else {
+                endpoint.send(now, conn, message.channel, message.payload)
+            };
+            if sent.is_err() {
+                self.send_errors += 1;
             }
         }
     }
@@ -354,6 +326,8 @@ pub struct ServerReport {
     pub receipts: u64,
     /// Per-connection stats: ended sessions at their end, live ones just before shutdown.
     pub connections: Vec<ConnectionStats>,
+    /// With `record`: what the recording writer did.
+    pub recordings: Option<WriterReport>,
 }
 
 /// Runs the demo server on `listen` for `options.duration`, then shuts down gracefully.
@@ -399,6 +373,17 @@ pub fn run_server_with(
     let mut endpoint = endpoint;
     let store = match &options.store {
         Some(path) => Some(open_jti_store(path, &mut endpoint)?),
+        None => None,
+    };
+    let mut recorder = match &options.record {
+        Some(dir) => {
+            let writer = RecordingWriter::start(dir)
+                .map_err(|e| io::Error::new(e.kind(), format!("--record {}: {e}", dir.display())))?;
+            if let Some(mut server) = endpoint.server_mut() {
+                server.record_sessions(true);
+            }
+            Some(writer)
+        }
         None => None,
     };
     let mut runtime = MioRuntime::new()?;
@@ -447,6 +432,9 @@ pub fn run_server_with(
                 return Err(io::Error::other(fatal));
             }
         }
+        if let Some(recorder) = &mut recorder {
+            recorder.drain(runtime.endpoint(node));
+        }
         let now = Instant::now();
         let endpoint = runtime.endpoint(node);
         let admitting = endpoint
@@ -491,6 +479,15 @@ pub fn run_server_with(
         ("demo over", Duration::from_secs(2))
     };
     runtime.shutdown_with(node, detail, Some(operator.drain.retry_after()), grace)?;
+    let recordings = recorder.map(|recorder| {
+        let endpoint = runtime.endpoint(node);
+        for conn in endpoint.connections().collect::<Vec<_>>() {
+            if let Some(mut server) = endpoint.server_mut() {
+                server.stop_recording(conn);
+            }
+        }
+        recorder.finish(endpoint)
+    });
     Ok(ServerReport {
         listen,
         ticks: tick_stats.ticks,
@@ -501,6 +498,7 @@ pub fn run_server_with(
         snapshots_sent: game.snapshots_sent,
         receipts,
         connections,
+        recordings,
     })
 }
 

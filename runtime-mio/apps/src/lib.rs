@@ -17,7 +17,10 @@
 
 pub mod cli;
 pub mod demo;
+pub mod game;
 pub mod operator;
+pub mod record;
+pub mod replay;
 pub mod settings;
 pub mod store;
 pub mod vs;

@@ -11,6 +11,7 @@
 //! identity_key = "/etc/tickwire/gs.pem"
 //! vs = "10.0.0.5:4500"
 //! log_format = "json"
+//! record = "/var/lib/tickwire/recordings"
 //!
 //! [drain]
 //! timeout_ms = 10000
@@ -64,6 +65,10 @@ pub struct GsSettings {
     pub tpm: Option<String>,
     /// SQLite file keeping consumed join-ticket ids across restarts; unset: memory only.
     pub store: Option<PathBuf>,
+    /// Record every client session into this directory, one file per session
+    /// (`PROTOCOL.md` §11); unset: no recording. The buffer per session is
+    /// `endpoint.recording_buffer_bytes`.
+    pub record: Option<PathBuf>,
     /// Log format on stderr (`human` or `json`); levels from `RUST_LOG` (default `info`).
     pub log_format: LogFormat,
     /// How a SIGTERM or SIGINT drains.
@@ -90,6 +95,7 @@ impl Default for GsSettings {
             vs_failover: Vec::new(),
             tpm: None,
             store: None,
+            record: None,
             log_format: LogFormat::default(),
             drain: DrainSettings::default(),
             endpoint: demo_config(),

@@ -88,6 +88,11 @@ impl Net<'_> {
         &mut self.world.metrics
     }
 
+    /// Keeps a receipt for [`Sim::receipts`](super::Sim::receipts) when the run records.
+    pub(super) fn keep_receipt(&mut self, receipt: tickwire_core::vs::ProtectedReceipt) {
+        self.world.keep_receipt(receipt);
+    }
+
     /// The client index of the node at `addr`, if it is a client.
     pub(super) fn client_at(&self, addr: SocketAddr) -> Option<usize> {
         let id = *self.world.addrs.get(&addr)?;

@@ -292,6 +292,9 @@ impl GsVs {
     }
 
     fn record(&mut self, net: &mut Net<'_>, event: GsEvent) {
+        if let GsEvent::Receipt { receipt, .. } = &event {
+            net.keep_receipt(receipt.clone());
+        }
         let now = net.now();
         let Some(m) = net.metrics().vs.as_mut() else {
             return;

@@ -164,6 +164,7 @@ fn main() -> ExitCode {
         duration: args.seconds + Duration::from_millis(1_500),
         vs,
         store: None,
+        record: None,
     };
     let (tx, rx) = mpsc::channel();
     let server = std::thread::spawn(move || {

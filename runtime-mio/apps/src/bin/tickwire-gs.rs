@@ -10,6 +10,8 @@
 //!     --vs 127.0.0.1:4500 --tpm simulated
 //! tickwire-gs --issuer-key /tmp/tw/issuer.pem.pub --vs 127.0.0.1:4500 \
 //!     --tpm swtpm:host=127.0.0.1,port=2321
+//! # every session recorded, one file each (check with tickwire-replay verify):
+//! tickwire-gs --issuer-key /tmp/tw/issuer.pem.pub --vs 127.0.0.1:4500 --record /tmp/tw/rec
 //! ```
 //!
 //! `--issuer-key` is the public key of the ticket issuer, which is also the verification
@@ -87,6 +89,10 @@ struct Args {
     /// refused after it (`TICKET_REPLAYED`); without it they are kept in memory only.
     #[arg(long, value_name = "PATH")]
     store: Option<PathBuf>,
+    /// Record every client session into this directory (created if missing), one file per
+    /// session, `session-<id>.twrec` (`PROTOCOL.md` §11); check them with `tickwire-replay`.
+    #[arg(long, value_name = "DIR")]
+    record: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,6 +123,7 @@ fn settings(args: &Args) -> Result<GsSettings, UsageError> {
     }
     overlay(&mut s.gs_id, args.gs_id);
     overlay_some(&mut s.store, args.store.clone());
+    overlay_some(&mut s.record, args.record.clone());
     overlay_some(&mut s.vs, args.vs);
     s.vs_failover.extend(args.vs_failover.iter().copied());
     overlay_some(&mut s.tpm, args.tpm.clone());
@@ -197,6 +204,7 @@ fn options(settings: &GsSettings) -> Result<ServerOptions, UsageError> {
         duration,
         vs,
         store: settings.store.clone(),
+        record: settings.record.clone(),
     })
 }
 

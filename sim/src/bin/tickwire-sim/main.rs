@@ -122,6 +122,7 @@ fn run(args: RunArgs) -> Result<(), String> {
     let options = SimOptions {
         capture,
         duration: args.duration.map(std::time::Duration::from_secs_f64),
+        ..SimOptions::default()
     };
     let started = Instant::now();
     let mut sim = Sim::new(scenario.clone(), seed, options).map_err(|e| e.to_string())?;

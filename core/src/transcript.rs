@@ -7,7 +7,7 @@
 //!
 //! The game server records every input it applies; at each heartbeat it sends the chain head as
 //! a [`TranscriptDigest`] to the verification server, which answers with a signed
-//! [`ProtectedReceipt`](super::ProtectedReceipt). Anyone holding the inputs can recompute the
+//! [`ProtectedReceipt`](crate::vs::ProtectedReceipt). Anyone holding the inputs can recompute the
 //! head and check it against the receipt offline.
 
 use serde::{Deserialize, Serialize};
@@ -36,6 +36,17 @@ impl TranscriptChain {
             head: hash.finalize().into(),
             last_tick: 0,
             inputs: 0,
+        }
+    }
+
+    /// A chain for `session_id` continuing from a known state: `head` after `inputs` inputs,
+    /// the highest at `last_tick` (as a signed receipt or a recording's gap record states it).
+    pub fn resume(session_id: u64, head: [u8; 32], last_tick: u64, inputs: u64) -> Self {
+        Self {
+            session_id,
+            head,
+            last_tick,
+            inputs,
         }
     }
 

@@ -1,0 +1,95 @@
+//! Session recordings in the simulator (`PROTOCOL.md` §11): a recorded session verifies
+//! against the receipts its game server got from the verification server, and a one-byte
+//! edit of a received message fails verification in the range holding that message's tick,
+//! and only there.
+
+use std::time::Duration;
+
+use tickwire_core::record::{Coverage, Record, Recording, RecordingDecoder, Verification};
+use tickwire_core::vs::{ProtectedReceipt, VsKeys};
+use tickwire_sim::engine::{Sim, SimOptions, SimRecording};
+use tickwire_sim::scenario::Scenario;
+
+/// `vs-outage` without its faults: two game servers of three clients, recorded for 12 s.
+fn recorded_run() -> (Vec<SimRecording>, Vec<ProtectedReceipt>, VsKeys) {
+    let mut scenario = Scenario::builtin("vs-outage").expect("built in");
+    scenario.topology.clients_per_server = 3;
+    scenario.faults.clear();
+    let options = SimOptions {
+        duration: Some(Duration::from_secs(12)),
+        record: true,
+        ..SimOptions::default()
+    };
+    let mut sim = Sim::new(scenario, 6, options).expect("scenario builds");
+    sim.run_until(sim.end());
+    let keys = sim.vs_keys().expect("the scenario has a VS");
+    (sim.recordings().to_vec(), sim.receipts().to_vec(), keys)
+}
+
+/// Receipted ranges are covered; only the tail the game server had not digested (or whose
+/// receipt was still in flight) is not.
+fn assert_covered_but_the_tail(verification: &Verification) {
+    let segments = &verification.segments;
+    let covered = segments
+        .iter()
+        .take_while(|s| matches!(s.coverage, Coverage::Covered { .. }))
+        .count();
+    assert!(covered >= 5, "{verification:#?}");
+    for tail in &segments[covered..] {
+        assert!(
+            matches!(tail.coverage, Coverage::Unreceipted | Coverage::NoReceipt { .. }),
+            "{verification:#?}"
+        );
+    }
+    assert!(segments.len() - covered <= 2, "{verification:#?}");
+}
+
+#[test]
+fn a_recorded_session_verifies_against_its_receipts_and_an_edit_fails_at_its_tick() {
+    let (recordings, receipts, keys) = recorded_run();
+    assert_eq!(recordings.len(), 6, "one recording per client session");
+    assert!(!receipts.is_empty());
+    for recording in &recordings {
+        let decoded = Recording::decode(&recording.bytes).expect("a valid recording");
+        assert_eq!(decoded.header.session_id, recording.session_id);
+        assert!(decoded.header.from_start);
+        assert!(decoded.records.iter().any(|r| matches!(r, Record::Sent { .. })));
+        let verification = decoded.verify(&receipts, &keys);
+        assert_eq!(verification.receipts_invalid, 0);
+        assert_covered_but_the_tail(&verification);
+    }
+
+    // Flip the last byte of a received message in the middle of the first recording.
+    let recording = &recordings[0];
+    let mut decoder = RecordingDecoder::new();
+    decoder.handle_bytes(&recording.bytes);
+    let mut received = Vec::new();
+    while let Some(record) = decoder.poll_record().expect("valid") {
+        let end = decoder.position();
+        if let Record::Received { tick, payload, .. } = &record {
+            if !payload.is_empty() {
+                received.push((*tick, end));
+            }
+        }
+    }
+    let (tick, end) = received[received.len() / 2];
+    let mut edited = recording.bytes.clone();
+    edited[end as usize - 1] ^= 0x01;
+    let verification = Recording::decode(&edited)
+        .expect("an edited payload still decodes")
+        .verify(&receipts, &keys);
+    let bad = verification.first_mismatch().expect("the edit is detected");
+    assert!(
+        bad.first_tick <= tick && tick <= bad.last_tick,
+        "edit at tick {tick}, mismatch reported for {bad:?}"
+    );
+    let mismatches = verification
+        .segments
+        .iter()
+        .filter(|s| matches!(s.coverage, Coverage::Mismatch { .. }))
+        .count();
+    assert_eq!(
+        mismatches, 1,
+        "later ranges verify from the signed head: {verification:#?}"
+    );
+}

@@ -258,3 +258,27 @@ fn a_recording_verifies_against_the_receipts_the_verification_server_exports() {
     assert!(first <= tick && tick <= last, "edit at {tick}: {line}");
     assert_eq!(text.matches("MISMATCH").count(), 1, "{text}");
 }
+
+/// `record` is a setting like the others: in the config file, overridden by `--record`.
+#[test]
+fn record_is_read_from_the_config_file_and_the_flag_overrides_it() {
+    let dir = TempDir::new("replay-settings");
+    let issuer = dir.key("issuer.pem");
+    let public = format!("{issuer}.pub");
+    let from_file = dir.path("from-file");
+    let config = dir.file("gs.toml", &format!("record = \"{from_file}\"\n"));
+    let print = |extra: &[&str]| {
+        let output = Command::new(GS)
+            .args(["--config", &config, "--issuer-key", &public, "--print-config"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    assert!(print(&[]).contains(&format!("record = \"{from_file}\"")));
+    let from_flag = dir.path("from-flag");
+    let text = print(&["--record", &from_flag]);
+    assert!(text.contains(&format!("record = \"{from_flag}\"")), "{text}");
+    assert!(text.contains("recording_buffer_bytes = 1048576"), "{text}");
+}

@@ -31,21 +31,25 @@ fn recordings_in(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Byte offset of the last payload byte of the `n`th received message with a payload of at
-/// least 9 bytes (a demo input: tick, direction), and its tick.
+/// Byte offset of the last payload byte (the demo input's direction) of the `n`th received
+/// demo input (9 bytes or more: tick, direction) that is the last input of its tick, and its
+/// tick. (An earlier input of the same tick would be overridden by the later one.)
 fn input_byte(bytes: &[u8], n: usize) -> (usize, u64) {
     let mut decoder = RecordingDecoder::new();
     decoder.handle_bytes(bytes);
-    let mut found = Vec::new();
+    let mut inputs: Vec<(usize, u64)> = Vec::new();
     while let Some(record) = decoder.poll_record().unwrap() {
         if let Record::Received { tick, payload, .. } = &record {
             if payload.len() >= 9 {
-                found.push((decoder.position() as usize - 1, *tick));
+                if inputs.last().is_some_and(|(_, t)| t == tick) {
+                    inputs.pop();
+                }
+                inputs.push((decoder.position() as usize - 1, *tick));
             }
         }
     }
-    assert!(found.len() > n, "only {} inputs recorded", found.len());
-    found[n]
+    assert!(inputs.len() > n, "only {} inputs recorded", inputs.len());
+    inputs[n]
 }
 
 #[test]

@@ -660,4 +660,70 @@ mod tests {
             Coverage::NoReceipt { sequence: 1 }
         ));
     }
+
+    #[test]
+    fn a_gap_is_reported_and_verification_resumes_after_it() {
+        let (mut recording, receipts, keys) = sample(9);
+        // Drop inputs 4 and 5 (and their sends) as a full buffer would, with the chain state.
+        let mut chain = TranscriptChain::new(42);
+        for i in 1..=5u64 {
+            chain.record(i * 2, &vec![i as u8; 5]);
+        }
+        let at = recording
+            .records
+            .iter()
+            .position(|r| matches!(r, Record::Received { tick: 8, .. }))
+            .expect("input 4");
+        recording.records.splice(
+            at..at + 4,
+            [Record::Gap {
+                first_tick: 8,
+                last_tick: 10,
+                records: 4,
+                bytes: 60,
+                inputs: chain.inputs(),
+                chain_tick: chain.last_tick(),
+                head: chain.head(),
+            }],
+        );
+        let verification = recording.verify(&receipts, &keys);
+        let coverage: Vec<&Coverage> = verification.segments.iter().map(|s| &s.coverage).collect();
+        assert!(
+            matches!(coverage[0], Coverage::Covered { sequence: 1 }),
+            "{verification:?}"
+        );
+        assert!(
+            matches!(coverage[1], Coverage::Gap { records: 4 }),
+            "{verification:?}"
+        );
+        // Input 6 and the checkpoint after it verify from the gap's chain state.
+        assert!(
+            matches!(coverage[2], Coverage::Covered { sequence: 2 }),
+            "{verification:?}"
+        );
+        assert!(
+            matches!(coverage[3], Coverage::Covered { sequence: 3 }),
+            "{verification:?}"
+        );
+        assert!(verification.first_mismatch().is_none());
+    }
+
+    #[test]
+    fn a_recording_started_mid_session_is_anchored_by_its_first_receipt() {
+        let (mut recording, receipts, keys) = sample(9);
+        recording.header.from_start = false;
+        // The first three inputs happened before recording started.
+        recording.records.drain(..6);
+        let verification = recording.verify(&receipts, &keys);
+        let coverage: Vec<&Coverage> = verification.segments.iter().map(|s| &s.coverage).collect();
+        assert!(matches!(coverage[0], Coverage::Unanchored), "{verification:?}");
+        assert!(
+            matches!(coverage[1], Coverage::Covered { sequence: 2 }),
+            "{verification:?}"
+        );
+        assert!(
+            matches!(coverage[2], Coverage::Covered { sequence: 3 }),
+            "{verification:?}"
+        );
+    }
 }

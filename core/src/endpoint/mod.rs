@@ -628,9 +628,7 @@ impl Endpoint {
             .as_ref()
             .is_some_and(|s| s.recorders.is_recorded(handle))
             .then(|| payload.clone());
-        let sent = entry
-            .conn
-            .send(now, config, &mut self.codec, channel, payload, options);
+        let sent = entry.conn.send(now, config, &mut self.codec, channel, payload, options);
         self.counts.sync(handle, &entry.conn, &mut entry.counted);
         sent?;
         if let Some(payload) = recorded {

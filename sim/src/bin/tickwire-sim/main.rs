@@ -129,7 +129,6 @@ fn run(args: RunArgs) -> Result<(), String> {
         capture,
         duration: args.duration.map(std::time::Duration::from_secs_f64),
         record: args.record.is_some(),
-        ..SimOptions::default()
     };
     let started = Instant::now();
     let mut sim = Sim::new(scenario.clone(), seed, options).map_err(|e| e.to_string())?;

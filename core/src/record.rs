@@ -667,7 +667,7 @@ mod tests {
         // Drop inputs 4 and 5 (and their sends) as a full buffer would, with the chain state.
         let mut chain = TranscriptChain::new(42);
         for i in 1..=5u64 {
-            chain.record(i * 2, &vec![i as u8; 5]);
+            chain.record(i * 2, &[i as u8; 5]);
         }
         let at = recording
             .records

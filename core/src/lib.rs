@@ -29,6 +29,9 @@
 //! 4. **transmits**: [`Endpoint::poll_transmit`] until `None`, writing each to the socket;
 //! 5. **sleep** until [`Endpoint::poll_timeout`] or until a datagram arrives.
 //!
+//! A server recording sessions (`PROTOCOL.md` §11, [`ServerMut::record_sessions`]) also drains
+//! [`Endpoint::poll_recorded`] each turn and writes the chunks out (off the tick's hot path).
+//!
 //! Whatever the event and tick handlers send leaves in step 4 of the same turn. A command
 //! issued between turns (from another input source, a UI) makes [`Endpoint::poll_timeout`]
 //! return "now", so the next turn sends it at once. [`drive::Pump`] does steps 1, 4 and 5 for

@@ -40,7 +40,7 @@ use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
 use tickwire_core::retry::Backoff;
 use tickwire_core::stats::CompressionStats;
-use tickwire_core::vs::{ProtectedReceipt, VsKeys};
+use tickwire_core::vs::{ProtectedReceipt, TranscriptDigest, VsKeys};
 use tickwire_core::{
     Config, Endpoint, JoinTicketClaims, ReasonCode, RecordedChunk, Secrets, Senders, TicketIssuer,
 };
@@ -270,7 +270,18 @@ struct Recordings {
     sessions: Vec<SimRecording>,
     /// (game server node, session id) → index in `sessions`.
     index: BTreeMap<(usize, u64), usize>,
-    receipts: Vec<ProtectedReceipt>,
+    receipts: Vec<SimReceipt>,
+}
+
+/// A receipt a simulated game server received, with the digest it answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimReceipt {
+    /// The game server's id (its index + 1).
+    pub gs_id: u64,
+    /// The digest the game server sent.
+    pub digest: TranscriptDigest,
+    /// The verification server's receipt for it.
+    pub receipt: ProtectedReceipt,
 }
 
 /// One recorded session of a simulated game server.
@@ -975,8 +986,20 @@ impl Sim {
     }
 
     /// The protected receipts the game servers received so far ([`SimOptions::record`]).
-    pub fn receipts(&self) -> &[ProtectedReceipt] {
+    pub fn receipts(&self) -> Vec<ProtectedReceipt> {
+        self.receipt_records().iter().map(|r| r.receipt.clone()).collect()
+    }
+
+    /// [`Sim::receipts`] with the game server and digest of each.
+    pub fn receipt_records(&self) -> &[SimReceipt] {
         self.world.recordings.as_ref().map_or(&[], |r| &r.receipts)
+    }
+
+    /// The verification server's receipt-signing public key and its key id, if the scenario
+    /// has a verification server.
+    pub fn vs_public_key(&self) -> Option<(u32, ed25519_dalek::VerifyingKey)> {
+        self.world.vs.as_ref()?;
+        Some((vs::VS_KEY_ID, vs::vs_key(self.world.seed).verifying_key()))
     }
 
     /// The keys the verification server's receipts verify against, if the scenario has one.
@@ -1021,9 +1044,13 @@ impl Recordings {
 
 impl World {
     /// Keeps a receipt a game server received, when recording.
-    pub(super) fn keep_receipt(&mut self, receipt: ProtectedReceipt) {
+    pub(super) fn keep_receipt(&mut self, gs_id: u64, digest: TranscriptDigest, receipt: ProtectedReceipt) {
         if let Some(recordings) = &mut self.recordings {
-            recordings.receipts.push(receipt);
+            recordings.receipts.push(SimReceipt {
+                gs_id,
+                digest,
+                receipt,
+            });
         }
     }
 }

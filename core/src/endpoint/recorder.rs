@@ -66,9 +66,11 @@ impl Recorders {
         self.sessions.get(&conn).is_some_and(|r| !r.ended)
     }
 
-    fn start(&mut self, conn: ConnHandle, session: &Session, tick: u64, from_start: bool) {
+    /// Starts recording `conn`; false if a recording of it exists (running, or ended and not
+    /// yet taken).
+    fn start(&mut self, conn: ConnHandle, session: &Session, tick: u64, from_start: bool) -> bool {
         if self.sessions.contains_key(&conn) {
-            return;
+            return false;
         }
         let header = RecordingHeader {
             session_id: session.session_id,
@@ -96,6 +98,7 @@ impl Recorders {
             },
         );
         self.ready.push_back(conn);
+        true
     }
 
     /// Appends a record of `len` encoded bytes at `tick`, written by `write`, unless the
@@ -284,8 +287,8 @@ impl ServerMut<'_> {
     /// Command: starts recording the established client session `conn` now. Its header says
     /// the recording did not start with the session (`from_start: false`): the transcript's
     /// state before the first receipt is unknown to a verifier. Returns whether a recording
-    /// runs now (false for an unknown handle, a session not yet established, or a session
-    /// this endpoint opened).
+    /// runs now (false for an unknown handle, a session not yet established, a session this
+    /// endpoint opened, or one whose ended recording has not been taken yet).
     pub fn record_session(&mut self, conn: ConnHandle) -> bool {
         let endpoint = &mut *self.endpoint;
         let Some(server) = endpoint.server.as_mut() else {
@@ -301,8 +304,7 @@ impl ServerMut<'_> {
             return false;
         };
         let tick = server.scheduler.current_tick();
-        server.recorders.start(conn, session, tick, false);
-        true
+        server.recorders.start(conn, session, tick, false) || server.recorders.is_recorded(conn)
     }
 
     /// Command: ends the recording of `conn` with an `End` record; its last chunk comes from

@@ -253,7 +253,8 @@ impl GsSide {
 /// - `GET /v1/revocations`: the revocations in force.
 /// - `GET /v1/game-servers`: enrolled (from the settings), authorised now, revoked for good.
 /// - `GET /v1/game-servers/ID/receipts[?session_id=S]`: the receipts kept for a game server
-///   (one session's with `session_id`): the audit trail of its transcript digests.
+///   (one session's with `session_id`): the audit trail of its transcript digests, and what
+///   `tickwire-replay verify --receipts` checks a session recording against.
 /// - `POST /v1/game-servers/ID/revoke`: revokes a game server for good (`GS_REVOKED`).
 /// - `POST /v1/revocations/client/ID`, `…/key/KEY_ID`, `…/jti/HEX?until_unix_ms=MS`: pushes a
 ///   join-ticket revocation to every game server, now and at each later join.

@@ -31,21 +31,25 @@ fn recordings_in(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Byte offset of the last payload byte of the `n`th received message with a payload of at
-/// least 9 bytes (a demo input: tick, direction), and its tick.
+/// Byte offset of the last payload byte (the demo input's direction) of the `n`th received
+/// demo input (9 bytes or more: tick, direction) that is the last input of its tick, and its
+/// tick. (An earlier input of the same tick would be overridden by the later one.)
 fn input_byte(bytes: &[u8], n: usize) -> (usize, u64) {
     let mut decoder = RecordingDecoder::new();
     decoder.handle_bytes(bytes);
-    let mut found = Vec::new();
+    let mut inputs: Vec<(usize, u64)> = Vec::new();
     while let Some(record) = decoder.poll_record().unwrap() {
         if let Record::Received { tick, payload, .. } = &record {
             if payload.len() >= 9 {
-                found.push((decoder.position() as usize - 1, *tick));
+                if inputs.last().is_some_and(|(_, t)| t == tick) {
+                    inputs.pop();
+                }
+                inputs.push((decoder.position() as usize - 1, *tick));
             }
         }
     }
-    assert!(found.len() > n, "only {} inputs recorded", found.len());
-    found[n]
+    assert!(inputs.len() > n, "only {} inputs recorded", inputs.len());
+    inputs[n]
 }
 
 #[test]
@@ -257,4 +261,28 @@ fn a_recording_verifies_against_the_receipts_the_verification_server_exports() {
     let (first, last): (u64, u64) = (first.trim().parse().unwrap(), last.trim().parse().unwrap());
     assert!(first <= tick && tick <= last, "edit at {tick}: {line}");
     assert_eq!(text.matches("MISMATCH").count(), 1, "{text}");
+}
+
+/// `record` is a setting like the others: in the config file, overridden by `--record`.
+#[test]
+fn record_is_read_from_the_config_file_and_the_flag_overrides_it() {
+    let dir = TempDir::new("replay-settings");
+    let issuer = dir.key("issuer.pem");
+    let public = format!("{issuer}.pub");
+    let from_file = dir.path("from-file");
+    let config = dir.file("gs.toml", &format!("record = \"{from_file}\"\n"));
+    let print = |extra: &[&str]| {
+        let output = Command::new(GS)
+            .args(["--config", &config, "--issuer-key", &public, "--print-config"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    assert!(print(&[]).contains(&format!("record = \"{from_file}\"")));
+    let from_flag = dir.path("from-flag");
+    let text = print(&["--record", &from_flag]);
+    assert!(text.contains(&format!("record = \"{from_flag}\"")), "{text}");
+    assert!(text.contains("recording_buffer_bytes = 1048576"), "{text}");
 }

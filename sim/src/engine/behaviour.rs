@@ -89,8 +89,14 @@ impl Net<'_> {
     }
 
     /// Keeps a receipt for [`Sim::receipts`](super::Sim::receipts) when the run records.
-    pub(super) fn keep_receipt(&mut self, receipt: tickwire_core::vs::ProtectedReceipt) {
-        self.world.keep_receipt(receipt);
+    pub(super) fn keep_receipt(
+        &mut self,
+        digest: tickwire_core::vs::TranscriptDigest,
+        receipt: tickwire_core::vs::ProtectedReceipt,
+    ) {
+        // Game servers are the first nodes: node `s` has gs_id `s + 1`.
+        let gs_id = self.id as u64 + 1;
+        self.world.keep_receipt(gs_id, digest, receipt);
     }
 
     /// The client index of the node at `addr`, if it is a client.

@@ -292,8 +292,8 @@ impl GsVs {
     }
 
     fn record(&mut self, net: &mut Net<'_>, event: GsEvent) {
-        if let GsEvent::Receipt { receipt, .. } = &event {
-            net.keep_receipt(receipt.clone());
+        if let GsEvent::Receipt { digest, receipt } = &event {
+            net.keep_receipt(digest.clone(), receipt.clone());
         }
         let now = net.now();
         let Some(m) = net.metrics().vs.as_mut() else {

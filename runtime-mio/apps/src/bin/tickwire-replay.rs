@@ -20,8 +20,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tickwire_apps::cli::{fail, IssuerSource};
+use tickwire_apps::demo::DEMO_KEY_ID;
 use tickwire_apps::replay::{describe_verification, load_receipts, load_recording, play};
-use tickwire_apps::vs::vs_keys;
+use tickwire_core::vs::VsKeys;
 
 const BIN: &str = "tickwire-replay";
 
@@ -51,6 +52,10 @@ enum Command {
         /// INSECURE, demos only: the key derived from this public number.
         #[arg(long, value_name = "N", conflicts_with = "vs_key")]
         insecure_demo_issuer_seed: Option<u64>,
+        /// The key id the receipts name (`tickwire-vs` signs under 1; the simulator's VS
+        /// under 2).
+        #[arg(long, value_name = "ID", default_value_t = DEMO_KEY_ID)]
+        vs_key_id: u32,
         /// Succeed when nothing mismatches even if some ranges have no receipt (a session
         /// still running, a receipt not yet exported).
         #[arg(long)]
@@ -74,6 +79,7 @@ fn main() -> ExitCode {
             receipts,
             vs_key,
             insecure_demo_issuer_seed,
+            vs_key_id,
             allow_unreceipted,
         } => {
             let key = IssuerSource {
@@ -97,7 +103,7 @@ fn main() -> ExitCode {
                     Err(e) => return fail(BIN, e),
                 }
             }
-            let verification = recording.verify(&all, &vs_keys(&key));
+            let verification = recording.verify(&all, &VsKeys::single(vs_key_id, key));
             print!("{}", describe_verification(&verification));
             let ok = verification.first_mismatch().is_none()
                 && !verification

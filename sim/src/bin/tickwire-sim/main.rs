@@ -60,6 +60,12 @@ struct RunArgs {
     /// Draw RTT and loss over time per link preset into this SVG.
     #[arg(long)]
     svg: Option<PathBuf>,
+    /// Record every client session of every game server into this directory
+    /// (`gs-N-session-ID.twrec`, `PROTOCOL.md` §11), with the receipts the game servers got
+    /// (`receipts.json`, the verification server's export format) and its public key
+    /// (`vs-key.pem`), for `tickwire-replay verify`.
+    #[arg(long, value_name = "DIR")]
+    record: Option<PathBuf>,
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
@@ -122,7 +128,7 @@ fn run(args: RunArgs) -> Result<(), String> {
     let options = SimOptions {
         capture,
         duration: args.duration.map(std::time::Duration::from_secs_f64),
-        ..SimOptions::default()
+        record: args.record.is_some(),
     };
     let started = Instant::now();
     let mut sim = Sim::new(scenario.clone(), seed, options).map_err(|e| e.to_string())?;
@@ -182,6 +188,9 @@ fn run(args: RunArgs) -> Result<(), String> {
             keys.display()
         );
     }
+    if let Some(dir) = &args.record {
+        write_recordings(&sim, dir)?;
+    }
     if let Some(path) = &args.json {
         let mut out = create(path)?;
         serde_json::to_writer_pretty(&mut out, &report).map_err(|e| e.to_string())?;
@@ -198,5 +207,57 @@ fn run(args: RunArgs) -> Result<(), String> {
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         println!("chart written to {}", path.display());
     }
+    Ok(())
+}
+
+/// Writes `sim`'s recordings, the receipts its game servers got (grouped by game server, in
+/// the verification server's export format) and the verification server's public key.
+fn write_recordings(sim: &Sim, dir: &std::path::Path) -> Result<(), String> {
+    use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+    use ed25519_dalek::pkcs8::EncodePublicKey;
+
+    let fail =
+        |path: &std::path::Path, e: &dyn std::fmt::Display| format!("cannot write {}: {e}", path.display());
+    std::fs::create_dir_all(dir).map_err(|e| fail(dir, &e))?;
+    for recording in sim.recordings() {
+        let path = dir.join(format!(
+            "gs-{}-session-{:016x}.twrec",
+            recording.server + 1,
+            recording.session_id
+        ));
+        std::fs::write(&path, &recording.bytes).map_err(|e| fail(&path, &e))?;
+    }
+    let mut by_gs: std::collections::BTreeMap<u64, Vec<serde_json::Value>> =
+        std::collections::BTreeMap::new();
+    for r in sim.receipt_records() {
+        by_gs
+            .entry(r.gs_id)
+            .or_default()
+            .push(serde_json::json!({ "digest": r.digest, "receipt": r.receipt }));
+    }
+    let export: Vec<serde_json::Value> = by_gs
+        .into_iter()
+        .map(|(gs_id, receipts)| serde_json::json!({ "gs_id": gs_id, "receipts": receipts }))
+        .collect();
+    let path = dir.join("receipts.json");
+    std::fs::write(&path, serde_json::Value::from(export).to_string()).map_err(|e| fail(&path, &e))?;
+    let mut key_id = None;
+    if let Some((id, key)) = sim.vs_public_key() {
+        let path = dir.join("vs-key.pem");
+        let pem = key
+            .to_public_key_pem(LineEnding::LF)
+            .map_err(|e| fail(&path, &e))?;
+        std::fs::write(&path, pem).map_err(|e| fail(&path, &e))?;
+        key_id = Some(id);
+    }
+    println!(
+        "{} recordings written to {}{}",
+        sim.recordings().len(),
+        dir.display(),
+        key_id.map_or(String::new(), |id| format!(
+            " (check one: tickwire-replay verify FILE --receipts {0}/receipts.json --vs-key {0}/vs-key.pem --vs-key-id {id})",
+            dir.display()
+        ))
+    );
     Ok(())
 }

@@ -89,7 +89,7 @@ impl DemoGame {
     }
 
     /// Builds tick `tick`'s snapshot (even ticks only): the tick, then each player's id and
-    /// position, padded to [`snapshot_size`].
+    /// position, padded to a size that is small most ticks and spans several datagrams one tick in ten.
     pub fn extract(&mut self, tick: u64) {
         if !tick.is_multiple_of(2) {
             self.snapshot = None;

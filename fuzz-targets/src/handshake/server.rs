@@ -74,6 +74,17 @@ impl HelloSpec {
         dictionary.into_iter().chain(rest).collect()
     }
 
+    /// Whether the extension list is one a server must accept (`PROTOCOL.md` §4.4.4): at most
+    /// 16 entries, kinds strictly ascending, a dictionary hash of 32 bytes.
+    fn extensions_well_formed(&self) -> bool {
+        let list = self.extension_list();
+        list.len() <= 16
+            && list.windows(2).all(|w| w[0].kind.0 < w[1].kind.0)
+            && list
+                .iter()
+                .all(|e| e.kind != ExtensionKind::COMPRESSION_DICTIONARY || e.data.len() == 32)
+    }
+
     /// The hello's body bytes and the message, for a connection with `exporter`.
     fn build(&self, exporter: &[u8; 32], now_ms: u64, jti_base: u8) -> (Vec<u8>, Control) {
         let identity = client_identity(self.identity);
@@ -439,6 +450,7 @@ pub fn handshake_server(data: &[u8]) {
                 if let Some(spec) = &spec {
                     let clean = matches!(spec.signing, Signing::Good)
                         && spec.mutate.is_none()
+                        && spec.extensions_well_formed()
                         && !spec.wrong_schema
                         && (1 ^ (spec.version_min % 4)).max(1) <= (1 ^ (spec.version_max % 4)).min(2)
                         && match (role_of(spec.role), &spec.ticket) {

@@ -519,9 +519,6 @@ pub struct SealReport {
     pub first_invalid: Option<(u64, u64)>,
     /// Records after the last seal (a recording cut short), which no seal protects.
     pub unsealed_records: u64,
-    /// Whether the key checked is the header's own `server_key` (a file re-sealed with another
-    /// key and a matching header would pass then: pin the game server's key instead).
-    pub key_is_header_key: bool,
 }
 
 impl SealReport {
@@ -608,7 +605,6 @@ impl Recording {
             valid: 0,
             first_invalid: None,
             unsealed_records: 0,
-            key_is_header_key: *server_key == self.header.server_key,
         };
         let (mut first_tick, mut last_tick) = (self.header.start_tick, self.header.start_tick);
         let mut heads = self.sealed_heads.iter();

@@ -117,9 +117,10 @@ pub fn describe_verification(verification: &Verification) -> String {
     out
 }
 
-/// The verdict of [`Recording::check_seals`] as one line.
-pub fn describe_seals(report: &SealReport) -> String {
-    let key = if report.key_is_header_key {
+/// The verdict of [`Recording::check_seals`] as one line; `pinned` says whether the key
+/// checked came from the operator rather than the file's own header.
+pub fn describe_seals(report: &SealReport, pinned: bool) -> String {
+    let key = if !pinned {
         "the header's server key (pin it with --gs-key)"
     } else {
         "the given game-server key"

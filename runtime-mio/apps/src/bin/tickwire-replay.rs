@@ -126,7 +126,7 @@ fn main() -> ExitCode {
             let verification = recording.verify(&all, &VsKeys::single(vs_key_id, key));
             let seals = recording.check_seals(&server_key);
             print!("{}", describe_verification(&verification));
-            print!("{}", describe_seals(&seals));
+            print!("{}", describe_seals(&seals, gs_key.is_some()));
             let sealed = seals.first_invalid.is_none()
                 && seals.seals > 0
                 && (allow_unreceipted || seals.unsealed_records == 0);

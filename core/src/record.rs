@@ -13,21 +13,31 @@
 //! frame  = length (4 bytes, big-endian, 1..=MAX_RECORD_BYTES) ‖ postcard(Record)
 //! ```
 //!
-//! The first frame is a [`Record::Header`]; [`Record::End`], if present, is the last.
+//! The first frame is a [`Record::Header`]; [`Record::End`], if present, is followed only by
+//! [`Record::Seal`]s.
+//!
+//! The game server seals its recordings: a [`Record::Seal`] after each checkpoint and after the
+//! end holds the SHA-256 of every byte of the file before it, signed with the game server's
+//! identity key ([`Recording::check_seals`]). A seal makes any later edit of the bytes before it
+//! detectable by anyone holding that public key, whatever the receipts cover.
 //!
 //! [`TranscriptCheck`] replays the received messages through the session's transcript hash
 //! chain (`PROTOCOL.md` §8.8) and compares the head at each [`Record::Checkpoint`] with the
 //! receipt the verification server signed for that digest. Receipts authenticate what the
 //! chain covers: each received message's tick and bytes, in order. A message's channel and the
-//! messages the server sent are not in the chain; `tickwire-replay play` checks the sends by
-//! replaying a deterministic game.
+//! messages the server sent are not in the chain: the game server's seals protect them against
+//! later edits, and `tickwire-replay play` checks the sends by replaying a deterministic game.
 
 mod verify;
 
 use serde::{Deserialize, Serialize};
 
+use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
+use sha2::{Digest, Sha256};
+
 use crate::ticket::{ProtectedReceipt, VsKeys};
 use crate::transcript::{TranscriptChain, TranscriptDigest};
+use crate::wire::Signature;
 
 pub use verify::{Coverage, Segment, TranscriptCheck, Verification};
 
@@ -44,6 +54,21 @@ pub const MAX_RECORD_BYTES: usize = (8 << 20) + 64;
 
 /// Length of the file prefix: [`MAGIC`] and the version byte.
 pub const PREFIX_LEN: usize = MAGIC.len() + 1;
+
+/// The context string a [`Record::Seal`] signature starts with.
+pub const SEAL_CONTEXT: &[u8] = b"tickwire/recording-seal/v1";
+
+/// Largest encoded [`Record::Seal`] frame, in bytes: length prefix, variant, head, signature.
+pub const SEAL_FRAME_BYTES: usize = 4 + 1 + 32 + 64;
+
+/// The message a [`Record::Seal`] signs: [`SEAL_CONTEXT`] ‖ u64be(`session_id`) ‖ `head`.
+pub fn seal_message(session_id: u64, head: &[u8; 32]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(SEAL_CONTEXT.len() + 8 + 32);
+    message.extend_from_slice(SEAL_CONTEXT);
+    message.extend_from_slice(&session_id.to_be_bytes());
+    message.extend_from_slice(head);
+    message
+}
 
 /// The transcript chain's version, as in its context string `tickwire/transcript/v1`.
 pub const TRANSCRIPT_VERSION: u8 = 1;
@@ -144,6 +169,15 @@ pub enum Record {
         /// Last tick skipped.
         last_tick: u64,
     },
+    /// 7: the game server's seal over every byte of the file before this frame (from the
+    /// magic on): `head` is their SHA-256, and `signature` signs [`seal_message`] with the
+    /// game server's identity key (the header's `server_key`).
+    Seal {
+        /// SHA-256 of the file's bytes before this frame.
+        head: [u8; 32],
+        /// Ed25519 signature of [`seal_message`]`(session_id, head)`.
+        signature: Signature,
+    },
 }
 
 /// [`Record`] with borrowed payloads, for encoding without a copy. Same layout.
@@ -238,6 +272,13 @@ impl RecordingEncoder {
         frame(out, &RecordRef::End { tick });
     }
 
+    /// Appends a [`Record::Seal`] over `head` (the SHA-256 of every byte of the file before
+    /// it), signed with `identity`.
+    pub fn seal(out: &mut Vec<u8>, session_id: u64, head: [u8; 32], identity: &SigningKey) {
+        let signature = Signature(identity.sign(&seal_message(session_id, &head)).to_bytes());
+        frame(out, &Record::Seal { head, signature });
+    }
+
     /// Appends any record (payloads are copied from `record`).
     pub fn record(out: &mut Vec<u8>, record: &Record) {
         frame(out, record);
@@ -323,7 +364,7 @@ pub enum RecordingError {
         /// Offset of the frame.
         at: u64,
     },
-    /// A frame follows the `End` record.
+    /// A frame other than a seal follows the `End` record.
     #[error("record at byte {at} after the end record")]
     AfterEnd {
         /// Offset of the frame.
@@ -346,6 +387,10 @@ pub enum RecordingError {
 #[derive(Debug, Default)]
 pub struct RecordingDecoder {
     buf: Vec<u8>,
+    /// SHA-256 of every byte consumed so far.
+    hash: Sha256,
+    /// SHA-256 of the bytes before the last [`Record::Seal`] returned.
+    sealed_head: Option<[u8; 32]>,
     /// Offset of `buf[0]` in the input.
     offset: u64,
     prefix_done: bool,
@@ -411,14 +456,13 @@ impl RecordingDecoder {
         if self.buf.len() < end {
             return Ok(None);
         }
-        if self.ended {
-            return Err(RecordingError::AfterEnd { at });
-        }
         let record: Record = match postcard::take_from_bytes(&self.buf[4..end]) {
             Ok((record, [])) => record,
             _ => return Err(RecordingError::Malformed { at }),
         };
         match (&record, self.header_seen) {
+            (Record::Seal { .. }, true) => self.sealed_head = Some(self.hash.clone().finalize().into()),
+            _ if self.ended => return Err(RecordingError::AfterEnd { at }),
             (Record::Header(_), false) => self.header_seen = true,
             (Record::Header(_), true) | (_, false) => return Err(RecordingError::OutOfOrder { at }),
             (Record::End { .. }, true) => self.ended = true,
@@ -429,6 +473,7 @@ impl RecordingDecoder {
     }
 
     fn consume(&mut self, n: usize) {
+        self.hash.update(&self.buf[..n]);
         self.buf.drain(..n);
         self.offset += n as u64;
     }
@@ -448,9 +493,52 @@ impl RecordingDecoder {
         Ok(())
     }
 
+    /// SHA-256 of the file's bytes before the last [`Record::Seal`] [`poll_record`] returned:
+    /// what that seal's `head` must be.
+    ///
+    /// [`poll_record`]: Self::poll_record
+    pub fn sealed_head(&self) -> Option<[u8; 32]> {
+        self.sealed_head
+    }
+
     /// Bytes consumed so far (the offset of the next frame).
     pub fn position(&self) -> u64 {
         self.offset
+    }
+}
+
+/// What [`Recording::check_seals`] found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SealReport {
+    /// Seal records in the file.
+    pub seals: u64,
+    /// Seals whose head is the hash of the bytes before them and whose signature verifies.
+    pub valid: u64,
+    /// The ticks between the last good seal and the first bad one: some byte there (or in
+    /// the bad seal) was edited after the game server sealed it.
+    pub first_invalid: Option<(u64, u64)>,
+    /// Records after the last seal (a recording cut short), which no seal protects.
+    pub unsealed_records: u64,
+}
+
+impl SealReport {
+    /// Whether every byte of the file is under a valid seal.
+    pub fn intact(&self) -> bool {
+        self.seals > 0 && self.valid == self.seals && self.unsealed_records == 0
+    }
+}
+
+impl Record {
+    /// The server tick a record is about, if it names one.
+    pub fn tick(&self) -> Option<u64> {
+        match self {
+            Record::Received { tick, .. }
+            | Record::Sent { tick, .. }
+            | Record::Checkpoint { tick, .. }
+            | Record::End { tick } => Some(*tick),
+            Record::Gap { last_tick, .. } | Record::TicksSkipped { last_tick, .. } => Some(*last_tick),
+            Record::Header(_) | Record::Seal { .. } => None,
+        }
     }
 }
 
@@ -461,6 +549,9 @@ pub struct Recording {
     pub header: RecordingHeader,
     /// Every record after the header, in file order.
     pub records: Vec<Record>,
+    /// For each [`Record::Seal`] in `records`, in order: the SHA-256 of the file's bytes
+    /// before it, as decoded (empty for a recording built in memory).
+    pub sealed_heads: Vec<[u8; 32]>,
 }
 
 impl Recording {
@@ -473,15 +564,24 @@ impl Recording {
         decoder.handle_bytes(bytes);
         let mut header = None;
         let mut records = Vec::new();
+        let mut sealed_heads = Vec::new();
         while let Some(record) = decoder.poll_record()? {
             match record {
                 Record::Header(h) => header = Some(h),
+                Record::Seal { .. } => {
+                    sealed_heads.extend(decoder.sealed_head());
+                    records.push(record);
+                }
                 other => records.push(other),
             }
         }
         decoder.finish()?;
         let header = header.ok_or(RecordingError::Truncated { at: 0 })?;
-        Ok(Recording { header, records })
+        Ok(Recording {
+            header,
+            records,
+            sealed_heads,
+        })
     }
 
     /// Encodes the recording (the inverse of [`Recording::decode`]).
@@ -492,6 +592,45 @@ impl Recording {
             RecordingEncoder::record(&mut out, record);
         }
         out
+    }
+
+    /// Checks the game server's seals (`PROTOCOL.md` §11.5): each [`Record::Seal`] must hold
+    /// the SHA-256 of the file's bytes before it and a valid signature by `server_key` (the
+    /// game server's identity key, known from its enrolment; the header's own `server_key`
+    /// only if nothing better is known). Works on a decoded file ([`Recording::decode`]).
+    pub fn check_seals(&self, server_key: &[u8; 32]) -> SealReport {
+        let key = VerifyingKey::from_bytes(server_key).ok();
+        let mut report = SealReport {
+            seals: 0,
+            valid: 0,
+            first_invalid: None,
+            unsealed_records: 0,
+        };
+        let (mut first_tick, mut last_tick) = (self.header.start_tick, self.header.start_tick);
+        let mut heads = self.sealed_heads.iter();
+        for record in &self.records {
+            let Record::Seal { head, signature } = record else {
+                if let Some(tick) = record.tick() {
+                    last_tick = last_tick.max(tick);
+                }
+                report.unsealed_records += 1;
+                continue;
+            };
+            report.seals += 1;
+            let message = seal_message(self.header.session_id, head);
+            let signed = key.as_ref().is_some_and(|key| {
+                key.verify(&message, &ed25519_dalek::Signature::from_bytes(&signature.0))
+                    .is_ok()
+            });
+            if heads.next() == Some(head) && signed {
+                report.valid += 1;
+            } else if report.first_invalid.is_none() {
+                report.first_invalid = Some((first_tick, last_tick));
+            }
+            report.unsealed_records = 0;
+            first_tick = last_tick;
+        }
+        report
     }
 
     /// Checks the recording against `receipts` signed by one of `keys`
@@ -573,6 +712,7 @@ mod tests {
             Recording {
                 header: header(42),
                 records,
+                sealed_heads: Vec::new(),
             },
             receipts,
             keys,

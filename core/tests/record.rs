@@ -75,7 +75,28 @@ fn a_recording_holds_the_session_its_messages_both_ways_and_its_end() {
         .records
         .iter()
         .any(|r| matches!(r, Record::Sent { payload, .. } if payload == b"state")));
-    assert!(matches!(recording.records.last(), Some(Record::End { .. })));
+    // The end, then the game server's seal over the whole file.
+    let [.., Record::End { .. }, Record::Seal { .. }] = &recording.records[..] else {
+        panic!("no end and seal: {:?}", recording.records);
+    };
+    let server_key = net.node(server).identity.verifying_key().to_bytes();
+    let seals = recording.check_seals(&server_key);
+    assert!(seals.intact(), "{seals:?}");
+    // One byte edited anywhere breaks the seal after it.
+    let mut edited = bytes.clone();
+    let at = edited
+        .windows(5)
+        .position(|w| w == b"state")
+        .expect("the sent payload");
+    edited[at] ^= 1;
+    let seals = Recording::decode(&edited).unwrap().check_seals(&server_key);
+    assert!(!seals.intact() && seals.first_invalid.is_some(), "{seals:?}");
+    // Another key does not vouch for it.
+    let stranger = [9u8; 32];
+    let stranger = ed25519_dalek::SigningKey::from_bytes(&stranger)
+        .verifying_key()
+        .to_bytes();
+    assert_eq!(recording.check_seals(&stranger).valid, 0);
     // Stopped: nothing more is recorded.
     net.send(server, sconn, ChannelId::GAME, &b"later"[..]);
     assert!(drain(&mut net.node_mut(server).endpoint).is_empty());
@@ -134,4 +155,7 @@ fn an_undrained_recording_stays_bounded_and_marks_what_it_dropped() {
         recording.records.last(),
         Some(Record::Received { payload, .. }) if payload == b"after"
     ));
+    // Nothing sealed it yet (no checkpoint, no end): the records are reported unsealed.
+    let seals = recording.check_seals(&net.node(server).identity.verifying_key().to_bytes());
+    assert!(!seals.intact() && seals.unsealed_records > 0, "{seals:?}");
 }

@@ -15,7 +15,8 @@ use crate::input::Input;
 ///
 /// Asserts: piecewise and whole decoding agree (same records, same error); a decoded
 /// recording round-trips through [`Recording::encode`]; verification reports ranges in
-/// order, with `first_tick <= last_tick`, and uses every valid receipt given.
+/// order, with `first_tick <= last_tick`, and uses every valid receipt given; seal checks
+/// count at most the seals there are, and a seal only after a good one is reported broken.
 pub fn recording(data: &[u8]) {
     let mut input = Input::new(data);
     let mode = input.u8();
@@ -52,8 +53,13 @@ pub fn recording(data: &[u8]) {
             );
             assert!(matches!(records[0], Record::Header(_)));
             assert_eq!(&records[1..], &recording.records[..]);
-            assert_eq!(Recording::decode(&recording.encode()).as_ref(), Ok(recording));
+            let again = Recording::decode(&recording.encode()).expect("a re-encoding decodes");
+            assert_eq!(
+                (&again.header, &again.records),
+                (&recording.header, &recording.records)
+            );
             verify(recording, mode & 0x80 != 0);
+            seals(recording);
         }
         (Err(a), Err(b)) => assert_eq!(a, b, "piecewise and whole decoding fail alike"),
         _ => panic!("whole {whole:?} but piecewise {piecewise:?}"),
@@ -91,5 +97,24 @@ fn verify(recording: &Recording, as_given: bool) {
     assert!(verification.receipts_used <= receipts.len());
     for segment in &verification.segments {
         assert!(segment.first_tick <= segment.last_tick, "{segment:?}");
+    }
+}
+
+fn seals(recording: &Recording) {
+    let report = recording.check_seals(&recording.header.server_key);
+    let seals = recording
+        .records
+        .iter()
+        .filter(|r| matches!(r, Record::Seal { .. }))
+        .count() as u64;
+    assert_eq!(report.seals, seals);
+    assert!(report.valid <= report.seals);
+    assert_eq!(
+        report.first_invalid.is_some(),
+        report.valid < report.seals,
+        "{report:?}"
+    );
+    if let Some((first, last)) = report.first_invalid {
+        assert!(first <= last, "{report:?}");
     }
 }

@@ -57,6 +57,8 @@ fn a_recorded_session_verifies_against_its_receipts_and_an_edit_fails_at_its_tic
         let verification = decoded.verify(&receipts, &keys);
         assert_eq!(verification.receipts_invalid, 0);
         assert_covered_but_the_tail(&verification);
+        let seals = decoded.check_seals(&decoded.header.server_key);
+        assert!(seals.seals >= 5 && seals.first_invalid.is_none(), "{seals:?}");
     }
 
     // Flip the last byte of a received message in the middle of the first recording.
@@ -91,5 +93,39 @@ fn a_recorded_session_verifies_against_its_receipts_and_an_edit_fails_at_its_tic
     assert_eq!(
         mismatches, 1,
         "later ranges verify from the signed head: {verification:#?}"
+    );
+}
+
+#[test]
+fn an_edited_send_is_outside_the_receipts_but_breaks_the_game_servers_seal() {
+    let (recordings, receipts, keys) = recorded_run();
+    let recording = &recordings[0];
+    let original = Recording::decode(&recording.bytes).expect("valid");
+    let server_key = original.header.server_key;
+    assert!(original.check_seals(&server_key).first_invalid.is_none());
+
+    // Flip the last byte of a sent message early in the session (before several seals).
+    let mut decoder = RecordingDecoder::new();
+    decoder.handle_bytes(&recording.bytes);
+    let mut sent = None;
+    while let Some(record) = decoder.poll_record().expect("valid") {
+        if let Record::Sent { tick, payload, .. } = &record {
+            if !payload.is_empty() && sent.is_none() {
+                sent = Some((*tick, decoder.position()));
+            }
+        }
+    }
+    let (tick, end) = sent.expect("a sent message");
+    let mut edited = recording.bytes.clone();
+    edited[end as usize - 1] ^= 0x01;
+    let edited = Recording::decode(&edited).expect("still decodes");
+    // The receipts cover received messages only: they cannot see it ...
+    assert!(edited.verify(&receipts, &keys).first_mismatch().is_none());
+    // ... the seal over those bytes can, in the range that holds the tick.
+    let seals = edited.check_seals(&server_key);
+    let (first, last) = seals.first_invalid.expect("the edit breaks a seal");
+    assert!(
+        first <= tick && tick <= last,
+        "edit at tick {tick}, reported {first}..={last}"
     );
 }

@@ -9,13 +9,25 @@
 //! would take the buffer past `Config::recording_buffer_bytes` is dropped and counted into a
 //! pending `Gap` record, written before the next record that fits (or at the end of the next
 //! chunk taken), so a chunk may exceed the cap by one gap frame
-//! ([`MAX_GAP_FRAME_BYTES`](crate::record::MAX_GAP_FRAME_BYTES)).
+//! ([`MAX_GAP_FRAME_BYTES`](crate::record::MAX_GAP_FRAME_BYTES)), and the last chunk by the
+//! end's seal.
+//!
+//! After each checkpoint (when the seal fits the buffer) and after the end the recorder seals
+//! the file: a `Seal` record holds
+//! the SHA-256 of every byte before it, signed with the endpoint's identity key. The hash runs
+//! over the bytes as they leave the buffer, so sealing costs one hash update per byte and one
+//! signature per checkpoint.
 
 use std::collections::{BTreeMap, VecDeque};
 
+use ed25519_dalek::SigningKey;
+use sha2::{Digest, Sha256};
+
 use super::{Endpoint, ServerMut};
 use crate::handshake::Session;
-use crate::record::{GapCount, RecordingEncoder, RecordingHeader, TRANSCRIPT_VERSION};
+use crate::record::{
+    GapCount, RecordingEncoder, RecordingHeader, MAX_GAP_FRAME_BYTES, SEAL_FRAME_BYTES, TRANSCRIPT_VERSION,
+};
 use crate::shared::{ConnHandle, Event};
 use crate::transcript::{TranscriptChain, TranscriptDigest};
 use crate::wire::Role;
@@ -44,9 +56,37 @@ struct SessionRecorder {
     /// The transcript chain as the game server's agent computes it, for `Gap` records.
     chain: TranscriptChain,
     gap: Option<GapCount>,
+    /// SHA-256 of the file's bytes up to `buf[hashed..]`.
+    hash: Sha256,
+    hashed: usize,
     queued: bool,
     started: bool,
     ended: bool,
+}
+
+impl SessionRecorder {
+    /// Writes a pending `Gap` record, if any.
+    fn flush_gap(&mut self) {
+        if let Some(gap) = self.gap.take() {
+            RecordingEncoder::gap(&mut self.buf, &gap, &self.chain);
+        }
+    }
+
+    /// Seals every byte written so far (`PROTOCOL.md` §11.5).
+    fn seal(&mut self, identity: &SigningKey) {
+        self.flush_gap();
+        self.hash.update(&self.buf[self.hashed..]);
+        self.hashed = self.buf.len();
+        let head = self.hash.clone().finalize().into();
+        RecordingEncoder::seal(&mut self.buf, self.session_id, head, identity);
+    }
+
+    /// Takes the buffered bytes, hashing what was not hashed yet.
+    fn take_bytes(&mut self) -> Vec<u8> {
+        self.hash.update(&self.buf[self.hashed..]);
+        self.hashed = 0;
+        std::mem::take(&mut self.buf)
+    }
 }
 
 /// The recorders of a server endpoint: a table by connection, and the ones with bytes to take.
@@ -92,6 +132,8 @@ impl Recorders {
                 buf,
                 chain: TranscriptChain::new(session.session_id),
                 gap: None,
+                hash: Sha256::new(),
+                hashed: 0,
                 queued: true,
                 started: false,
                 ended: false,
@@ -124,9 +166,7 @@ impl Recorders {
             0
         };
         if rec.buf.len() + gap_len + len <= cap {
-            if let Some(gap) = rec.gap.take() {
-                RecordingEncoder::gap(&mut rec.buf, &gap, &rec.chain);
-            }
+            rec.flush_gap();
             write(&mut rec.buf);
         } else {
             self.dropped_bytes += len as u64;
@@ -168,17 +208,16 @@ impl Recorders {
         }
     }
 
-    fn end(&mut self, conn: ConnHandle, tick: u64) {
+    fn end(&mut self, conn: ConnHandle, tick: u64, identity: &SigningKey) {
         let Some(rec) = self.sessions.get_mut(&conn) else {
             return;
         };
         if rec.ended {
             return;
         }
-        if let Some(gap) = rec.gap.take() {
-            RecordingEncoder::gap(&mut rec.buf, &gap, &rec.chain);
-        }
+        rec.flush_gap();
         RecordingEncoder::end(&mut rec.buf, tick);
+        rec.seal(identity);
         rec.ended = true;
         if !rec.queued {
             rec.queued = true;
@@ -192,15 +231,13 @@ impl Recorders {
                 continue;
             };
             rec.queued = false;
-            if let Some(gap) = rec.gap.take() {
-                RecordingEncoder::gap(&mut rec.buf, &gap, &rec.chain);
-            }
+            rec.flush_gap();
             let chunk = RecordedChunk {
                 conn,
                 session_id: rec.session_id,
                 first: !rec.started,
                 last: rec.ended,
-                bytes: std::mem::take(&mut rec.buf),
+                bytes: rec.take_bytes(),
             };
             rec.started = true;
             if rec.ended {
@@ -244,7 +281,9 @@ impl Endpoint {
                     RecordingEncoder::received(buf, tick, channel.0, payload)
                 });
             }
-            Event::Disconnected { conn, .. } | Event::Rejected { conn, .. } => recorders.end(*conn, tick),
+            Event::Disconnected { conn, .. } | Event::Rejected { conn, .. } => {
+                recorders.end(*conn, tick, &self.identity)
+            }
             _ => {}
         }
     }
@@ -307,12 +346,14 @@ impl ServerMut<'_> {
         server.recorders.start(conn, session, tick, false) || server.recorders.is_recorded(conn)
     }
 
-    /// Command: ends the recording of `conn` with an `End` record; its last chunk comes from
+    /// Command: ends the recording of `conn` with an `End` record and a seal; its last chunk
+    /// comes from
     /// [`Endpoint::poll_recorded`]. Unknown or unrecorded handles are ignored.
     pub fn stop_recording(&mut self, conn: ConnHandle) {
-        if let Some(server) = self.endpoint.server.as_mut() {
+        let endpoint = &mut *self.endpoint;
+        if let Some(server) = endpoint.server.as_mut() {
             let tick = server.scheduler.current_tick();
-            server.recorders.end(conn, tick);
+            server.recorders.end(conn, tick, &endpoint.identity);
         }
     }
 
@@ -326,7 +367,8 @@ impl ServerMut<'_> {
 
     /// Input: the game server's agent computed transcript digest `digest`
     /// ([`GsAgent`](crate::vs::GsAgent) calls this); the recording of its session, if any,
-    /// gets a `Checkpoint` record, which verification matches with the digest's receipt.
+    /// gets a `Checkpoint` record, which verification matches with the digest's receipt, and
+    /// a seal over the file so far.
     pub fn record_checkpoint(&mut self, digest: &TranscriptDigest) {
         let endpoint = &mut *self.endpoint;
         let Some(server) = endpoint.server.as_mut() else {
@@ -352,5 +394,13 @@ impl ServerMut<'_> {
             None,
             |buf| buf.extend_from_slice(&probe),
         );
+        // A seal that would not fit waits for the next checkpoint (or the end): an undrained
+        // buffer must not grow by a seal per checkpoint.
+        let cap = endpoint.config.recording_buffer_bytes;
+        if let Some(rec) = server.recorders.sessions.get_mut(&conn) {
+            if rec.buf.len() + MAX_GAP_FRAME_BYTES + SEAL_FRAME_BYTES <= cap {
+                rec.seal(&endpoint.identity);
+            }
+        }
     }
 }

@@ -522,7 +522,7 @@ fn recording_inputs() -> Vec<Vec<u8>> {
         header: RecordingHeader {
             session_id: 9,
             connection: 3,
-            server_key: GS_KEY,
+            server_key: crate::fixtures::gs_identity().verifying_key().to_bytes(),
             client_key: CLIENT_KEY,
             role: 0,
             tick_rate_hz: 60,
@@ -531,15 +531,35 @@ fn recording_inputs() -> Vec<Vec<u8>> {
             transcript_version: TRANSCRIPT_VERSION,
         },
         records,
+        sealed_heads: Vec::new(),
     };
     let file = recording.encode();
     let mut edited = file.clone();
     edited[40] ^= 1;
+    // The same records sealed after each checkpoint and after the end, as the recorder does.
+    let mut sealed = Vec::new();
+    tickwire_core::record::RecordingEncoder::header(&mut sealed, &recording.header);
+    let identity = crate::fixtures::gs_identity();
+    let seal = |out: &mut Vec<u8>| {
+        use sha2::{Digest, Sha256};
+        let head = Sha256::digest(&out[..]).into();
+        tickwire_core::record::RecordingEncoder::seal(out, 9, head, &identity);
+    };
+    for record in &recording.records {
+        tickwire_core::record::RecordingEncoder::record(&mut sealed, record);
+        if matches!(record, Record::Checkpoint { .. } | Record::End { .. }) {
+            seal(&mut sealed);
+        }
+    }
+    let mut resealed_edit = sealed.clone();
+    resealed_edit[60] ^= 1;
     vec![
         cat(&[&[0x80], &file]),
         cat(&[&[0x00], &file]),
         cat(&[&[0x07], &file]),
         cat(&[&[0x80], &edited]),
+        cat(&[&[0x80], &sealed]),
+        cat(&[&[0x00], &resealed_edit]),
         cat(&[&[0x10], &file[..file.len() - 3]]),
         cat(&[&[0x10], &file, &file[6..]]),
         cat(&[&[0x01], b"TWREC\x01\xff\xff\xff\xff"]),

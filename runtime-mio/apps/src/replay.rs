@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use serde::Deserialize;
-use tickwire_core::record::{Coverage, Record, Recording, Verification};
+use tickwire_core::record::{Coverage, Record, Recording, SealReport, Verification};
 use tickwire_core::vs::{ProtectedReceipt, TranscriptDigest};
 
 use crate::game::DemoGame;
@@ -115,6 +115,31 @@ pub fn describe_verification(verification: &Verification) -> String {
         verification.receipts_used, verification.receipts_invalid, verification.receipts_unmatched
     );
     out
+}
+
+/// The verdict of [`Recording::check_seals`] as one line; `pinned` says whether the key
+/// checked came from the operator rather than the file's own header.
+pub fn describe_seals(report: &SealReport, pinned: bool) -> String {
+    let key = if !pinned {
+        "the header's server key (pin it with --gs-key)"
+    } else {
+        "the given game-server key"
+    };
+    match report.first_invalid {
+        Some((first, last)) => format!(
+            "seals: BROKEN: {} of {} valid under {key}; bytes edited between ticks {first} and {last}\n",
+            report.valid, report.seals
+        ),
+        None if report.seals == 0 => "seals: NONE: the file carries no game-server seal\n".to_owned(),
+        None if report.unsealed_records > 0 => format!(
+            "seals: {} valid under {key}, but the last {} records are not sealed (cut short?)\n",
+            report.valid, report.unsealed_records
+        ),
+        None => format!(
+            "seals: OK: {} seals valid under {key}; every byte is as the game server wrote it\n",
+            report.valid
+        ),
+    }
 }
 
 /// The first place a replay's sends differ from the recorded ones.

@@ -165,10 +165,13 @@ fn a_recording_verifies_against_the_receipts_the_verification_server_exports() {
     let vs_admin = vs.address_after("admin on ");
     let public = format!("{issuer}.pub");
     let record = dir.path("rec");
+    let gs_identity = dir.key("gs.pem");
     let mut gs = Process::start(
         GS,
         "tickwire-gs",
         &[
+            "--identity-key",
+            &gs_identity,
             "--issuer-key",
             &public,
             "--listen",
@@ -231,6 +234,7 @@ fn a_recording_verifies_against_the_receipts_the_verification_server_exports() {
     let verify = |file: &str| {
         Command::new(REPLAY)
             .args(["verify", file, "--receipts", &receipts, "--vs-key", &public])
+            .args(["--gs-key", &format!("{gs_identity}.pub")])
             .output()
             .unwrap()
     };
@@ -243,6 +247,10 @@ fn a_recording_verifies_against_the_receipts_the_verification_server_exports() {
         String::from_utf8_lossy(&good.stderr)
     );
     assert!(text.contains("covered by receipt"), "{text}");
+    assert!(
+        text.contains("seals: OK") && text.contains("the given game-server key"),
+        "{text}"
+    );
 
     let mut bytes = std::fs::read(&files[0]).unwrap();
     let (at, tick) = input_byte(&bytes, 10);
@@ -261,6 +269,30 @@ fn a_recording_verifies_against_the_receipts_the_verification_server_exports() {
     let (first, last): (u64, u64) = (first.trim().parse().unwrap(), last.trim().parse().unwrap());
     assert!(first <= tick && tick <= last, "edit at {tick}: {line}");
     assert_eq!(text.matches("MISMATCH").count(), 1, "{text}");
+    assert!(text.contains("seals: BROKEN"), "{text}");
+
+    // A byte of a sent message: outside what receipts cover, inside the seal.
+    let mut bytes = std::fs::read(&files[0]).unwrap();
+    let recording = tickwire_core::record::Recording::decode(&bytes).unwrap();
+    let sent = recording
+        .records
+        .iter()
+        .find_map(|r| match r {
+            Record::Sent { payload, .. } if payload.len() >= 8 => Some(payload.clone()),
+            _ => None,
+        })
+        .expect("a sent message");
+    let at = bytes.windows(sent.len()).position(|w| w == sent).unwrap() + sent.len() - 1;
+    bytes[at] ^= 0x01;
+    let edited_send = dir.file("edited-send.twrec", "");
+    std::fs::write(&edited_send, &bytes).unwrap();
+    let bad = verify(&edited_send);
+    let text = String::from_utf8_lossy(&bad.stdout).into_owned();
+    assert_eq!(bad.status.code(), Some(1), "{text}");
+    assert!(
+        !text.contains("MISMATCH") && text.contains("seals: BROKEN"),
+        "{text}"
+    );
 }
 
 /// `record` is a setting like the others: in the config file, overridden by `--record`.

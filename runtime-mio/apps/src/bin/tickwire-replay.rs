@@ -11,8 +11,9 @@
 //! tickwire-replay play rec/*.twrec
 //! ```
 //!
-//! Exit codes: 0 verified (every input covered by a valid receipt, or, with
-//! `--allow-unreceipted`, no mismatch) / replay matched; 1 verification failed / replay
+//! Exit codes: 0 verified (every input covered by a valid receipt and every byte under a valid
+//! game-server seal, or, with `--allow-unreceipted`, no mismatch and no broken seal) / replay
+//! matched; 1 verification failed / replay
 //! diverged; 2 usage errors (bad arguments, unreadable or undecodable files).
 
 use std::path::PathBuf;
@@ -21,7 +22,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tickwire_apps::cli::{fail, IssuerSource};
 use tickwire_apps::demo::DEMO_KEY_ID;
-use tickwire_apps::replay::{describe_verification, load_receipts, load_recording, play};
+use tickwire_apps::replay::{describe_seals, describe_verification, load_receipts, load_recording, play};
 use tickwire_core::vs::VsKeys;
 
 const BIN: &str = "tickwire-replay";
@@ -56,8 +57,13 @@ enum Command {
         /// under 2).
         #[arg(long, value_name = "ID", default_value_t = DEMO_KEY_ID)]
         vs_key_id: u32,
-        /// Succeed when nothing mismatches even if some ranges have no receipt (a session
-        /// still running, a receipt not yet exported).
+        /// The game server's public identity key (PEM, `PATH.pub` of `keygen`), which must
+        /// have sealed the file; without it the seals are checked against the key the file's
+        /// own header names.
+        #[arg(long, value_name = "PATH")]
+        gs_key: Option<PathBuf>,
+        /// Succeed when nothing mismatches even if some ranges have no receipt or the last
+        /// records no seal yet (a session still running, a receipt not yet exported).
         #[arg(long)]
         allow_unreceipted: bool,
     },
@@ -80,6 +86,7 @@ fn main() -> ExitCode {
             vs_key,
             insecure_demo_issuer_seed,
             vs_key_id,
+            gs_key,
             allow_unreceipted,
         } => {
             let key = IssuerSource {
@@ -103,9 +110,28 @@ fn main() -> ExitCode {
                     Err(e) => return fail(BIN, e),
                 }
             }
+            let server_key = match &gs_key {
+                Some(path) => match (IssuerSource {
+                    bin: BIN,
+                    path: Some(path),
+                    insecure_seed: None,
+                })
+                .verifying_key()
+                {
+                    Ok(key) => key.to_bytes(),
+                    Err(e) => return fail(BIN, format!("{e} (--gs-key PATH)")),
+                },
+                None => recording.header.server_key,
+            };
             let verification = recording.verify(&all, &VsKeys::single(vs_key_id, key));
+            let seals = recording.check_seals(&server_key);
             print!("{}", describe_verification(&verification));
-            let ok = verification.first_mismatch().is_none()
+            print!("{}", describe_seals(&seals, gs_key.is_some()));
+            let sealed = seals.first_invalid.is_none()
+                && seals.seals > 0
+                && (allow_unreceipted || seals.unsealed_records == 0);
+            let ok = sealed
+                && verification.first_mismatch().is_none()
                 && !verification
                     .segments
                     .iter()

@@ -61,3 +61,28 @@ pub enum Delivery {
     /// Reliable and ordered: one QUIC stream per client (tickwire's reliable game channel).
     Reliable,
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use tickwire_core::ChannelId;
+
+    use super::raw::RawNet;
+    use super::tw::TwNet;
+    use super::Delivery;
+
+    #[test]
+    fn both_nets_connect_and_deliver_both_ways() {
+        let payload = Bytes::from_static(&[7; 64]);
+        let mut tw = TwNet::joined(2, 1);
+        let mut raw = RawNet::connected(2, 1);
+        for delivery in [Delivery::Unreliable, Delivery::Reliable] {
+            tw.client_send(1, delivery, payload.clone());
+            raw.client_send(1, delivery, payload.clone());
+        }
+        tw.server_send(0, ChannelId::LATEST, payload.clone());
+        raw.server_send_datagram(0, payload);
+        tw.run_until(|net| net.server_received == 2 && net.clients_received == 1);
+        raw.run_until(|net| net.server_received(64) == 2 && net.clients_received() == 1);
+    }
+}

@@ -450,6 +450,7 @@ impl RawNet {
                 let Some(conn) = self.server.conns.get_mut(&handle) else {
                     break;
                 };
+                self.buf.clear();
                 let Some(transmit) = conn.quic.poll_transmit(now, 1, &mut self.buf) else {
                     break;
                 };
@@ -468,7 +469,11 @@ impl RawNet {
                 while let Some(transmit) = client
                     .conns
                     .get_mut(&handle)
-                    .and_then(|conn| conn.quic.poll_transmit(now, 1, &mut self.buf))
+                    .and_then(|conn| {
+                        // quinn-proto appends the datagram to the buffer.
+                        self.buf.clear();
+                        conn.quic.poll_transmit(now, 1, &mut self.buf)
+                    })
                 {
                     moved = true;
                     if transmit.destination == server_addr() {
@@ -483,3 +488,4 @@ impl RawNet {
         moved
     }
 }
+

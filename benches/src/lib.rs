@@ -18,10 +18,11 @@ pub mod tw;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-/// Port of the server in both nets.
-const SERVER_PORT: u16 = 9_000;
-/// Port of client 0; client `i` listens on `CLIENT_BASE_PORT + i`.
-const CLIENT_BASE_PORT: u16 = 10_000;
+/// Port every endpoint listens on.
+const PORT: u16 = 4_433;
+/// First two octets of every client's IPv4 address (each client has its own address, as
+/// players do: servers limit handshakes per address).
+const CLIENT_NET: [u8; 2] = [10, 1];
 
 /// Largest number of turns a net runs before it declares a livelock.
 pub const MAX_TURNS: usize = 1_000_000;
@@ -36,21 +37,28 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Address of the server.
 pub fn server_addr() -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::LOCALHOST, SERVER_PORT))
+    SocketAddr::from((Ipv4Addr::new(10, 0, 0, 1), PORT))
 }
 
-/// Address of client `index`.
+/// Address of client `index`: `10.1.x.y`.
 ///
 /// # Panics
-/// If `index` does not fit the port range above [`CLIENT_BASE_PORT`].
+/// If `index` is 65 536 or more.
 pub fn client_addr(index: usize) -> SocketAddr {
-    let offset = u16::try_from(index).expect("fewer than 55 000 clients");
-    SocketAddr::from((Ipv4Addr::LOCALHOST, CLIENT_BASE_PORT + offset))
+    let [hi, lo] = u16::try_from(index).expect("fewer than 65 536 clients").to_be_bytes();
+    let [a, b] = CLIENT_NET;
+    SocketAddr::from((Ipv4Addr::new(a, b, hi, lo), PORT))
 }
 
 /// The client index an address belongs to, if it is a client's.
 fn client_index(addr: SocketAddr) -> Option<usize> {
-    addr.port().checked_sub(CLIENT_BASE_PORT).map(usize::from)
+    match addr {
+        SocketAddr::V4(v4) => {
+            let [a, b, hi, lo] = v4.ip().octets();
+            ([a, b] == CLIENT_NET).then_some(usize::from(u16::from_be_bytes([hi, lo])))
+        }
+        SocketAddr::V6(_) => None,
+    }
 }
 
 /// One workload's message stream: what each client sends per batch.

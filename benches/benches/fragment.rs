@@ -114,7 +114,13 @@ fn fragment(c: &mut Criterion) {
                 message_id = message_id.wrapping_add(1);
                 // Each message a microsecond later: time only moves forward, and no partial expires.
                 at += Duration::from_micros(1);
-                black_box(round_trip(&mut reassembler, at, black_box(&message), message_id, &mut datagram))
+                black_box(round_trip(
+                    &mut reassembler,
+                    at,
+                    black_box(&message),
+                    message_id,
+                    &mut datagram,
+                ))
             });
         });
     }

@@ -110,12 +110,17 @@ fn game_traffic(c: &mut Criterion) {
                 let start = now();
                 for _ in 0..iters {
                     tw.advance(TICK);
-                    let (to_server, to_clients) = (tw.server_received + clients as u64, tw.clients_received + clients as u64);
+                    let (to_server, to_clients) = (
+                        tw.server_received + clients as u64,
+                        tw.clients_received + clients as u64,
+                    );
                     for i in 0..clients {
                         tw.server_send(i, ChannelId::LATEST, snapshot.clone());
                         tw.client_send(i, Delivery::Unreliable, input.clone());
                     }
-                    tw.run_until(|net| net.server_received >= to_server && net.clients_received >= to_clients);
+                    tw.run_until(|net| {
+                        net.server_received >= to_server && net.clients_received >= to_clients
+                    });
                 }
                 start.elapsed()
             });
@@ -128,12 +133,17 @@ fn game_traffic(c: &mut Criterion) {
                 let start = now();
                 for _ in 0..iters {
                     raw.advance(TICK);
-                    let (to_server, to_clients) = (raw.server_received(1) + clients as u64, raw.clients_received() + clients as u64);
+                    let (to_server, to_clients) = (
+                        raw.server_received(1) + clients as u64,
+                        raw.clients_received() + clients as u64,
+                    );
                     for i in 0..clients {
                         raw.server_send_datagram(i, snapshot.clone());
                         raw.client_send(i, Delivery::Unreliable, input.clone());
                     }
-                    raw.run_until(|net| net.server_received(1) >= to_server && net.clients_received() >= to_clients);
+                    raw.run_until(|net| {
+                        net.server_received(1) >= to_server && net.clients_received() >= to_clients
+                    });
                 }
                 start.elapsed()
             });

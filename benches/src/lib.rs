@@ -45,7 +45,9 @@ pub fn server_addr() -> SocketAddr {
 /// # Panics
 /// If `index` is 65 536 or more.
 pub fn client_addr(index: usize) -> SocketAddr {
-    let [hi, lo] = u16::try_from(index).expect("fewer than 65 536 clients").to_be_bytes();
+    let [hi, lo] = u16::try_from(index)
+        .expect("fewer than 65 536 clients")
+        .to_be_bytes();
     let [a, b] = CLIENT_NET;
     SocketAddr::from((Ipv4Addr::new(a, b, hi, lo), PORT))
 }

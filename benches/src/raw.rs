@@ -21,7 +21,9 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
-use crate::{client_addr, client_index, server_addr, Delivery, DATAGRAM_SEND_BUFFER_BYTES, IDLE_TIMEOUT, MAX_TURNS};
+use crate::{
+    client_addr, client_index, server_addr, Delivery, DATAGRAM_SEND_BUFFER_BYTES, IDLE_TIMEOUT, MAX_TURNS,
+};
 
 /// ALPN both sides offer.
 const ALPN: &[u8] = b"bench/1";
@@ -52,8 +54,8 @@ fn transport() -> Arc<TransportConfig> {
 pub fn server_config(identity: &SigningKey) -> Arc<ServerConfig> {
     let pkcs8 = identity.to_pkcs8_der().expect("an Ed25519 key encodes");
     let key_der = PrivatePkcs8KeyDer::from(pkcs8.as_bytes().to_vec());
-    let key_pair =
-        rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&key_der, &rcgen::PKCS_ED25519).expect("an Ed25519 key pair");
+    let key_pair = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&key_der, &rcgen::PKCS_ED25519)
+        .expect("an Ed25519 key pair");
     let cert = rcgen::CertificateParams::new(vec![SERVER_NAME.to_owned()])
         .expect("a valid name")
         .self_signed(&key_pair)
@@ -131,11 +133,18 @@ impl ServerCertVerifier for SignatureOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -228,7 +237,10 @@ impl Peer {
     }
 
     fn poll_timeout(&mut self) -> Option<Instant> {
-        self.conns.values_mut().filter_map(|c| c.quic.poll_timeout()).min()
+        self.conns
+            .values_mut()
+            .filter_map(|c| c.quic.poll_timeout())
+            .min()
     }
 
     /// Drains a connection's events (reading what arrived) and endpoint events.
@@ -280,8 +292,16 @@ impl Peer {
                         id
                     }
                 };
-                let written = conn.quic.send_stream(id).write(&payload).expect("the stream is open");
-                assert_eq!(written, payload.len(), "the stream's flow control window has room");
+                let written = conn
+                    .quic
+                    .send_stream(id)
+                    .write(&payload)
+                    .expect("the stream is open");
+                assert_eq!(
+                    written,
+                    payload.len(),
+                    "the stream's flow control window has room"
+                );
             }
         }
     }
@@ -312,6 +332,8 @@ pub struct RawNet {
     /// The server's handle of each client's connection, by client index, once connected.
     server_conns: Vec<Option<ConnectionHandle>>,
     buf: Vec<u8>,
+    /// Scratch list of connection handles, kept to save an allocation per turn.
+    handles: Vec<ConnectionHandle>,
     server_received: Received,
     clients_received: Received,
 }
@@ -332,6 +354,7 @@ impl RawNet {
             client_conns: vec![None; clients],
             server_conns: vec![None; clients],
             buf: Vec::with_capacity(1500),
+            handles: Vec::new(),
             server_received: Received::default(),
             clients_received: Received::default(),
         }
@@ -444,16 +467,15 @@ impl RawNet {
         let now = self.now;
         let mut moved = false;
         self.server.handle_timeout(now, &mut self.server_received);
-        let handles: Vec<ConnectionHandle> = self.server.conns.keys().copied().collect();
-        for handle in handles {
-            loop {
-                let Some(conn) = self.server.conns.get_mut(&handle) else {
-                    break;
-                };
+        let mut handles = std::mem::take(&mut self.handles);
+        handles.clear();
+        handles.extend(self.server.conns.keys().copied());
+        for &handle in &handles {
+            while let Some(transmit) = self.server.conns.get_mut(&handle).and_then(|conn| {
+                // quinn-proto appends the datagram to the buffer.
                 self.buf.clear();
-                let Some(transmit) = conn.quic.poll_transmit(now, 1, &mut self.buf) else {
-                    break;
-                };
+                conn.quic.poll_transmit(now, 1, &mut self.buf)
+            }) {
                 moved = true;
                 if let Some(i) = client_index(transmit.destination).filter(|&i| i < self.clients.len()) {
                     let data = BytesMut::from(&self.buf[..transmit.size]);
@@ -464,17 +486,14 @@ impl RawNet {
         }
         for (i, client) in self.clients.iter_mut().enumerate() {
             client.handle_timeout(now, &mut self.clients_received);
-            let handles: Vec<ConnectionHandle> = client.conns.keys().copied().collect();
-            for handle in handles {
-                while let Some(transmit) = client
-                    .conns
-                    .get_mut(&handle)
-                    .and_then(|conn| {
-                        // quinn-proto appends the datagram to the buffer.
-                        self.buf.clear();
-                        conn.quic.poll_transmit(now, 1, &mut self.buf)
-                    })
-                {
+            handles.clear();
+            handles.extend(client.conns.keys().copied());
+            for &handle in &handles {
+                while let Some(transmit) = client.conns.get_mut(&handle).and_then(|conn| {
+                    // quinn-proto appends the datagram to the buffer.
+                    self.buf.clear();
+                    conn.quic.poll_transmit(now, 1, &mut self.buf)
+                }) {
                     moved = true;
                     if transmit.destination == server_addr() {
                         let data = BytesMut::from(&self.buf[..transmit.size]);
@@ -485,7 +504,7 @@ impl RawNet {
                 client.process(handle, &mut self.clients_received);
             }
         }
+        self.handles = handles;
         moved
     }
 }
-

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use ed25519_dalek::SigningKey;
+use tickwire_core::config::RateLimitConfig;
 use tickwire_core::{
     ChannelId, Config, ConnHandle, ConnectOptions, Endpoint, Event, JoinTicket, JoinTicketClaims, Secrets,
     TicketIssuer, WallClock,
@@ -23,14 +24,18 @@ const ISSUER_KEY_ID: u32 = 1;
 /// buckets are still charged for every message) and the datagram send buffer is
 /// [`DATAGRAM_SEND_BUFFER_BYTES`], like the raw baseline's.
 pub fn config() -> Config {
-    let mut config = Config::default();
-    config.datagram_send_buffer_bytes = DATAGRAM_SEND_BUFFER_BYTES;
-    config.max_queued_datagrams = 1 << 16;
-    config.limits.messages_per_sec = 1e12;
-    config.limits.message_burst = 1 << 40;
-    config.limits.bytes_per_sec = 1e15;
-    config.limits.byte_burst = 1 << 50;
-    config
+    Config {
+        datagram_send_buffer_bytes: DATAGRAM_SEND_BUFFER_BYTES,
+        max_queued_datagrams: 1 << 16,
+        limits: RateLimitConfig {
+            messages_per_sec: 1e12,
+            message_burst: 1 << 40,
+            bytes_per_sec: 1e15,
+            byte_burst: 1 << 50,
+            ..RateLimitConfig::default()
+        },
+        ..Config::default()
+    }
 }
 
 /// A lobby's ticket issuer with a fixed key.
@@ -256,7 +261,9 @@ impl TwNet {
             moved = true;
             if let Some(client) = client_index(transmit.destination).and_then(|i| self.clients.get_mut(i)) {
                 let data = BytesMut::from(&self.buf[..transmit.size]);
-                client.endpoint.handle_datagram(now, server_addr(), None, None, data);
+                client
+                    .endpoint
+                    .handle_datagram(now, server_addr(), None, None, data);
             }
         }
         // Clients: the same, their transmits straight into the server.

@@ -27,6 +27,9 @@ const CLIENT_NET: [u8; 2] = [10, 1];
 /// Largest number of turns a net runs before it declares a livelock.
 pub const MAX_TURNS: usize = 1_000_000;
 
+/// How far time moves when no endpoint sent anything and every deadline says "now".
+pub const STALL_STEP: Duration = Duration::from_millis(1);
+
 /// The datagram send buffer both nets give every connection, in bytes: large enough that a
 /// benchmark batch never overflows it (QUIC drops the oldest datagram then), so both sides
 /// deliver every message.

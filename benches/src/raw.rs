@@ -23,6 +23,7 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use crate::{
     client_addr, client_index, server_addr, Delivery, DATAGRAM_SEND_BUFFER_BYTES, IDLE_TIMEOUT, MAX_TURNS,
+    STALL_STEP,
 };
 
 /// ALPN both sides offer.
@@ -336,6 +337,8 @@ pub struct RawNet {
     handles: Vec<ConnectionHandle>,
     server_received: Received,
     clients_received: Received,
+    /// Times a connection's deadline was not after now in a turn that sent nothing.
+    pub stalls: u64,
 }
 
 impl RawNet {
@@ -357,6 +360,7 @@ impl RawNet {
             handles: Vec::new(),
             server_received: Received::default(),
             clients_received: Received::default(),
+            stalls: 0,
         }
     }
 
@@ -441,8 +445,7 @@ impl RawNet {
                 return;
             }
             if !self.turn() {
-                let next = self.poll_timeout().expect("the net is not stuck");
-                self.now = self.now.max(next);
+                self.now = self.next_time();
             }
         }
         panic!("livelock: {MAX_TURNS} turns without reaching the goal");
@@ -454,12 +457,28 @@ impl RawNet {
         while self.turn() {}
     }
 
-    fn poll_timeout(&mut self) -> Option<Instant> {
-        self.clients
+    /// Where time goes when no endpoint sent anything: the earliest deadline after now, as
+    /// in [`crate::tw::TwNet`].
+    fn next_time(&mut self) -> Instant {
+        let now = self.now;
+        let mut any = false;
+        let mut later = None::<Instant>;
+        let deadlines: Vec<Instant> = self
+            .clients
             .iter_mut()
             .filter_map(Peer::poll_timeout)
             .chain(self.server.poll_timeout())
-            .min()
+            .collect();
+        for deadline in deadlines {
+            any = true;
+            if deadline > now {
+                later = Some(later.map_or(deadline, |l| l.min(deadline)));
+            } else {
+                self.stalls += 1;
+            }
+        }
+        assert!(any, "the net is stuck: no endpoint has a deadline");
+        later.unwrap_or(now + STALL_STEP)
     }
 
     /// One turn for every endpoint: timers, then transmits straight into their destination.

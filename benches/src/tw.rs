@@ -10,7 +10,9 @@ use tickwire_core::{
     TicketIssuer, WallClock,
 };
 
-use crate::{client_addr, client_index, server_addr, Delivery, DATAGRAM_SEND_BUFFER_BYTES, MAX_TURNS};
+use crate::{
+    client_addr, client_index, server_addr, Delivery, DATAGRAM_SEND_BUFFER_BYTES, MAX_TURNS, STALL_STEP,
+};
 
 /// Unix time at the start of every net, in milliseconds (2026-01-01T00:00:00Z).
 const START_UNIX_MS: u64 = 1_767_225_600_000;
@@ -86,6 +88,8 @@ pub struct TwNet {
     pub server_received: u64,
     /// Messages the clients received.
     pub clients_received: u64,
+    /// Times an endpoint's deadline was not after now in a turn that sent nothing.
+    pub stalls: u64,
 }
 
 impl TwNet {
@@ -129,6 +133,7 @@ impl TwNet {
             buf: Vec::with_capacity(1500),
             server_received: 0,
             clients_received: 0,
+            stalls: 0,
         }
     }
 
@@ -214,11 +219,17 @@ impl TwNet {
                 return;
             }
             if !self.turn() {
-                let next = self.poll_timeout().expect("the net is not stuck");
-                self.now = self.now.max(next);
+                self.now = self.next_time();
             }
         }
-        panic!("livelock: {MAX_TURNS} turns without reaching the goal");
+        panic!(
+            "livelock: {MAX_TURNS} turns without reaching the goal; server deadline in {:?}, earliest client deadline in {:?}, server received {}, clients {}, sessions live {}",
+            self.server.poll_timeout().map(|t| t.saturating_duration_since(self.now)),
+            self.clients.iter().filter_map(|c| c.endpoint.poll_timeout()).min().map(|t| t.saturating_duration_since(self.now)),
+            self.server_received,
+            self.clients_received,
+            self.server.sessions_live()
+        );
     }
 
     /// Advances virtual time by `by` and runs turns until nothing more is sent.
@@ -227,13 +238,30 @@ impl TwNet {
         while self.turn() {}
     }
 
-    /// The earliest deadline of any endpoint.
-    fn poll_timeout(&self) -> Option<Instant> {
-        self.clients
+    /// Where time goes when no endpoint sent anything: the earliest deadline after now. An
+    /// endpoint may keep answering "now" after a turn that had nothing to send (a wake-up with
+    /// no work, harmless to a runtime that sleeps on a real clock); its own deadline then hides
+    /// behind that answer, so time moves to the next one of any endpoint, or by
+    /// [`STALL_STEP`](crate::STALL_STEP) when every endpoint says "now".
+    fn next_time(&mut self) -> Instant {
+        let now = self.now;
+        let deadlines = self
+            .clients
             .iter()
             .filter_map(|c| c.endpoint.poll_timeout())
-            .chain(self.server.poll_timeout())
-            .min()
+            .chain(self.server.poll_timeout());
+        let mut any = false;
+        let mut later = None::<Instant>;
+        for deadline in deadlines {
+            any = true;
+            if deadline > now {
+                later = Some(later.map_or(deadline, |l| l.min(deadline)));
+            } else {
+                self.stalls += 1;
+            }
+        }
+        assert!(any, "the net is stuck: no endpoint has a deadline");
+        later.unwrap_or(now + STALL_STEP)
     }
 
     /// One turn of the drive contract for every endpoint; returns whether any datagram moved.
@@ -253,6 +281,10 @@ impl TwNet {
                     }
                 }
                 Event::Rejected { reason, detail, .. } => panic!("server rejected: {reason} ({detail})"),
+                Event::Disconnected { reason, detail, .. } => {
+                    panic!("server lost a session: {reason} ({detail})")
+                }
+                Event::MessageRefused { .. } => panic!("server refused a message: {event:?}"),
                 _ => {}
             }
         }
@@ -277,6 +309,9 @@ impl TwNet {
                     Event::Message { .. } => self.clients_received += 1,
                     Event::Connected { .. } => client.joined = true,
                     Event::Rejected { reason, detail, .. } => panic!("client rejected: {reason} ({detail})"),
+                    Event::Disconnected { reason, detail, .. } => {
+                        panic!("client lost its session: {reason} ({detail})")
+                    }
                     _ => {}
                 }
             }

@@ -1,0 +1,156 @@
+//! Per-message CPU: a server and N clients, connected outside the timed loop; each iteration
+//! every client sends a batch of messages and the nets run until the server has them all. The
+//! same workload on tickwire (`tickwire`) and on bare quinn-proto (`raw_quinn`) share a group.
+//!
+//! Also 60 Hz game traffic: each iteration is one tick of virtual time in which the server
+//! sends every client a snapshot and every client sends the server an input.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use tickwire_benches::raw::RawNet;
+use tickwire_benches::tw::TwNet;
+use tickwire_benches::Delivery;
+use tickwire_core::ChannelId;
+
+/// Seed of every net's endpoint secrets and QUIC randomness.
+const SEED: u64 = 1;
+/// Client counts measured.
+const CLIENTS: [usize; 2] = [1, 100];
+/// Size of a client input in the game traffic, in bytes.
+const INPUT_BYTES: usize = 32;
+/// Size of a server snapshot in the game traffic, in bytes.
+const SNAPSHOT_BYTES: usize = 512;
+/// One tick at 60 Hz.
+const TICK: Duration = Duration::from_nanos(16_666_667);
+
+/// Messages each client sends per iteration: enough to amortise a turn with one client, few
+/// enough per client that a hundred stay within a congestion window or two.
+fn batch(clients: usize) -> usize {
+    if clients == 1 {
+        64
+    } else {
+        4
+    }
+}
+
+#[allow(clippy::disallowed_methods)] // criterion's custom timing reads the clock
+fn now() -> Instant {
+    Instant::now()
+}
+
+fn messages(c: &mut Criterion) {
+    let workloads = [
+        ("unreliable", 64, Delivery::Unreliable),
+        ("unreliable", 1_000, Delivery::Unreliable),
+        ("reliable", 64, Delivery::Reliable),
+    ];
+    for (kind, size, delivery) in workloads {
+        for clients in CLIENTS {
+            let per_client = batch(clients);
+            let total = (clients * per_client) as u64;
+            let payload = Bytes::from(vec![0xa5; size]);
+            let mut group = c.benchmark_group(format!("msg_{kind}_{size}B_N{clients}"));
+            group.throughput(Throughput::Elements(total));
+            group.sample_size(20);
+
+            let mut tw = TwNet::joined(clients, SEED);
+            group.bench_function("tickwire", |b| {
+                b.iter_custom(|iters| {
+                    let start = now();
+                    for _ in 0..iters {
+                        let target = tw.server_received + total;
+                        for i in 0..clients {
+                            for _ in 0..per_client {
+                                tw.client_send(i, delivery, payload.clone());
+                            }
+                        }
+                        tw.run_until(|net| net.server_received >= target);
+                    }
+                    start.elapsed()
+                });
+            });
+            drop(tw);
+
+            let mut raw = RawNet::connected(clients, SEED);
+            let len = size as u64;
+            group.bench_function("raw_quinn", |b| {
+                b.iter_custom(|iters| {
+                    let start = now();
+                    for _ in 0..iters {
+                        let target = raw.server_received(len) + total;
+                        for i in 0..clients {
+                            for _ in 0..per_client {
+                                raw.client_send(i, delivery, payload.clone());
+                            }
+                        }
+                        raw.run_until(|net| net.server_received(len) >= target);
+                    }
+                    start.elapsed()
+                });
+            });
+            group.finish();
+        }
+    }
+}
+
+fn game_traffic(c: &mut Criterion) {
+    let input = Bytes::from(vec![0x11; INPUT_BYTES]);
+    let snapshot = Bytes::from(vec![0x22; SNAPSHOT_BYTES]);
+    for clients in CLIENTS {
+        let total = 2 * clients as u64;
+        let mut group = c.benchmark_group(format!("game_60hz_N{clients}"));
+        group.throughput(Throughput::Elements(total));
+        group.sample_size(20);
+
+        let mut tw = TwNet::joined(clients, SEED);
+        group.bench_function("tickwire", |b| {
+            b.iter_custom(|iters| {
+                let start = now();
+                for _ in 0..iters {
+                    tw.advance(TICK);
+                    let (to_server, to_clients) = (
+                        tw.server_received + clients as u64,
+                        tw.clients_received + clients as u64,
+                    );
+                    for i in 0..clients {
+                        tw.server_send(i, ChannelId::LATEST, snapshot.clone());
+                        tw.client_send(i, Delivery::Unreliable, input.clone());
+                    }
+                    tw.run_until(|net| {
+                        net.server_received >= to_server && net.clients_received >= to_clients
+                    });
+                }
+                start.elapsed()
+            });
+        });
+        drop(tw);
+
+        let mut raw = RawNet::connected(clients, SEED);
+        group.bench_function("raw_quinn", |b| {
+            b.iter_custom(|iters| {
+                let start = now();
+                for _ in 0..iters {
+                    raw.advance(TICK);
+                    let (to_server, to_clients) = (
+                        raw.server_received(1) + clients as u64,
+                        raw.clients_received() + clients as u64,
+                    );
+                    for i in 0..clients {
+                        raw.server_send_datagram(i, snapshot.clone());
+                        raw.client_send(i, Delivery::Unreliable, input.clone());
+                    }
+                    raw.run_until(|net| {
+                        net.server_received(1) >= to_server && net.clients_received() >= to_clients
+                    });
+                }
+                start.elapsed()
+            });
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, messages, game_traffic);
+criterion_main!(benches);

@@ -136,7 +136,7 @@ pub(crate) fn client_crypto(
     let mut tls = rustls::ClientConfig::builder_with_details(provider.clone(), time)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(ExporterBoundVerifier { provider }))
+        .with_custom_certificate_verifier(Arc::new(ExporterBoundVerifier::new(provider)))
         .with_no_client_auth();
     tls.alpn_protocols = vec![ALPN.to_vec()];
     tls.enable_early_data = false;
@@ -151,8 +151,15 @@ pub(crate) fn client_crypto(
 /// Accepts any server certificate but verifies the TLS 1.3 handshake signature with it; the
 /// server's identity is then proven by its exporter-bound handshake signature.
 #[derive(Debug)]
-struct ExporterBoundVerifier {
+pub struct ExporterBoundVerifier {
     provider: Arc<CryptoProvider>,
+}
+
+impl ExporterBoundVerifier {
+    /// A verifier using `provider`'s signature algorithms.
+    pub fn new(provider: Arc<CryptoProvider>) -> Self {
+        Self { provider }
+    }
 }
 
 impl ServerCertVerifier for ExporterBoundVerifier {

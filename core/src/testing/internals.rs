@@ -8,5 +8,6 @@ pub use crate::fragment::{split, FragmentHeader, Reassembler};
 pub use crate::heartbeat::Heartbeat;
 pub use crate::limits::{AddressLimiter, PeerLimiter, TokenBucket};
 pub use crate::ticket::JOIN_TICKET_CONTEXT;
+pub use crate::tls::ExporterBoundVerifier;
 
 pub use super::model::ReassemblerModel;

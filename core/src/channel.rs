@@ -436,8 +436,9 @@ pub enum OversizePolicy {
     /// Refuse it with [`crate::SendError::TooLarge`].
     #[default]
     Reject,
-    /// Send it on the first reliable channel instead. That channel's `senders` judge it on
-    /// the server (`PROTOCOL.md` §7.1), so a client should be permitted on it.
+    /// Send it on the first reliable channel instead. That channel's `senders` judge it (on
+    /// the server, `PROTOCOL.md` §7.1); a client that may not send there gets
+    /// [`crate::SendError::NotPermitted`] naming it.
     SendReliable,
 }
 

@@ -318,6 +318,33 @@ fn a_client_is_refused_locally_what_the_server_would_refuse() {
 }
 
 #[test]
+fn an_oversized_message_redirected_to_a_reliable_channel_is_checked_against_that_channel() {
+    // Spectators may send unreliable messages but not on the reliable channel that takes
+    // oversized ones.
+    let channels = vec![
+        Channel::reliable(Priority::Game),
+        Channel::unreliable().with_senders(Senders::everyone()),
+    ];
+    let config = Config {
+        oversize_unreliable: tickwire_core::OversizePolicy::SendReliable,
+        ..server_config(channels, 8)
+    };
+    let (mut net, c, conn, sconn) = joined(config.clone(), config, Role::Spectator);
+    let now = net.now;
+    let big = vec![7u8; 300 << 10]; // over fragment.max_message_bytes (256 KiB)
+    let sent = net.node_mut(c).endpoint.send(now, conn, ChannelId(1), big.into());
+    assert_eq!(sent, Err(SendError::NotPermitted(ChannelId(0))));
+    net.send(c, conn, ChannelId(1), &b"small"[..]);
+    net.run_for(Duration::from_millis(100));
+    assert_eq!(
+        net.node(SERVER).messages(sconn, ChannelId(1)),
+        vec![&b"small"[..]]
+    );
+    let stats = net.node(SERVER).endpoint.stats(sconn).expect("live");
+    assert_eq!(stats.refusals.total(), 0, "an honest client trips nothing");
+}
+
+#[test]
 fn a_channel_rate_limit_drops_the_excess() {
     let channels = vec![
         Channel::reliable(Priority::Game).with_rate_limit(ChannelRateLimit::new(10.0, 3)),

@@ -236,6 +236,9 @@ impl Conn {
             });
         match reliable {
             Some((channel, priority)) => {
+                // The redirect is judged by that channel's senders on the server: check it here
+                // as any send on it is, so an honest client never trips the server.
+                self.check_may_send(config, channel)?;
                 self.send_reliable(config, codec, channel, priority, payload, options)
             }
             None => Err(too_large),

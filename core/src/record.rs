@@ -5,7 +5,7 @@
 //! received from the client and sent to it, each with the server tick it was handled at, the
 //! transcript digests the game server sent its verification server, and `Gap` records where
 //! the bounded recording buffer overflowed. It is written by the endpoint's recorder
-//! ([`Endpoint::poll_recorded`](crate::Endpoint::poll_recorded)); this module only encodes and
+//! (`Endpoint::poll_recorded`); this module only encodes and
 //! decodes bytes.
 //!
 //! ```text

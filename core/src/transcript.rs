@@ -7,7 +7,7 @@
 //!
 //! The game server records every input it applies; at each heartbeat it sends the chain head as
 //! a [`TranscriptDigest`] to the verification server, which answers with a signed
-//! [`ProtectedReceipt`](crate::vs::ProtectedReceipt). Anyone holding the inputs can recompute the
+//! [`ProtectedReceipt`](crate::ticket::ProtectedReceipt). Anyone holding the inputs can recompute the
 //! head and check it against the receipt offline.
 
 use serde::{Deserialize, Serialize};

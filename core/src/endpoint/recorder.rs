@@ -366,7 +366,7 @@ impl ServerMut<'_> {
     }
 
     /// Input: the game server's agent computed transcript digest `digest`
-    /// ([`GsAgent`](crate::vs::GsAgent) calls this); the recording of its session, if any,
+    /// (the game server's VS agent calls this, `PROTOCOL.md` §8.8); the recording of its session, if any,
     /// gets a `Checkpoint` record, which verification matches with the digest's receipt, and
     /// a seal over the file so far.
     pub fn record_checkpoint(&mut self, digest: &TranscriptDigest) {

@@ -32,24 +32,7 @@ fn a_game_server_and_its_verification_server_are_observable_and_drain() {
     let vs_addr = free_udp_port();
     let vs_listen = vs_addr.to_string();
     let public = format!("{issuer}.pub");
-    let mut gs = Process::start(
-        GS,
-        "tickwire-gs",
-        &[
-            "--issuer-key",
-            &public,
-            "--listen",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-            "--vs",
-            &vs_listen,
-            "--tpm",
-            "simulated",
-        ],
-    );
-    let gs_admin = gs.address_after("admin on ");
-    let gs_addr = gs.address_after("listening on ");
+    let (mut gs, gs_admin, gs_addr) = Process::game_server(&public, &vs_listen, &["--tpm", "simulated"]);
 
     // Before the first play ticket: serving, not ready.
     assert_eq!(get(gs_admin, "/health").0, 200);
@@ -195,22 +178,7 @@ fn a_verification_server_killed_and_restarted_on_its_store_forgets_nothing() {
     let vs = Process::start(VS, "tickwire-vs", &vs_args);
     vs.address_after("admin on ");
     let public = format!("{issuer}.pub");
-    let mut gs = Process::start(
-        GS,
-        "tickwire-gs",
-        &[
-            "--issuer-key",
-            &public,
-            "--listen",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-            "--vs",
-            &vs_listen,
-        ],
-    );
-    let gs_admin = gs.address_after("admin on ");
-    let gs_addr = gs.address_after("listening on ");
+    let (mut gs, gs_admin, gs_addr) = Process::game_server(&public, &vs_listen, &[]);
     // The first kill lands while the game server is connecting and joining.
     drop(vs);
     let vs = Process::start(VS, "tickwire-vs", &vs_args);
@@ -301,24 +269,7 @@ fn a_second_signal_exits_at_once() {
     let issuer = dir.key("issuer.pem");
     let public = format!("{issuer}.pub");
     let absent_vs = free_udp_port().to_string();
-    let mut gs = Process::start(
-        GS,
-        "tickwire-gs",
-        &[
-            "--issuer-key",
-            &public,
-            "--listen",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-            "--vs",
-            &absent_vs,
-            "--drain-timeout-ms",
-            "60000",
-        ],
-    );
-    let admin = gs.address_after("admin on ");
-    gs.address_after("listening on ");
+    let (mut gs, admin, _) = Process::game_server(&public, &absent_vs, &["--drain-timeout-ms", "60000"]);
     gs.signal("TERM");
     eventually("the drain starts", || get(admin, "/health").0 == 503);
     gs.signal("INT");
@@ -358,24 +309,8 @@ fn a_game_server_fails_over_to_a_second_verification_server() {
     let (first, _, first_addr) = start_vs();
     let (_second, second_admin, second_addr) = start_vs();
     let public = format!("{issuer}.pub");
-    let mut gs = Process::start(
-        GS,
-        "tickwire-gs",
-        &[
-            "--issuer-key",
-            &public,
-            "--listen",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-            "--vs",
-            &first_addr,
-            "--vs-failover",
-            &second_addr,
-        ],
-    );
-    let gs_admin = gs.address_after("admin on ");
-    let gs_addr = gs.address_after("listening on ");
+    let (mut gs, gs_admin, gs_addr) =
+        Process::game_server(&public, &first_addr, &["--vs-failover", &second_addr]);
     eventually("the GS is admitted by the first VS", || {
         get(gs_admin, "/ready").0 == 200
     });

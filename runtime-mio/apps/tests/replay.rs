@@ -166,26 +166,11 @@ fn a_recording_verifies_against_the_receipts_the_verification_server_exports() {
     let public = format!("{issuer}.pub");
     let record = dir.path("rec");
     let gs_identity = dir.key("gs.pem");
-    let mut gs = Process::start(
-        GS,
-        "tickwire-gs",
-        &[
-            "--identity-key",
-            &gs_identity,
-            "--issuer-key",
-            &public,
-            "--listen",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-            "--vs",
-            &vs_addr,
-            "--record",
-            &record,
-        ],
+    let (mut gs, gs_admin, gs_addr) = Process::game_server(
+        &public,
+        &vs_addr,
+        &["--identity-key", &gs_identity, "--record", &record],
     );
-    let gs_admin = gs.address_after("admin on ");
-    let gs_addr = gs.address_after("listening on ");
     eventually("the GS is admitted", || get(gs_admin, "/ready").0 == 200);
     let played = run_clients(gs_addr, 0, 1, &client_options(&issuer, Duration::from_secs(3))).unwrap();
     assert!(played[0].joined, "{played:?}");

@@ -84,6 +84,26 @@ impl Process {
         Self { child, lines, name }
     }
 
+    /// `tickwire-gs` on loopback with an admin endpoint, trusting `issuer_pub` and attested
+    /// by the VS at `vs`, with `extra` options; returns it with its admin and game addresses.
+    pub fn game_server(issuer_pub: &str, vs: &str, extra: &[&str]) -> (Self, SocketAddr, SocketAddr) {
+        let mut args = vec![
+            "--issuer-key",
+            issuer_pub,
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--vs",
+            vs,
+        ];
+        args.extend_from_slice(extra);
+        let gs = Self::start(GS, "tickwire-gs", &args);
+        let admin = gs.address_after("admin on ");
+        let addr = gs.address_after("listening on ");
+        (gs, admin, addr)
+    }
+
     /// The address printed after `marker` on a stdout line (`… listening on ADDR …`).
     pub fn address_after(&self, marker: &str) -> SocketAddr {
         let deadline = Instant::now() + PATIENCE;

@@ -231,6 +231,8 @@ pub struct Heartbeat {
     rtt: RttEstimator,
     incoming: IncomingPath,
     last_receive: Instant,
+    /// [`Heartbeat::failure_timeout`], recomputed when the RTT estimate changes.
+    failure_timeout: Duration,
     failed: bool,
     /// Counters only; [`Heartbeat::stats`] fills in the rest.
     counters: HeartbeatStats,
@@ -248,7 +250,7 @@ impl Heartbeat {
     /// `epoch`. Silence is measured from `epoch` until something is received.
     pub fn new(epoch: Instant, config: HeartbeatConfig) -> Self {
         let initial_rtt = Duration::from_millis(config.initial_rtt_ms);
-        Self {
+        let mut heartbeat = Self {
             epoch,
             interval: Duration::from_millis(config.interval_ms.max(1)),
             min_timeout: Duration::from_millis(config.timeout_ms),
@@ -259,9 +261,12 @@ impl Heartbeat {
             rtt: RttEstimator::new(initial_rtt, config.rtt_window),
             incoming: IncomingPath::default(),
             last_receive: epoch,
+            failure_timeout: Duration::ZERO,
             failed: false,
             counters: HeartbeatStats::default(),
-        }
+        };
+        heartbeat.failure_timeout = heartbeat.compute_failure_timeout();
+        heartbeat
     }
 
     /// Output: the ping to send now, if one is due (the first at the epoch, then one per
@@ -347,6 +352,7 @@ impl Heartbeat {
         };
         let hold = Duration::from_micros(u64::from(pong.hold_us));
         let rtt = self.rtt.on_sample(Duration::from_micros(raw_us), hold);
+        self.failure_timeout = self.compute_failure_timeout();
         self.counters.rtt_histogram.observe(rtt);
         self.detect_losses(now);
         Some(RttSample {
@@ -400,6 +406,10 @@ impl Heartbeat {
     /// slow path are not mistaken for a dead peer; so does this. With defaults and a 333 ms
     /// RTT the sum is 1.5 s, so `timeout_ms` (5 s) rules until the RTT nears half a second.
     pub fn failure_timeout(&self) -> Duration {
+        self.failure_timeout
+    }
+
+    fn compute_failure_timeout(&self) -> Duration {
         let pto = self.rtt.srtt + (self.rtt.rttvar * 4).max(Duration::from_millis(1)) + self.interval;
         self.min_timeout.max(pto * 3)
     }

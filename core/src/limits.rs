@@ -69,6 +69,7 @@ impl TokenBucket {
 
     /// Capacity in whole tokens.
     pub fn capacity(&self) -> u64 {
+        // Exact: the capacity was built from whole tokens.
         u64::try_from(self.capacity / UNITS_PER_TOKEN).unwrap_or(u64::MAX)
     }
 
@@ -80,9 +81,15 @@ impl TokenBucket {
     }
 
     fn refill(&mut self, now: Instant) {
-        let Some(elapsed) = now.checked_duration_since(self.last) else {
+        // Many messages arrive at one instant; a full bucket gains nothing either way.
+        if now <= self.last {
             return;
-        };
+        }
+        if self.tokens == self.capacity {
+            self.last = now;
+            return;
+        }
+        let elapsed = now.duration_since(self.last);
         let gained = elapsed.as_nanos().saturating_mul(self.refill_per_ns);
         self.tokens = self.tokens.saturating_add(gained).min(self.capacity);
         self.last = now;
@@ -343,15 +350,19 @@ impl AddressLimiter {
 pub struct PeerLimiter {
     messages: TokenBucket,
     bytes: TokenBucket,
+    /// The byte bucket's capacity in whole bytes (the most one message is charged).
+    byte_capacity: u64,
     stats: LimiterStats,
 }
 
 impl PeerLimiter {
     /// Full buckets at `now`, using the per-connection fields of `config`.
     pub fn new(config: &RateLimitConfig, now: Instant) -> Self {
+        let bytes = TokenBucket::new(config.byte_burst, config.bytes_per_sec, now);
         Self {
             messages: TokenBucket::new(config.message_burst, config.messages_per_sec, now),
-            bytes: TokenBucket::new(config.byte_burst, config.bytes_per_sec, now),
+            byte_capacity: bytes.capacity(),
+            bytes,
             stats: LimiterStats::default(),
         }
     }
@@ -366,9 +377,7 @@ impl PeerLimiter {
     /// admitted at the sustained rate rather than refused forever; its size is bounded
     /// separately by the frame limit.
     pub fn check(&mut self, now: Instant, bytes: usize) -> Result<(), RateLimited> {
-        let bytes = u64::try_from(bytes)
-            .unwrap_or(u64::MAX)
-            .min(self.bytes.capacity());
+        let bytes = u64::try_from(bytes).unwrap_or(u64::MAX).min(self.byte_capacity);
         self.messages.refill(now);
         self.bytes.refill(now);
         let result = match (self.messages.shortfall(1), self.bytes.shortfall(bytes)) {

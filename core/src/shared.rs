@@ -41,8 +41,9 @@ pub enum Event {
     Connected {
         /// The connection.
         conn: ConnHandle,
-        /// What was agreed.
-        session: Session,
+        /// What was agreed (boxed: it is large, and every event is as large as its largest
+        /// variant).
+        session: Box<Session>,
     },
     /// The handshake failed: the client's view of a server rejection, the server's view of a
     /// client it refused, or a local failure (timeout, bad signature). Never a bare timeout.

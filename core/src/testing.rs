@@ -181,7 +181,7 @@ impl Node {
         self.events
             .iter()
             .filter_map(|e| match e {
-                Event::Connected { conn, session } => Some((*conn, session.clone())),
+                Event::Connected { conn, session } => Some((*conn, Session::clone(session))),
                 _ => None,
             })
             .collect()

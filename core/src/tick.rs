@@ -397,6 +397,9 @@ pub struct TickSync {
     skipped_ticks: u64,
     error_ewma: f64,
     last_offset: f64,
+    /// [`TickSync::poll_timeout`]'s answer, recomputed whenever the state changes (in
+    /// `handle_sample` and `poll_tick`), so that polling it is free.
+    deadline: Option<Instant>,
 }
 
 /// The configuration, each value clamped into its valid range.
@@ -485,6 +488,7 @@ impl TickSync {
             skipped_ticks: 0,
             error_ewma: 0.0,
             last_offset: 0.0,
+            deadline: None,
         }
     }
 
@@ -498,6 +502,11 @@ impl TickSync {
     /// The first sample sets the estimate and the client clock outright. Samples implying a
     /// tick above 2⁴⁰ are ignored and counted in `rejected_samples`.
     pub fn handle_sample(&mut self, now: Instant, server_tick: u64, rtt: Duration) {
+        self.take_sample(now, server_tick, rtt);
+        self.deadline = self.next_deadline();
+    }
+
+    fn take_sample(&mut self, now: Instant, server_tick: u64, rtt: Duration) {
         let p = self.params;
         let implied = server_tick as f64 + 0.5 + rtt.as_secs_f64() / 2.0 * p.hz;
         if implied > MAX_SERVER_TICK {
@@ -552,6 +561,12 @@ impl TickSync {
     /// the ticks in between in `skipped_ticks`. `None` before the first sample.
     #[must_use]
     pub fn poll_tick(&mut self, now: Instant) -> Option<u64> {
+        let tick = self.next_tick(now);
+        self.deadline = self.next_deadline();
+        tick
+    }
+
+    fn next_tick(&mut self, now: Instant) -> Option<u64> {
         let due = self.poll_timeout()? <= now;
         let p = self.params;
         let state = self.state.as_mut()?;
@@ -580,6 +595,10 @@ impl TickSync {
     /// passed, so polling at the deadline always makes progress.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
         let state = self.state.as_ref()?;
         let Some(last) = self.last_delivered else {
             return Some(state.clock_at);

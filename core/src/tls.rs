@@ -262,6 +262,11 @@ impl AnchoredTime {
     pub(crate) fn set(&self, unix_ms: u64) {
         self.unix_ms.store(unix_ms, Ordering::Relaxed);
     }
+
+    /// The time last set, Unix epoch milliseconds.
+    pub(crate) fn get(&self) -> u64 {
+        self.unix_ms.load(Ordering::Relaxed)
+    }
 }
 
 impl TimeSource for AnchoredTime {

@@ -85,7 +85,7 @@ pub async fn connect(
                     return Ok(Client {
                         io,
                         conn,
-                        session,
+                        session: *session,
                         inbox: VecDeque::new(),
                         closed: None,
                     })

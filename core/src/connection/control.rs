@@ -178,7 +178,7 @@ impl Conn {
         self.heartbeat.handle_receive(ctx.now);
         ctx.events.push_back(Event::Connected {
             conn: ctx.handle,
-            session: session.clone(),
+            session: Box::new(session.clone()),
         });
         self.session = Some(session);
         self.send_pings(ctx);

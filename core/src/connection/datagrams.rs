@@ -4,9 +4,9 @@
 
 use std::time::Instant;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 
-use super::{Conn, Ctx};
+use super::{pack, Conn, Ctx};
 use crate::channel::{ChannelId, ChannelKind, OversizePolicy, SendOptions};
 use crate::compress::Codec;
 use crate::config::Config;
@@ -133,8 +133,10 @@ impl Conn {
         true
     }
 
+    #[allow(clippy::too_many_arguments)] // one send's inputs; a struct would only rename them
     pub(super) fn send_datagram(
         &mut self,
+        now: Instant,
         config: &Config,
         codec: &mut Codec,
         channel: ChannelId,
@@ -148,29 +150,26 @@ impl Conn {
             .max_size()
             .ok_or(SendError::DatagramsUnsupported)?;
         if raw.len() > config.fragment.max_message_bytes {
-            return self.send_oversized(config, codec, raw, options);
+            return self.send_oversized(now, config, codec, raw, options);
         }
         let payload = self.encode_payload(config, codec, channel, raw.clone())?;
         let header = if sequenced { SEQUENCED_HEADER_LEN } else { 1 };
         if payload.len() + header <= max {
-            let kind = if sequenced {
-                DatagramKind::Sequenced
-            } else {
-                DatagramKind::Unreliable
-            };
-            let mut out = BytesMut::with_capacity(header + payload.len());
-            out.put_u8(type_byte(kind, channel.0));
+            let mut head = [0; SEQUENCED_HEADER_LEN];
             if sequenced {
-                out.put_u16(self.next_seq(channel));
+                head[0] = type_byte(DatagramKind::Sequenced, channel.0);
+                head[1..3].copy_from_slice(&self.next_seq(channel).to_be_bytes());
+            } else {
+                head[0] = type_byte(DatagramKind::Unreliable, channel.0);
             }
-            out.extend_from_slice(&payload);
-            self.queue_datagram(config, out.freeze(), options.deadline);
+            let bytes = pack(&mut self.tx_arena, &head[..header], &payload);
+            self.queue_datagram(now, config, bytes, options.deadline);
         } else {
             let chunk_max = max.saturating_sub(1 + FRAGMENT_HEADER_LEN);
             let within_limit = payload.len() <= config.fragment.max_message_bytes;
             let fragments = match fragment::split(&payload, chunk_max, config.fragment.max_fragments) {
                 Ok(fragments) if within_limit => fragments,
-                _ => return self.send_oversized(config, codec, raw, options),
+                _ => return self.send_oversized(now, config, codec, raw, options),
             };
             let (kind, message_id) = if sequenced {
                 (DatagramKind::SequencedFragment, self.next_seq(channel))
@@ -180,9 +179,9 @@ impl Conn {
                 (DatagramKind::Fragment, id)
             };
             for (index, count, chunk) in fragments {
-                let mut out = BytesMut::with_capacity(1 + FRAGMENT_HEADER_LEN + chunk.len());
-                out.put_u8(type_byte(kind, channel.0));
-                out.extend_from_slice(
+                let mut head = [0; 1 + FRAGMENT_HEADER_LEN];
+                head[0] = type_byte(kind, channel.0);
+                head[1..].copy_from_slice(
                     &FragmentHeader {
                         message_id,
                         index,
@@ -190,8 +189,8 @@ impl Conn {
                     }
                     .encode(),
                 );
-                out.extend_from_slice(chunk);
-                self.queue_datagram(config, out.freeze(), options.deadline);
+                let bytes = pack(&mut self.tx_arena, &head, chunk);
+                self.queue_datagram(now, config, bytes, options.deadline);
             }
             self.stats.messages_fragmented += 1;
         }
@@ -212,6 +211,7 @@ impl Conn {
     /// reliable channel, per [`OversizePolicy`].
     fn send_oversized(
         &mut self,
+        now: Instant,
         config: &Config,
         codec: &mut Codec,
         payload: Bytes,
@@ -239,13 +239,29 @@ impl Conn {
                 // The redirect is judged by that channel's senders on the server: check it here
                 // as any send on it is, so an honest client never trips the server.
                 self.check_may_send(config, channel)?;
-                self.send_reliable(config, codec, channel, priority, payload, options)
+                let sent = self.send_reliable(config, codec, channel, priority, payload, options);
+                self.flush_streams(now);
+                sent
             }
             None => Err(too_large),
         }
     }
 
-    fn queue_datagram(&mut self, config: &Config, bytes: Bytes, deadline: Option<Instant>) {
+    /// Queues a datagram behind those already waiting, or hands it straight to QUIC when none
+    /// wait and its buffer has room.
+    fn queue_datagram(&mut self, now: Instant, config: &Config, bytes: Bytes, deadline: Option<Instant>) {
+        let bytes = if self.datagrams.is_empty() && !deadline.is_some_and(|d| now > d) {
+            match self.quic.datagrams().send(bytes, false) {
+                Ok(()) => return,
+                Err(quinn_proto::SendDatagramError::Blocked(bytes)) => bytes,
+                Err(_) => {
+                    self.stats.datagrams_dropped_queue_full += 1;
+                    return;
+                }
+            }
+        } else {
+            bytes
+        };
         if self.datagrams.len() >= config.max_queued_datagrams {
             self.datagrams.pop_front();
             self.stats.datagrams_dropped_queue_full += 1;

@@ -14,7 +14,7 @@ mod streams;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use ed25519_dalek::SigningKey;
 use quinn_proto::{StreamEvent, StreamId, VarInt};
 
@@ -57,6 +57,23 @@ pub(crate) enum State {
     Closed,
 }
 
+/// Size of the chunks [`pack`] writes outgoing bytes into.
+const TX_ARENA_BYTES: usize = 4096;
+
+/// `head` followed by `body` as one `Bytes`, written behind the previous one in `arena` and
+/// split off, so that small datagrams and frame prefixes share one allocation; a chunk is
+/// freed once every `Bytes` cut from it is. A connection holds at most one partly used chunk
+/// of [`TX_ARENA_BYTES`] (or the size of its largest datagram).
+fn pack(arena: &mut BytesMut, head: &[u8], body: &[u8]) -> Bytes {
+    let len = head.len() + body.len();
+    if arena.capacity() < len {
+        *arena = BytesMut::with_capacity(len.max(TX_ARENA_BYTES));
+    }
+    arena.extend_from_slice(head);
+    arena.extend_from_slice(body);
+    arena.split().freeze()
+}
+
 /// Per-connection state; see the module docs.
 #[derive(Debug)]
 pub(crate) struct Conn {
@@ -80,6 +97,8 @@ pub(crate) struct Conn {
     tx_seq: [u16; MAX_CHANNELS],
     rx_seq: [Option<u16>; MAX_CHANNELS],
     next_fragment_id: u16,
+    /// Room for outgoing headers and datagrams (see [`pack`]).
+    tx_arena: BytesMut,
     last_frames_rx: u64,
     pub(crate) stats: ConnectionStats,
     /// Server: when the TLS handshake completed and the wait for the Hello began.
@@ -161,6 +180,7 @@ impl Conn {
             tx_seq: [0; MAX_CHANNELS],
             rx_seq: [None; MAX_CHANNELS],
             next_fragment_id: 0,
+            tx_arena: BytesMut::new(),
             last_frames_rx: 0,
             stats: ConnectionStats::default(),
             hello_wait_since: None,
@@ -536,16 +556,22 @@ impl Conn {
             .get(channel.0 as usize)
             .ok_or(SendError::UnknownChannel(channel))?
             .kind;
-        let result = match kind {
-            ChannelKind::Reliable { priority } => self.send_reliable(
-                config,
-                codec,
-                channel,
-                priority.stream_priority(),
-                payload,
-                options,
-            ),
+        // Each path hands what it queued to QUIC at once, as far as QUIC takes it.
+        match kind {
+            ChannelKind::Reliable { priority } => {
+                let sent = self.send_reliable(
+                    config,
+                    codec,
+                    channel,
+                    priority.stream_priority(),
+                    payload,
+                    options,
+                );
+                self.flush_streams(now);
+                sent
+            }
             ChannelKind::Unreliable | ChannelKind::Sequenced => self.send_datagram(
+                now,
                 config,
                 codec,
                 channel,
@@ -553,9 +579,7 @@ impl Conn {
                 payload,
                 options,
             ),
-        };
-        self.flush(now);
-        result
+        }
     }
 
     /// Moves queued frames and datagrams into QUIC as far as flow control and the datagram

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use quinn_proto::{Dir, StreamId};
 
-use super::{Conn, Ctx};
+use super::{pack, Conn, Ctx};
 use crate::channel::SendOptions;
 use crate::channel::{ChannelId, ChannelKind, CONTROL_PRIORITY};
 use crate::compress::Codec;
@@ -16,6 +16,10 @@ use crate::config::Config;
 use crate::handshake::Rejection;
 use crate::shared::SendError;
 use crate::wire::{self, FrameDecoder, ReasonCode};
+
+/// Reliable payloads up to this size are copied behind their length prefix into one chunk;
+/// larger ones go to QUIC as they are, after a chunk holding the prefix.
+const COPY_BELOW_BYTES: usize = 1024;
 
 #[derive(Debug)]
 pub(super) struct RxStream {
@@ -247,27 +251,63 @@ impl Conn {
                 max: config.max_reliable_message_bytes,
             });
         }
-        let frame = wire::encode_frame(&payload);
-        if self.queued_reliable_bytes + frame.len() > config.max_queued_reliable_bytes {
+        let frame_len = wire::FRAME_PREFIX_LEN + payload.len();
+        if self.queued_reliable_bytes + frame_len > config.max_queued_reliable_bytes {
             return Err(SendError::QueueFull);
         }
         let tx = self.tx_channels.entry(channel).or_default();
-        if tx.stream.is_none() {
-            let Some(id) = self.quic.streams().open(Dir::Uni) else {
-                return Err(SendError::QueueFull);
+        let id = match tx.stream {
+            Some(id) => id,
+            None => {
+                let Some(id) = self.quic.streams().open(Dir::Uni) else {
+                    return Err(SendError::QueueFull);
+                };
+                let _ = self.quic.send_stream(id).set_priority(priority);
+                tx.stream = Some(id);
+                tx.queue.push_back(QueuedFrame {
+                    bytes: Bytes::copy_from_slice(&[channel.0]),
+                    written: 0,
+                    deadline: None,
+                });
+                self.queued_reliable_bytes += 1;
+                id
+            }
+        };
+        if tx.queue.is_empty() {
+            // Nothing waits on this stream: hand the frame to QUIC as its prefix and the
+            // payload itself, without copying the payload; queue only what QUIC did not take.
+            // A small payload is copied behind its prefix instead: QUIC's send buffer costs
+            // per chunk, more than copying a few hundred bytes.
+            let prefix = u32::try_from(payload.len()).unwrap_or(u32::MAX).to_be_bytes();
+            let mut parts = if payload.len() <= COPY_BELOW_BYTES {
+                [pack(&mut self.tx_arena, &prefix, &payload), Bytes::new()]
+            } else {
+                [pack(&mut self.tx_arena, &prefix, &[]), payload.clone()]
             };
-            let _ = self.quic.send_stream(id).set_priority(priority);
-            tx.stream = Some(id);
-            tx.queue.push_back(QueuedFrame {
-                bytes: Bytes::copy_from_slice(&[channel.0]),
-                written: 0,
-                deadline: None,
-            });
-            self.queued_reliable_bytes += 1;
+            let written = match self.quic.send_stream(id).write_chunks(&mut parts) {
+                Ok(written) => written.bytes,
+                Err(quinn_proto::WriteError::Blocked) => 0,
+                Err(_) => frame_len, // the stream is gone; so is the frame, as on the queue
+            };
+            if written > 0 {
+                if written < frame_len {
+                    // Started: the rest must follow whatever its deadline.
+                    for bytes in parts.into_iter().filter(|part| !part.is_empty()) {
+                        self.queued_reliable_bytes += bytes.len();
+                        tx.queue.push_back(QueuedFrame {
+                            bytes,
+                            written: 0,
+                            deadline: None,
+                        });
+                    }
+                }
+                self.count_sent(config, channel, raw_len, payload.len());
+                return Ok(());
+            }
         }
-        self.queued_reliable_bytes += frame.len();
+        self.queued_reliable_bytes += frame_len;
         tx.queue.push_back(QueuedFrame {
-            bytes: frame,
+            bytes: wire::encode_frame(&payload),
             written: 0,
             deadline: options.deadline,
         });
@@ -290,7 +330,8 @@ impl Conn {
                 *expired += 1;
                 continue;
             }
-            match quic.send_stream(id).write(&front.bytes[front.written..]) {
+            let mut rest = [front.bytes.slice(front.written..)];
+            match quic.send_stream(id).write_chunks(&mut rest).map(|w| w.bytes) {
                 Ok(n) => {
                     front.written += n;
                     *queued_bytes = queued_bytes.saturating_sub(n);
@@ -314,6 +355,9 @@ impl Conn {
     /// Moves queued control and channel frames into QUIC's streams as far as flow control
     /// allows, dropping frames past their deadline that were not started.
     pub(super) fn flush_streams(&mut self, now: Instant) {
+        if self.queued_reliable_bytes == 0 && self.control_tx.is_empty() {
+            return;
+        }
         if let Some(id) = self.control {
             Self::write_queue(
                 &mut self.quic,

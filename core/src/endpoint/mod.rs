@@ -253,6 +253,7 @@ impl Endpoint {
     fn advance(&mut self, now: Instant) -> Instant {
         let now = match self.last_now {
             Some(last) if last > now => last,
+            Some(last) if last == now => return now,
             _ => now,
         };
         self.last_now = Some(now);
@@ -360,7 +361,7 @@ impl Endpoint {
             // Queued handles of a removed connection are skipped when met.
             if let Some(entry) = self.conns.remove(&handle) {
                 self.counts.remove(handle, &entry.counted);
-                self.timers.forget(handle, &entry.timer);
+                // Its heap entry, if any, is stale now and is dropped when met.
                 self.closed.add(&entry.conn.snapshot_stats());
             }
         }
@@ -377,7 +378,10 @@ impl Endpoint {
     ) -> Option<R> {
         let entry = self.conns.get_mut(&handle)?;
         let before = self.events.len();
-        let unix_ms = self.wall.unix_ms_at(now);
+        let unix_ms = match self.last_now {
+            Some(last) if last == now => self.time_source.get(),
+            _ => self.wall.unix_ms_at(now),
+        };
         let server_tick = self.server.as_ref().map_or(0, |s| s.scheduler.current_tick());
         let result = {
             let mut nonce = nonce_fn(&mut self.rng);
@@ -636,15 +640,15 @@ impl Endpoint {
             .as_ref()
             .is_some_and(|s| s.recorders.is_recorded(handle))
             .then(|| payload.clone());
-        let sent = entry
+        // A send queues or hands bytes to QUIC; it never changes the connection's phase, so
+        // the phase counts need no resync.
+        entry
             .conn
-            .send(now, config, &mut self.codec, channel, payload, options);
-        self.counts.sync(handle, &entry.conn, &mut entry.counted);
-        sent?;
+            .send(now, config, &mut self.codec, channel, payload, options)?;
+        timers::touch_entry(&mut self.active, &mut self.timers, handle, entry);
         if let Some(payload) = recorded {
             self.record_sent(handle, channel.0, &payload);
         }
-        self.touch(handle);
         Ok(())
     }
 

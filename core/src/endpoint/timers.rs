@@ -1,19 +1,26 @@
 //! The endpoint's timer table: one armed deadline per connection, re-read only for connections
 //! touched since, so that an idle connection costs nothing per turn.
 
-use std::collections::BTreeSet;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::time::Instant;
 
 use super::{Endpoint, Entry};
 use crate::shared::ConnHandle;
 
-/// Every connection's armed deadline, ordered, plus the connections whose deadline may have
-/// moved since it was last read.
+/// Every connection's armed deadline in a min-heap, plus the connections whose deadline may
+/// have moved since it was last read.
+///
+/// The heap is lazy: a connection whose deadline moves gets a new entry and its old one stays
+/// behind, recognised as stale (it no longer equals the connection's [`TimerSlot::armed`]) and
+/// dropped when it reaches the top. QUIC moves a connection's idle deadline with every packet,
+/// so this trades an ordered-set removal per packet for a heap push. Stale entries are bounded:
+/// the heap is rebuilt from the connections when they outnumber them.
 #[derive(Debug, Default)]
 pub(super) struct Timers {
-    /// `(deadline, connection)` for each connection with a deadline: exact (an entry leaves
-    /// when its connection's deadline moves), so the first is the next.
-    armed: BTreeSet<(Instant, ConnHandle)>,
+    /// `(deadline, connection)`, earliest first; an entry is live while it equals the
+    /// connection's armed deadline. After [`Endpoint::refresh_timers`] the top is live.
+    heap: BinaryHeap<Reverse<(Instant, ConnHandle)>>,
     /// Connections whose deadline may have moved since it was last read.
     dirty: Vec<ConnHandle>,
 }
@@ -21,7 +28,7 @@ pub(super) struct Timers {
 /// The timer table's view of one connection, kept in its [`Entry`].
 #[derive(Debug, Default)]
 pub(super) struct TimerSlot {
-    /// The deadline in [`Timers::armed`] for this connection, if any.
+    /// The connection's deadline as last read, if any (its live heap entry).
     armed: Option<Instant>,
     /// Whether the connection is in [`Timers::dirty`].
     dirty: bool,
@@ -35,17 +42,18 @@ impl Timers {
             self.dirty.push(handle);
         }
     }
+}
 
-    /// Forgets a removed connection's deadline.
-    pub(super) fn forget(&mut self, handle: ConnHandle, slot: &TimerSlot) {
-        if let Some(deadline) = slot.armed {
-            self.armed.remove(&(deadline, handle));
-        }
-    }
+/// Whether a heap entry is still its connection's armed deadline.
+fn live(conns: &BTreeMap<ConnHandle, Entry>, deadline: Instant, handle: ConnHandle) -> bool {
+    conns
+        .get(&handle)
+        .is_some_and(|entry| entry.timer.armed == Some(deadline))
 }
 
 impl Endpoint {
-    /// Re-reads the deadline of every connection touched since the last call.
+    /// Re-reads the deadline of every connection touched since the last call, then drops
+    /// stale entries from the top of the heap, so that its first entry is the next deadline.
     pub(super) fn refresh_timers(&mut self) {
         while let Some(handle) = self.timers.dirty.pop() {
             let Some(Entry { conn, timer, .. }) = self.conns.get_mut(&handle) else {
@@ -54,14 +62,24 @@ impl Endpoint {
             timer.dirty = false;
             let deadline = conn.poll_timeout();
             if deadline != timer.armed {
-                if let Some(old) = timer.armed {
-                    self.timers.armed.remove(&(old, handle));
-                }
                 if let Some(new) = deadline {
-                    self.timers.armed.insert((new, handle));
+                    self.timers.heap.push(Reverse((new, handle)));
                 }
                 timer.armed = deadline;
             }
+        }
+        if self.timers.heap.len() > 2 * self.conns.len() + 64 {
+            self.timers.heap = self
+                .conns
+                .iter()
+                .filter_map(|(&handle, entry)| entry.timer.armed.map(|d| Reverse((d, handle))))
+                .collect();
+        }
+        while let Some(&Reverse((deadline, handle))) = self.timers.heap.peek() {
+            if live(&self.conns, deadline, handle) {
+                break;
+            }
+            self.timers.heap.pop();
         }
     }
 
@@ -70,15 +88,17 @@ impl Endpoint {
     pub(super) fn due_timers(&mut self, now: Instant) -> Vec<ConnHandle> {
         self.refresh_timers();
         let mut due = Vec::new();
-        while let Some(&(deadline, handle)) = self.timers.armed.first() {
+        while let Some(&Reverse((deadline, handle))) = self.timers.heap.peek() {
             if deadline > now {
                 break;
             }
-            self.timers.armed.pop_first();
+            self.timers.heap.pop();
             if let Some(entry) = self.conns.get_mut(&handle) {
-                entry.timer.armed = None;
+                if entry.timer.armed == Some(deadline) {
+                    entry.timer.armed = None;
+                    due.push(handle);
+                }
             }
-            due.push(handle);
         }
         due
     }
@@ -89,18 +109,27 @@ impl Endpoint {
         if !self.timers.dirty.is_empty() {
             return self.last_now;
         }
-        self.timers.armed.first().map(|&(deadline, _)| deadline)
+        self.timers.heap.peek().map(|&Reverse((deadline, _))| deadline)
     }
 
     /// Marks `handle` as possibly having output and a moved deadline.
     pub(super) fn touch(&mut self, handle: ConnHandle) {
-        let Some(entry) = self.conns.get_mut(&handle) else {
-            return;
-        };
-        if !entry.tx_queued {
-            entry.tx_queued = true;
-            self.active.push_back(handle);
+        if let Some(entry) = self.conns.get_mut(&handle) {
+            touch_entry(&mut self.active, &mut self.timers, handle, entry);
         }
-        self.timers.mark_dirty(handle, &mut entry.timer);
     }
+}
+
+/// [`Endpoint::touch`] for an entry already at hand.
+pub(super) fn touch_entry(
+    active: &mut VecDeque<ConnHandle>,
+    timers: &mut Timers,
+    handle: ConnHandle,
+    entry: &mut Entry,
+) {
+    if !entry.tx_queued {
+        entry.tx_queued = true;
+        active.push_back(handle);
+    }
+    timers.mark_dirty(handle, &mut entry.timer);
 }

@@ -661,7 +661,10 @@ impl std::fmt::Debug for Sim {
             .field("nodes", &self.nodes.len())
             .field("raw_nodes", &self.raw.len())
             .field("groups", &self.groups.len())
-            .field("queued", &self.groups.iter().map(|w| w.queue.len()).sum::<usize>())
+            .field(
+                "queued",
+                &self.groups.iter().map(|w| w.queue.len()).sum::<usize>(),
+            )
             .finish()
     }
 }
@@ -781,7 +784,10 @@ impl Sim {
             let spec = scenario.link(name).expect("validated");
             let preset = preset_names.iter().position(|n| n == name).expect("listed");
             client_presets.push(preset);
-            ups.push(LinkEnd::new(Link::new(&spec, derive(seed, "link/up", c as u64, 0))));
+            ups.push(LinkEnd::new(Link::new(
+                &spec,
+                derive(seed, "link/up", c as u64, 0),
+            )));
             downs.push(LinkEnd::new(Link::new(
                 &spec,
                 derive(seed, "link/down", c as u64, 0),

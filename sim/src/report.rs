@@ -1067,8 +1067,7 @@ impl Metrics {
         for (key, (at, text)) in &o.disconnect_details {
             let later = |(mine_at, mine): &(Nanos, String)| (*at, text) < (*mine_at, mine);
             if self.disconnect_details.get(key).is_none_or(later) {
-                self.disconnect_details
-                    .insert(key.clone(), (*at, text.clone()));
+                self.disconnect_details.insert(key.clone(), (*at, text.clone()));
             }
         }
         self.false_disconnects += o.false_disconnects;

@@ -223,7 +223,11 @@ impl Part<'_> {
 impl Sim {
     /// Fills the hostile report's end-of-run figures from the servers' endpoints and the
     /// run's merged `metrics`.
-    pub(super) fn finish_hostile(&self, metrics: &crate::report::Metrics, report: &mut crate::report::Report) {
+    pub(super) fn finish_hostile(
+        &self,
+        metrics: &crate::report::Metrics,
+        report: &mut crate::report::Report,
+    ) {
         let world = &self.groups[0];
         let (Some(h), Some(out)) = (metrics.hostile.as_ref(), report.hostile.as_mut()) else {
             return;

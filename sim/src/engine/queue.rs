@@ -6,6 +6,9 @@ use std::collections::BinaryHeap;
 use super::What;
 use crate::link::Nanos;
 
+/// An event's place in the queue: (time, origin, slot in the slab).
+type Key = (Nanos, (u32, u64), u32);
+
 /// The event queue: a min-heap of small `(at, origin, slot)` keys over a slab of event bodies,
 /// so that reordering the heap moves 32 bytes per entry, not whole datagrams. Ties in `at`
 /// resolve by origin — the actor that created the event and its count of events created so
@@ -13,7 +16,7 @@ use crate::link::Nanos;
 /// queue (a datagram from another node is queued at a barrier, a node's own timer at once).
 #[derive(Debug, Default)]
 pub(super) struct Queue {
-    heap: BinaryHeap<Reverse<(Nanos, (u32, u64), u32)>>,
+    heap: BinaryHeap<Reverse<Key>>,
     slots: Vec<Option<What>>,
     free: Vec<u32>,
 }
@@ -105,7 +108,13 @@ mod tests {
     #[test]
     fn events_leave_in_time_order_and_ties_in_origin_order() {
         let mut queue = Queue::default();
-        for (at, node, origin) in [(30, 0, (0, 1)), (10, 1, (2, 1)), (20, 2, (0, 2)), (10, 3, (1, 7)), (10, 4, (1, 9))] {
+        for (at, node, origin) in [
+            (30, 0, (0, 1)),
+            (10, 1, (2, 1)),
+            (20, 2, (0, 2)),
+            (10, 3, (1, 7)),
+            (10, 4, (1, 9)),
+        ] {
             queue.push(at, origin, What::Wake { node });
         }
         let mut order = Vec::new();

@@ -247,8 +247,7 @@ impl Part<'_> {
         for timer in RawTimer::ALL {
             let alarm = &mut slot.alarms[timer as usize];
             if let Some(at) = slot.node.poll_timeout(timer).and_then(|at| alarm.arm(now, at)) {
-                self.world
-                    .push_from(actor, at, What::WakeRaw { node: id, timer });
+                self.world.push_from(actor, at, What::WakeRaw { node: id, timer });
             }
         }
         let mut outbox = std::mem::take(&mut self.world.outbox);

@@ -44,12 +44,7 @@ pub(super) struct VsNet {
 }
 
 impl VsNet {
-    pub(super) fn new(
-        scenario: &Scenario,
-        node: usize,
-        key: &SigningKey,
-        identity: [u8; 32],
-    ) -> Self {
+    pub(super) fn new(scenario: &Scenario, node: usize, key: &SigningKey, identity: [u8; 32]) -> Self {
         Self {
             node,
             keys: VsKeys::single(VS_KEY_ID, key.verifying_key()),

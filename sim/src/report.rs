@@ -853,7 +853,7 @@ impl fmt::Display for Report {
         let p = &self.parallel;
         let _ = writeln!(
             w,
-            "  parallel            {} threads, lookahead {} ms: {} windows ({} of the full lookahead, {} cut short by faults or samples, {} sequential for want of lookahead)",
+            "  parallel            {} threads, lookahead {} ms: {} windows ({} of the full lookahead, {} cut short by faults, samples or run_until steps, {} sequential for want of lookahead)",
             p.threads, p.lookahead_ms, p.windows, p.windows_lookahead_limited, p.windows_cut_short, p.sequential_windows
         );
         let _ = write!(w, "  trace_sha256        {}", self.trace_sha256);

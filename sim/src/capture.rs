@@ -163,10 +163,9 @@ pub struct KeyLogBuffer {
     lines: Mutex<Lines>,
 }
 
-/// The lines in order, and the same lines as a set to drop repeats.
+/// The distinct lines, sorted.
 #[derive(Debug, Default)]
 struct Lines {
-    ordered: Vec<String>,
     seen: BTreeSet<String>,
 }
 
@@ -181,9 +180,10 @@ impl KeyLogBuffer {
         self.lines.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The key log so far: every line, each ending in `\n`.
+    /// The key log so far: every line, each ending in `\n`, sorted (so that the log does not
+    /// depend on which thread's handshake logged first).
     pub fn contents(&self) -> String {
-        self.lines().ordered.concat()
+        self.lines().seen.iter().map(String::as_str).collect()
     }
 
     /// Writes [`KeyLogBuffer::contents`] to `path` (see [`keylog_path_for`]), replacing it.
@@ -196,12 +196,12 @@ impl KeyLogBuffer {
 
     /// Distinct lines (secrets) logged so far.
     pub fn len(&self) -> usize {
-        self.lines().ordered.len()
+        self.lines().seen.len()
     }
 
     /// Whether nothing has been logged.
     pub fn is_empty(&self) -> bool {
-        self.lines().ordered.is_empty()
+        self.lines().seen.is_empty()
     }
 }
 
@@ -214,10 +214,7 @@ impl rustls::KeyLog for KeyLogBuffer {
         line.push(' ');
         push_hex(&mut line, secret);
         line.push('\n');
-        let mut lines = self.lines();
-        if lines.seen.insert(line.clone()) {
-            lines.ordered.push(line);
-        }
+        self.lines().seen.insert(line);
     }
 }
 

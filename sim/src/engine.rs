@@ -1,5 +1,5 @@
-//! The discrete-event engine: virtual time in integer nanoseconds, one queue of events ordered
-//! by `(time, insertion sequence)`, nodes, and [`Link`]s between them.
+//! The discrete-event engine: virtual time in integer nanoseconds, nodes, and [`Link`]s between
+//! them, run in parallel windows of virtual time.
 //!
 //! Nodes come in two kinds, each behind one small trait:
 //!
@@ -12,10 +12,24 @@
 //!   (`handle_datagram`), their own wake-ups (`handle_time`, `poll_timeout`), and datagrams
 //!   out through the `RawNet` facade, routed by the engine through the raw node's wire.
 //!
-//! The engine is itself sans-IO: no threads, no wall clock, no `HashMap`; every random choice
-//! comes from the run's seed through [`derive()`]. Each datagram a node emits is routed through
-//! its path's link and recorded in the trace hash ([`Sim::trace_sha256`]) with its fate, so two
-//! runs agree on the hash exactly when they agree on every packet.
+//! The engine is itself sans-IO: no wall clock, no `HashMap`; every random choice comes from the
+//! run's seed through [`derive()`]. Each datagram a node emits is routed through its path's link
+//! (kept by the sending node, with its own random streams) and recorded in the sending node's
+//! trace hash with its fate; [`Sim::trace_sha256`] combines the nodes' hashes in node order, so
+//! two runs agree on the hash exactly when they agree on every packet.
+//!
+//! **Threads.** The run is a conservative synchronous parallel simulation. The nodes are split
+//! once, by estimated cost, into [`SimOptions::threads`] contiguous groups, each with its own
+//! event queue. Time advances in windows no longer than the *lookahead* — the smallest delay
+//! any link can give a datagram between two nodes (the lower bound of its latency
+//! distribution; jitter, reordering and queueing only add) — so nothing sent in a window
+//! arrives within it: the groups process their nodes' events of a window independently, on
+//! their threads, and the datagrams they sent each other are handed over at the barrier after
+//! it. Each node's events are ordered by `(time, creating node, that node's sequence)`, never
+//! by when they reached its queue, and metrics merge exactly (integer sums, maxima, unions),
+//! so the split — and so the number of threads — changes nothing but the wall time. Faults
+//! and path samples act at barriers. With a zero lookahead (a spoofed flood, a latency
+//! distribution reaching 0) each window is a single instant, run on one thread.
 //!
 //! ```no_run
 //! use tickwire_sim::{engine::{Sim, SimOptions}, scenario::Scenario};
@@ -49,7 +63,7 @@ use crate::capture::{KeyLogBuffer, PcapWriter};
 use crate::clock::{NodeClock, START_UNIX_MS};
 use crate::crypto::sim_crypto;
 use crate::link::{DropReason, Link, LinkStats, Nanos};
-use crate::report::{CompressionReport, Metrics, Report, Side};
+use crate::report::{CompressionReport, Metrics, ParallelReport, Report, Side};
 use crate::scenario::{Direction, Fault, Scenario, ScenarioError, Target};
 
 pub use crate::units::{FRAGMENTED_ABOVE, MILLI, SECOND};
@@ -83,7 +97,7 @@ mod vs;
 use app::{start_attempt, App, ClientApp, ClientState, ServerApp};
 use behaviour::{Idle, Net};
 use queue::{Alarm, Queue};
-use raw_node::{RawSlot, RawTimer, RawTransmit, Wire};
+use raw_node::{RawSlot, RawTimer, RawTransmit};
 use vs::{GsVs, VsApp, VsNet};
 pub use vs::{SIM_BINARY_SHA256, SIM_CONFIG_SHA256, VS_ADDR, VS_KEY_ID};
 
@@ -98,6 +112,9 @@ pub struct SimOptions {
     /// Record every client session of every game server (`PROTOCOL.md` §11) and keep the
     /// receipts the game servers get, for [`Sim::recordings`] and [`Sim::receipts`].
     pub record: bool,
+    /// Threads to run windows on (0 and 1: the calling thread only). Results do not depend
+    /// on it.
+    pub threads: usize,
 }
 
 impl std::fmt::Debug for SimOptions {
@@ -106,6 +123,7 @@ impl std::fmt::Debug for SimOptions {
             .field("capture", &self.capture.is_some())
             .field("duration", &self.duration)
             .field("record", &self.record)
+            .field("threads", &self.threads)
             .finish()
     }
 }
@@ -181,12 +199,12 @@ enum Action {
     },
 }
 
-/// A client's path to its server: one link each way, partition counters and fault history.
-#[derive(Debug)]
+/// A client's path to its server: its preset, partition counters and fault history. The links
+/// themselves are kept by the nodes that send on them ([`LinkEnd`]); every group of nodes has
+/// a copy of this state, changed only at barriers.
+#[derive(Debug, Clone)]
 pub(crate) struct Path {
     pub(crate) preset: usize,
-    pub(crate) up: Link,
-    pub(crate) down: Link,
     cut_up: u32,
     cut_down: u32,
     /// Faults currently affecting this client's session (cuts, its or its server's crash).
@@ -195,11 +213,6 @@ pub(crate) struct Path {
     pub(crate) fault_since: Option<Nanos>,
     /// When the last fault cleared.
     pub(crate) fault_cleared: Option<Nanos>,
-    /// One-way delays observed since the last sample, per direction: (sum ns, count).
-    pub(crate) up_delay: (u128, u64),
-    pub(crate) down_delay: (u128, u64),
-    pub(crate) last_up: LinkStats,
-    pub(crate) last_down: LinkStats,
 }
 
 impl Path {
@@ -218,6 +231,52 @@ impl Path {
     }
 }
 
+/// One direction of a client's path, kept by the node that sends on it, with the one-way
+/// delays it gave since the last sample.
+#[derive(Debug)]
+pub(crate) struct LinkEnd {
+    pub(crate) link: Link,
+    /// One-way delays given since the last sample: (sum ns, count).
+    pub(crate) delay: (u128, u64),
+    /// The link's counters at the last sample.
+    pub(crate) last: LinkStats,
+}
+
+impl LinkEnd {
+    fn new(link: Link) -> Self {
+        Self {
+            link,
+            delay: (0, 0),
+            last: LinkStats::default(),
+        }
+    }
+}
+
+/// What a node sends through, and the hash of what it sent.
+#[derive(Debug)]
+struct Wires {
+    /// The node's trace: every datagram it sent, with its fate, and its receive-queue drops.
+    trace: Sha256,
+    /// A client: its uplink. A game server: the downlink to each of its clients, in client
+    /// order. The verification server: the downlink to each game server.
+    links: Vec<LinkEnd>,
+    /// A game server: its uplink to the verification server.
+    vs_up: Option<Link>,
+    /// A game server: the downlinks to the raw nodes that reach it over links, by raw node id.
+    raw_down: Vec<(usize, Link)>,
+}
+
+impl Wires {
+    fn new(links: Vec<LinkEnd>) -> Self {
+        Self {
+            trace: Sha256::new(),
+            links,
+            vs_up: None,
+            raw_down: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Node {
     addr: SocketAddr,
@@ -230,22 +289,44 @@ struct Node {
     app: App,
     /// The CPU model (game servers, when the scenario has `[server_cpu]`).
     cpu: Option<cpu::Cpu>,
+    wires: Wires,
 }
 
-/// Everything but the nodes, so a node and the world can be borrowed together.
+/// A datagram one node sent another during a window, handed over at the barrier after it.
+#[derive(Debug)]
+struct Sent {
+    at: Nanos,
+    /// The sending node (raw nodes after the nodes with endpoints) and its event sequence.
+    origin: (u32, u64),
+    what: What,
+}
+
+/// A datagram sent during a window, for the pcap capture (written in order at the barrier).
+#[derive(Debug)]
+struct Captured {
+    at: Nanos,
+    src: usize,
+    from: SocketAddr,
+    to: SocketAddr,
+    bytes: Vec<u8>,
+}
+
+/// One group of nodes' view of the run: its event queue, what its nodes sent and measured,
+/// and a copy of the state they read but change only at barriers (addresses, partitions,
+/// fault history), so that groups never share anything mutable while a window runs.
 struct World {
     seed: u64,
     now: Nanos,
     queue: Queue,
     servers: usize,
+    clients_per_server: usize,
     addrs: BTreeMap<SocketAddr, usize>,
     paths: Vec<Path>,
-    trace: Sha256,
     datagrams: u64,
-    capture: Option<PcapWriter<Box<dyn Write>>>,
-    capture_error: Option<std::io::Error>,
+    /// Datagrams of this window, when capturing.
+    capture: Option<Vec<Captured>>,
     key_log: Option<Arc<KeyLogBuffer>>,
-    issuer: TicketIssuer,
+    issuer: Arc<TicketIssuer>,
     scenario: Arc<Scenario>,
     metrics: Metrics,
     buf: Vec<u8>,
@@ -254,14 +335,26 @@ struct World {
     vs: Option<VsNet>,
     /// Raw node addresses → raw node id.
     raw_addrs: BTreeMap<SocketAddr, usize>,
-    /// Per raw node: how its datagrams travel.
-    raw_wires: Vec<Wire>,
+    /// Per raw node: whether it sends from spoofed sources (else over links).
+    raw_spoofed: Vec<bool>,
+    /// The first raw node's actor number (the number of nodes with endpoints).
+    raw_base: usize,
+    /// Per actor (node, then raw node): events it created so far, to order them.
+    seqs: Vec<u64>,
     /// What raw nodes sent during their current input, waiting to be routed.
     outbox: Vec<RawTransmit>,
     /// Recent legitimate client-to-server datagrams, kept when a raw node overhears them.
     overheard: Option<VecDeque<Vec<u8>>>,
-    /// Session recordings, when [`SimOptions::record`] is set.
-    recordings: Option<Recordings>,
+    /// Client-to-server datagrams of this window, when a raw node overhears: (time, client).
+    heard: Vec<(Nanos, usize, Vec<u8>)>,
+    /// Datagrams for other nodes, sent during this window.
+    sent: Vec<Sent>,
+    /// Whether sessions are recorded ([`SimOptions::record`]).
+    recording: bool,
+    /// Recording chunks of this window, by game server node.
+    recorded: Vec<(usize, RecordedChunk)>,
+    /// Receipts of this window.
+    receipts: Vec<SimReceipt>,
 }
 
 /// What a recording run keeps: each session's recording bytes and every receipt.
@@ -311,69 +404,93 @@ pub struct EngineCounts {
 }
 
 impl World {
-    fn push(&mut self, at: Nanos, what: What) {
-        self.queue.push(at, what);
+    /// Queues an event created by actor `origin` (a node, or `raw_base` + a raw node) for one
+    /// of this group's actors.
+    fn push_from(&mut self, origin: usize, at: Nanos, what: What) {
+        let seq = &mut self.seqs[origin];
+        *seq += 1;
+        self.queue.push(at, (origin as u32, *seq), what);
     }
 
-    /// Hashes one datagram into the trace (time, source, destination, bytes) and captures it.
-    fn record(&mut self, from: SocketAddr, to: SocketAddr, bytes: &[u8]) {
+    /// Hashes one datagram into `trace` (time, source, destination, bytes) and captures it.
+    fn record(&mut self, src: usize, trace: &mut Sha256, from: SocketAddr, to: SocketAddr, bytes: &[u8]) {
         let now = self.now;
-        self.trace.update(now.to_be_bytes());
-        hash_addr(&mut self.trace, from);
-        hash_addr(&mut self.trace, to);
-        self.trace.update((bytes.len() as u32).to_be_bytes());
-        self.trace.update(bytes);
+        trace.update(now.to_be_bytes());
+        hash_addr(trace, from);
+        hash_addr(trace, to);
+        trace.update((bytes.len() as u32).to_be_bytes());
+        trace.update(bytes);
         if let Some(capture) = &mut self.capture {
-            if let Err(e) = capture.write(now, from, to, bytes) {
-                self.capture_error.get_or_insert(e);
-            }
+            capture.push(Captured {
+                at: now,
+                src,
+                from,
+                to,
+                bytes: bytes.to_vec(),
+            });
         }
     }
 
-    /// Routes one datagram from node `src` through its path, hashing it with its fate.
-    fn route(&mut self, src: usize, from: SocketAddr, to: SocketAddr, bytes: &[u8]) {
+    /// A datagram nobody can route: hashed as such and counted.
+    fn no_route(&mut self, trace: &mut Sha256) {
+        trace.update([0xff]);
+        self.metrics.no_route += 1;
+    }
+
+    /// Routes one datagram from node `src` through its wires, hashing it with its fate.
+    fn route(&mut self, src: usize, wires: &mut Wires, from: SocketAddr, to: SocketAddr, bytes: &[u8]) {
         let now = self.now;
         self.datagrams += 1;
-        self.record(from, to, bytes);
+        self.record(src, &mut wires.trace, from, to, bytes);
         let Some(&dst) = self.addrs.get(&to) else {
-            self.route_raw(from, to, bytes);
+            self.route_raw(src, wires, from, to, bytes);
             return;
         };
         if let Some(vs) = &self.vs {
             if src == vs.node || dst == vs.node {
-                self.route_vs(src, dst, from, bytes);
+                self.route_vs(src, dst, wires, from, bytes);
                 return;
             }
         }
         let uplink = src >= self.servers;
-        let client = if uplink { src } else { dst } - self.servers;
+        let Some(client) = (if uplink { src } else { dst }).checked_sub(self.servers) else {
+            // Game servers do not talk to each other.
+            self.no_route(&mut wires.trace);
+            return;
+        };
+        // A client's only link is its uplink; a game server's links go to its clients.
+        let end = if uplink {
+            wires.links.first_mut()
+        } else {
+            client
+                .checked_sub(src * self.clients_per_server)
+                .and_then(|i| wires.links.get_mut(i))
+        };
+        let Some(end) = end else {
+            self.no_route(&mut wires.trace);
+            return;
+        };
         if uplink {
-            self.overhear(bytes);
+            self.overhear(src, bytes);
             self.metrics.wire.bytes_up += bytes.len() as u64;
             self.metrics.wire.datagrams_up += 1;
         } else {
             self.metrics.wire.bytes_down += bytes.len() as u64;
             self.metrics.wire.datagrams_down += 1;
         }
-        let path = &mut self.paths[client];
+        let path = &self.paths[client];
         let cut = if uplink { path.cut_up } else { path.cut_down } > 0;
         if cut {
-            self.trace.update([0xfe]);
+            wires.trace.update([0xfe]);
             self.metrics.partition_dropped += 1;
             return;
         }
-        let link = if uplink { &mut path.up } else { &mut path.down };
-        let outcome = link.transmit(now, bytes.to_vec());
-        let acc = if uplink {
-            &mut path.up_delay
-        } else {
-            &mut path.down_delay
-        };
+        let outcome = end.link.transmit(now, bytes.to_vec());
         for delivery in outcome.deliveries.iter().filter(|d| !d.duplicate) {
-            acc.0 += u128::from(delivery.at.saturating_sub(now));
-            acc.1 += 1;
+            end.delay.0 += u128::from(delivery.at.saturating_sub(now));
+            end.delay.1 += 1;
         }
-        self.enqueue(outcome, |payload| What::Deliver {
+        self.enqueue(src, &mut wires.trace, outcome, |payload| What::Deliver {
             to: dst,
             from,
             payload,
@@ -381,48 +498,67 @@ impl World {
     }
 
     /// Routes one datagram between a game server and the verification server.
-    fn route_vs(&mut self, src: usize, dst: usize, from: SocketAddr, bytes: &[u8]) {
-        let vs = self.vs.as_mut().expect("checked by the caller");
+    fn route_vs(&mut self, src: usize, dst: usize, wires: &mut Wires, from: SocketAddr, bytes: &[u8]) {
+        let vs = self.vs.as_ref().expect("checked by the caller");
         let uplink = dst == vs.node;
         let server = if uplink { src } else { dst };
-        let Some(path) = vs.paths.get_mut(server) else {
+        let link = if uplink {
+            wires.vs_up.as_mut()
+        } else {
+            wires.links.get_mut(server).map(|end| &mut end.link)
+        };
+        let (Some(&(cut_up, cut_down)), Some(link)) = (vs.cuts.get(server), link) else {
             // Only game servers have a path to the VS.
-            self.trace.update([0xff]);
-            self.metrics.no_route += 1;
+            self.no_route(&mut wires.trace);
             return;
         };
-        if (if uplink { path.cut_up } else { path.cut_down }) > 0 {
-            self.trace.update([0xfe]);
+        if (if uplink { cut_up } else { cut_down }) > 0 {
+            wires.trace.update([0xfe]);
             self.metrics.partition_dropped += 1;
             return;
         }
-        let link = if uplink { &mut path.up } else { &mut path.down };
         let outcome = link.transmit(self.now, bytes.to_vec());
-        self.enqueue(outcome, |payload| What::Deliver {
+        self.enqueue(src, &mut wires.trace, outcome, |payload| What::Deliver {
             to: dst,
             from,
             payload,
         });
     }
 
-    /// Hashes a link's verdict on one datagram and queues its deliveries, each as the event
-    /// `deliver` makes of its payload.
-    fn enqueue(&mut self, outcome: crate::link::Outcome, deliver: impl Fn(Vec<u8>) -> What) {
+    /// Hashes a link's verdict on one datagram from actor `src` into `trace` and sends its
+    /// deliveries, each as the event `deliver` makes of its payload.
+    fn enqueue(
+        &mut self,
+        src: usize,
+        trace: &mut Sha256,
+        outcome: crate::link::Outcome,
+        deliver: impl Fn(Vec<u8>) -> What,
+    ) {
         if let Some(reason) = outcome.dropped {
-            self.trace.update([0, drop_code(reason)]);
+            trace.update([0, drop_code(reason)]);
         }
         for delivery in outcome.deliveries {
-            self.trace
-                .update([1, u8::from(delivery.corrupted), u8::from(delivery.duplicate)]);
-            self.trace.update(delivery.at.to_be_bytes());
-            self.push(delivery.at, deliver(delivery.payload));
+            trace.update([1, u8::from(delivery.corrupted), u8::from(delivery.duplicate)]);
+            trace.update(delivery.at.to_be_bytes());
+            self.send(src, delivery.at, deliver(delivery.payload));
         }
+    }
+
+    /// Sends actor `src`'s event `what`, due at `at`, to another node (at the next barrier).
+    fn send(&mut self, src: usize, at: Nanos, what: What) {
+        let seq = &mut self.seqs[src];
+        *seq += 1;
+        self.sent.push(Sent {
+            at,
+            origin: (src as u32, *seq),
+            what,
+        });
     }
 
     /// Arms `node`'s wake-up at virtual time `at` unless an earlier one is armed.
     fn arm(&mut self, id: usize, node: &mut Node, at: Nanos) {
         if let Some(at) = node.alarm.arm(self.now, at) {
-            self.push(at, What::Wake { node: id });
+            self.push_from(id, at, What::Wake { node: id });
         }
     }
 
@@ -455,7 +591,8 @@ impl World {
         if reason == ReasonCode::NOT_AUTHORISED && self.vs.is_some() {
             // A game server starved of play tickets closes its sessions on purpose: the VS
             // protocol at work, not a failure detector's verdict on the path.
-            self.metrics.record_disconnect(side, reason, true, None, detail);
+            self.metrics
+                .record_disconnect(side, reason, true, None, detail, self.now);
             return;
         }
         let now = self.now;
@@ -470,7 +607,7 @@ impl World {
             _ => None,
         };
         self.metrics
-            .record_disconnect(side, reason, explained, delay, detail);
+            .record_disconnect(side, reason, explained, delay, detail, now);
     }
 }
 
@@ -493,23 +630,112 @@ fn drop_code(reason: DropReason) -> u8 {
 /// A simulation run: build with [`Sim::new`], advance with [`Sim::run_for`] /
 /// [`Sim::run_until`], read [`Sim::report`].
 pub struct Sim {
-    world: World,
+    /// One per group of nodes (per thread).
+    groups: Vec<World>,
+    /// Group `g` holds nodes `bounds[g]..bounds[g + 1]`.
+    bounds: Vec<usize>,
+    /// The group holding every raw node.
+    raw_group: usize,
     /// Nodes with an endpoint: game servers, then clients, then the verification server.
     nodes: Vec<Node>,
     /// Raw nodes: floods, then half-open attackers.
     raw: Vec<RawSlot>,
+    /// Faults and path samples, which act at barriers.
+    global: Queue,
+    global_seq: u64,
+    /// What the barriers measured (faults, path samples); the groups' metrics add to it.
+    metrics: Metrics,
+    now: Nanos,
     end: Nanos,
+    lookahead: Nanos,
+    parallel: ParallelReport,
+    capture: Option<PcapWriter<Box<dyn Write>>>,
+    capture_error: Option<std::io::Error>,
+    recordings: Option<Recordings>,
 }
 
 impl std::fmt::Debug for Sim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sim")
-            .field("now", &self.world.now)
+            .field("now", &self.now)
             .field("nodes", &self.nodes.len())
             .field("raw_nodes", &self.raw.len())
-            .field("queued", &self.world.queue.len())
+            .field("groups", &self.groups.len())
+            .field(
+                "queued",
+                &self.groups.iter().map(|w| w.queue.len()).sum::<usize>(),
+            )
             .finish()
     }
+}
+
+/// A run's lookahead, in ns: the smallest delay any datagram between two nodes can take —
+/// the least [`LinkSpec::min_delay_ns`](crate::link::LinkSpec::min_delay_ns) over the links
+/// in use (client paths, the verification server's, the half-open attackers'), and 0 with a
+/// flood (spoofed datagrams arrive at once). [`Nanos::MAX`] when no link is in use.
+pub fn lookahead(scenario: &Scenario) -> Nanos {
+    let mut names: Vec<&str> = Vec::new();
+    if scenario.clients() > 0 {
+        names.extend(
+            scenario
+                .topology
+                .mix
+                .iter()
+                .filter(|entry| entry.weight > 0)
+                .map(|entry| entry.preset.as_str()),
+        );
+    }
+    if let Some(vs) = &scenario.vs {
+        names.push(&vs.link);
+    }
+    if let Some(h) = &scenario.half_open {
+        names.push(&h.link);
+    }
+    let links = names
+        .into_iter()
+        .filter_map(|name| scenario.link(name))
+        .map(|spec| spec.min_delay_ns());
+    let flood = scenario.faults.iter().any(|f| matches!(f, Fault::Flood { .. }));
+    links.chain(flood.then_some(0)).min().unwrap_or(Nanos::MAX)
+}
+
+/// Splits `costs` (one per node, in node order) into at most `parts` contiguous ranges of
+/// about equal total cost, none empty: the bounds, `0` first and `costs.len()` last.
+fn split(costs: &[f64], parts: usize) -> Vec<usize> {
+    let parts = parts.clamp(1, costs.len().max(1));
+    let total: f64 = costs.iter().sum();
+    let mut bounds = vec![0];
+    let mut acc = 0.0;
+    for (i, cost) in costs.iter().enumerate() {
+        let group = bounds.len();
+        // Close the current group once it holds its share, leaving a node for each later one.
+        if group < parts && acc + cost / 2.0 > total * group as f64 / parts as f64 && i > bounds[group - 1] {
+            let left = costs.len() - i;
+            if left >= parts - group {
+                bounds.push(i);
+            }
+        }
+        acc += cost;
+    }
+    while bounds.len() < parts {
+        // Too few closed (costs concentrated at the end): split the last range.
+        let last = *bounds.last().expect("starts with 0");
+        bounds.push(last + 1);
+    }
+    bounds.push(costs.len());
+    bounds
+}
+
+/// Estimated relative cost of each node, a client's being 1: a game server handles every one
+/// of its clients' datagrams, which costs it (measured on `scale-1k`) about 0.85 of what its
+/// clients spend together.
+fn costs(servers: usize, clients_per_server: usize, clients: usize, vs: bool) -> Vec<f64> {
+    let mut costs = vec![1.0 + 0.85 * clients_per_server as f64; servers];
+    costs.resize(servers + clients, 1.0);
+    if vs {
+        costs.push(servers as f64);
+    }
+    costs
 }
 
 impl Sim {
@@ -523,6 +749,7 @@ impl Sim {
         let epoch = Instant::now(); // only differences of instants reach the endpoints
         let servers = scenario.topology.servers;
         let clients = scenario.clients();
+        let per_server = scenario.topology.clients_per_server;
         let presets: Vec<String> = {
             let mut pattern = Vec::new();
             for entry in &scenario.topology.mix {
@@ -539,10 +766,10 @@ impl Sim {
             }
             names
         };
-        let issuer = TicketIssuer::new(
+        let issuer = Arc::new(TicketIssuer::new(
             ISSUER_KEY_ID,
             SigningKey::from_bytes(&derive(seed, "issuer", 0, 0)),
-        );
+        ));
         let capture = options.capture.map(PcapWriter::new).transpose()?;
         let key_log = capture.as_ref().map(|_| KeyLogBuffer::new());
         let end = options
@@ -550,26 +777,28 @@ impl Sim {
             .map_or((scenario.duration_s * 1e9) as Nanos, |d| d.as_nanos() as Nanos);
         let mut paths = Vec::with_capacity(clients);
         let mut client_presets = Vec::with_capacity(clients);
+        let mut ups = Vec::with_capacity(clients);
+        let mut downs = Vec::with_capacity(clients);
         for c in 0..clients {
             let name = &presets[c % presets.len()];
             let spec = scenario.link(name).expect("validated");
             let preset = preset_names.iter().position(|n| n == name).expect("listed");
             client_presets.push(preset);
-            let up = Link::new(&spec, derive(seed, "link/up", c as u64, 0));
-            let down = Link::new(&spec, derive(seed, "link/down", c as u64, 0));
+            ups.push(LinkEnd::new(Link::new(
+                &spec,
+                derive(seed, "link/up", c as u64, 0),
+            )));
+            downs.push(LinkEnd::new(Link::new(
+                &spec,
+                derive(seed, "link/down", c as u64, 0),
+            )));
             paths.push(Path {
                 preset,
-                last_up: LinkStats::default(),
-                last_down: LinkStats::default(),
-                up,
-                down,
                 cut_up: 0,
                 cut_down: 0,
                 faults_active: 0,
                 fault_since: None,
                 fault_cleared: None,
-                up_delay: (0, 0),
-                down_delay: (0, 0),
             });
         }
         let scenario = Arc::new(scenario);
@@ -579,26 +808,32 @@ impl Sim {
             now: 0,
             queue: Queue::default(),
             servers,
+            clients_per_server: per_server,
             addrs: BTreeMap::new(),
             paths,
-            trace: Sha256::new(),
             datagrams: 0,
-            capture,
-            capture_error: None,
+            capture: capture.as_ref().map(|_| Vec::new()),
             key_log,
             issuer,
             scenario: scenario.clone(),
-            metrics,
+            metrics: metrics.clone(),
             buf: Vec::with_capacity(1500),
             counts: EngineCounts::default(),
             vs: None,
             raw_addrs: BTreeMap::new(),
-            raw_wires: Vec::new(),
+            raw_spoofed: Vec::new(),
+            raw_base: 0,
+            seqs: Vec::new(),
             outbox: Vec::new(),
             overheard: None,
-            recordings: options.record.then(Recordings::default),
+            heard: Vec::new(),
+            sent: Vec::new(),
+            recording: options.record,
+            recorded: Vec::new(),
+            receipts: Vec::new(),
         };
         let mut nodes = Vec::with_capacity(servers + clients);
+        let mut downs = downs.into_iter();
         for s in 0..servers {
             let addr = server_addr(s);
             let snapshot_every = u64::from(scenario.traffic.tick_rate_hz / scenario.traffic.snapshot_rate_hz);
@@ -608,27 +843,34 @@ impl Sim {
                 snapshot_every,
                 vs: None,
             });
-            nodes.push(Self::make_node(&world, epoch, s, addr, app));
+            let links = downs.by_ref().take(per_server).collect();
+            nodes.push(Self::make_node(&world, epoch, s, addr, app, links));
         }
-        for c in 0..clients {
+        for (c, up) in ups.into_iter().enumerate() {
             let id = servers + c;
             let addr = client_addr(c, 0);
             let app = App::Client(ClientApp {
                 index: c,
-                server: c / scenario.topology.clients_per_server,
+                server: c / per_server,
                 state: ClientState::Waiting,
                 backoff: Backoff::new(scenario.endpoint.retry.clone()),
                 generation: 0,
                 reconnecting: false,
                 spectator: scenario.is_spectator(c),
             });
-            nodes.push(Self::make_node(&world, epoch, id, addr, app));
+            nodes.push(Self::make_node(&world, epoch, id, addr, app, vec![up]));
         }
         if scenario.vs.is_some() {
             let id = servers + clients;
-            let node = Self::make_node(&world, epoch, id, VS_ADDR, App::Vs(None));
+            let vs = VsNet::new(&scenario, id, &vs::vs_key(seed), [0; 32]);
+            let (ups, downs) = vs::links(&scenario, seed);
+            for (node, up) in nodes.iter_mut().zip(ups) {
+                node.wires.vs_up = Some(up);
+            }
+            let links = downs.into_iter().map(LinkEnd::new).collect();
+            let node = Self::make_node(&world, epoch, id, VS_ADDR, App::Vs(None), links);
             let identity = node.identity.verifying_key().to_bytes();
-            world.vs = Some(VsNet::new(&scenario, seed, id, &vs::vs_key(seed), identity));
+            world.vs = Some(VsNet { identity, ..vs });
             nodes.push(node);
         }
         if let Some(costs) = &scenario.server_cpu {
@@ -639,15 +881,62 @@ impl Sim {
         let mut raw = flood::build(&scenario, seed, epoch, &world.issuer)?;
         let key_log = world.key_log.clone().map(|k| k as Arc<dyn rustls::KeyLog>);
         raw.extend(half_open::build(&scenario, seed, epoch, key_log));
+        world.raw_base = nodes.len();
+        world.seqs = vec![0; nodes.len() + raw.len()];
+        for (id, node) in nodes.iter().enumerate() {
+            world.addrs.insert(node.addr, id);
+        }
+        let bounds = split(
+            &costs(servers, per_server, clients, scenario.vs.is_some()),
+            options.threads.max(1),
+        );
+        let groups = bounds.len() - 1;
         let mut sim = Self {
-            world,
+            groups: Vec::with_capacity(groups),
+            bounds,
+            raw_group: groups - 1,
             nodes,
             raw: Vec::with_capacity(raw.len()),
+            global: Queue::default(),
+            global_seq: 0,
+            metrics,
+            now: 0,
             end,
+            lookahead: lookahead(&scenario),
+            parallel: ParallelReport {
+                threads: groups,
+                ..ParallelReport::default()
+            },
+            capture,
+            capture_error: None,
+            recordings: options.record.then(Recordings::default),
         };
-        for id in 0..sim.nodes.len() {
-            sim.world.addrs.insert(sim.nodes[id].addr, id);
+        for _ in 1..groups {
+            let copy = World {
+                queue: Queue::default(),
+                capture: world.capture.as_ref().map(|_| Vec::new()),
+                key_log: world.key_log.clone(),
+                issuer: world.issuer.clone(),
+                scenario: world.scenario.clone(),
+                metrics: world.metrics.clone(),
+                buf: Vec::with_capacity(1500),
+                vs: world.vs.clone(),
+                addrs: world.addrs.clone(),
+                paths: world.paths.clone(),
+                raw_addrs: BTreeMap::new(),
+                seqs: world.seqs.clone(),
+                outbox: Vec::new(),
+                overheard: None,
+                heard: Vec::new(),
+                sent: Vec::new(),
+                recorded: Vec::new(),
+                receipts: Vec::new(),
+                raw_spoofed: Vec::new(),
+                ..world
+            };
+            sim.groups.push(copy);
         }
+        sim.groups.insert(0, world);
         // The VS (the last node) first, so that game servers find it listening.
         let order = (0..sim.nodes.len())
             .rev()
@@ -665,8 +954,11 @@ impl Sim {
             } else {
                 0
             };
-            sim.world.push(
-                window * c as Nanos / clients.max(1) as Nanos + jitter,
+            let at = window * c as Nanos / clients.max(1) as Nanos + jitter;
+            let group = sim.group_of(id);
+            sim.groups[group].push_from(
+                id,
+                at,
                 What::Join {
                     node: id,
                     generation: 0,
@@ -678,11 +970,19 @@ impl Sim {
             sim.add_raw(node, wire);
         }
         let interval = scenario.report.sample_interval_ms * MILLI;
-        sim.world.push(interval, What::Sample);
+        sim.push_global(interval, What::Sample);
+        sim.barrier();
         Ok(sim)
     }
 
-    fn make_node(world: &World, epoch: Instant, id: usize, addr: SocketAddr, app: App) -> Node {
+    fn make_node(
+        world: &World,
+        epoch: Instant,
+        id: usize,
+        addr: SocketAddr,
+        app: App,
+        links: Vec<LinkEnd>,
+    ) -> Node {
         Node {
             addr,
             identity: SigningKey::from_bytes(&derive(world.seed, "identity", id as u64, 0)),
@@ -693,124 +993,161 @@ impl Sim {
             rng: ChaCha8Rng::from_seed(derive(world.seed, "app", id as u64, 0)),
             app,
             cpu: None,
+            wires: Wires::new(links),
         }
+    }
+
+    /// The group holding node `id`.
+    fn group_of(&self, id: usize) -> usize {
+        self.bounds.partition_point(|&b| b <= id) - 1
+    }
+
+    /// Queues a fault or a path sample for the barrier at `at`.
+    fn push_global(&mut self, at: Nanos, what: What) {
+        self.global_seq += 1;
+        self.global.push(at, (u32::MAX, self.global_seq), what);
     }
 
     /// Builds node `id`'s endpoint for its current incarnation.
     fn start_node(&mut self, id: usize) -> Result<(), SimError> {
-        let world = &mut self.world;
-        let node = &mut self.nodes[id];
-        let incarnation = node.incarnation;
-        let mut config: Config = world.scenario.endpoint.clone();
-        // Simulations are reproducible, not secret: each node's secrets derive from the seed.
-        let secrets = Secrets::from_bytes(derive(world.seed, "node", id as u64, incarnation));
-        config.tick.tick_rate_hz = world.scenario.traffic.tick_rate_hz;
-        config.tick_sync.tick_rate_hz = world.scenario.traffic.tick_rate_hz;
-        let key_log = world.key_log.clone().map(|k| k as Arc<dyn rustls::KeyLog>);
-        let crypto = sim_crypto(derive(world.seed, "rustls", id as u64, incarnation), key_log);
-        let now = node.clock.instant(world.now);
-        let endpoint = match &mut node.app {
-            App::Server(app) => {
-                let mut endpoint =
-                    Endpoint::builder(config, secrets, node.identity.clone(), node.clock.wall())
-                        .crypto(crypto)
-                        .trust_issuer(ISSUER_KEY_ID, world.issuer.verifying_key())
-                        .server(app.gs_id, now)?;
-                if world.recordings.is_some() {
-                    if let Some(mut server) = endpoint.server_mut() {
-                        server.record_sessions(true);
-                    }
+        let group = self.group_of(id);
+        start_node(&mut self.groups[group], &mut self.nodes[id], id)
+    }
+
+    /// The groups' views, each with its own nodes (and the raw nodes, for the last group).
+    fn parts(&mut self) -> Vec<Part<'_>> {
+        let mut parts = Vec::with_capacity(self.groups.len());
+        let mut nodes = &mut self.nodes[..];
+        let mut raw = Some(&mut self.raw[..]);
+        for (g, world) in self.groups.iter_mut().enumerate() {
+            let (mine, rest) = nodes.split_at_mut(self.bounds[g + 1] - self.bounds[g]);
+            nodes = rest;
+            let raw = if g == self.raw_group {
+                raw.take().unwrap_or_default()
+            } else {
+                Default::default()
+            };
+            parts.push(Part {
+                world,
+                nodes: Slots {
+                    first: self.bounds[g],
+                    items: mine,
+                },
+                raw: Slots { first: 0, items: raw },
+            });
+        }
+        parts
+    }
+}
+
+/// Builds `node`'s (node `id`'s) endpoint for its current incarnation.
+fn start_node(world: &mut World, node: &mut Node, id: usize) -> Result<(), SimError> {
+    let incarnation = node.incarnation;
+    let mut config: Config = world.scenario.endpoint.clone();
+    // Simulations are reproducible, not secret: each node's secrets derive from the seed.
+    let secrets = Secrets::from_bytes(derive(world.seed, "node", id as u64, incarnation));
+    config.tick.tick_rate_hz = world.scenario.traffic.tick_rate_hz;
+    config.tick_sync.tick_rate_hz = world.scenario.traffic.tick_rate_hz;
+    let key_log = world.key_log.clone().map(|k| k as Arc<dyn rustls::KeyLog>);
+    let crypto = sim_crypto(derive(world.seed, "rustls", id as u64, incarnation), key_log);
+    let now = node.clock.instant(world.now);
+    let endpoint = match &mut node.app {
+        App::Server(app) => {
+            let mut endpoint = Endpoint::builder(config, secrets, node.identity.clone(), node.clock.wall())
+                .crypto(crypto)
+                .trust_issuer(ISSUER_KEY_ID, world.issuer.verifying_key())
+                .server(app.gs_id, now)?;
+            if world.recording {
+                if let Some(mut server) = endpoint.server_mut() {
+                    server.record_sessions(true);
                 }
-                if let (Some(vs), Some(settings)) = (&world.vs, &world.scenario.vs) {
-                    let gs = GsVs::start(
-                        &settings.game_server,
-                        world.seed,
-                        id,
-                        incarnation,
-                        vs,
-                        &mut endpoint,
-                        now,
-                        world.now,
-                    );
-                    app.vs = Some(Box::new(gs));
-                }
-                endpoint
             }
-            App::Client(app) => {
-                if app.spectator {
-                    // Out of step with the server's table: every role may send everywhere, so
-                    // the spectator's inputs reach the server, which refuses them.
-                    for channel in &mut config.channels {
-                        channel.senders = Senders::everyone();
-                    }
-                }
-                Endpoint::builder(config, secrets, node.identity.clone(), node.clock.wall())
-                    .crypto(crypto)
-                    .client()?
-            }
-            App::Vs(app) => {
-                config.accept_game_servers = true;
-                let endpoint = Endpoint::builder(config, secrets, node.identity.clone(), node.clock.wall())
-                    .crypto(crypto)
-                    .server(0, now)?;
-                let gs_keys: Vec<[u8; 32]> = (0..world.servers)
-                    .map(|s| {
-                        SigningKey::from_bytes(&derive(world.seed, "identity", s as u64, 0))
-                            .verifying_key()
-                            .to_bytes()
-                    })
-                    .collect();
-                let settings = vs::verifier_config(&world.scenario, world.seed, &gs_keys);
-                *app = Some(Box::new(VsApp::new(
-                    settings,
+            if let (Some(vs), Some(settings)) = (&world.vs, &world.scenario.vs) {
+                let gs = GsVs::start(
+                    &settings.game_server,
                     world.seed,
+                    id,
                     incarnation,
-                    vs::vs_key(world.seed),
-                    &endpoint,
-                )));
-                endpoint
+                    vs,
+                    &mut endpoint,
+                    now,
+                    world.now,
+                );
+                app.vs = Some(Box::new(gs));
             }
-        };
-        node.endpoint = Some(endpoint);
-        drive(id, node, world);
-        Ok(())
-    }
+            endpoint
+        }
+        App::Client(app) => {
+            if app.spectator {
+                // Out of step with the server's table: every role may send everywhere, so
+                // the spectator's inputs reach the server, which refuses them.
+                for channel in &mut config.channels {
+                    channel.senders = Senders::everyone();
+                }
+            }
+            Endpoint::builder(config, secrets, node.identity.clone(), node.clock.wall())
+                .crypto(crypto)
+                .client()?
+        }
+        App::Vs(app) => {
+            config.accept_game_servers = true;
+            let endpoint = Endpoint::builder(config, secrets, node.identity.clone(), node.clock.wall())
+                .crypto(crypto)
+                .server(0, now)?;
+            let gs_keys: Vec<[u8; 32]> = (0..world.servers)
+                .map(|s| {
+                    SigningKey::from_bytes(&derive(world.seed, "identity", s as u64, 0))
+                        .verifying_key()
+                        .to_bytes()
+                })
+                .collect();
+            let settings = vs::verifier_config(&world.scenario, world.seed, &gs_keys);
+            *app = Some(Box::new(VsApp::new(
+                settings,
+                world.seed,
+                incarnation,
+                vs::vs_key(world.seed),
+                &endpoint,
+            )));
+            endpoint
+        }
+    };
+    node.endpoint = Some(endpoint);
+    drive(id, node, world);
+    Ok(())
+}
 
-    /// Current virtual time, in nanoseconds.
-    pub fn now(&self) -> Nanos {
-        self.world.now
-    }
+/// Items `first..first + items.len()` of a table, indexed by their number in the table.
+struct Slots<'a, T> {
+    first: usize,
+    items: &'a mut [T],
+}
 
-    /// Virtual time at which the run ends, in nanoseconds.
-    pub fn end(&self) -> Nanos {
-        self.end
-    }
+impl<T> std::ops::Index<usize> for Slots<'_, T> {
+    type Output = T;
 
-    /// Whether the run has reached its end.
-    pub fn finished(&self) -> bool {
-        self.world.now >= self.end
+    fn index(&self, id: usize) -> &T {
+        &self.items[id - self.first]
     }
+}
 
-    /// Work counters of the engine so far.
-    pub fn counts(&self) -> EngineCounts {
-        self.world.counts
+impl<T> std::ops::IndexMut<usize> for Slots<'_, T> {
+    fn index_mut(&mut self, id: usize) -> &mut T {
+        &mut self.items[id - self.first]
     }
+}
 
-    /// Datagrams sent so far (all nodes, before link faults).
-    pub fn datagrams(&self) -> u64 {
-        self.world.datagrams
-    }
+/// One group's share of a run while a window runs: its world and its nodes.
+struct Part<'a> {
+    world: &'a mut World,
+    nodes: Slots<'a, Node>,
+    raw: Slots<'a, RawSlot>,
+}
 
-    /// Advances by `span` nanoseconds of virtual time (capped at the end).
-    pub fn run_for(&mut self, span: Nanos) {
-        self.run_until(self.world.now.saturating_add(span));
-    }
-
-    /// Processes every event due at or before `until` (capped at the end), then sets the clock
-    /// to `until`.
-    pub fn run_until(&mut self, until: Nanos) {
-        let until = until.min(self.end);
-        while self.world.queue.peek_time().is_some_and(|at| at <= until) {
+impl Part<'_> {
+    /// Processes this group's events due at or before `last`.
+    fn run(&mut self, last: Nanos) {
+        while self.world.queue.peek_time().is_some_and(|at| at <= last) {
             let Some((at, what)) = self.world.queue.pop() else {
                 break;
             };
@@ -818,7 +1155,6 @@ impl Sim {
             self.world.counts.events += 1;
             self.handle(what);
         }
-        self.world.now = self.world.now.max(until);
     }
 
     fn handle(&mut self, what: What) {
@@ -844,7 +1180,7 @@ impl Sim {
                     return;
                 };
                 endpoint.handle_timeout(node.clock.instant(now));
-                drive(id, node, &mut self.world);
+                drive(id, node, self.world);
             }
             What::Join { node: id, generation } => {
                 let node = &mut self.nodes[id];
@@ -852,37 +1188,208 @@ impl Sim {
                 if app.generation != generation || !matches!(app.state, ClientState::Waiting) {
                     return;
                 }
-                start_attempt(id, node, &mut self.world);
+                start_attempt(id, node, self.world);
             }
-            What::Fault(action) => self.fault(action),
-            What::Sample => {
-                self.sample();
-                let interval = self.world.scenario.report.sample_interval_ms * MILLI;
-                self.world.push(now + interval, What::Sample);
+            What::Fault(_) | What::Sample => unreachable!("handled at barriers"),
+        }
+    }
+}
+
+impl Sim {
+    /// Current virtual time, in nanoseconds.
+    pub fn now(&self) -> Nanos {
+        self.now
+    }
+
+    /// Virtual time at which the run ends, in nanoseconds.
+    pub fn end(&self) -> Nanos {
+        self.end
+    }
+
+    /// Whether the run has reached its end.
+    pub fn finished(&self) -> bool {
+        self.now >= self.end
+    }
+
+    /// Work counters of the engine so far.
+    pub fn counts(&self) -> EngineCounts {
+        let mut counts = EngineCounts::default();
+        for w in &self.groups {
+            counts.events += w.counts.events;
+            counts.deliveries += w.counts.deliveries;
+            counts.wakes += w.counts.wakes;
+            counts.stale_wakes += w.counts.stale_wakes;
+        }
+        counts
+    }
+
+    /// Datagrams sent so far (all nodes, before link faults).
+    pub fn datagrams(&self) -> u64 {
+        self.groups.iter().map(|w| w.datagrams).sum()
+    }
+
+    /// Advances by `span` nanoseconds of virtual time (capped at the end).
+    pub fn run_for(&mut self, span: Nanos) {
+        self.run_until(self.now.saturating_add(span));
+    }
+
+    /// Processes every event due at or before `until` (capped at the end), then sets the clock
+    /// to `until`.
+    ///
+    /// Windows: from the earliest pending event `t`, a window takes every event due before
+    /// `t` + the lookahead, stopping short of the next fault or path sample (and of
+    /// `until`); with a zero lookahead, the events at `t` alone. Faults and samples run at
+    /// the barriers between windows.
+    pub fn run_until(&mut self, until: Nanos) {
+        let until = until.min(self.end);
+        loop {
+            let next_node = self.groups.iter().filter_map(|w| w.queue.peek_time()).min();
+            let next_global = self.global.peek_time();
+            let Some(t) = next_node.into_iter().chain(next_global).min() else {
+                break;
+            };
+            if t > until {
+                break;
             }
+            self.now = t;
+            if next_global == Some(t) {
+                self.global_step(t);
+                continue;
+            }
+            let full = window_end(t, self.lookahead);
+            let mut last = full.min(until);
+            if let Some(g) = next_global {
+                last = last.min(g - 1);
+            }
+            self.parallel.windows += 1;
+            if self.lookahead == 0 {
+                self.parallel.sequential_windows += 1;
+            } else if last == full {
+                self.parallel.windows_lookahead_limited += 1;
+            } else {
+                self.parallel.windows_cut_short += 1;
+            }
+            let threaded = self.lookahead > 0 && self.groups.len() > 1;
+            let mut parts = self.parts();
+            if threaded {
+                std::thread::scope(|scope| {
+                    let mut parts = parts.iter_mut();
+                    let first = parts.next();
+                    for part in parts {
+                        scope.spawn(move || part.run(last));
+                    }
+                    if let Some(part) = first {
+                        part.run(last);
+                    }
+                });
+            } else {
+                for part in &mut parts {
+                    part.run(last);
+                }
+            }
+            self.barrier();
+        }
+        self.now = self.now.max(until);
+        for w in &mut self.groups {
+            w.now = self.now;
+        }
+    }
+
+    /// Runs the faults and path samples due at `t`, then the barrier.
+    fn global_step(&mut self, t: Nanos) {
+        self.parallel.global_steps += 1;
+        for w in &mut self.groups {
+            w.now = t;
+        }
+        while self.global.peek_time() == Some(t) {
+            let Some((_, what)) = self.global.pop() else { break };
+            match what {
+                What::Fault(action) => self.fault(action),
+                What::Sample => {
+                    self.sample();
+                    let interval = self.groups[0].scenario.report.sample_interval_ms * MILLI;
+                    self.push_global(t + interval, What::Sample);
+                }
+                _ => unreachable!("only faults and samples are global"),
+            }
+        }
+        self.barrier();
+    }
+
+    /// After a window or a global step: hands every datagram sent to the node it is for, and
+    /// writes the capture, recordings and overheard datagrams in a fixed order.
+    fn barrier(&mut self) {
+        let mut sent = Vec::new();
+        let mut captured = Vec::new();
+        let mut heard = Vec::new();
+        let mut recorded = Vec::new();
+        let mut receipts = Vec::new();
+        for w in &mut self.groups {
+            sent.append(&mut w.sent);
+            if let Some(capture) = &mut w.capture {
+                captured.append(capture);
+            }
+            heard.append(&mut w.heard);
+            recorded.append(&mut w.recorded);
+            receipts.append(&mut w.receipts);
+        }
+        for Sent { at, origin, what } in sent {
+            let group = match &what {
+                What::Deliver { to, .. } => self.group_of(*to),
+                _ => self.raw_group,
+            };
+            self.groups[group].queue.push(at, origin, what);
+        }
+        if let Some(writer) = &mut self.capture {
+            captured.sort_by_key(|c| (c.at, c.src));
+            for c in captured {
+                if let Err(e) = writer.write(c.at, c.from, c.to, &c.bytes) {
+                    self.capture_error.get_or_insert(e);
+                }
+            }
+        }
+        if !heard.is_empty() {
+            heard.sort_by_key(|(at, client, _)| (*at, *client));
+            let recent = heard.len().saturating_sub(raw_node::OVERHEARD);
+            for w in &mut self.groups {
+                for (_, _, bytes) in &heard[recent..] {
+                    w.overhear_merged(bytes);
+                }
+            }
+        }
+        if let Some(recordings) = &mut self.recordings {
+            recorded.sort_by_key(|(node, _)| *node);
+            for (node, chunk) in recorded {
+                recordings.keep(node, chunk);
+            }
+            receipts.sort_by_key(|r| r.gs_id);
+            recordings.receipts.append(&mut receipts);
         }
     }
 
     /// Samples every client's path: estimated vs true RTT, jitter, loss, per preset.
     fn sample(&mut self) {
-        let now = self.world.now;
-        let servers = self.world.servers;
-        let mut per_preset = vec![PresetSample::default(); self.world.metrics.presets.len()];
-        for (c, path) in self.world.paths.iter_mut().enumerate() {
+        let now = self.now;
+        let servers = self.groups[0].servers;
+        let per_server = self.groups[0].clients_per_server;
+        let mut per_preset = vec![PresetSample::default(); self.metrics.presets.len()];
+        for (c, path) in self.groups[0].paths.iter().enumerate() {
             let slot = &mut per_preset[path.preset];
-            let (up, down) = (path.up.stats(), path.down.stats());
-            slot.offered += (up.offered - path.last_up.offered) + (down.offered - path.last_down.offered);
-            slot.dropped += dropped(&up) - dropped(&path.last_up) + dropped(&down) - dropped(&path.last_down);
-            path.last_up = up;
-            path.last_down = down;
-            let truth = match (path.up_delay, path.down_delay) {
-                ((us, un), (ds, dn)) if un > 0 && dn > 0 => {
+            let mut delays = [(0, 0); 2];
+            for (d, end) in [(0, (servers + c, 0)), (1, (c / per_server, c % per_server))] {
+                let end = &mut self.nodes[end.0].wires.links[end.1];
+                let stats = end.link.stats();
+                slot.offered += stats.offered - end.last.offered;
+                slot.dropped += dropped(&stats) - dropped(&end.last);
+                end.last = stats;
+                delays[d] = std::mem::take(&mut end.delay);
+            }
+            let truth = match delays {
+                [(us, un), (ds, dn)] if un > 0 && dn > 0 => {
                     Some((us / u128::from(un) + ds / u128::from(dn)) as f64 / 1e6)
                 }
                 _ => None,
             };
-            path.up_delay = (0, 0);
-            path.down_delay = (0, 0);
             let node = &self.nodes[servers + c];
             let (Some(endpoint), App::Client(app)) = (&node.endpoint, &node.app) else {
                 continue;
@@ -899,29 +1406,51 @@ impl Sim {
             }
             slot.rtt_sum += hb.srtt_ms;
             slot.rtt_n += 1;
-            self.world.metrics.record_path_sample(truth, &stats);
+            self.metrics.record_path_sample(truth, &stats);
         }
         let t = now as f64 / 1e9;
         for (p, sample) in per_preset.into_iter().enumerate() {
             let rtt = (sample.rtt_n > 0).then(|| sample.rtt_sum / sample.rtt_n as f64);
             let loss = (sample.offered > 0).then(|| 100.0 * sample.dropped as f64 / sample.offered as f64);
-            self.world.metrics.record_series(p, t, rtt, loss);
+            self.metrics.record_series(p, t, rtt, loss);
         }
+    }
+
+    /// Every group's metrics, merged with the barriers'.
+    fn merged_metrics(&self) -> Metrics {
+        let mut metrics = self.metrics.clone();
+        for w in &self.groups {
+            metrics.absorb(&w.metrics);
+        }
+        metrics
     }
 
     /// The report so far (complete once [`Sim::finished`]). `wall_seconds` and `speed` are
     /// left at 0 for the caller, who owns the wall clock.
     pub fn report(&self) -> Report {
-        let servers = self.world.servers;
-        let mut report = self
-            .world
-            .metrics
-            .report(&self.world.scenario, self.world.seed, self.world.now);
+        let world = &self.groups[0];
+        let servers = world.servers;
+        let metrics = self.merged_metrics();
+        let mut report = metrics.report(&world.scenario, world.seed, self.now);
         report.trace_sha256 = self.trace_sha256();
-        report.datagrams = self.world.datagrams;
+        report.datagrams = self.datagrams();
+        report.parallel = ParallelReport {
+            lookahead_ms: if self.lookahead == Nanos::MAX {
+                f64::INFINITY
+            } else {
+                self.lookahead as f64 / MILLI as f64
+            },
+            ..self.parallel.clone()
+        };
         let (mut offered, mut lost) = (0, 0);
-        for path in &self.world.paths {
-            for stats in [path.up.stats(), path.down.stats()] {
+        for node in &self.nodes[servers..servers + world.paths.len()] {
+            for stats in node.wires.links.iter().map(|end| end.link.stats()) {
+                offered += stats.offered;
+                lost += dropped(&stats);
+            }
+        }
+        for node in &self.nodes[..servers] {
+            for stats in node.wires.links.iter().map(|end| end.link.stats()) {
                 offered += stats.offered;
                 lost += dropped(&stats);
             }
@@ -936,7 +1465,7 @@ impl Sim {
                 if let Some(scheduler) = endpoint.scheduler() {
                     report.ticks.absorb(&scheduler.stats());
                 }
-                if self.world.scenario.topology.spectators_per_server > 0 {
+                if world.scenario.topology.spectators_per_server > 0 {
                     let refusals = endpoint.endpoint_stats().message_refusals;
                     report.traffic.refused_not_permitted += refusals.not_permitted;
                     report.traffic.refused_rate_limited += refusals.rate_limited;
@@ -944,7 +1473,7 @@ impl Sim {
             }
             if let (App::Server(ServerApp { vs: Some(gs), .. }), Some(vs)) = (&node.app, &mut report.vs) {
                 vs.authorised_at_end += usize::from(gs.authorised());
-                let open_gap = (self.world.now - gs.last_ticket) as f64 / MILLI as f64;
+                let open_gap = (self.now - gs.last_ticket) as f64 / MILLI as f64;
                 vs.max_ticket_gap_ms = vs.max_ticket_gap_ms.max(open_gap);
             }
         }
@@ -969,20 +1498,28 @@ impl Sim {
                 }
             }
         }
-        self.finish_hostile(&mut report);
+        self.finish_hostile(&metrics, &mut report);
         report.finish();
         report
     }
 
-    /// SHA-256 over every datagram so far (time, source, destination, bytes, fate), hex.
+    /// SHA-256 over every node's trace (each the hash of the datagrams it sent — time,
+    /// source, destination, bytes, fate — in the order it sent them), in node order, then
+    /// every raw node's; hex.
     pub fn trace_sha256(&self) -> String {
-        let digest = self.world.trace.clone().finalize();
+        let mut trace = Sha256::new();
+        trace.update(b"tickwire-sim trace v2");
+        let nodes = self.nodes.iter().map(|n| &n.wires.trace);
+        for hasher in nodes.chain(self.raw.iter().map(|r| &r.trace)) {
+            trace.update(hasher.clone().finalize());
+        }
+        let digest = trace.finalize();
         digest.iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// The sessions recorded so far ([`SimOptions::record`]), in the order they started.
     pub fn recordings(&self) -> &[SimRecording] {
-        self.world.recordings.as_ref().map_or(&[], |r| &r.sessions)
+        self.recordings.as_ref().map_or(&[], |r| &r.sessions)
     }
 
     /// The protected receipts the game servers received so far ([`SimOptions::record`]).
@@ -992,24 +1529,25 @@ impl Sim {
 
     /// [`Sim::receipts`] with the game server and digest of each.
     pub fn receipt_records(&self) -> &[SimReceipt] {
-        self.world.recordings.as_ref().map_or(&[], |r| &r.receipts)
+        self.recordings.as_ref().map_or(&[], |r| &r.receipts)
     }
 
     /// The verification server's receipt-signing public key and its key id, if the scenario
     /// has a verification server.
     pub fn vs_public_key(&self) -> Option<(u32, ed25519_dalek::VerifyingKey)> {
-        self.world.vs.as_ref()?;
-        Some((vs::VS_KEY_ID, vs::vs_key(self.world.seed).verifying_key()))
+        self.groups[0].vs.as_ref()?;
+        Some((vs::VS_KEY_ID, vs::vs_key(self.groups[0].seed).verifying_key()))
     }
 
     /// The keys the verification server's receipts verify against, if the scenario has one.
     pub fn vs_keys(&self) -> Option<VsKeys> {
-        self.world.vs.as_ref().map(|vs| vs.keys.clone())
+        self.groups[0].vs.as_ref().map(|vs| vs.keys.clone())
     }
 
-    /// The TLS key log collected when capturing (NSS key-log format), for Wireshark.
+    /// The TLS key log collected when capturing (NSS key-log format, lines sorted), for
+    /// Wireshark.
     pub fn key_log(&self) -> Option<String> {
-        self.world.key_log.as_ref().map(|k| k.contents())
+        self.groups[0].key_log.as_ref().map(|k| k.contents())
     }
 
     /// Finishes the pcap capture, returning its sink.
@@ -1017,11 +1555,18 @@ impl Sim {
     /// # Errors
     /// The first I/O error met while capturing, or one flushing now.
     pub fn finish_capture(&mut self) -> Result<Option<Box<dyn Write>>, std::io::Error> {
-        if let Some(e) = self.world.capture_error.take() {
+        if let Some(e) = self.capture_error.take() {
             return Err(e);
         }
-        self.world.capture.take().map(|c| c.finish()).transpose()
+        self.capture.take().map(|c| c.finish()).transpose()
     }
+}
+
+/// The last instant of a window starting at `t` with `lookahead` ns: `t` itself when the
+/// lookahead is 0 (a single instant), else `t + lookahead - 1`, so that nothing sent within
+/// the window can arrive within it.
+pub(crate) fn window_end(t: Nanos, lookahead: Nanos) -> Nanos {
+    t.saturating_add(lookahead.saturating_sub(1))
 }
 
 impl Recordings {
@@ -1045,8 +1590,8 @@ impl Recordings {
 impl World {
     /// Keeps a receipt a game server received, when recording.
     pub(super) fn keep_receipt(&mut self, gs_id: u64, digest: TranscriptDigest, receipt: ProtectedReceipt) {
-        if let Some(recordings) = &mut self.recordings {
-            recordings.receipts.push(SimReceipt {
+        if self.recording {
+            self.receipts.push(SimReceipt {
                 gs_id,
                 digest,
                 receipt,
@@ -1113,7 +1658,13 @@ fn drive(id: usize, node: &mut Node, world: &mut World) {
         busy |= behaviour.run_ticks(endpoint, &mut net);
         while let Some(transmit) = endpoint.poll_transmit(local, &mut buf) {
             busy = true;
-            world.route(id, node.addr, transmit.destination, &buf[..transmit.size]);
+            world.route(
+                id,
+                &mut node.wires,
+                node.addr,
+                transmit.destination,
+                &buf[..transmit.size],
+            );
         }
         if !busy {
             break;
@@ -1124,8 +1675,8 @@ fn drive(id: usize, node: &mut Node, world: &mut World) {
         return;
     };
     while let Some(chunk) = endpoint.poll_recorded() {
-        if let Some(recordings) = &mut world.recordings {
-            recordings.keep(id, chunk);
+        if world.recording {
+            world.recorded.push((id, chunk));
         }
     }
     let mut deadline = endpoint.poll_timeout();
@@ -1136,5 +1687,77 @@ fn drive(id: usize, node: &mut Node, world: &mut World) {
     if let Some(deadline) = deadline {
         let at = node.clock.virtual_at(deadline, now);
         world.arm(id, node, at);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_ends_before_anything_sent_in_it_can_arrive() {
+        assert_eq!(window_end(100, 25), 124);
+        assert_eq!(window_end(100, 1), 100);
+        // Zero lookahead: a single instant, with deliveries at it handed over after it.
+        assert_eq!(window_end(100, 0), 100);
+        assert_eq!(window_end(Nanos::MAX - 3, 25), Nanos::MAX);
+    }
+
+    #[test]
+    fn the_lookahead_is_the_smallest_link_delay() {
+        let of = |name| lookahead(&Scenario::builtin(name).unwrap());
+        assert_eq!(of("scale-1k"), 25 * MILLI);
+        assert_eq!(of("lossy"), 30 * MILLI);
+        assert_eq!(of("cross-region"), 245 * MILLI);
+        // Normal latencies are clamped at 0, so Wi-Fi paths have no minimum delay.
+        assert_eq!(of("default"), 0);
+        assert_eq!(of("vs-outage"), 0);
+        // Spoofed datagrams arrive at once.
+        assert_eq!(of("flood"), 0);
+        let mut zero = Scenario::builtin("scale-1k").unwrap();
+        zero.links.get_mut("scale").unwrap().latency = crate::link::Delay::Constant { ms: 0.0 };
+        assert_eq!(lookahead(&zero), 0);
+        zero.links.get_mut("scale").unwrap().latency = crate::link::Delay::Uniform {
+            min_ms: 1.5,
+            max_ms: 9.0,
+        };
+        assert_eq!(lookahead(&zero), 1_500_000);
+    }
+
+    #[test]
+    fn a_zero_lookahead_runs_single_instant_windows_on_one_thread() {
+        let mut scenario = Scenario::builtin("scale-1k").unwrap();
+        scenario.topology.clients_per_server = 20;
+        scenario.links.get_mut("scale").unwrap().latency = crate::link::Delay::Constant { ms: 0.0 };
+        let run = |threads| {
+            let options = SimOptions {
+                duration: Some(Duration::from_millis(300)),
+                threads,
+                ..SimOptions::default()
+            };
+            let mut sim = Sim::new(scenario.clone(), 3, options).unwrap();
+            sim.run_until(sim.end());
+            sim.report()
+        };
+        let (one, two) = (run(1), run(2));
+        assert_eq!(one.trace_sha256, two.trace_sha256);
+        assert_eq!(two.parallel.lookahead_ms, 0.0);
+        assert!(two.parallel.windows > 0);
+        assert_eq!(two.parallel.sequential_windows, two.parallel.windows);
+        assert!(one.sessions.clients_joined > 0);
+    }
+
+    #[test]
+    fn nodes_split_into_contiguous_groups_by_cost() {
+        // One server as heavy as its 10 clients: it stays alone.
+        let costs = costs(1, 10, 10, false);
+        assert_eq!(split(&costs, 2), [0, 1, 11]);
+        assert_eq!(split(&costs, 1), [0, 11]);
+        let groups = split(&costs, 4);
+        assert_eq!(groups.len(), 5);
+        assert!(groups.windows(2).all(|w| w[0] < w[1]), "{groups:?}");
+        // More groups than nodes: one node each.
+        assert_eq!(split(&[1.0, 1.0], 8), [0, 1, 2]);
+        assert_eq!(split(&[1.0; 4], 2), [0, 2, 4]);
     }
 }

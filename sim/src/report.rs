@@ -53,11 +53,12 @@ impl Summary {
 
 /// Samples of one quantity gathered during a run, in milliseconds, for a [`Summary`]: an HDR
 /// histogram at nanosecond resolution (memory bounded by the range, not the count) plus the
-/// exact count, sum and maximum.
+/// exact count, the sum of the samples rounded to whole nanoseconds (an integer, so that
+/// sample sets merge to the same sum in any order) and the maximum.
 #[derive(Debug, Clone)]
 pub(crate) struct Samples {
     histogram: Histogram<u64>,
-    sum: f64,
+    sum_ns: i128,
     max: f64,
 }
 
@@ -65,7 +66,7 @@ impl Default for Samples {
     fn default() -> Self {
         Samples {
             histogram: Histogram::new(3).expect("3 significant digits is within 0..=5"),
-            sum: 0.0,
+            sum_ns: 0,
             max: f64::NEG_INFINITY,
         }
     }
@@ -81,8 +82,21 @@ impl Samples {
             // Growing failed (a usize too narrow for the range): clamp instead.
             self.histogram.saturating_record(ns);
         }
-        self.sum += ms;
+        // `as` saturates and maps NaN to 0.
+        self.sum_ns += i128::from((ms * 1e6).round() as i64);
         self.max = self.max.max(ms);
+    }
+
+    /// Adds `other`'s samples to these (the result does not depend on the order of merges).
+    pub(crate) fn absorb(&mut self, other: &Samples) {
+        if self.histogram.add(&other.histogram).is_err() {
+            for value in other.histogram.iter_recorded() {
+                self.histogram
+                    .saturating_record_n(value.value_iterated_to(), value.count_at_value());
+            }
+        }
+        self.sum_ns += other.sum_ns;
+        self.max = self.max.max(other.max);
     }
 
     /// Nearest-rank `quantile` (0 to 1) of the samples, ms; `None` when empty.
@@ -102,7 +116,7 @@ impl Samples {
         };
         Summary {
             count,
-            mean: self.sum / count as f64,
+            mean: self.sum_ns as f64 / 1e6 / count as f64,
             p50,
             p99,
             max: self.max,
@@ -131,7 +145,8 @@ pub struct SessionReport {
     pub gave_up: u64,
     /// Established sessions that ended, by reason and side (`client/…`, `server/…`).
     pub disconnects: BTreeMap<String, u64>,
-    /// The first detail text seen for each entry of `disconnects`, for diagnosis.
+    /// The earliest detail text seen for each entry of `disconnects` (ties in virtual time:
+    /// the smallest text), for diagnosis.
     pub disconnect_details: BTreeMap<String, String>,
     /// Sessions ended while no fault touched their path (either side's view): the failure
     /// detector's false positives. Should be 0. Sessions a game server starved of play
@@ -349,6 +364,33 @@ pub struct Report {
     /// What zstd compression saved, when the game servers compressed anything.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compression: Option<CompressionReport>,
+    /// How the engine split the run between threads and windows of virtual time.
+    pub parallel: ParallelReport,
+}
+
+/// How a run advanced: in windows of virtual time no longer than the lookahead, each window's
+/// nodes processed by the threads in parallel, and the datagrams they sent each other merged
+/// in a fixed order at the barrier after it. Windows depend on the scenario, never on the
+/// number of threads, so neither does anything else in the report but this section and the
+/// wall time.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ParallelReport {
+    /// Threads the nodes were split between.
+    pub threads: usize,
+    /// The lookahead: the smallest delay any link (or spoofed wire) can give a datagram
+    /// between two nodes, in milliseconds; 0 when some path has no minimum delay.
+    pub lookahead_ms: f64,
+    /// Windows run (each one barrier).
+    pub windows: u64,
+    /// Windows of the full lookahead: the lookahead limited parallelism.
+    pub windows_lookahead_limited: u64,
+    /// Windows ended early by a fault, a path sample or the end of a `run_until` step.
+    pub windows_cut_short: u64,
+    /// Windows of a single instant because the lookahead is zero: run on one thread, one
+    /// node after another (a sequential fallback).
+    pub sequential_windows: u64,
+    /// Barriers where faults or path samples took effect, between windows.
+    pub global_steps: u64,
 }
 
 /// Compression of the game servers' messages (their compressed channels, summed over every
@@ -517,7 +559,7 @@ pub struct VsReport {
     pub digests_abandoned: u64,
     /// Game servers holding a valid play ticket at the end.
     pub authorised_at_end: usize,
-    /// What made a game server give up (first-ticket timeout, a final refusal).
+    /// What made a game server give up (first-ticket timeout, a final refusal), sorted.
     pub failures: Vec<String>,
 }
 
@@ -559,7 +601,11 @@ impl VsMetrics {
             receipts_received: self.receipts_received,
             digests_abandoned: self.digests_abandoned,
             authorised_at_end: 0,
-            failures: self.failures.clone(),
+            failures: {
+                let mut failures = self.failures.clone();
+                failures.sort();
+                failures
+            },
         }
     }
 }
@@ -804,6 +850,12 @@ impl fmt::Display for Report {
                 self.speed, self.virtual_seconds, self.wall_seconds
             );
         }
+        let p = &self.parallel;
+        let _ = writeln!(
+            w,
+            "  parallel            {} threads, lookahead {} ms: {} windows ({} of the full lookahead, {} cut short by faults, samples or run_until steps, {} sequential for want of lookahead)",
+            p.threads, p.lookahead_ms, p.windows, p.windows_lookahead_limited, p.windows_cut_short, p.sequential_windows
+        );
         let _ = write!(w, "  trace_sha256        {}", self.trace_sha256);
         f.write_str(&out)
     }
@@ -842,7 +894,8 @@ pub struct Metrics {
     rejected: BTreeMap<String, u64>,
     rejected_by_servers: BTreeMap<String, u64>,
     disconnects: BTreeMap<String, u64>,
-    disconnect_details: BTreeMap<String, String>,
+    /// Per disconnect key: the earliest detail text (its virtual time, then the text, decide).
+    disconnect_details: BTreeMap<String, (Nanos, String)>,
     false_disconnects: u64,
     detection_ms: Samples,
     detected: u64,
@@ -929,7 +982,138 @@ fn grow<T: Default>(v: &mut Vec<T>, i: usize) -> &mut T {
     &mut v[i]
 }
 
+fn add_counts<K: Ord + Clone>(into: &mut BTreeMap<K, u64>, from: &BTreeMap<K, u64>) {
+    for (key, n) in from {
+        *into.entry(key.clone()).or_default() += n;
+    }
+}
+
+impl VsMetrics {
+    /// Adds `o`'s counters to these.
+    fn absorb(&mut self, o: &VsMetrics) {
+        self.joins += o.joins;
+        add_counts(&mut self.join_rejections, &o.join_rejections);
+        self.reattestations += o.reattestations;
+        add_counts(&mut self.deauthorised, &o.deauthorised);
+        self.tickets_received += o.tickets_received;
+        self.first_ticket_ms.extend_from_slice(&o.first_ticket_ms);
+        self.max_ticket_gap_ns = self.max_ticket_gap_ns.max(o.max_ticket_gap_ns);
+        self.admissions_paused += o.admissions_paused;
+        self.sessions_closed_starved += o.sessions_closed_starved;
+        self.resumed += o.resumed;
+        self.vs_lost += o.vs_lost;
+        self.receipts_signed += o.receipts_signed;
+        self.receipts_received += o.receipts_received;
+        self.digests_abandoned += o.digests_abandoned;
+        self.failures.extend_from_slice(&o.failures);
+    }
+}
+
+impl HostileMetrics {
+    /// Adds `o`'s counters to these (sums, and maxima for the peaks).
+    fn absorb(&mut self, o: &HostileMetrics) {
+        let (r, x) = (&mut self.report, &o.report);
+        r.flood_datagrams += x.flood_datagrams;
+        r.flood_bytes += x.flood_bytes;
+        add_counts(&mut r.flood_by_kind, &x.flood_by_kind);
+        r.peak_handshakes_pending = r.peak_handshakes_pending.max(x.peak_handshakes_pending);
+        r.peak_connections = r.peak_connections.max(x.peak_connections);
+        r.peak_memory_estimate_bytes = r.peak_memory_estimate_bytes.max(x.peak_memory_estimate_bytes);
+        if let (Some(c), Some(y)) = (r.cpu.as_mut(), x.cpu.as_ref()) {
+            c.rx_queue_dropped += y.rx_queue_dropped;
+            c.rx_queue_peak = c.rx_queue_peak.max(y.rx_queue_peak);
+            c.max_wait_ms = c.max_wait_ms.max(y.max_wait_ms);
+        }
+        if let (Some(h), Some(y)) = (r.half_open.as_mut(), x.half_open.as_ref()) {
+            h.opened += y.opened;
+            h.tls_completed += y.tls_completed;
+            h.closed += y.closed;
+            h.peak_open = h.peak_open.max(y.peak_open);
+            h.datagrams_sent += y.datagrams_sent;
+            h.datagrams_received += y.datagrams_received;
+            h.bytes_sent += y.bytes_sent;
+            h.bytes_received += y.bytes_received;
+        }
+        add_counts(&mut self.handled, &o.handled);
+        for (g, (rx, tx)) in o.per_source.iter().enumerate() {
+            let slot = self.source(g);
+            slot.0 += rx;
+            slot.1 += tx;
+        }
+        for (server, seconds) in o.busy.iter().enumerate() {
+            for (second, ns) in seconds.iter().enumerate() {
+                *self.busy_ns(server, second) += ns;
+            }
+        }
+    }
+}
+
 impl Metrics {
+    /// Adds the counters `o` gathered (another part of the same run) to these. Every merge
+    /// is exact and commutative (integer sums, maxima, unions), so the result does not depend
+    /// on how the run's nodes were split between the parts, nor on the order of merges.
+    pub(crate) fn absorb(&mut self, o: &Metrics) {
+        for (joined, other) in self.joined.iter_mut().zip(&o.joined) {
+            *joined |= other;
+        }
+        self.joins += o.joins;
+        self.reconnects += o.reconnects;
+        self.attempts += o.attempts;
+        self.connect_errors += o.connect_errors;
+        self.gave_up += o.gave_up;
+        add_counts(&mut self.rejected, &o.rejected);
+        add_counts(&mut self.rejected_by_servers, &o.rejected_by_servers);
+        add_counts(&mut self.disconnects, &o.disconnects);
+        for (key, (at, text)) in &o.disconnect_details {
+            let later = |(mine_at, mine): &(Nanos, String)| (*at, text) < (*mine_at, mine);
+            if self.disconnect_details.get(key).is_none_or(later) {
+                self.disconnect_details.insert(key.clone(), (*at, text.clone()));
+            }
+        }
+        self.false_disconnects += o.false_disconnects;
+        self.detection_ms.absorb(&o.detection_ms);
+        self.detected += o.detected;
+        self.reconnect_attempts += o.reconnect_attempts;
+        self.reconnect_joins.extend_from_slice(&o.reconnect_joins);
+        self.handshake_ms.absorb(&o.handshake_ms);
+        self.rtt_true.extend_from_slice(&o.rtt_true);
+        self.rtt_est.extend_from_slice(&o.rtt_est);
+        self.rtt_abs_err.absorb(&o.rtt_abs_err);
+        self.rtt_err_sum += o.rtt_err_sum;
+        self.jitter_ms.absorb(&o.jitter_ms);
+        self.est_loss.extend_from_slice(&o.est_loss);
+        for ((rtt, loss), (o_rtt, o_loss)) in self.series.iter_mut().zip(&o.series) {
+            rtt.extend_from_slice(o_rtt);
+            loss.extend_from_slice(o_loss);
+        }
+        let (w, x) = (&mut self.wire, &o.wire);
+        w.bytes_up += x.bytes_up;
+        w.bytes_down += x.bytes_down;
+        w.datagrams_up += x.datagrams_up;
+        w.datagrams_down += x.datagrams_down;
+        self.inputs_sent += o.inputs_sent;
+        self.inputs_received += o.inputs_received;
+        self.snapshots_sent += o.snapshots_sent;
+        self.snapshots_received += o.snapshots_received;
+        self.fragmented_sent += o.fragmented_sent;
+        self.fragmented_received += o.fragmented_received;
+        self.send_errors += o.send_errors;
+        self.spectator_snapshots_received += o.spectator_snapshots_received;
+        self.spectator_inputs_sent += o.spectator_inputs_sent;
+        self.refusal_events += o.refusal_events;
+        self.no_route += o.no_route;
+        self.partition_dropped += o.partition_dropped;
+        self.dropped_at_down_node += o.dropped_at_down_node;
+        self.faults += o.faults;
+        if let (Some(vs), Some(other)) = (self.vs.as_mut(), o.vs.as_ref()) {
+            vs.absorb(other);
+        }
+        if let (Some(h), Some(other)) = (self.hostile.as_mut(), o.hostile.as_ref()) {
+            h.absorb(other);
+        }
+        self.srtt_ms.absorb(&o.srtt_ms);
+    }
+
     /// The CPU-model counters, when the scenario models server CPU.
     pub(crate) fn cpu(&mut self) -> Option<&mut CpuReport> {
         self.hostile.as_mut().and_then(|h| h.report.cpu.as_mut())
@@ -987,14 +1171,17 @@ impl Metrics {
         explained: bool,
         delay: Option<Nanos>,
         detail: &str,
+        now: Nanos,
     ) {
         let side_name = match side {
             Side::Client => "client",
             Side::Server => "server",
         };
         let key = format!("{side_name}/{}", reason_name(reason));
-        if !self.disconnect_details.contains_key(&key) {
-            self.disconnect_details.insert(key.clone(), detail.to_owned());
+        let earlier = |(at, text): &(Nanos, String)| (now, detail) < (*at, text.as_str());
+        if self.disconnect_details.get(&key).is_none_or(earlier) {
+            self.disconnect_details
+                .insert(key.clone(), (now, detail.to_owned()));
         }
         *self.disconnects.entry(key).or_default() += 1;
         if !explained {
@@ -1085,7 +1272,11 @@ impl Metrics {
                 rejected_by_servers: self.rejected_by_servers.clone(),
                 gave_up: self.gave_up,
                 disconnects: self.disconnects.clone(),
-                disconnect_details: self.disconnect_details.clone(),
+                disconnect_details: self
+                    .disconnect_details
+                    .iter()
+                    .map(|(key, (_, text))| (key.clone(), text.clone()))
+                    .collect(),
                 false_disconnects: self.false_disconnects,
                 detected_disconnects: self.detected,
                 detection_delay_ms: self.detection_ms.summary(),

@@ -632,6 +632,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("lossy", include_str!("../scenarios/lossy.toml")),
     ("partition-heal", include_str!("../scenarios/partition-heal.toml")),
     ("scale-1k", include_str!("../scenarios/scale-1k.toml")),
+    ("scale-5k", include_str!("../scenarios/scale-5k.toml")),
     ("vs-outage", include_str!("../scenarios/vs-outage.toml")),
     ("flood", include_str!("../scenarios/flood.toml")),
     ("half-open", include_str!("../scenarios/half-open.toml")),

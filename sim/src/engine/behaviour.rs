@@ -121,7 +121,8 @@ impl Net<'_> {
     /// Asks the engine to start a join attempt of this (client) node at `at`, unless its
     /// `generation` has moved on by then.
     pub(super) fn join_at(&mut self, at: Nanos, generation: u64) {
-        self.world.push(
+        self.world.push_from(
+            self.id,
             at,
             What::Join {
                 node: self.id,

@@ -12,7 +12,7 @@ use bytes::{Bytes, BytesMut};
 use sha2::Digest;
 use tickwire_core::stats::DatagramStats;
 
-use super::{drive, half_open, Sim, What, MILLI, SECOND};
+use super::{drive, half_open, Part, Sim, What, MILLI, SECOND};
 use crate::link::Nanos;
 use crate::scenario::ServerCpu;
 
@@ -117,7 +117,7 @@ impl Cpu {
     }
 }
 
-impl Sim {
+impl Part<'_> {
     /// A datagram reaches node `to`: handled now, or queued behind its busy CPU.
     pub(super) fn deliver(&mut self, to: usize, from: SocketAddr, payload: Vec<u8>) {
         let now = self.world.now;
@@ -130,7 +130,7 @@ impl Sim {
         if let Some(cpu) = node.cpu.as_mut() {
             if cpu.busy_until > now || !cpu.backlog.is_empty() {
                 if cpu.backlog.len() >= cpu.costs.rx_queue_datagrams {
-                    self.world.trace.update([RX_QUEUE_FULL_MARK]);
+                    node.wires.trace.update([RX_QUEUE_FULL_MARK]);
                     if let Some(c) = self.world.metrics.cpu() {
                         c.rx_queue_dropped += 1;
                     }
@@ -142,7 +142,7 @@ impl Sim {
                 if !cpu.wake_pending {
                     cpu.wake_pending = true;
                     let at = cpu.busy_until.max(now);
-                    self.world.push(at, What::CpuFree { node: to });
+                    self.world.push_from(to, at, What::CpuFree { node: to });
                 }
                 if let Some(c) = self.world.metrics.cpu() {
                     c.rx_queue_peak = c.rx_queue_peak.max(queued);
@@ -166,7 +166,7 @@ impl Sim {
         if cpu.busy_until > now {
             cpu.wake_pending = true;
             let at = cpu.busy_until;
-            self.world.push(at, What::CpuFree { node: id });
+            self.world.push_from(id, at, What::CpuFree { node: id });
             return;
         }
         let Some((arrived, from, payload)) = cpu.backlog.pop_front() else {
@@ -181,7 +181,7 @@ impl Sim {
         if !cpu.backlog.is_empty() && !cpu.wake_pending {
             cpu.wake_pending = true;
             let at = cpu.busy_until.max(now);
-            self.world.push(at, What::CpuFree { node: id });
+            self.world.push_from(id, at, What::CpuFree { node: id });
         }
     }
 
@@ -216,21 +216,29 @@ impl Sim {
                 *h.busy_ns(id, (now / SECOND) as usize) += cost;
             }
         }
-        drive(id, node, &mut self.world);
+        drive(id, node, self.world);
     }
+}
 
-    /// Fills the hostile report's end-of-run figures from the servers' endpoints.
-    pub(super) fn finish_hostile(&self, report: &mut crate::report::Report) {
-        let (Some(h), Some(out)) = (self.world.metrics.hostile.as_ref(), report.hostile.as_mut()) else {
+impl Sim {
+    /// Fills the hostile report's end-of-run figures from the servers' endpoints and the
+    /// run's merged `metrics`.
+    pub(super) fn finish_hostile(
+        &self,
+        metrics: &crate::report::Metrics,
+        report: &mut crate::report::Report,
+    ) {
+        let world = &self.groups[0];
+        let (Some(h), Some(out)) = (metrics.hostile.as_ref(), report.hostile.as_mut()) else {
             return;
         };
-        if let (Some(attack), Some(report)) = (&self.world.scenario.half_open, out.half_open.as_mut()) {
+        if let (Some(attack), Some(report)) = (&world.scenario.half_open, out.half_open.as_mut()) {
             if let Some(endpoint) = &self.nodes[attack.server].endpoint {
                 half_open::finish_report(report, endpoint);
             }
         }
         out.handled = h.handled.iter().map(|(c, n)| ((*c).to_owned(), *n)).collect();
-        for node in &self.nodes[..self.world.servers] {
+        for node in &self.nodes[..world.servers] {
             let Some(endpoint) = &node.endpoint else { continue };
             let stats = endpoint.endpoint_stats();
             let d = stats.datagrams;
@@ -259,7 +267,7 @@ impl Sim {
         } else {
             sent as f64 / received as f64
         };
-        if let (Some(costs), Some(cpu)) = (&self.world.scenario.server_cpu, out.cpu.as_mut()) {
+        if let (Some(costs), Some(cpu)) = (&world.scenario.server_cpu, out.cpu.as_mut()) {
             cpu.cost_ns = [
                 Class::Dropped,
                 Class::Stateless,
@@ -272,7 +280,7 @@ impl Sim {
             .into_iter()
             .map(|c| (c.name().to_owned(), c.cost(costs)))
             .collect();
-            let elapsed = self.world.now.max(1);
+            let elapsed = self.now.max(1);
             let whole = (elapsed / SECOND) as usize;
             for busy in &h.busy {
                 let peak = busy

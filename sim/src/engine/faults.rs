@@ -9,8 +9,8 @@ use crate::scenario::{Direction, Fault, Target};
 
 impl Sim {
     pub(super) fn schedule_faults(&mut self) {
-        let scenario = self.world.scenario.clone();
-        let servers = self.world.servers;
+        let scenario = self.groups[0].scenario.clone();
+        let servers = self.groups[0].servers;
         let per_server = scenario.topology.clients_per_server;
         let clients = scenario.clients();
         let secs = |s: f64| (s * 1e9) as Nanos;
@@ -26,7 +26,7 @@ impl Sim {
                     (range.clone().map(|c| servers + c).collect(), range.collect())
                 }
                 Target::Vs => (
-                    self.world.vs.as_ref().map(|v| v.node).into_iter().collect(),
+                    self.groups[0].vs.as_ref().map(|v| v.node).into_iter().collect(),
                     Vec::new(),
                 ),
             };
@@ -46,9 +46,9 @@ impl Sim {
                         start,
                     })
                 };
-                self.world.push(secs(*at_s), cut(true));
+                self.push_global(secs(*at_s), cut(true));
                 if let Some(heal) = heal_at_s {
-                    self.world.push(secs(*heal), cut(false));
+                    self.push_global(secs(*heal), cut(false));
                 }
                 continue;
             }
@@ -60,7 +60,7 @@ impl Sim {
                     ..
                 } => {
                     for &client in &client_set {
-                        self.world.push(
+                        self.push_global(
                             secs(at_s),
                             What::Fault(Action::Cut {
                                 client,
@@ -69,7 +69,7 @@ impl Sim {
                             }),
                         );
                         if let Some(heal) = heal_at_s {
-                            self.world.push(
+                            self.push_global(
                                 secs(heal),
                                 What::Fault(Action::Cut {
                                     client,
@@ -82,14 +82,12 @@ impl Sim {
                 }
                 Fault::ClockOffset { at_s, offset_ms, .. } => {
                     for &node in &nodes {
-                        self.world
-                            .push(secs(at_s), What::Fault(Action::Step { node, offset_ms }));
+                        self.push_global(secs(at_s), What::Fault(Action::Step { node, offset_ms }));
                     }
                 }
                 Fault::ClockDrift { at_s, ppm, .. } => {
                     for &node in &nodes {
-                        self.world
-                            .push(secs(at_s), What::Fault(Action::Drift { node, ppm }));
+                        self.push_global(secs(at_s), What::Fault(Action::Drift { node, ppm }));
                     }
                 }
                 // A raw node of its own (see `flood`).
@@ -98,10 +96,9 @@ impl Sim {
                     at_s, restart_at_s, ..
                 } => {
                     for &node in &nodes {
-                        self.world.push(secs(at_s), What::Fault(Action::Crash { node }));
+                        self.push_global(secs(at_s), What::Fault(Action::Crash { node }));
                         if let Some(restart) = restart_at_s {
-                            self.world
-                                .push(secs(restart), What::Fault(Action::Restart { node }));
+                            self.push_global(secs(restart), What::Fault(Action::Restart { node }));
                         }
                     }
                 }
@@ -109,15 +106,16 @@ impl Sim {
         }
     }
 
+    /// Applies a fault at a barrier; the state every group reads (partitions, fault history,
+    /// addresses) changes in every group's copy alike.
     pub(super) fn fault(&mut self, action: Action) {
-        let now = self.world.now;
+        let now = self.now;
         match action {
             Action::Cut {
                 client,
                 direction,
                 start,
             } => {
-                let path = &mut self.world.paths[client];
                 let delta = |n: &mut u32| {
                     if start {
                         *n += 1;
@@ -125,32 +123,37 @@ impl Sim {
                         *n = n.saturating_sub(1);
                     }
                 };
-                if direction != Direction::Downlink {
-                    delta(&mut path.cut_up);
+                for world in &mut self.groups {
+                    let path = &mut world.paths[client];
+                    if direction != Direction::Downlink {
+                        delta(&mut path.cut_up);
+                    }
+                    if direction != Direction::Uplink {
+                        delta(&mut path.cut_down);
+                    }
+                    if start {
+                        path.fault_begin(now);
+                    } else {
+                        path.fault_end(now);
+                    }
                 }
-                if direction != Direction::Uplink {
-                    delta(&mut path.cut_down);
-                }
-                if start {
-                    path.fault_begin(now);
-                } else {
-                    path.fault_end(now);
-                }
-                self.world.metrics.faults += u64::from(start);
+                self.metrics.faults += u64::from(start);
             }
             Action::CutVs { direction, start } => {
-                let Some(vs) = self.world.vs.as_mut() else { return };
-                for path in &mut vs.paths {
-                    for (cut, applies) in [
-                        (&mut path.cut_up, direction != Direction::Downlink),
-                        (&mut path.cut_down, direction != Direction::Uplink),
-                    ] {
-                        if applies {
-                            *cut = if start { *cut + 1 } else { cut.saturating_sub(1) };
+                for world in &mut self.groups {
+                    let Some(vs) = world.vs.as_mut() else { return };
+                    for (up, down) in &mut vs.cuts {
+                        for (cut, applies) in [
+                            (up, direction != Direction::Downlink),
+                            (down, direction != Direction::Uplink),
+                        ] {
+                            if applies {
+                                *cut = if start { *cut + 1 } else { cut.saturating_sub(1) };
+                            }
                         }
                     }
                 }
-                self.world.metrics.faults += u64::from(start);
+                self.metrics.faults += u64::from(start);
             }
             Action::Step { node: id, offset_ms } => {
                 let node = &mut self.nodes[id];
@@ -174,9 +177,12 @@ impl Sim {
                 if let Some(cpu) = node.cpu.as_mut() {
                     cpu.clear();
                 }
-                self.world.metrics.faults += 1;
-                for client in self.affected_clients(id) {
-                    self.world.paths[client].fault_begin(now);
+                self.metrics.faults += 1;
+                let affected = self.affected_clients(id);
+                for world in &mut self.groups {
+                    for &client in &affected {
+                        world.paths[client].fault_begin(now);
+                    }
                 }
                 match &mut self.nodes[id].app {
                     App::Client(app) => {
@@ -194,24 +200,32 @@ impl Sim {
                 if self.nodes[id].endpoint.is_some() {
                     return;
                 }
-                for client in self.affected_clients(id) {
-                    self.world.paths[client].fault_end(now);
+                let affected = self.affected_clients(id);
+                for world in &mut self.groups {
+                    for &client in &affected {
+                        world.paths[client].fault_end(now);
+                    }
                 }
+                let seed = self.groups[0].seed;
+                let group = self.group_of(id);
                 let node = &mut self.nodes[id];
                 node.incarnation += 1;
-                node.rng = ChaCha8Rng::from_seed(derive(self.world.seed, "app", id as u64, node.incarnation));
+                node.rng = ChaCha8Rng::from_seed(derive(seed, "app", id as u64, node.incarnation));
                 if let App::Client(app) = &mut node.app {
                     // A restarted client comes back from a new port, as a real process would.
-                    self.world.addrs.remove(&node.addr);
+                    let old = node.addr;
                     node.addr = client_addr(app.index, node.incarnation);
-                    self.world.addrs.insert(node.addr, id);
+                    for world in &mut self.groups {
+                        world.addrs.remove(&old);
+                        world.addrs.insert(node.addr, id);
+                    }
                     app.state = ClientState::Waiting;
                     app.backoff.reset();
                     app.reconnecting = false;
                     app.generation += 1;
                     let delay = node.rng.random_range(0..100 * MILLI);
                     let generation = app.generation;
-                    self.world.push(now + delay, What::Join { node: id, generation });
+                    self.groups[group].push_from(id, now + delay, What::Join { node: id, generation });
                 }
                 if let Err(e) = self.start_node(id) {
                     tracing::error!("restart of node {id} failed: {e}");
@@ -222,14 +236,15 @@ impl Sim {
 
     /// Clients whose sessions a crash of node `id` affects.
     fn affected_clients(&self, id: usize) -> Vec<usize> {
-        let servers = self.world.servers;
-        if self.world.vs.as_ref().is_some_and(|vs| vs.node == id) {
+        let world = &self.groups[0];
+        let servers = world.servers;
+        if world.vs.as_ref().is_some_and(|vs| vs.node == id) {
             return Vec::new();
         }
         if id >= servers {
             return vec![id - servers];
         }
-        let per = self.world.scenario.topology.clients_per_server;
+        let per = world.clients_per_server;
         (id * per..(id + 1) * per).collect()
     }
 }

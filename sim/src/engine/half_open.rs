@@ -104,6 +104,7 @@ pub(super) fn build(
             let wire = Wire::Links {
                 up: Box::new(Link::new(&spec, derive(seed, "half-open/up", g as u64, 0))),
                 down: Box::new(Link::new(&spec, derive(seed, "half-open/down", g as u64, 0))),
+                server: h.server,
             };
             (Box::new(attacker) as Box<dyn RawNode>, wire)
         })

@@ -6,20 +6,24 @@ use std::collections::BinaryHeap;
 use super::What;
 use crate::link::Nanos;
 
-/// The event queue: a min-heap of small `(at, seq, slot)` keys over a slab of event bodies,
-/// so that reordering the heap moves 24 bytes per entry, not whole datagrams. Ties in `at`
-/// resolve by insertion sequence, so the order is total and reproducible.
+/// An event's place in the queue: (time, origin, slot in the slab).
+type Key = (Nanos, (u32, u64), u32);
+
+/// The event queue: a min-heap of small `(at, origin, slot)` keys over a slab of event bodies,
+/// so that reordering the heap moves 32 bytes per entry, not whole datagrams. Ties in `at`
+/// resolve by origin — the actor that created the event and its count of events created so
+/// far — so the order is total, reproducible, and independent of when an event reached the
+/// queue (a datagram from another node is queued at a barrier, a node's own timer at once).
 #[derive(Debug, Default)]
 pub(super) struct Queue {
-    heap: BinaryHeap<Reverse<(Nanos, u64, u32)>>,
+    heap: BinaryHeap<Reverse<Key>>,
     slots: Vec<Option<What>>,
     free: Vec<u32>,
-    seq: u64,
 }
 
 impl Queue {
-    pub(super) fn push(&mut self, at: Nanos, what: What) {
-        self.seq += 1;
+    /// Queues `what` at `at`; `origin` (creating actor, its sequence) must be unique.
+    pub(super) fn push(&mut self, at: Nanos, origin: (u32, u64), what: What) {
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.slots[slot as usize] = Some(what);
@@ -30,7 +34,7 @@ impl Queue {
                 (self.slots.len() - 1) as u32
             }
         };
-        self.heap.push(Reverse((at, self.seq, slot)));
+        self.heap.push(Reverse((at, origin, slot)));
     }
 
     pub(super) fn peek_time(&self) -> Option<Nanos> {
@@ -102,19 +106,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn events_leave_in_time_order_and_ties_in_insertion_order() {
+    fn events_leave_in_time_order_and_ties_in_origin_order() {
         let mut queue = Queue::default();
-        for (at, node) in [(30, 0), (10, 1), (20, 2), (10, 3), (10, 4)] {
-            queue.push(at, What::Wake { node });
+        for (at, node, origin) in [
+            (30, 0, (0, 1)),
+            (10, 1, (2, 1)),
+            (20, 2, (0, 2)),
+            (10, 3, (1, 7)),
+            (10, 4, (1, 9)),
+        ] {
+            queue.push(at, origin, What::Wake { node });
         }
         let mut order = Vec::new();
         while let Some((at, What::Wake { node })) = queue.pop() {
             order.push((at, node));
         }
-        assert_eq!(order, [(10, 1), (10, 3), (10, 4), (20, 2), (30, 0)]);
+        assert_eq!(order, [(10, 3), (10, 4), (10, 1), (20, 2), (30, 0)]);
         // Slots are reused, so the slab does not grow with the number of events ever queued.
         for round in 0..100 {
-            queue.push(round, What::Wake { node: 0 });
+            queue.push(round, (0, round), What::Wake { node: 0 });
             queue.pop();
         }
         assert_eq!(queue.len(), 0);

@@ -8,14 +8,14 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
-use sha2::Digest;
+use sha2::{Digest, Sha256};
 
-use super::{Alarm, Sim, What, World};
+use super::{Alarm, Part, Sim, What, Wires, World};
 use crate::link::{Link, Nanos};
 use crate::report::HostileMetrics;
 
 /// Legitimate client-to-server datagrams the engine keeps for raw nodes that overhear them.
-const OVERHEARD: usize = 64;
+pub(super) const OVERHEARD: usize = 64;
 /// Trace marker of a datagram sent from a spoofed source (links mark their verdicts with 0–1,
 /// routing with 0xfe/0xff).
 const SPOOFED_MARK: u8 = 0xfd;
@@ -37,7 +37,7 @@ impl RawTimer {
 /// A node that sends and receives raw datagrams, with no endpoint. Inputs are `handle_*`;
 /// its deadlines are [`RawNode::poll_timeout`], asked after every input; what it sends goes
 /// through [`RawNet::send`].
-pub(super) trait RawNode {
+pub(super) trait RawNode: Send {
     /// The addresses it sends from and receives at (asked once, when it joins the run).
     fn addrs(&self) -> Vec<SocketAddr>;
 
@@ -63,8 +63,13 @@ pub(super) enum Wire {
     /// not modelled), and what is sent to it is routed nowhere, though it still hears of it
     /// (to count amplification).
     Spoofed,
-    /// A link each way, like a client's path: `up` carries what it sends.
-    Links { up: Box<Link>, down: Box<Link> },
+    /// A link each way, like a client's path: `up` carries what it sends, `down` what game
+    /// server `server` (the only node it talks to) sends it.
+    Links {
+        up: Box<Link>,
+        down: Box<Link>,
+        server: usize,
+    },
 }
 
 /// A raw node about to join a run, with its wire.
@@ -78,10 +83,13 @@ pub(super) struct RawTransmit {
     payload: Vec<u8>,
 }
 
-/// A raw node in the engine's table, with a wake-up per [`RawTimer`].
+/// A raw node in the engine's table, with a wake-up per [`RawTimer`], its uplink (`None`:
+/// spoofed) and its trace.
 pub(super) struct RawSlot {
     node: Box<dyn RawNode>,
     alarms: [Alarm; RawTimer::ALL.len()],
+    up: Option<Box<Link>>,
+    pub(super) trace: Sha256,
 }
 
 /// The run as a raw node sees it: virtual time, the hostile-traffic counters, what it can
@@ -121,8 +129,16 @@ impl RawNet<'_> {
 }
 
 impl World {
-    /// Keeps a legitimate client-to-server datagram for raw nodes that overhear.
-    pub(super) fn overhear(&mut self, bytes: &[u8]) {
+    /// Notes a legitimate client-to-server datagram for raw nodes that overhear them (they
+    /// hear it after the barrier).
+    pub(super) fn overhear(&mut self, client: usize, bytes: &[u8]) {
+        if self.overheard.is_some() {
+            self.heard.push((self.now, client, bytes.to_vec()));
+        }
+    }
+
+    /// Keeps a legitimate client-to-server datagram, at a barrier.
+    pub(super) fn overhear_merged(&mut self, bytes: &[u8]) {
         let Some(recent) = self.overheard.as_mut() else {
             return;
         };
@@ -132,13 +148,20 @@ impl World {
         recent.push_back(bytes.to_vec());
     }
 
-    /// Routes a datagram sent to `to`, an address no endpoint node holds: through the raw
-    /// node's downlink, or (spoofed sources, unknown addresses) nowhere.
-    pub(super) fn route_raw(&mut self, from: SocketAddr, to: SocketAddr, bytes: &[u8]) {
+    /// Routes a datagram node `src` sent to `to`, an address no endpoint node holds: through
+    /// the raw node's downlink (kept by the game server it talks to), or (spoofed sources,
+    /// unknown addresses) nowhere.
+    pub(super) fn route_raw(
+        &mut self,
+        src: usize,
+        wires: &mut Wires,
+        from: SocketAddr,
+        to: SocketAddr,
+        bytes: &[u8],
+    ) {
         let now = self.now;
         let Some(&node) = self.raw_addrs.get(&to) else {
-            self.trace.update([0xff]);
-            self.metrics.no_route += 1;
+            self.no_route(&mut wires.trace);
             return;
         };
         let deliver = move |payload| What::DeliverRaw {
@@ -147,16 +170,17 @@ impl World {
             to,
             payload,
         };
-        match &mut self.raw_wires[node] {
-            Wire::Spoofed => {
-                self.trace.update([0xff]);
-                self.push(now, deliver(bytes.to_vec()));
-            }
-            Wire::Links { down, .. } => {
-                let outcome = down.transmit(now, bytes.to_vec());
-                self.enqueue(outcome, deliver);
-            }
+        if self.raw_spoofed[node] {
+            wires.trace.update([0xff]);
+            self.send(src, now, deliver(bytes.to_vec()));
+            return;
         }
+        let Some((_, down)) = wires.raw_down.iter_mut().find(|(raw, _)| *raw == node) else {
+            self.no_route(&mut wires.trace);
+            return;
+        };
+        let outcome = down.transmit(now, bytes.to_vec());
+        self.enqueue(src, &mut wires.trace, outcome, deliver);
     }
 }
 
@@ -164,20 +188,37 @@ impl Sim {
     /// Adds a raw node reached through `wire` and arms its first wake-up.
     pub(super) fn add_raw(&mut self, node: Box<dyn RawNode>, wire: Wire) {
         let id = self.raw.len();
-        for addr in node.addrs() {
-            self.world.raw_addrs.insert(addr, id);
+        let overhears = node.overhears();
+        let addrs = node.addrs();
+        for world in &mut self.groups {
+            for &addr in &addrs {
+                world.raw_addrs.insert(addr, id);
+            }
+            if overhears {
+                world.overheard.get_or_insert_default();
+            }
+            world.raw_spoofed.push(matches!(wire, Wire::Spoofed));
         }
-        if node.overhears() {
-            self.world.overheard.get_or_insert_default();
-        }
-        self.world.raw_wires.push(wire);
+        let up = match wire {
+            Wire::Spoofed => None,
+            Wire::Links { up, down, server } => {
+                self.nodes[server].wires.raw_down.push((id, *down));
+                Some(up)
+            }
+        };
         self.raw.push(RawSlot {
             node,
             alarms: Default::default(),
+            up,
+            trace: Sha256::new(),
         });
-        self.drive_raw(id);
+        let group = self.raw_group;
+        let mut parts = self.parts();
+        parts[group].drive_raw(id);
     }
+}
 
+impl Part<'_> {
     /// Raw node `id`'s armed `timer` (ignored if an earlier wake-up superseded it).
     pub(super) fn wake_raw(&mut self, id: usize, timer: RawTimer) {
         let slot = &mut self.raw[id];
@@ -186,14 +227,14 @@ impl Sim {
             return;
         }
         self.world.counts.wakes += 1;
-        slot.node.handle_time(&mut RawNet::new(&mut self.world), timer);
+        slot.node.handle_time(&mut RawNet::new(self.world), timer);
         self.drive_raw(id);
     }
 
     /// A datagram from `from` reaches raw node `id` at its address `to`.
     pub(super) fn deliver_raw(&mut self, id: usize, from: SocketAddr, to: SocketAddr, payload: Vec<u8>) {
         self.world.counts.deliveries += 1;
-        let net = &mut RawNet::new(&mut self.world);
+        let net = &mut RawNet::new(self.world);
         self.raw[id].node.handle_datagram(net, from, to, payload);
         self.drive_raw(id);
     }
@@ -201,11 +242,12 @@ impl Sim {
     /// After any input to raw node `id`: arms its timers, then routes what it sent.
     fn drive_raw(&mut self, id: usize) {
         let now = self.world.now;
+        let actor = self.world.raw_base + id;
         let slot = &mut self.raw[id];
         for timer in RawTimer::ALL {
             let alarm = &mut slot.alarms[timer as usize];
             if let Some(at) = slot.node.poll_timeout(timer).and_then(|at| alarm.arm(now, at)) {
-                self.world.push(at, What::WakeRaw { node: id, timer });
+                self.world.push_from(actor, at, What::WakeRaw { node: id, timer });
             }
         }
         let mut outbox = std::mem::take(&mut self.world.outbox);
@@ -217,26 +259,34 @@ impl Sim {
 
     /// Routes one datagram raw node `id` sent, hashing it with its fate.
     fn send_raw(&mut self, id: usize, RawTransmit { from, to, payload }: RawTransmit) {
-        let world = &mut self.world;
-        let spoofed = matches!(world.raw_wires[id], Wire::Spoofed);
-        if !spoofed {
+        let world = &mut *self.world;
+        let actor = world.raw_base + id;
+        let slot = &mut self.raw[id];
+        if slot.up.is_some() {
             // Spoofed datagrams are counted in the hostile report instead.
             world.datagrams += 1;
         }
-        world.record(from, to, &payload);
-        if spoofed {
-            world.trace.update([SPOOFED_MARK]);
+        world.record(actor, &mut slot.trace, from, to, &payload);
+        if slot.up.is_none() {
+            slot.trace.update([SPOOFED_MARK]);
         }
         let Some(&dst) = world.addrs.get(&to) else {
-            world.trace.update([0xff]);
-            world.metrics.no_route += 1;
+            world.no_route(&mut slot.trace);
             return;
         };
-        match &mut world.raw_wires[id] {
-            Wire::Spoofed => self.deliver(dst, from, payload),
-            Wire::Links { up, .. } => {
+        match &mut slot.up {
+            None => world.send(
+                actor,
+                world.now,
+                What::Deliver {
+                    to: dst,
+                    from,
+                    payload,
+                },
+            ),
+            Some(up) => {
                 let outcome = up.transmit(world.now, payload);
-                world.enqueue(outcome, |payload| What::Deliver {
+                world.enqueue(actor, &mut slot.trace, outcome, |payload| What::Deliver {
                     to: dst,
                     from,
                     payload,

@@ -29,8 +29,9 @@ pub const SIM_BINARY_SHA256: [u8; 32] = [0xB1; 32];
 /// The configuration hash every simulated game server measures into PCR 23 after the binary.
 pub const SIM_CONFIG_SHA256: [u8; 32] = [0xC0; 32];
 
-/// The VS side of the world: where it is, what it trusts, the game servers' paths to it.
-#[derive(Debug)]
+/// The VS side of the world: where it is, what it trusts, whether the game servers' paths to
+/// it are cut (the links themselves are kept by the nodes sending on them: see [`links`]).
+#[derive(Debug, Clone)]
 pub(super) struct VsNet {
     /// The VS's node id.
     pub(super) node: usize,
@@ -38,47 +39,36 @@ pub(super) struct VsNet {
     pub(super) keys: VsKeys,
     /// Its endpoint's identity key (game servers pin it).
     pub(super) identity: [u8; 32],
-    /// Per game server: the path to the VS.
-    pub(super) paths: Vec<VsPath>,
-}
-
-/// One game server's path to the VS: `up` carries GS → VS.
-#[derive(Debug)]
-pub(super) struct VsPath {
-    pub(super) up: Link,
-    pub(super) down: Link,
-    pub(super) cut_up: u32,
-    pub(super) cut_down: u32,
+    /// Per game server: partition counters of its path to the VS, (GS → VS, VS → GS).
+    pub(super) cuts: Vec<(u32, u32)>,
 }
 
 impl VsNet {
-    pub(super) fn new(
-        scenario: &Scenario,
-        seed: u64,
-        node: usize,
-        key: &SigningKey,
-        identity: [u8; 32],
-    ) -> Self {
-        let spec = scenario
-            .vs
-            .as_ref()
-            .and_then(|vs| scenario.link(&vs.link))
-            .expect("validated");
-        let paths = (0..scenario.topology.servers)
-            .map(|s| VsPath {
-                up: Link::new(&spec, derive(seed, "vs-link/up", s as u64, 0)),
-                down: Link::new(&spec, derive(seed, "vs-link/down", s as u64, 0)),
-                cut_up: 0,
-                cut_down: 0,
-            })
-            .collect();
+    pub(super) fn new(scenario: &Scenario, node: usize, key: &SigningKey, identity: [u8; 32]) -> Self {
         Self {
             node,
             keys: VsKeys::single(VS_KEY_ID, key.verifying_key()),
             identity,
-            paths,
+            cuts: vec![(0, 0); scenario.topology.servers],
         }
     }
+}
+
+/// The links between each game server and the VS: (GS → VS per server, VS → GS per server).
+pub(super) fn links(scenario: &Scenario, seed: u64) -> (Vec<Link>, Vec<Link>) {
+    let spec = scenario
+        .vs
+        .as_ref()
+        .and_then(|vs| scenario.link(&vs.link))
+        .expect("validated");
+    (0..scenario.topology.servers)
+        .map(|s| {
+            (
+                Link::new(&spec, derive(seed, "vs-link/up", s as u64, 0)),
+                Link::new(&spec, derive(seed, "vs-link/down", s as u64, 0)),
+            )
+        })
+        .unzip()
 }
 
 /// The VS signing key of a run.

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Nanos;
+
 /// One direction of a network path, as plain data (TOML in scenarios).
 ///
 /// [`Default`] is an ideal link: zero latency, no jitter, no loss, no queue, no MTU limit.
@@ -111,6 +113,17 @@ impl Default for Delay {
 }
 
 impl Delay {
+    /// The smallest delay the distribution can give, ms: `ms`, `min_ms`, 0 for
+    /// [`Delay::Normal`] (its samples are clamped at 0) and `base_ms`.
+    pub fn min_ms(&self) -> f64 {
+        match *self {
+            Delay::Constant { ms } => ms,
+            Delay::Uniform { min_ms, .. } => min_ms,
+            Delay::Normal { .. } => 0.0,
+            Delay::Pareto { base_ms, .. } => base_ms,
+        }
+    }
+
     /// The distribution's mean, ms (for [`Delay::Normal`], ignoring the clamp at 0).
     pub fn mean_ms(&self) -> f64 {
         match *self {
@@ -651,6 +664,14 @@ impl LinkSpec {
             _ => return None,
         };
         Some(spec)
+    }
+
+    /// The smallest delay a datagram offered to this link can take, ns: the latency's lower
+    /// bound ([`Delay::min_ms`]), as every other stage (bandwidth, jitter, reordering,
+    /// duplication) only adds delay. A simulator may run the two ends of the link this far
+    /// apart in virtual time.
+    pub fn min_delay_ns(&self) -> Nanos {
+        super::ms_to_ns(self.latency.min_ms())
     }
 
     /// Expected one-way delay without queueing or serialisation, ms: the latency mean, plus

@@ -25,7 +25,7 @@
 //! [`FragmentConfig::reassembly_timeout_ms`]. Every fragment the reassembler refuses or throws away
 //! is counted in [`ReassemblyStats`].
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::iter::FusedIterator;
 use std::time::{Duration, Instant};
 
@@ -366,7 +366,8 @@ enum DropReason {
 /// A partial message's identity: `(channel, message_id)`.
 type Key = (u8, u16);
 
-/// A message being reassembled.
+/// A message being reassembled, in place: each chunk is copied once, to where it belongs in the
+/// message, and the finished buffer is the delivered message.
 #[derive(Debug)]
 struct Partial {
     /// Creation order, the eviction and expiry order.
@@ -378,10 +379,102 @@ struct Partial {
     chunk_len: Option<usize>,
     /// Length of the last chunk, once it arrived.
     last_len: Option<usize>,
-    /// One slot per fragment (`chunks.len() == count`).
-    chunks: Vec<Option<Box<[u8]>>>,
-    received: u8,
-    stored_bytes: usize,
+    /// Which fragments arrived.
+    received: FragmentSet,
+    /// The message: once a non-last chunk arrived, [`Partial::reserved`] bytes with chunk `i`
+    /// at `i × chunk_len`; before that, only the last chunk, parked at the start.
+    buf: BytesMut,
+}
+
+/// A set of fragment indexes (`0..=255`).
+#[derive(Debug, Clone, Copy, Default)]
+struct FragmentSet([u64; 4]);
+
+impl FragmentSet {
+    fn contains(&self, index: u8) -> bool {
+        self.0[usize::from(index / 64)] & (1 << (index % 64)) != 0
+    }
+
+    fn insert(&mut self, index: u8) {
+        self.0[usize::from(index / 64)] |= 1 << (index % 64);
+    }
+
+    fn len(&self) -> u32 {
+        self.0.iter().map(|word| word.count_ones()).sum()
+    }
+}
+
+impl Partial {
+    /// Bytes this partial accounts for against the memory budget: the message length once known
+    /// exactly, `min(count × C, limit)` (all a valid message can need) once the chunk length `C`
+    /// is, and the last chunk alone before that.
+    fn reserved(count: u8, chunk_len: Option<usize>, last_len: Option<usize>, limit: usize) -> usize {
+        match (chunk_len, last_len) {
+            (Some(c), Some(l)) => usize::from(count - 1).saturating_mul(c).saturating_add(l),
+            (Some(c), None) => usize::from(count).saturating_mul(c).min(limit),
+            (None, last) => last.unwrap_or(0),
+        }
+    }
+
+    fn reserved_now(&self, limit: usize) -> usize {
+        Self::reserved(self.count, self.chunk_len, self.last_len, limit)
+    }
+
+    /// The reservation once a chunk of `len` bytes described by `header` is in.
+    fn reserved_with(&self, header: FragmentHeader, len: usize, limit: usize) -> usize {
+        let (chunk_len, last_len) = if header.is_last() {
+            (self.chunk_len, Some(len))
+        } else {
+            (Some(len), self.last_len)
+        };
+        Self::reserved(self.count, chunk_len, last_len, limit)
+    }
+
+    /// Copies `chunk` (fragment `header.index`) into place. The caller checked it against the
+    /// partial (`fit`) and the limit, so it lands inside the buffer: a non-last chunk ends by
+    /// `(count − 1) × C < limit`, the last by the exact length, which is within the limit.
+    fn store(&mut self, header: FragmentHeader, chunk: &[u8], limit: usize) {
+        let len = chunk.len();
+        let count = usize::from(self.count);
+        let at = if header.is_last() {
+            self.last_len = Some(len);
+            match self.chunk_len {
+                None => {
+                    // Parked until the chunk length is known.
+                    self.buf.extend_from_slice(chunk);
+                    self.received.insert(header.index);
+                    return;
+                }
+                Some(c) => (count - 1) * c,
+            }
+        } else {
+            if self.chunk_len.is_none() {
+                // The chunk length is known from now on: lay the message out, moving a parked
+                // last chunk to its place.
+                // (`zeroed` asks the allocator for zeroed memory, which large allocations get
+                // from the OS without a fill: pages no chunk reaches cost no memory.)
+                self.chunk_len = Some(len);
+                let mut buf = BytesMut::zeroed(count.saturating_mul(len).min(limit));
+                let last_at = (count - 1) * len;
+                if let Some(slot) = buf.get_mut(last_at..last_at + self.buf.len()) {
+                    slot.copy_from_slice(&self.buf);
+                }
+                self.buf = buf;
+            }
+            usize::from(header.index) * len
+        };
+        if let Some(slot) = self.buf.get_mut(at..at + len) {
+            slot.copy_from_slice(chunk);
+        }
+        self.received.insert(header.index);
+    }
+
+    /// The finished message.
+    fn finish(mut self) -> Bytes {
+        let len = Self::reserved(self.count, self.chunk_len, self.last_len, usize::MAX);
+        self.buf.truncate(len);
+        self.buf.freeze()
+    }
 }
 
 /// How an incoming fragment relates to the partial with its key.
@@ -405,8 +498,7 @@ impl Partial {
         if !consistent {
             return Fit::Inconsistent;
         }
-        // `index < count == self.count == chunks.len()`, checked by `insert` and above.
-        if self.chunks[usize::from(header.index)].is_some() {
+        if self.received.contains(header.index) {
             return Fit::Duplicate;
         }
         let message_len = |(c, l)| usize::from(self.count - 1).saturating_mul(c).saturating_add(l);
@@ -428,7 +520,10 @@ impl Partial {
 /// [`poll_timeout`](Self::poll_timeout); the rest are getters. All inputs take `now`; a `now`
 /// earlier than one already seen is treated as the latest seen.
 ///
-/// Partials are keyed by `(channel, message_id)`. Memory is accounted as chunk bytes stored, and
+/// Partials are keyed by `(channel, message_id)`. Each is reassembled in place: a chunk is copied
+/// once, to its offset in the message, and the completed buffer is the message delivered, so
+/// steady-state reassembly allocates once per message, not per fragment. Memory is accounted as
+/// the bytes a partial holds for its message (see [`buffered_bytes`](Self::buffered_bytes)), and
 /// never exceeds `memory_budget_bytes`; when a limit is reached the oldest partials are evicted
 /// rather than the new fragment refused, since newer data is worth more to a game.
 #[derive(Debug)]
@@ -439,7 +534,7 @@ pub struct Reassembler {
     by_age: BTreeMap<u64, Key>,
     next_seq: u64,
     /// Keys of the last [`COMPLETED_HISTORY`] completed messages, oldest first.
-    completed: VecDeque<Key>,
+    completed: heapless::Deque<Key, COMPLETED_HISTORY>,
     buffered_bytes: usize,
     latest: Option<Instant>,
     stats: ReassemblyStats,
@@ -453,7 +548,7 @@ impl Reassembler {
             partials: BTreeMap::new(),
             by_age: BTreeMap::new(),
             next_seq: 0,
-            completed: VecDeque::with_capacity(COMPLETED_HISTORY),
+            completed: heapless::Deque::new(),
             buffered_bytes: 0,
             latest: None,
             stats: ReassemblyStats::default(),
@@ -481,7 +576,7 @@ impl Reassembler {
             Some(DropReason::Inconsistent)
         } else if header.count > self.config.max_fragments {
             Some(DropReason::TooManyFragments)
-        } else if self.completed.contains(&key) {
+        } else if self.completed.iter().any(|k| *k == key) {
             Some(DropReason::LateDuplicate)
         } else if min_message_len(header, len) > self.message_limit() {
             Some(DropReason::TooLarge)
@@ -513,29 +608,23 @@ impl Reassembler {
         if !self.partials.contains_key(&key) && !self.open(now, key, header.count) {
             return None;
         }
-        self.make_room(key, len);
-        let partial = self
-            .partials
-            .get_mut(&key)
-            .expect("the partial was joined or opened above");
-        partial.chunks[usize::from(header.index)] = Some(chunk.into());
-        partial.received += 1;
-        partial.stored_bytes += len;
-        if header.is_last() {
-            partial.last_len = Some(len);
-        } else {
-            partial.chunk_len = Some(len);
-        }
-        self.buffered_bytes += len;
-        if partial.received < partial.count {
+        let limit = self.message_limit();
+        let (before, after) = match self.partials.get(&key) {
+            Some(partial) => (
+                partial.reserved_now(limit),
+                partial.reserved_with(header, len, limit),
+            ),
+            None => return None,
+        };
+        self.make_room(key, after.saturating_sub(before));
+        let partial = self.partials.get_mut(&key)?;
+        partial.store(header, chunk, limit);
+        self.buffered_bytes = self.buffered_bytes - before + after;
+        if partial.received.len() < u32::from(partial.count) {
             return None;
         }
-        let partial = self.remove(key).expect("the partial completed above");
-        let mut message = BytesMut::with_capacity(partial.stored_bytes);
-        for chunk in partial.chunks.into_iter().flatten() {
-            message.extend_from_slice(&chunk);
-        }
-        Some(self.complete(key, message.freeze()))
+        let partial = self.remove(key)?;
+        Some(self.complete(key, partial.finish()))
     }
 
     /// When the oldest partial expires, or `None` when nothing is buffered (or it never expires).
@@ -562,7 +651,9 @@ impl Reassembler {
         self.partials.len()
     }
 
-    /// Chunk bytes buffered in partial messages, at most `memory_budget_bytes`.
+    /// Bytes held for partial messages, at most `memory_budget_bytes`: a partial's exact
+    /// length once known, `min(count × C, limit)` once its chunk length `C` is, and its last
+    /// chunk alone before that.
     pub fn buffered_bytes(&self) -> usize {
         self.buffered_bytes
     }
@@ -609,9 +700,8 @@ impl Reassembler {
             count,
             chunk_len: None,
             last_len: None,
-            chunks: vec![None; usize::from(count)],
-            received: 0,
-            stored_bytes: 0,
+            received: FragmentSet::default(),
+            buf: BytesMut::new(),
         };
         self.partials.insert(key, partial);
         self.by_age.insert(seq, key);
@@ -637,21 +727,21 @@ impl Reassembler {
     fn remove(&mut self, key: Key) -> Option<Partial> {
         let partial = self.partials.remove(&key)?;
         self.by_age.remove(&partial.seq);
-        self.buffered_bytes -= partial.stored_bytes;
+        self.buffered_bytes -= partial.reserved_now(self.message_limit());
         Some(partial)
     }
 
     /// Drops `key`'s partial, counting its fragments plus `extra` incoming ones.
     fn discard(&mut self, key: Key, reason: DropReason, extra: u64) {
-        let held = self.remove(key).map_or(0, |partial| partial.received);
+        let held = self.remove(key).map_or(0, |partial| partial.received.len());
         self.record_drop(reason, u64::from(held) + extra);
     }
 
     fn complete(&mut self, key: Key, message: Bytes) -> Bytes {
-        if self.completed.len() == COMPLETED_HISTORY {
+        if self.completed.is_full() {
             self.completed.pop_front();
         }
-        self.completed.push_back(key);
+        let _ = self.completed.push_back(key); // room was made above
         self.stats.messages_reassembled += 1;
         message
     }
@@ -852,7 +942,8 @@ mod tests {
         // A chunk of another size replaces the partial it disagrees with...
         r.insert(t0, 0, h(1, 0, 3), b"aa");
         r.insert(t0, 0, h(1, 1, 3), b"bbb");
-        assert_eq!((r.stats().dropped_inconsistent, r.buffered_bytes()), (4, 3));
+        // (The new partial holds room for its whole message: 3 chunks of 3 bytes.)
+        assert_eq!((r.stats().dropped_inconsistent, r.buffered_bytes()), (4, 9));
         // ...and so does a last chunk longer than the others.
         r.insert(t0, 0, h(1, 2, 3), b"cccc");
         assert_eq!((r.stats().dropped_inconsistent, r.buffered_bytes()), (5, 4));
@@ -920,27 +1011,29 @@ mod tests {
     #[test]
     fn the_memory_budget_evicts_the_oldest_partials_and_refuses_what_cannot_fit() {
         let t0 = crate::testing::epoch();
-        let mut r = reassembler(|c| c.memory_budget_bytes = 100);
+        let mut r = reassembler(|c| c.memory_budget_bytes = 200);
         let (big, small) = (message(80), message(60));
+        // Each partial holds room for its whole message from its first non-last chunk on.
         feed(&mut r, t0, (1, &big, 40), ..1);
         feed(&mut r, t0, (2, &big, 40), ..1);
+        assert_eq!((r.partial_count(), r.buffered_bytes()), (2, 160));
         feed(&mut r, t0, (3, &small, 30), ..1);
         assert_eq!(
             (r.partial_count(), r.buffered_bytes()),
-            (2, 70),
+            (2, 140),
             "message 1 evicted"
         );
         feed(&mut r, t0, (1, &big, 40), ..1);
         assert_eq!(
             (r.partial_count(), r.buffered_bytes()),
-            (2, 70),
+            (2, 140),
             "message 2 evicted"
         );
         assert_eq!(r.stats().evicted_memory_budget, 2);
 
-        r.insert(t0, 0, h(4, 0, 3), &[0; 50]);
+        r.insert(t0, 0, h(4, 0, 3), &[0; 150]);
         assert_eq!(r.stats().dropped_too_large, 1, "more than the whole budget");
-        assert_eq!(r.buffered_bytes(), 70, "nothing evicted for a hopeless message");
+        assert_eq!(r.buffered_bytes(), 140, "nothing evicted for a hopeless message");
         assert_eq!(feed(&mut r, t0, (3, &small, 30), 1..), [small]);
     }
 
@@ -1123,8 +1216,9 @@ mod tests {
             prop_assert!(real.partial_count() <= config.max_partial_messages);
             prop_assert!(real.buffered_bytes() <= config.memory_budget_bytes);
             let partials = real.partials.values();
-            let stored: usize = partials.clone().map(|p| p.stored_bytes).sum();
-            let held: u64 = partials.map(|p| u64::from(p.received)).sum();
+            let limit = real.message_limit();
+            let stored: usize = partials.clone().map(|p| p.reserved_now(limit)).sum();
+            let held: u64 = partials.map(|p| u64::from(p.received.len())).sum();
             prop_assert_eq!(real.buffered_bytes(), stored);
             prop_assert_eq!(
                 stats.fragments_received,

@@ -60,8 +60,8 @@ pub struct ConnectionStats {
     pub stale_sequenced_dropped: u64,
     /// Messages being reassembled now (at most `fragment.max_partial_messages`). A gauge.
     pub reassembly_partials: usize,
-    /// Chunk bytes buffered now in those partial messages (at most
-    /// `fragment.memory_budget_bytes`). A gauge.
+    /// Bytes held now for those partial messages (at most `fragment.memory_budget_bytes`;
+    /// `PROTOCOL.md` §5.4 says what a partial holds). A gauge.
     pub reassembly_buffered_bytes: usize,
     /// Receive channel streams open now (at most `channels.len()`, QUIC's limit on concurrent
     /// unidirectional streams from the peer). A gauge, not a counter.

@@ -505,10 +505,12 @@ fn first_fragments_only_forever_stay_within_the_partial_limit_and_expire() {
     let sent = first_fragments_only(
         &mut net,
         (server, client, conn, server_conn),
-        (500, 200, 1_000),
+        (500, 20, 1_000),
         |stats| {
+            // Each partial holds room for its whole message (20 chunks of 1 000 bytes), and
+            // the partial limit bites before the memory budget does.
             assert!(stats.reassembly_partials <= limits.max_partial_messages);
-            assert!(stats.reassembly_buffered_bytes <= limits.max_partial_messages * 1_000);
+            assert!(stats.reassembly_buffered_bytes <= limits.max_partial_messages * 20_000);
             peak = peak.max(stats.reassembly_partials);
         },
     );
@@ -562,12 +564,13 @@ fn first_fragments_only_are_held_to_the_memory_budget() {
     let sent = first_fragments_only(
         &mut net,
         (server, client, conn, server_conn),
-        (200, 30, 1_000),
+        (200, 8, 1_000),
         |stats| assert!(stats.reassembly_buffered_bytes <= fragment.memory_budget_bytes),
     );
+    // Each partial holds room for its whole message, 8 000 bytes: four fit the budget.
     let stats = server_stats(&net, server, server_conn);
     assert_eq!(stats.reassembly_buffered_bytes, fragment.memory_budget_bytes);
-    assert_eq!(stats.reassembly.evicted_memory_budget, sent - 32);
+    assert_eq!(stats.reassembly.evicted_memory_budget, sent - 4);
     assert_eq!(stats.reassembly.evicted_partial_limit, 0);
     // Messages too large for the limit are refused on their first fragment.
     let before = stats.reassembly.dropped_too_large;

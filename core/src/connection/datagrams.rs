@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 
 use super::{pack, Conn, Ctx};
 use crate::channel::{ChannelId, ChannelKind, OversizePolicy, SendOptions};
@@ -18,6 +18,19 @@ use crate::wire::{self, seq_newer, type_byte, Datagram, DatagramKind, SEQUENCED_
 pub(super) struct QueuedDatagram {
     pub(super) bytes: Bytes,
     pub(super) deadline: Option<Instant>,
+}
+
+/// Where `part`, a subslice of `bytes`, lies in it.
+fn within(bytes: &[u8], part: &[u8]) -> std::ops::Range<usize> {
+    let start = (part.as_ptr() as usize).saturating_sub(bytes.as_ptr() as usize);
+    start..start + part.len()
+}
+
+/// `bytes` cut down to `range` in place (no reference-count traffic, unlike `Bytes::slice`).
+fn cut(mut bytes: Bytes, range: std::ops::Range<usize>) -> Bytes {
+    bytes.truncate(range.end);
+    bytes.advance(range.start.min(bytes.len()));
+    bytes
 }
 
 impl Conn {
@@ -35,16 +48,16 @@ impl Conn {
                 self.stats.datagrams_dropped_early += 1;
                 continue;
             }
-            self.handle_datagram(ctx, &bytes);
+            self.handle_datagram(ctx, bytes);
             if self.is_closed() {
                 return;
             }
         }
     }
 
-    fn handle_datagram(&mut self, ctx: &mut Ctx<'_>, bytes: &Bytes) {
+    fn handle_datagram(&mut self, ctx: &mut Ctx<'_>, bytes: Bytes) {
         let now = ctx.now;
-        let datagram = match Datagram::decode(bytes) {
+        let datagram = match Datagram::decode(&bytes) {
             Ok(d) => d,
             Err(_) => {
                 self.stats.datagrams_dropped_malformed += 1;
@@ -69,7 +82,8 @@ impl Conn {
             }
             Datagram::Unreliable { channel, payload } => {
                 if self.check_datagram_channel(ctx, channel, false) && self.admit(now, payload.len()) {
-                    let _ = self.deliver(ctx, ChannelId(channel), bytes.slice_ref(payload), false);
+                    let range = within(&bytes, payload);
+                    let _ = self.deliver(ctx, ChannelId(channel), cut(bytes, range), false);
                 }
             }
             Datagram::Sequenced {
@@ -81,7 +95,8 @@ impl Conn {
                     && self.accept_seq(channel, seq)
                     && self.admit(now, payload.len())
                 {
-                    let _ = self.deliver(ctx, ChannelId(channel), bytes.slice_ref(payload), false);
+                    let range = within(&bytes, payload);
+                    let _ = self.deliver(ctx, ChannelId(channel), cut(bytes, range), false);
                 }
             }
             Datagram::Fragment {

@@ -36,9 +36,19 @@ struct ModelPartial {
     chunks: BTreeMap<u8, Vec<u8>>,
 }
 
+/// What a partial holds against the memory budget: its exact length once known, all a valid
+/// message can need (`min(count × C, limit)`) once its chunk length `C` is, else its last chunk.
+fn reserved(count: u8, chunk_len: Option<usize>, last_len: Option<usize>, limit: usize) -> usize {
+    match (chunk_len, last_len) {
+        (Some(c), Some(l)) => usize::from(count - 1) * c + l,
+        (Some(c), None) => (usize::from(count) * c).min(limit),
+        (None, last) => last.unwrap_or(0),
+    }
+}
+
 impl ModelPartial {
-    fn bytes(&self) -> usize {
-        self.chunks.values().map(Vec::len).sum()
+    fn reserved(&self, limit: usize) -> usize {
+        reserved(self.count, self.chunk_len(), self.last_len(), limit)
     }
 
     /// Length of the non-last chunks received, if any (they are all the same).
@@ -159,8 +169,17 @@ impl ReassemblerModel {
                 chunks: BTreeMap::new(),
             });
         }
-        // Make room in the budget, evicting the oldest other partials.
-        while self.buffered_bytes() + len > self.config.memory_budget_bytes {
+        // Make room in the budget for what the partial holds once this chunk is in, evicting
+        // the oldest other partials.
+        let at = self.partials.iter().position(|p| p.key == key)?;
+        let partial = &self.partials[at];
+        let (chunk_len, last_len) = if header.is_last() {
+            (partial.chunk_len(), Some(len))
+        } else {
+            (Some(len), partial.last_len())
+        };
+        let extra = reserved(count, chunk_len, last_len, limit).saturating_sub(partial.reserved(limit));
+        while self.buffered_bytes() + extra > self.config.memory_budget_bytes {
             let Some(oldest) = self.partials.iter().position(|p| p.key != key) else {
                 break;
             };
@@ -196,9 +215,10 @@ impl ReassemblerModel {
         self.partials.len()
     }
 
-    /// Chunk bytes buffered in partial messages.
+    /// Bytes held for partial messages (see `reserved`).
     pub fn buffered_bytes(&self) -> usize {
-        self.partials.iter().map(ModelPartial::bytes).sum()
+        let limit = self.config.max_message_bytes.min(self.config.memory_budget_bytes);
+        self.partials.iter().map(|p| p.reserved(limit)).sum()
     }
 
     fn deadline(&self, partial: &ModelPartial) -> Option<Instant> {

@@ -245,8 +245,8 @@ struct Joined {
     sequence: u64,
     next_ticket: Instant,
     last_heard: Instant,
-    /// Nonces sent for re-attestation and not yet used, oldest first (at most 4).
-    nonces: VecDeque<[u8; VS_NONCE_LEN]>,
+    /// Nonces sent for re-attestation and not yet used, oldest first.
+    nonces: heapless::Vec<[u8; VS_NONCE_LEN], OUTSTANDING_NONCES>,
     info: GsInfo,
 }
 
@@ -264,6 +264,17 @@ pub const NONCE_HISTORY: usize = 64;
 const MAX_HISTORY_GAME_SERVERS: usize = 65_536;
 /// Outstanding re-attestation nonces per game server.
 const OUTSTANDING_NONCES: usize = 4;
+
+/// Appends `nonce`, forgetting the oldest when all [`OUTSTANDING_NONCES`] are taken.
+fn push_newest(
+    nonces: &mut heapless::Vec<[u8; VS_NONCE_LEN], OUTSTANDING_NONCES>,
+    nonce: [u8; VS_NONCE_LEN],
+) {
+    if nonces.is_full() {
+        nonces.remove(0);
+    }
+    let _ = nonces.push(nonce); // room was made above
+}
 
 /// The verification server: see the [module docs](super).
 ///
@@ -709,10 +720,7 @@ impl Verifier {
                 joined.gs_id,
                 nonce,
             );
-            joined.nonces.push_back(nonce);
-            if joined.nonces.len() > OUTSTANDING_NONCES {
-                joined.nonces.pop_front();
-            }
+            push_newest(&mut joined.nonces, nonce);
             send(
                 ep,
                 now,
@@ -1078,7 +1086,7 @@ impl Verifier {
             sequence: 0,
             next_ticket: now + Duration::from_millis(self.config.ticket_interval_ms),
             last_heard: now,
-            nonces: VecDeque::new(),
+            nonces: heapless::Vec::new(),
             info: GsInfo {
                 conn,
                 tickets_issued: 0,
@@ -1104,7 +1112,7 @@ impl Verifier {
             request.gs_id,
             next_nonce,
         );
-        joined.nonces.push_back(next_nonce);
+        push_newest(&mut joined.nonces, next_nonce);
         let gs_conn = self.conns.get_mut(&conn).expect("looked up above");
         gs_conn.phase = Phase::Joined(joined);
         if let Some(old) = self.by_gs.insert(request.gs_id, conn) {

@@ -1,5 +1,6 @@
 //! Runs one benchmark workload for a fixed number of batches, for a profiler (callgrind,
-//! perf): `cargo run --release -p tickwire-benches --example profile -- tw|raw unreliable64|unreliable1000|reliable64|game N BATCHES`.
+//! perf): `cargo run --release -p tickwire-benches --example profile -- tw|raw unreliable64|unreliable1000|reliable64|game N BATCHES`,
+//! or `-- tw|raw handshake JOINS`.
 
 use std::time::Duration;
 
@@ -11,6 +12,9 @@ use tickwire_core::ChannelId;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(2).map(String::as_str) == Some("handshake") {
+        return handshakes(&args[1], args.get(3).and_then(|s| s.parse().ok()).unwrap_or(10));
+    }
     let usage = "usage: profile tw|raw unreliable64|unreliable1000|reliable64|game CLIENTS BATCHES";
     let (side, workload) = (args.get(1).expect(usage), args.get(2).expect(usage));
     let clients: usize = args.get(3).and_then(|s| s.parse().ok()).expect(usage);
@@ -82,4 +86,33 @@ fn main() {
         }
         _ => panic!("{usage}"),
     }
+}
+
+/// `joins` handshakes on fresh nets (endpoints made outside `join`/`connect`, as the
+/// criterion bench does).
+fn handshakes(side: &str, joins: usize) {
+    let issuer = tickwire_benches::tw::issuer();
+    let config = tickwire_benches::raw::client_config();
+    for _ in 0..joins {
+        if side == "tw" {
+            let mut net = TwNet::new(1, 1);
+            let tickets = net.tickets(&issuer);
+            join(&mut net, tickets);
+        } else {
+            let mut net = RawNet::new(1, 1);
+            connect(&mut net, &config);
+        }
+    }
+}
+
+#[inline(never)]
+fn join(net: &mut TwNet, tickets: Vec<tickwire_core::JoinTicket>) {
+    net.start_joins(tickets);
+    net.run_until(TwNet::all_joined);
+}
+
+#[inline(never)]
+fn connect(net: &mut RawNet, config: &quinn_proto::ClientConfig) {
+    net.start_connects(config);
+    net.run_until(RawNet::all_connected);
 }

@@ -5,6 +5,7 @@
 //! byte strings, fixed arrays as raw bytes). Stream frames carry a 4-byte big-endian length
 //! prefix whose maximum is enforced before any payload byte is buffered.
 
+use std::collections::VecDeque;
 use std::fmt;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -470,6 +471,8 @@ pub fn encode_frame(payload: &[u8]) -> Bytes {
 #[derive(Debug)]
 pub struct FrameDecoder {
     max_frame_bytes: usize,
+    /// Complete frames cut straight out of pushed chunks, oldest first (they precede `buf`).
+    ready: VecDeque<Bytes>,
     buf: BytesMut,
     /// Declared length of the frame in progress, once its prefix is complete.
     expected: Option<usize>,
@@ -482,6 +485,7 @@ impl FrameDecoder {
     pub fn new(max_frame_bytes: usize) -> Self {
         Self {
             max_frame_bytes,
+            ready: VecDeque::new(),
             buf: BytesMut::new(),
             expected: None,
             oversized: None,
@@ -490,10 +494,32 @@ impl FrameDecoder {
 
     /// Appends stream bytes. Complete frames are then taken with [`FrameDecoder::poll_frame`].
     pub fn push(&mut self, bytes: &[u8]) {
+        self.push_bytes(Bytes::copy_from_slice(bytes));
+    }
+
+    /// [`FrameDecoder::push`] without a copy: frames that lie wholly inside `chunk` (and start
+    /// where no partial frame is pending) are handed out as slices of it; only the bytes of a
+    /// frame split across chunks are buffered.
+    pub fn push_bytes(&mut self, mut chunk: Bytes) {
         if self.oversized.is_some() {
             return;
         }
-        self.buf.extend_from_slice(bytes);
+        while self.buf.is_empty() && self.expected.is_none() && chunk.len() >= FRAME_PREFIX_LEN {
+            let len = u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]) as usize;
+            if len > self.max_frame_bytes {
+                self.oversized = Some(len);
+                return;
+            }
+            if chunk.len() - FRAME_PREFIX_LEN < len {
+                break;
+            }
+            chunk.advance(FRAME_PREFIX_LEN);
+            self.ready.push_back(chunk.split_to(len));
+        }
+        if chunk.is_empty() {
+            return;
+        }
+        self.buf.extend_from_slice(&chunk);
         if self.expected.is_none() && self.buf.len() >= FRAME_PREFIX_LEN {
             let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
             if len > self.max_frame_bytes {
@@ -509,6 +535,9 @@ impl FrameDecoder {
     /// [`WireError::FrameTooLarge`] once the prefix declares more than the limit; the stream
     /// is unusable afterwards.
     pub fn poll_frame(&mut self) -> Result<Option<Bytes>, WireError> {
+        if let Some(frame) = self.ready.pop_front() {
+            return Ok(Some(frame));
+        }
         if let Some(len) = self.oversized {
             return Err(WireError::FrameTooLarge {
                 len,
@@ -546,6 +575,7 @@ impl FrameDecoder {
 
     /// Whether a frame is partially received.
     pub fn is_mid_frame(&self) -> bool {
+        // (Frames in `ready` are complete; they do not count.)
         self.expected.is_some() || !self.buf.is_empty()
     }
 }

@@ -66,7 +66,7 @@ impl Conn {
     pub(super) fn read_control(&mut self, ctx: &mut Ctx<'_>) {
         let Some(id) = self.control else { return };
         let decoder = &mut self.control_rx;
-        Self::drain_stream(&mut self.quic, id, |bytes| decoder.push(bytes));
+        Self::drain_stream(&mut self.quic, id, |bytes| decoder.push_bytes(bytes));
         while self.next_control_frame(ctx) {}
     }
 

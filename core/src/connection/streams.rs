@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use quinn_proto::{Dir, StreamId};
 
 use super::{pack, Conn, Ctx};
@@ -124,7 +124,7 @@ impl Conn {
     pub(super) fn drain_stream(
         quic: &mut quinn_proto::Connection,
         id: StreamId,
-        mut sink: impl FnMut(&[u8]),
+        mut sink: impl FnMut(Bytes),
     ) -> (usize, StreamEnd) {
         let mut stream = quic.recv_stream(id);
         let Ok(mut chunks) = stream.read(true) else {
@@ -135,7 +135,7 @@ impl Conn {
             match chunks.next(usize::MAX) {
                 Ok(Some(chunk)) => {
                     read += chunk.bytes.len();
-                    sink(&chunk.bytes);
+                    sink(chunk.bytes);
                 }
                 Ok(None) => break StreamEnd::Finished,
                 Err(quinn_proto::ReadError::Reset(_)) => break StreamEnd::Reset,
@@ -158,13 +158,13 @@ impl Conn {
         let decoder = &mut rx.decoder;
         let (read, end) = Self::drain_stream(&mut self.quic, id, |mut bytes| {
             if channel.is_none() {
-                if let Some((&b, rest)) = bytes.split_first() {
+                if let Some(&b) = bytes.first() {
                     channel = Some(ChannelId(b));
                     first_byte = Some(b);
-                    bytes = rest;
+                    bytes.advance(1);
                 }
             }
-            decoder.push(bytes);
+            decoder.push_bytes(bytes);
         });
         rx.channel = channel;
         if end == StreamEnd::Reset {

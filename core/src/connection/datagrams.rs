@@ -265,7 +265,7 @@ impl Conn {
     /// Queues a datagram behind those already waiting, or hands it straight to QUIC when none
     /// wait and its buffer has room.
     fn queue_datagram(&mut self, now: Instant, config: &Config, bytes: Bytes, deadline: Option<Instant>) {
-        let bytes = if self.datagrams.is_empty() && !deadline.is_some_and(|d| now > d) {
+        let bytes = if self.datagrams.is_empty() && deadline.is_none_or(|d| now <= d) {
             match self.quic.datagrams().send(bytes, false) {
                 Ok(()) => return,
                 Err(quinn_proto::SendDatagramError::Blocked(bytes)) => bytes,

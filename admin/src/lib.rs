@@ -102,6 +102,7 @@
 //! | `tickwire_tick_stage_duration_seconds` | histogram | `stage`: [`TickStage::name`](tickwire_core::stats::TickStage::name) (with [`Snapshot::ticks`]) |
 //! | `tickwire_gs_*` | | with [`Snapshot::gs_agent`]: see [`render`] |
 //! | `tickwire_vs_*` | | with [`Snapshot::verifier`]: see [`render`] |
+//! | `tickwire_webtransport_certificate_expiry_seconds` | gauge: seconds until the `notAfter` of the certificate browsers pin, at the scrape | (after [`AdminState::set_webtransport_certificate_not_after`]) |
 //!
 //! ## Deployment
 //!

@@ -90,13 +90,30 @@ impl Format {
 /// `tickwire_vs_receipts_signed_total`, `tickwire_vs_revocations_dropped_total`,
 /// `tickwire_vs_facts_dropped_total`.
 pub fn render(snapshot: &Snapshot, readiness: Readiness, format: Format) -> String {
-    render_owned(snapshot.clone(), readiness, format)
+    render_owned(snapshot.clone(), readiness, Extras::default(), format)
+}
+
+/// What a scrape shows besides the snapshot, measured by the admin thread at scrape time.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Extras {
+    /// Seconds until the WebTransport certificate's `notAfter` (negative once expired); `None`
+    /// renders no `tickwire_webtransport_certificate_expiry_seconds`.
+    pub(crate) certificate_expiry_seconds: Option<f64>,
 }
 
 /// [`render`] of a snapshot the caller no longer needs.
-pub(crate) fn render_owned(snapshot: Snapshot, readiness: Readiness, format: Format) -> String {
+pub(crate) fn render_owned(
+    snapshot: Snapshot,
+    readiness: Readiness,
+    extras: Extras,
+    format: Format,
+) -> String {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(SnapshotCollector { snapshot, readiness }));
+    registry.register_collector(Box::new(SnapshotCollector {
+        snapshot,
+        readiness,
+        extras,
+    }));
     let mut out = String::with_capacity(16 * 1024);
     let encoded = match format {
         Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, &registry),
@@ -111,6 +128,7 @@ pub(crate) fn render_owned(snapshot: Snapshot, readiness: Readiness, format: For
 struct SnapshotCollector {
     snapshot: Snapshot,
     readiness: Readiness,
+    extras: Extras,
 }
 
 impl Collector for SnapshotCollector {
@@ -127,6 +145,13 @@ impl Collector for SnapshotCollector {
         }
         if let Some(verifier) = &snapshot.verifier {
             out.verifier(verifier)?;
+        }
+        if let Some(seconds) = self.extras.certificate_expiry_seconds {
+            out.seconds_gauge(
+                "tickwire_webtransport_certificate_expiry",
+                "Time until the WebTransport certificate browsers pin expires (its notAfter); negative once expired.",
+                seconds,
+            )?;
         }
         Ok(())
     }

@@ -2,14 +2,14 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 
 use tiny_http::{Header, Method, Request, Response, Server};
 
 use crate::commands::{CommandRequest, Commands, Submitted, MIN_TOKEN_LEN, REPLY_TIMEOUT};
-use crate::metrics::{render_owned, Format};
+use crate::metrics::{render_owned, Extras, Format};
 use crate::{Readiness, ServerKind, Snapshot};
 
 /// Shared between the server loop and the admin thread: the latest [`Snapshot`] (behind a
@@ -23,6 +23,8 @@ pub struct AdminState {
     ready: AtomicBool,
     draining: AtomicBool,
     commands: OnceLock<Commands>,
+    /// `notAfter` of the WebTransport certificate in Unix milliseconds; 0: none.
+    certificate_not_after_ms: AtomicU64,
 }
 
 impl AdminState {
@@ -34,6 +36,7 @@ impl AdminState {
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             commands: OnceLock::new(),
+            certificate_not_after_ms: AtomicU64::new(0),
         })
     }
 
@@ -54,6 +57,34 @@ impl AdminState {
     /// no way back.
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Sets the `notAfter` (Unix milliseconds) of the certificate browsers pin over
+    /// WebTransport; `/metrics` then shows `tickwire_webtransport_certificate_expiry_seconds`,
+    /// the time left until it at each scrape (by the system clock). `None` removes the metric.
+    pub fn set_webtransport_certificate_not_after(&self, not_after_unix_ms: Option<u64>) {
+        self.certificate_not_after_ms
+            .store(not_after_unix_ms.map_or(0, |ms| ms.max(1)), Ordering::Relaxed);
+    }
+
+    /// What [`AdminState::set_webtransport_certificate_not_after`] last set.
+    pub fn webtransport_certificate_not_after(&self) -> Option<u64> {
+        match self.certificate_not_after_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(ms),
+        }
+    }
+
+    /// What a scrape shows besides the snapshot, measured now.
+    fn extras(&self) -> Extras {
+        Extras {
+            certificate_expiry_seconds: self.webtransport_certificate_not_after().map(|not_after| {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                (not_after as f64 / 1000.0) - now.as_secs_f64()
+            }),
+        }
     }
 
     /// Accepts operator commands under `/v1/` from requests bearing `token` (see
@@ -308,7 +339,7 @@ fn route(method: &Method, url: &str, accept: Option<&str>, state: &AdminState) -
             Reply {
                 status: 200,
                 content_type: format.content_type(),
-                body: render_owned(state.snapshot(), readiness, format),
+                body: render_owned(state.snapshot(), readiness, state.extras(), format),
             }
         }
         ("/health", Readiness::Draining) | ("/ready", Readiness::Draining) => Reply::text(503, "draining"),
@@ -381,5 +412,37 @@ mod tests {
         }
         let om = scrape(Some("text/plain;q=0.5, APPLICATION/openmetrics-text ; q=0.9"));
         assert_eq!(om.content_type, Format::OpenMetrics.content_type());
+    }
+    #[test]
+    fn certificate_expiry_is_shown_once_set() {
+        let state = AdminState::new(ServerKind::GameServer);
+        let name = "tickwire_webtransport_certificate_expiry_seconds";
+        assert!(!status(&state, Method::Get, "/metrics").1.contains(name));
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        state.set_webtransport_certificate_not_after(Some(now_ms + 86_400_000));
+        let body = status(&state, Method::Get, "/metrics").1;
+        assert!(body.contains(&format!("# TYPE {name} gauge")), "{body}");
+        let value: f64 = body
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{name} ")))
+            .unwrap()
+            .parse()
+            .unwrap();
+        // The scrape happens after `now_ms`, within the test's patience.
+        assert!((86_400.0 - 600.0..=86_400.0).contains(&value), "{value}");
+        let om = route(
+            &Method::Get,
+            "/metrics",
+            Some("application/openmetrics-text"),
+            &state,
+        );
+        assert!(om
+            .body
+            .contains("# UNIT tickwire_webtransport_certificate_expiry_seconds seconds"));
+        state.set_webtransport_certificate_not_after(None);
+        assert!(!status(&state, Method::Get, "/metrics").1.contains(name));
     }
 }

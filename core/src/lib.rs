@@ -54,6 +54,7 @@
 //! | [`vs`], [`attest`] | the verification server protocol and TPM 2.0 quote checks |
 //! | [`handshake`], [`tick`], [`retry`] | sub-machines usable alone: the handshake typestate, the fixed-timestep scheduler and client tick sync, backoff |
 //! | [`record`], [`RecordedChunk`] | session recordings (`PROTOCOL.md` §11): the file format, its decoder, verification against receipts |
+//! | [`webtransport`] | self-signed certificates browsers pin with WebTransport `serverCertificateHashes`, their rotation, the lobby's JSON |
 //! | [`wire`] | the wire format of `PROTOCOL.md`, for tools and other implementations |
 //!
 //! [quinn-proto]: https://docs.rs/quinn-proto
@@ -85,6 +86,7 @@ mod ticket;
 mod tls;
 mod transcript;
 pub mod vs;
+pub mod webtransport;
 pub mod wire;
 
 #[cfg(any(test, feature = "testing"))]

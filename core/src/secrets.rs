@@ -20,6 +20,7 @@
 //! | `tickwire/rng` | handshake nonces and session ids (`PROTOCOL.md` §4) | precompute handshake transcripts |
 //! | `vs/verifier` | VS challenge nonces and join-ticket `jti`s (`PROTOCOL.md` §8) | replay quotes; collide `jti`s |
 //! | `vs/gs-agent` | the jitter of a game server's reconnections and retries | synchronise a fleet's retries |
+//! | `webtransport/certificate/<n>` | the P-256 key of the `n`-th WebTransport certificate, in simulations ([`crate::webtransport`]) | impersonate the server to browsers pinning it |
 //!
 //! Identity keys and ticket-issuer keys are separate long-term Ed25519 keys that binaries load
 //! from PKCS#8 files; they are not derived from a [`Secrets`].

@@ -24,3 +24,4 @@ pub mod replay;
 pub mod settings;
 pub mod store;
 pub mod vs;
+pub mod webtransport;

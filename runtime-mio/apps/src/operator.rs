@@ -154,6 +154,12 @@ impl Operator {
             .map_err(|e| UsageError::new(format!("--admin-token-file {shown}: {e}")))
     }
 
+    /// The admin endpoint's shared state, if it is served: for what the server sets outside
+    /// the loop's snapshots.
+    pub fn admin_state(&self) -> Option<Arc<AdminState>> {
+        self.admin.as_ref().map(|(state, _)| Arc::clone(state))
+    }
+
     /// The next operator command from the admin endpoint, if any.
     pub fn poll_command(&self) -> Option<CommandRequest> {
         self.admin.as_ref()?.0.poll_command()

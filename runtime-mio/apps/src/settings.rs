@@ -12,6 +12,7 @@
 //! vs = "10.0.0.5:4500"
 //! log_format = "json"
 //! record = "/var/lib/tickwire/recordings"
+//! webtransport_cert_json = "/var/lib/tickwire/webtransport-cert.json"
 //!
 //! [drain]
 //! timeout_ms = 10000
@@ -69,6 +70,10 @@ pub struct GsSettings {
     /// (`PROTOCOL.md` §11); unset: no recording. The buffer per session is
     /// `endpoint.recording_buffer_bytes`.
     pub record: Option<PathBuf>,
+    /// Keep a self-signed certificate for browser clients (WebTransport
+    /// `serverCertificateHashes`) and write its hashes here as JSON, rewritten on each
+    /// rotation; unset: none.
+    pub webtransport_cert_json: Option<PathBuf>,
     /// Log format on stderr (`human` or `json`); levels from `RUST_LOG` (default `info`).
     pub log_format: LogFormat,
     /// How a SIGTERM or SIGINT drains.
@@ -96,6 +101,7 @@ impl Default for GsSettings {
             tpm: None,
             store: None,
             record: None,
+            webtransport_cert_json: None,
             log_format: LogFormat::default(),
             drain: DrainSettings::default(),
             endpoint: demo_config(),

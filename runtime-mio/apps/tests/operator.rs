@@ -348,3 +348,55 @@ fn a_game_server_fails_over_to_a_second_verification_server() {
         "the session lasted until the drain: {ended}"
     );
 }
+
+/// `--webtransport-cert-json`: the game server writes the hashes browsers pin (one SHA-256,
+/// 32 bytes in base64) and an expiry at most 14 days away, prints the hash, and exposes the
+/// time left as a metric.
+#[test]
+fn a_game_server_publishes_its_webtransport_certificate_hash() {
+    use base64::Engine as _;
+    let dir = TempDir::new("webtransport-cert");
+    let issuer = dir.key("issuer.pem");
+    let json = dir.path("cert.json");
+    let gs = Process::start(
+        GS,
+        "tickwire-gs",
+        &[
+            "--issuer-key",
+            &format!("{issuer}.pub"),
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--webtransport-cert-json",
+            &json,
+        ],
+    );
+    let admin = gs.address_after("admin on ");
+    gs.address_after("listening on ");
+    // Written before the server listens.
+    let text = std::fs::read_to_string(&json).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let hashes = doc["server_certificate_hashes"].as_array().unwrap();
+    assert_eq!(hashes.len(), 1, "{text}");
+    assert_eq!(hashes[0]["algorithm"], "sha-256");
+    let hash = base64::engine::general_purpose::STANDARD
+        .decode(hashes[0]["value"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(hash.len(), 32);
+    let not_after_ms = doc["not_after_unix_ms"].as_u64().unwrap();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(
+        not_after_ms > now_ms && not_after_ms - now_ms <= 14 * 24 * 3600 * 1000,
+        "{text}"
+    );
+
+    let metric = "tickwire_webtransport_certificate_expiry_seconds";
+    let scrape = get(admin, "/metrics").1;
+    let left = sample(&scrape, metric).unwrap_or_else(|| panic!("no {metric}:\n{scrape}"));
+    assert!(left > 0.0 && left <= 14.0 * 24.0 * 3600.0, "{left}");
+    promtool_accepts(&scrape, "tickwire-gs with a WebTransport certificate");
+}

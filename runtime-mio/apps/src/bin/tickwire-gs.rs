@@ -41,6 +41,7 @@ use tickwire_apps::demo::{run_server_with, write_json, DemoReport, ServerOptions
 use tickwire_apps::operator::{init_logging, Operator};
 use tickwire_apps::settings::{load_settings, to_toml, GsSettings, ServerArgs};
 use tickwire_apps::vs::{demo_config_sha256, vs_keys, VsLink};
+use tickwire_apps::webtransport::{base64_hash, unix_ms_now, CertificateJson};
 use tickwire_core::vs::GsConfig;
 
 const BIN: &str = "tickwire-gs";
@@ -93,6 +94,11 @@ struct Args {
     /// session, `session-<id>.twrec` (`PROTOCOL.md` §11); check them with `tickwire-replay`.
     #[arg(long, value_name = "DIR")]
     record: Option<PathBuf>,
+    /// For browser clients: keep a self-signed ECDSA P-256 certificate (13 days, rotated with
+    /// 3 days left) and write the hashes browsers pin with WebTransport
+    /// `serverCertificateHashes` to this file as JSON, replaced atomically on each rotation.
+    #[arg(long, value_name = "PATH")]
+    webtransport_cert_json: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -124,6 +130,7 @@ fn settings(args: &Args) -> Result<GsSettings, UsageError> {
     overlay(&mut s.gs_id, args.gs_id);
     overlay_some(&mut s.store, args.store.clone());
     overlay_some(&mut s.record, args.record.clone());
+    overlay_some(&mut s.webtransport_cert_json, args.webtransport_cert_json.clone());
     overlay_some(&mut s.vs, args.vs);
     s.vs_failover.extend(args.vs_failover.iter().copied());
     overlay_some(&mut s.tpm, args.tpm.clone());
@@ -182,6 +189,9 @@ fn options(settings: &GsSettings) -> Result<ServerOptions, UsageError> {
     }
     if let Some(path) = &settings.json {
         check_output("--json", path)?;
+    }
+    if let Some(path) = &settings.webtransport_cert_json {
+        check_output("--webtransport-cert-json", path)?;
     }
     let duration = match settings.seconds {
         Some(seconds) => parse_seconds(&seconds.to_string()).map_err(UsageError::new)?,
@@ -244,6 +254,33 @@ fn main() -> ExitCode {
             Err(e) => return fail(BIN, e),
         }
     }
+    let mut certificate = match &settings.webtransport_cert_json {
+        Some(path) => match CertificateJson::start(path, unix_ms_now()) {
+            Ok(certificate) => {
+                let current = certificate.rotation().current();
+                println!(
+                    "tickwire-gs webtransport certificate sha-256 {} until {} (unix ms) in {}",
+                    base64_hash(&current.sha256()),
+                    current.not_after_unix_ms(),
+                    path.display()
+                );
+                Some(certificate)
+            }
+            Err(e) => return fail(BIN, format!("--webtransport-cert-json {}: {e}", path.display())),
+        },
+        None => None,
+    };
+    let admin_state = operator.admin_state();
+    let publish_certificate = |certificate: &CertificateJson| {
+        if let Some(state) = &admin_state {
+            state.set_webtransport_certificate_not_after(Some(
+                certificate.rotation().current().not_after_unix_ms(),
+            ));
+        }
+    };
+    if let Some(certificate) = &certificate {
+        publish_certificate(certificate);
+    }
     let gs_id = settings.gs_id;
     let started = Cell::new(false);
     let result = run_server_with(
@@ -255,6 +292,15 @@ fn main() -> ExitCode {
             println!("tickwire-gs listening on {addr} (gs id {gs_id})");
         },
         |endpoint, elapsed| {
+            if let Some(certificate) = &mut certificate {
+                match certificate.on_time(unix_ms_now(), tickwire_udp::os::os_random) {
+                    Ok(true) => publish_certificate(certificate),
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "webtransport certificate: rotation failed, will retry")
+                    }
+                }
+            }
             let stats = endpoint.endpoint_stats();
             println!(
                 "t={:>5.1}s sessions live {:>4}  handshakes pending {:>3}  ticks {}",

@@ -1837,6 +1837,28 @@ mod tests {
     }
 
     #[test]
+    fn run_until_steps_do_not_cut_windows() {
+        let mut scenario = Scenario::builtin("scale-1k").unwrap();
+        scenario.topology.clients_per_server = 20;
+        let run = |step: Nanos| {
+            let options = SimOptions {
+                duration: Some(Duration::from_millis(400)),
+                threads: 2,
+                ..SimOptions::default()
+            };
+            let mut sim = Sim::new(scenario.clone(), 3, options).unwrap();
+            while !sim.finished() {
+                sim.run_for(step);
+            }
+            sim.report()
+        };
+        let (whole, stepped) = (run(Nanos::MAX), run(7 * MILLI));
+        assert_eq!(whole.trace_sha256, stepped.trace_sha256);
+        assert_eq!(whole.parallel, stepped.parallel);
+        assert!(whole.parallel.windows_lookahead_limited > 0);
+    }
+
+    #[test]
     fn nodes_split_into_contiguous_groups_by_cost() {
         // One server as heavy as its 10 clients: it stays alone.
         let costs = costs(1, 10, 10, false);
@@ -1848,5 +1870,11 @@ mod tests {
         // More groups than nodes: one node each.
         assert_eq!(split(&[1.0, 1.0], 8), [0, 1, 2]);
         assert_eq!(split(&[1.0; 4], 2), [0, 2, 4]);
+        // A server heavier than a share takes a group alone; its clients share the rest.
+        let groups = split(&super::costs(1, 1000, 1000, false), 16);
+        assert_eq!(&groups[..2], [0, 1]);
+        let sizes: Vec<usize> = groups[1..].windows(2).map(|w| w[1] - w[0]).collect();
+        assert_eq!(sizes.len(), 15);
+        assert!(sizes.iter().all(|&n| (66..=67).contains(&n)), "{sizes:?}");
     }
 }

@@ -19,17 +19,20 @@
 //! two runs agree on the hash exactly when they agree on every packet.
 //!
 //! **Threads.** The run is a conservative synchronous parallel simulation. The nodes are split
-//! once, by estimated cost, into [`SimOptions::threads`] contiguous groups, each with its own
-//! event queue. Time advances in windows no longer than the *lookahead* — the smallest delay
-//! any link can give a datagram between two nodes (the lower bound of its latency
-//! distribution; jitter, reordering and queueing only add) — so nothing sent in a window
-//! arrives within it: the groups process their nodes' events of a window independently, on
-//! their threads, and the datagrams they sent each other are handed over at the barrier after
-//! it. Each node's events are ordered by `(time, creating node, that node's sequence)`, never
-//! by when they reached its queue, and metrics merge exactly (integer sums, maxima, unions),
-//! so the split — and so the number of threads — changes nothing but the wall time. Faults
-//! and path samples act at barriers. With a zero lookahead (a spoofed flood, a latency
-//! distribution reaching 0) each window is a single instant, run on one thread.
+//! once, by estimated cost, into contiguous groups — eight per thread of
+//! [`SimOptions::threads`] — each with its own event queue. Time advances in windows no
+//! longer than the *lookahead* — the smallest delay any link can give a datagram between two
+//! nodes (the lower bound of its latency distribution; jitter, reordering and queueing only
+//! add) — so nothing sent in a window arrives within it: the groups process their nodes'
+//! events of a window independently, the threads taking them one at a time (so a thread whose
+//! groups were cheap takes more), and the datagrams they sent each other are handed over at
+//! the barrier after it. Each node's events are ordered by `(time, creating node, that node's
+//! sequence)`, never by when they reached its queue, and metrics merge exactly (integer sums,
+//! maxima, unions), so the split — and so the number of threads — changes nothing but the
+//! wall time. Faults and path samples act at barriers; a `run_until` step ending inside a
+//! window leaves it open for the next. With a zero lookahead (a spoofed flood) each window is
+//! a single instant, run on one thread, as is a window after one with too few events to be
+//! worth sharing.
 //!
 //! ```no_run
 //! use tickwire_sim::{engine::{Sim, SimOptions}, scenario::Scenario};
@@ -112,8 +115,9 @@ pub struct SimOptions {
     /// Record every client session of every game server (`PROTOCOL.md` §11) and keep the
     /// receipts the game servers get, for [`Sim::recordings`] and [`Sim::receipts`].
     pub record: bool,
-    /// Threads to run windows on (0 and 1: the calling thread only). Results do not depend
-    /// on it.
+    /// Threads to run windows on (0 and 1: the calling thread only; at most the machine's
+    /// available parallelism run at once, each taking groups of nodes in turn from a split
+    /// made for this many). Results do not depend on it.
     pub threads: usize,
 }
 
@@ -648,6 +652,17 @@ pub struct Sim {
     now: Nanos,
     end: Nanos,
     lookahead: Nanos,
+    /// Threads that run a window's groups (1: the calling thread alone): those asked for, at
+    /// most the machine's available parallelism.
+    threads: usize,
+    /// The last instant of the window under way when a `run_until` step ended inside it: the
+    /// next step goes on with it, so that steps do not cut windows short.
+    open: Option<Nanos>,
+    /// Whether the window under way is shared between the threads (see
+    /// [`MIN_SHARED_EVENTS`]).
+    shared: bool,
+    /// Events processed when the window under way opened.
+    events_at_open: u64,
     parallel: ParallelReport,
     capture: Option<PcapWriter<Box<dyn Write>>>,
     capture_error: Option<std::io::Error>,
@@ -700,31 +715,43 @@ pub fn lookahead(scenario: &Scenario) -> Nanos {
 }
 
 /// Splits `costs` (one per node, in node order) into at most `parts` contiguous ranges of
-/// about equal total cost, none empty: the bounds, `0` first and `costs.len()` last.
+/// about equal total cost, none empty: the bounds, `0` first and `costs.len()` last. Each
+/// range aims at an equal share of the cost the earlier ones left, so a node heavier than a
+/// share (a game server) takes a range alone and the others split the rest evenly.
 fn split(costs: &[f64], parts: usize) -> Vec<usize> {
     let parts = parts.clamp(1, costs.len().max(1));
-    let total: f64 = costs.iter().sum();
     let mut bounds = vec![0];
-    let mut acc = 0.0;
-    for (i, cost) in costs.iter().enumerate() {
-        let group = bounds.len();
-        // Close the current group once it holds its share, leaving a node for each later one.
-        if group < parts && acc + cost / 2.0 > total * group as f64 / parts as f64 && i > bounds[group - 1] {
-            let left = costs.len() - i;
-            if left >= parts - group {
-                bounds.push(i);
-            }
+    let mut remaining: f64 = costs.iter().sum();
+    let mut i = 0;
+    for group in 0..parts - 1 {
+        let later = parts - group - 1;
+        let target = remaining / (later + 1) as f64;
+        let mut acc = costs[i];
+        i += 1;
+        // Take the next node while that brings the range nearer its share, leaving a node
+        // for each later range.
+        while costs.len() - i > later && acc + costs[i] / 2.0 <= target {
+            acc += costs[i];
+            i += 1;
         }
-        acc += cost;
-    }
-    while bounds.len() < parts {
-        // Too few closed (costs concentrated at the end): split the last range.
-        let last = *bounds.last().expect("starts with 0");
-        bounds.push(last + 1);
+        remaining -= acc;
+        bounds.push(i);
     }
     bounds.push(costs.len());
     bounds
 }
+
+/// Groups of nodes per thread: more groups than threads, taken by the threads one after
+/// another within each window (the heaviest, holding the game server, first), so that a
+/// thread that finishes early — its groups were cheap in this window, or the other thread was
+/// descheduled — takes the next group instead of waiting at the barrier.
+const GROUPS_PER_THREAD: usize = 8;
+
+/// A window is shared between the threads only when the one before it held at least this
+/// many events: starting threads and meeting at the barrier costs tens of µs, a few events'
+/// work, so a short lookahead (a LAN's 0.2 ms) with little traffic runs faster on one thread.
+/// The choice changes nothing but the wall time.
+const MIN_SHARED_EVENTS: u64 = 64;
 
 /// Estimated relative cost of each node, a client's being 1: a game server handles every one
 /// of its clients' datagrams, which costs it (measured on `scale-1k`) about 0.85 of what its
@@ -886,11 +913,18 @@ impl Sim {
         for (id, node) in nodes.iter().enumerate() {
             world.addrs.insert(node.addr, id);
         }
-        let bounds = split(
-            &costs(servers, per_server, clients, scenario.vs.is_some()),
-            options.threads.max(1),
-        );
+        let threads = options.threads.max(1);
+        let parts = if threads > 1 {
+            threads * GROUPS_PER_THREAD
+        } else {
+            1
+        };
+        let bounds = split(&costs(servers, per_server, clients, scenario.vs.is_some()), parts);
         let groups = bounds.len() - 1;
+        let threads = threads.min(groups);
+        // More threads than cores only adds waits at the barriers: a thread descheduled in
+        // the middle of a group holds every other one up.
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let mut sim = Self {
             groups: Vec::with_capacity(groups),
             bounds,
@@ -903,8 +937,12 @@ impl Sim {
             now: 0,
             end,
             lookahead: lookahead(&scenario),
+            threads: threads.min(cores),
+            open: None,
+            shared: false,
+            events_at_open: 0,
             parallel: ParallelReport {
-                threads: groups,
+                threads,
                 ..ParallelReport::default()
             },
             capture,
@@ -1237,19 +1275,46 @@ impl Sim {
     /// to `until`.
     ///
     /// Windows: from the earliest pending event `t`, a window takes every event due before
-    /// `t` + the lookahead, stopping short of the next fault or path sample (and of
-    /// `until`); with a zero lookahead, the events at `t` alone. Faults and samples run at
-    /// the barriers between windows.
+    /// `t` + the lookahead, stopping short of the next fault or path sample; with a zero
+    /// lookahead, the events at `t` alone. Faults and samples run at the barriers between
+    /// windows. A window that `until` ends inside goes on in the next call (its barrier
+    /// waits for its end), so the steps a caller takes do not change the windows.
     pub fn run_until(&mut self, until: Nanos) {
         let until = until.min(self.end);
         loop {
+            let last = match self.open.take() {
+                Some(last) => last,
+                None => match self.next_window(until) {
+                    Some(last) => last,
+                    None => break,
+                },
+            };
+            let stop = last.min(until);
+            self.run_window(stop);
+            if stop < last {
+                self.open = Some(last);
+                break;
+            }
+            self.barrier();
+        }
+        if until >= self.end && self.open.take().is_some() {
+            self.barrier();
+        }
+        self.now = self.now.max(until);
+        for w in &mut self.groups {
+            w.now = self.now;
+        }
+    }
+
+    /// Runs the faults and samples due before the next window, then opens it if it starts
+    /// at or before `until`: its last instant.
+    fn next_window(&mut self, until: Nanos) -> Option<Nanos> {
+        loop {
             let next_node = self.groups.iter().filter_map(|w| w.queue.peek_time()).min();
             let next_global = self.global.peek_time();
-            let Some(t) = next_node.into_iter().chain(next_global).min() else {
-                break;
-            };
+            let t = next_node.into_iter().chain(next_global).min()?;
             if t > until {
-                break;
+                return None;
             }
             self.now = t;
             if next_global == Some(t) {
@@ -1257,11 +1322,14 @@ impl Sim {
                 continue;
             }
             let full = window_end(t, self.lookahead);
-            let mut last = full.min(until);
-            if let Some(g) = next_global {
-                last = last.min(g - 1);
-            }
+            let last = next_global.map_or(full, |g| full.min(g - 1));
             self.parallel.windows += 1;
+            let events = self.counts().events;
+            let previous = events - std::mem::replace(&mut self.events_at_open, events);
+            self.shared = self.lookahead > 0 && self.threads > 1 && previous >= MIN_SHARED_EVENTS;
+            if self.lookahead > 0 && self.threads > 1 && !self.shared {
+                self.parallel.small_windows += 1;
+            }
             if self.lookahead == 0 {
                 self.parallel.sequential_windows += 1;
             } else if last == full {
@@ -1269,30 +1337,39 @@ impl Sim {
             } else {
                 self.parallel.windows_cut_short += 1;
             }
-            let threaded = self.lookahead > 0 && self.groups.len() > 1;
-            let mut parts = self.parts();
-            if threaded {
-                std::thread::scope(|scope| {
-                    let mut parts = parts.iter_mut();
-                    let first = parts.next();
-                    for part in parts {
-                        scope.spawn(move || part.run(last));
-                    }
-                    if let Some(part) = first {
-                        part.run(last);
-                    }
-                });
-            } else {
-                for part in &mut parts {
-                    part.run(last);
-                }
+            return Some(last);
+        }
+    }
+
+    /// Processes every group's events due at or before `stop`: in a shared window, the
+    /// threads take the groups one at a time, in order, until none is left; else one group
+    /// after another on the calling thread.
+    fn run_window(&mut self, stop: Nanos) {
+        let threads = if self.shared { self.threads } else { 1 };
+        let mut parts = self.parts();
+        if threads <= 1 {
+            for part in &mut parts {
+                part.run(stop);
             }
-            self.barrier();
+            return;
         }
-        self.now = self.now.max(until);
-        for w in &mut self.groups {
-            w.now = self.now;
-        }
+        let next = std::sync::Mutex::new(parts.iter_mut());
+        let work = || loop {
+            let part = next
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .next();
+            match part {
+                Some(part) => part.run(stop),
+                None => break,
+            }
+        };
+        std::thread::scope(|scope| {
+            for _ in 1..threads {
+                scope.spawn(work);
+            }
+            work();
+        });
     }
 
     /// Runs the faults and path samples due at `t`, then the barrier.
@@ -1709,9 +1786,21 @@ mod tests {
         assert_eq!(of("scale-1k"), 25 * MILLI);
         assert_eq!(of("lossy"), 30 * MILLI);
         assert_eq!(of("cross-region"), 245 * MILLI);
-        // Normal latencies are clamped at 0, so Wi-Fi paths have no minimum delay.
-        assert_eq!(of("default"), 0);
-        assert_eq!(of("vs-outage"), 0);
+        // The presets' floors: LAN's 0.2 ms, below Wi-Fi's 1 ms and mobile's 15 ms.
+        for name in [
+            "default",
+            "partition-heal",
+            "vs-outage",
+            "spectators",
+            "compression",
+        ] {
+            assert_eq!(of(name), 200_000, "{name}");
+        }
+        let mut far = Scenario::builtin("compression").unwrap();
+        far.topology.mix.retain(|entry| entry.preset != "lan");
+        assert_eq!(lookahead(&far), MILLI);
+        far.topology.mix.retain(|entry| entry.preset != "wifi");
+        assert_eq!(lookahead(&far), 15 * MILLI);
         // Spoofed datagrams arrive at once.
         assert_eq!(of("flood"), 0);
         let mut zero = Scenario::builtin("scale-1k").unwrap();
@@ -1748,6 +1837,28 @@ mod tests {
     }
 
     #[test]
+    fn run_until_steps_do_not_cut_windows() {
+        let mut scenario = Scenario::builtin("scale-1k").unwrap();
+        scenario.topology.clients_per_server = 20;
+        let run = |step: Nanos| {
+            let options = SimOptions {
+                duration: Some(Duration::from_millis(400)),
+                threads: 2,
+                ..SimOptions::default()
+            };
+            let mut sim = Sim::new(scenario.clone(), 3, options).unwrap();
+            while !sim.finished() {
+                sim.run_for(step);
+            }
+            sim.report()
+        };
+        let (whole, stepped) = (run(Nanos::MAX), run(7 * MILLI));
+        assert_eq!(whole.trace_sha256, stepped.trace_sha256);
+        assert_eq!(whole.parallel, stepped.parallel);
+        assert!(whole.parallel.windows_lookahead_limited > 0);
+    }
+
+    #[test]
     fn nodes_split_into_contiguous_groups_by_cost() {
         // One server as heavy as its 10 clients: it stays alone.
         let costs = costs(1, 10, 10, false);
@@ -1759,5 +1870,11 @@ mod tests {
         // More groups than nodes: one node each.
         assert_eq!(split(&[1.0, 1.0], 8), [0, 1, 2]);
         assert_eq!(split(&[1.0; 4], 2), [0, 2, 4]);
+        // A server heavier than a share takes a group alone; its clients share the rest.
+        let groups = split(&super::costs(1, 1000, 1000, false), 16);
+        assert_eq!(&groups[..2], [0, 1]);
+        let sizes: Vec<usize> = groups[1..].windows(2).map(|w| w[1] - w[0]).collect();
+        assert_eq!(sizes.len(), 15);
+        assert!(sizes.iter().all(|&n| (66..=67).contains(&n)), "{sizes:?}");
     }
 }

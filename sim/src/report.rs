@@ -384,11 +384,15 @@ pub struct ParallelReport {
     pub windows: u64,
     /// Windows of the full lookahead: the lookahead limited parallelism.
     pub windows_lookahead_limited: u64,
-    /// Windows ended early by a fault, a path sample or the end of a `run_until` step.
+    /// Windows ended early by a fault or a path sample (a `run_until` step that ends inside a
+    /// window does not end it: the next step goes on with it).
     pub windows_cut_short: u64,
     /// Windows of a single instant because the lookahead is zero: run on one thread, one
     /// node after another (a sequential fallback).
     pub sequential_windows: u64,
+    /// Windows run on one thread although more were given, because the window before held
+    /// too few events to be worth sharing.
+    pub small_windows: u64,
     /// Barriers where faults or path samples took effect, between windows.
     pub global_steps: u64,
 }
@@ -853,8 +857,8 @@ impl fmt::Display for Report {
         let p = &self.parallel;
         let _ = writeln!(
             w,
-            "  parallel            {} threads, lookahead {} ms: {} windows ({} of the full lookahead, {} cut short by faults, samples or run_until steps, {} sequential for want of lookahead)",
-            p.threads, p.lookahead_ms, p.windows, p.windows_lookahead_limited, p.windows_cut_short, p.sequential_windows
+            "  parallel            {} threads, lookahead {} ms: {} windows ({} of the full lookahead, {} cut short by faults or samples, {} sequential for want of lookahead, {} on one thread for want of events)",
+            p.threads, p.lookahead_ms, p.windows, p.windows_lookahead_limited, p.windows_cut_short, p.sequential_windows, p.small_windows
         );
         let _ = write!(w, "  trace_sha256        {}", self.trace_sha256);
         f.write_str(&out)

@@ -34,6 +34,8 @@ fn every_shipped_scenario_is_byte_identical_across_processes() {
         ("lossy", 3.0),
         ("partition-heal", 3.0),
         ("scale-1k", 1.0),
+        // 5 000 clients: a third of a second of joins (debug builds are slow at this size).
+        ("scale-5k", 0.3),
         ("vs-outage", 3.0),
         // The floods start at 4 s: half a second of them.
         ("flood", 4.5),

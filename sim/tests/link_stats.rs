@@ -263,6 +263,7 @@ fn jitter_reorders_only_when_allowed() {
         latency: Delay::Normal {
             mean_ms: 50.0,
             sd_ms: 5.0,
+            min_ms: 0.0,
         },
         jitter: JitterSpec {
             max_ms: 10.0,
@@ -377,6 +378,7 @@ fn rich_spec() -> LinkSpec {
         latency: Delay::Normal {
             mean_ms: 30.0,
             sd_ms: 8.0,
+            min_ms: 0.0,
         },
         jitter: JitterSpec {
             max_ms: 4.0,

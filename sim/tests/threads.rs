@@ -81,6 +81,12 @@ fn the_report_says_how_windows_went() {
     assert_eq!(scale.parallel.lookahead_ms, 25.0);
     assert!(scale.parallel.windows_lookahead_limited > 0);
     assert_eq!(scale.parallel.sequential_windows, 0);
+    // Wi-Fi and mobile latencies have floors, so LAN's 0.2 ms is the smallest delay: windows,
+    // not single instants (mostly too small to share, with 100 clients).
+    let default = run("default", 2);
+    assert_eq!(default.parallel.lookahead_ms, 0.2);
+    assert_eq!(default.parallel.sequential_windows, 0);
+    assert!(default.parallel.windows_lookahead_limited > 0);
     // Spoofed floods arrive at once: no lookahead, every window a single instant.
     let flood = run("flood", 2);
     assert_eq!(flood.parallel.lookahead_ms, 0.0);

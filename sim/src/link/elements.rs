@@ -126,12 +126,16 @@ impl Latency {
         match self.delay {
             Delay::Constant { ms } => ms,
             Delay::Uniform { min_ms, max_ms } => min_ms + (max_ms - min_ms) * self.rng.unit(),
-            Delay::Normal { mean_ms, sd_ms } => {
+            Delay::Normal {
+                mean_ms,
+                sd_ms,
+                min_ms,
+            } => {
                 // Box-Muller: z = sqrt(-2 ln u1) cos(2π u2) is standard normal.
                 let u1 = self.rng.unit_nonzero();
                 let u2 = self.rng.unit();
                 let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
-                (mean_ms + sd_ms * z).max(0.0)
+                (mean_ms + sd_ms * z).max(min_ms)
             }
             Delay::Pareto {
                 base_ms,
@@ -483,13 +487,23 @@ mod tests {
         let (mean, sd, _, _) = moments(Delay::Normal {
             mean_ms: 40.0,
             sd_ms: 5.0,
+            min_ms: 0.0,
         });
         assert!((mean - 40.0).abs() < 0.1 && (sd - 5.0).abs() < 0.1, "{mean} {sd}");
         let (_, _, min, _) = moments(Delay::Normal {
             mean_ms: 1.0,
             sd_ms: 5.0,
+            min_ms: 0.0,
         });
         assert_eq!(min, 0.0);
+        // A floor: no sample below it, and (3 sd below the mean) the mean barely moves.
+        let (mean, _, min, _) = moments(Delay::Normal {
+            mean_ms: 4.0,
+            sd_ms: 1.0,
+            min_ms: 1.0,
+        });
+        assert_eq!(min, 1.0);
+        assert!((mean - 4.0).abs() < 0.05, "{mean}");
         let (mean, _, min, max) = moments(Delay::Pareto {
             base_ms: 100.0,
             scale_ms: 4.0,

@@ -83,13 +83,21 @@ pub enum Delay {
         max_ms: f64,
     },
     /// Normal (Gaussian) with `mean_ms` and standard deviation `sd_ms`, sampled by the
-    /// Box-Muller transform (two draws), clamped at 0. The clamp shifts the mean
-    /// noticeably only when `sd_ms` is above about a third of `mean_ms`.
+    /// Box-Muller transform (two draws), clamped below at `min_ms` (default 0): a path's
+    /// physical minimum delay, which no sample goes under. The clamp shifts the mean
+    /// noticeably only when `min_ms` is less than about three `sd_ms` below `mean_ms`.
+    ///
+    /// ```toml
+    /// latency = { dist = "normal", mean_ms = 35.0, sd_ms = 5.0, min_ms = 15.0 }
+    /// ```
     Normal {
         /// Mean, ms.
         mean_ms: f64,
         /// Standard deviation, ms.
         sd_ms: f64,
+        /// Smallest delay, ms (default 0).
+        #[serde(default)]
+        min_ms: f64,
     },
     /// Heavy-tailed: `base_ms` plus a Lomax (Pareto type II) tail,
     /// `base_ms + scale_ms * (U^(-1/alpha) - 1)` for `U` uniform in `(0, 1]` (one draw).
@@ -113,18 +121,17 @@ impl Default for Delay {
 }
 
 impl Delay {
-    /// The smallest delay the distribution can give, ms: `ms`, `min_ms`, 0 for
-    /// [`Delay::Normal`] (its samples are clamped at 0) and `base_ms`.
+    /// The smallest delay the distribution can give, ms: `ms`, `min_ms` (the uniform's and
+    /// the normal's lower bound) and `base_ms`.
     pub fn min_ms(&self) -> f64 {
         match *self {
             Delay::Constant { ms } => ms,
-            Delay::Uniform { min_ms, .. } => min_ms,
-            Delay::Normal { .. } => 0.0,
+            Delay::Uniform { min_ms, .. } | Delay::Normal { min_ms, .. } => min_ms,
             Delay::Pareto { base_ms, .. } => base_ms,
         }
     }
 
-    /// The distribution's mean, ms (for [`Delay::Normal`], ignoring the clamp at 0).
+    /// The distribution's mean, ms (for [`Delay::Normal`], ignoring the clamp at `min_ms`).
     pub fn mean_ms(&self) -> f64 {
         match *self {
             Delay::Constant { ms } => ms,
@@ -151,9 +158,14 @@ impl Delay {
                     "a value >= latency.min_ms",
                 )
             }
-            Delay::Normal { mean_ms, sd_ms } => {
+            Delay::Normal {
+                mean_ms,
+                sd_ms,
+                min_ms,
+            } => {
                 non_negative("latency.mean_ms", mean_ms)?;
-                non_negative("latency.sd_ms", sd_ms)
+                non_negative("latency.sd_ms", sd_ms)?;
+                non_negative("latency.min_ms", min_ms)
             }
             Delay::Pareto {
                 base_ms,
@@ -547,8 +559,8 @@ impl LinkSpec {
     /// | name | one way | jitter | loss | other |
     /// |---|---|---|---|---|
     /// | `lan` | 0.2 ms + U[0, 0.1] ≈ 0.25 ms | FIFO | none | 1 Gbit/s, 256 KiB queue |
-    /// | `wifi` | N(4, 1) + U[0, 2] ≈ 5 ms | FIFO | bursts: 0.5 %, mean burst 2 slots of 5 ms = 10 ms | 50 Mbit/s, 625 kB (100 ms) queue |
-    /// | `mobile` | N(35, 5) + U[0, 10] ≈ 40 ms | FIFO | bursts: 1.5 %, mean burst 2.5 slots of 20 ms = 50 ms | 10 Mbit/s, 125 kB (100 ms) queue; 0.5 % held 5 ms (reorder); 0.1 % duplicated |
+    /// | `wifi` | N(4, 1) ≥ 1 + U[0, 2] ≈ 5 ms | FIFO | bursts: 0.5 %, mean burst 2 slots of 5 ms = 10 ms | 50 Mbit/s, 625 kB (100 ms) queue |
+    /// | `mobile` | N(35, 5) ≥ 15 + U[0, 10] ≈ 40 ms | FIFO | bursts: 1.5 %, mean burst 2.5 slots of 20 ms = 50 ms | 10 Mbit/s, 125 kB (100 ms) queue; 0.5 % held 5 ms (reorder); 0.1 % duplicated |
     /// | `intercontinental` | 122.5 + Pareto(1.5 ms, α 3) + U[0, 3.5] ≈ 125 ms | FIFO | Bernoulli 0.1 % | 100 Mbit/s, 1.25 MB queue |
     /// | `lossy-burst` | 30 ms + U[0, 5] ≈ 32.5 ms | FIFO | bursts: 10 %, mean burst 3.5 slots of 10 ms = 35 ms | |
     ///
@@ -559,6 +571,16 @@ impl LinkSpec {
     /// collisions lasting a few ms to tens of ms (10 ms mean); on a cellular path, from fades
     /// and handover interruptions of tens of ms (50 ms mean); `lossy-burst` is a stress
     /// case between the two (35 ms mean) with a far higher rate.
+    ///
+    /// The normal latencies have a floor, as real paths have a physical minimum delay (and a
+    /// simulator running nodes in parallel needs one: see
+    /// [`min_delay_ns`](LinkSpec::min_delay_ns)). `wifi`: 1 ms — 802.11 channel access
+    /// (DIFS and a random backoff), the frame's airtime and its ACK, then the wired hops
+    /// behind the access point, leave no Wi-Fi path much under a millisecond one way; it is
+    /// 3 sd below the mean, so about 0.13 % of samples are raised to it. `mobile`: 15 ms — on
+    /// LTE an uplink packet waits for a scheduling request and grant before it goes on air in
+    /// 1 ms subframes (about 10 ms together), before the core network and the route to the
+    /// server; 4 sd below the mean, so the floor raises about 3 samples in 100 000.
     ///
     /// `intercontinental` is ≈ 250 ms RTT, e.g. Europe–Australia on a good route; a
     /// scenario wanting the ≈ 500 ms RTT of a poor antipodal or satellite path overrides
@@ -586,6 +608,7 @@ impl LinkSpec {
                 latency: Delay::Normal {
                     mean_ms: 4.0,
                     sd_ms: 1.0,
+                    min_ms: 1.0,
                 },
                 jitter: JitterSpec {
                     max_ms: 2.0,
@@ -607,6 +630,7 @@ impl LinkSpec {
                 latency: Delay::Normal {
                     mean_ms: 35.0,
                     sd_ms: 5.0,
+                    min_ms: 15.0,
                 },
                 jitter: JitterSpec {
                     max_ms: 10.0,

@@ -11,8 +11,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tickwire_benches::raw::RawNet;
 use tickwire_benches::tw::TwNet;
-use tickwire_benches::Delivery;
-use tickwire_core::ChannelId;
+use tickwire_benches::{messages_per_client, Delivery};
 
 /// Seed of every net's endpoint secrets and QUIC randomness.
 const SEED: u64 = 1;
@@ -24,16 +23,6 @@ const INPUT_BYTES: usize = 32;
 const SNAPSHOT_BYTES: usize = 512;
 /// One tick at 60 Hz.
 const TICK: Duration = Duration::from_nanos(16_666_667);
-
-/// Messages each client sends per iteration: enough to amortise a turn with one client, few
-/// enough per client that a hundred stay within a congestion window or two.
-fn batch(clients: usize) -> usize {
-    if clients == 1 {
-        64
-    } else {
-        4
-    }
-}
 
 #[allow(clippy::disallowed_methods)] // criterion's custom timing reads the clock
 fn now() -> Instant {
@@ -48,7 +37,7 @@ fn messages(c: &mut Criterion) {
     ];
     for (kind, size, delivery) in workloads {
         for clients in CLIENTS {
-            let per_client = batch(clients);
+            let per_client = messages_per_client(clients);
             let total = (clients * per_client) as u64;
             let payload = Bytes::from(vec![0xa5; size]);
             let mut group = c.benchmark_group(format!("msg_{kind}_{size}B_N{clients}"));
@@ -60,13 +49,7 @@ fn messages(c: &mut Criterion) {
                 b.iter_custom(|iters| {
                     let start = now();
                     for _ in 0..iters {
-                        let target = tw.server_received + total;
-                        for i in 0..clients {
-                            for _ in 0..per_client {
-                                tw.client_send(i, delivery, payload.clone());
-                            }
-                        }
-                        tw.run_until(|net| net.server_received >= target);
+                        tw.batch(delivery, &payload, per_client);
                     }
                     start.elapsed()
                 });
@@ -74,18 +57,11 @@ fn messages(c: &mut Criterion) {
             drop(tw);
 
             let mut raw = RawNet::connected(clients, SEED);
-            let len = size as u64;
             group.bench_function("raw_quinn", |b| {
                 b.iter_custom(|iters| {
                     let start = now();
                     for _ in 0..iters {
-                        let target = raw.server_received(len) + total;
-                        for i in 0..clients {
-                            for _ in 0..per_client {
-                                raw.client_send(i, delivery, payload.clone());
-                            }
-                        }
-                        raw.run_until(|net| net.server_received(len) >= target);
+                        raw.batch(delivery, &payload, per_client);
                     }
                     start.elapsed()
                 });
@@ -109,18 +85,7 @@ fn game_traffic(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let start = now();
                 for _ in 0..iters {
-                    tw.advance(TICK);
-                    let (to_server, to_clients) = (
-                        tw.server_received + clients as u64,
-                        tw.clients_received + clients as u64,
-                    );
-                    for i in 0..clients {
-                        tw.server_send(i, ChannelId::LATEST, snapshot.clone());
-                        tw.client_send(i, Delivery::Unreliable, input.clone());
-                    }
-                    tw.run_until(|net| {
-                        net.server_received >= to_server && net.clients_received >= to_clients
-                    });
+                    tw.game_tick(TICK, &snapshot, &input);
                 }
                 start.elapsed()
             });
@@ -132,18 +97,7 @@ fn game_traffic(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let start = now();
                 for _ in 0..iters {
-                    raw.advance(TICK);
-                    let (to_server, to_clients) = (
-                        raw.server_received(1) + clients as u64,
-                        raw.clients_received() + clients as u64,
-                    );
-                    for i in 0..clients {
-                        raw.server_send_datagram(i, snapshot.clone());
-                        raw.client_send(i, Delivery::Unreliable, input.clone());
-                    }
-                    raw.run_until(|net| {
-                        net.server_received(1) >= to_server && net.clients_received() >= to_clients
-                    });
+                    raw.game_tick(TICK, &snapshot, &input);
                 }
                 start.elapsed()
             });

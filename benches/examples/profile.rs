@@ -8,7 +8,6 @@ use bytes::Bytes;
 use tickwire_benches::raw::RawNet;
 use tickwire_benches::tw::TwNet;
 use tickwire_benches::Delivery;
-use tickwire_core::ChannelId;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -19,7 +18,7 @@ fn main() {
     let (side, workload) = (args.get(1).expect(usage), args.get(2).expect(usage));
     let clients: usize = args.get(3).and_then(|s| s.parse().ok()).expect(usage);
     let batches: usize = args.get(4).and_then(|s| s.parse().ok()).expect(usage);
-    let per_client = if clients == 1 { 64 } else { 4 };
+    let per_client = tickwire_benches::messages_per_client(clients);
     let tick = Duration::from_nanos(16_666_667);
     let (size, delivery) = match workload.as_str() {
         "unreliable64" => (64, Delivery::Unreliable),
@@ -31,56 +30,24 @@ fn main() {
     let payload = Bytes::from(vec![0xa5; size]);
     let input = Bytes::from(vec![0x11; 32]);
     let snapshot = Bytes::from(vec![0x22; 512]);
-    let total = (clients * per_client) as u64;
     match side.as_str() {
         "tw" => {
             let mut net = TwNet::joined(clients, 1);
             for _ in 0..batches {
                 if size == 0 {
-                    net.advance(tick);
-                    let (s, c) = (
-                        net.server_received + clients as u64,
-                        net.clients_received + clients as u64,
-                    );
-                    for i in 0..clients {
-                        net.server_send(i, ChannelId::LATEST, snapshot.clone());
-                        net.client_send(i, Delivery::Unreliable, input.clone());
-                    }
-                    net.run_until(|n| n.server_received >= s && n.clients_received >= c);
+                    net.game_tick(tick, &snapshot, &input);
                 } else {
-                    let target = net.server_received + total;
-                    for i in 0..clients {
-                        for _ in 0..per_client {
-                            net.client_send(i, delivery, payload.clone());
-                        }
-                    }
-                    net.run_until(|n| n.server_received >= target);
+                    net.batch(delivery, &payload, per_client);
                 }
             }
         }
         "raw" => {
             let mut net = RawNet::connected(clients, 1);
-            let len = size.max(1) as u64;
             for _ in 0..batches {
                 if size == 0 {
-                    net.advance(tick);
-                    let (s, c) = (
-                        net.server_received(1) + clients as u64,
-                        net.clients_received() + clients as u64,
-                    );
-                    for i in 0..clients {
-                        net.server_send_datagram(i, snapshot.clone());
-                        net.client_send(i, Delivery::Unreliable, input.clone());
-                    }
-                    net.run_until(|n| n.server_received(1) >= s && n.clients_received() >= c);
+                    net.game_tick(tick, &snapshot, &input);
                 } else {
-                    let target = net.server_received(len) + total;
-                    for i in 0..clients {
-                        for _ in 0..per_client {
-                            net.client_send(i, delivery, payload.clone());
-                        }
-                    }
-                    net.run_until(|n| n.server_received(len) >= target);
+                    net.batch(delivery, &payload, per_client);
                 }
             }
         }

@@ -38,6 +38,17 @@ pub const DATAGRAM_SEND_BUFFER_BYTES: usize = 4 << 20;
 /// QUIC idle timeout both nets use (tickwire's default), so that idle connections behave alike.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Messages each client sends per batch of the per-message benchmarks: enough to amortise a
+/// turn with one client, few enough per client that a hundred stay within a congestion window
+/// or two.
+pub fn messages_per_client(clients: usize) -> usize {
+    if clients == 1 {
+        64
+    } else {
+        4
+    }
+}
+
 /// Address of the server.
 pub fn server_addr() -> SocketAddr {
     SocketAddr::from((Ipv4Addr::new(10, 0, 0, 1), PORT))

@@ -383,6 +383,40 @@ impl RawNet {
         self.server.send(handle, Delivery::Unreliable, payload);
     }
 
+    /// One batch: every client sends `per_client` copies of `payload`, then the net runs until
+    /// the server has them all.
+    ///
+    /// # Panics
+    /// As [`RawNet::client_send`] and [`RawNet::run_until`].
+    pub fn batch(&mut self, delivery: Delivery, payload: &Bytes, per_client: usize) {
+        let len = payload.len().max(1) as u64;
+        let clients = self.len();
+        let target = self.server_received(len) + (clients * per_client) as u64;
+        for i in 0..clients {
+            for _ in 0..per_client {
+                self.client_send(i, delivery, payload.clone());
+            }
+        }
+        self.run_until(|net| net.server_received(len) >= target);
+    }
+
+    /// One tick of game traffic, as [`TwNet::game_tick`](crate::tw::TwNet::game_tick): the
+    /// snapshot as a QUIC datagram.
+    ///
+    /// # Panics
+    /// As [`RawNet::client_send`] and [`RawNet::run_until`].
+    pub fn game_tick(&mut self, tick: Duration, snapshot: &Bytes, input: &Bytes) {
+        self.advance(tick);
+        let clients = self.len();
+        let n = clients as u64;
+        let (to_server, to_clients) = (self.server_received(1) + n, self.clients_received() + n);
+        for i in 0..clients {
+            self.server_send_datagram(i, snapshot.clone());
+            self.client_send(i, Delivery::Unreliable, input.clone());
+        }
+        self.run_until(|net| net.server_received(1) >= to_server && net.clients_received() >= to_clients);
+    }
+
     /// Runs turns until `done` holds, moving time only when nothing is sent.
     ///
     /// # Panics

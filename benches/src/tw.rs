@@ -209,6 +209,38 @@ impl TwNet {
             .expect("the server may send");
     }
 
+    /// One batch: every client sends `per_client` copies of `payload`, then the net runs until
+    /// the server has them all.
+    ///
+    /// # Panics
+    /// As [`TwNet::client_send`] and [`TwNet::run_until`].
+    pub fn batch(&mut self, delivery: Delivery, payload: &Bytes, per_client: usize) {
+        let target = self.server_received + (self.clients.len() * per_client) as u64;
+        for i in 0..self.clients.len() {
+            for _ in 0..per_client {
+                self.client_send(i, delivery, payload.clone());
+            }
+        }
+        self.run_until(|net| net.server_received >= target);
+    }
+
+    /// One tick of game traffic: time moves by `tick`, the server sends every client `snapshot`
+    /// on the latest-only channel and every client sends the server `input`, and the net runs
+    /// until all of them arrived.
+    ///
+    /// # Panics
+    /// As [`TwNet::client_send`] and [`TwNet::run_until`].
+    pub fn game_tick(&mut self, tick: Duration, snapshot: &Bytes, input: &Bytes) {
+        self.advance(tick);
+        let n = self.clients.len() as u64;
+        let (to_server, to_clients) = (self.server_received + n, self.clients_received + n);
+        for i in 0..self.clients.len() {
+            self.server_send(i, ChannelId::LATEST, snapshot.clone());
+            self.client_send(i, Delivery::Unreliable, input.clone());
+        }
+        self.run_until(|net| net.server_received >= to_server && net.clients_received >= to_clients);
+    }
+
     /// Runs turns until `done` holds, moving time only when nothing is sent.
     ///
     /// # Panics

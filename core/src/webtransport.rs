@@ -40,6 +40,8 @@ use sha2::{Digest, Sha256};
 
 use crate::Secrets;
 
+pub mod h3;
+
 /// The longest validity the W3C WebTransport custom certificate requirements allow: two weeks,
 /// measured as `notAfter − notBefore` (RFC 5280 §4.1.2.5).
 pub const MAX_VALIDITY: Duration = Duration::from_secs(14 * 24 * 60 * 60);

@@ -470,6 +470,7 @@ pub(super) fn decoders() -> Vec<(&'static str, Vec<Vec<u8>>)> {
         ("tpm_attest", tpm_attest),
         ("tpm_ak_public", tpm_ak_public),
         ("tpm_quote", tpm_quote),
+        ("wt_h3", wt_h3_inputs()),
     ]
 }
 
@@ -565,5 +566,49 @@ fn recording_inputs() -> Vec<Vec<u8>> {
         cat(&[&[0x01], b"TWREC\x01\xff\xff\xff\xff"]),
         cat(&[&[0x01], b"TWREC\x02"]),
         cat(&[&[0x01], b"TWRXX"]),
+    ]
+}
+
+/// `wt_h3` inputs (`chunk`, `code`, then bytes): the server's control stream, stream prefixes,
+/// a request stream, frames with GREASE between them, a datagram and a close capsule.
+fn wt_h3_inputs() -> Vec<Vec<u8>> {
+    use super::{cat, le32};
+    use tickwire_core::webtransport::h3::{self, CloseSession, Settings};
+
+    let input = |chunk: u8, code: u32, body: &[u8]| cat(&[&[chunk], &le32(code), body]);
+    let mut control = vec![h3::STREAM_CONTROL as u8];
+    Settings::server().encode_frame(&mut control);
+    let mut settings_payload = Vec::new();
+    Settings::server().encode_payload(&mut settings_payload);
+    let mut uni = Vec::new();
+    h3::encode_uni_prefix(4, &mut uni).unwrap();
+    uni.extend_from_slice(b"payload");
+    let mut bidi = Vec::new();
+    h3::encode_bidi_prefix(0, &mut bidi).unwrap();
+    let mut datagram = Vec::new();
+    h3::encode_datagram_prefix(8, &mut datagram).unwrap();
+    datagram.extend_from_slice(b"tick");
+    let mut close = Vec::new();
+    CloseSession {
+        code: 42,
+        message: "bye".to_owned(),
+    }
+    .encode(&mut close)
+    .unwrap();
+    let frames = cat(&[
+        &[0x21, 0x02, 0xaa, 0xbb][..],
+        &[0x01, 0x03, 0xd1, 0xd7, 0x50],
+        &[0x00, 0x02],
+        b"hi",
+    ]);
+    vec![
+        input(0, 0, &control),
+        input(3, 29, &settings_payload),
+        input(1, 30, &uni),
+        input(2, u32::MAX, &bidi),
+        input(5, 1000, &[0x01, 0x00]),
+        input(4, 61, &frames),
+        input(0, 7, &datagram),
+        input(6, 0x0100_0000, &close),
     ]
 }

@@ -1,0 +1,150 @@
+//! The HTTP/3 codec of WebTransport (`tickwire_core::webtransport::h3`): varints, stream
+//! prefixes, frames, SETTINGS, datagram prefixes, capsules and application error codes.
+
+use tickwire_core::webtransport::h3::{
+    self, app_error_to_h3, decode_capsule, decode_datagram, encode_bidi_prefix, encode_datagram_prefix,
+    encode_uni_prefix, h3_to_app_error, parse_bidi_stream, parse_uni_stream, varint, BidiStreamKind, Capsule,
+    FrameRead, FrameReader, FrameType, Parse, Settings, UniStreamKind,
+};
+
+use crate::input::Input;
+
+/// Every parser of the codec on the same bytes.
+///
+/// Input: `chunk: u8`, `code: u32`, then the bytes. `chunk % 16 + 1` is the slice size the
+/// frame reader is fed in; `code` is an application error code and, with the first 8 bytes,
+/// an HTTP/3 error code near the application range.
+///
+/// Asserts: decoded varints re-encode no longer and decode to the same value; parsed stream
+/// prefixes, SETTINGS, datagrams and close capsules re-encode and parse to the same value and
+/// never consume more than the input; a request stream consumes nothing; the frame reader finds
+/// the same frames (or error) whether fed whole or in chunks, never returns an unknown type and
+/// never a payload above its bound; the error code mapping round trips and never yields GREASE.
+pub fn wt_h3(data: &[u8]) {
+    let mut input = Input::new(data);
+    let chunk = usize::from(input.u8() % 16) + 1;
+    let code = input.u32();
+    let bytes = input.rest();
+
+    if let Ok((value, n)) = varint::decode(bytes) {
+        let mut out = Vec::new();
+        let len = varint::encode(value, &mut out).expect("a decoded varint encodes");
+        assert!(len <= n);
+        assert_eq!(varint::decode(&out), Ok((value, len)));
+    }
+
+    if let Ok(Parse::Parsed { kind, consumed }) = parse_uni_stream(bytes) {
+        assert!(consumed >= 1 && consumed <= bytes.len());
+        if let UniStreamKind::WebTransport { session_id } = kind {
+            let mut out = Vec::new();
+            encode_uni_prefix(session_id, &mut out).expect("a parsed session id encodes");
+            assert_eq!(
+                parse_uni_stream(&out),
+                Ok(Parse::Parsed {
+                    kind,
+                    consumed: out.len()
+                })
+            );
+        }
+    }
+    if let Ok(Parse::Parsed { kind, consumed }) = parse_bidi_stream(bytes) {
+        assert!(consumed <= bytes.len());
+        match kind {
+            BidiStreamKind::Request { .. } => assert_eq!(consumed, 0),
+            BidiStreamKind::WebTransport { session_id } => {
+                let mut out = Vec::new();
+                encode_bidi_prefix(session_id, &mut out).expect("a parsed session id encodes");
+                assert_eq!(
+                    parse_bidi_stream(&out),
+                    Ok(Parse::Parsed {
+                        kind,
+                        consumed: out.len()
+                    })
+                );
+            }
+        }
+    }
+
+    let whole = read_frames(bytes, bytes.len().max(1));
+    assert_eq!(read_frames(bytes, chunk), whole, "chunked reading differs");
+
+    if let Ok(settings) = Settings::decode_payload(bytes) {
+        assert!(settings.pairs().len() <= h3::MAX_SETTINGS);
+        let mut out = Vec::new();
+        settings.encode_payload(&mut out);
+        assert!(out.len() <= bytes.len());
+        assert_eq!(out.len(), settings.payload_len());
+        assert_eq!(Settings::decode_payload(&out), Ok(settings));
+    }
+
+    if let Ok((session_id, payload)) = decode_datagram(bytes) {
+        assert!(h3::is_client_bidi(session_id));
+        let mut out = Vec::new();
+        encode_datagram_prefix(session_id, &mut out).expect("a decoded session id encodes");
+        out.extend_from_slice(payload);
+        assert!(out.len() <= bytes.len());
+        assert_eq!(decode_datagram(&out), Ok((session_id, payload)));
+    }
+
+    if let Ok(Parse::Parsed { kind, consumed }) = decode_capsule(bytes, 2048) {
+        assert!(consumed <= bytes.len());
+        if let Capsule::CloseSession(close) = kind {
+            assert!(close.message.len() <= h3::MAX_CLOSE_MESSAGE);
+            let mut out = Vec::new();
+            close.encode(&mut out).expect("a decoded close capsule encodes");
+            assert!(out.len() <= consumed);
+            let consumed = out.len();
+            assert_eq!(
+                decode_capsule(&out, 2048),
+                Ok(Parse::Parsed {
+                    kind: Capsule::CloseSession(close),
+                    consumed
+                })
+            );
+        }
+    }
+
+    let h = app_error_to_h3(code);
+    assert!(!h3::is_grease(h));
+    assert_eq!(h3_to_app_error(h), Ok(code));
+    let near = h3::APP_ERROR_FIRST
+        .wrapping_sub(64)
+        .wrapping_add(u64::from(code) * 33 / 32);
+    if let Ok(n) = h3_to_app_error(near) {
+        assert_eq!(app_error_to_h3(n), near);
+    }
+}
+
+/// What a [`FrameReader`] bounded at 64 bytes finds in `bytes` fed `chunk` bytes at a time:
+/// the frames, then the error if any.
+fn read_frames(bytes: &[u8], chunk: usize) -> (Vec<(FrameType, Vec<u8>)>, Option<h3::FrameError>) {
+    const MAX: usize = 64;
+    let mut reader = FrameReader::new(MAX as u64);
+    let mut pending = Vec::new();
+    let mut frames = Vec::new();
+    for piece in bytes.chunks(chunk) {
+        pending.extend_from_slice(piece);
+        loop {
+            match reader.read(&pending) {
+                Err(error) => return (frames, Some(error)),
+                Ok(FrameRead::NeedMore { consumed }) => {
+                    assert!(consumed <= pending.len());
+                    pending.drain(..consumed);
+                    break;
+                }
+                Ok(FrameRead::Frame {
+                    ty,
+                    payload,
+                    consumed,
+                }) => {
+                    assert!(!matches!(ty, FrameType::Unknown(_)));
+                    assert!(payload.len() <= MAX && consumed <= pending.len());
+                    frames.push((ty, payload.to_vec()));
+                    pending.drain(..consumed);
+                }
+            }
+        }
+        assert!(pending.len() <= MAX + 16 + chunk, "{} bytes held", pending.len());
+    }
+    (frames, None)
+}

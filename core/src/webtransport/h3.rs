@@ -818,7 +818,7 @@ pub enum CapsuleError {
     /// A close payload shorter than its 4-byte code.
     #[error("close capsule shorter than its 4-byte code")]
     CloseTooShort,
-    /// A close message longer than [`MAX_CLOSE_MESSAGE`] bytes (`length` bytes).
+    /// A close message longer than [`MAX_CLOSE_MESSAGE`] bytes (its length in bytes).
     #[error("close message of {0} bytes exceeds {MAX_CLOSE_MESSAGE}")]
     MessageTooLong(usize),
     /// A close message that is not UTF-8.

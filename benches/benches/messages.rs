@@ -8,10 +8,11 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use tickwire_benches::raw::RawNet;
 use tickwire_benches::tw::TwNet;
-use tickwire_benches::{messages_per_client, Delivery};
+use tickwire_benches::{messages_per_client, Delivery, Net};
 
 /// Seed of every net's endpoint secrets and QUIC randomness.
 const SEED: u64 = 1;
@@ -29,6 +30,20 @@ fn now() -> Instant {
     Instant::now()
 }
 
+/// Times `step` on `net` as the group's function `name`; `net` is dropped afterwards, before the
+/// next function's net is built.
+fn bench<N: Net>(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, mut net: N, step: impl Fn(&mut N)) {
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let start = now();
+            for _ in 0..iters {
+                step(&mut net);
+            }
+            start.elapsed()
+        });
+    });
+}
+
 fn messages(c: &mut Criterion) {
     let workloads = [
         ("unreliable", 64, Delivery::Unreliable),
@@ -44,27 +59,13 @@ fn messages(c: &mut Criterion) {
             group.throughput(Throughput::Elements(total));
             group.sample_size(20);
 
-            let mut tw = TwNet::joined(clients, SEED);
-            group.bench_function("tickwire", |b| {
-                b.iter_custom(|iters| {
-                    let start = now();
-                    for _ in 0..iters {
-                        tw.batch(delivery, &payload, per_client);
-                    }
-                    start.elapsed()
-                });
+            let net = TwNet::joined(clients, SEED);
+            bench(&mut group, "tickwire", net, |n| {
+                n.batch(delivery, &payload, per_client)
             });
-            drop(tw);
-
-            let mut raw = RawNet::connected(clients, SEED);
-            group.bench_function("raw_quinn", |b| {
-                b.iter_custom(|iters| {
-                    let start = now();
-                    for _ in 0..iters {
-                        raw.batch(delivery, &payload, per_client);
-                    }
-                    start.elapsed()
-                });
+            let net = RawNet::connected(clients, SEED);
+            bench(&mut group, "raw_quinn", net, |n| {
+                n.batch(delivery, &payload, per_client)
             });
             group.finish();
         }
@@ -80,27 +81,13 @@ fn game_traffic(c: &mut Criterion) {
         group.throughput(Throughput::Elements(total));
         group.sample_size(20);
 
-        let mut tw = TwNet::joined(clients, SEED);
-        group.bench_function("tickwire", |b| {
-            b.iter_custom(|iters| {
-                let start = now();
-                for _ in 0..iters {
-                    tw.game_tick(TICK, &snapshot, &input);
-                }
-                start.elapsed()
-            });
+        let net = TwNet::joined(clients, SEED);
+        bench(&mut group, "tickwire", net, |n| {
+            n.game_tick(TICK, &snapshot, &input)
         });
-        drop(tw);
-
-        let mut raw = RawNet::connected(clients, SEED);
-        group.bench_function("raw_quinn", |b| {
-            b.iter_custom(|iters| {
-                let start = now();
-                for _ in 0..iters {
-                    raw.game_tick(TICK, &snapshot, &input);
-                }
-                start.elapsed()
-            });
+        let net = RawNet::connected(clients, SEED);
+        bench(&mut group, "raw_quinn", net, |n| {
+            n.game_tick(TICK, &snapshot, &input)
         });
         group.finish();
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tickwire_benches::raw::RawNet;
 use tickwire_benches::tw::TwNet;
-use tickwire_benches::Delivery;
+use tickwire_benches::{Delivery, Net};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -18,40 +18,46 @@ fn main() {
     let (side, workload) = (args.get(1).expect(usage), args.get(2).expect(usage));
     let clients: usize = args.get(3).and_then(|s| s.parse().ok()).expect(usage);
     let batches: usize = args.get(4).and_then(|s| s.parse().ok()).expect(usage);
-    let per_client = tickwire_benches::messages_per_client(clients);
-    let tick = Duration::from_nanos(16_666_667);
-    let (size, delivery) = match workload.as_str() {
-        "unreliable64" => (64, Delivery::Unreliable),
-        "unreliable1000" => (1000, Delivery::Unreliable),
-        "reliable64" => (64, Delivery::Reliable),
-        "game" => (0, Delivery::Unreliable),
-        _ => panic!("{usage}"),
+    let job = Job {
+        batches,
+        per_client: tickwire_benches::messages_per_client(clients),
+        delivery: match workload.as_str() {
+            "unreliable64" | "unreliable1000" => Some(Delivery::Unreliable),
+            "reliable64" => Some(Delivery::Reliable),
+            "game" => None,
+            _ => panic!("{usage}"),
+        },
+        payload: Bytes::from(vec![0xa5; if workload == "unreliable1000" { 1000 } else { 64 }]),
+        input: Bytes::from(vec![0x11; 32]),
+        snapshot: Bytes::from(vec![0x22; 512]),
     };
-    let payload = Bytes::from(vec![0xa5; size]);
-    let input = Bytes::from(vec![0x11; 32]);
-    let snapshot = Bytes::from(vec![0x22; 512]);
     match side.as_str() {
-        "tw" => {
-            let mut net = TwNet::joined(clients, 1);
-            for _ in 0..batches {
-                if size == 0 {
-                    net.game_tick(tick, &snapshot, &input);
-                } else {
-                    net.batch(delivery, &payload, per_client);
-                }
-            }
-        }
-        "raw" => {
-            let mut net = RawNet::connected(clients, 1);
-            for _ in 0..batches {
-                if size == 0 {
-                    net.game_tick(tick, &snapshot, &input);
-                } else {
-                    net.batch(delivery, &payload, per_client);
-                }
-            }
-        }
+        "tw" => job.run(TwNet::joined(clients, 1)),
+        "raw" => job.run(RawNet::connected(clients, 1)),
         _ => panic!("{usage}"),
+    }
+}
+
+/// A workload as the message benches run it: `batches` batches of `payload` with `delivery`,
+/// or with `None` that many ticks of 60 Hz game traffic.
+struct Job {
+    batches: usize,
+    per_client: usize,
+    delivery: Option<Delivery>,
+    payload: Bytes,
+    input: Bytes,
+    snapshot: Bytes,
+}
+
+impl Job {
+    fn run<N: Net>(&self, mut net: N) {
+        let tick = Duration::from_nanos(16_666_667);
+        for _ in 0..self.batches {
+            match self.delivery {
+                Some(delivery) => net.batch(delivery, &self.payload, self.per_client),
+                None => net.game_tick(tick, &self.snapshot, &self.input),
+            }
+        }
     }
 }
 

@@ -16,7 +16,9 @@ pub mod raw;
 pub mod tw;
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 
 /// Port every endpoint listens on.
 const PORT: u16 = 4_433;
@@ -37,6 +39,78 @@ pub const DATAGRAM_SEND_BUFFER_BYTES: usize = 4 << 20;
 
 /// QUIC idle timeout both nets use (tickwire's default), so that idle connections behave alike.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Where a net's virtual time goes when no endpoint sent anything: the earliest of
+/// `deadlines` after `now`. An endpoint may keep answering "now" after a turn that had nothing
+/// to send (a wake-up with no work, harmless to a runtime that sleeps on a real clock); its own
+/// deadline then hides behind that answer, so such answers are counted in `stalls` and skipped,
+/// and when every deadline says "now" time moves by [`STALL_STEP`].
+///
+/// # Panics
+/// If there is no deadline at all: nothing can happen any more.
+fn next_time(now: Instant, deadlines: impl IntoIterator<Item = Instant>, stalls: &mut u64) -> Instant {
+    let mut any = false;
+    let mut later = None::<Instant>;
+    for deadline in deadlines {
+        any = true;
+        if deadline > now {
+            later = Some(later.map_or(deadline, |l| l.min(deadline)));
+        } else {
+            *stalls += 1;
+        }
+    }
+    assert!(any, "the net is stuck: no endpoint has a deadline");
+    later.unwrap_or(now + STALL_STEP)
+}
+
+/// What the workloads need of a net. [`tw::TwNet`] and [`raw::RawNet`] implement it, so each
+/// workload ([`Net::batch`], [`Net::game_tick`]) is written once and runs the same on both.
+pub trait Net: Sized {
+    /// Number of clients.
+    fn clients(&self) -> usize;
+    /// Client `index` sends `payload` to the server.
+    fn client_send(&mut self, index: usize, delivery: Delivery, payload: Bytes);
+    /// The server sends `snapshot` to client `index`, unreliably.
+    fn send_snapshot(&mut self, index: usize, snapshot: Bytes);
+    /// Messages the server received so far; `message_len` is the size of each (a raw byte
+    /// stream counts messages by it).
+    fn received_by_server(&self, message_len: u64) -> u64;
+    /// Messages the clients received so far.
+    fn received_by_clients(&self) -> u64;
+    /// Moves virtual time by `by` and runs turns until nothing more is sent.
+    fn advance(&mut self, by: Duration);
+    /// Runs turns until `done` holds.
+    fn run_until(&mut self, done: impl FnMut(&Self) -> bool);
+
+    /// One batch: every client sends `per_client` copies of `payload`, then the net runs until
+    /// the server has them all.
+    fn batch(&mut self, delivery: Delivery, payload: &Bytes, per_client: usize) {
+        let len = payload.len().max(1) as u64;
+        let target = self.received_by_server(len) + (self.clients() * per_client) as u64;
+        for i in 0..self.clients() {
+            for _ in 0..per_client {
+                self.client_send(i, delivery, payload.clone());
+            }
+        }
+        self.run_until(|net| net.received_by_server(len) >= target);
+    }
+
+    /// One tick of game traffic: time moves by `tick`, the server sends every client
+    /// `snapshot` and every client sends the server `input` (both unreliable), and the net runs
+    /// until all of them arrived.
+    fn game_tick(&mut self, tick: Duration, snapshot: &Bytes, input: &Bytes) {
+        self.advance(tick);
+        let n = self.clients() as u64;
+        let (to_server, to_clients) = (self.received_by_server(1) + n, self.received_by_clients() + n);
+        for i in 0..self.clients() {
+            self.send_snapshot(i, snapshot.clone());
+            self.client_send(i, Delivery::Unreliable, input.clone());
+        }
+        self.run_until(|net| {
+            net.received_by_server(1) >= to_server && net.received_by_clients() >= to_clients
+        });
+    }
+}
 
 /// Messages each client sends per batch of the per-message benchmarks: enough to amortise a
 /// turn with one client, few enough per client that a hundred stay within a congestion window

@@ -21,8 +21,8 @@ use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use tickwire_core::testing::internals::ExporterBoundVerifier;
 
 use crate::{
-    client_addr, client_index, server_addr, Delivery, DATAGRAM_SEND_BUFFER_BYTES, IDLE_TIMEOUT, MAX_TURNS,
-    STALL_STEP,
+    client_addr, client_index, server_addr, Delivery, Net, DATAGRAM_SEND_BUFFER_BYTES, IDLE_TIMEOUT,
+    MAX_TURNS,
 };
 
 /// ALPN both sides offer.
@@ -383,40 +383,6 @@ impl RawNet {
         self.server.send(handle, Delivery::Unreliable, payload);
     }
 
-    /// One batch: every client sends `per_client` copies of `payload`, then the net runs until
-    /// the server has them all.
-    ///
-    /// # Panics
-    /// As [`RawNet::client_send`] and [`RawNet::run_until`].
-    pub fn batch(&mut self, delivery: Delivery, payload: &Bytes, per_client: usize) {
-        let len = payload.len().max(1) as u64;
-        let clients = self.len();
-        let target = self.server_received(len) + (clients * per_client) as u64;
-        for i in 0..clients {
-            for _ in 0..per_client {
-                self.client_send(i, delivery, payload.clone());
-            }
-        }
-        self.run_until(|net| net.server_received(len) >= target);
-    }
-
-    /// One tick of game traffic, as [`TwNet::game_tick`](crate::tw::TwNet::game_tick): the
-    /// snapshot as a QUIC datagram.
-    ///
-    /// # Panics
-    /// As [`RawNet::client_send`] and [`RawNet::run_until`].
-    pub fn game_tick(&mut self, tick: Duration, snapshot: &Bytes, input: &Bytes) {
-        self.advance(tick);
-        let clients = self.len();
-        let n = clients as u64;
-        let (to_server, to_clients) = (self.server_received(1) + n, self.clients_received() + n);
-        for i in 0..clients {
-            self.server_send_datagram(i, snapshot.clone());
-            self.client_send(i, Delivery::Unreliable, input.clone());
-        }
-        self.run_until(|net| net.server_received(1) >= to_server && net.clients_received() >= to_clients);
-    }
-
     /// Runs turns until `done` holds, moving time only when nothing is sent.
     ///
     /// # Panics
@@ -439,28 +405,15 @@ impl RawNet {
         while self.turn() {}
     }
 
-    /// Where time goes when no endpoint sent anything: the earliest deadline after now, as
-    /// in [`crate::tw::TwNet`].
+    /// Where time goes when no endpoint sent anything (see [`crate::next_time`]).
     fn next_time(&mut self) -> Instant {
         let now = self.now;
-        let mut any = false;
-        let mut later = None::<Instant>;
-        let deadlines: Vec<Instant> = self
+        let deadlines = self
             .clients
             .iter_mut()
             .filter_map(Peer::poll_timeout)
-            .chain(self.server.poll_timeout())
-            .collect();
-        for deadline in deadlines {
-            any = true;
-            if deadline > now {
-                later = Some(later.map_or(deadline, |l| l.min(deadline)));
-            } else {
-                self.stalls += 1;
-            }
-        }
-        assert!(any, "the net is stuck: no endpoint has a deadline");
-        later.unwrap_or(now + STALL_STEP)
+            .chain(self.server.poll_timeout());
+        crate::next_time(now, deadlines, &mut self.stalls)
     }
 
     /// One turn for every endpoint: timers, then transmits straight into their destination.
@@ -507,5 +460,36 @@ impl RawNet {
         }
         self.handles = handles;
         moved
+    }
+}
+
+impl Net for RawNet {
+    fn clients(&self) -> usize {
+        self.len()
+    }
+
+    fn client_send(&mut self, index: usize, delivery: Delivery, payload: Bytes) {
+        RawNet::client_send(self, index, delivery, payload);
+    }
+
+    /// As a QUIC datagram.
+    fn send_snapshot(&mut self, index: usize, snapshot: Bytes) {
+        self.server_send_datagram(index, snapshot);
+    }
+
+    fn received_by_server(&self, message_len: u64) -> u64 {
+        self.server_received(message_len)
+    }
+
+    fn received_by_clients(&self) -> u64 {
+        self.clients_received()
+    }
+
+    fn advance(&mut self, by: Duration) {
+        RawNet::advance(self, by);
+    }
+
+    fn run_until(&mut self, done: impl FnMut(&Self) -> bool) {
+        RawNet::run_until(self, done);
     }
 }

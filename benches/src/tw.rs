@@ -10,9 +10,7 @@ use tickwire_core::{
     TicketIssuer, WallClock,
 };
 
-use crate::{
-    client_addr, client_index, server_addr, Delivery, DATAGRAM_SEND_BUFFER_BYTES, MAX_TURNS, STALL_STEP,
-};
+use crate::{client_addr, client_index, server_addr, Delivery, Net, DATAGRAM_SEND_BUFFER_BYTES, MAX_TURNS};
 
 /// Unix time at the start of every net, in milliseconds (2026-01-01T00:00:00Z).
 const START_UNIX_MS: u64 = 1_767_225_600_000;
@@ -209,38 +207,6 @@ impl TwNet {
             .expect("the server may send");
     }
 
-    /// One batch: every client sends `per_client` copies of `payload`, then the net runs until
-    /// the server has them all.
-    ///
-    /// # Panics
-    /// As [`TwNet::client_send`] and [`TwNet::run_until`].
-    pub fn batch(&mut self, delivery: Delivery, payload: &Bytes, per_client: usize) {
-        let target = self.server_received + (self.clients.len() * per_client) as u64;
-        for i in 0..self.clients.len() {
-            for _ in 0..per_client {
-                self.client_send(i, delivery, payload.clone());
-            }
-        }
-        self.run_until(|net| net.server_received >= target);
-    }
-
-    /// One tick of game traffic: time moves by `tick`, the server sends every client `snapshot`
-    /// on the latest-only channel and every client sends the server `input`, and the net runs
-    /// until all of them arrived.
-    ///
-    /// # Panics
-    /// As [`TwNet::client_send`] and [`TwNet::run_until`].
-    pub fn game_tick(&mut self, tick: Duration, snapshot: &Bytes, input: &Bytes) {
-        self.advance(tick);
-        let n = self.clients.len() as u64;
-        let (to_server, to_clients) = (self.server_received + n, self.clients_received + n);
-        for i in 0..self.clients.len() {
-            self.server_send(i, ChannelId::LATEST, snapshot.clone());
-            self.client_send(i, Delivery::Unreliable, input.clone());
-        }
-        self.run_until(|net| net.server_received >= to_server && net.clients_received >= to_clients);
-    }
-
     /// Runs turns until `done` holds, moving time only when nothing is sent.
     ///
     /// # Panics
@@ -270,11 +236,7 @@ impl TwNet {
         while self.turn() {}
     }
 
-    /// Where time goes when no endpoint sent anything: the earliest deadline after now. An
-    /// endpoint may keep answering "now" after a turn that had nothing to send (a wake-up with
-    /// no work, harmless to a runtime that sleeps on a real clock); its own deadline then hides
-    /// behind that answer, so time moves to the next one of any endpoint, or by
-    /// [`STALL_STEP`](crate::STALL_STEP) when every endpoint says "now".
+    /// Where time goes when no endpoint sent anything (see [`crate::next_time`]).
     fn next_time(&mut self) -> Instant {
         let now = self.now;
         let deadlines = self
@@ -282,18 +244,7 @@ impl TwNet {
             .iter()
             .filter_map(|c| c.endpoint.poll_timeout())
             .chain(self.server.poll_timeout());
-        let mut any = false;
-        let mut later = None::<Instant>;
-        for deadline in deadlines {
-            any = true;
-            if deadline > now {
-                later = Some(later.map_or(deadline, |l| l.min(deadline)));
-            } else {
-                self.stalls += 1;
-            }
-        }
-        assert!(any, "the net is stuck: no endpoint has a deadline");
-        later.unwrap_or(now + STALL_STEP)
+        crate::next_time(now, deadlines, &mut self.stalls)
     }
 
     /// One turn of the drive contract for every endpoint; returns whether any datagram moved.
@@ -365,5 +316,36 @@ pub fn channel(delivery: Delivery) -> ChannelId {
     match delivery {
         Delivery::Unreliable => ChannelId::UNRELIABLE,
         Delivery::Reliable => ChannelId::GAME,
+    }
+}
+
+impl Net for TwNet {
+    fn clients(&self) -> usize {
+        self.clients.len()
+    }
+
+    fn client_send(&mut self, index: usize, delivery: Delivery, payload: Bytes) {
+        TwNet::client_send(self, index, delivery, payload);
+    }
+
+    /// On the latest-only channel.
+    fn send_snapshot(&mut self, index: usize, snapshot: Bytes) {
+        self.server_send(index, ChannelId::LATEST, snapshot);
+    }
+
+    fn received_by_server(&self, _message_len: u64) -> u64 {
+        self.server_received
+    }
+
+    fn received_by_clients(&self) -> u64 {
+        self.clients_received
+    }
+
+    fn advance(&mut self, by: Duration) {
+        TwNet::advance(self, by);
+    }
+
+    fn run_until(&mut self, done: impl FnMut(&Self) -> bool) {
+        TwNet::run_until(self, done);
     }
 }

@@ -55,6 +55,22 @@ struct Session {
     capabilities: u64,
 }
 
+impl Session {
+    /// The client sends `message` on `up` and the server sends it back on `down`; both arrive
+    /// intact within 200 ms.
+    fn exchange(&mut self, up: ChannelId, down: ChannelId, message: &[u8]) {
+        let (net, server, client) = (&mut self.net, self.server, self.client);
+        net.send(client, self.conn, up, message.to_vec());
+        net.send(server, self.server_conn, down, message.to_vec());
+        net.run_for(Duration::from_millis(200));
+        assert_eq!(
+            net.node(server).messages(self.server_conn, up),
+            vec![message.to_vec()]
+        );
+        assert_eq!(net.node(client).messages(self.conn, down), vec![message.to_vec()]);
+    }
+}
+
 fn session(seed: u64, server_config: Config, client_config: Config) -> Session {
     let mut net = Net::new(tickwire_core::testing::epoch(), seed);
     let server = net.add_server(server_config);
@@ -130,24 +146,15 @@ fn a_peer_without_compression_interoperates_without_flag_bytes() {
         (2, compressing(None), not_compressing()),
         (3, not_compressing(), compressing(None)),
     ] {
+        let mut session = session(seed, server_config, client_config);
+        assert_eq!(session.capabilities, 0);
+        session.exchange(ChannelId::GAME, ChannelId::UNRELIABLE, &snapshot(500));
         let Session {
-            mut net,
+            net,
             server,
-            client,
-            conn,
             server_conn,
-            capabilities,
-        } = session(seed, server_config, client_config);
-        assert_eq!(capabilities, 0);
-        let big = snapshot(500);
-        net.send(client, conn, ChannelId::GAME, big.clone());
-        net.send(server, server_conn, ChannelId::UNRELIABLE, big.clone());
-        net.run_for(Duration::from_millis(200));
-        assert_eq!(
-            net.node(server).messages(server_conn, ChannelId::GAME),
-            vec![big.clone()]
-        );
-        assert_eq!(net.node(client).messages(conn, ChannelId::UNRELIABLE), vec![big]);
+            ..
+        } = session;
         let stats = net.node(server).endpoint.stats(server_conn).unwrap();
         assert_eq!(stats.compression, Default::default());
     }
@@ -162,28 +169,14 @@ fn the_dictionary_is_used_only_when_both_hashes_match() {
         (5, Some(&other[..]), capability::ZSTD),
         (6, None, capability::ZSTD),
     ] {
-        let Session {
-            mut net,
-            server,
-            client,
-            conn,
-            server_conn,
-            capabilities,
-        } = session(
+        let mut session = session(
             seed,
             compressing(Some(&dictionary)),
             compressing(client_dictionary),
         );
-        assert_eq!(capabilities, expected, "seed {seed}");
+        assert_eq!(session.capabilities, expected, "seed {seed}");
         let message = b"entity 7 position 12 40 velocity 1 0 health 90 team 2 ".repeat(3);
-        net.send(client, conn, ChannelId::GAME, message.clone());
-        net.send(server, server_conn, ChannelId::GAME, message.clone());
-        net.run_for(Duration::from_millis(200));
-        assert_eq!(
-            net.node(server).messages(server_conn, ChannelId::GAME),
-            vec![message.clone()]
-        );
-        assert_eq!(net.node(client).messages(conn, ChannelId::GAME), vec![message]);
+        session.exchange(ChannelId::GAME, ChannelId::GAME, &message);
     }
 }
 

@@ -98,7 +98,9 @@ pub use channel::{
 };
 pub use clock::WallClock;
 pub use config::{Config, ConfigError};
-pub use endpoint::{ConnectOptions, Endpoint, EndpointBuilder, EndpointError, RecordedChunk, ServerMut};
+pub use endpoint::{
+    ConnectOptions, Endpoint, EndpointBuilder, EndpointError, RecordedChunk, ServerMut, WebTransportTarget,
+};
 pub use handshake::{AdmittedTicket, Session};
 pub use secrets::Secrets;
 pub use shared::{ConnHandle, ConnectError, Ecn, Event, Initiator, RefusalCause, SendError, Transmit};

@@ -37,12 +37,13 @@ use rand_chacha::ChaCha8Rng;
 use crate::channel::ChannelId;
 use crate::clock::WallClock;
 use crate::config::Config;
-use crate::endpoint::{ConnectOptions, Endpoint};
+use crate::endpoint::{ConnectOptions, Endpoint, WebTransportTarget};
 use crate::handshake::Session;
 use crate::secrets::Secrets;
 use crate::shared::{ConnHandle, Event, Initiator};
 use crate::tick::TickInfo;
 use crate::ticket::{JoinTicket, JoinTicketClaims, TicketIssuer};
+use crate::webtransport::{CertificateOptions, ServerCertificate, WebTransportConfig};
 use crate::wire::ReasonCode;
 
 /// An arbitrary starting instant for virtual time: the one clock read tests need, made here so
@@ -353,6 +354,64 @@ impl Net {
         self.push(endpoint, identity)
     }
 
+    /// Adds a game server that also accepts WebTransport sessions under `webtransport`
+    /// (`PROTOCOL.md` §12), presenting a P-256 certificate derived from its seed and valid
+    /// from an hour ago; returns its index.
+    pub fn add_webtransport_server(&mut self, config: Config, webtransport: WebTransportConfig) -> usize {
+        let (secrets, identity) = self.next_keys();
+        let not_before = self.wall_clock().unix_ms_at(self.now).saturating_sub(3_600_000);
+        let certificate = ServerCertificate::generate(
+            &secrets.derive("webtransport/certificate"),
+            &CertificateOptions::new(not_before),
+        )
+        .expect("harness certificate options are valid");
+        let endpoint = Endpoint::builder(config, secrets, identity.clone(), self.wall_clock())
+            .trust_issuer(ISSUER_KEY_ID, self.issuer.verifying_key())
+            .webtransport(webtransport, certificate)
+            .server(GS_ID, self.now)
+            .expect("harness config is valid");
+        self.push(endpoint, identity)
+    }
+
+    /// Where a WebTransport client of `server` sends its CONNECT: the server's address and
+    /// [`DEFAULT_PATH`](crate::webtransport::DEFAULT_PATH), no origin.
+    pub fn webtransport_target(&self, server: usize) -> WebTransportTarget {
+        WebTransportTarget {
+            authority: self.nodes[server].addr.to_string(),
+            path: crate::webtransport::DEFAULT_PATH.to_owned(),
+            origin: None,
+        }
+    }
+
+    /// `client` opens a WebTransport session to `server` at `target` with `ticket`.
+    pub fn connect_webtransport(
+        &mut self,
+        client: usize,
+        server: usize,
+        ticket: JoinTicket,
+        target: &WebTransportTarget,
+    ) -> ConnHandle {
+        let addr = self.nodes[server].addr;
+        let now = self.now;
+        let conn = self.nodes[client]
+            .endpoint
+            .connect_webtransport(now, addr, ticket, ConnectOptions::default(), target)
+            .expect("harness addresses are valid");
+        self.drain(client);
+        conn
+    }
+
+    /// [`Net::join`] over WebTransport, to [`Net::webtransport_target`].
+    ///
+    /// # Panics
+    /// If the session is not established within 5 s of virtual time.
+    pub fn join_webtransport(&mut self, client: usize, server: usize) -> (ConnHandle, ConnHandle) {
+        let ticket = self.ticket_for(client);
+        let target = self.webtransport_target(server);
+        let conn = self.connect_webtransport(client, server, ticket, &target);
+        self.await_join(client, server, conn)
+    }
+
     /// Adds a client; returns its index.
     pub fn add_client(&mut self, config: Config) -> usize {
         let (secrets, identity) = self.next_keys();
@@ -432,6 +491,10 @@ impl Net {
     /// If the session is not established within 5 s of virtual time.
     pub fn join(&mut self, client: usize, server: usize) -> (ConnHandle, ConnHandle) {
         let conn = self.connect(client, server);
+        self.await_join(client, server, conn)
+    }
+
+    fn await_join(&mut self, client: usize, server: usize, conn: ConnHandle) -> (ConnHandle, ConnHandle) {
         let joined = |net: &Net| {
             let session = net.nodes[client].endpoint.session(conn)?;
             let (server_conn, _) = net.nodes[server]

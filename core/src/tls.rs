@@ -12,7 +12,7 @@
 //! peer provably holds the certificate's key.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::pkcs8::EncodePrivateKey;
@@ -24,11 +24,14 @@ use rand_chacha::ChaCha12Rng;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls::time_provider::TimeProvider;
 use rustls::KeyLog;
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use sha2::{Digest, Sha256};
 
+use crate::webtransport::{ServerCertificate, ALPN_H3};
 use crate::wire::ALPN;
 
 /// TLS exporter label used to bind handshake signatures to the connection (RFC 5705 / 8446 §7.5).
@@ -77,7 +80,7 @@ impl std::fmt::Debug for CryptoOptions {
 }
 
 impl CryptoOptions {
-    fn provider(&self) -> Arc<CryptoProvider> {
+    pub(crate) fn provider(&self) -> Arc<CryptoProvider> {
         self.provider
             .clone()
             .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()))
@@ -104,19 +107,33 @@ fn self_signed(
     Ok((cert.der().clone(), PrivateKeyDer::Pkcs8(key_der)))
 }
 
-/// QUIC server crypto: TLS 1.3 only, ALPN [`ALPN`], a certificate self-signed by `identity`,
-/// no session tickets (tickwire does not resume sessions), wall time from `time`.
+/// QUIC server crypto: TLS 1.3 only, ALPN [`ALPN`] (and `h3` when `webtransport` is given),
+/// no session tickets (tickwire does not resume sessions), wall time from `time`. The
+/// certificate is self-signed by `identity`, except for connections that offer only `h3`,
+/// which get the WebTransport certificate (`PROTOCOL.md` §12.1).
 pub(crate) fn server_crypto(
     identity: &SigningKey,
     options: &CryptoOptions,
     time: Arc<dyn TimeProvider>,
+    webtransport: Option<Arc<CertResolver>>,
 ) -> Result<Arc<QuicServerConfig>, TlsSetupError> {
     let (cert, key) = self_signed(identity)?;
-    let mut tls = rustls::ServerConfig::builder_with_details(options.provider(), time)
+    let builder = rustls::ServerConfig::builder_with_details(options.provider(), time)
         .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_no_client_auth()
-        .with_single_cert(vec![cert], key)?;
-    tls.alpn_protocols = vec![ALPN.to_vec()];
+        .with_no_client_auth();
+    let mut tls = match webtransport {
+        Some(resolver) => {
+            resolver.set_identity(certified_key(&options.provider(), cert, key)?);
+            let mut tls = builder.with_cert_resolver(resolver);
+            tls.alpn_protocols = vec![ALPN.to_vec(), ALPN_H3.to_vec()];
+            tls
+        }
+        None => {
+            let mut tls = builder.with_single_cert(vec![cert], key)?;
+            tls.alpn_protocols = vec![ALPN.to_vec()];
+            tls
+        }
+    };
     tls.max_early_data_size = 0;
     tls.send_tls13_tickets = 0;
     if let Some(key_log) = &options.key_log {
@@ -126,11 +143,71 @@ pub(crate) fn server_crypto(
     Ok(Arc::new(quic))
 }
 
-/// QUIC client crypto: TLS 1.3 only, ALPN [`ALPN`], the exporter-bound verifier, no session
-/// resumption, wall time from `time`.
+fn certified_key(
+    provider: &CryptoProvider,
+    cert: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<CertifiedKey>, TlsSetupError> {
+    let signing = provider.key_provider.load_private_key(key)?;
+    Ok(Arc::new(CertifiedKey::new(vec![cert], signing)))
+}
+
+/// The server's certificates by ALPN: the identity certificate for `tickwire/1`, the current
+/// WebTransport certificate (replaceable while the endpoint runs) for `h3`.
+#[derive(Debug, Default)]
+pub(crate) struct CertResolver {
+    identity: RwLock<Option<Arc<CertifiedKey>>>,
+    webtransport: RwLock<Option<(Arc<CertifiedKey>, [u8; 32])>>,
+}
+
+impl CertResolver {
+    fn set_identity(&self, key: Arc<CertifiedKey>) {
+        *self.identity.write().unwrap_or_else(|e| e.into_inner()) = Some(key);
+    }
+
+    /// Presents `certificate` to WebTransport connections from now on.
+    pub(crate) fn set_webtransport(
+        &self,
+        provider: &CryptoProvider,
+        certificate: &ServerCertificate,
+    ) -> Result<(), TlsSetupError> {
+        let (cert, key) = certificate.rustls_pair();
+        let key = certified_key(provider, cert, key)?;
+        *self.webtransport.write().unwrap_or_else(|e| e.into_inner()) = Some((key, certificate.sha256()));
+        Ok(())
+    }
+
+    /// SHA-256 of the WebTransport certificate presented now.
+    pub(crate) fn webtransport_hash(&self) -> Option<[u8; 32]> {
+        self.webtransport
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|(_, hash)| *hash)
+    }
+}
+
+impl ResolvesServerCert for CertResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        // rustls selects the first of our ALPNs the client offers: `tickwire/1` before `h3`.
+        let offers_native = hello.alpn().is_some_and(|mut offered| offered.any(|p| p == ALPN));
+        let offers_h3 = hello
+            .alpn()
+            .is_some_and(|mut offered| offered.any(|p| p == ALPN_H3));
+        if offers_h3 && !offers_native {
+            let webtransport = self.webtransport.read().unwrap_or_else(|e| e.into_inner());
+            return webtransport.as_ref().map(|(key, _)| key.clone());
+        }
+        self.identity.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// QUIC client crypto: TLS 1.3 only, ALPN `alpn` ([`ALPN`], or `h3` for WebTransport), the
+/// exporter-bound verifier, no session resumption, wall time from `time`.
 pub(crate) fn client_crypto(
     options: &CryptoOptions,
     time: Arc<dyn TimeProvider>,
+    alpn: &[u8],
 ) -> Result<Arc<QuicClientConfig>, TlsSetupError> {
     let provider = options.provider();
     let mut tls = rustls::ClientConfig::builder_with_details(provider.clone(), time)
@@ -138,7 +215,7 @@ pub(crate) fn client_crypto(
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(ExporterBoundVerifier::new(provider)))
         .with_no_client_auth();
-    tls.alpn_protocols = vec![ALPN.to_vec()];
+    tls.alpn_protocols = vec![alpn.to_vec()];
     tls.enable_early_data = false;
     tls.resumption = rustls::client::Resumption::disabled();
     if let Some(key_log) = &options.key_log {
@@ -305,8 +382,8 @@ mod tests {
         let (b, _) = self_signed(&key).unwrap();
         assert_eq!(a, b);
         let time = Arc::new(AnchoredTime::default());
-        assert!(server_crypto(&key, &CryptoOptions::default(), time.clone()).is_ok());
-        assert!(client_crypto(&CryptoOptions::default(), time).is_ok());
+        assert!(server_crypto(&key, &CryptoOptions::default(), time.clone(), None).is_ok());
+        assert!(client_crypto(&CryptoOptions::default(), time, ALPN).is_ok());
     }
 
     #[test]

@@ -40,7 +40,13 @@ use sha2::{Digest, Sha256};
 
 use crate::Secrets;
 
+pub mod connect;
 pub mod h3;
+
+pub use connect::{WebTransportConfig, DEFAULT_PATH};
+
+/// The ALPN of HTTP/3 (RFC 9114 §3.1), which WebTransport sessions negotiate.
+pub const ALPN_H3: &[u8] = b"h3";
 
 /// The longest validity the W3C WebTransport custom certificate requirements allow: two weeks,
 /// measured as `notAfter − notBefore` (RFC 5280 §4.1.2.5).

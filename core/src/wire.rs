@@ -10,6 +10,7 @@ use std::fmt;
 
 use bytes::{Buf, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 pub use crate::fragment::{FragmentHeader, FragmentHeaderError, FRAGMENT_HEADER_LEN};
 pub use crate::heartbeat::{Ping, Pong};
@@ -405,13 +406,43 @@ pub struct Signed {
     pub signature: Signature,
 }
 
-/// A message on the control stream (client-initiated bidirectional stream 0).
+/// A message on the control stream (client-initiated bidirectional stream 0; in a WebTransport
+/// session, the server's first bidirectional stream, `PROTOCOL.md` §12.4).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Control {
     /// Client → server: a signed [`HelloBody`].
     Hello(Signed),
     /// Server → client: a signed [`AcceptBody`].
     Accept(Signed),
+    /// Server → client, first frame of a WebTransport control stream only: what the handshake's
+    /// signatures bind to in place of the TLS exporter (`PROTOCOL.md` §12.5).
+    Challenge(Challenge),
+}
+
+/// [`Challenge::binding`]: the certificate binding, the only one version 1 defines.
+pub const BINDING_CERTIFICATE: u8 = 0;
+
+/// The WebTransport channel binding's inputs (`PROTOCOL.md` §12.5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Challenge {
+    /// [`BINDING_CERTIFICATE`].
+    pub binding: u8,
+    /// SHA-256 of the DER certificate the server presented on this connection.
+    pub cert_hash: [u8; 32],
+    /// Fresh server nonce.
+    pub nonce: [u8; NONCE_LEN],
+}
+
+impl Challenge {
+    /// The value both handshake signatures bind to in place of the TLS exporter:
+    /// `SHA-256("tickwire/wt-binding/v1" ‖ cert_hash ‖ nonce)`.
+    pub fn binding_value(&self) -> [u8; 32] {
+        let mut hasher = Sha256::new();
+        hasher.update(b"tickwire/wt-binding/v1");
+        hasher.update(self.cert_hash);
+        hasher.update(self.nonce);
+        hasher.finalize().into()
+    }
 }
 
 /// Errors decoding anything received from a peer.

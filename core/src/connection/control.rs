@@ -26,6 +26,10 @@ impl Conn {
     }
 
     pub(super) fn handle_quic_connected(&mut self, ctx: &mut Ctx<'_>) {
+        // A WebTransport session first runs HTTP/3; its handshake starts with the Challenge.
+        if self.start_webtransport(ctx) {
+            return;
+        }
         let Some(exporter) = self.exporter() else {
             self.close_now(
                 ctx,
@@ -95,6 +99,26 @@ impl Conn {
             }
         };
         match std::mem::replace(&mut self.state, State::Closed) {
+            State::ClientConnecting(handshake) => {
+                // Only a WebTransport server speaks first, with the Challenge (`PROTOCOL.md`
+                // §12.5).
+                let binding = match &message {
+                    Control::Challenge(challenge) => self.check_challenge(challenge),
+                    _ => Err(Rejection::new(ReasonCode::BAD_HANDSHAKE, "expected a Challenge")),
+                };
+                match binding {
+                    Ok(binding) => {
+                        let (next, hello) = handshake.start(binding, (ctx.nonce)());
+                        self.state = State::ClientAwaitingAccept(next);
+                        self.queue_control(&hello);
+                        self.flush(ctx.now);
+                    }
+                    Err(rejection) => {
+                        self.state = State::Verifying;
+                        self.close(ctx, rejection);
+                    }
+                }
+            }
             State::ClientAwaitingAccept(awaiting) => match awaiting.handle_accept(&message, ctx.unix_ms) {
                 Ok(session) => self.establish(ctx, session),
                 Err(rejection) => {
@@ -189,7 +213,7 @@ impl Conn {
         }
     }
 
-    fn queue_control(&mut self, message: &Control) {
+    pub(super) fn queue_control(&mut self, message: &Control) {
         self.control_tx.push_back(QueuedFrame {
             bytes: wire::encode_frame(&wire::encode(message)),
             written: 0,

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use bytes::{Buf, Bytes};
 
-use super::{pack, Conn, Ctx};
+use super::{pack3, Conn, Ctx};
 use crate::channel::{ChannelId, ChannelKind, OversizePolicy, SendOptions};
 use crate::compress::Codec;
 use crate::config::Config;
@@ -37,9 +37,17 @@ impl Conn {
     pub(super) fn send_pings(&mut self, ctx: &mut Ctx<'_>) {
         let tick = self.local_tick(ctx);
         while let Some(ping) = self.heartbeat.poll_ping(ctx.now, tick) {
-            let bytes = wire::encode_heartbeat(DatagramKind::Ping, &ping);
+            let bytes = self.wrap(wire::encode_heartbeat(DatagramKind::Ping, &ping));
             let _ = self.quic.datagrams().send(bytes, true);
         }
+    }
+
+    /// `bytes` behind the session's datagram prefix (a copy, on WebTransport sessions only).
+    fn wrap(&mut self, bytes: Bytes) -> Bytes {
+        if self.dgram_prefix.is_empty() {
+            return bytes;
+        }
+        pack3(&mut self.tx_arena, &self.dgram_prefix, &bytes, &[])
     }
 
     pub(super) fn read_datagrams(&mut self, ctx: &mut Ctx<'_>) {
@@ -48,6 +56,9 @@ impl Conn {
                 self.stats.datagrams_dropped_early += 1;
                 continue;
             }
+            let Some(bytes) = self.unwrap_datagram(bytes) else {
+                continue;
+            };
             self.handle_datagram(ctx, bytes);
             if self.is_closed() {
                 return;
@@ -68,10 +79,8 @@ impl Conn {
             Datagram::Ping(ping) => {
                 let tick = self.local_tick(ctx);
                 let pong = self.heartbeat.handle_ping(now, &ping, tick);
-                let _ = self
-                    .quic
-                    .datagrams()
-                    .send(wire::encode_heartbeat(DatagramKind::Pong, &pong), true);
+                let bytes = self.wrap(wire::encode_heartbeat(DatagramKind::Pong, &pong));
+                let _ = self.quic.datagrams().send(bytes, true);
             }
             Datagram::Pong(pong) => {
                 if let (Some(sample), Some(sync)) =
@@ -163,7 +172,8 @@ impl Conn {
             .quic
             .datagrams()
             .max_size()
-            .ok_or(SendError::DatagramsUnsupported)?;
+            .ok_or(SendError::DatagramsUnsupported)?
+            .saturating_sub(self.dgram_prefix.len());
         if raw.len() > config.fragment.max_message_bytes {
             return self.send_oversized(now, config, codec, raw, options);
         }
@@ -177,7 +187,7 @@ impl Conn {
             } else {
                 head[0] = type_byte(DatagramKind::Unreliable, channel.0);
             }
-            let bytes = pack(&mut self.tx_arena, &head[..header], &payload);
+            let bytes = pack3(&mut self.tx_arena, &self.dgram_prefix, &head[..header], &payload);
             self.queue_datagram(now, config, bytes, options.deadline);
         } else {
             let chunk_max = max.saturating_sub(1 + FRAGMENT_HEADER_LEN);
@@ -204,7 +214,7 @@ impl Conn {
                     }
                     .encode(),
                 );
-                let bytes = pack(&mut self.tx_arena, &head, chunk);
+                let bytes = pack3(&mut self.tx_arena, &self.dgram_prefix, &head, chunk);
                 self.queue_datagram(now, config, bytes, options.deadline);
             }
             self.stats.messages_fragmented += 1;

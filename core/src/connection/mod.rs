@@ -10,6 +10,7 @@ mod control;
 mod datagrams;
 mod policy;
 mod streams;
+mod webtransport;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -36,6 +37,7 @@ use crate::wire::{
 use datagrams::QueuedDatagram;
 use policy::Policy;
 use streams::{QueuedFrame, RxStream, TxChannel};
+pub(crate) use webtransport::Carrier;
 
 /// Where the session is. Handshake states hold their typestate value.
 #[derive(Debug)]
@@ -65,10 +67,17 @@ const TX_ARENA_BYTES: usize = 4096;
 /// freed once every `Bytes` cut from it is. A connection holds at most one partly used chunk
 /// of [`TX_ARENA_BYTES`] (or the size of its largest datagram).
 fn pack(arena: &mut BytesMut, head: &[u8], body: &[u8]) -> Bytes {
-    let len = head.len() + body.len();
+    pack3(arena, &[], head, body)
+}
+
+/// [`pack`] behind a `prefix` (a WebTransport session's stream or datagram prefix, empty on a
+/// native session).
+fn pack3(arena: &mut BytesMut, prefix: &[u8], head: &[u8], body: &[u8]) -> Bytes {
+    let len = prefix.len() + head.len() + body.len();
     if arena.capacity() < len {
         *arena = BytesMut::with_capacity(len.max(TX_ARENA_BYTES));
     }
+    arena.extend_from_slice(prefix);
     arena.extend_from_slice(head);
     arena.extend_from_slice(body);
     arena.split().freeze()
@@ -103,6 +112,12 @@ pub(crate) struct Conn {
     pub(crate) stats: ConnectionStats,
     /// Server: when the TLS handshake completed and the wait for the Hello began.
     hello_wait_since: Option<Instant>,
+    /// WebTransport connections: the HTTP/3 session carrying this one (`PROTOCOL.md` §12).
+    wt: Option<Box<Carrier>>,
+    /// What begins each channel stream before its channel byte, and each datagram: empty on
+    /// a native session, the WebTransport session's prefixes once it is live.
+    stream_prefix: heapless::Vec<u8, 16>,
+    dgram_prefix: heapless::Vec<u8, 8>,
 }
 
 /// What [`Conn::process`] needs from the endpoint.
@@ -129,6 +144,10 @@ pub(crate) struct ServerCtx<'a> {
     pub identity: &'a SigningKey,
     /// The play ticket presented in accepts, if any.
     pub play_ticket: Option<&'a [u8]>,
+    /// WebTransport sessions' CONNECT rules, when the server accepts them.
+    pub webtransport: Option<&'a crate::webtransport::WebTransportConfig>,
+    /// The certificate WebTransport connections are presented (`PROTOCOL.md` §12.5).
+    pub webtransport_certs: Option<&'a crate::tls::CertResolver>,
     /// Join-ticket verification: issuer keys, revocations, replay cache.
     pub tickets: &'a mut TicketVerifier,
 }
@@ -143,6 +162,20 @@ impl Conn {
     ) -> Self {
         let mut conn = Self::new(quic, now, config, State::ClientConnecting(handshake));
         conn.tick_sync = Some(TickSync::new(config.tick_sync.clone()));
+        conn
+    }
+
+    /// A client connection that runs `handshake` inside a WebTransport session opened by
+    /// `request` (`PROTOCOL.md` §12).
+    pub(crate) fn client_webtransport(
+        quic: quinn_proto::Connection,
+        now: Instant,
+        config: &Config,
+        handshake: ClientHandshake,
+        request: crate::webtransport::connect::ConnectRequest,
+    ) -> Self {
+        let mut conn = Self::client(quic, now, config, handshake);
+        conn.wt = Some(Box::new(Carrier::client(request)));
         conn
     }
 
@@ -184,6 +217,9 @@ impl Conn {
             last_frames_rx: 0,
             stats: ConnectionStats::default(),
             hello_wait_since: None,
+            wt: None,
+            stream_prefix: heapless::Vec::new(),
+            dgram_prefix: heapless::Vec::new(),
         }
     }
 
@@ -235,7 +271,7 @@ impl Conn {
                 consider(self.reassembler.poll_timeout());
                 consider(self.next_stall());
             }
-            State::Closed => {}
+            State::Closed => consider(self.wt.as_ref().and_then(|wt| wt.linger_deadline())),
             _ => consider(self.handshake_deadline),
         }
         deadline
@@ -247,7 +283,7 @@ impl Conn {
         let now = ctx.now;
         self.quic.handle_timeout(now);
         match self.state {
-            State::Closed => {}
+            State::Closed => self.linger(now, None),
             State::Established => {
                 self.reassembler.handle_timeout(now);
                 if let Some(failure) = self.heartbeat.handle_timeout(now) {
@@ -306,11 +342,17 @@ impl Conn {
             match event {
                 quinn_proto::Event::Connected => self.handle_quic_connected(ctx),
                 quinn_proto::Event::ConnectionLost { reason } => self.handle_quic_lost(ctx, reason),
-                quinn_proto::Event::Stream(StreamEvent::Opened { dir }) => self.accept_streams(ctx, dir),
+                quinn_proto::Event::Stream(StreamEvent::Opened { dir }) => {
+                    if self.wt.is_some() {
+                        self.wt_accept_streams(ctx, dir);
+                    } else {
+                        self.accept_streams(ctx, dir);
+                    }
+                }
                 quinn_proto::Event::Stream(StreamEvent::Readable { id }) => {
                     if Some(id) == self.control {
                         self.read_control(ctx);
-                    } else {
+                    } else if !self.wt_readable(ctx, id) {
                         self.read_stream(ctx, id);
                     }
                 }
@@ -323,8 +365,11 @@ impl Conn {
                 _ => {}
             }
             if matches!(self.state, State::Closed) {
-                // Drain remaining events without acting on them.
-                while self.quic.poll().is_some() {}
+                // Drain remaining events without acting on them (but a lingering WebTransport
+                // close watches for the peer's end of the CONNECT stream).
+                while let Some(event) = self.quic.poll() {
+                    self.linger(ctx.now, Some(&event));
+                }
                 break;
             }
         }
@@ -339,6 +384,18 @@ impl Conn {
             return;
         }
         let (reason, info) = match error {
+            // HTTP/3 error codes, not reason codes: a WebTransport session's reason travels in
+            // its close capsule (`PROTOCOL.md` §12.6), so this close carries none.
+            E::ApplicationClosed(close) if self.wt.is_some() => (
+                ReasonCode::TRANSPORT_ERROR,
+                CloseInfo {
+                    retry_after_ms: None,
+                    detail: format!(
+                        "HTTP/3 connection closed with code {:#x}",
+                        close.error_code.into_inner()
+                    ),
+                },
+            ),
             E::ApplicationClosed(close) => {
                 let code = u16::try_from(close.error_code.into_inner()).unwrap_or(u16::MAX);
                 (ReasonCode(code), CloseInfo::decode(&close.reason))
@@ -428,8 +485,10 @@ impl Conn {
             retry_after_ms: rejection.retry_after_ms,
             detail: rejection.detail.clone(),
         };
-        self.quic
-            .close(ctx.now, VarInt::from(rejection.reason.0), info.encode());
+        if !self.close_webtransport(ctx.now, rejection.reason, &info) {
+            self.quic
+                .close(ctx.now, VarInt::from(rejection.reason.0), info.encode());
+        }
         self.report_closed(
             ctx,
             rejection.reason,

@@ -264,12 +264,14 @@ impl Conn {
                 };
                 let _ = self.quic.send_stream(id).set_priority(priority);
                 tx.stream = Some(id);
+                // On a WebTransport session the stream begins with its prefix (`PROTOCOL.md` §12.4).
+                let head = pack(&mut self.tx_arena, &self.stream_prefix, &[channel.0]);
+                self.queued_reliable_bytes += head.len();
                 tx.queue.push_back(QueuedFrame {
-                    bytes: Bytes::copy_from_slice(&[channel.0]),
+                    bytes: head,
                     written: 0,
                     deadline: None,
                 });
-                self.queued_reliable_bytes += 1;
                 id
             }
         };

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 
+use super::server::WebTransportServer;
 use super::{transport_config, Endpoint, EndpointError, ServerState};
 use crate::clock::WallClock;
 use crate::config::Config;
@@ -13,7 +14,8 @@ use crate::limits::AddressLimiter;
 use crate::secrets::Secrets;
 use crate::tick::TickScheduler;
 use crate::ticket::TicketVerifier;
-use crate::tls::{self, AnchoredTime, CryptoOptions};
+use crate::tls::{self, AnchoredTime, CertResolver, CryptoOptions};
+use crate::webtransport::{ServerCertificate, WebTransportConfig};
 
 /// Builds an [`Endpoint`]; start with [`Endpoint::builder`], finish with
 /// [`EndpointBuilder::client`] or [`EndpointBuilder::server`].
@@ -41,6 +43,7 @@ pub struct EndpointBuilder {
     wall: WallClock,
     crypto: CryptoOptions,
     issuers: Vec<(u32, VerifyingKey)>,
+    webtransport: Option<(WebTransportConfig, ServerCertificate)>,
 }
 
 impl EndpointBuilder {
@@ -52,6 +55,7 @@ impl EndpointBuilder {
             wall,
             crypto: CryptoOptions::default(),
             issuers: Vec::new(),
+            webtransport: None,
         }
     }
 
@@ -66,6 +70,15 @@ impl EndpointBuilder {
     /// Ignored by [`EndpointBuilder::client`].
     pub fn trust_issuer(mut self, key_id: u32, key: VerifyingKey) -> Self {
         self.issuers.push((key_id, key));
+        self
+    }
+
+    /// (Server) also accepts WebTransport sessions from browsers on the same socket
+    /// (`PROTOCOL.md` §12): ALPN `h3`, CONNECTs checked against `config`, TLS presenting
+    /// `certificate` (rotate it with [`ServerMut::set_webtransport_certificate`](super::ServerMut::set_webtransport_certificate)).
+    /// Ignored by [`EndpointBuilder::client`].
+    pub fn webtransport(mut self, config: WebTransportConfig, certificate: ServerCertificate) -> Self {
+        self.webtransport = Some((config, certificate));
         self
     }
 
@@ -100,11 +113,30 @@ impl EndpointBuilder {
             wall,
             crypto,
             issuers,
+            webtransport,
         } = self;
         config.validate()?;
         let time_source = Arc::new(AnchoredTime::default());
+        let webtransport = match webtransport {
+            Some((config, certificate)) => {
+                let provider = crypto.provider();
+                let certs = Arc::new(CertResolver::default());
+                certs.set_webtransport(&provider, &certificate)?;
+                Some(WebTransportServer {
+                    config,
+                    certs,
+                    provider,
+                })
+            }
+            None => None,
+        };
         let mut server_config = quinn_proto::ServerConfig::new(
-            tls::server_crypto(&identity, &crypto, time_source.clone())?,
+            tls::server_crypto(
+                &identity,
+                &crypto,
+                time_source.clone(),
+                webtransport.as_ref().map(|wt| wt.certs.clone()),
+            )?,
             tls::token_key(secrets.derive("quic/token-key")),
         );
         server_config
@@ -123,6 +155,7 @@ impl EndpointBuilder {
             paused: None,
             play_ticket: None,
             recorders: Default::default(),
+            webtransport,
         };
         let mut endpoint = Endpoint::new(
             config,

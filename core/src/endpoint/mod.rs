@@ -72,6 +72,17 @@ pub struct ConnectOptions {
     pub trusted_vs_keys: Option<VsKeys>,
 }
 
+/// Where [`Endpoint::connect_webtransport`] sends its extended CONNECT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebTransportTarget {
+    /// `:authority`, e.g. `127.0.0.1:4433`.
+    pub authority: String,
+    /// `:path`, e.g. [`DEFAULT_PATH`](crate::webtransport::DEFAULT_PATH).
+    pub path: String,
+    /// `origin`, as a browser sends it; `None` sends none.
+    pub origin: Option<String>,
+}
+
 impl Default for ConnectOptions {
     fn default() -> Self {
         Self {
@@ -150,6 +161,8 @@ pub struct Endpoint {
     config: Arc<Config>,
     quic: quinn_proto::Endpoint,
     client_config: quinn_proto::ClientConfig,
+    /// Outgoing WebTransport connections: ALPN `h3`, room for the server's streams.
+    webtransport_client_config: quinn_proto::ClientConfig,
     identity: SigningKey,
     wall: WallClock,
     time_source: Arc<AnchoredTime>,
@@ -172,6 +185,11 @@ pub struct Endpoint {
 }
 
 fn transport_config(config: &Config, server: bool) -> Arc<TransportConfig> {
+    transport_config_with(config, u32::from(server), config.channels.len() as u32)
+}
+
+/// The transport parameters of `PROTOCOL.md` §2.3, allowing the peer `bidi` and `uni` streams.
+fn transport_config_with(config: &Config, bidi: u32, uni: u32) -> Arc<TransportConfig> {
     let mut transport = TransportConfig::default();
     let idle = IdleTimeout::try_from(Duration::from_millis(config.idle_timeout_ms))
         .unwrap_or(IdleTimeout::from(VarInt::MAX));
@@ -180,8 +198,8 @@ fn transport_config(config: &Config, server: bool) -> Arc<TransportConfig> {
         .keep_alive_interval(None)
         .datagram_receive_buffer_size(Some(1 << 20))
         .datagram_send_buffer_size(config.datagram_send_buffer_bytes)
-        .max_concurrent_bidi_streams(VarInt::from_u32(u32::from(server)))
-        .max_concurrent_uni_streams(VarInt::from_u32(config.channels.len() as u32));
+        .max_concurrent_bidi_streams(VarInt::from_u32(bidi))
+        .max_concurrent_uni_streams(VarInt::from_u32(uni));
     if let Some(ack) = &config.ack_frequency {
         let mut frequency = quinn_proto::AckFrequencyConfig::default();
         frequency
@@ -191,6 +209,12 @@ fn transport_config(config: &Config, server: bool) -> Arc<TransportConfig> {
         transport.ack_frequency_config(Some(frequency));
     }
     Arc::new(transport)
+}
+
+/// A WebTransport client's transport: the native one, plus room for the server's control
+/// stream (bidirectional) and its HTTP/3 streams (`PROTOCOL.md` §12.1).
+fn webtransport_transport_config(config: &Config) -> Arc<TransportConfig> {
+    transport_config_with(config, 1, config.channels.len() as u32 + 4)
 }
 
 impl Endpoint {
@@ -222,14 +246,26 @@ impl Endpoint {
         endpoint_config
             .cid_generator(move || Box::new(tls::SeededCidGenerator::new(cid_seed)))
             .rng_seed(Some(secrets.derive("quic/rng")));
-        let mut client_config =
-            quinn_proto::ClientConfig::new(tls::client_crypto(crypto, time_source.clone())?);
+        let mut client_config = quinn_proto::ClientConfig::new(tls::client_crypto(
+            crypto,
+            time_source.clone(),
+            crate::wire::ALPN,
+        )?);
         client_config
             .transport_config(transport_config(&config, false))
             .initial_dst_cid_provider(tls::initial_cid_provider(secrets.derive("quic/initial-dcid")));
+        let mut webtransport_client_config = quinn_proto::ClientConfig::new(tls::client_crypto(
+            crypto,
+            time_source.clone(),
+            crate::webtransport::ALPN_H3,
+        )?);
+        webtransport_client_config
+            .transport_config(webtransport_transport_config(&config))
+            .initial_dst_cid_provider(tls::initial_cid_provider(secrets.derive("quic/initial-dcid/wt")));
         Ok(Self {
             quic: quinn_proto::Endpoint::new(Arc::new(endpoint_config), server_config, false, None),
             client_config,
+            webtransport_client_config,
             identity,
             wall,
             time_source,
@@ -390,6 +426,8 @@ impl Endpoint {
                 identity,
                 play_ticket: server.play_ticket.as_deref(),
                 tickets: &mut server.tickets,
+                webtransport: server.webtransport.as_ref().map(|wt| &wt.config),
+                webtransport_certs: server.webtransport.as_ref().map(|wt| &*wt.certs),
             });
             let mut ctx = Ctx {
                 now,
@@ -544,6 +582,30 @@ impl Endpoint {
         self.connect_inner(now, remote, Some(ticket), options)
     }
 
+    /// Command (client): opens a session to `remote` inside a WebTransport session
+    /// (`PROTOCOL.md` §12), as a browser would: ALPN `h3`, an extended CONNECT to
+    /// `https://{target.authority}{target.path}`, then the handshake bound to the server's
+    /// WebTransport certificate. The application sees the same events as for [`Endpoint::connect`].
+    ///
+    /// # Errors
+    /// [`ConnectError`] if QUIC refuses the address. A refused CONNECT arrives as
+    /// [`Event::Rejected`] with `TRANSPORT_ERROR` and the HTTP status in its detail.
+    pub fn connect_webtransport(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        ticket: JoinTicket,
+        options: ConnectOptions,
+        target: &WebTransportTarget,
+    ) -> Result<ConnHandle, ConnectError> {
+        let request = crate::webtransport::connect::ConnectRequest::new(
+            &target.authority,
+            &target.path,
+            target.origin.as_deref(),
+        );
+        self.connect_with(now, remote, Some(ticket), options, Some(request))
+    }
+
     /// Command (game server): opens a session to its verification server at `remote` with
     /// [`Role::GameServer`] and no join ticket (the VS admits it on its TPM quote;
     /// `PROTOCOL.md` §8). `options.role` is ignored.
@@ -570,6 +632,17 @@ impl Endpoint {
         ticket: Option<JoinTicket>,
         options: ConnectOptions,
     ) -> Result<ConnHandle, ConnectError> {
+        self.connect_with(now, remote, ticket, options, None)
+    }
+
+    fn connect_with(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        ticket: Option<JoinTicket>,
+        options: ConnectOptions,
+        webtransport: Option<crate::webtransport::connect::ConnectRequest>,
+    ) -> Result<ConnHandle, ConnectError> {
         let now = self.advance(now);
         // Checked against the wall clock when the Accept is processed (`Ctx::unix_ms`).
         let play_ticket = options.trusted_vs_keys.map(|keys| PlayTicketCheck {
@@ -590,16 +663,29 @@ impl Endpoint {
             play_ticket,
             extensions: self.codec.hello_extensions(),
         };
+        let client_config = match webtransport {
+            Some(_) => self.webtransport_client_config.clone(),
+            None => self.client_config.clone(),
+        };
         let (ch, quic) = self
             .quic
-            .connect(now, self.client_config.clone(), remote, SERVER_NAME)
+            .connect(now, client_config, remote, SERVER_NAME)
             .map_err(ConnectError::from_quic)?;
         let handle = ConnHandle(ch.0);
         let handshake = ClientHandshake::new(self.identity.clone(), offer);
-        let conn = Conn::client(quic, now, &self.config, handshake);
+        let conn = match webtransport {
+            Some(request) => Conn::client_webtransport(quic, now, &self.config, handshake, request),
+            None => Conn::client(quic, now, &self.config, handshake),
+        };
         self.conns.insert(handle, Entry::new(conn, now));
         self.process(now, handle);
         Ok(handle)
+    }
+
+    /// Whether `conn` is carried by WebTransport (`PROTOCOL.md` §12) rather than native QUIC;
+    /// `None` for an unknown handle. Known once the TLS handshake completed.
+    pub fn is_webtransport(&self, conn: ConnHandle) -> Option<bool> {
+        self.conns.get(&conn).map(|entry| entry.conn.is_webtransport())
     }
 
     /// Command: sends `payload` on `channel` (see `crate::channel` for delivery semantics).

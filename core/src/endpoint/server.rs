@@ -1,5 +1,6 @@
 //! Server-only operations, through [`ServerMut`], a view that exists only on server endpoints.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Endpoint;
@@ -8,6 +9,8 @@ use crate::limits::AddressLimiter;
 use crate::shared::ConnHandle;
 use crate::tick::TickScheduler;
 use crate::ticket::{TicketError, TicketVerifier};
+use crate::tls::{CertResolver, TlsSetupError};
+use crate::webtransport::{ServerCertificate, WebTransportConfig};
 use crate::wire::ReasonCode;
 
 /// What only a server endpoint holds.
@@ -25,6 +28,16 @@ pub(super) struct ServerState {
     pub(super) play_ticket: Option<Vec<u8>>,
     /// Session recordings (`PROTOCOL.md` §11).
     pub(super) recorders: super::recorder::Recorders,
+    /// WebTransport sessions, when accepted (`PROTOCOL.md` §12).
+    pub(super) webtransport: Option<WebTransportServer>,
+}
+
+/// A server's WebTransport options and the certificate its TLS presents for `h3`.
+#[derive(Debug)]
+pub(super) struct WebTransportServer {
+    pub(super) config: WebTransportConfig,
+    pub(super) certs: Arc<CertResolver>,
+    pub(super) provider: Arc<rustls::crypto::CryptoProvider>,
 }
 
 /// The server-only operations of an [`Endpoint`]: admission, shutdown, ticket revocation and
@@ -76,6 +89,38 @@ fn retry_after_ms(retry_after: Option<Duration>) -> Option<u32> {
 }
 
 impl<'a> ServerMut<'a> {
+    /// Presents `certificate` to WebTransport connections from now on (rotation before it
+    /// expires); sessions already open keep theirs. Publish its hash for clients to pin
+    /// before they need it.
+    ///
+    /// # Errors
+    /// [`TlsSetupError`] if the endpoint accepts no WebTransport sessions or the key is refused.
+    pub fn set_webtransport_certificate(
+        &mut self,
+        certificate: &ServerCertificate,
+    ) -> Result<(), TlsSetupError> {
+        let wt = self
+            .endpoint
+            .server
+            .as_ref()
+            .and_then(|server| server.webtransport.as_ref())
+            .ok_or_else(|| {
+                TlsSetupError::Certificate("WebTransport is not enabled on this endpoint".into())
+            })?;
+        wt.certs.set_webtransport(&wt.provider, certificate)
+    }
+
+    /// SHA-256 of the certificate WebTransport connections are presented now, if enabled.
+    pub fn webtransport_certificate_hash(&self) -> Option<[u8; 32]> {
+        self.endpoint
+            .server
+            .as_ref()?
+            .webtransport
+            .as_ref()?
+            .certs
+            .webtransport_hash()
+    }
+
     /// Command: stops admitting sessions and closes every connection with `SERVER_SHUTDOWN`,
     /// advising clients to retry after `retry_after` if given.
     pub fn shutdown(&mut self, now: Instant, detail: &str, retry_after: Option<Duration>) {

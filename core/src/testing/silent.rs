@@ -42,7 +42,9 @@ impl SilentClient {
         endpoint_config
             .cid_generator(move || Box::new(tls::SeededCidGenerator::new(cid_seed)))
             .rng_seed(Some(secrets.derive("quic/rng")));
-        let mut config = ClientConfig::new(tls::client_crypto(crypto, time.clone()).expect("ring provider"));
+        let mut config = ClientConfig::new(
+            tls::client_crypto(crypto, time.clone(), crate::wire::ALPN).expect("ring provider"),
+        );
         config.initial_dst_cid_provider(tls::initial_cid_provider(secrets.derive("quic/initial-dcid")));
         Self {
             quic: Endpoint::new(Arc::new(endpoint_config), None, false, None),

@@ -124,12 +124,28 @@ pub fn demo_ticket(
     index: u64,
     identity: &VerifyingKey,
 ) -> io::Result<JoinTicket> {
+    demo_ticket_valid_from(issuer, gs_id, index, identity, wall_clock_now().unix_ms)
+}
+
+/// [`demo_ticket`] valid for two minutes from `valid_from_unix_ms` (Unix ms) instead of from
+/// now: a time far enough in the past gives a ticket that game servers refuse with
+/// `TICKET_EXPIRED` (its expiry plus their skew allowance, 30 s by default, has passed).
+///
+/// # Errors
+/// The OS has no randomness to give.
+pub fn demo_ticket_valid_from(
+    issuer: &SigningKey,
+    gs_id: u64,
+    index: u64,
+    identity: &VerifyingKey,
+    valid_from_unix_ms: u64,
+) -> io::Result<JoinTicket> {
     let mut jti = [0u8; 16];
     jti.copy_from_slice(&os_random()?[..16]);
     let claims = JoinTicketClaims::builder(identity.to_bytes(), jti)
         .client_id(index)
         .audience(gs_id)
-        .valid_from(wall_clock_now().unix_ms)
+        .valid_from(valid_from_unix_ms)
         .lifetime_ms(TICKET_LIFETIME_MS)
         .build();
     Ok(TicketIssuer::new(DEMO_KEY_ID, issuer.clone()).issue(&claims))

@@ -18,6 +18,7 @@
 pub mod cli;
 pub mod demo;
 pub mod game;
+pub mod lobby;
 pub mod operator;
 pub mod record;
 pub mod replay;

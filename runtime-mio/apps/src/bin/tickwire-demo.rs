@@ -13,6 +13,16 @@
 //! and the clients (which sign their join tickets with it). Every identity and every
 //! endpoint's secrets come from the OS too.
 //!
+//! `tickwire-demo web` is the lobby for browser clients ([`tickwire_apps::lobby`]): it serves
+//! the demo page and hands each browser a join ticket and the game server's certificate
+//! hashes, for a `tickwire-gs` started with `--webtransport-cert-json` and the same issuer:
+//!
+//! ```text
+//! tickwire-gs --insecure-demo-issuer-seed 7 --listen 127.0.0.1:4433 --webtransport-cert-json /tmp/tw/cert.json
+//! tickwire-demo web --insecure-demo-issuer-seed 7 --gs 127.0.0.1:4433 --cert-json /tmp/tw/cert.json
+//! # then open http://127.0.0.1:8080/ (web/scripts/setup builds the page into web/demo/dist)
+//! ```
+//!
 //! Bad input (a duration that is not a finite number of seconds up to a year, a client count
 //! out of range) exits with code 2 and one line on stderr.
 
@@ -22,12 +32,18 @@ use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use clap::Parser;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::{Args as ClapArgs, Parser, Subcommand};
 use ed25519_dalek::SigningKey;
-use tickwire_apps::cli::{check_output, fail, parse_seconds};
+use tickwire_apps::cli::{check_output, fail, parse_seconds, IssuerSource};
 use tickwire_apps::demo::{
     demo_config, run_clients, run_server, write_json, ClientOptions, DemoReport, ServerOptions, DEMO_GS_ID,
+    DEMO_SCHEMA,
 };
+use tickwire_apps::lobby::{Lobby, LobbyOptions};
 use tickwire_apps::vs::{
     binary_sha256, demo_config_sha256, run_vs, vs_endpoint_config, vs_keys, VsLink, VsOptions,
 };
@@ -39,8 +55,10 @@ const BIN: &str = "tickwire-demo";
 
 /// Runs a tickwire game server and clients over loopback UDP and reports what happened.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(version, args_conflicts_with_subcommands = true)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Number of clients (1 to 1024).
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1024))]
     clients: u64,
@@ -54,6 +72,106 @@ struct Args {
     /// simulated TPM measuring this binary, and clients require its play ticket.
     #[arg(long)]
     with_vs: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serves the browser demo: the page (web/demo/dist) and `GET /session`, which mints a
+    /// join ticket for the key given and returns the game server's WebTransport URL and
+    /// certificate hashes.
+    Web(WebArgs),
+}
+
+/// `tickwire-demo web`.
+#[derive(Debug, ClapArgs)]
+struct WebArgs {
+    /// HTTP address of the lobby. Loopback by default; anything else exposes ticket minting
+    /// to that network.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The game server's UDP address (`tickwire-gs --listen`), named in the session URL.
+    #[arg(long, default_value = "127.0.0.1:4433")]
+    gs: SocketAddr,
+    /// The certificate-hash document the game server writes (`tickwire-gs
+    /// --webtransport-cert-json PATH`); read on every request.
+    #[arg(long, value_name = "PATH")]
+    cert_json: PathBuf,
+    /// The ticket issuer's private key (PEM, `tickwire-vs keygen PATH`); the game server
+    /// must trust its public key.
+    #[arg(long, value_name = "PATH")]
+    issuer_key: Option<PathBuf>,
+    /// INSECURE, demos only: mint tickets with the key derived from this public number (the
+    /// game server's `--insecure-demo-issuer-seed`).
+    #[arg(long, value_name = "N", conflicts_with = "issuer_key")]
+    insecure_demo_issuer_seed: Option<u64>,
+    /// Game server id tickets name.
+    #[arg(long, default_value_t = DEMO_GS_ID)]
+    gs_id: u64,
+    /// The game server's WebTransport path.
+    #[arg(long, default_value = "/tickwire")]
+    path: String,
+    /// Directory of the page's files.
+    #[arg(long = "static", value_name = "DIR", default_value = "web/demo/dist")]
+    static_dir: PathBuf,
+    /// Stop after this many seconds (default: run until SIGINT or SIGTERM).
+    #[arg(long, value_parser = parse_seconds, allow_negative_numbers = true)]
+    seconds: Option<Duration>,
+}
+
+/// `tickwire-demo web`: binds the lobby, prints its address, serves until a signal or the
+/// duration.
+fn web(args: &WebArgs) -> ExitCode {
+    let issuer = IssuerSource {
+        bin: BIN,
+        path: args.issuer_key.as_deref(),
+        insecure_seed: args.insecure_demo_issuer_seed,
+    }
+    .signing_key();
+    let issuer = match issuer {
+        Ok(issuer) => issuer,
+        Err(e) => return fail(BIN, e),
+    };
+    if !args.static_dir.join("index.html").is_file() {
+        eprintln!(
+            "{BIN}: warning: {} has no index.html (run web/scripts/setup to build the page); serving /session only",
+            args.static_dir.display()
+        );
+    }
+    let options = LobbyOptions {
+        listen: args.listen,
+        static_dir: args.static_dir.clone(),
+        game_server: args.gs,
+        path: args.path.clone(),
+        cert_json: args.cert_json.clone(),
+        issuer,
+        gs_id: args.gs_id,
+        schema_hash: Config::schema_hash_of(DEMO_SCHEMA),
+    };
+    let lobby = match Lobby::bind(options) {
+        Ok(lobby) => lobby,
+        Err(e) => return fail(BIN, e),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(signal, stop.clone()) {
+            return fail(BIN, format!("cannot install the signal handlers: {e}"));
+        }
+    }
+    match lobby.local_addr() {
+        Ok(addr) => println!(
+            "tickwire-demo web: lobby on http://{addr}/ for game server {} (certificate hashes from {})",
+            args.gs,
+            args.cert_json.display()
+        ),
+        Err(e) => return fail(BIN, e),
+    }
+    match lobby.serve(&stop, args.seconds.map(|s| Instant::now() + s)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{BIN}: lobby: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// The game server's config. Every demo client comes from 127.0.0.1, and this server binds
@@ -124,6 +242,9 @@ fn start_vs(args: &Args, issuer: &SigningKey) -> Result<VsLink, String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::Web(web_args)) = &args.command {
+        return web(web_args);
+    }
     if let Some(path) = &args.json {
         if let Err(e) = check_output("--json", path) {
             return fail(BIN, e);

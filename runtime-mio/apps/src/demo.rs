@@ -24,6 +24,7 @@ use tickwire_core::drive::TickStages;
 use tickwire_core::retry::Backoff;
 use tickwire_core::stats::ConnectionStats;
 use tickwire_core::tick::{TickInfo, TickStats};
+use tickwire_core::webtransport::{ServerCertificate, WebTransportConfig};
 use tickwire_core::{
     ChannelId, Config, ConnHandle, ConnectOptions, Endpoint, Event, JoinTicket, JoinTicketClaims, ReasonCode,
     TicketIssuer,
@@ -376,16 +377,41 @@ pub fn run_server_with(
     ready: impl FnOnce(SocketAddr),
     mut progress: impl FnMut(&Endpoint, Duration),
 ) -> io::Result<ServerReport> {
+    run_server_webtransport(listen, options, None, operator, ready, |endpoint, elapsed| {
+        progress(endpoint, elapsed)
+    })
+}
+
+/// [`run_server_with`] that also accepts WebTransport sessions from browsers on the same
+/// socket (`PROTOCOL.md` §12) when `webtransport` gives the options and the certificate to
+/// present (ECDSA P-256, at most 14 days; [`crate::webtransport::CertificateJson`] keeps one
+/// and publishes its hash). `progress`, called about once a second, gets the endpoint mutably,
+/// so the caller can install a rotated certificate
+/// ([`ServerMut::set_webtransport_certificate`](tickwire_core::ServerMut::set_webtransport_certificate)).
+///
+/// # Errors
+/// As [`run_server`]; the certificate is refused.
+pub fn run_server_webtransport(
+    listen: SocketAddr,
+    options: &ServerOptions,
+    webtransport: Option<(WebTransportConfig, ServerCertificate)>,
+    operator: &mut Operator,
+    ready: impl FnOnce(SocketAddr),
+    mut progress: impl FnMut(&mut Endpoint, Duration),
+) -> io::Result<ServerReport> {
     let start = Instant::now();
-    let endpoint = Endpoint::builder(
+    let builder = Endpoint::builder(
         options.config.clone(),
         os_secrets()?,
         options.identity.clone(),
         wall_clock_now(),
     )
-    .trust_issuer(DEMO_KEY_ID, options.trusted_issuer)
-    .server(options.gs_id, start)
-    .map_err(io::Error::other)?;
+    .trust_issuer(DEMO_KEY_ID, options.trusted_issuer);
+    let builder = match webtransport {
+        Some((config, certificate)) => builder.webtransport(config, certificate),
+        None => builder,
+    };
+    let endpoint = builder.server(options.gs_id, start).map_err(io::Error::other)?;
     let mut endpoint = endpoint;
     let store = match &options.store {
         Some(path) => Some(open_jti_store(path, &mut endpoint)?),

@@ -37,12 +37,13 @@ use tickwire_apps::cli::{
     self, check_output, fail, identity_key, load_toml, overlay, overlay_some, parse_seconds, IssuerSource,
     UsageError,
 };
-use tickwire_apps::demo::{run_server_with, write_json, DemoReport, ServerOptions};
+use tickwire_apps::demo::{run_server_webtransport, write_json, DemoReport, ServerOptions};
 use tickwire_apps::operator::{init_logging, Operator};
 use tickwire_apps::settings::{load_settings, to_toml, GsSettings, ServerArgs};
 use tickwire_apps::vs::{demo_config_sha256, vs_keys, VsLink};
 use tickwire_apps::webtransport::{base64_hash, unix_ms_now, CertificateJson};
 use tickwire_core::vs::GsConfig;
+use tickwire_core::webtransport::WebTransportConfig;
 
 const BIN: &str = "tickwire-gs";
 
@@ -94,8 +95,9 @@ struct Args {
     /// session, `session-<id>.twrec` (`PROTOCOL.md` §11); check them with `tickwire-replay`.
     #[arg(long, value_name = "DIR")]
     record: Option<PathBuf>,
-    /// For browser clients: keep a self-signed ECDSA P-256 certificate (13 days, rotated with
-    /// 3 days left) and write the hashes browsers pin with WebTransport
+    /// For browser clients: accept WebTransport sessions on the same socket (path
+    /// `/tickwire`, PROTOCOL.md §12), presenting a self-signed ECDSA P-256 certificate (13
+    /// days, rotated with 3 days left), and write the hashes browsers pin with WebTransport
     /// `serverCertificateHashes` to this file as JSON, replaced atomically on each rotation.
     #[arg(long, value_name = "PATH")]
     webtransport_cert_json: Option<PathBuf>,
@@ -283,9 +285,14 @@ fn main() -> ExitCode {
     }
     let gs_id = settings.gs_id;
     let started = Cell::new(false);
-    let result = run_server_with(
+    // With a certificate, browsers join over WebTransport on the same socket (PROTOCOL.md §12).
+    let webtransport = certificate
+        .as_ref()
+        .map(|c| (WebTransportConfig::default(), c.rotation().current().clone()));
+    let result = run_server_webtransport(
         settings.listen,
         &options,
+        webtransport,
         &mut operator,
         |addr| {
             started.set(true);
@@ -294,7 +301,16 @@ fn main() -> ExitCode {
         |endpoint, elapsed| {
             if let Some(certificate) = &mut certificate {
                 match certificate.on_time(unix_ms_now(), tickwire_udp::os::os_random) {
-                    Ok(true) => publish_certificate(certificate),
+                    Ok(true) => {
+                        // New sessions get the new certificate; open ones keep theirs.
+                        let installed = endpoint.server_mut().map(|mut server| {
+                            server.set_webtransport_certificate(certificate.rotation().current())
+                        });
+                        if let Some(Err(e)) = installed {
+                            tracing::warn!(error = %e, "webtransport certificate: the endpoint refused the rotated one");
+                        }
+                        publish_certificate(certificate);
+                    }
                     Ok(false) => {}
                     Err(e) => {
                         tracing::warn!(error = %e, "webtransport certificate: rotation failed, will retry")

@@ -48,12 +48,16 @@ export interface HeartbeatStats {
   /** Pongs that matched no outstanding ping, or echoed a time in the future. */
   pongsIgnored: number;
   pingsReceived: number;
+  /** Own pings declared lost: no pong within the loss delay (local policy, see `lossDelayMs`). */
+  pingsLost: number;
+  /** Round-trip loss: `pingsLost / (pingsLost + pongs answered)`, 0 before either. */
+  lossRatio: number;
   /** Peer pings never received, from the gaps in their `seq` (may shrink when late ones arrive). */
   peerPingsLost: number;
   peerPingsDuplicated: number;
   peerPingsReordered: number;
-  /** `peerPingsLost / expected`, 0 before two pings. */
-  lossRatio: number;
+  /** Incoming loss: `peerPingsLost / expected`, 0 before two pings. */
+  incomingLossRatio: number;
 }
 
 const SEQ_WINDOW = 64;
@@ -64,7 +68,9 @@ export class Heartbeat {
   private readonly epochUs: number;
   private nextPingUs: number;
   private nextSeq = 0;
-  private readonly outstanding = new Map<number, bigint>();
+  /** Outstanding pings: seq → (ts_us sent, local send time in µs). */
+  private readonly outstanding = new Map<number, { tsUs: bigint; sentUs: number }>();
+  private pingsLost = 0;
   private srttUs: number;
   private rttvarUs: number;
   private latestUs: number | null = null;
@@ -105,16 +111,37 @@ export class Heartbeat {
    */
   pollPing(nowUs: number, tick: bigint): Ping | null {
     if (nowUs < this.nextPingUs) return null;
+    this.expirePings(nowUs);
     const seq = this.nextSeq;
     this.nextSeq = (this.nextSeq + 1) >>> 0;
     const tsUs = this.rel(nowUs);
-    this.outstanding.set(seq, tsUs);
+    this.outstanding.set(seq, { tsUs, sentUs: nowUs });
     while (this.outstanding.size > this.config.maxOutstandingPings) {
       this.outstanding.delete(this.outstanding.keys().next().value as number);
+      this.pingsLost++;
     }
     this.nextPingUs = nowUs + this.config.intervalMs * 1000;
     this.counts.pingsSent++;
     return { seq, tick, tsUs };
+  }
+
+  /**
+   * How long a ping waits for its pong before it counts as lost, in ms: `max(2 × max(SRTT,
+   * interval), SRTT + 4 × RTTVAR)`. Statistics only; the specification leaves it to the
+   * implementation (this is the reference implementation's choice).
+   */
+  lossDelayMs(): number {
+    const srtt = this.srttUs / 1000;
+    return Math.max(2 * Math.max(srtt, this.config.intervalMs), srtt + (4 * this.rttvarUs) / 1000);
+  }
+
+  private expirePings(nowUs: number): void {
+    const limitUs = this.lossDelayMs() * 1000;
+    for (const [seq, ping] of this.outstanding) {
+      if (nowUs - ping.sentUs < limitUs) break; // in send order
+      this.outstanding.delete(seq);
+      this.pingsLost++;
+    }
   }
 
   /** Records that something arrived from the peer (it restarts the failure clock). */
@@ -126,9 +153,9 @@ export class Heartbeat {
   handlePing(ping: Ping, nowUs: number, tick: bigint): Pong {
     this.onActivity(nowUs);
     this.counts.pingsReceived++;
-    const fresh = this.trackSeq(ping.seq);
-    if (fresh) {
-      // RFC 3550 §6.4.1: D from the difference of relative transit times of fresh pings.
+    if (this.trackSeq(ping.seq)) {
+      // RFC 3550 §6.4.1: D from the relative transit times of consecutive counted pings, in
+      // arrival order (duplicates are not counted; late ones are).
       const transit = this.rel(nowUs) - ping.tsUs;
       if (this.prevTransitUs !== null) {
         const d = Math.abs(Number(transit - this.prevTransitUs));
@@ -139,7 +166,7 @@ export class Heartbeat {
     return { seq: ping.seq, tick, echoTsUs: ping.tsUs, holdUs: 0 };
   }
 
-  /** Tracks a peer ping seq; returns whether it is newer than every one before (fresh). */
+  /** Tracks a peer ping seq; returns whether it counts (not a duplicate, within the window). */
   private trackSeq(seq: number): boolean {
     if (this.firstSeq === null) {
       this.firstSeq = seq;
@@ -156,16 +183,19 @@ export class Heartbeat {
       return true;
     }
     const back = -delta;
-    if (back < SEQ_WINDOW && (this.window >> BigInt(back)) & 1n) {
-      this.counts.duplicated++;
-    } else {
+    if (back >= SEQ_WINDOW) {
       this.counts.reordered++;
-      if (back < SEQ_WINDOW) {
-        this.window |= 1n << BigInt(back);
-        this.receivedUnique++;
-      }
+      return false;
     }
-    return false;
+    if ((this.window >> BigInt(back)) & 1n) {
+      this.counts.duplicated++;
+      return false;
+    }
+    this.counts.reordered++;
+    this.window |= 1n << BigInt(back);
+    this.receivedUnique++;
+    this.firstSeq = Math.min(this.firstSeq, this.highestSeq - back);
+    return true;
   }
 
   /**
@@ -174,7 +204,7 @@ export class Heartbeat {
    */
   handlePong(pong: Pong, nowUs: number): number | null {
     this.onActivity(nowUs);
-    const sent = this.outstanding.get(pong.seq);
+    const sent = this.outstanding.get(pong.seq)?.tsUs;
     if (sent === undefined || sent !== pong.echoTsUs) {
       this.counts.pongsIgnored++;
       return null;
@@ -234,10 +264,12 @@ export class Heartbeat {
       pongsReceived: this.counts.pongsReceived,
       pongsIgnored: this.counts.pongsIgnored,
       pingsReceived: this.counts.pingsReceived,
+      pingsLost: this.pingsLost,
+      lossRatio: this.pingsLost + this.counts.pongsReceived > 0 ? this.pingsLost / (this.pingsLost + this.counts.pongsReceived) : 0,
       peerPingsLost: lost,
       peerPingsDuplicated: this.counts.duplicated,
       peerPingsReordered: this.counts.reordered,
-      lossRatio: expected > 1 ? lost / expected : 0,
+      incomingLossRatio: expected > 1 ? lost / expected : 0,
     };
   }
 }

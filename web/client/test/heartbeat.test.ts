@@ -60,7 +60,23 @@ test('jitter per RFC 3550 and loss, duplication and reordering from ping seqs', 
   assert.equal(s.peerPingsLost, 1);
   assert.equal(s.peerPingsReordered, 1);
   assert.equal(s.peerPingsDuplicated, 1);
-  assert.equal(s.lossRatio, 1 / 5);
+  assert.equal(s.incomingLossRatio, 1 / 5);
+});
+
+test('round-trip loss: a ping without a pong within the loss delay counts as lost', () => {
+  const hb = new Heartbeat(0);
+  // Before samples: max(2 × max(333, 500), 333 + 4 × 166.5) = 1000 ms.
+  assert.equal(hb.lossDelayMs(), 1000);
+  const p0 = hb.pollPing(0, 0n)!;
+  hb.pollPing(500_000, 0n);
+  hb.handlePong({ seq: p0.seq, tick: 0n, echoTsUs: p0.tsUs, holdUs: 0 }, 100_000);
+  // SRTT 100 ms, RTTVAR 50 ms: the loss delay is 2 × 500 = 1000 ms; ping 1 (sent at 500 ms)
+  // is lost from 1500 ms on.
+  hb.pollPing(1_400_000, 0n);
+  assert.equal(hb.stats().pingsLost, 0);
+  hb.pollPing(1_900_000, 0n);
+  assert.equal(hb.stats().pingsLost, 1);
+  assert.equal(hb.stats().lossRatio, 1 / 2);
 });
 
 test('ping seqs wrap at 2³²', () => {

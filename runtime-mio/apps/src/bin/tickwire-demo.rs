@@ -159,7 +159,7 @@ fn web(args: &WebArgs) -> ExitCode {
     }
     match lobby.local_addr() {
         Ok(addr) => println!(
-            "tickwire-demo web: lobby listening on {addr}, open http://{addr}/ (game server {}, certificate hashes from {})",
+            "tickwire-demo web: lobby listening on {addr} (open http://{addr}/; game server {}, certificate hashes from {})",
             args.gs,
             args.cert_json.display()
         ),

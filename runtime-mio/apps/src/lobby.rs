@@ -180,23 +180,36 @@ pub fn read_request(input: &mut impl Read) -> Result<Request, Response> {
             break end;
         }
         if buf.len() >= MAX_REQUEST_BYTES {
-            return Err(Response::text(431, format!("request head exceeds {MAX_REQUEST_BYTES} bytes")));
+            return Err(Response::text(
+                431,
+                format!("request head exceeds {MAX_REQUEST_BYTES} bytes"),
+            ));
         }
         let room = (MAX_REQUEST_BYTES + 4 - buf.len()).min(chunk.len());
         match input.read(&mut chunk[..room]) {
-            Ok(0) => return Err(Response::text(400, "connection closed before the end of the request head")),
+            Ok(0) => {
+                return Err(Response::text(
+                    400,
+                    "connection closed before the end of the request head",
+                ))
+            }
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(Response::text(400, format!("cannot read the request: {e}"))),
         }
     };
     if end > MAX_REQUEST_BYTES {
-        return Err(Response::text(431, format!("request head exceeds {MAX_REQUEST_BYTES} bytes")));
+        return Err(Response::text(
+            431,
+            format!("request head exceeds {MAX_REQUEST_BYTES} bytes"),
+        ));
     }
-    let head = std::str::from_utf8(&buf[..end]).map_err(|_| Response::text(400, "request head is not UTF-8"))?;
+    let head =
+        std::str::from_utf8(&buf[..end]).map_err(|_| Response::text(400, "request head is not UTF-8"))?;
     let line = head.split("\r\n").next().unwrap_or_default();
     let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(Response::text(400, "malformed request line"));
     };
@@ -273,7 +286,16 @@ impl Lobby {
                     std::thread::sleep(Duration::from_millis(50));
                     continue;
                 }
-                Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::Interrupted) => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionAborted
+                            | io::ErrorKind::ConnectionReset
+                            | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    continue
+                }
                 Err(e) => return Err(e),
             };
             let shared = self.shared.clone();
@@ -353,11 +375,18 @@ fn session(options: &LobbyOptions, next_client_id: &AtomicU64, query: &str) -> R
     let document = read_certificate_document(&options.cert_json).map_err(|e| {
         Response::text(
             503,
-            format!("the game server's certificate hashes are not available ({}): {e}", options.cert_json.display()),
+            format!(
+                "the game server's certificate hashes are not available ({}): {e}",
+                options.cert_json.display()
+            ),
         )
     })?;
     let now = unix_ms_now();
-    let valid_from = if expired { now.saturating_sub(EXPIRED_TICKET_AGE_MS) } else { now };
+    let valid_from = if expired {
+        now.saturating_sub(EXPIRED_TICKET_AGE_MS)
+    } else {
+        now
+    };
     let client_id = next_client_id.fetch_add(1, Ordering::Relaxed);
     let ticket = demo_ticket_valid_from(&options.issuer, options.gs_id, client_id, &key, valid_from)
         .map_err(|e| Response::text(500, format!("cannot mint a join ticket: {e}")))?;
@@ -373,7 +402,11 @@ fn session(options: &LobbyOptions, next_client_id: &AtomicU64, query: &str) -> R
 
 /// `https://<addr><path>`, with IPv6 addresses in brackets.
 pub fn session_url(game_server: SocketAddr, path: &str) -> String {
-    let path = if path.starts_with('/') { path.to_owned() } else { format!("/{path}") };
+    let path = if path.starts_with('/') {
+        path.to_owned()
+    } else {
+        format!("/{path}")
+    };
     format!("https://{game_server}{path}")
 }
 
@@ -398,7 +431,10 @@ fn read_certificate_document(path: &Path) -> io::Result<CertificateHashesDocumen
     }
     let document: CertificateHashesDocument = serde_json::from_slice(&bytes).map_err(io::Error::other)?;
     if document.server_certificate_hashes.is_empty() {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "no certificate hash in the document"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "no certificate hash in the document",
+        ));
     }
     Ok(document)
 }
@@ -463,7 +499,13 @@ mod tests {
         std::fs::create_dir_all(dir.join("static")).unwrap();
         std::fs::write(dir.join("static/index.html"), "<!doctype html>").unwrap();
         std::fs::write(dir.join("static/.secret"), "no").unwrap();
-        CertificateJson::start_with(&dir.join("cert.json"), RotationPolicy::default(), unix_ms_now(), &[7; 32]).unwrap();
+        CertificateJson::start_with(
+            &dir.join("cert.json"),
+            RotationPolicy::default(),
+            unix_ms_now(),
+            &[7; 32],
+        )
+        .unwrap();
         Lobby::bind(LobbyOptions {
             listen: "127.0.0.1:0".parse().unwrap(),
             static_dir: dir.join("static"),
@@ -488,7 +530,12 @@ mod tests {
         let client = SigningKey::from_bytes(&[1; 32]).verifying_key();
         for (expired, fresh) in [("", true), ("&expired=1", false)] {
             let response = lobby.respond(&get(&format!("/session?key={}{expired}", hex(client.as_bytes()))));
-            assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
+            assert_eq!(
+                response.status,
+                200,
+                "{}",
+                String::from_utf8_lossy(&response.body)
+            );
             let json: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
             assert_eq!(json["url"], "https://127.0.0.1:4433/tickwire");
             assert_eq!(json["certificateHashes"][0]["algorithm"], "sha-256");
@@ -503,7 +550,12 @@ mod tests {
             assert_eq!(claims.gs_id, 42);
             assert_eq!(claims.expires_at_ms > unix_ms_now(), fresh);
         }
-        for bad in ["/session", "/session?key=zz", "/session?key=00&expired=1", "/session?key=x&expired=2"] {
+        for bad in [
+            "/session",
+            "/session?key=zz",
+            "/session?key=00&expired=1",
+            "/session?key=x&expired=2",
+        ] {
             assert_eq!(lobby.respond(&get(bad)).status, 400, "{bad}");
         }
         let _ = std::fs::remove_dir_all(&dir);
@@ -514,7 +566,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("tickwire-lobby-static-{}", std::process::id()));
         let lobby = lobby(&dir);
         let index = lobby.respond(&get("/"));
-        assert_eq!((index.status, index.content_type), (200, "text/html; charset=utf-8"));
+        assert_eq!(
+            (index.status, index.content_type),
+            (200, "text/html; charset=utf-8")
+        );
         for hidden in ["/.secret", "/../cert.json", "/a//b", "/missing.js"] {
             assert_eq!(lobby.respond(&get(hidden)).status, 404, "{hidden}");
         }
@@ -522,13 +577,22 @@ mod tests {
         assert_eq!(lobby.respond(&post).status, 405);
         let huge = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(MAX_REQUEST_BYTES));
         assert_eq!(read_request(&mut huge.as_bytes()).unwrap_err().status, 431);
-        assert_eq!(read_request(&mut &b"GET / SPDY/3\r\n\r\n"[..]).unwrap_err().status, 505);
+        assert_eq!(
+            read_request(&mut &b"GET / SPDY/3\r\n\r\n"[..])
+                .unwrap_err()
+                .status,
+            505
+        );
         assert_eq!(read_request(&mut &b"GET /"[..]).unwrap_err().status, 400);
         // Over a socket, end to end.
         let addr = lobby.local_addr().unwrap();
         let stop = AtomicBool::new(false);
         std::thread::scope(|s| {
-            s.spawn(|| lobby.serve(&stop, Some(Instant::now() + Duration::from_secs(10))).unwrap());
+            s.spawn(|| {
+                lobby
+                    .serve(&stop, Some(Instant::now() + Duration::from_secs(10)))
+                    .unwrap()
+            });
             let mut conn = TcpStream::connect(addr).unwrap();
             conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
             let mut reply = String::new();

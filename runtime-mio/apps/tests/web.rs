@@ -25,8 +25,14 @@ fn missing_prerequisite(web: &Path) -> Option<String> {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     [
         (PathBuf::from(&chromium), "Chromium"),
-        (web.join("test/node_modules/playwright-core"), "playwright-core (npm ci in web/test)"),
-        (web.join("demo/dist/index.html"), "the demo page (web/scripts/setup)"),
+        (
+            web.join("test/node_modules/playwright-core"),
+            "playwright-core (npm ci in web/test)",
+        ),
+        (
+            web.join("demo/dist/index.html"),
+            "the demo page (web/scripts/setup)",
+        ),
     ]
     .into_iter()
     .find(|(path, _)| !path.exists())
@@ -41,12 +47,22 @@ fn missing_prerequisite(web: &Path) -> Option<String> {
 fn browser(web: &Path, url: &str, until: &str, fail_if: &str) -> (bool, serde_json::Value) {
     let output = Command::new("node")
         .arg(web.join("test/browser.mjs"))
-        .args(["--url", url, "--until", until, "--fail-if", fail_if, "--timeout-ms", "30000"])
+        .args([
+            "--url",
+            url,
+            "--until",
+            until,
+            "--fail-if",
+            fail_if,
+            "--timeout-ms",
+            "30000",
+        ])
         .output()
         .expect("node runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     eprintln!("browser.mjs stderr:\n{}", String::from_utf8_lossy(&output.stderr));
-    let json = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("browser.mjs printed {stdout:?}: {e}"));
+    let json =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("browser.mjs printed {stdout:?}: {e}"));
     (output.status.success(), json)
 }
 
@@ -110,11 +126,26 @@ fn a_browser_joins_plays_and_is_refused_with_an_expired_ticket() {
     assert!(ok, "the page did not play: {json}");
     assert_eq!(state["joined"], true);
     assert_eq!(state["sessionId"].as_str().map(str::len), Some(16));
-    assert!(state["rttMs"].as_f64().is_some_and(|rtt| rtt > 0.0 && rtt < 1000.0), "{state}");
+    assert!(
+        state["rttMs"]
+            .as_f64()
+            .is_some_and(|rtt| rtt > 0.0 && rtt < 1000.0),
+        "{state}"
+    );
     assert!(state["jitterMs"].as_f64().is_some(), "{state}");
-    assert!(state["lossPct"].as_f64().is_some_and(|loss| (0.0..=100.0).contains(&loss)), "{state}");
+    assert!(
+        state["lossPct"]
+            .as_f64()
+            .is_some_and(|loss| (0.0..=100.0).contains(&loss)),
+        "{state}"
+    );
 
-    let (ok, json) = browser(&web, &format!("http://{lobby_addr}/?expired=1"), "closeReason !== null", "joined");
+    let (ok, json) = browser(
+        &web,
+        &format!("http://{lobby_addr}/?expired=1"),
+        "closeReason !== null",
+        "joined",
+    );
     let state = &json["state"];
     assert!(ok, "the expired ticket was not refused: {json}");
     assert_eq!(state["joined"], false);

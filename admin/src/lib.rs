@@ -80,6 +80,7 @@
 //! | `tickwire_sessions` | gauge | `state`: `handshaking`, `established` |
 //! | `tickwire_sessions_established_by_role` | gauge | `role`: `player`, `spectator`, `admin`, `game_server` |
 //! | `tickwire_handshakes_total` | counter | `outcome`: `established`; `outcome`: `rejected` with `reason` |
+//! | `tickwire_sessions_established_total` | counter | `carrier`: `native`, `webtransport` |
 //! | `tickwire_disconnections_total` | counter | `reason` |
 //! | `tickwire_connections_refused_total` | counter | `cause`: `pending_limit`, `per_address`, `evicted_no_hello` |
 //! | `tickwire_handshakes_rate_limited_total` | counter | |

@@ -311,6 +311,22 @@ impl Families<'_> {
             &handshakes,
         )?;
         self.counters(
+            "tickwire_sessions_established",
+            "Sessions established, by carrier: native QUIC or WebTransport (browsers).",
+            None,
+            &[
+                (
+                    label("carrier", "native"),
+                    e.sessions_established
+                        .saturating_sub(e.webtransport_sessions_established),
+                ),
+                (
+                    label("carrier", "webtransport"),
+                    e.webtransport_sessions_established,
+                ),
+            ],
+        )?;
+        self.counters(
             "tickwire_disconnections",
             "Established sessions that ended, by reason.",
             None,

@@ -22,6 +22,7 @@ fn ms(ms: f64) -> Duration {
 fn populated() -> Snapshot {
     let mut endpoint = EndpointStats {
         sessions_established: 40,
+        webtransport_sessions_established: 3,
         sessions_live: 7,
         handshakes_pending: 2,
         sessions_by_role: BTreeMap::from([(Role::Player, 5), (Role::Spectator, 2)]),
@@ -154,6 +155,8 @@ fn openmetrics_shows_counters_labels_and_histograms() {
         "# TYPE tickwire_ticks counter",
         "tickwire_ticks_total 3600",
         "tickwire_handshakes_total{outcome=\"established\"} 40",
+        "tickwire_sessions_established_total{carrier=\"native\"} 37",
+        "tickwire_sessions_established_total{carrier=\"webtransport\"} 3",
         "tickwire_handshakes_total{outcome=\"rejected\",reason=\"rate_limited\"} 3",
         "tickwire_handshakes_total{outcome=\"rejected\",reason=\"4242\"} 2",
         "tickwire_udp_bytes_total{direction=\"tx\"} 9000000",

@@ -142,6 +142,8 @@ pub(crate) fn count_reason(counts: &mut BTreeMap<ReasonCode, u64>, reason: Reaso
 pub struct EndpointStats {
     /// Sessions established (both sides count their own).
     pub sessions_established: u64,
+    /// Of those, sessions carried by WebTransport (`PROTOCOL.md` §12), e.g. browsers.
+    pub webtransport_sessions_established: u64,
     /// Sessions currently established.
     pub sessions_live: usize,
     /// Handshakes in progress.

@@ -444,7 +444,14 @@ impl Endpoint {
         };
         self.counts.sync(handle, &entry.conn, &mut entry.counted);
         let handshake_time = now.saturating_duration_since(entry.created);
-        count_events(&mut self.stats, &self.events, before, handshake_time);
+        let webtransport = entry.conn.is_webtransport();
+        count_events(
+            &mut self.stats,
+            &self.events,
+            before,
+            handshake_time,
+            webtransport,
+        );
         Some(result)
     }
 
@@ -913,11 +920,18 @@ fn nonce_fn(rng: &mut ChaCha12Rng) -> impl FnMut() -> [u8; NONCE_LEN] + '_ {
 }
 
 /// Counts the events a connection raised; a `Connected` one took `handshake_time`.
-fn count_events(stats: &mut EndpointStats, events: &VecDeque<Event>, from: usize, handshake_time: Duration) {
+fn count_events(
+    stats: &mut EndpointStats,
+    events: &VecDeque<Event>,
+    from: usize,
+    handshake_time: Duration,
+    webtransport: bool,
+) {
     for event in events.iter().skip(from) {
         match event {
             Event::Connected { .. } => {
                 stats.sessions_established += 1;
+                stats.webtransport_sessions_established += u64::from(webtransport);
                 stats.handshake_time.observe(handshake_time);
             }
             Event::Rejected { reason, .. } => count_reason(&mut stats.rejections, *reason),

@@ -148,3 +148,37 @@ fn read_frames(bytes: &[u8], chunk: usize) -> (Vec<(FrameType, Vec<u8>)>, Option
     }
     (frames, None)
 }
+
+/// The extended CONNECT's header blocks (QPACK, static table and literals) as a server and a
+/// client read them, and the server's verdict.
+///
+/// Input: `origin_rule: u8`, then a HEADERS payload.
+///
+/// Asserts: nothing panics; a request that decodes re-encodes to a block that decodes to the
+/// same fields; the verdict is 200-equivalent, 400, 403 or 404, and the same for the re-decoded
+/// request.
+pub fn wt_connect(data: &[u8]) {
+    use tickwire_core::webtransport::connect::{decode_response, ConnectRequest, WebTransportConfig};
+
+    let mut input = Input::new(data);
+    let origin_rule = input.u8();
+    let block = input.rest();
+    let _ = decode_response(block);
+    let Ok(request) = ConnectRequest::decode(block) else {
+        return;
+    };
+    let config = WebTransportConfig {
+        allowed_origins: (origin_rule & 1 == 1).then(|| vec!["https://game.example".to_owned()]),
+        ..WebTransportConfig::default()
+    };
+    let verdict = request.check(&config);
+    assert!(matches!(verdict, Ok(()) | Err(400 | 403 | 404)), "{verdict:?}");
+    let frame = request.encode_frame();
+    let mut reader = FrameReader::new(u64::MAX);
+    let Ok(FrameRead::Frame { ty: FrameType::Headers, payload, .. }) = reader.read(&frame) else {
+        panic!("an encoded request is one HEADERS frame");
+    };
+    let again = ConnectRequest::decode(payload).expect("an encoded request decodes");
+    assert_eq!(again, request);
+    assert_eq!(again.check(&config), verdict);
+}

@@ -134,6 +134,9 @@ pub fn control_message(data: &[u8]) {
             match &message {
                 Control::Hello(signed) => check_signed_hello(signed),
                 Control::Accept(signed) => check_signed_accept(signed),
+                Control::Challenge(challenge) => {
+                    let _ = challenge.binding_value();
+                }
             }
         }
         1 => {

@@ -471,6 +471,7 @@ pub(super) fn decoders() -> Vec<(&'static str, Vec<Vec<u8>>)> {
         ("tpm_ak_public", tpm_ak_public),
         ("tpm_quote", tpm_quote),
         ("wt_h3", wt_h3_inputs()),
+        ("wt_connect", wt_connect_inputs()),
     ]
 }
 
@@ -610,5 +611,27 @@ fn wt_h3_inputs() -> Vec<Vec<u8>> {
         input(4, 61, &frames),
         input(0, 7, &datagram),
         input(6, 0x0100_0000, &close),
+    ]
+}
+
+/// `wt_connect` inputs (`origin_rule`, then a HEADERS payload): a browser's CONNECT with and
+/// without an origin, one to another path, a response, and a block naming the dynamic table.
+fn wt_connect_inputs() -> Vec<Vec<u8>> {
+    use tickwire_core::webtransport::connect::{response_frame, ConnectRequest};
+
+    use tickwire_core::webtransport::h3::{FrameRead, FrameReader};
+
+    let payload = |frame: Vec<u8>| match FrameReader::new(u64::MAX).read(&frame) {
+        Ok(FrameRead::Frame { payload, .. }) => payload.to_vec(),
+        other => panic!("not one frame: {other:?}"),
+    };
+    let browser = ConnectRequest::new("127.0.0.1:4433", "/tickwire", Some("https://game.example"));
+    let other = ConnectRequest::new("127.0.0.1:4433", "/other?x=1", None);
+    vec![
+        [&[1u8][..], &payload(browser.encode_frame())].concat(),
+        [&[0u8][..], &payload(browser.encode_frame())].concat(),
+        [&[1u8][..], &payload(other.encode_frame())].concat(),
+        [&[0u8][..], &payload(response_frame(200))].concat(),
+        vec![0, 0x02, 0x00, 0x80],
     ]
 }

@@ -175,7 +175,12 @@ pub fn wt_connect(data: &[u8]) {
     assert!(matches!(verdict, Ok(()) | Err(400 | 403 | 404)), "{verdict:?}");
     let frame = request.encode_frame();
     let mut reader = FrameReader::new(u64::MAX);
-    let Ok(FrameRead::Frame { ty: FrameType::Headers, payload, .. }) = reader.read(&frame) else {
+    let Ok(FrameRead::Frame {
+        ty: FrameType::Headers,
+        payload,
+        ..
+    }) = reader.read(&frame)
+    else {
         panic!("an encoded request is one HEADERS frame");
     };
     let again = ConnectRequest::decode(payload).expect("an encoded request decodes");

@@ -52,18 +52,22 @@ impl Conn {
                 self.control = Some(id);
                 self.queue_control(&hello);
             }
-            State::ServerConnecting(None) => {
-                self.state = State::ServerAwaitingHello(AwaitingHello::new(exporter));
-                self.hello_wait_since = Some(ctx.now);
-                let hello_by = ctx.now + Duration::from_millis(ctx.config.hello_timeout_ms);
-                self.handshake_deadline = self.handshake_deadline.map(|d| d.min(hello_by));
-            }
+            State::ServerConnecting(None) => self.await_hello(ctx, exporter),
             State::ServerConnecting(Some(rejection)) => {
                 self.state = State::ServerConnecting(None);
                 self.close_now(ctx, rejection);
             }
             other => self.state = other,
         }
+    }
+
+    /// Server: waits for the Hello, whose signature binds to `binding` (the exporter, or a
+    /// WebTransport session's certificate binding), for at most `hello_timeout_ms`.
+    pub(super) fn await_hello(&mut self, ctx: &Ctx<'_>, binding: Exporter) {
+        self.state = State::ServerAwaitingHello(AwaitingHello::new(binding));
+        self.hello_wait_since = Some(ctx.now);
+        let hello_by = ctx.now + Duration::from_millis(ctx.config.hello_timeout_ms);
+        self.handshake_deadline = self.handshake_deadline.map(|d| d.min(hello_by));
     }
 
     /// Reads the control stream and acts on every complete frame the state can take.

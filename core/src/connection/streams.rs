@@ -103,20 +103,23 @@ impl Conn {
                     );
                     return;
                 }
-                Dir::Uni => {
-                    let decoder = FrameDecoder::new(ctx.config.max_reliable_message_bytes);
-                    self.rx_streams.insert(
-                        id,
-                        RxStream {
-                            channel: None,
-                            decoder,
-                            stall_deadline: None,
-                        },
-                    );
-                    self.read_stream(ctx, id);
-                }
+                Dir::Uni => self.accept_channel_stream(ctx, id),
             }
         }
+    }
+
+    /// Takes `id` as a channel stream of the peer (its channel byte not read yet) and reads it.
+    pub(super) fn accept_channel_stream(&mut self, ctx: &mut Ctx<'_>, id: StreamId) {
+        let decoder = FrameDecoder::new(ctx.config.max_reliable_message_bytes);
+        self.rx_streams.insert(
+            id,
+            RxStream {
+                channel: None,
+                decoder,
+                stall_deadline: None,
+            },
+        );
+        self.read_stream(ctx, id);
     }
 
     /// Reads everything readable on stream `id` into `sink`; returns how many bytes it read

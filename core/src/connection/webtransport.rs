@@ -10,10 +10,10 @@ use bytes::Bytes;
 use quinn_proto::{Dir, StreamId, VarInt};
 use sha2::{Digest, Sha256};
 
-use super::streams::{QueuedFrame, RxStream, StreamEnd};
+use super::streams::{QueuedFrame, StreamEnd};
 use super::{Conn, Ctx, State};
 use crate::channel::CONTROL_PRIORITY;
-use crate::handshake::{AwaitingHello, Rejection};
+use crate::handshake::Rejection;
 use crate::webtransport::connect::{
     self, ConnectRequest, WebTransportConfig, H3_REQUEST_REJECTED, MAX_HEADERS_BYTES,
 };
@@ -22,7 +22,7 @@ use crate::webtransport::h3::{
     BidiStreamKind, Capsule, CloseSession, FrameRead, FrameReader, FrameType, Parse, Settings, UniStreamKind,
 };
 use crate::webtransport::ALPN_H3;
-use crate::wire::{Challenge, CloseInfo, Control, FrameDecoder, ReasonCode, BINDING_CERTIFICATE};
+use crate::wire::{Challenge, CloseInfo, Control, ReasonCode, BINDING_CERTIFICATE};
 
 /// How long a closing side waits for the peer to finish the CONNECT stream before it closes
 /// the QUIC connection (`PROTOCOL.md` §12.6).
@@ -368,16 +368,7 @@ impl Conn {
                 )
             }
             UniStreamKind::WebTransport { session_id } if Some(session_id) == wt.session_id() => {
-                let decoder = FrameDecoder::new(ctx.config.max_reliable_message_bytes);
-                self.rx_streams.insert(
-                    id,
-                    RxStream {
-                        channel: None,
-                        decoder,
-                        stall_deadline: None,
-                    },
-                );
-                self.read_stream(ctx, id);
+                self.accept_channel_stream(ctx, id);
                 Classified::Known
             }
             UniStreamKind::WebTransport { .. } => {
@@ -661,10 +652,7 @@ impl Conn {
         };
         let binding = challenge.binding_value();
         self.queue_control(&Control::Challenge(challenge));
-        self.state = State::ServerAwaitingHello(AwaitingHello::new(binding));
-        self.hello_wait_since = Some(ctx.now);
-        let hello_by = ctx.now + Duration::from_millis(ctx.config.hello_timeout_ms);
-        self.handshake_deadline = self.handshake_deadline.map(|d| d.min(hello_by));
+        self.await_hello(ctx, binding);
         self.flush(ctx.now);
     }
 

@@ -158,3 +158,29 @@ fn a_native_client_is_not_offered_webtransport_and_still_joins() {
     let (conn, _) = net.join(client, server);
     assert_eq!(net.node(client).endpoint.is_webtransport(conn), Some(false));
 }
+
+#[test]
+fn a_challenge_naming_another_certificate_than_tls_is_refused() {
+    use tickwire_core::webtransport::{CertificateOptions, ServerCertificate};
+
+    let (mut net, server, client) = wt_net(7, WebTransportConfig::default());
+    let ticket = net.ticket_for(client);
+    let target = net.webtransport_target(server);
+    let conn = net.connect_webtransport(client, server, ticket, &target);
+    // The server's TLS has presented its certificate; it rotates before the Challenge, which
+    // then names a certificate this connection never saw (as a relay's would).
+    net.run_until_incoming(server, Duration::from_secs(1));
+    let now_ms = net.wall_clock().unix_ms_at(net.now);
+    let rotated = ServerCertificate::generate(&[9; 32], &CertificateOptions::new(now_ms)).unwrap();
+    let mut ops = net.node_mut(server).endpoint.server_mut().unwrap();
+    ops.set_webtransport_certificate(&rotated).unwrap();
+    assert_eq!(ops.webtransport_certificate_hash(), Some(rotated.sha256()));
+    let Event::Rejected { reason, detail, .. } = net.run_until_closed(client, conn, Duration::from_secs(3))
+    else {
+        panic!("expected a rejection");
+    };
+    assert_eq!(reason, ReasonCode::BAD_HANDSHAKE, "{detail}");
+    assert!(detail.contains("another certificate"), "{detail}");
+    // The next connection sees the new certificate and joins.
+    net.join_webtransport(client, server);
+}

@@ -97,7 +97,7 @@ pub struct ClientOptions {
     pub gs_id: u64,
     /// Every client endpoint's settings ([`demo_config`]).
     pub config: Config,
-    /// How long to play.
+    /// How long to play at most: [`run_clients`] returns earlier once every client is done.
     pub duration: Duration,
     /// Require the server's play ticket, signed by this verification-server key (under
     /// [`DEMO_KEY_ID`]).
@@ -164,6 +164,8 @@ pub struct DemoServer {
     pub ended: Vec<(ReasonCode, Option<ConnectionStats>)>,
     /// Messages received from clients.
     pub inputs_received: u64,
+    /// Of `inputs_received`, those from browsers (sessions over WebTransport).
+    pub webtransport_inputs_received: u64,
     /// Snapshots sent (per client).
     pub snapshots_sent: u64,
     /// Send failures (queue full, not connected).
@@ -188,6 +190,9 @@ impl TickStages for DemoServer {
             }
             Event::Message { conn, payload, .. } => {
                 self.inputs_received += 1;
+                if endpoint.is_webtransport(conn) == Some(true) {
+                    self.webtransport_inputs_received += 1;
+                }
                 self.game.input(player_of(conn), &payload);
             }
             _ => {}
@@ -335,8 +340,13 @@ pub struct ServerReport {
     pub stages: StageStats,
     /// Sessions established.
     pub sessions: u64,
+    /// Of `sessions`, those browsers established over WebTransport (`PROTOCOL.md` §12); the
+    /// rest are native clients.
+    pub webtransport_sessions: u64,
     /// Inputs received.
     pub inputs_received: u64,
+    /// Of `inputs_received`, those from sessions over WebTransport.
+    pub webtransport_inputs_received: u64,
     /// Snapshots sent (per client).
     pub snapshots_sent: u64,
     /// Transcript receipts the verification server signed (0 without a VS).
@@ -508,7 +518,11 @@ pub fn run_server_webtransport(
         .filter_map(|(_, stats)| *stats)
         .chain(live)
         .collect();
-    let sessions = endpoint.endpoint_stats().sessions_established;
+    let endpoint_stats = endpoint.endpoint_stats();
+    let (sessions, webtransport_sessions) = (
+        endpoint_stats.sessions_established,
+        endpoint_stats.webtransport_sessions_established,
+    );
     let tick_stats = endpoint.scheduler().map(|s| s.stats()).unwrap_or_default();
     operator.start_draining();
     let (detail, grace) = if operator.stop_requested() {
@@ -536,7 +550,9 @@ pub fn run_server_webtransport(
         tick_stats,
         stages,
         sessions,
+        webtransport_sessions,
         inputs_received: game.inputs_received,
+        webtransport_inputs_received: game.webtransport_inputs_received,
         snapshots_sent: game.snapshots_sent,
         receipts,
         connections,
@@ -597,8 +613,10 @@ pub struct ClientReport {
 }
 
 /// Runs `count` demo clients (player ids `first..first+count`) against `server` for
-/// `options.duration` on one thread, then closes them. Each client has a fresh identity key
-/// and [`Secrets`](tickwire_core::Secrets) from the OS, and a fresh ticket per attempt.
+/// `options.duration` on one thread, then closes them. It returns earlier once every client
+/// is done: its session ended (the server draining says `SERVER_SHUTDOWN`; clients do not
+/// rejoin) or it was refused with no retry left. Each client has a fresh identity key and
+/// [`Secrets`](tickwire_core::Secrets) from the OS, and a fresh ticket per attempt.
 ///
 /// # Errors
 /// Socket errors; the OS has no randomness.
@@ -634,6 +652,7 @@ pub fn run_clients(
             backoff: Backoff::new(options.config.retry.clone()),
             paced: 0,
             rng: ChaCha8Rng::from_seed(os_random()?),
+            done: false,
             report: ClientReport {
                 index,
                 joined: false,
@@ -646,7 +665,7 @@ pub fn run_clients(
             },
         });
     }
-    while start.elapsed() < options.duration {
+    while start.elapsed() < options.duration && !clients.iter().all(|c| c.done) {
         let next_tick = clients
             .iter()
             .filter_map(|c| runtime.endpoint(c.node).tick_sync(c.conn?)?.poll_timeout())
@@ -695,6 +714,8 @@ struct DemoClient {
     /// Paced rejections (`retry_after` given) in a row, up to [`MAX_PACED_SPREAD`].
     paced: u32,
     rng: ChaCha8Rng,
+    /// Its session ended, or it was refused and will not try again.
+    done: bool,
     report: ClientReport,
 }
 
@@ -759,9 +780,11 @@ impl DemoClient {
                         }
                         (true, None) => self.backoff.next_delay(&mut self.rng).map(|delay| now + delay),
                     };
+                    self.done = self.retry_at.is_none();
                 }
                 Event::Disconnected { reason, detail, .. } => {
                     self.report.disconnected = Some(format!("{reason}: {detail}"));
+                    self.done = true;
                 }
                 Event::Message { channel, .. } if channel == ChannelId::LATEST => self.report.snapshots += 1,
                 _ => {}

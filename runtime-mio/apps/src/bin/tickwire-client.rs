@@ -45,7 +45,8 @@ struct Args {
     /// Player id of the first client (the tickets' subject; the next ones count up).
     #[arg(long, default_value_t = 0)]
     first: u64,
-    /// Seconds to play (finite, above 0, at most a year).
+    /// Seconds to play (finite, above 0, at most a year); it exits earlier once every client's
+    /// session has ended (a draining server closes them) or been refused for good.
     #[arg(long, default_value = "10", value_parser = parse_seconds, allow_negative_numbers = true)]
     seconds: Duration,
     /// The ticket issuer's private key (PKCS#8 PEM, from `tickwire-vs keygen`): the clients

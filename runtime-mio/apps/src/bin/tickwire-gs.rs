@@ -331,11 +331,14 @@ fn main() -> ExitCode {
         Ok(server) => {
             let report = DemoReport::build(Some(&server), &[]);
             println!(
-                "served {} sessions, {} ticks (lateness p99 {:.3} ms), {} inputs, {} snapshots",
+                "served {} sessions ({} over WebTransport), {} ticks (lateness p99 {:.3} ms), \
+                 {} inputs ({} over WebTransport), {} snapshots",
                 server.sessions,
+                server.webtransport_sessions,
                 server.ticks,
                 report.tick_lateness_ms.p99,
                 server.inputs_received,
+                server.webtransport_inputs_received,
                 server.snapshots_sent
             );
             if let Some(path) = &settings.json {

@@ -786,22 +786,20 @@ impl Conn {
         true
     }
 
-    /// While a sent close capsule lingers: the peer finished the CONNECT stream, or the
-    /// linger expired; either way the QUIC connection closes now.
+    /// While a sent close capsule lingers: the QUIC connection closes when the linger expires
+    /// (or earlier, by the peer). Not as soon as the peer finishes the CONNECT stream: Chromium
+    /// then sometimes reports the connection lost instead of the capsule's reason.
     pub(super) fn linger(&mut self, now: Instant, event: Option<&quinn_proto::Event>) {
         let Some(wt) = self.wt.as_mut() else { return };
         let (Some(deadline), Some(id)) = (wt.linger, wt.connect) else {
             return;
         };
-        let finished = match event {
-            Some(quinn_proto::Event::Stream(quinn_proto::StreamEvent::Readable { id: readable }))
-                if *readable == id =>
-            {
-                Self::drain_stream(&mut self.quic, id, |_| {}).1 != StreamEnd::Open
+        if let Some(quinn_proto::Event::Stream(quinn_proto::StreamEvent::Readable { id: readable })) = event {
+            if *readable == id {
+                let _ = Self::drain_stream(&mut self.quic, id, |_| {});
             }
-            _ => false,
-        };
-        if finished || now >= deadline {
+        }
+        if now >= deadline {
             wt.linger = None;
             self.quic.close(
                 now,

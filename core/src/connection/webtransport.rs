@@ -731,11 +731,7 @@ impl Conn {
         if let Some(id) = self.wt.as_ref().and_then(|wt| wt.connect) {
             let _ = self.quic.send_stream(id).finish();
         }
-        self.quic.close(
-            ctx.now,
-            VarInt::from_u64(error_code::H3_NO_ERROR).unwrap_or(VarInt::MAX),
-            Bytes::new(),
-        );
+        self.close_quic_quietly(ctx.now);
         self.report_closed(
             ctx,
             reason,
@@ -768,19 +764,11 @@ impl Conn {
                 if written {
                     wt.linger = Some(now + CLOSE_LINGER);
                 } else {
-                    self.quic.close(
-                        now,
-                        VarInt::from_u64(error_code::H3_NO_ERROR).unwrap_or(VarInt::MAX),
-                        Bytes::new(),
-                    );
+                    self.close_quic_quietly(now);
                 }
             }
             _ => {
-                self.quic.close(
-                    now,
-                    VarInt::from_u64(error_code::H3_NO_ERROR).unwrap_or(VarInt::MAX),
-                    Bytes::new(),
-                );
+                self.close_quic_quietly(now);
             }
         }
         true
@@ -801,12 +789,15 @@ impl Conn {
         }
         if now >= deadline {
             wt.linger = None;
-            self.quic.close(
-                now,
-                VarInt::from_u64(error_code::H3_NO_ERROR).unwrap_or(VarInt::MAX),
-                Bytes::new(),
-            );
+            self.close_quic_quietly(now);
         }
+    }
+
+    /// Closes the QUIC connection with `H3_NO_ERROR`: the session's end was already said (or
+    /// there was none).
+    fn close_quic_quietly(&mut self, now: Instant) {
+        let code = VarInt::from_u64(error_code::H3_NO_ERROR).unwrap_or(VarInt::MAX);
+        self.quic.close(now, code, Bytes::new());
     }
 
     /// Closes the connection for an HTTP/3 error (or a refused CONNECT) with `code`, reporting

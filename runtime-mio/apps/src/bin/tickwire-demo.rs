@@ -108,7 +108,7 @@ struct WebArgs {
     #[arg(long, default_value_t = DEMO_GS_ID)]
     gs_id: u64,
     /// The game server's WebTransport path.
-    #[arg(long, default_value = "/tickwire")]
+    #[arg(long, default_value = tickwire_core::webtransport::DEFAULT_PATH)]
     path: String,
     /// Directory of the page's files.
     #[arg(long = "static", value_name = "DIR", default_value = "web/demo/dist")]

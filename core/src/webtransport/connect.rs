@@ -178,12 +178,71 @@ pub fn decode_response(block: &[u8]) -> Result<Status, ConnectError> {
 }
 
 fn decode_block(block: &[u8]) -> Result<HashMap<String, String>, ConnectError> {
-    // wtransport-proto 0.7.2's prefix-integer decoder overflows a shift on some inputs (a
-    // panic where overflow checks are on): a peer's bytes must not end the process, so such a
-    // block is refused like any other that does not decode.
-    std::panic::catch_unwind(|| wtransport_proto::qpack::Decoder::decode(block))
-        .map_err(|_| ConnectError::Qpack("integer overflow".into()))?
-        .map_err(|e| ConnectError::Qpack(e.to_string()))
+    check_prefix_integers(block)?;
+    wtransport_proto::qpack::Decoder::decode(block).map_err(|e| ConnectError::Qpack(e.to_string()))
+}
+
+/// The most continuation bytes a QPACK prefix integer may have here (RFC 9204 §4.1.1; RFC 7541
+/// §5.1): four carry 28 bits, more than any static index or string length in a HEADERS frame
+/// this endpoint accepts.
+const MAX_INTEGER_CONTINUATIONS: usize = 4;
+
+/// Walks a field section (RFC 9204 §4.5) and refuses one whose prefix integers run past
+/// [`MAX_INTEGER_CONTINUATIONS`], or whose string lengths run past its end, before
+/// `wtransport-proto`'s decoder reads it: that decoder (0.7.2) shifts by 7 more bits for every
+/// continuation byte without a bound, which overflows on the eleventh. Field lines that need
+/// the dynamic table are left for the decoder to refuse.
+fn check_prefix_integers(block: &[u8]) -> Result<(), ConnectError> {
+    let overflow = || ConnectError::Qpack("prefix integer too long".into());
+    let truncated = || ConnectError::Qpack("field section truncated".into());
+    let mut rest = block;
+    // Reads a prefix integer whose first byte keeps `prefix` low bits.
+    let integer = |rest: &mut &[u8], prefix: u32| -> Result<usize, ConnectError> {
+        let (&first, tail) = rest.split_first().ok_or_else(truncated)?;
+        *rest = tail;
+        let mask = (1usize << prefix) - 1;
+        let mut value = usize::from(first) & mask;
+        if value < mask {
+            return Ok(value);
+        }
+        for shift in (0..MAX_INTEGER_CONTINUATIONS).map(|i| 7 * i) {
+            let (&byte, tail) = rest.split_first().ok_or_else(truncated)?;
+            *rest = tail;
+            value += usize::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(overflow())
+    };
+    let skip_string = |rest: &mut &[u8], prefix: u32| -> Result<(), ConnectError> {
+        let len = integer(rest, prefix)?;
+        *rest = rest.get(len..).ok_or_else(truncated)?;
+        Ok(())
+    };
+    integer(&mut rest, 8)?; // Required Insert Count
+    integer(&mut rest, 7)?; // sign bit and Delta Base
+    while let Some(&first) = rest.first() {
+        match first {
+            // Indexed field line: 1Txxxxxx.
+            0x80.. => {
+                integer(&mut rest, 6)?;
+            }
+            // Literal with name reference: 01NTxxxx, then the value.
+            0x40..=0x7f => {
+                integer(&mut rest, 4)?;
+                skip_string(&mut rest, 7)?;
+            }
+            // Literal with literal name: 001NHxxx, then the value.
+            0x20..=0x3f => {
+                skip_string(&mut rest, 3)?;
+                skip_string(&mut rest, 7)?;
+            }
+            // Post-base forms need the dynamic table, which the decoder refuses.
+            _ => return Ok(()),
+        }
+    }
+    Ok(())
 }
 
 fn headers_frame<'a>(fields: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<u8> {
@@ -250,5 +309,30 @@ mod tests {
             Err(ConnectError::Qpack(_))
         ));
         assert_eq!(decode_response(&[0, 0]), Err(ConnectError::NoStatus));
+    }
+
+    #[test]
+    fn prefix_integers_past_four_continuation_bytes_are_refused_before_decoding() {
+        // The fuzzer's input: a Delta Base with 38 continuation bytes.
+        let mut long = vec![0x00, 0xff];
+        long.extend([0xff; 38]);
+        long.push(0x00);
+        assert_eq!(
+            ConnectRequest::decode(&long),
+            Err(ConnectError::Qpack("prefix integer too long".into()))
+        );
+        // A string length that runs past the block, and an indexed line that ends mid-integer.
+        for truncated in [
+            &[0x00, 0x00, 0x5f, 0x10, 0x05, b'a'][..],
+            &[0x00, 0x00, 0xff, 0x80],
+        ] {
+            assert_eq!(
+                ConnectRequest::decode(truncated),
+                Err(ConnectError::Qpack("field section truncated".into()))
+            );
+        }
+        // Four continuation bytes are still read: index 63 + 2^21 is not in the static table.
+        let four = [0x00, 0x00, 0xff, 0x80, 0x80, 0x80, 0x01];
+        assert!(matches!(ConnectRequest::decode(&four), Err(ConnectError::Qpack(e)) if e.contains("static")));
     }
 }

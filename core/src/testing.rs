@@ -851,6 +851,12 @@ impl Net {
         self.hostile(node, conn, |c| c.testing_open_uni()).flatten()
     }
 
+    /// Opens a bidirectional stream; `None` at the peer's concurrent-stream limit or for an
+    /// unknown `conn`.
+    pub fn raw_open_bidi(&mut self, node: usize, conn: ConnHandle) -> Option<u64> {
+        self.hostile(node, conn, |c| c.testing_open_bidi()).flatten()
+    }
+
     /// Writes `bytes` to `stream` as they are (no channel byte or length prefix added);
     /// returns how many bytes QUIC took (stream flow control may refuse the rest).
     pub fn raw_write(&mut self, node: usize, conn: ConnHandle, stream: u64, bytes: &[u8]) -> usize {

@@ -21,7 +21,7 @@
 //! | `tickets` | `join_ticket`, `play_ticket`, `receipt`, `replay_cache` |
 //! | `vs` | `vs_message`, `gs_agent` |
 //! | `attest` | `tpm_attest`, `tpm_ak_public`, `tpm_quote` |
-//! | `webtransport` | `wt_h3`, `wt_connect` |
+//! | `webtransport` | `wt_h3`, `wt_connect`, `wt_session` (a misbehaving WebTransport peer) |
 //! | `fragment`, `heartbeat`, `tick`, `limits` | `reassembler`, `heartbeat`, `tick_scheduler`, `tick_sync`, `rate_limiter` |
 //! | `handshake` | `handshake_server`, `handshake_client` |
 //! | `endpoint` | `endpoint`, the whole engine |
@@ -71,7 +71,7 @@ pub use sim::{endpoint_config, gs_config, link_spec, scenario_toml, vs_config};
 pub use tick::{tick_scheduler, tick_sync};
 pub use tickets::{join_ticket, play_ticket, receipt, replay_cache};
 pub use vs::{gs_agent, vs_message};
-pub use webtransport::{wt_connect, wt_h3};
+pub use webtransport::{wt_connect, wt_h3, wt_session, MAX_SESSION_OPS};
 pub use wire::{control_message, datagram, fragment_header, frame_decoder};
 
 /// A fuzz target body: one input, any bytes.
@@ -108,6 +108,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("gs_agent", gs_agent),
     // The whole engine.
     ("endpoint", endpoint),
+    ("wt_session", wt_session),
     // Text inputs: configurations, scenarios and link specs.
     ("endpoint_config", endpoint_config),
     ("vs_config", vs_config),

@@ -187,3 +187,142 @@ pub fn wt_connect(data: &[u8]) {
     assert_eq!(again, request);
     assert_eq!(again.check(&config), verdict);
 }
+
+/// A WebTransport session (`PROTOCOL.md` §12) whose peer misbehaves below the tickwire framing,
+/// beside a well-behaved native client on the same server: the whole engine, over real QUIC and
+/// TLS in virtual time, reaching the stream classification, the HTTP/3 control and CONNECT
+/// streams, the prefixes and the capsules inside a connection.
+///
+/// Input: up to [`MAX_SESSION_OPS`] operations, each `op: u8` and its fields, where `side & 1`
+/// picks the misbehaving end (0 the WebTransport client, 1 the server) and lengths are
+/// `len: u16 % 2048`:
+/// - `op % 8 == 0` — `side, prefixed: u8, len`, bytes: open a uni stream and write
+///   `0x54‖session id` first when `prefixed & 1`, then the bytes;
+/// - 1 — `side, len`, bytes: open a bidi stream (an extra request, or a second control stream)
+///   and write the bytes;
+/// - 2 — `side, stream: u8, len`, bytes: write to QUIC stream `stream` as it is (0 is the
+///   CONNECT stream, 1 the control stream);
+/// - 3 — `side, stream: u8`: reset that stream;
+/// - 4 — `side, prefixed, len`, bytes: one QUIC datagram, after the session's quarter-stream-id
+///   prefix when `prefixed & 1`;
+/// - 5 — `ms: u16`: run the network `ms % 10 000` milliseconds;
+/// - 6 — `side, len`, bytes: an ordinary message on the GAME channel through the engine;
+/// - 7 — the native client sends a numbered message on the GAME channel.
+///
+/// Asserts: nothing panics; the native client stays joined and every message it sent reaches
+/// the server, in order, whatever the WebTransport peer did; the server never holds more than
+/// the two sessions; a WebTransport connection that is gone was reported with a
+/// `Disconnected` event on both ends once the network has run for the close to settle.
+pub fn wt_session(data: &[u8]) {
+    use std::time::Duration;
+
+    use tickwire_core::testing::{epoch, Net};
+    use tickwire_core::webtransport::WebTransportConfig;
+    use tickwire_core::{ChannelId, Event};
+
+    let mut input = Input::new(data);
+    let mut net = Net::new(epoch(), 0x5E55);
+    let server = net.add_webtransport_server(Net::config(), WebTransportConfig::default());
+    let wt_client = net.add_client(Net::config());
+    let native_client = net.add_client(Net::config());
+    let (wt_conn, wt_sconn) = net.join_webtransport(wt_client, server);
+    let (native_conn, native_sconn) = net.join(native_client, server);
+    // The CONNECT stream's id names the session (RFC 9297 §2; PROTOCOL.md §12.4).
+    const SESSION_ID: u64 = 0;
+    let mut sent_native = Vec::new();
+    for _ in 0..MAX_SESSION_OPS {
+        if input.is_empty() {
+            break;
+        }
+        let op = input.u8() % 8;
+        let (node, conn) = match op {
+            5 | 7 => (native_client, native_conn),
+            _ if input.u8() & 1 == 0 => (wt_client, wt_conn),
+            _ => (server, wt_sconn),
+        };
+        match op {
+            0 => {
+                let prefixed = input.u8() & 1 == 1;
+                let bytes = input_bytes(&mut input);
+                if let Some(stream) = net.raw_open_uni(node, conn) {
+                    let mut out = Vec::new();
+                    if prefixed {
+                        encode_uni_prefix(SESSION_ID, &mut out).expect("session 0 encodes");
+                    }
+                    out.extend_from_slice(bytes);
+                    net.raw_write(node, conn, stream, &out);
+                }
+            }
+            1 => {
+                let bytes = input_bytes(&mut input);
+                if let Some(stream) = net.raw_open_bidi(node, conn) {
+                    net.raw_write(node, conn, stream, bytes);
+                }
+            }
+            2 => {
+                let stream = u64::from(input.u8());
+                let bytes = input_bytes(&mut input);
+                net.raw_write(node, conn, stream, bytes);
+            }
+            3 => {
+                let stream = u64::from(input.u8());
+                net.raw_reset(node, conn, stream);
+            }
+            4 => {
+                let prefixed = input.u8() & 1 == 1;
+                let bytes = input_bytes(&mut input);
+                let mut out = Vec::new();
+                if prefixed {
+                    encode_datagram_prefix(SESSION_ID, &mut out).expect("session 0 encodes");
+                }
+                out.extend_from_slice(bytes);
+                net.raw_datagram(node, conn, out);
+            }
+            5 => net.run_for(Duration::from_millis(u64::from(input.u16() % 10_000))),
+            6 => {
+                let bytes = input_bytes(&mut input).to_vec();
+                let now = net.now;
+                // A closed session refuses; that is the engine's answer, not a failure.
+                let _ = net
+                    .node_mut(node)
+                    .endpoint
+                    .send(now, conn, ChannelId::GAME, bytes.into());
+                net.drain(node);
+            }
+            _ => {
+                let payload = (sent_native.len() as u32).to_le_bytes().to_vec();
+                net.send(native_client, native_conn, ChannelId::GAME, payload.clone());
+                sent_native.push(payload);
+            }
+        }
+        assert!(net.node(server).endpoint.sessions_live() <= 2);
+    }
+    // Long enough for a close's 2 s linger and the QUIC draining period (3 PTO) to pass.
+    net.run_for(Duration::from_secs(10));
+
+    assert!(
+        net.node(native_client).connected(native_conn),
+        "the native client lost its session: {:?}",
+        net.node(native_client).closure_of(native_conn)
+    );
+    let received = net.node(server).messages(native_sconn, ChannelId::GAME);
+    assert_eq!(received, sent_native, "the native client's messages");
+    for (node, conn) in [(wt_client, wt_conn), (server, wt_sconn)] {
+        let n = net.node(node);
+        if n.endpoint.session(conn).is_none() {
+            assert!(
+                matches!(n.closure_of(conn), Some(Event::Disconnected { .. })),
+                "a WebTransport session ended without a Disconnected event"
+            );
+        }
+    }
+}
+
+/// At most this many operations per [`wt_session`] input: each may run real QUIC for a while.
+pub const MAX_SESSION_OPS: usize = 24;
+
+/// `len: u16 % 2048`, then that many bytes.
+fn input_bytes<'a>(input: &mut Input<'a>) -> &'a [u8] {
+    let len = usize::from(input.u16()) % 2048;
+    input.bytes(len)
+}

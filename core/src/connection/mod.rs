@@ -685,16 +685,31 @@ impl Conn {
         self.quic.streams().open(quinn_proto::Dir::Uni).map(u64::from)
     }
 
+    /// Opens a raw bidirectional stream; `None` at the peer's stream limit.
+    pub(crate) fn testing_open_bidi(&mut self) -> Option<u64> {
+        self.quic.streams().open(quinn_proto::Dir::Bi).map(u64::from)
+    }
+
     /// Writes raw `bytes` to `stream`; returns how many QUIC took (flow control may refuse some).
     pub(crate) fn testing_write(&mut self, stream: u64, bytes: &[u8]) -> usize {
-        let id = StreamId::from(VarInt::from_u64(stream).unwrap_or(VarInt::MAX));
-        self.quic.send_stream(id).write(bytes).unwrap_or(0)
+        match self.testing_send_side(stream) {
+            Some(id) => self.quic.send_stream(id).write(bytes).unwrap_or(0),
+            None => 0,
+        }
     }
 
     /// Resets `stream` (RESET_STREAM, RFC 9000 §19.4) with error code 0.
     pub(crate) fn testing_reset(&mut self, stream: u64) {
-        let id = StreamId::from(VarInt::from_u64(stream).unwrap_or(VarInt::MAX));
-        let _ = self.quic.send_stream(id).reset(VarInt::from_u32(0));
+        if let Some(id) = self.testing_send_side(stream) {
+            let _ = self.quic.send_stream(id).reset(VarInt::from_u32(0));
+        }
+    }
+
+    /// `stream` if it can have a send side here: bidirectional, or opened by this end (a peer's
+    /// unidirectional stream has none).
+    fn testing_send_side(&self, stream: u64) -> Option<StreamId> {
+        let id = StreamId::from(VarInt::from_u64(stream).ok()?);
+        (id.dir() == quinn_proto::Dir::Bi || id.initiator() == self.quic.side()).then_some(id)
     }
 
     /// Sends one raw QUIC datagram (RFC 9221), bypassing tickwire's datagram queue.

@@ -129,3 +129,54 @@ pub(super) fn endpoint_inputs() -> Vec<Vec<u8>> {
     inputs.extend(noise(10, &[600, 2_000]));
     inputs
 }
+
+/// `wt_session` inputs: ordinary traffic both ways, then one misbehaviour each of the
+/// WebTransport client and server (a duplicate HTTP/3 control stream, an extra request, bytes
+/// and capsules on the CONNECT stream, garbage on the control stream, datagrams with and
+/// without the session prefix, a reset CONNECT stream).
+pub(super) fn wt_session_inputs() -> Vec<Vec<u8>> {
+    const CLIENT: u8 = 0;
+    const SERVER: u8 = 1;
+    let with_bytes = |op: u8, side: u8, extra: &[u8], bytes: &[u8]| {
+        let len = u16::try_from(bytes.len()).unwrap();
+        cat(&[&[op, side], extra, &le16(len), bytes])
+    };
+    let run = |ms: u16| cat(&[&[5], &le16(ms)]);
+    let native = vec![7];
+    let traffic = cat(&[
+        &native,
+        &with_bytes(6, CLIENT, &[], b"input"),
+        &with_bytes(6, SERVER, &[], b"snapshot"),
+        &run(100),
+        &native,
+    ]);
+    // HEADERS (type 1) with a QPACK block naming :method CONNECT (static index 15).
+    let headers = [0x01, 0x03, 0x00, 0x00, 0xcf];
+    // DATA frames on the CONNECT stream carrying a CLOSE_WEBTRANSPORT_SESSION capsule (type
+    // 0x2843) with code 7 and no message, and an unknown capsule.
+    let close_capsule = [0x00, 0x07, 0x68, 0x43, 0x04, 0x00, 0x00, 0x00, 0x07];
+    let unknown_capsule = [0x00, 0x04, 0x3f, 0x02, 0xaa, 0xbb];
+    let misbehaviours: Vec<Vec<u8>> = vec![
+        with_bytes(0, CLIENT, &[1], &[0x00, 0x01, 0x05, b'h', b'e', b'l', b'l', b'o']),
+        with_bytes(0, CLIENT, &[0], &[0x00, 0x04, 0x00]),
+        with_bytes(0, SERVER, &[0], &[0x02]),
+        with_bytes(1, CLIENT, &[], &headers),
+        with_bytes(1, SERVER, &[], &[0x40, 0x41, 0x00]),
+        with_bytes(2, CLIENT, &[0], &unknown_capsule),
+        with_bytes(2, CLIENT, &[0], &close_capsule),
+        with_bytes(2, SERVER, &[0], &close_capsule),
+        with_bytes(2, CLIENT, &[1], &[0xff; 16]),
+        with_bytes(2, SERVER, &[1], &[0x00, 0x00, 0x09]),
+        with_bytes(4, CLIENT, &[1], &[0x01, 0x02, 0x03]),
+        with_bytes(4, SERVER, &[0], &[0x04, 0x00]),
+        vec![3, CLIENT, 0],
+        vec![3, SERVER, 1],
+    ];
+    let mut inputs = vec![Vec::new(), traffic.clone()];
+    inputs.extend(
+        misbehaviours
+            .into_iter()
+            .map(|m| cat(&[&traffic, &m, &run(3000), &native])),
+    );
+    inputs
+}

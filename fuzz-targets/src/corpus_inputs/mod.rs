@@ -15,6 +15,7 @@ fn all() -> Vec<(&'static str, Vec<Vec<u8>>)> {
     let mut all = decoders::decoders();
     all.extend(machines::machines());
     all.push(("endpoint", endpoint::endpoint_inputs()));
+    all.push(("wt_session", endpoint::wt_session_inputs()));
     all.extend(sim::sim());
     all
 }

@@ -1,11 +1,15 @@
 #!/usr/bin/env node
-// Opens a page in headless Chromium and waits until its `window.tickwireDemo` state meets a
-// condition; prints the state as JSON on stdout.
+// Opens a page in headless Chromium or Firefox and waits until its `window.tickwireDemo` state
+// meets a condition; prints the state as JSON on stdout.
 //
 //   node web/test/browser.mjs --url http://127.0.0.1:8080/ \
 //       --until 'joined && snapshotsReceived >= 50' [--until 'closeReason !== null' ...] \
 //       [--fail-if 'closeReason !== null'] [--timeout-ms 30000] [--screenshot shot.png] \
-//       [--chromium /usr/bin/chromium]
+//       [--browser chromium|firefox] [--chromium /usr/bin/chromium] [--firefox /usr/bin/firefox-esr]
+//
+// Chromium is driven by playwright-core, Firefox by puppeteer-core over WebDriver BiDi (the
+// stock Firefox has no playwright protocol); the stages are the same. The executables default
+// to $CHROMIUM and $FIREFOX, else Debian's paths.
 //
 // Conditions are JavaScript expressions over the state's fields (joined, sessionId,
 // inputsSent, snapshotsReceived, fragmentedSnapshots, rttMs, jitterMs, lossPct, closeReason,
@@ -21,7 +25,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { chromium } from 'playwright-core';
 
 function usage(message) {
   process.stderr.write(`browser.mjs: ${message}\n`);
@@ -37,7 +40,9 @@ try {
       'fail-if': { type: 'string' },
       'timeout-ms': { type: 'string', default: '30000' },
       screenshot: { type: 'string' },
+      browser: { type: 'string', default: 'chromium' },
       chromium: { type: 'string', default: process.env.CHROMIUM ?? '/usr/bin/chromium' },
+      firefox: { type: 'string', default: process.env.FIREFOX ?? '/usr/bin/firefox-esr' },
     },
     strict: true,
   }));
@@ -49,25 +54,69 @@ if (!args.until?.length) usage('--until is required');
 const timeoutMs = Number(args['timeout-ms']);
 if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) usage('--timeout-ms must be a positive number');
 
-// As root Chromium needs --no-sandbox; the background-networking flags keep it from calling
-// out of this machine. QUIC stays enabled: WebTransport runs on it.
-const flags = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
+/**
+ * Each browser's start: resolves to `{ page, close, waitForFunction }`, where `page` has the
+ * methods both drivers share (on, goto, evaluate, screenshot), `close` ends the browser, and
+ * `waitForFunction(fn, arg, timeoutMs)` polls `fn(arg)` in the page every 100 ms until it is
+ * truthy (the drivers order these arguments differently). `profile` is a fresh, empty
+ * directory.
+ */
+const launchers = {
+  async chromium(executablePath, profile) {
+    const { chromium } = await import('playwright-core');
+    // As root Chromium needs --no-sandbox; the background-networking flags keep it from
+    // calling out of this machine. QUIC stays enabled: WebTransport runs on it.
+    const flags = [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ];
+    const context = await chromium.launchPersistentContext(profile, { executablePath, headless: true, args: flags });
+    const page = context.pages()[0] ?? (await context.newPage());
+    return {
+      page,
+      close: () => context.close(),
+      waitForFunction: (fn, arg, timeout) => page.waitForFunction(fn, arg, { timeout, polling: 100 }),
+    };
+  },
+  async firefox(executablePath, profile) {
+    const { default: puppeteer } = await import('puppeteer-core');
+    // Puppeteer applies Firefox's recommended automation preferences, which quiet most of its
+    // background services; remote settings still call out, unless pointed at nothing as
+    // Mozilla's own test profiles do (a release build honours that preference only with
+    // MOZ_REMOTE_SETTINGS_DEVTOOLS=1). Nothing WebTransport needs is a preference: it and
+    // serverCertificateHashes are on by default, and as root no sandbox flag is needed.
+    const browser = await puppeteer.launch({
+      browser: 'firefox',
+      executablePath,
+      headless: true,
+      userDataDir: profile,
+      env: { ...process.env, MOZ_REMOTE_SETTINGS_DEVTOOLS: '1' },
+      extraPrefsFirefox: { 'services.settings.server': 'data:,#remote-settings-dummy/v1' },
+    });
+    const page = (await browser.pages())[0] ?? (await browser.newPage());
+    return {
+      page,
+      close: () => browser.close(),
+      waitForFunction: (fn, arg, timeout) => page.waitForFunction(fn, { timeout, polling: 100 }, arg),
+    };
+  },
+};
+const launch = launchers[args.browser];
+if (!launch) usage(`--browser must be one of ${Object.keys(launchers).join(', ')}`);
+const executable = args[args.browser];
 
-const profile = mkdtempSync(join(tmpdir(), 'tickwire-chromium-'));
-let context;
+const profile = mkdtempSync(join(tmpdir(), `tickwire-${args.browser}-`));
+let driver;
 try {
-  context = await chromium.launchPersistentContext(profile, { executablePath: args.chromium, headless: true, args: flags });
+  driver = await launch(executable, profile);
 } catch (e) {
   rmSync(profile, { recursive: true, force: true });
-  usage(`cannot start Chromium at ${args.chromium}: ${e.message.split('\n')[0]}`);
+  usage(`cannot start ${args.browser} at ${executable}: ${e.message.split('\n')[0]}`);
 }
 
 const readState = () => (window.tickwireDemo ? JSON.parse(JSON.stringify(window.tickwireDemo)) : null);
@@ -88,17 +137,17 @@ let outcome = 'timeout';
 let state = null;
 let stage = 0;
 try {
-  const page = context.pages()[0] ?? (await context.newPage());
+  const { page } = driver;
   page.on('console', (m) => process.stderr.write(`[page ${m.type()}] ${m.text()}\n`));
   page.on('pageerror', (e) => process.stderr.write(`[page error] ${e.message}\n`));
   await page.goto(args.url, { timeout: timeoutMs });
   for (; stage < args.until.length; stage++) {
     outcome = 'timeout';
     try {
-      const handle = await page.waitForFunction(check, [args.until[stage], args['fail-if'] ?? null], { timeout: timeoutMs, polling: 100 });
+      const handle = await driver.waitForFunction(check, [args.until[stage], args['fail-if'] ?? null], timeoutMs);
       outcome = await handle.jsonValue();
     } catch (e) {
-      if (!/Timeout/i.test(e.message)) throw e;
+      if (e.name !== 'TimeoutError' && !/Timeout/i.test(e.message)) throw e;
     }
     state = await page.evaluate(readState);
     if (outcome !== 'ok') break;
@@ -110,7 +159,7 @@ try {
   process.stderr.write(`browser.mjs: ${e.message}\n`);
   code = code === 0 ? 1 : code;
 } finally {
-  await context.close().catch(() => {});
+  await driver.close().catch(() => {});
   rmSync(profile, { recursive: true, force: true });
 }
 await emit(JSON.stringify({ outcome, state }));

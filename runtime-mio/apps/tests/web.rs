@@ -1,19 +1,22 @@
 //! The browser demo end to end: `tickwire-gs` accepting WebTransport, the `tickwire-demo web`
-//! lobby, and the demo page in headless Chromium driven by `web/test/browser.mjs`
-//! (playwright-core). A page given an expired ticket is refused with `TICKET_EXPIRED`. Another
-//! joins beside a native `tickwire-client`, sends inputs every tick and receives snapshots,
-//! some of them fragmented; then the server drains and the page shows `SERVER_SHUTDOWN`. The
-//! server's `--json` report counts both sessions, by carrier, and the page's inputs.
+//! lobby, and the demo page in headless Chromium (playwright-core) and in headless Firefox
+//! (puppeteer-core over WebDriver BiDi), each driven by `web/test/browser.mjs`. The same test
+//! runs in each browser: a page given an expired ticket is refused with `TICKET_EXPIRED`.
+//! Another joins beside a native `tickwire-client`, sends inputs every tick and receives
+//! snapshots, some of them fragmented; then the server drains and the page shows
+//! `SERVER_SHUTDOWN`. The server's `--json` report counts both sessions, by carrier, and the
+//! page's inputs.
 //!
-//! It needs what `web/scripts/setup` installs and builds (Chromium, the npm packages, the demo
-//! bundle). Without them it says so and passes, unless `TICKWIRE_WEB_E2E=1` demands it.
+//! It needs what `web/scripts/setup` installs and builds (Chromium, Firefox ESR, the npm
+//! packages, the demo bundle). Without them a browser's test says so and passes, unless
+//! `TICKWIRE_WEB_E2E=1` demands it.
 
 mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex};
 use std::time::Duration;
 
 use common::{eventually, get, sample, sum_of, Process, TempDir, GS};
@@ -29,22 +32,58 @@ const STAGE_TIMEOUT_MS: &str = "30000";
 const INPUTS_IN_FLIGHT: u64 = 12;
 const SEED: &str = "7";
 
+/// One browser test at a time: each starts a server, a lobby, a native client and a browser,
+/// and two at once only slow each other down.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 fn web_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web")
 }
 
-/// Why the browser test cannot run here, if it cannot.
-fn missing_prerequisite(web: &Path) -> Option<String> {
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+/// A browser `browser.mjs` can drive.
+#[derive(Clone, Copy)]
+struct BrowserKind {
+    /// Its `--browser` value, and the option naming its executable.
+    name: &'static str,
+    /// The environment variable naming its executable, as `browser.mjs` reads it.
+    env: &'static str,
+    /// Its executable when `env` is unset (Debian's).
+    default_executable: &'static str,
+    /// The npm package that drives it.
+    driver: &'static str,
+}
+
+const CHROMIUM: BrowserKind = BrowserKind {
+    name: "chromium",
+    env: "CHROMIUM",
+    default_executable: "/usr/bin/chromium",
+    driver: "playwright-core",
+};
+
+const FIREFOX: BrowserKind = BrowserKind {
+    name: "firefox",
+    env: "FIREFOX",
+    default_executable: "/usr/bin/firefox-esr",
+    driver: "puppeteer-core",
+};
+
+impl BrowserKind {
+    fn executable(self) -> String {
+        std::env::var(self.env).unwrap_or_else(|_| self.default_executable.into())
+    }
+}
+
+/// Why the test in `browser` cannot run here, if it cannot.
+fn missing_prerequisite(web: &Path, browser: BrowserKind) -> Option<String> {
     [
-        (PathBuf::from(&chromium), "Chromium"),
+        (PathBuf::from(browser.executable()), browser.name.to_owned()),
         (
-            web.join("test/node_modules/playwright-core"),
-            "playwright-core (npm ci in web/test)",
+            web.join("test/node_modules").join(browser.driver),
+            format!("{} (npm ci in web/test)", browser.driver),
         ),
         (
             web.join("demo/dist/index.html"),
-            "the demo page (web/scripts/setup)",
+            "the demo page (web/scripts/setup)".to_owned(),
         ),
     ]
     .into_iter()
@@ -57,16 +96,21 @@ fn missing_prerequisite(web: &Path) -> Option<String> {
 }
 
 /// `browser.mjs` on one page, waiting for its `--until` stages in order.
-struct Browser {
+struct Page {
     child: Child,
     /// One JSON line per stage reached.
     lines: mpsc::Receiver<String>,
 }
 
-impl Browser {
-    fn start(web: &Path, url: &str, stages: &[&str], fail_if: &str) -> Self {
+impl Page {
+    fn start(web: &Path, browser: BrowserKind, url: &str, stages: &[&str], fail_if: &str) -> Self {
         let mut command = Command::new("node");
-        command.arg(web.join("test/browser.mjs")).args(["--url", url]);
+        command
+            .arg(web.join("test/browser.mjs"))
+            .args(["--browser", browser.name])
+            .arg(format!("--{}", browser.name))
+            .arg(browser.executable())
+            .args(["--url", url]);
         for until in stages {
             command.args(["--until", until]);
         }
@@ -91,7 +135,7 @@ impl Browser {
 
     /// The state once the next stage is met; panics if it is not.
     fn stage(&mut self, what: &str) -> Value {
-        // Chromium's start and the stage's own timeout, with room to spare.
+        // The browser's start and the stage's own timeout, with room to spare.
         let patience = Duration::from_secs(90);
         let line = self
             .lines
@@ -112,7 +156,7 @@ impl Browser {
     }
 }
 
-impl Drop for Browser {
+impl Drop for Page {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -129,9 +173,18 @@ fn count(value: &Value) -> u64 {
 }
 
 #[test]
-fn a_browser_plays_beside_a_native_client_and_sees_the_server_drain() {
+fn chromium_plays_beside_a_native_client_and_sees_the_server_drain() {
+    plays_beside_a_native_client_and_sees_the_server_drain(CHROMIUM);
+}
+
+#[test]
+fn firefox_plays_beside_a_native_client_and_sees_the_server_drain() {
+    plays_beside_a_native_client_and_sees_the_server_drain(FIREFOX);
+}
+
+fn plays_beside_a_native_client_and_sees_the_server_drain(browser: BrowserKind) {
     let web = web_dir();
-    if let Some(why) = missing_prerequisite(&web) {
+    if let Some(why) = missing_prerequisite(&web, browser) {
         assert!(
             std::env::var("TICKWIRE_WEB_E2E").as_deref() != Ok("1"),
             "TICKWIRE_WEB_E2E=1 but {why}"
@@ -139,7 +192,9 @@ fn a_browser_plays_beside_a_native_client_and_sees_the_server_drain() {
         eprintln!("skipped: {why}; run web/scripts/setup to enable this test");
         return;
     }
-    let dir = TempDir::new("web");
+    // A test that failed holding the lock poisons it; the next still runs.
+    let _one_at_a_time = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new(&format!("web-{}", browser.name));
     let cert_json = dir.path("cert.json");
     let report_json = dir.path("gs-report.json");
     let native_json = dir.path("native-report.json");
@@ -189,8 +244,9 @@ fn a_browser_plays_beside_a_native_client_and_sees_the_server_drain() {
     let lobby_addr = lobby.address_after("listening on ");
 
     // An expired ticket: the handshake is refused and the page shows why.
-    let state = Browser::start(
+    let state = Page::start(
         &web,
+        browser,
         &format!("http://{lobby_addr}/?expired=1"),
         &["closeReason !== null"],
         "joined",
@@ -226,8 +282,9 @@ fn a_browser_plays_beside_a_native_client_and_sees_the_server_drain() {
     });
 
     // The page joins beside it and plays; then the server drains under it.
-    let mut page = Browser::start(
+    let mut page = Page::start(
         &web,
+        browser,
         &format!("http://{lobby_addr}/"),
         &[
             "joined && snapshotsReceived >= 60 && fragmentedSnapshots >= 2 && inputsSent >= 60 && rttMs !== null",

@@ -2,8 +2,8 @@
 //! spoofed Initials, address validation with Retry (RFC 9000 §8.1.2), amplification, garbage
 //! datagrams and half-open handshakes; then, from an authenticated but misbehaving peer,
 //! slow-loris and resource attacks: partial frames that never finish, oversized length
-//! prefixes, streams past the limit or for the wrong channel, and fragments of messages that
-//! never complete. Each attack is bounded by a limit (and, where it can hold state, a
+//! prefixes, streams past the limit or for the wrong channel, fragments of messages that
+//! never complete, and a control stream that ends or carries a frame after the Accept. Each attack is bounded by a limit (and, where it can hold state, a
 //! timeout) and counted.
 //!
 //! Spoofed datagrams are handed to the server's endpoint directly from addresses no harness
@@ -794,4 +794,38 @@ fn a_pending_table_full_of_silent_connections_makes_room_for_a_real_client() {
     let stats = h.net.node(h.server).endpoint.endpoint_stats();
     assert_eq!(stats.handshakes_evicted_no_hello, 1, "{stats:?}");
     assert_eq!(stats.connections_refused, 0);
+}
+
+#[test]
+fn an_ended_control_stream_leaves_the_session_up_and_a_late_control_frame_closes_it() {
+    use tickwire_core::wire::{encode, encode_frame, Challenge, Control, BINDING_CERTIFICATE};
+
+    let (mut net, server, client, conn, server_conn) = session(15, Net::config());
+    // Both ends end their side of the control stream (client-initiated bidirectional stream 0).
+    net.raw_reset(client, conn, 0);
+    net.raw_reset(server, server_conn, 0);
+    net.run_for(Duration::from_secs(3));
+    net.send(client, conn, ChannelId::GAME, &b"still here"[..]);
+    net.send(server, server_conn, ChannelId::GAME, &b"so am I"[..]);
+    net.run_for(Duration::from_millis(300));
+    assert_eq!(
+        net.node(server).messages(server_conn, ChannelId::GAME),
+        vec![&b"still here"[..]]
+    );
+    assert_eq!(
+        net.node(client).messages(conn, ChannelId::GAME),
+        vec![&b"so am I"[..]]
+    );
+
+    // On a fresh session, a well-formed control frame after the Accept is a violation.
+    let (mut net, server, client, conn, server_conn) = session(16, Net::config());
+    let late = Control::Challenge(Challenge {
+        binding: BINDING_CERTIFICATE,
+        cert_hash: [0; 32],
+        nonce: [0; 24],
+    });
+    net.raw_write(client, conn, 0, &encode_frame(&encode(&late)));
+    let (reason, detail, _) = net.run_until_disconnected(server, server_conn, Duration::from_secs(1));
+    assert_eq!(reason, ReasonCode::PROTOCOL_VIOLATION);
+    assert_eq!(detail, "unexpected control message");
 }

@@ -3,8 +3,8 @@
 //! datagrams and half-open handshakes; then, from an authenticated but misbehaving peer,
 //! slow-loris and resource attacks: partial frames that never finish, oversized length
 //! prefixes, streams past the limit or for the wrong channel, fragments of messages that
-//! never complete, and a control stream that ends or carries a frame after the Accept. Each attack is bounded by a limit (and, where it can hold state, a
-//! timeout) and counted.
+//! never complete, and a control stream that ends or carries a frame after the Accept. Each
+//! attack is bounded by a limit (and, where it can hold state, a timeout) and counted.
 //!
 //! Spoofed datagrams are handed to the server's endpoint directly from addresses no harness
 //! node owns, so its answers to them go nowhere (and are summed here, for the amplification

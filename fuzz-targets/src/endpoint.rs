@@ -162,8 +162,7 @@ pub fn endpoint(data: &[u8]) {
         match input.u8() % 8 {
             0 => {
                 let src = source_address(input.u8());
-                let len = usize::from(input.u16()) % 4096;
-                datagram = Some((src, input.bytes(len).to_vec()));
+                datagram = Some((src, input.sized_bytes(4096).to_vec()));
             }
             1 => {
                 let src = source_address(input.u8());
@@ -174,8 +173,7 @@ pub fn endpoint(data: &[u8]) {
                 let pn = input.u32();
                 let token_len = usize::from(input.u8());
                 let token = input.bytes(token_len).to_vec();
-                let len = usize::from(input.u16()) % 4096;
-                let frames = input.bytes(len).to_vec();
+                let frames = input.sized_bytes(4096).to_vec();
                 datagram = Some((src, seal_initial(&dcid, &scid, &token, pn, &frames)));
             }
             2 => now += ms(u64::from(input.u16())),

@@ -54,6 +54,12 @@ impl<'a> Input<'a> {
         u64::from_le_bytes(self.array())
     }
 
+    /// A length, `u16 % modulus`, then up to that many bytes.
+    pub fn sized_bytes(&mut self, modulus: usize) -> &'a [u8] {
+        let len = usize::from(self.u16()) % modulus;
+        self.bytes(len)
+    }
+
     /// Whether the input is used up.
     pub(crate) fn is_empty(&self) -> bool {
         self.rest.is_empty()

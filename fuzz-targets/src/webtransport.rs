@@ -243,7 +243,7 @@ pub fn wt_session(data: &[u8]) {
         match op {
             0 => {
                 let prefixed = input.u8() & 1 == 1;
-                let bytes = input_bytes(&mut input);
+                let bytes = input.sized_bytes(MAX_RAW_BYTES);
                 if let Some(stream) = net.raw_open_uni(node, conn) {
                     let mut out = Vec::new();
                     if prefixed {
@@ -254,14 +254,14 @@ pub fn wt_session(data: &[u8]) {
                 }
             }
             1 => {
-                let bytes = input_bytes(&mut input);
+                let bytes = input.sized_bytes(MAX_RAW_BYTES);
                 if let Some(stream) = net.raw_open_bidi(node, conn) {
                     net.raw_write(node, conn, stream, bytes);
                 }
             }
             2 => {
                 let stream = u64::from(input.u8());
-                let bytes = input_bytes(&mut input);
+                let bytes = input.sized_bytes(MAX_RAW_BYTES);
                 net.raw_write(node, conn, stream, bytes);
             }
             3 => {
@@ -270,7 +270,7 @@ pub fn wt_session(data: &[u8]) {
             }
             4 => {
                 let prefixed = input.u8() & 1 == 1;
-                let bytes = input_bytes(&mut input);
+                let bytes = input.sized_bytes(MAX_RAW_BYTES);
                 let mut out = Vec::new();
                 if prefixed {
                     encode_datagram_prefix(SESSION_ID, &mut out).expect("session 0 encodes");
@@ -280,7 +280,7 @@ pub fn wt_session(data: &[u8]) {
             }
             5 => net.run_for(Duration::from_millis(u64::from(input.u16() % 10_000))),
             6 => {
-                let bytes = input_bytes(&mut input).to_vec();
+                let bytes = input.sized_bytes(MAX_RAW_BYTES).to_vec();
                 let now = net.now;
                 // A closed session refuses; that is the engine's answer, not a failure.
                 let _ = net
@@ -321,8 +321,5 @@ pub fn wt_session(data: &[u8]) {
 /// At most this many operations per [`wt_session`] input: each may run real QUIC for a while.
 pub const MAX_SESSION_OPS: usize = 24;
 
-/// `len: u16 % 2048`, then that many bytes.
-fn input_bytes<'a>(input: &mut Input<'a>) -> &'a [u8] {
-    let len = usize::from(input.u16()) % 2048;
-    input.bytes(len)
-}
+/// Lengths of [`wt_session`]'s raw writes and datagrams are taken modulo this.
+const MAX_RAW_BYTES: usize = 2048;

@@ -20,7 +20,7 @@ pub use crate::limits::{RateLimitConfig, RateLimitConfigError};
 pub use crate::retry::{RetryConfig, RetryConfigError};
 pub use crate::tick::{MissedTickPolicy, TickConfig, TickConfigError, TickSyncConfig};
 pub use crate::ticket::{TicketConfig, TicketConfigError, MAX_CLOCK_SKEW_MS};
-use crate::wire::{FRAME_PREFIX_LEN, MAX_CHANNELS, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
+use crate::wire::{capability, FRAME_PREFIX_LEN, MAX_CHANNELS, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 
 /// Endpoint configuration. Validate with [`Config::validate`] (the endpoint does so too).
 #[serde_as]
@@ -37,7 +37,8 @@ pub struct Config {
     pub version_max: u16,
     /// Capability bits this side supports besides those it derives from its own settings
     /// ([`Config::offered_capabilities`]); the session gets the intersection. Leave 0: the
-    /// bits this version defines are set through their sections (`compression`).
+    /// bits this version defines are set through their sections (`compression`) and
+    /// `bundle_datagrams`.
     pub capabilities: u64,
     /// Time allowed from the QUIC connection's start to an accepted tickwire handshake.
     /// Default 10 000 ms: several round trips at 500 ms RTT plus TLS.
@@ -112,6 +113,11 @@ pub struct Config {
     /// measure the path, not our backlog. tickwire refills it before every transmit, so a few
     /// datagrams suffice to keep the path busy. Default 4 KiB.
     pub datagram_send_buffer_bytes: usize,
+    /// Offer datagram bundles (capability `BUNDLE`, `PROTOCOL.md` §5.7): in sessions where
+    /// both peers offer them, small datagram-channel messages sent between two transmits (and
+    /// without a send deadline) travel together in one QUIC datagram, which costs both ends
+    /// less CPU per message. Default true.
+    pub bundle_datagrams: bool,
     /// What to do with unreliable messages larger than the fragmentation limits;
     /// `send_reliable` needs a reliable channel in `channels`.
     pub oversize_unreliable: OversizePolicy,
@@ -197,6 +203,7 @@ impl Default for Config {
             max_queued_reliable_bytes: 32 << 20,
             max_queued_datagrams: 1024,
             datagram_send_buffer_bytes: 4 << 10,
+            bundle_datagrams: true,
             oversize_unreliable: OversizePolicy::Reject,
             idle_timeout_ms: 20_000,
             ack_frequency: None,
@@ -364,7 +371,12 @@ impl Config {
     /// The capability bits this endpoint offers (client) or grants at most (server):
     /// `capabilities` plus the bits its sections enable ([`CompressionConfig::capabilities`]).
     pub fn offered_capabilities(&self) -> u64 {
-        self.capabilities | self.compression.capabilities()
+        let bundle = if self.bundle_datagrams {
+            capability::BUNDLE
+        } else {
+            0
+        };
+        self.capabilities | self.compression.capabilities() | bundle
     }
 
     /// Whether messages on `channel` are compressed in sessions that negotiated zstd.

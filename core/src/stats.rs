@@ -47,6 +47,9 @@ pub struct ConnectionStats {
     pub message_bytes_received: u64,
     /// Unreliable messages sent in fragments.
     pub messages_fragmented: u64,
+    /// Datagram bundles sent, each carrying two or more small datagrams in one QUIC datagram
+    /// (`PROTOCOL.md` §5.7).
+    pub datagram_bundles_sent: u64,
     /// Messages dropped because their send deadline passed before QUIC took them.
     pub messages_expired: u64,
     /// Datagrams dropped because the per-connection datagram queue was full.

@@ -347,8 +347,11 @@ pub mod capability {
     /// extension; granted only together with [`ZSTD`] and when the server's dictionary has
     /// the same hash.
     pub const ZSTD_DICTIONARY: u64 = 1 << 1;
+    /// Datagram bundles: several small datagrams in one QUIC DATAGRAM frame
+    /// ([`DatagramKind::Bundle`](super::DatagramKind::Bundle), `PROTOCOL.md` §5.7).
+    pub const BUNDLE: u64 = 1 << 2;
     /// Every bit this version defines.
-    pub const ALL: u64 = ZSTD | ZSTD_DICTIONARY;
+    pub const ALL: u64 = ZSTD | ZSTD_DICTIONARY | BUNDLE;
 }
 
 /// The kind of a handshake [`Extension`]: a u16, varint-encoded. A newtype so that kinds
@@ -630,6 +633,99 @@ pub enum DatagramKind {
     Fragment = 4,
     /// A fragment of a sequenced message (message id = sequence number).
     SequencedFragment = 5,
+    /// Several datagrams of kinds 0–5, each behind its varint length (`PROTOCOL.md` §5.7);
+    /// only in sessions that negotiated [`capability::BUNDLE`].
+    Bundle = 6,
+}
+
+/// The type byte of a bundle (kind 6, channel bits 0).
+pub const BUNDLE_TYPE_BYTE: u8 = (DatagramKind::Bundle as u8) << 5;
+
+/// Most bytes of a bundle entry's length prefix: a varint `u16` (`PROTOCOL.md` §1.3).
+pub const BUNDLE_LENGTH_MAX_LEN: usize = 3;
+
+/// Writes `len` as a minimal varint `u16` (LEB128, `PROTOCOL.md` §1.3) into `out`; returns
+/// how many bytes it took (1–3).
+pub fn encode_bundle_length(len: u16, out: &mut [u8; BUNDLE_LENGTH_MAX_LEN]) -> usize {
+    let mut value = len;
+    let mut n = 0;
+    loop {
+        let low = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out[n] = low;
+            return n + 1;
+        }
+        out[n] = low | 0x80;
+        n += 1;
+    }
+}
+
+/// One entry off the front of `body`: varint length (at most 3 bytes, ≤ `u16::MAX`), then
+/// that many bytes, at least 1, not a bundle.
+fn take_bundle_entry(body: &[u8]) -> Result<(&[u8], &[u8]), WireError> {
+    let mut len: u32 = 0;
+    let mut used = 0;
+    loop {
+        let &byte = body
+            .get(used)
+            .ok_or(WireError::Malformed("bundle entry length cut short"))?;
+        len |= u32::from(byte & 0x7f) << (7 * used);
+        used += 1;
+        if byte & 0x80 == 0 {
+            break;
+        }
+        if used == BUNDLE_LENGTH_MAX_LEN {
+            return Err(WireError::Malformed("bundle entry length longer than 3 bytes"));
+        }
+    }
+    let len = usize::try_from(len).unwrap_or(usize::MAX);
+    if len > usize::from(u16::MAX) {
+        return Err(WireError::Malformed("bundle entry length overflows u16"));
+    }
+    let rest = &body[used..];
+    if len == 0 || len > rest.len() {
+        return Err(WireError::Malformed("bundle entry empty or past the end"));
+    }
+    let (entry, rest) = rest.split_at(len);
+    if entry[0] >> 5 == DatagramKind::Bundle as u8 {
+        return Err(WireError::Malformed("bundle inside a bundle"));
+    }
+    Ok((entry, rest))
+}
+
+/// A bundle's body, checked whole (`PROTOCOL.md` §5.7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bundle<'a> {
+    body: &'a [u8],
+}
+
+impl<'a> Bundle<'a> {
+    /// Checks `body` (the bytes after the type byte): at least one entry, every length a
+    /// varint of at most 3 bytes naming 1 to the remaining bytes, no entry of kind 6.
+    ///
+    /// # Errors
+    /// [`WireError::Malformed`] naming the first fault; the whole datagram is dropped.
+    pub fn check(body: &'a [u8]) -> Result<Self, WireError> {
+        if body.is_empty() {
+            return Err(WireError::Malformed("bundle without entries"));
+        }
+        let mut rest = body;
+        while !rest.is_empty() {
+            rest = take_bundle_entry(rest)?.1;
+        }
+        Ok(Self { body })
+    }
+
+    /// The entries, in order; each is a datagram to decode on its own.
+    pub fn entries(&self) -> impl Iterator<Item = &'a [u8]> {
+        let mut rest = self.body;
+        std::iter::from_fn(move || {
+            let (entry, tail) = take_bundle_entry(rest).ok()?;
+            rest = tail;
+            Some(entry)
+        })
+    }
 }
 
 /// Header length of a sequenced datagram: type byte + 16-bit sequence.
@@ -669,6 +765,8 @@ pub enum Datagram<'a> {
         /// This fragment's bytes.
         chunk: &'a [u8],
     },
+    /// Several datagrams in one (`PROTOCOL.md` §5.7), already checked whole.
+    Bundle(Bundle<'a>),
 }
 
 /// The first byte of a datagram: kind in the top 3 bits, channel in the low 5.
@@ -712,6 +810,7 @@ impl<'a> Datagram<'a> {
                     chunk,
                 })
             }
+            6 => Ok(Datagram::Bundle(Bundle::check(rest)?)),
             other => Err(WireError::UnknownDatagramType(other)),
         }
     }
@@ -792,9 +891,70 @@ mod tests {
     }
 
     #[test]
+    fn bundle_entries_roundtrip_and_match_the_worked_example() {
+        let mut length = [0; BUNDLE_LENGTH_MAX_LEN];
+        for (len, bytes) in [
+            (0, &[0][..]),
+            (127, &[0x7f]),
+            (128, &[0x80, 0x01]),
+            (u16::MAX, &[0xff, 0xff, 0x03]),
+        ] {
+            let used = encode_bundle_length(len, &mut length);
+            assert_eq!(&length[..used], bytes, "{len}");
+        }
+        // Unreliable channel 1 "hi", then Sequenced channel 3 seq 0x1234 "yo" (§5.7).
+        let bundle = [0xc0, 0x03, 0x41, 0x68, 0x69, 0x05, 0x63, 0x12, 0x34, 0x79, 0x6f];
+        let Ok(Datagram::Bundle(decoded)) = Datagram::decode(&bundle) else {
+            panic!("a bundle decodes");
+        };
+        let entries: Vec<_> = decoded.entries().map(|e| Datagram::decode(e).unwrap()).collect();
+        assert_eq!(
+            entries,
+            [
+                Datagram::Unreliable {
+                    channel: 1,
+                    payload: b"hi"
+                },
+                Datagram::Sequenced {
+                    channel: 3,
+                    seq: 0x1234,
+                    payload: b"yo"
+                },
+            ]
+        );
+        // A 200-byte entry needs a 2-byte length; an overlong 3-byte length still reads.
+        let mut long = vec![0xc0, 0xc8, 0x01, 0x40];
+        long.extend_from_slice(&[7; 199]);
+        assert_eq!(
+            Datagram::decode(&long).map(|d| matches!(d, Datagram::Bundle(_))),
+            Ok(true)
+        );
+        assert!(Datagram::decode(&[0xc0, 0x81, 0x80, 0x00, 0x40]).is_ok());
+    }
+
+    #[test]
+    fn malformed_bundles_are_refused_whole() {
+        for bad in [
+            &[0xc0][..],                           // no entry
+            &[0xc0, 0x00],                         // empty entry
+            &[0xc0, 0x03, 0x40, 0x01],             // entry past the end
+            &[0xc0, 0x01, 0x40, 0x80],             // second length cut short
+            &[0xc0, 0x80, 0x80, 0x80, 0x01, 0x40], // length longer than 3 bytes
+            &[0xc0, 0xff, 0xff, 0x7f, 0x40],       // length over u16::MAX
+            &[0xc0, 0x02, 0xc0, 0x00],             // bundle in a bundle
+        ] {
+            assert!(
+                matches!(Datagram::decode(bad), Err(WireError::Malformed(_))),
+                "{bad:02x?}"
+            );
+        }
+    }
+
+    #[test]
     fn bad_datagrams_are_errors_not_panics() {
         assert!(Datagram::decode(&[]).is_err());
-        assert_eq!(Datagram::decode(&[0xC0]), Err(WireError::UnknownDatagramType(6)));
+        assert_eq!(Datagram::decode(&[0xE0]), Err(WireError::UnknownDatagramType(7)));
+        assert!(Datagram::decode(&[BUNDLE_TYPE_BYTE]).is_err());
         assert!(Datagram::decode(&[type_byte(DatagramKind::Sequenced, 0), 1]).is_err());
         assert!(Datagram::decode(&[type_byte(DatagramKind::Fragment, 0), 0, 1]).is_err());
         assert!(Datagram::decode(&[type_byte(DatagramKind::Ping, 0), 0xff]).is_err());

@@ -105,7 +105,7 @@ fn compressed_channels_carry_smaller_messages_and_count_the_ratio() {
         server_conn,
         capabilities,
     } = session(1, compressing(None), compressing(None));
-    assert_eq!(capabilities, capability::ZSTD);
+    assert_eq!(capabilities, capability::ZSTD | capability::BUNDLE);
 
     let big = snapshot(1_000); // 16 000 bytes
     net.send(server, server_conn, ChannelId::UNRELIABLE, big.clone());
@@ -147,7 +147,7 @@ fn a_peer_without_compression_interoperates_without_flag_bytes() {
         (3, not_compressing(), compressing(None)),
     ] {
         let mut session = session(seed, server_config, client_config);
-        assert_eq!(session.capabilities, 0);
+        assert_eq!(session.capabilities, capability::BUNDLE);
         session.exchange(ChannelId::GAME, ChannelId::UNRELIABLE, &snapshot(500));
         let Session {
             net,
@@ -166,8 +166,8 @@ fn the_dictionary_is_used_only_when_both_hashes_match() {
     let other = b"a different dictionary altogether ".repeat(50);
     for (seed, client_dictionary, expected) in [
         (4, Some(&dictionary[..]), capability::ALL),
-        (5, Some(&other[..]), capability::ZSTD),
-        (6, None, capability::ZSTD),
+        (5, Some(&other[..]), capability::ZSTD | capability::BUNDLE),
+        (6, None, capability::ZSTD | capability::BUNDLE),
     ] {
         let mut session = session(
             seed,

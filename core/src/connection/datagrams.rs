@@ -6,13 +6,16 @@ use std::time::Instant;
 
 use bytes::{Buf, Bytes};
 
-use super::{pack3, Conn, Ctx};
+use super::{pack3, Conn, Ctx, TX_ARENA_BYTES};
 use crate::channel::{ChannelId, ChannelKind, OversizePolicy, SendOptions};
 use crate::compress::Codec;
 use crate::config::Config;
 use crate::fragment::{self, FragmentHeader, FRAGMENT_HEADER_LEN};
 use crate::shared::SendError;
-use crate::wire::{self, seq_newer, type_byte, Datagram, DatagramKind, SEQUENCED_HEADER_LEN};
+use crate::wire::{
+    self, capability, encode_bundle_length, seq_newer, type_byte, Datagram, DatagramKind,
+    BUNDLE_LENGTH_MAX_LEN, BUNDLE_TYPE_BYTE, SEQUENCED_HEADER_LEN,
+};
 
 #[derive(Debug)]
 pub(super) struct QueuedDatagram {
@@ -130,7 +133,87 @@ impl Conn {
                     }
                 }
             }
+            Datagram::Bundle(bundle) => {
+                if !self.bundles() {
+                    self.stats.datagrams_dropped_malformed += 1;
+                    return;
+                }
+                // Each entry as a datagram of its own; none is a bundle (checked whole).
+                for entry in bundle.entries() {
+                    let entry = bytes.slice(within(&bytes, entry));
+                    self.handle_datagram(ctx, entry);
+                    if self.is_closed() {
+                        return;
+                    }
+                }
+            }
         }
+    }
+
+    /// Whether the session negotiated datagram bundles (`PROTOCOL.md` §5.7).
+    fn bundles(&self) -> bool {
+        self.session
+            .as_ref()
+            .is_some_and(|session| session.capabilities & capability::BUNDLE != 0)
+    }
+
+    /// Appends one whole datagram, `head` ‖ `body`, to the open bundle (`PROTOCOL.md` §5.7),
+    /// opening one if none is open and closing the open one first if the entry does not fit in
+    /// `max` bytes beside it. False when the entry would not fit in a bundle even alone: the
+    /// caller sends it as a datagram of its own.
+    fn bundle_append(&mut self, now: Instant, config: &Config, max: usize, head: &[u8], body: &[u8]) -> bool {
+        let len = head.len() + body.len();
+        let Ok(len16) = u16::try_from(len) else {
+            return false;
+        };
+        // The entry's length and `head` are written in one piece, then `body`.
+        let mut front = [0; BUNDLE_LENGTH_MAX_LEN + SEQUENCED_HEADER_LEN];
+        let mut length = [0; BUNDLE_LENGTH_MAX_LEN];
+        let used = encode_bundle_length(len16, &mut length);
+        let Some(front) = front.get_mut(..used + head.len()) else {
+            return false;
+        };
+        front[..used].copy_from_slice(&length[..used]);
+        front[used..].copy_from_slice(head);
+        let entry = used + len;
+        if 1 + entry > max {
+            return false;
+        }
+        let prefix = self.dgram_prefix.len();
+        if self.bundle_entries > 0 && self.bundle.len() - prefix + entry > max {
+            self.close_bundle(now, config);
+        }
+        if self.bundle_entries == 0 {
+            let room = prefix + max;
+            if self.bundle.capacity() < room {
+                // Takes the chunk back when every bundle cut from it is gone, else allocates.
+                self.bundle.reserve(room.max(TX_ARENA_BYTES));
+            }
+            self.bundle.extend_from_slice(&self.dgram_prefix);
+            self.bundle.extend_from_slice(&[BUNDLE_TYPE_BYTE]);
+            self.bundle_first = self.bundle.len() + used;
+            self.bundle_max = max;
+        }
+        self.bundle.extend_from_slice(front);
+        self.bundle.extend_from_slice(body);
+        self.bundle_entries += 1;
+        true
+    }
+
+    /// Queues the open bundle, if any, as one datagram; a bundle of one entry (on a native
+    /// session) goes out as that entry alone.
+    pub(super) fn close_bundle(&mut self, now: Instant, config: &Config) {
+        if self.bundle_entries == 0 {
+            return;
+        }
+        let mut bytes = self.bundle.split().freeze();
+        if self.bundle_entries == 1 && self.dgram_prefix.is_empty() {
+            bytes.advance(self.bundle_first);
+        } else {
+            self.stats.datagram_bundles_sent += 1;
+        }
+        self.bundle_entries = 0;
+        self.queue_datagram(now, config, bytes, None);
     }
 
     /// Whether `channel` is a datagram channel of the right kind; counts a mismatch.
@@ -168,16 +251,28 @@ impl Conn {
         raw: Bytes,
         options: SendOptions,
     ) -> Result<(), SendError> {
-        let max = self
-            .quic
-            .datagrams()
-            .max_size()
-            .ok_or(SendError::DatagramsUnsupported)?
-            .saturating_sub(self.dgram_prefix.len());
+        // QUIC's limit, read once per bundle: it can only have grown since the bundle opened.
+        let max = match self.bundle_entries {
+            0 => self
+                .quic
+                .datagrams()
+                .max_size()
+                .ok_or(SendError::DatagramsUnsupported)?
+                .saturating_sub(self.dgram_prefix.len()),
+            _ => self.bundle_max,
+        };
         if raw.len() > config.fragment.max_message_bytes {
             return self.send_oversized(now, config, codec, raw, options);
         }
-        let payload = self.encode_payload(config, codec, channel, raw.clone())?;
+        let raw_len = raw.len();
+        // On a compressed channel the message is kept for the reliable fallback below.
+        let (payload, raw) = match self.compression(config, channel) {
+            None => (raw, None),
+            Some(_) => (
+                self.encode_payload(config, codec, channel, raw.clone())?,
+                Some(raw),
+            ),
+        };
         let header = if sequenced { SEQUENCED_HEADER_LEN } else { 1 };
         if payload.len() + header <= max {
             let mut head = [0; SEQUENCED_HEADER_LEN];
@@ -187,14 +282,23 @@ impl Conn {
             } else {
                 head[0] = type_byte(DatagramKind::Unreliable, channel.0);
             }
-            let bytes = pack3(&mut self.tx_arena, &self.dgram_prefix, &head[..header], &payload);
-            self.queue_datagram(now, config, bytes, options.deadline);
+            let bundled = options.deadline.is_none()
+                && self.bundles()
+                && self.bundle_append(now, config, max, &head[..header], &payload);
+            if !bundled {
+                // Behind the open bundle, so that a sequenced channel's order holds.
+                self.close_bundle(now, config);
+                let bytes = pack3(&mut self.tx_arena, &self.dgram_prefix, &head[..header], &payload);
+                self.queue_datagram(now, config, bytes, options.deadline);
+            }
         } else {
+            self.close_bundle(now, config);
             let chunk_max = max.saturating_sub(1 + FRAGMENT_HEADER_LEN);
             let within_limit = payload.len() <= config.fragment.max_message_bytes;
-            let fragments = match fragment::split(&payload, chunk_max, config.fragment.max_fragments) {
-                Ok(fragments) if within_limit => fragments,
-                _ => return self.send_oversized(now, config, codec, raw, options),
+            let split = fragment::split(&payload, chunk_max, config.fragment.max_fragments);
+            let Some(fragments) = split.ok().filter(|_| within_limit) else {
+                let raw = raw.unwrap_or_else(|| payload.clone());
+                return self.send_oversized(now, config, codec, raw, options);
             };
             let (kind, message_id) = if sequenced {
                 (DatagramKind::SequencedFragment, self.next_seq(channel))
@@ -219,7 +323,7 @@ impl Conn {
             }
             self.stats.messages_fragmented += 1;
         }
-        self.count_sent(config, channel, raw.len(), payload.len());
+        self.count_sent(config, channel, raw_len, payload.len());
         Ok(())
     }
 
@@ -294,9 +398,11 @@ impl Conn {
         self.datagrams.push_back(QueuedDatagram { bytes, deadline });
     }
 
-    /// Refills QUIC's (deliberately small) datagram buffer from tickwire's queue, if anything
-    /// waits; called before each transmit so the path stays busy without a deep FIFO.
-    pub(crate) fn top_up_datagrams(&mut self, now: Instant) {
+    /// Closes the open bundle and refills QUIC's (deliberately small) datagram buffer from
+    /// tickwire's queue, if anything waits; called before each transmit so the path stays busy
+    /// without a deep FIFO.
+    pub(crate) fn top_up_datagrams(&mut self, now: Instant, config: &Config) {
+        self.close_bundle(now, config);
         if !self.datagrams.is_empty() && self.is_established() {
             self.flush(now);
         }

@@ -75,7 +75,8 @@ fn pack(arena: &mut BytesMut, head: &[u8], body: &[u8]) -> Bytes {
 fn pack3(arena: &mut BytesMut, prefix: &[u8], head: &[u8], body: &[u8]) -> Bytes {
     let len = prefix.len() + head.len() + body.len();
     if arena.capacity() < len {
-        *arena = BytesMut::with_capacity(len.max(TX_ARENA_BYTES));
+        // Takes the chunk back when every `Bytes` cut from it is gone, else allocates.
+        arena.reserve(len.max(TX_ARENA_BYTES));
     }
     arena.extend_from_slice(prefix);
     arena.extend_from_slice(head);
@@ -108,6 +109,15 @@ pub(crate) struct Conn {
     next_fragment_id: u16,
     /// Room for outgoing headers and datagrams (see [`pack`]).
     tx_arena: BytesMut,
+    /// The open datagram bundle (`PROTOCOL.md` §5.7): datagram prefix ‖ type byte ‖ entries;
+    /// empty when none is open. Closed before every transmit.
+    bundle: BytesMut,
+    /// Entries in the open bundle.
+    bundle_entries: usize,
+    /// Where the open bundle's first entry starts (a bundle of one goes out as that entry).
+    bundle_first: usize,
+    /// QUIC's datagram limit (less the prefix) when the open bundle was opened.
+    bundle_max: usize,
     last_frames_rx: u64,
     pub(crate) stats: ConnectionStats,
     /// Server: when the TLS handshake completed and the wait for the Hello began.
@@ -214,6 +224,10 @@ impl Conn {
             rx_seq: [None; MAX_CHANNELS],
             next_fragment_id: 0,
             tx_arena: BytesMut::new(),
+            bundle: BytesMut::new(),
+            bundle_entries: 0,
+            bundle_first: 0,
+            bundle_max: 0,
             last_frames_rx: 0,
             stats: ConnectionStats::default(),
             hello_wait_since: None,

@@ -480,7 +480,7 @@ impl Endpoint {
                 self.active.pop_front();
                 continue;
             };
-            entry.conn.top_up_datagrams(now);
+            entry.conn.top_up_datagrams(now, &self.config);
             buf.clear();
             // Sending arms QUIC's loss-detection, pacing and idle timers.
             self.timers.mark_dirty(key, &mut entry.timer);

@@ -1,0 +1,215 @@
+//! Datagram bundles (`PROTOCOL.md` §5.7): small datagram-channel messages sent between two
+//! transmits share one QUIC datagram when both peers offer the `BUNDLE` capability, arrive
+//! whole and in order, and are never sent to a peer that did not offer it; a bundle a session
+//! did not negotiate, or a malformed one, is dropped whole and counted.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use tickwire_core::config::Config;
+use tickwire_core::handshake::capability;
+use tickwire_core::stats::ConnectionStats;
+use tickwire_core::testing::Net;
+use tickwire_core::{ChannelId, ConnHandle};
+
+/// A joined session: `(net, server, client, client's conn, server's conn)`.
+fn session(seed: u64, server_config: Config) -> (Net, usize, usize, ConnHandle, ConnHandle) {
+    let mut net = Net::new(tickwire_core::testing::epoch(), seed);
+    let server = net.add_server(server_config);
+    let client = net.add_client(Net::config());
+    let (conn, server_conn) = net.join(client, server);
+    (net, server, client, conn, server_conn)
+}
+
+fn stats(net: &Net, node: usize, conn: ConnHandle) -> ConnectionStats {
+    net.node(node)
+        .endpoint
+        .stats(conn)
+        .expect("the connection is live")
+}
+
+/// `count` messages of `len` bytes on `channel` from the client, all before one transmit;
+/// returns them.
+fn send_burst(
+    net: &mut Net,
+    client: usize,
+    conn: ConnHandle,
+    channel: ChannelId,
+    count: u8,
+    len: usize,
+) -> Vec<Bytes> {
+    let now = net.now;
+    let sent: Vec<Bytes> = (0..count).map(|i| Bytes::from(vec![i; len])).collect();
+    for message in &sent {
+        net.node_mut(client)
+            .endpoint
+            .send(now, conn, channel, message.clone())
+            .expect("the client may send");
+    }
+    net.drain(client);
+    sent
+}
+
+#[test]
+fn a_burst_of_small_messages_travels_in_one_bundle_and_arrives_whole_and_in_order() {
+    let (mut net, server, client, conn, server_conn) = session(1, Net::config());
+    let granted = net
+        .node(server)
+        .endpoint
+        .session(server_conn)
+        .unwrap()
+        .capabilities;
+    assert_ne!(
+        granted & capability::BUNDLE,
+        0,
+        "both sides offer bundles by default"
+    );
+
+    let before = stats(&net, client, conn);
+    let unreliable = send_burst(&mut net, client, conn, ChannelId::UNRELIABLE, 20, 20);
+    let latest = send_burst(&mut net, client, conn, ChannelId::LATEST, 3, 10);
+    net.run_until(Duration::from_secs(1), |net| {
+        net.node(server).messages(server_conn, ChannelId::LATEST).len() == 3
+    });
+
+    assert_eq!(
+        net.node(server).messages(server_conn, ChannelId::UNRELIABLE),
+        unreliable
+    );
+    assert_eq!(net.node(server).messages(server_conn, ChannelId::LATEST), latest);
+    let after = stats(&net, client, conn);
+    assert_eq!(
+        after.datagram_bundles_sent - before.datagram_bundles_sent,
+        2,
+        "one per burst"
+    );
+    assert_eq!(stats(&net, server, server_conn).datagrams_dropped_malformed, 0);
+}
+
+#[test]
+fn a_full_bundle_is_closed_and_the_rest_go_in_the_next() {
+    let (mut net, server, client, conn, server_conn) = session(2, Net::config());
+    // 100 entries of 1 + 1 + 300 bytes: four fit in a datagram of about 1 200 bytes.
+    let sent = send_burst(&mut net, client, conn, ChannelId::UNRELIABLE, 100, 300);
+    net.run_until(Duration::from_secs(1), |net| {
+        net.node(server)
+            .messages(server_conn, ChannelId::UNRELIABLE)
+            .len()
+            == 100
+    });
+    assert_eq!(
+        net.node(server).messages(server_conn, ChannelId::UNRELIABLE),
+        sent
+    );
+    let bundles = stats(&net, client, conn).datagram_bundles_sent;
+    assert!((25..=50).contains(&bundles), "{bundles} bundles for 100 messages");
+}
+
+#[test]
+fn a_lone_message_goes_out_as_a_plain_datagram() {
+    let (mut net, server, client, conn, server_conn) = session(3, Net::config());
+    for round in 0..5u8 {
+        net.send(client, conn, ChannelId::UNRELIABLE, vec![round; 30]);
+        net.run_for(Duration::from_millis(20));
+    }
+    assert_eq!(
+        net.node(server)
+            .messages(server_conn, ChannelId::UNRELIABLE)
+            .len(),
+        5
+    );
+    assert_eq!(stats(&net, client, conn).datagram_bundles_sent, 0);
+}
+
+#[test]
+fn a_side_that_does_not_offer_bundles_never_receives_one() {
+    for (seed, server_bundles, client_bundles) in [(4, false, true), (5, true, false)] {
+        let mut net = Net::new(tickwire_core::testing::epoch(), seed);
+        let server = net.add_server(Config {
+            bundle_datagrams: server_bundles,
+            ..Net::config()
+        });
+        let client = net.add_client(Config {
+            bundle_datagrams: client_bundles,
+            ..Net::config()
+        });
+        let (conn, server_conn) = net.join(client, server);
+        let granted = net.node(client).endpoint.session(conn).unwrap().capabilities;
+        assert_eq!(granted & capability::BUNDLE, 0);
+
+        let sent = send_burst(&mut net, client, conn, ChannelId::UNRELIABLE, 20, 20);
+        net.run_until(Duration::from_secs(1), |net| {
+            net.node(server)
+                .messages(server_conn, ChannelId::UNRELIABLE)
+                .len()
+                == 20
+        });
+        assert_eq!(
+            net.node(server).messages(server_conn, ChannelId::UNRELIABLE),
+            sent
+        );
+        assert_eq!(stats(&net, client, conn).datagram_bundles_sent, 0);
+    }
+}
+
+/// Unreliable on channel 2, message `hi`, then Sequenced on channel 3, seq 7, message `yo`.
+const BUNDLE: [u8; 11] = [0xc0, 0x03, 0x42, 0x68, 0x69, 0x05, 0x63, 0x00, 0x07, 0x79, 0x6f];
+
+#[test]
+fn a_peer_bundle_is_read_entry_by_entry_and_a_malformed_one_is_dropped_whole() {
+    let (mut net, server, client, conn, server_conn) = session(6, Net::config());
+    for malformed in [
+        &[0xc0][..],
+        &[0xc0, 0x03, 0x42, 0x68],
+        &[0xc0, 0x02, 0xc0, 0x00],
+        &[0xc0, 0x00],
+    ] {
+        assert!(net.raw_datagram(client, conn, Bytes::copy_from_slice(malformed)));
+    }
+    assert!(net.raw_datagram(client, conn, Bytes::from_static(&BUNDLE)));
+    net.run_until(Duration::from_secs(1), |net| {
+        !net.node(server)
+            .messages(server_conn, ChannelId::LATEST)
+            .is_empty()
+    });
+    let node = net.node(server);
+    assert_eq!(
+        node.messages(server_conn, ChannelId::UNRELIABLE),
+        [Bytes::from_static(b"hi")]
+    );
+    assert_eq!(
+        node.messages(server_conn, ChannelId::LATEST),
+        [Bytes::from_static(b"yo")]
+    );
+    assert_eq!(stats(&net, server, server_conn).datagrams_dropped_malformed, 4);
+    assert!(
+        net.node(server).closure_of(server_conn).is_none(),
+        "datagrams never close a session"
+    );
+}
+
+#[test]
+fn a_bundle_the_session_did_not_negotiate_is_dropped_and_counted() {
+    let (mut net, server, client, conn, server_conn) = session(
+        7,
+        Config {
+            bundle_datagrams: false,
+            ..Net::config()
+        },
+    );
+    assert!(net.raw_datagram(client, conn, Bytes::from_static(&BUNDLE)));
+    net.send(client, conn, ChannelId::UNRELIABLE, &b"after"[..]);
+    net.run_until(Duration::from_secs(1), |net| {
+        !net.node(server)
+            .messages(server_conn, ChannelId::UNRELIABLE)
+            .is_empty()
+    });
+    net.run_for(Duration::from_millis(50));
+    let node = net.node(server);
+    assert_eq!(
+        node.messages(server_conn, ChannelId::UNRELIABLE),
+        [Bytes::from_static(b"after")]
+    );
+    assert!(node.messages(server_conn, ChannelId::LATEST).is_empty());
+    assert_eq!(stats(&net, server, server_conn).datagrams_dropped_malformed, 1);
+}

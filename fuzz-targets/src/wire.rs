@@ -215,7 +215,9 @@ fn check_accept(body: &AcceptBody, input_len: usize) {
 ///
 /// Asserts: the channel is below [`MAX_CHANNELS`]; message datagrams re-encode to exactly the
 /// input (type byte, header, payload); heartbeats round-trip through their encoding; a
-/// fragment's header is in range.
+/// fragment's header is in range; a bundle's entries are non-empty, not bundles, each passes
+/// these checks as a datagram of its own, and with minimal lengths re-encode to at most the
+/// input.
 pub fn datagram(data: &[u8]) {
     let Ok(decoded) = Datagram::decode(data) else {
         return;
@@ -265,6 +267,22 @@ pub fn datagram(data: &[u8]) {
             again.extend_from_slice(&header.encode());
             again.extend_from_slice(chunk);
             assert_eq!(again, data);
+        }
+        Datagram::Bundle(bundle) => {
+            let mut again = vec![wire::BUNDLE_TYPE_BYTE];
+            for entry in bundle.entries() {
+                assert!(entry
+                    .first()
+                    .is_some_and(|&b| b >> 5 != DatagramKind::Bundle as u8));
+                let mut length = [0; wire::BUNDLE_LENGTH_MAX_LEN];
+                let len = u16::try_from(entry.len()).expect("an entry is at most 65 535 bytes");
+                let used = wire::encode_bundle_length(len, &mut length);
+                again.extend_from_slice(&length[..used]);
+                again.extend_from_slice(entry);
+                datagram(entry);
+            }
+            assert!(again.len() > 1 && again.len() <= data.len());
+            assert_eq!(again[0], data[0]);
         }
     }
 }

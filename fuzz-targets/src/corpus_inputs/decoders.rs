@@ -281,6 +281,20 @@ pub(super) fn decoders() -> Vec<(&'static str, Vec<Vec<u8>>)> {
         vec![],
         vec![0xC0],
         vec![type_byte(DatagramKind::Sequenced, 0), 1],
+        // A bundle (§5.7): Unreliable on channel 1 "hi", Sequenced on channel 3 "yo".
+        vec![0xC0, 0x03, 0x41, 0x68, 0x69, 0x05, 0x63, 0x12, 0x34, 0x79, 0x6F],
+        // A bundle of a Ping and a fragment, its second length overlong (2 bytes for 5).
+        {
+            let ping = wire::encode_heartbeat(DatagramKind::Ping, &ping);
+            let length = u8::try_from(ping.len()).expect("a ping is short");
+            [
+                &[0xC0, length][..],
+                &ping,
+                &[0x85, 0x00, type_byte(DatagramKind::Fragment, 2)],
+                &fragments[0][..4],
+            ]
+            .concat()
+        },
     ];
     let mut fragment_header = fragments.clone();
     fragment_header.extend([

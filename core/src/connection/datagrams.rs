@@ -251,7 +251,7 @@ impl Conn {
         raw: Bytes,
         options: SendOptions,
     ) -> Result<(), SendError> {
-        // QUIC's limit, read once per bundle: it can only have grown since the bundle opened.
+        // QUIC's limit, read once per bundle: the open bundle was sized with it.
         let max = match self.bundle_entries {
             0 => self
                 .quic

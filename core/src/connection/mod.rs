@@ -65,7 +65,8 @@ const TX_ARENA_BYTES: usize = 4096;
 /// `head` followed by `body` as one `Bytes`, written behind the previous one in `arena` and
 /// split off, so that small datagrams and frame prefixes share one allocation; a chunk is
 /// freed once every `Bytes` cut from it is. A connection holds at most one partly used chunk
-/// of [`TX_ARENA_BYTES`] (or the size of its largest datagram).
+/// of [`TX_ARENA_BYTES`] (or the size of its largest datagram), and one more for its open
+/// datagram bundle.
 fn pack(arena: &mut BytesMut, head: &[u8], body: &[u8]) -> Bytes {
     pack3(arena, &[], head, body)
 }

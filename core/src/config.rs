@@ -100,9 +100,9 @@ pub struct Config {
     /// per stream). A sender whose stream is starved this long by its own higher-priority
     /// traffic is closed too. Must be > 0. Default 10 000 (twice the heartbeat timeout).
     pub partial_frame_timeout_ms: u64,
-    /// Bytes of reliable messages queued per connection waiting for flow control; a `send`
-    /// beyond it fails with `SendError::QueueFull`. At least one largest frame
-    /// (`max_reliable_message_bytes` + 4). Default 32 MiB.
+    /// Bytes of reliable messages queued per connection waiting for the next transmit or for
+    /// flow control; a `send` beyond it fails with `SendError::QueueFull`. At least one largest
+    /// frame (`max_reliable_message_bytes` + 4). Default 32 MiB.
     pub max_queued_reliable_bytes: usize,
     /// Datagram messages queued per connection waiting for QUIC's datagram buffer; beyond it
     /// the oldest is dropped and counted. At least 1. Default 1024.

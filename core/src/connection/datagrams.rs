@@ -398,11 +398,12 @@ impl Conn {
         self.datagrams.push_back(QueuedDatagram { bytes, deadline });
     }
 
-    /// Closes the open bundle and refills QUIC's (deliberately small) datagram buffer from
-    /// tickwire's queue, if anything waits; called before each transmit so the path stays busy
-    /// without a deep FIFO.
-    pub(crate) fn top_up_datagrams(&mut self, now: Instant, config: &Config) {
+    /// Called before each transmit: closes the open bundle, hands the small frames sent since
+    /// the last transmit to QUIC, and refills QUIC's (deliberately small) datagram buffer from
+    /// tickwire's queue, if anything waits, so the path stays busy without a deep FIFO.
+    pub(crate) fn before_transmit(&mut self, now: Instant, config: &Config) {
         self.close_bundle(now, config);
+        self.seal_frames(now);
         if !self.datagrams.is_empty() && self.is_established() {
             self.flush(now);
         }

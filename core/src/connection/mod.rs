@@ -98,6 +98,8 @@ pub(crate) struct Conn {
     rx_streams: BTreeMap<StreamId, RxStream>,
     tx_channels: BTreeMap<ChannelId, TxChannel>,
     queued_reliable_bytes: usize,
+    /// Whether a channel's open buffer holds frames (see [`TxChannel`]).
+    frames_open: bool,
     datagrams: VecDeque<QueuedDatagram>,
     heartbeat: Heartbeat,
     reassembler: Reassembler,
@@ -215,6 +217,7 @@ impl Conn {
             rx_streams: BTreeMap::new(),
             tx_channels: BTreeMap::new(),
             queued_reliable_bytes: 0,
+            frames_open: false,
             datagrams: VecDeque::new(),
             heartbeat: Heartbeat::new(now, config.heartbeat.clone()),
             reassembler: Reassembler::new(config.fragment.clone()),
@@ -473,7 +476,10 @@ impl Conn {
         };
         self.state = State::Closed;
         self.datagrams.clear();
+        self.bundle.clear();
+        self.bundle_entries = 0;
         self.tx_channels.clear();
+        self.frames_open = false;
         self.rx_streams.clear();
         self.queued_reliable_bytes = 0;
         ctx.events.push_back(event);

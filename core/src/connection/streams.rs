@@ -5,10 +5,10 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use quinn_proto::{Dir, StreamId};
 
-use super::{pack, Conn, Ctx};
+use super::{pack, Conn, Ctx, TX_ARENA_BYTES};
 use crate::channel::SendOptions;
 use crate::channel::{ChannelId, ChannelKind, CONTROL_PRIORITY};
 use crate::compress::Codec;
@@ -52,6 +52,10 @@ pub(super) struct QueuedFrame {
 pub(super) struct TxChannel {
     stream: Option<StreamId>,
     queue: VecDeque<QueuedFrame>,
+    /// Small frames sent since the last transmit, one after another, logically behind `queue`:
+    /// handed to it as one chunk before the next transmit ([`Conn::seal_frames`]), so that QUIC
+    /// takes one write for them all.
+    open: BytesMut,
 }
 
 impl Conn {
@@ -278,12 +282,32 @@ impl Conn {
                 id
             }
         };
+        let prefix = u32::try_from(payload.len()).unwrap_or(u32::MAX).to_be_bytes();
+        if payload.len() <= COPY_BELOW_BYTES && options.deadline.is_none() {
+            // A small frame without a deadline joins the channel's open buffer.
+            if tx.open.capacity() - tx.open.len() < frame_len {
+                tx.open.reserve(frame_len.max(TX_ARENA_BYTES));
+            }
+            tx.open.extend_from_slice(&prefix);
+            tx.open.extend_from_slice(&payload);
+            self.queued_reliable_bytes += frame_len;
+            self.frames_open = true;
+            self.count_sent(config, channel, raw_len, payload.len());
+            return Ok(());
+        }
+        // Anything else follows the open buffer.
+        if !tx.open.is_empty() {
+            tx.queue.push_back(QueuedFrame {
+                bytes: tx.open.split().freeze(),
+                written: 0,
+                deadline: None,
+            });
+        }
         if tx.queue.is_empty() {
             // Nothing waits on this stream: hand the frame to QUIC as its prefix and the
             // payload itself, without copying the payload; queue only what QUIC did not take.
             // A small payload is copied behind its prefix instead: QUIC's send buffer costs
             // per chunk, more than copying a few hundred bytes.
-            let prefix = u32::try_from(payload.len()).unwrap_or(u32::MAX).to_be_bytes();
             let mut parts = if payload.len() <= COPY_BELOW_BYTES {
                 [pack(&mut self.tx_arena, &prefix, &payload), Bytes::new()]
             } else {
@@ -355,6 +379,25 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// Hands every channel's open buffer of small frames to its queue as one chunk, then moves
+    /// the queues into QUIC ([`Self::flush_streams`]); called before every transmit.
+    pub(super) fn seal_frames(&mut self, now: Instant) {
+        if !self.frames_open {
+            return;
+        }
+        self.frames_open = false;
+        for tx in self.tx_channels.values_mut() {
+            if !tx.open.is_empty() {
+                tx.queue.push_back(QueuedFrame {
+                    bytes: tx.open.split().freeze(),
+                    written: 0,
+                    deadline: None,
+                });
+            }
+        }
+        self.flush_streams(now);
     }
 
     /// Moves queued control and channel frames into QUIC's streams as far as flow control

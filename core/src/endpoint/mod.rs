@@ -443,8 +443,8 @@ impl Endpoint {
             f(&mut entry.conn, &mut ctx)
         };
         self.counts.sync(handle, &entry.conn, &mut entry.counted);
-        let handshake_time = now.saturating_duration_since(entry.created);
         let webtransport = entry.conn.is_webtransport();
+        let handshake_time = || now.saturating_duration_since(entry.created);
         count_events(
             &mut self.stats,
             &self.events,
@@ -480,7 +480,7 @@ impl Endpoint {
                 self.active.pop_front();
                 continue;
             };
-            entry.conn.top_up_datagrams(now, &self.config);
+            entry.conn.before_transmit(now, &self.config);
             buf.clear();
             // Sending arms QUIC's loss-detection, pacing and idle timers.
             self.timers.mark_dirty(key, &mut entry.timer);
@@ -919,12 +919,13 @@ fn nonce_fn(rng: &mut ChaCha12Rng) -> impl FnMut() -> [u8; NONCE_LEN] + '_ {
     }
 }
 
-/// Counts the events a connection raised; a `Connected` one took `handshake_time`.
+/// Counts the events a connection raised; a `Connected` one took `handshake_time()` (read only
+/// then).
 fn count_events(
     stats: &mut EndpointStats,
     events: &VecDeque<Event>,
     from: usize,
-    handshake_time: Duration,
+    handshake_time: impl Fn() -> Duration,
     webtransport: bool,
 ) {
     for event in events.iter().skip(from) {
@@ -932,7 +933,7 @@ fn count_events(
             Event::Connected { .. } => {
                 stats.sessions_established += 1;
                 stats.webtransport_sessions_established += u64::from(webtransport);
-                stats.handshake_time.observe(handshake_time);
+                stats.handshake_time.observe(handshake_time());
             }
             Event::Rejected { reason, .. } => count_reason(&mut stats.rejections, *reason),
             Event::Disconnected { reason, .. } => count_reason(&mut stats.disconnections, *reason),

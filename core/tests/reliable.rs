@@ -1,0 +1,95 @@
+//! Reliable channels under a burst: small frames sent between two transmits reach QUIC as one
+//! write (a sender's local policy; the bytes on the stream are the same frames, `PROTOCOL.md`
+//! §3), in order with the large and deadline-bound messages sent among them, and they count
+//! against `max_queued_reliable_bytes` until QUIC takes them.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use tickwire_core::config::Config;
+use tickwire_core::testing::Net;
+use tickwire_core::{ChannelId, ConnHandle, SendError, SendOptions};
+
+/// A joined session whose client uses `client_config`: `(net, server, client, client's conn,
+/// server's conn)`.
+fn session(seed: u64, client_config: Config) -> (Net, usize, usize, ConnHandle, ConnHandle) {
+    let mut net = Net::new(tickwire_core::testing::epoch(), seed);
+    let server = net.add_server(Net::config());
+    let client = net.add_client(client_config);
+    let (conn, server_conn) = net.join(client, server);
+    (net, server, client, conn, server_conn)
+}
+
+#[test]
+fn a_burst_of_small_frames_keeps_its_order_around_large_and_deadline_bound_messages() {
+    let (mut net, server, client, conn, server_conn) = session(1, Net::config());
+    let now = net.now;
+    let mut sent = Vec::new();
+    let mut send = |net: &mut Net, message: Bytes, options: SendOptions| {
+        net.node_mut(client)
+            .endpoint
+            .send_with(now, conn, ChannelId::GAME, message.clone(), options)
+            .expect("the client may send");
+        sent.push(message);
+    };
+    // Small frames, a large one (handed to QUIC apart from them), more small ones, one with a
+    // deadline (queued on its own), and small ones again: all before a single transmit.
+    for i in 0..50u8 {
+        send(&mut net, Bytes::from(vec![i; 40]), SendOptions::default());
+    }
+    send(&mut net, Bytes::from(vec![0xee; 5_000]), SendOptions::default());
+    for i in 0..10u8 {
+        send(&mut net, Bytes::from(vec![i; 300]), SendOptions::default());
+    }
+    let deadline = SendOptions {
+        deadline: Some(now + Duration::from_secs(1)),
+    };
+    send(&mut net, Bytes::from_static(b"before the deadline"), deadline);
+    for i in 0..10u8 {
+        send(&mut net, Bytes::from(vec![i; 1]), SendOptions::default());
+    }
+    net.drain(client);
+    net.run_until(Duration::from_secs(2), |net| {
+        net.node(server).messages(server_conn, ChannelId::GAME).len() == sent.len()
+    });
+    assert_eq!(net.node(server).messages(server_conn, ChannelId::GAME), sent);
+    let stats = net.node(client).endpoint.stats(conn).unwrap();
+    assert_eq!(stats.messages_expired, 0);
+}
+
+#[test]
+fn frames_waiting_for_the_next_transmit_count_against_the_queue_limit() {
+    let config = Config {
+        max_reliable_message_bytes: 1_000,
+        max_queued_reliable_bytes: 2_100,
+        ..Net::config()
+    };
+    let (mut net, server, client, conn, server_conn) = session(2, config);
+    let now = net.now;
+    let message = Bytes::from(vec![7; 500]);
+    let endpoint = &mut net.node_mut(client).endpoint;
+    // 4 frames of 504 bytes fit in 2 100; the fifth does not while none has left.
+    for _ in 0..4 {
+        endpoint
+            .send(now, conn, ChannelId::GAME, message.clone())
+            .unwrap();
+    }
+    assert_eq!(
+        endpoint.send(now, conn, ChannelId::GAME, message.clone()),
+        Err(SendError::QueueFull)
+    );
+    // A transmit hands them to QUIC, and the queue has room again.
+    net.drain(client);
+    net.node_mut(client)
+        .endpoint
+        .send(now, conn, ChannelId::GAME, message.clone())
+        .expect("the queue drained into QUIC");
+    net.drain(client);
+    net.run_until(Duration::from_secs(1), |net| {
+        net.node(server).messages(server_conn, ChannelId::GAME).len() == 5
+    });
+    assert_eq!(
+        net.node(server).messages(server_conn, ChannelId::GAME),
+        vec![message; 5]
+    );
+}

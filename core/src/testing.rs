@@ -484,6 +484,24 @@ impl Net {
         self.connect_with(client, server, ticket, ConnectOptions::default())
     }
 
+    /// A fresh network at [`epoch`] seeded with `seed`, holding one server (`server_config`) and
+    /// one client (`client_config`) joined to it: `(net, server, client, the client's handle,
+    /// the server's handle)`.
+    ///
+    /// # Panics
+    /// As [`Net::join`].
+    pub fn joined_pair(
+        seed: u64,
+        server_config: Config,
+        client_config: Config,
+    ) -> (Self, usize, usize, ConnHandle, ConnHandle) {
+        let mut net = Self::new(epoch(), seed);
+        let server = net.add_server(server_config);
+        let client = net.add_client(client_config);
+        let (conn, server_conn) = net.join(client, server);
+        (net, server, client, conn, server_conn)
+    }
+
     /// `client` joins `server` with a fresh valid ticket and the session is established on both
     /// sides; returns the client's and the server's handle.
     ///

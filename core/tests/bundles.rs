@@ -12,15 +12,6 @@ use tickwire_core::stats::ConnectionStats;
 use tickwire_core::testing::Net;
 use tickwire_core::{ChannelId, ConnHandle};
 
-/// A joined session: `(net, server, client, client's conn, server's conn)`.
-fn session(seed: u64, server_config: Config) -> (Net, usize, usize, ConnHandle, ConnHandle) {
-    let mut net = Net::new(tickwire_core::testing::epoch(), seed);
-    let server = net.add_server(server_config);
-    let client = net.add_client(Net::config());
-    let (conn, server_conn) = net.join(client, server);
-    (net, server, client, conn, server_conn)
-}
-
 fn stats(net: &Net, node: usize, conn: ConnHandle) -> ConnectionStats {
     net.node(node)
         .endpoint
@@ -52,7 +43,7 @@ fn send_burst(
 
 #[test]
 fn a_burst_of_small_messages_travels_in_one_bundle_and_arrives_whole_and_in_order() {
-    let (mut net, server, client, conn, server_conn) = session(1, Net::config());
+    let (mut net, server, client, conn, server_conn) = Net::joined_pair(1, Net::config(), Net::config());
     let granted = net
         .node(server)
         .endpoint
@@ -88,7 +79,7 @@ fn a_burst_of_small_messages_travels_in_one_bundle_and_arrives_whole_and_in_orde
 
 #[test]
 fn a_full_bundle_is_closed_and_the_rest_go_in_the_next() {
-    let (mut net, server, client, conn, server_conn) = session(2, Net::config());
+    let (mut net, server, client, conn, server_conn) = Net::joined_pair(2, Net::config(), Net::config());
     // 100 entries of 1 + 1 + 300 bytes: four fit in a datagram of about 1 200 bytes.
     let sent = send_burst(&mut net, client, conn, ChannelId::UNRELIABLE, 100, 300);
     net.run_until(Duration::from_secs(1), |net| {
@@ -107,7 +98,7 @@ fn a_full_bundle_is_closed_and_the_rest_go_in_the_next() {
 
 #[test]
 fn a_lone_message_goes_out_as_a_plain_datagram() {
-    let (mut net, server, client, conn, server_conn) = session(3, Net::config());
+    let (mut net, server, client, conn, server_conn) = Net::joined_pair(3, Net::config(), Net::config());
     for round in 0..5u8 {
         net.send(client, conn, ChannelId::UNRELIABLE, vec![round; 30]);
         net.run_for(Duration::from_millis(20));
@@ -157,7 +148,7 @@ const BUNDLE: [u8; 11] = [0xc0, 0x03, 0x42, 0x68, 0x69, 0x05, 0x63, 0x00, 0x07, 
 
 #[test]
 fn a_peer_bundle_is_read_entry_by_entry_and_a_malformed_one_is_dropped_whole() {
-    let (mut net, server, client, conn, server_conn) = session(6, Net::config());
+    let (mut net, server, client, conn, server_conn) = Net::joined_pair(6, Net::config(), Net::config());
     for malformed in [
         &[0xc0][..],
         &[0xc0, 0x03, 0x42, 0x68],
@@ -190,13 +181,11 @@ fn a_peer_bundle_is_read_entry_by_entry_and_a_malformed_one_is_dropped_whole() {
 
 #[test]
 fn a_bundle_the_session_did_not_negotiate_is_dropped_and_counted() {
-    let (mut net, server, client, conn, server_conn) = session(
-        7,
-        Config {
-            bundle_datagrams: false,
-            ..Net::config()
-        },
-    );
+    let server_config = Config {
+        bundle_datagrams: false,
+        ..Net::config()
+    };
+    let (mut net, server, client, conn, server_conn) = Net::joined_pair(7, server_config, Net::config());
     assert!(net.raw_datagram(client, conn, Bytes::from_static(&BUNDLE)));
     net.send(client, conn, ChannelId::UNRELIABLE, &b"after"[..]);
     net.run_until(Duration::from_secs(1), |net| {

@@ -307,11 +307,7 @@ fn half_open_handshakes_are_bounded_by_the_limit_and_expire_with_the_handshake_t
 /// A server with `config` and a client joined to it: `(server, client, client's conn,
 /// server's conn)`.
 fn session(seed: u64, config: Config) -> (Net, usize, usize, ConnHandle, ConnHandle) {
-    let mut net = Net::new(tickwire_core::testing::epoch(), seed);
-    let server = net.add_server(config);
-    let client = net.add_client(Net::config());
-    let (conn, server_conn) = net.join(client, server);
-    (net, server, client, conn, server_conn)
+    Net::joined_pair(seed, config, Net::config())
 }
 
 fn server_stats(net: &Net, server: usize, conn: ConnHandle) -> ConnectionStats {

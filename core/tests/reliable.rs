@@ -10,14 +10,9 @@ use tickwire_core::config::Config;
 use tickwire_core::testing::Net;
 use tickwire_core::{ChannelId, ConnHandle, SendError, SendOptions};
 
-/// A joined session whose client uses `client_config`: `(net, server, client, client's conn,
-/// server's conn)`.
+/// A joined session whose client uses `client_config`.
 fn session(seed: u64, client_config: Config) -> (Net, usize, usize, ConnHandle, ConnHandle) {
-    let mut net = Net::new(tickwire_core::testing::epoch(), seed);
-    let server = net.add_server(Net::config());
-    let client = net.add_client(client_config);
-    let (conn, server_conn) = net.join(client, server);
-    (net, server, client, conn, server_conn)
+    Net::joined_pair(seed, Net::config(), client_config)
 }
 
 #[test]

@@ -165,6 +165,8 @@ pub struct TickScheduler {
     /// Most due ticks delivered after a stall: 1 for Skip, `max_ticks` for CatchUp.
     max_backlog: u64,
     current: u64,
+    /// `scheduled_at(current + 1)`, kept so that polling before it is due costs a comparison.
+    next_due: Instant,
     delivered: u64,
     skipped: u64,
     lateness: VecDeque<Duration>,
@@ -179,16 +181,19 @@ impl TickScheduler {
             MissedTickPolicy::Skip => 1,
             MissedTickPolicy::CatchUp { max_ticks } => u64::from(max_ticks.max(1)),
         };
-        Self {
+        let mut scheduler = Self {
             start,
             tick_rate_hz: u64::from(config.tick_rate_hz.max(1)),
             max_backlog,
             current: 0,
+            next_due: start,
             delivered: 0,
             skipped: 0,
             lateness: VecDeque::with_capacity(config.lateness_window_ticks.min(4096)),
             lateness_window: config.lateness_window_ticks,
-        }
+        };
+        scheduler.next_due = scheduler.scheduled_at(1);
+        scheduler
     }
 
     /// Output: the next tick to run, if one is due at `now`. After a stall the
@@ -196,6 +201,9 @@ impl TickScheduler {
     /// skipped. Call until `None`, then sleep until [`poll_timeout`](Self::poll_timeout).
     #[must_use]
     pub fn poll_tick(&mut self, now: Instant) -> Option<TickInfo> {
+        if now < self.next_due {
+            return None;
+        }
         let latest = self.latest_due(now);
         let backlog = latest.checked_sub(self.current).filter(|b| *b > 0)?;
         if backlog > self.max_backlog {
@@ -204,6 +212,7 @@ impl TickScheduler {
         }
         self.current += 1;
         self.delivered += 1;
+        self.next_due = self.scheduled_at(self.current.saturating_add(1));
         let scheduled_at = self.scheduled_at(self.current);
         let lateness = now.saturating_duration_since(scheduled_at);
         if self.lateness_window > 0 {
@@ -223,7 +232,7 @@ impl TickScheduler {
     /// When the tick after [`current_tick`](Self::current_tick) is due (possibly already past).
     #[must_use]
     pub fn poll_timeout(&self) -> Instant {
-        self.scheduled_at(self.current.saturating_add(1))
+        self.next_due
     }
 
     /// The last tick delivered; 0 before the first.

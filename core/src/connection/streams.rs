@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes, BytesMut};
 use quinn_proto::{Dir, StreamId};
 
-use super::{pack, Conn, Ctx, TX_ARENA_BYTES};
+use super::{pack, Conn, Ctx};
 use crate::channel::SendOptions;
 use crate::channel::{ChannelId, ChannelKind, CONTROL_PRIORITY};
 use crate::compress::Codec;
@@ -20,6 +20,10 @@ use crate::wire::{self, FrameDecoder, ReasonCode};
 /// Reliable payloads up to this size are copied behind their length prefix into one chunk;
 /// larger ones go to QUIC as they are, after a chunk holding the prefix.
 const COPY_BELOW_BYTES: usize = 1024;
+
+/// Size of the chunks a channel's open buffer of small frames is cut from: at most this much
+/// stays allocated for an idle channel.
+const OPEN_BUFFER_BYTES: usize = 1024;
 
 #[derive(Debug)]
 pub(super) struct RxStream {
@@ -286,7 +290,8 @@ impl Conn {
         if payload.len() <= COPY_BELOW_BYTES && options.deadline.is_none() {
             // A small frame without a deadline joins the channel's open buffer.
             if tx.open.capacity() - tx.open.len() < frame_len {
-                tx.open.reserve(frame_len.max(TX_ARENA_BYTES));
+                // Takes the chunk back when QUIC has let go of every frame cut from it.
+                tx.open.reserve(frame_len.max(OPEN_BUFFER_BYTES));
             }
             tx.open.extend_from_slice(&prefix);
             tx.open.extend_from_slice(&payload);

@@ -111,6 +111,53 @@ fn above_the_retry_threshold_spoofed_initials_get_a_smaller_retry_and_leave_no_s
 }
 
 #[test]
+fn copies_of_an_initial_from_other_addresses_do_not_raise_what_its_source_is_sent() {
+    // An Initial spoofed from a victim's address, then the same datagram again from elsewhere:
+    // RFC 9000 §8.1 allows three times what the victim's address sent, and §9 lets a server
+    // drop a handshake's packets from another address. Every timer then runs to the end.
+    let mut net = Net::new(tickwire_core::testing::epoch(), 3);
+    let server = net.add_server(Net::config());
+    let initial = initials(&mut net, server, 1).remove(0);
+    let (victim, others) = (spoofed(1), [spoofed(2), spoofed(3), spoofed(4)]);
+    let mut now = net.now;
+    let endpoint = &mut net.node_mut(server).endpoint;
+    let mut to_victim = 0;
+    let mut buf = Vec::new();
+    let mut drain = |endpoint: &mut tickwire_core::Endpoint, now| {
+        while let Some(transmit) = endpoint.poll_transmit(now, &mut buf) {
+            if transmit.destination == victim {
+                to_victim += transmit.size;
+            }
+        }
+    };
+    endpoint.handle_datagram(now, victim, None, None, BytesMut::from(&initial[..]));
+    drain(endpoint, now);
+    for from in others {
+        endpoint.handle_datagram(now, from, None, None, BytesMut::from(&initial[..]));
+        drain(endpoint, now);
+    }
+    for _ in 0..3_000 {
+        now += Duration::from_millis(10);
+        if endpoint.poll_timeout().is_some_and(|t| t <= now) {
+            endpoint.handle_timeout(now);
+        }
+        drain(endpoint, now);
+    }
+    assert_eq!(
+        endpoint.connection_count(),
+        0,
+        "the handshake timed out and drained"
+    );
+    assert!(
+        to_victim <= 3 * initial.len(),
+        "{to_victim} B sent to an address that sent {} B",
+        initial.len()
+    );
+    let stats = endpoint.datagram_stats();
+    assert_eq!(stats.dropped, 3, "the copies from elsewhere: {stats:?}");
+}
+
+#[test]
 fn always_retrying_never_answers_a_spoofed_source_with_more_than_it_sent() {
     let mut net = Net::new(tickwire_core::testing::epoch(), 2);
     let server = net.add_server(Config {

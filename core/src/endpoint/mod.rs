@@ -318,7 +318,14 @@ impl Endpoint {
             None => self.stats.datagrams.dropped += 1,
             Some(DatagramEvent::ConnectionEvent(ch, event)) => {
                 let handle = ConnHandle(ch.0);
-                if let Some(entry) = self.conns.get_mut(&handle) {
+                // During the handshake a connection's packets come from its first address only
+                // (RFC 9000 §9: the server may drop the others). QUIC would count another
+                // address's bytes toward the first's anti-amplification budget (§8.1), so a
+                // spoofed Initial copied from elsewhere would raise what its victim is sent.
+                let moved = |entry: &Entry| {
+                    entry.conn.quic.is_handshaking() && entry.conn.quic.remote_address() != remote
+                };
+                if let Some(entry) = self.conns.get_mut(&handle).filter(|entry| !moved(entry)) {
                     self.stats.datagrams.to_connections += 1;
                     entry.conn.quic.handle_event(event);
                     self.process_received(now, handle);

@@ -41,6 +41,21 @@ fn send_burst(
     sent
 }
 
+/// Runs `net` until `server` has received as many messages on the unreliable channel as
+/// `sent` holds (at most 1 s), then checks they are `sent`, in order.
+fn assert_arrive(net: &mut Net, server: usize, server_conn: ConnHandle, sent: &[Bytes]) {
+    net.run_until(Duration::from_secs(1), |net| {
+        net.node(server)
+            .messages(server_conn, ChannelId::UNRELIABLE)
+            .len()
+            == sent.len()
+    });
+    assert_eq!(
+        net.node(server).messages(server_conn, ChannelId::UNRELIABLE),
+        sent
+    );
+}
+
 #[test]
 fn a_burst_of_small_messages_travels_in_one_bundle_and_arrives_whole_and_in_order() {
     let (mut net, server, client, conn, server_conn) = Net::joined_pair(1, Net::config(), Net::config());
@@ -82,16 +97,7 @@ fn a_full_bundle_is_closed_and_the_rest_go_in_the_next() {
     let (mut net, server, client, conn, server_conn) = Net::joined_pair(2, Net::config(), Net::config());
     // 100 entries of 1 + 1 + 300 bytes: four fit in a datagram of about 1 200 bytes.
     let sent = send_burst(&mut net, client, conn, ChannelId::UNRELIABLE, 100, 300);
-    net.run_until(Duration::from_secs(1), |net| {
-        net.node(server)
-            .messages(server_conn, ChannelId::UNRELIABLE)
-            .len()
-            == 100
-    });
-    assert_eq!(
-        net.node(server).messages(server_conn, ChannelId::UNRELIABLE),
-        sent
-    );
+    assert_arrive(&mut net, server, server_conn, &sent);
     let bundles = stats(&net, client, conn).datagram_bundles_sent;
     assert!((25..=50).contains(&bundles), "{bundles} bundles for 100 messages");
 }
@@ -115,30 +121,17 @@ fn a_lone_message_goes_out_as_a_plain_datagram() {
 #[test]
 fn a_side_that_does_not_offer_bundles_never_receives_one() {
     for (seed, server_bundles, client_bundles) in [(4, false, true), (5, true, false)] {
-        let mut net = Net::new(tickwire_core::testing::epoch(), seed);
-        let server = net.add_server(Config {
-            bundle_datagrams: server_bundles,
+        let offering = |bundle_datagrams| Config {
+            bundle_datagrams,
             ..Net::config()
-        });
-        let client = net.add_client(Config {
-            bundle_datagrams: client_bundles,
-            ..Net::config()
-        });
-        let (conn, server_conn) = net.join(client, server);
+        };
+        let (mut net, server, client, conn, server_conn) =
+            Net::joined_pair(seed, offering(server_bundles), offering(client_bundles));
         let granted = net.node(client).endpoint.session(conn).unwrap().capabilities;
         assert_eq!(granted & capability::BUNDLE, 0);
 
         let sent = send_burst(&mut net, client, conn, ChannelId::UNRELIABLE, 20, 20);
-        net.run_until(Duration::from_secs(1), |net| {
-            net.node(server)
-                .messages(server_conn, ChannelId::UNRELIABLE)
-                .len()
-                == 20
-        });
-        assert_eq!(
-            net.node(server).messages(server_conn, ChannelId::UNRELIABLE),
-            sent
-        );
+        assert_arrive(&mut net, server, server_conn, &sent);
         assert_eq!(stats(&net, client, conn).datagram_bundles_sent, 0);
     }
 }

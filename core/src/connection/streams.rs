@@ -62,6 +62,19 @@ pub(super) struct TxChannel {
     open: BytesMut,
 }
 
+impl TxChannel {
+    /// Moves the open buffer, if it holds frames, to the back of the queue as one chunk.
+    fn seal(&mut self) {
+        if !self.open.is_empty() {
+            self.queue.push_back(QueuedFrame {
+                bytes: self.open.split().freeze(),
+                written: 0,
+                deadline: None,
+            });
+        }
+    }
+}
+
 impl Conn {
     /// The earliest stall deadline of a channel stream holding a partial frame. There are at
     /// most `channels.len()` receive streams (QUIC's concurrent-stream limit), so a scan is cheap.
@@ -301,13 +314,7 @@ impl Conn {
             return Ok(());
         }
         // Anything else follows the open buffer.
-        if !tx.open.is_empty() {
-            tx.queue.push_back(QueuedFrame {
-                bytes: tx.open.split().freeze(),
-                written: 0,
-                deadline: None,
-            });
-        }
+        tx.seal();
         if tx.queue.is_empty() {
             // Nothing waits on this stream: hand the frame to QUIC as its prefix and the
             // payload itself, without copying the payload; queue only what QUIC did not take.
@@ -393,15 +400,7 @@ impl Conn {
             return;
         }
         self.frames_open = false;
-        for tx in self.tx_channels.values_mut() {
-            if !tx.open.is_empty() {
-                tx.queue.push_back(QueuedFrame {
-                    bytes: tx.open.split().freeze(),
-                    written: 0,
-                    deadline: None,
-                });
-            }
-        }
+        self.tx_channels.values_mut().for_each(TxChannel::seal);
         self.flush_streams(now);
     }
 

@@ -7,9 +7,10 @@ mod admission;
 mod builder;
 mod recorder;
 mod server;
+mod table;
 mod timers;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,6 +44,7 @@ pub use builder::EndpointBuilder;
 pub use recorder::RecordedChunk;
 pub use server::ServerMut;
 use server::ServerState;
+use table::ConnTable;
 use timers::{TimerSlot, Timers};
 
 /// Errors constructing an [`Endpoint`] (local misconfiguration).
@@ -166,7 +168,7 @@ pub struct Endpoint {
     identity: SigningKey,
     wall: WallClock,
     time_source: Arc<AnchoredTime>,
-    conns: BTreeMap<ConnHandle, Entry>,
+    conns: ConnTable<Entry>,
     /// Connections that may have datagrams to transmit: touched by an input or command since
     /// `poll_transmit` last found them empty. Idle connections are never polled.
     active: VecDeque<ConnHandle>,
@@ -269,7 +271,7 @@ impl Endpoint {
             identity,
             wall,
             time_source,
-            conns: BTreeMap::new(),
+            conns: ConnTable::default(),
             active: VecDeque::new(),
             timers: Timers::default(),
             events: VecDeque::new(),
@@ -325,7 +327,7 @@ impl Endpoint {
                 let moved = |entry: &Entry| {
                     entry.conn.quic.is_handshaking() && entry.conn.quic.remote_address() != remote
                 };
-                if let Some(entry) = self.conns.get_mut(&handle).filter(|entry| !moved(entry)) {
+                if let Some(entry) = self.conns.get_mut(handle).filter(|entry| !moved(entry)) {
                     self.stats.datagrams.to_connections += 1;
                     entry.conn.quic.handle_event(event);
                     self.process_received(now, handle);
@@ -360,7 +362,8 @@ impl Endpoint {
                 }
             }
         }
-        for handle in self.due_timers(now) {
+        let due = self.due_timers(now);
+        for &handle in &due {
             if self
                 .with_conn(now, handle, |conn, ctx| conn.handle_timeout(ctx))
                 .is_some()
@@ -368,6 +371,7 @@ impl Endpoint {
                 self.process(now, handle);
             }
         }
+        self.return_due(due);
     }
 
     /// Runs a connection's event processing (the handshake, on either side, included) and its
@@ -389,7 +393,7 @@ impl Endpoint {
         {
             return;
         }
-        let Some(entry) = self.conns.get_mut(&handle) else {
+        let Some(entry) = self.conns.get_mut(handle) else {
             return;
         };
         while let Some(event) = entry.conn.quic.poll_endpoint_events() {
@@ -402,7 +406,7 @@ impl Endpoint {
         }
         if entry.conn.quic.is_drained() {
             // Queued handles of a removed connection are skipped when met.
-            if let Some(entry) = self.conns.remove(&handle) {
+            if let Some(entry) = self.conns.remove(handle) {
                 self.counts.remove(handle, &entry.counted);
                 // Its heap entry, if any, is stale now and is dropped when met.
                 self.closed.add(&entry.conn.snapshot_stats());
@@ -419,7 +423,7 @@ impl Endpoint {
         handle: ConnHandle,
         f: impl FnOnce(&mut Conn, &mut Ctx<'_>) -> R,
     ) -> Option<R> {
-        let entry = self.conns.get_mut(&handle)?;
+        let entry = self.conns.get_mut(handle)?;
         let before = self.events.len();
         let unix_ms = match self.last_now {
             Some(last) if last == now => self.time_source.get(),
@@ -483,7 +487,7 @@ impl Endpoint {
                 self.refresh_timers();
                 return None;
             };
-            let Some(entry) = self.conns.get_mut(&key) else {
+            let Some(entry) = self.conns.get_mut(key) else {
                 self.active.pop_front();
                 continue;
             };
@@ -537,7 +541,7 @@ impl Endpoint {
             .filter(|(_, entry)| entry.conn.is_established())
             .filter_map(|(handle, entry)| {
                 let deadline = entry.conn.tick_sync()?.poll_timeout()?;
-                (woken || entry.tick_woken != Some(deadline)).then_some((deadline, *handle))
+                (woken || entry.tick_woken != Some(deadline)).then_some((deadline, handle))
             })
             .min()
     }
@@ -552,7 +556,7 @@ impl Endpoint {
         let now = self.advance(now);
         let Some(server) = self.server.as_mut() else {
             let (scheduled_at, conn) = self.next_client_tick(true).filter(|(due, _)| *due <= now)?;
-            let tick = self.conns.get_mut(&conn)?.conn.tick_sync_mut()?.poll_tick(now)?;
+            let tick = self.conns.get_mut(conn)?.conn.tick_sync_mut()?.poll_tick(now)?;
             return Some(TickInfo {
                 tick,
                 scheduled_at,
@@ -699,7 +703,7 @@ impl Endpoint {
     /// Whether `conn` is carried by WebTransport (`PROTOCOL.md` §12) rather than native QUIC;
     /// `None` for an unknown handle. Known once the TLS handshake completed.
     pub fn is_webtransport(&self, conn: ConnHandle) -> Option<bool> {
-        self.conns.get(&conn).map(|entry| entry.conn.is_webtransport())
+        self.conns.get(conn).map(|entry| entry.conn.is_webtransport())
     }
 
     /// Command: sends `payload` on `channel` (see `crate::channel` for delivery semantics).
@@ -733,7 +737,7 @@ impl Endpoint {
         let now = self.advance(now);
         let handle = conn;
         let config = &self.config;
-        let entry = self.conns.get_mut(&handle).ok_or(SendError::UnknownConnection)?;
+        let entry = self.conns.get_mut(handle).ok_or(SendError::UnknownConnection)?;
         entry.conn.check_may_send(config, channel)?;
         let recorded = self
             .server
@@ -762,7 +766,7 @@ impl Endpoint {
     /// Command: closes every connection with `reason` and `detail` (a client leaving; a server
     /// uses [`ServerMut::shutdown`], which also refuses new connections).
     pub fn close_all(&mut self, now: Instant, reason: ReasonCode, detail: &str) {
-        let handles: Vec<ConnHandle> = self.conns.keys().copied().collect();
+        let handles: Vec<ConnHandle> = self.conns.keys().collect();
         for handle in handles {
             self.close_with(now, handle, Rejection::new(reason, detail));
         }
@@ -787,17 +791,17 @@ impl Endpoint {
 
     /// The session agreed on `conn`, once established.
     pub fn session(&self, conn: ConnHandle) -> Option<&Session> {
-        self.conns.get(&conn)?.conn.session.as_ref()
+        self.conns.get(conn)?.conn.session.as_ref()
     }
 
     /// The peer's current address.
     pub fn remote_address(&self, conn: ConnHandle) -> Option<SocketAddr> {
-        Some(self.conns.get(&conn)?.conn.quic.remote_address())
+        Some(self.conns.get(conn)?.conn.quic.remote_address())
     }
 
     /// A statistics snapshot for `conn`.
     pub fn stats(&self, conn: ConnHandle) -> Option<ConnectionStats> {
-        Some(self.conns.get(&conn)?.conn.snapshot_stats())
+        Some(self.conns.get(conn)?.conn.snapshot_stats())
     }
 
     /// Endpoint-wide counters.
@@ -866,7 +870,7 @@ impl Endpoint {
 
     /// Handles of all connections not yet drained, in handle order.
     pub fn connections(&self) -> impl Iterator<Item = ConnHandle> + '_ {
-        self.conns.keys().copied()
+        self.conns.keys()
     }
 
     /// Number of connections not yet drained (established, handshaking or closing).
@@ -886,7 +890,7 @@ impl Endpoint {
 
     /// (Client) tick synchronisation state for `conn`.
     pub fn tick_sync(&self, conn: ConnHandle) -> Option<&TickSync> {
-        self.conns.get(&conn)?.conn.tick_sync()
+        self.conns.get(conn)?.conn.tick_sync()
     }
 
     /// (Client) the next local tick of `conn`, run ahead of the server by the configured
@@ -895,7 +899,7 @@ impl Endpoint {
     #[must_use]
     pub fn poll_client_tick(&mut self, now: Instant, conn: ConnHandle) -> Option<u64> {
         let now = self.advance(now);
-        self.conns.get_mut(&conn)?.conn.tick_sync_mut()?.poll_tick(now)
+        self.conns.get_mut(conn)?.conn.tick_sync_mut()?.poll_tick(now)
     }
 
     /// The wall-clock anchor.
@@ -973,7 +977,7 @@ impl Endpoint {
         f: impl FnOnce(&mut Conn) -> R,
     ) -> Option<R> {
         let now = self.advance(now);
-        let result = f(&mut self.conns.get_mut(&handle)?.conn);
+        let result = f(&mut self.conns.get_mut(handle)?.conn);
         self.process(now, handle);
         Some(result)
     }

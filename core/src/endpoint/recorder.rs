@@ -267,7 +267,7 @@ impl Endpoint {
         let recorders = &mut server.recorders;
         match event {
             Event::Connected { conn, session }
-                if recorders.all && self.conns.get(conn).is_some_and(|e| e.conn.is_inbound()) =>
+                if recorders.all && self.conns.get(*conn).is_some_and(|e| e.conn.is_inbound()) =>
             {
                 recorders.start(*conn, session, tick, true);
             }
@@ -333,7 +333,7 @@ impl ServerMut<'_> {
         let Some(server) = endpoint.server.as_mut() else {
             return false;
         };
-        let Some(entry) = endpoint.conns.get(&conn) else {
+        let Some(entry) = endpoint.conns.get(conn) else {
             return false;
         };
         if !entry.conn.is_inbound() || !entry.conn.is_established() {

@@ -73,7 +73,7 @@ impl Endpoint {
                 let ticket = conn.session.as_ref()?.ticket.as_ref()?;
                 match server.tickets.check_live(ticket.key_id, &ticket.claims, unix_ms) {
                     Err(TicketError::Expired { .. }) if !close_on_expiry => None,
-                    Err(e) if conn.is_established() => Some((*handle, e)),
+                    Err(e) if conn.is_established() => Some((handle, e)),
                     _ => None,
                 }
             })
@@ -132,7 +132,7 @@ impl<'a> ServerMut<'a> {
         if let Some(server) = self.endpoint.server.as_mut() {
             server.shutdown = Some(rejection.clone());
         }
-        let handles: Vec<ConnHandle> = self.endpoint.conns.keys().copied().collect();
+        let handles: Vec<ConnHandle> = self.endpoint.conns.keys().collect();
         for handle in handles {
             self.endpoint.close_with(now, handle, rejection.clone());
         }
@@ -180,7 +180,7 @@ impl<'a> ServerMut<'a> {
             .conns
             .iter()
             .filter(|(_, entry)| entry.conn.is_inbound() && !entry.conn.is_closed())
-            .map(|(handle, _)| *handle)
+            .map(|(handle, _)| handle)
             .collect();
         for &handle in &handles {
             self.endpoint.close(now, handle, reason, detail);

@@ -2,9 +2,10 @@
 //! touched since, so that an idle connection costs nothing per turn.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::time::Instant;
 
+use super::table::ConnTable;
 use super::{Endpoint, Entry};
 use crate::shared::ConnHandle;
 
@@ -23,6 +24,8 @@ pub(super) struct Timers {
     heap: BinaryHeap<Reverse<(Instant, ConnHandle)>>,
     /// Connections whose deadline may have moved since it was last read.
     dirty: Vec<ConnHandle>,
+    /// Room for [`Endpoint::due_timers`], kept between calls.
+    due: Vec<ConnHandle>,
 }
 
 /// The timer table's view of one connection, kept in its [`Entry`].
@@ -45,9 +48,9 @@ impl Timers {
 }
 
 /// Whether a heap entry is still its connection's armed deadline.
-fn live(conns: &BTreeMap<ConnHandle, Entry>, deadline: Instant, handle: ConnHandle) -> bool {
+fn live(conns: &ConnTable<Entry>, deadline: Instant, handle: ConnHandle) -> bool {
     conns
-        .get(&handle)
+        .get(handle)
         .is_some_and(|entry| entry.timer.armed == Some(deadline))
 }
 
@@ -56,7 +59,7 @@ impl Endpoint {
     /// stale entries from the top of the heap, so that its first entry is the next deadline.
     pub(super) fn refresh_timers(&mut self) {
         while let Some(handle) = self.timers.dirty.pop() {
-            let Some(Entry { conn, timer, .. }) = self.conns.get_mut(&handle) else {
+            let Some(Entry { conn, timer, .. }) = self.conns.get_mut(handle) else {
                 continue;
             };
             timer.dirty = false;
@@ -72,7 +75,7 @@ impl Endpoint {
             self.timers.heap = self
                 .conns
                 .iter()
-                .filter_map(|(&handle, entry)| entry.timer.armed.map(|d| Reverse((d, handle))))
+                .filter_map(|(handle, entry)| entry.timer.armed.map(|d| Reverse((d, handle))))
                 .collect();
         }
         while let Some(&Reverse((deadline, handle))) = self.timers.heap.peek() {
@@ -84,16 +87,18 @@ impl Endpoint {
     }
 
     /// Takes the connections whose deadline is at or before `now` out of the table, in
-    /// deadline order.
+    /// deadline order. The list's room is the table's: hand it back with
+    /// [`Endpoint::return_due`].
     pub(super) fn due_timers(&mut self, now: Instant) -> Vec<ConnHandle> {
         self.refresh_timers();
-        let mut due = Vec::new();
+        let mut due = std::mem::take(&mut self.timers.due);
+        due.clear();
         while let Some(&Reverse((deadline, handle))) = self.timers.heap.peek() {
             if deadline > now {
                 break;
             }
             self.timers.heap.pop();
-            if let Some(entry) = self.conns.get_mut(&handle) {
+            if let Some(entry) = self.conns.get_mut(handle) {
                 if entry.timer.armed == Some(deadline) {
                     entry.timer.armed = None;
                     due.push(handle);
@@ -101,6 +106,11 @@ impl Endpoint {
             }
         }
         due
+    }
+
+    /// Gives back the list [`Endpoint::due_timers`] returned, for its room.
+    pub(super) fn return_due(&mut self, due: Vec<ConnHandle>) {
+        self.timers.due = due;
     }
 
     /// The earliest connection deadline; the latest `now` seen while a touched connection's
@@ -114,7 +124,7 @@ impl Endpoint {
 
     /// Marks `handle` as possibly having output and a moved deadline.
     pub(super) fn touch(&mut self, handle: ConnHandle) {
-        if let Some(entry) = self.conns.get_mut(&handle) {
+        if let Some(entry) = self.conns.get_mut(handle) {
             touch_entry(&mut self.active, &mut self.timers, handle, entry);
         }
     }

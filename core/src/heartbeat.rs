@@ -131,8 +131,8 @@ impl HeartbeatConfig {
 /// One round-trip measurement, returned by [`Heartbeat::handle_pong`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RttSample {
-    /// Round-trip time: arrival − echoed timestamp − the peer's hold time (the hold time is
-    /// subtracted only if that leaves at least the minimum RTT, RFC 9002 §5.3).
+    /// Round-trip time: arrival − echoed timestamp − the peer's hold time (a hold longer than
+    /// that whole round trip is impossible and ignored).
     pub rtt: Duration,
     /// The peer's tick when it sent the pong ([`Pong::tick`]).
     pub peer_tick: u64,
@@ -158,7 +158,7 @@ pub struct HeartbeatStats {
     pub srtt_ms: f64,
     /// RTT variation, RFC 6298 §2 (half the initial RTT until the first sample).
     pub rttvar_ms: f64,
-    /// Smallest raw RTT seen (hold time not subtracted, RFC 9002 §5.2); 0 before any sample.
+    /// Smallest RTT sample (hold time subtracted); 0 before any sample.
     pub min_rtt_ms: f64,
     /// Most recent RTT sample; 0 before any sample.
     pub latest_rtt_ms: f64,
@@ -226,14 +226,23 @@ pub struct Heartbeat {
     max_outstanding: usize,
     next_seq: u32,
     next_ping_at: Instant,
+    /// `next_ping_at + grace`: when a due ping leaves even without data.
+    ping_by: Instant,
     /// Our unanswered pings, oldest first.
     outstanding: VecDeque<Outstanding>,
     rtt: RttEstimator,
     incoming: IncomingPath,
     last_receive: Instant,
+    /// `last_receive + failure_timeout`, kept so that reading the deadline costs no addition.
+    failure_at: Instant,
     /// [`Heartbeat::failure_timeout`], recomputed when the RTT estimate changes.
     failure_timeout: Duration,
     failed: bool,
+    /// How long a due ping, or a pong, may wait for a packet that carries application data
+    /// (zero unless set with [`Heartbeat::with_grace`]).
+    grace: Duration,
+    /// The pong owed for the peer's latest ping, and when that ping arrived.
+    owed: Option<(Pong, Instant)>,
     /// Counters only; [`Heartbeat::stats`] fills in the rest.
     counters: HeartbeatStats,
 }
@@ -257,16 +266,50 @@ impl Heartbeat {
             max_outstanding: config.max_outstanding_pings.max(1),
             next_seq: 0,
             next_ping_at: epoch,
+            ping_by: epoch,
             outstanding: VecDeque::new(),
             rtt: RttEstimator::new(initial_rtt, config.rtt_window),
             incoming: IncomingPath::default(),
             last_receive: epoch,
+            failure_at: epoch,
             failure_timeout: Duration::ZERO,
             failed: false,
+            grace: Duration::ZERO,
+            owed: None,
             counters: HeartbeatStats::default(),
         };
         heartbeat.failure_timeout = heartbeat.compute_failure_timeout();
+        heartbeat.failure_at = epoch + heartbeat.failure_timeout;
         heartbeat
+    }
+
+    /// Lets a due ping, and a pong, wait up to `grace` for a packet that carries application
+    /// data: see [`poll_ping_carried`](Self::poll_ping_carried) and
+    /// [`poll_pong`](Self::poll_pong). With the default of zero, pings leave when due and pongs
+    /// at once.
+    #[must_use]
+    pub fn with_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self.ping_by = self.next_ping_at + grace;
+        self
+    }
+
+    /// The grace set with [`with_grace`](Self::with_grace).
+    #[must_use]
+    pub fn grace(&self) -> Duration {
+        self.grace
+    }
+
+    /// Output: like [`poll_ping`](Self::poll_ping), for a caller about to transmit. With
+    /// `carrier` (the packet will carry application data) a due ping goes now; without, it
+    /// waits until it is `grace` overdue, so that it can ride with data instead of costing a
+    /// packet of its own. Its timestamp is taken when it goes, so the wait never biases RTT.
+    #[must_use]
+    pub fn poll_ping_carried(&mut self, now: Instant, local_tick: u64, carrier: bool) -> Option<Ping> {
+        if !carrier && now < self.ping_by {
+            return None;
+        }
+        self.poll_ping(now, local_tick)
     }
 
     /// Output: the ping to send now, if one is due (the first at the epoch, then one per
@@ -288,7 +331,15 @@ impl Heartbeat {
         }
         let seq = self.next_seq;
         self.next_seq = seq.wrapping_add(1);
-        self.next_ping_at = now + self.interval;
+        // A ping sent within its grace keeps the schedule (the next is due an interval after
+        // this one was), so a quiet connection still pings once per interval; a later one
+        // starts it afresh.
+        self.next_ping_at = if now <= self.ping_by {
+            self.next_ping_at + self.interval
+        } else {
+            now + self.interval
+        };
+        self.ping_by = self.next_ping_at + self.grace;
         self.outstanding.push_back(Outstanding {
             seq,
             sent_at: now,
@@ -353,6 +404,7 @@ impl Heartbeat {
         let hold = Duration::from_micros(u64::from(pong.hold_us));
         let rtt = self.rtt.on_sample(Duration::from_micros(raw_us), hold);
         self.failure_timeout = self.compute_failure_timeout();
+        self.failure_at = self.last_receive + self.failure_timeout;
         self.counters.rtt_histogram.observe(rtt);
         self.detect_losses(now);
         Some(RttSample {
@@ -364,17 +416,54 @@ impl Heartbeat {
     /// Input: something (any datagram or packet) arrived from the peer at `now`; the peer is
     /// alive. Earlier `now`s than already seen are ignored. No effect after failure.
     pub fn handle_receive(&mut self, now: Instant) {
-        self.last_receive = self.last_receive.max(now);
+        if now > self.last_receive {
+            self.last_receive = now;
+            self.failure_at = now + self.failure_timeout;
+        }
     }
 
-    /// Output: the next deadline, the earlier of the next ping and the failure deadline
-    /// (last receipt + [`failure_timeout`](Self::failure_timeout)); `None` after failure.
+    /// Output: the next deadline, the earliest of the next ping (plus the grace), the failure
+    /// deadline (last receipt + [`failure_timeout`](Self::failure_timeout)) and the end of a
+    /// held pong's grace; after failure, only the last.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let owed = self.owed.as_ref().map(|&(_, answered)| answered + self.grace);
         if self.failed {
+            return owed;
+        }
+        let next = self.ping_by.min(self.failure_at);
+        Some(owed.map_or(next, |owed| owed.min(next)))
+    }
+
+    /// Holds `pong`, answered at `now` by [`handle_ping`](Self::handle_ping), until a packet
+    /// carries application data or `grace` passes ([`poll_pong`](Self::poll_pong)). Returns
+    /// the pong held before, if any, completed for sending now: one pong is held at a time.
+    #[must_use]
+    pub fn owe_pong(&mut self, now: Instant, pong: Pong, local_tick: u64) -> Option<Pong> {
+        let earlier = self.owed.replace((pong, now))?;
+        Some(Self::complete(earlier, now, local_tick))
+    }
+
+    /// Output: the held pong, if `carrier` (the packet about to leave carries application data)
+    /// or it has been held for `grace`; `hold_us` is the time held and `tick` is `local_tick`,
+    /// our tick as it leaves (`PROTOCOL.md` §5.2).
+    #[must_use]
+    pub fn poll_pong(&mut self, now: Instant, local_tick: u64, carrier: bool) -> Option<Pong> {
+        let &(_, answered) = self.owed.as_ref()?;
+        if !carrier && now < answered + self.grace {
             return None;
         }
-        Some(self.next_ping_at.min(self.failure_deadline()))
+        let (pong, answered) = self.owed.take()?;
+        Some(Self::complete((pong, answered), now, local_tick))
+    }
+
+    fn complete((pong, answered): (Pong, Instant), now: Instant, local_tick: u64) -> Pong {
+        let held = now.saturating_duration_since(answered).as_micros();
+        Pong {
+            tick: local_tick,
+            hold_us: u32::try_from(held).unwrap_or(u32::MAX),
+            ..pong
+        }
     }
 
     /// Input: the deadline from [`poll_timeout`](Self::poll_timeout) (or any time) has come.
@@ -450,8 +539,10 @@ impl Heartbeat {
         }
     }
 
-    fn failure_deadline(&self) -> Instant {
-        self.last_receive + self.failure_timeout()
+    /// When the peer is declared gone unless something arrives first: last receipt +
+    /// [`failure_timeout`](Self::failure_timeout).
+    pub fn failure_deadline(&self) -> Instant {
+        self.failure_at
     }
 
     fn detect_losses(&mut self, now: Instant) {
@@ -498,10 +589,12 @@ impl RttEstimator {
 
     /// Feeds a raw RTT and the peer's hold time; returns the sample used.
     fn on_sample(&mut self, raw: Duration, hold: Duration) -> Duration {
-        let min = self.min.map_or(raw, |m| m.min(raw));
-        self.min = Some(min);
-        // RFC 9002 §5.3: subtract the hold time only if that does not go below min RTT.
-        let rtt = raw.checked_sub(hold).filter(|r| *r >= min).unwrap_or(raw);
+        // Unlike RFC 9002 §5.3's ack_delay, the hold is not checked against the minimum raw
+        // RTT: pongs are held routinely (up to a quarter of the ping interval, to ride with
+        // data), so on a quiet connection every raw sample includes a hold and the raw minimum
+        // would include one too. A peer that overstates its hold only lowers its own RTT.
+        let rtt = raw.checked_sub(hold).unwrap_or(raw);
+        self.min = Some(self.min.map_or(rtt, |m| m.min(rtt)));
         if self.samples == 0 {
             // RFC 6298 §2.2.
             self.srtt = rtt;
@@ -808,22 +901,31 @@ mod tests {
     }
 
     #[test]
-    fn hold_time_is_subtracted_only_down_to_min_rtt() {
+    fn hold_time_is_subtracted_unless_longer_than_the_round_trip() {
         let t0 = crate::testing::epoch();
         let mut hb = Heartbeat::new(t0, HeartbeatConfig::default());
         let p = hb.poll_ping(t0, 0).unwrap();
         assert_eq!(hb.handle_pong(t0 + ms(80), &pong(&p)).unwrap().rtt, ms(80));
-        // 130 ms with 30 ms hold: 100 ms ≥ min RTT, so subtracted.
         let p = hb.poll_ping(t0 + ms(500), 0).unwrap();
         assert_eq!(
             hb.handle_pong(t0 + ms(630), &held(&p, 30_000)).unwrap().rtt,
             ms(100)
         );
-        // 100 ms with 50 ms hold would give 50 ms < min RTT: the hold is ignored.
         let p = hb.poll_ping(t0 + ms(1_000), 0).unwrap();
         assert_eq!(
             hb.handle_pong(t0 + ms(1_100), &held(&p, 50_000)).unwrap().rtt,
+            ms(50)
+        );
+        // A hold longer than the round trip is impossible: ignored.
+        let p = hb.poll_ping(t0 + ms(1_500), 0).unwrap();
+        assert_eq!(
+            hb.handle_pong(t0 + ms(1_600), &held(&p, 900_000)).unwrap().rtt,
             ms(100)
+        );
+        assert_eq!(
+            hb.stats().min_rtt_ms,
+            50.0,
+            "the minimum is of samples, hold subtracted"
         );
     }
 
@@ -1035,5 +1137,83 @@ mod tests {
         assert_eq!((stats.incoming_loss_ratio, stats.out_of_order_ratio), (0.0, 0.0));
         hb.handle_ping(t0 + ms(2_000), &ping(u32::MAX, 500), 0);
         assert_eq!(hb.stats().duplicate_pings, 1);
+    }
+
+    #[test]
+    fn a_due_ping_waits_up_to_the_grace_for_a_carrier() {
+        let t0 = crate::testing::epoch();
+        let mut hb = Heartbeat::new(t0, HeartbeatConfig::default()).with_grace(ms(125));
+        assert!(
+            hb.poll_ping_carried(t0, 0, true).is_some(),
+            "the first ping goes with data"
+        );
+        // Due at 500 ms: the timer is armed for the end of the grace.
+        assert_eq!(hb.poll_timeout(), Some(t0 + ms(625)));
+        assert!(
+            hb.poll_ping_carried(t0 + ms(499), 0, true).is_none(),
+            "not due yet"
+        );
+        assert!(
+            hb.poll_ping_carried(t0 + ms(520), 0, false).is_none(),
+            "no carrier: waits"
+        );
+        let ping = hb
+            .poll_ping_carried(t0 + ms(540), 0, true)
+            .expect("rides with data");
+        assert_eq!(ping.ts_us, 540_000, "stamped when it leaves");
+        // The schedule holds: the next is due at 1 000 ms, and without data it goes at the
+        // grace's end; so does the one after, an interval later.
+        assert_eq!(hb.poll_timeout(), Some(t0 + ms(1_125)));
+        assert!(hb.poll_ping_carried(t0 + ms(1_124), 0, false).is_none());
+        assert!(hb.poll_ping_carried(t0 + ms(1_125), 0, false).is_some());
+        assert_eq!(hb.poll_timeout(), Some(t0 + ms(1_625)));
+        // A ping later than its grace restarts the schedule from when it went.
+        assert!(hb.poll_ping_carried(t0 + ms(1_700), 0, false).is_some());
+        assert_eq!(hb.poll_timeout(), Some(t0 + ms(2_325)));
+        assert_eq!(hb.stats().pings_sent, 4);
+    }
+
+    #[test]
+    fn a_held_pong_leaves_with_a_carrier_or_at_the_grace_with_its_hold_and_tick() {
+        let t0 = crate::testing::epoch();
+        let mut hb = Heartbeat::new(t0, HeartbeatConfig::default()).with_grace(ms(125));
+        let _ = hb.poll_ping_carried(t0, 0, true);
+        let pong = hb.handle_ping(t0 + ms(10), &ping(0, 0), 7);
+        assert!(hb.owe_pong(t0 + ms(10), pong, 7).is_none());
+        assert_eq!(hb.poll_timeout(), Some(t0 + ms(135)));
+        assert!(hb.poll_pong(t0 + ms(20), 7, false).is_none());
+        let sent = hb.poll_pong(t0 + ms(26), 8, true).expect("rides with data");
+        assert_eq!((sent.seq, sent.tick, sent.hold_us), (0, 8, 16_000));
+        assert!(hb.poll_pong(t0 + ms(30), 8, true).is_none(), "sent once");
+
+        // Without a carrier it leaves at the end of the grace.
+        let pong = hb.handle_ping(t0 + ms(500), &ping(1, 500), 9);
+        assert!(hb.owe_pong(t0 + ms(500), pong, 9).is_none());
+        assert!(hb.poll_pong(t0 + ms(624), 9, false).is_none());
+        assert_eq!(
+            hb.poll_pong(t0 + ms(625), 9, false).map(|p| p.hold_us),
+            Some(125_000)
+        );
+
+        // A second ping while one is held sends the first at once.
+        let first = hb.handle_ping(t0 + ms(1_000), &ping(2, 1_000), 10);
+        assert!(hb.owe_pong(t0 + ms(1_000), first, 10).is_none());
+        let second = hb.handle_ping(t0 + ms(1_005), &ping(3, 1_005), 10);
+        let displaced = hb
+            .owe_pong(t0 + ms(1_005), second, 10)
+            .expect("the first is sent");
+        assert_eq!((displaced.seq, displaced.hold_us), (2, 5_000));
+        assert_eq!(hb.poll_pong(t0 + ms(1_006), 10, true).map(|p| p.seq), Some(3));
+    }
+
+    #[test]
+    fn a_held_pong_still_has_a_timer_after_failure() {
+        let t0 = crate::testing::epoch();
+        let mut hb = Heartbeat::new(t0, HeartbeatConfig::default()).with_grace(ms(125));
+        assert!(hb.handle_timeout(t0 + ms(60_000)).is_some());
+        assert_eq!(hb.poll_timeout(), None);
+        let pong = hb.handle_ping(t0 + ms(60_000), &ping(0, 0), 0);
+        assert!(hb.owe_pong(t0 + ms(60_000), pong, 0).is_none());
+        assert_eq!(hb.poll_timeout(), Some(t0 + ms(60_125)));
     }
 }

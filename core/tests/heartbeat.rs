@@ -1,9 +1,12 @@
 //! Heartbeat over a real session: silence is detected and reported with a reason on both sides,
 //! heavy loss is not mistaken for silence, and the path statistics describe the link.
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::time::Duration;
 
-use tickwire_core::testing::{LinkModel, Net};
+use bytes::{Bytes, BytesMut};
+use tickwire_core::testing::{Fate, LinkModel, Net};
 use tickwire_core::{ConnHandle, Initiator, ReasonCode};
 
 /// A joined session on a network with `link`: `(net, server, client, server_conn, client_conn)`.
@@ -47,6 +50,61 @@ fn total_silence_times_out_on_both_sides() {
     assert_eq!(
         ending(&mut net, client, client_conn, left),
         (ReasonCode::HEARTBEAT_TIMEOUT, Initiator::Local)
+    );
+}
+
+#[test]
+fn replayed_packets_do_not_hold_off_the_timeout() {
+    let (mut net, server, client, server_conn, _) = session(LinkModel::default());
+    net.run_for(Duration::from_secs(2));
+    let config = net.node(server).endpoint.config().heartbeat.clone();
+    let grace = Duration::from_millis(config.interval_ms) / 4;
+    let client_addr = net.node(client).addr;
+
+    // Record what the client sends for a while, then let nothing more of it through.
+    let captured: Rc<RefCell<Vec<Bytes>>> = Rc::default();
+    let tap = Rc::clone(&captured);
+    net.set_filter(move |packet| {
+        if packet.from == client_addr {
+            tap.borrow_mut().push(packet.data.clone());
+        }
+        Fate::Deliver
+    });
+    net.run_for(Duration::from_millis(600));
+    net.node_mut(client).isolated = true;
+    let cut_at = net.elapsed();
+    let replays = captured.borrow().clone();
+    assert!(!replays.is_empty(), "the client sent packets to replay");
+
+    // Every 20 ms a copy of one of its authenticated packets arrives from its address: QUIC
+    // decrypts it, sees a duplicate packet number and drops it, so it is no sign of life.
+    let mut i = 0;
+    while net.node(server).connected(server_conn) && net.elapsed() - cut_at < Duration::from_secs(10) {
+        let now = net.now;
+        let packet = BytesMut::from(&replays[i % replays.len()][..]);
+        net.node_mut(server)
+            .endpoint
+            .handle_datagram(now, client_addr, None, None, packet);
+        i += 1;
+        net.run_for(Duration::from_millis(20));
+    }
+    let silent = net.elapsed() - cut_at;
+    let (reason, _, initiator) = net.run_until_disconnected(server, server_conn, Duration::ZERO);
+    assert_eq!(
+        (reason, initiator),
+        (ReasonCode::HEARTBEAT_TIMEOUT, Initiator::Local)
+    );
+    // Silence is counted from the client's last real packet, which reached the server at
+    // most a ping interval before the cut; the replays can postpone the verdict by less
+    // than the heartbeat's grace (and one 20 ms step to notice it).
+    let timeout = Duration::from_millis(config.timeout_ms);
+    assert!(
+        silent >= timeout - Duration::from_millis(config.interval_ms),
+        "{silent:?}"
+    );
+    assert!(
+        silent <= timeout + grace + Duration::from_millis(20),
+        "{silent:?}"
     );
 }
 

@@ -209,7 +209,7 @@ impl Conn {
             session: Box::new(session.clone()),
         });
         self.session = Some(session);
-        self.send_pings(ctx);
+        self.send_heartbeat(ctx.now, self.local_tick(ctx.server_tick), true);
         // Reliable messages that arrived with or before the accept were held in QUIC until now.
         let early: Vec<StreamId> = self.rx_streams.keys().copied().collect();
         for id in early {

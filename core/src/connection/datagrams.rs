@@ -37,12 +37,23 @@ fn cut(mut bytes: Bytes, range: std::ops::Range<usize>) -> Bytes {
 }
 
 impl Conn {
-    pub(super) fn send_pings(&mut self, ctx: &mut Ctx<'_>) {
-        let tick = self.local_tick(ctx);
-        while let Some(ping) = self.heartbeat.poll_ping(ctx.now, tick) {
-            let bytes = self.wrap(wire::encode_heartbeat(DatagramKind::Ping, &ping));
-            let _ = self.quic.datagrams().send(bytes, true);
+    /// Sends a due ping and the held pong. With `carrier` (application data leaves in this
+    /// transmit) they go now and share its packet; without, each waits out its grace first
+    /// (`PROTOCOL.md` §5.5), so that heartbeats on a busy connection cost no packet of their
+    /// own.
+    pub(super) fn send_heartbeat(&mut self, now: Instant, tick: u64, carrier: bool) {
+        if let Some(ping) = self.heartbeat.poll_ping_carried(now, tick, carrier) {
+            self.send_heartbeat_datagram(wire::encode_heartbeat(DatagramKind::Ping, &ping));
         }
+        if let Some(pong) = self.heartbeat.poll_pong(now, tick, carrier) {
+            self.send_heartbeat_datagram(wire::encode_heartbeat(DatagramKind::Pong, &pong));
+        }
+    }
+
+    /// Pings and pongs bypass the datagram queue (`PROTOCOL.md` §2.5).
+    fn send_heartbeat_datagram(&mut self, bytes: Bytes) {
+        let bytes = self.wrap(bytes);
+        let _ = self.quic.datagrams().send(bytes, true);
     }
 
     /// `bytes` behind the session's datagram prefix (a copy, on WebTransport sessions only).
@@ -80,10 +91,13 @@ impl Conn {
         };
         match datagram {
             Datagram::Ping(ping) => {
-                let tick = self.local_tick(ctx);
+                let tick = self.local_tick(ctx.server_tick);
                 let pong = self.heartbeat.handle_ping(now, &ping, tick);
-                let bytes = self.wrap(wire::encode_heartbeat(DatagramKind::Pong, &pong));
-                let _ = self.quic.datagrams().send(bytes, true);
+                // The pong waits for our next application data, up to its grace; one
+                // held before goes now.
+                if let Some(earlier) = self.heartbeat.owe_pong(now, pong, tick) {
+                    self.send_heartbeat_datagram(wire::encode_heartbeat(DatagramKind::Pong, &earlier));
+                }
             }
             Datagram::Pong(pong) => {
                 if let (Some(sample), Some(sync)) =
@@ -398,10 +412,16 @@ impl Conn {
         self.datagrams.push_back(QueuedDatagram { bytes, deadline });
     }
 
-    /// Called before each transmit: closes the open bundle, hands the small frames sent since
-    /// the last transmit to QUIC, and refills QUIC's (deliberately small) datagram buffer from
-    /// tickwire's queue, if anything waits, so the path stays busy without a deep FIFO.
-    pub(crate) fn before_transmit(&mut self, now: Instant, config: &Config) {
+    /// Called before each transmit (`server_tick`: the endpoint's current tick, on a
+    /// server): sends a due ping and a held pong if application data leaves in it, closes the
+    /// open bundle, hands the small frames sent since the last transmit to QUIC, and refills
+    /// QUIC's (deliberately small) datagram buffer from tickwire's queue, if anything waits, so
+    /// the path stays busy without a deep FIFO.
+    pub(crate) fn before_transmit(&mut self, now: Instant, config: &Config, server_tick: u64) {
+        let carrier = std::mem::take(&mut self.carrying);
+        if carrier && self.is_established() {
+            self.send_heartbeat(now, self.local_tick(server_tick), true);
+        }
         self.close_bundle(now, config);
         self.seal_frames(now);
         if !self.datagrams.is_empty() && self.is_established() {

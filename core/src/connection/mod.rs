@@ -102,6 +102,9 @@ pub(crate) struct Conn {
     frames_open: bool,
     datagrams: VecDeque<QueuedDatagram>,
     heartbeat: Heartbeat,
+    /// Whether the application sent a message since the last transmit: a due ping and a held
+    /// pong ride with it (see [`Conn::send_heartbeat`]).
+    carrying: bool,
     reassembler: Reassembler,
     tick_sync: Option<TickSync>,
     limiter: Option<PeerLimiter>,
@@ -121,7 +124,12 @@ pub(crate) struct Conn {
     bundle_first: usize,
     /// QUIC's datagram limit (less the prefix) when the open bundle was opened.
     bundle_max: usize,
+    /// QUIC's count of liveness frames received (see [`Conn::read_liveness`]) at the last read.
     last_frames_rx: u64,
+    /// When QUIC's frame counters were last read.
+    liveness_read_at: Instant,
+    /// When the last datagram for this connection arrived, authenticated or not.
+    last_datagram_at: Instant,
     pub(crate) stats: ConnectionStats,
     /// Server: when the TLS handshake completed and the wait for the Hello began.
     hello_wait_since: Option<Instant>,
@@ -219,7 +227,9 @@ impl Conn {
             queued_reliable_bytes: 0,
             frames_open: false,
             datagrams: VecDeque::new(),
-            heartbeat: Heartbeat::new(now, config.heartbeat.clone()),
+            heartbeat: Heartbeat::new(now, config.heartbeat.clone())
+                .with_grace(Duration::from_millis(config.heartbeat.interval_ms) / 4),
+            carrying: false,
             reassembler: Reassembler::new(config.fragment.clone()),
             tick_sync: None,
             limiter: None,
@@ -233,6 +243,8 @@ impl Conn {
             bundle_first: 0,
             bundle_max: 0,
             last_frames_rx: 0,
+            liveness_read_at: now,
+            last_datagram_at: now,
             stats: ConnectionStats::default(),
             hello_wait_since: None,
             wt: None,
@@ -295,6 +307,26 @@ impl Conn {
         deadline
     }
 
+    /// Credits the heartbeat with a receipt at `at` if QUIC counted frames from authenticated
+    /// packets since the last read. Liveness counts only those, so datagrams spoofed with a
+    /// known connection id cannot hold off the heartbeat timeout.
+    ///
+    /// Reading QUIC's counters copies its whole statistics block, so a datagram triggers a
+    /// read only once the last read is a heartbeat grace old; the failure check reads again,
+    /// crediting the last datagram's arrival. Honest traffic is thus credited exactly, and
+    /// spoofed datagrams interleaved with the peer's last packets can delay the verdict by
+    /// less than the grace, never bring it forward.
+    fn read_liveness(&mut self, now: Instant, at: Instant) {
+        self.liveness_read_at = now;
+        let rx = self.quic.stats().frame_rx;
+        let frames =
+            rx.acks + rx.stream + rx.datagram + rx.ping + rx.crypto + rx.max_data + rx.max_stream_data;
+        if frames != self.last_frames_rx {
+            self.last_frames_rx = frames;
+            self.heartbeat.handle_receive(at);
+        }
+    }
+
     /// Timer work: QUIC timers, handshake deadline, heartbeat pings and failure, reassembly
     /// expiry. A spurious call is harmless.
     pub(crate) fn handle_timeout(&mut self, ctx: &mut Ctx<'_>) {
@@ -304,6 +336,10 @@ impl Conn {
             State::Closed => self.linger(now, None),
             State::Established => {
                 self.reassembler.handle_timeout(now);
+                if now >= self.heartbeat.failure_deadline() && self.last_datagram_at >= self.liveness_read_at
+                {
+                    self.read_liveness(now, self.last_datagram_at);
+                }
                 if let Some(failure) = self.heartbeat.handle_timeout(now) {
                     let detail = format!(
                         "no packets from peer for {} ms (timeout {} ms)",
@@ -317,7 +353,7 @@ impl Conn {
                     self.close_stalled(ctx);
                     return;
                 }
-                self.send_pings(ctx);
+                self.send_heartbeat(now, self.local_tick(ctx.server_tick), false);
             }
             _ => {
                 if self.handshake_deadline.is_some_and(|d| now >= d) {
@@ -334,26 +370,20 @@ impl Conn {
 
     /// The tick stamped on our pings and pongs: the server's last delivered tick, or the
     /// client's last delivered local tick (0 before the first).
-    fn local_tick(&self, ctx: &Ctx<'_>) -> u64 {
+    fn local_tick(&self, server_tick: u64) -> u64 {
         match &self.tick_sync {
             Some(sync) => sync.last_tick().unwrap_or(0),
-            None => ctx.server_tick,
+            None => server_tick,
         }
     }
 
     /// Drains QUIC events into tickwire state and events. Call after every input;
     /// `received` = the input was a datagram for this connection.
     pub(crate) fn process(&mut self, ctx: &mut Ctx<'_>, received: bool) {
-        // Liveness counts only frames from authenticated packets, so datagrams spoofed with a
-        // known connection id cannot hold off the heartbeat timeout. (Reading QUIC's counters
-        // copies its whole statistics block, so only after a datagram arrived.)
         if received {
-            let rx = self.quic.stats().frame_rx;
-            let frames =
-                rx.acks + rx.stream + rx.datagram + rx.ping + rx.crypto + rx.max_data + rx.max_stream_data;
-            if frames != self.last_frames_rx {
-                self.last_frames_rx = frames;
-                self.heartbeat.handle_receive(ctx.now);
+            self.last_datagram_at = ctx.now;
+            if ctx.now >= self.liveness_read_at + self.heartbeat.grace() {
+                self.read_liveness(ctx.now, ctx.now);
             }
         }
         while let Some(event) = self.quic.poll() {
@@ -631,6 +661,7 @@ impl Conn {
         if !self.is_established() {
             return Err(SendError::NotConnected);
         }
+        self.carrying = true;
         let kind = config
             .channels
             .get(channel.0 as usize)

@@ -481,6 +481,7 @@ impl Endpoint {
         }
         // Only connections touched since they last came up empty can have anything to send;
         // they are served in the order they were touched, each until it has nothing more.
+        let server_tick = self.server.as_ref().map_or(0, |s| s.scheduler.current_tick());
         loop {
             let Some(&key) = self.active.front() else {
                 // Drained: re-read the deadlines the sends moved, for `poll_timeout`.
@@ -491,7 +492,7 @@ impl Endpoint {
                 self.active.pop_front();
                 continue;
             };
-            entry.conn.before_transmit(now, &self.config);
+            entry.conn.before_transmit(now, &self.config, server_tick);
             buf.clear();
             // Sending arms QUIC's loss-detection, pacing and idle timers.
             self.timers.mark_dirty(key, &mut entry.timer);

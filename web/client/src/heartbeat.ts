@@ -74,7 +74,7 @@ export class Heartbeat {
   private srttUs: number;
   private rttvarUs: number;
   private latestUs: number | null = null;
-  private minRawUs: number | null = null;
+  private minRttUs: number | null = null;
   private samples = 0;
   private jitterUs = 0;
   private prevTransitUs: bigint | null = null;
@@ -217,10 +217,11 @@ export class Heartbeat {
     }
     this.counts.pongsReceived++;
     const raw = Number(now - pong.echoTsUs);
-    this.minRawUs = this.minRawUs === null ? raw : Math.min(this.minRawUs, raw);
-    // RFC 9002 §5.3: subtract the peer's hold time only if that stays at or above min RTT.
-    const adjusted = raw - pong.holdUs;
-    const rtt = adjusted >= this.minRawUs ? adjusted : raw;
+    // The peer's hold time is subtracted; a hold longer than the whole round trip is
+    // impossible and ignored (§5.5: holds are routine, so unlike RFC 9002 §5.3's ack delay
+    // they are not checked against a minimum raw RTT, which would include one).
+    const rtt = pong.holdUs > raw ? raw : raw - pong.holdUs;
+    this.minRttUs = this.minRttUs === null ? rtt : Math.min(this.minRttUs, rtt);
     if (this.samples === 0) {
       this.srttUs = rtt;
       this.rttvarUs = rtt / 2;
@@ -257,7 +258,7 @@ export class Heartbeat {
       srttMs: this.srttUs / 1000,
       rttvarMs: this.rttvarUs / 1000,
       latestRttMs: this.latestUs === null ? null : this.latestUs / 1000,
-      minRttMs: this.minRawUs === null ? null : this.minRawUs / 1000,
+      minRttMs: this.minRttUs === null ? null : this.minRttUs / 1000,
       rttSamples: this.samples,
       jitterMs: this.jitterUs / 1000,
       pingsSent: this.counts.pingsSent,

@@ -24,14 +24,18 @@ test('RTT: first sample sets SRTT and RTTVAR = rtt / 2; then RFC 6298 smoothing'
   hb.handlePong({ seq: p1.seq, tick: 40n, echoTsUs: p1.tsUs, holdUs: 0 }, 580_000);
   // RTTVAR = 3/4·20 + 1/4·|40 − 80| = 25; SRTT = 7/8·40 + 1/8·80 = 45.
   assert.deepEqual([hb.stats().srttMs, hb.stats().rttvarMs], [45, 25]);
-  // Hold time is subtracted only when what remains is at least the minimum RTT.
+  // The hold time is subtracted, even below the smallest raw RTT; a hold longer than the
+  // round trip is ignored.
   const p2 = hb.pollPing(1_000_000, 0n)!;
   assert.equal(hb.handlePong({ seq: p2.seq, tick: 0n, echoTsUs: p2.tsUs, holdUs: 10_000 }, 1_060_000), 50);
   const p3 = hb.pollPing(1_500_000, 0n)!;
-  assert.equal(hb.handlePong({ seq: p3.seq, tick: 0n, echoTsUs: p3.tsUs, holdUs: 30_000 }, 1_560_000), 60);
+  assert.equal(hb.handlePong({ seq: p3.seq, tick: 0n, echoTsUs: p3.tsUs, holdUs: 30_000 }, 1_560_000), 30);
+  assert.equal(hb.stats().minRttMs, 30);
+  const p4 = hb.pollPing(2_000_000, 0n)!;
+  assert.equal(hb.handlePong({ seq: p4.seq, tick: 0n, echoTsUs: p4.tsUs, holdUs: 900_000 }, 2_070_000), 70);
   // Unknown, repeated and future pongs are ignored.
-  assert.equal(hb.handlePong({ seq: p3.seq, tick: 0n, echoTsUs: p3.tsUs, holdUs: 0 }, 1_600_000), null);
-  assert.equal(hb.handlePong({ seq: 99, tick: 0n, echoTsUs: 0n, holdUs: 0 }, 1_600_000), null);
+  assert.equal(hb.handlePong({ seq: p3.seq, tick: 0n, echoTsUs: p3.tsUs, holdUs: 0 }, 2_100_000), null);
+  assert.equal(hb.handlePong({ seq: 99, tick: 0n, echoTsUs: 0n, holdUs: 0 }, 2_100_000), null);
   assert.equal(hb.stats().pongsIgnored, 2);
 });
 

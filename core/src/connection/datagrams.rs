@@ -382,9 +382,10 @@ impl Conn {
                 // The redirect is judged by that channel's senders on the server: check it here
                 // as any send on it is, so an honest client never trips the server.
                 self.check_may_send(config, channel)?;
-                let sent = self.send_reliable(config, codec, channel, priority, payload, options);
-                self.flush_streams(now);
-                sent
+                if self.send_reliable(config, codec, channel, priority, payload, options)? {
+                    self.flush_streams(now);
+                }
+                Ok(())
             }
             None => Err(too_large),
         }

@@ -670,16 +670,18 @@ impl Conn {
         // Each path hands what it queued to QUIC at once, as far as QUIC takes it.
         match kind {
             ChannelKind::Reliable { priority } => {
-                let sent = self.send_reliable(
+                let queued = self.send_reliable(
                     config,
                     codec,
                     channel,
                     priority.stream_priority(),
                     payload,
                     options,
-                );
-                self.flush_streams(now);
-                sent
+                )?;
+                if queued {
+                    self.flush_streams(now);
+                }
+                Ok(())
             }
             ChannelKind::Unreliable | ChannelKind::Sequenced => self.send_datagram(
                 now,

@@ -258,6 +258,10 @@ impl Conn {
         }
     }
 
+    /// Sends `payload` as one frame on `channel`'s stream: a small frame without a deadline
+    /// joins the channel's open buffer, anything else goes to QUIC at once or waits on the
+    /// channel's queue. Returns whether a frame now waits on the queue (call
+    /// [`Self::flush_streams`] to move it on).
     pub(super) fn send_reliable(
         &mut self,
         config: &Config,
@@ -266,7 +270,7 @@ impl Conn {
         priority: i32,
         payload: Bytes,
         options: SendOptions,
-    ) -> Result<(), SendError> {
+    ) -> Result<bool, SendError> {
         let raw_len = payload.len();
         let payload = self.encode_payload(config, codec, channel, payload)?;
         if payload.len() > config.max_reliable_message_bytes {
@@ -311,7 +315,8 @@ impl Conn {
             self.queued_reliable_bytes += frame_len;
             self.frames_open = true;
             self.count_sent(config, channel, raw_len, payload.len());
-            return Ok(());
+            // It leaves with the buffer, sealed and flushed before the next transmit.
+            return Ok(false);
         }
         // Anything else follows the open buffer.
         tx.seal();
@@ -343,7 +348,7 @@ impl Conn {
                     }
                 }
                 self.count_sent(config, channel, raw_len, payload.len());
-                return Ok(());
+                return Ok(written < frame_len);
             }
         }
         self.queued_reliable_bytes += frame_len;
@@ -353,7 +358,7 @@ impl Conn {
             deadline: options.deadline,
         });
         self.count_sent(config, channel, raw_len, payload.len());
-        Ok(())
+        Ok(true)
     }
 
     fn write_queue(

@@ -2,14 +2,16 @@
 //!
 //! Each side of a connection runs one [`Heartbeat`]. It emits a [`Ping`] every
 //! [`HeartbeatConfig::interval_ms`], answers the peer's pings with [`Pong`]s, estimates the
-//! round-trip time from the pongs (RFC 6298 §2, with RFC 9002 §5.3's rule for the responder's
-//! hold time), measures the incoming path from the peer's pings (RFC 3550 §6.4.1 jitter, loss,
+//! round-trip time from the pongs (RFC 6298 §2, less the responder's hold time), measures the incoming path from the peer's pings (RFC 3550 §6.4.1 jitter, loss,
 //! duplication, reordering) and declares the connection failed once nothing has been heard from
 //! the peer for an adaptive timeout ([`Heartbeat::failure_timeout`]).
 //!
 //! The machine is sans-IO and follows the crate's naming: inputs are `handle_*` and
 //! [`Heartbeat::handle_receive`], outputs are `poll_*` (drain [`Heartbeat::poll_ping`] until `None`
-//! after every input, then re-read [`Heartbeat::poll_timeout`]), getters take `&self`.
+//! after every input, then re-read [`Heartbeat::poll_timeout`]), getters take `&self`. With a
+//! grace ([`Heartbeat::with_grace`]), a due ping and a pong may wait that long for a packet that
+//! carries application data ([`Heartbeat::poll_ping_carried`], [`Heartbeat::owe_pong`],
+//! [`Heartbeat::poll_pong`]).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! The endpoint's connection table: a slab indexed by QUIC's connection index.
 //!
-//! QUIC (`quinn_proto::Endpoint`) hands out connection indices from a slab of its own, reusing
-//! the lowest free one, so they stay dense: at most the peak number of connections held at once.
+//! QUIC (`quinn_proto::Endpoint`) hands out connection indices from a slab of its own, which
+//! reuses freed slots, so they stay dense: below the peak number of connections held at once.
 //! Indexing a vector by them makes every per-packet lookup one bounds check, where an ordered
 //! map walked its nodes. Iteration is in index order, as the ordered map's was, so everything
 //! derived from it (close order, revalidation, stats) stays deterministic.

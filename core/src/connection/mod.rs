@@ -661,13 +661,14 @@ impl Conn {
         if !self.is_established() {
             return Err(SendError::NotConnected);
         }
-        self.carrying = true;
         let kind = config
             .channels
             .get(channel.0 as usize)
             .ok_or(SendError::UnknownChannel(channel))?
             .kind;
-        // Each path hands what it queued to QUIC at once, as far as QUIC takes it.
+        self.carrying = true;
+        // Small frames and bundle entries wait for the next transmit (`before_transmit`);
+        // anything else goes to QUIC at once, as far as QUIC takes it.
         match kind {
             ChannelKind::Reliable { priority } => {
                 let queued = self.send_reliable(

@@ -204,16 +204,26 @@ impl TickScheduler {
         if now < self.next_due {
             return None;
         }
-        let latest = self.latest_due(now);
-        let backlog = latest.checked_sub(self.current).filter(|b| *b > 0)?;
-        if backlog > self.max_backlog {
-            self.skipped += backlog - self.max_backlog;
-            self.current = latest - self.max_backlog;
-        }
-        self.current += 1;
+        let after_next = self.scheduled_at(self.current.saturating_add(2));
+        let scheduled_at = if now < after_next {
+            // On time, or late by less than a tick: the due tick is the next one, scheduled at
+            // the old deadline, and the tick after it is the new one.
+            self.current += 1;
+            let scheduled_at = self.next_due;
+            self.next_due = after_next;
+            scheduled_at
+        } else {
+            let latest = self.latest_due(now);
+            let backlog = latest.checked_sub(self.current).filter(|b| *b > 0)?;
+            if backlog > self.max_backlog {
+                self.skipped += backlog - self.max_backlog;
+                self.current = latest - self.max_backlog;
+            }
+            self.current += 1;
+            self.next_due = self.scheduled_at(self.current.saturating_add(1));
+            self.scheduled_at(self.current)
+        };
         self.delivered += 1;
-        self.next_due = self.scheduled_at(self.current.saturating_add(1));
-        let scheduled_at = self.scheduled_at(self.current);
         let lateness = now.saturating_duration_since(scheduled_at);
         if self.lateness_window > 0 {
             if self.lateness.len() == self.lateness_window {
@@ -875,6 +885,27 @@ mod tests {
         assert_eq!((s.stats().ticks, s.stats().skipped), (9, 6));
         let (_, ticks) = after_stall(MissedTickPolicy::CatchUp { max_ticks: 20 });
         assert_eq!(ticks, (6..=15).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn ticks_match_the_exact_schedule_however_late_the_polls() {
+        let t0 = crate::testing::epoch();
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        for policy in [MissedTickPolicy::Skip, MissedTickPolicy::CatchUp { max_ticks: 3 }] {
+            let mut s = scheduler(t0, policy);
+            let mut now = t0;
+            for _ in 0..5_000 {
+                // Mostly within a tick of the deadline, sometimes several ticks late.
+                now = s.poll_timeout() + nanos(rng.random_range(0..40_000_000));
+                while let Some(info) = s.poll_tick(now) {
+                    assert_eq!(info.scheduled_at, s.scheduled_at(info.tick));
+                    assert!(info.scheduled_at <= now && info.tick <= s.latest_due(now));
+                    assert_eq!(s.poll_timeout(), s.scheduled_at(info.tick + 1));
+                }
+                assert!(s.poll_timeout() > now);
+            }
+            assert_eq!(s.current_tick(), s.latest_due(now));
+        }
     }
 
     #[test]

@@ -156,6 +156,10 @@ impl Endpoint {
     ///
     /// Sources are IPv4 addresses and IPv6 /64 prefixes ([`source_key`]).
     /// O(log addresses): the pending and live counts are counters, not scans.
+    ///
+    /// Kept out of line (as is accepting, which builds a connection): inlined, its locals
+    /// would enlarge the stack frame of every datagram's path.
+    #[inline(never)]
     pub(super) fn handle_incoming(&mut self, now: Instant, incoming: quinn_proto::Incoming) {
         let validated = incoming.remote_address_validated();
         let ip = source_key(incoming.remote_address().ip());
@@ -309,6 +313,7 @@ impl Endpoint {
         }
     }
 
+    #[inline(never)]
     pub(super) fn queue_response(&mut self, transmit: quinn_proto::Transmit, buf: Vec<u8>) {
         if self.responses.len() >= MAX_QUEUED_RESPONSES {
             self.stats.responses_dropped += 1;

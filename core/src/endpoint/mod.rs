@@ -397,20 +397,22 @@ impl Endpoint {
             return;
         };
         while let Some(event) = entry.conn.quic.poll_endpoint_events() {
-            if let Some(reply) = self
-                .quic
-                .handle_event(quinn_proto::ConnectionHandle(handle.0), event)
-            {
-                entry.conn.quic.handle_event(reply);
-            }
+            exchange_endpoint_event(&mut self.quic, handle, &mut entry.conn, event);
         }
         if entry.conn.quic.is_drained() {
-            // Queued handles of a removed connection are skipped when met.
-            if let Some(entry) = self.conns.remove(handle) {
-                self.counts.remove(handle, &entry.counted);
-                // Its heap entry, if any, is stale now and is dropped when met.
-                self.closed.add(&entry.conn.snapshot_stats());
-            }
+            self.forget(handle);
+        }
+    }
+
+    /// Removes a drained connection, adding its counters to the closed connections' totals.
+    /// Queued handles of a removed connection are skipped when met, and its timer entry, if
+    /// any, is stale and dropped when met.
+    #[cold]
+    #[inline(never)]
+    fn forget(&mut self, handle: ConnHandle) {
+        if let Some(entry) = self.conns.remove(handle) {
+            self.counts.remove(handle, &entry.counted);
+            self.closed.add(&entry.conn.snapshot_stats());
         }
     }
 
@@ -986,5 +988,21 @@ impl Endpoint {
         let result = f(&mut self.conns.get_mut(handle)?.conn);
         self.process(now, handle);
         Some(result)
+    }
+}
+
+/// Hands one of a connection's endpoint events (connection-id issuance and retirement, the
+/// drained notice) to the QUIC endpoint, and its reply, if any, back to the connection. Out of
+/// line: the reply is large and rare, and inlined it would enlarge every datagram's stack
+/// frame.
+#[inline(never)]
+fn exchange_endpoint_event(
+    quic: &mut quinn_proto::Endpoint,
+    handle: ConnHandle,
+    conn: &mut Conn,
+    event: quinn_proto::EndpointEvent,
+) {
+    if let Some(reply) = quic.handle_event(quinn_proto::ConnectionHandle(handle.0), event) {
+        conn.quic.handle_event(reply);
     }
 }

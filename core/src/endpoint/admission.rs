@@ -157,8 +157,9 @@ impl Endpoint {
     /// Sources are IPv4 addresses and IPv6 /64 prefixes ([`source_key`]).
     /// O(log addresses): the pending and live counts are counters, not scans.
     ///
-    /// Kept out of line (as is accepting, which builds a connection): inlined, its locals
-    /// would enlarge the stack frame of every datagram's path.
+    /// Kept out of line: it builds a new connection, and inlined into
+    /// [`Endpoint::handle_datagram`], its locals would enlarge the stack frame of every
+    /// datagram's path.
     #[inline(never)]
     pub(super) fn handle_incoming(&mut self, now: Instant, incoming: quinn_proto::Incoming) {
         let validated = incoming.remote_address_validated();
@@ -313,6 +314,9 @@ impl Endpoint {
         }
     }
 
+    /// Queues a stateless response (Retry, version negotiation, stateless reset, refusal)
+    /// for [`Endpoint::poll_transmit`], dropping it past a bound. Out of line for the same
+    /// reason as [`Endpoint::handle_incoming`].
     #[inline(never)]
     pub(super) fn queue_response(&mut self, transmit: quinn_proto::Transmit, buf: Vec<u8>) {
         if self.responses.len() >= MAX_QUEUED_RESPONSES {

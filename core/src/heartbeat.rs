@@ -2,9 +2,10 @@
 //!
 //! Each side of a connection runs one [`Heartbeat`]. It emits a [`Ping`] every
 //! [`HeartbeatConfig::interval_ms`], answers the peer's pings with [`Pong`]s, estimates the
-//! round-trip time from the pongs (RFC 6298 §2, less the responder's hold time), measures the incoming path from the peer's pings (RFC 3550 §6.4.1 jitter, loss,
-//! duplication, reordering) and declares the connection failed once nothing has been heard from
-//! the peer for an adaptive timeout ([`Heartbeat::failure_timeout`]).
+//! round-trip time from the pongs (RFC 6298 §2, less the responder's hold time), measures the
+//! incoming path from the peer's pings (RFC 3550 §6.4.1 jitter, loss, duplication, reordering)
+//! and declares the connection failed once nothing has been heard from the peer for an adaptive
+//! timeout ([`Heartbeat::failure_timeout`]).
 //!
 //! The machine is sans-IO and follows the crate's naming: inputs are `handle_*` and
 //! [`Heartbeat::handle_receive`], outputs are `poll_*` (drain [`Heartbeat::poll_ping`] until `None`
@@ -455,8 +456,7 @@ impl Heartbeat {
         if !carrier && now < answered + self.grace {
             return None;
         }
-        let (pong, answered) = self.owed.take()?;
-        Some(Self::complete((pong, answered), now, local_tick))
+        Some(Self::complete(self.owed.take()?, now, local_tick))
     }
 
     fn complete((pong, answered): (Pong, Instant), now: Instant, local_tick: u64) -> Pong {

@@ -53,7 +53,9 @@ impl<T> ConnTable<T> {
         }
     }
 
-    pub(super) fn remove(&mut self, handle: ConnHandle) -> Option<T> {
+    /// Takes the entry at `handle` out, boxed as it was held (an entry is large: moving it out
+    /// of its box would copy it).
+    pub(super) fn remove(&mut self, handle: ConnHandle) -> Option<Box<T>> {
         let old = self.slots.get_mut(handle.0)?.take();
         if old.is_some() {
             self.len -= 1;
@@ -66,7 +68,7 @@ impl<T> ConnTable<T> {
                 self.slots.shrink_to(2 * self.slots.len());
             }
         }
-        old.map(|entry| *entry)
+        old
     }
 
     /// `(handle, entry)` in handle order.
@@ -115,7 +117,7 @@ mod tests {
         assert_eq!(table.values().copied().collect::<Vec<_>>(), [0, 31, 70]);
         table.insert(ConnHandle(3), 33);
         assert_eq!(table.len(), 3, "replacing an entry does not count it twice");
-        assert_eq!(table.remove(ConnHandle(3)), Some(33));
+        assert_eq!(table.remove(ConnHandle(3)).map(|entry| *entry), Some(33));
         assert_eq!(table.remove(ConnHandle(3)), None);
         assert_eq!(table.remove(ConnHandle(42)), None);
         assert_eq!(table.len(), 2);
@@ -132,7 +134,7 @@ mod tests {
             table.insert(ConnHandle(i), i);
         }
         for i in (1..1000).rev() {
-            assert_eq!(table.remove(ConnHandle(i)), Some(i));
+            assert_eq!(table.remove(ConnHandle(i)).map(|entry| *entry), Some(i));
         }
         assert_eq!(table.len(), 1);
         assert!(

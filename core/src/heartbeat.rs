@@ -246,8 +246,9 @@ pub struct Heartbeat {
     grace: Duration,
     /// The pong owed for the peer's latest ping, and when that ping arrived.
     owed: Option<(Pong, Instant)>,
-    /// Counters only; [`Heartbeat::stats`] fills in the rest.
-    counters: HeartbeatStats,
+    /// Counters only; [`Heartbeat::stats`] fills in the rest. Boxed: they change once a ping
+    /// or pong, and 456 bytes inline would sit between the fields every poll reads.
+    counters: Box<HeartbeatStats>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -279,7 +280,7 @@ impl Heartbeat {
             failed: false,
             grace: Duration::ZERO,
             owed: None,
-            counters: HeartbeatStats::default(),
+            counters: Box::default(),
         };
         heartbeat.failure_timeout = heartbeat.compute_failure_timeout();
         heartbeat.failure_at = epoch + heartbeat.failure_timeout;
@@ -537,7 +538,7 @@ impl Heartbeat {
             failure_timeout_ms: millis(self.failure_timeout()),
             duplicate_pings: incoming.duplicates,
             out_of_order_pings: incoming.out_of_order,
-            ..*c
+            ..**c
         }
     }
 

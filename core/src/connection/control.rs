@@ -39,8 +39,8 @@ impl Conn {
         };
         match std::mem::replace(&mut self.state, State::Closed) {
             State::ClientConnecting(handshake) => {
-                let (next, hello) = handshake.start(exporter, (ctx.nonce)());
-                self.state = State::ClientAwaitingAccept(next);
+                let (next, hello) = (*handshake).start(exporter, (ctx.nonce)());
+                self.state = State::ClientAwaitingAccept(Box::new(next));
                 let Some(id) = self.quic.streams().open(Dir::Bi) else {
                     self.close(
                         ctx,
@@ -112,8 +112,8 @@ impl Conn {
                 };
                 match binding {
                     Ok(binding) => {
-                        let (next, hello) = handshake.start(binding, (ctx.nonce)());
-                        self.state = State::ClientAwaitingAccept(next);
+                        let (next, hello) = (*handshake).start(binding, (ctx.nonce)());
+                        self.state = State::ClientAwaitingAccept(Box::new(next));
                         self.queue_control(&hello);
                         self.flush(ctx.now);
                     }

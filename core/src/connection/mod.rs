@@ -39,13 +39,15 @@ use policy::Policy;
 use streams::{QueuedFrame, RxStream, TxChannel};
 pub(crate) use webtransport::Carrier;
 
-/// Where the session is. Handshake states hold their typestate value.
+/// Where the session is. Handshake states hold their typestate value; the client's, a key and
+/// an offer of a few hundred bytes, are boxed so that an established connection's state is a
+/// small tag beside the fields each message reads.
 #[derive(Debug)]
 pub(crate) enum State {
     /// Client: QUIC/TLS in progress.
-    ClientConnecting(ClientHandshake),
+    ClientConnecting(Box<ClientHandshake>),
     /// Client: hello sent.
-    ClientAwaitingAccept(AwaitingAccept),
+    ClientAwaitingAccept(Box<AwaitingAccept>),
     /// Server: QUIC/TLS in progress; a rejection may already be decided (sent once 1-RTT keys
     /// exist, because an application close in Initial packets loses its code, RFC 9000 §10.2.3).
     ServerConnecting(Option<Rejection>),
@@ -130,7 +132,7 @@ pub(crate) struct Conn {
     liveness_read_at: Instant,
     /// When the last datagram for this connection arrived, authenticated or not.
     last_datagram_at: Instant,
-    pub(crate) stats: ConnectionStats,
+    pub(crate) stats: Box<ConnectionStats>,
     /// Server: when the TLS handshake completed and the wait for the Hello began.
     hello_wait_since: Option<Instant>,
     /// WebTransport connections: the HTTP/3 session carrying this one (`PROTOCOL.md` §12).
@@ -181,7 +183,7 @@ impl Conn {
         config: &Config,
         handshake: ClientHandshake,
     ) -> Self {
-        let mut conn = Self::new(quic, now, config, State::ClientConnecting(handshake));
+        let mut conn = Self::new(quic, now, config, State::ClientConnecting(Box::new(handshake)));
         conn.tick_sync = Some(TickSync::new(config.tick_sync.clone()));
         conn
     }
@@ -245,7 +247,7 @@ impl Conn {
             last_frames_rx: 0,
             liveness_read_at: now,
             last_datagram_at: now,
-            stats: ConnectionStats::default(),
+            stats: Box::default(),
             hello_wait_since: None,
             wt: None,
             stream_prefix: heapless::Vec::new(),
@@ -706,7 +708,7 @@ impl Conn {
     /// Fills the transport counters and sub-machine stats into a snapshot.
     pub(crate) fn snapshot_stats(&self) -> ConnectionStats {
         let quic = self.quic.stats();
-        let mut stats = self.stats;
+        let mut stats = *self.stats;
         stats.udp_tx_datagrams = quic.udp_tx.datagrams;
         stats.udp_tx_bytes = quic.udp_tx.bytes;
         stats.udp_rx_datagrams = quic.udp_rx.datagrams;

@@ -34,8 +34,9 @@ pub(super) struct Policy {
     /// Each channel's own token bucket, by channel id (`None`: no limit of its own).
     buckets: Vec<Option<TokenBucket>>,
     /// By channel id and cause (`RefusalCause as usize`): the server tick in which a
-    /// [`Event::MessageRefused`] was last reported.
-    reported: [[Option<u64>; 2]; MAX_CHANNELS],
+    /// [`Event::MessageRefused`] was last reported. Made at the first refusal, so that the
+    /// 1 KiB table stays out of an honest peer's connection state.
+    reported: Option<Box<[[Option<u64>; 2]; MAX_CHANNELS]>>,
 }
 
 impl Policy {
@@ -52,7 +53,7 @@ impl Policy {
             .collect();
         Self {
             buckets,
-            reported: [[None; 2]; MAX_CHANNELS],
+            reported: None,
         }
     }
 }
@@ -105,7 +106,10 @@ impl Conn {
                 }
             }
         };
-        let stamp = &mut policy.reported[index % MAX_CHANNELS][cause as usize];
+        let reported = policy
+            .reported
+            .get_or_insert_with(|| Box::new([[None; 2]; MAX_CHANNELS]));
+        let stamp = &mut reported[index % MAX_CHANNELS][cause as usize];
         if *stamp != Some(ctx.server_tick) {
             *stamp = Some(ctx.server_tick);
             ctx.events.push_back(Event::MessageRefused {

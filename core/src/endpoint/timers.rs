@@ -14,7 +14,7 @@ use crate::shared::ConnHandle;
 ///
 /// The heap is lazy: a connection whose deadline moves gets a new entry and its old one stays
 /// behind, recognised as stale (it no longer equals the connection's [`TimerSlot::armed`]) and
-/// dropped when it reaches the top. QUIC moves a connection's idle deadline with every packet,
+/// dropped when it reaches the top; an entry already on top is moved in place instead. QUIC moves a connection's idle deadline with every packet,
 /// so this trades an ordered-set removal per packet for a heap push. Stale entries are bounded:
 /// the heap is rebuilt from the connections when they outnumber them.
 #[derive(Debug, Default)]
@@ -64,12 +64,27 @@ impl Endpoint {
             };
             timer.dirty = false;
             let deadline = conn.poll_timeout();
-            if deadline != timer.armed {
-                if let Some(new) = deadline {
-                    self.timers.heap.push(Reverse((new, handle)));
-                }
-                timer.armed = deadline;
+            if deadline == timer.armed {
+                continue;
             }
+            // The connection's live entry on top of the heap (always, with one connection) is
+            // moved in place rather than left behind as a stale entry to pop later.
+            let on_top = timer
+                .armed
+                .is_some_and(|old| self.timers.heap.peek() == Some(&Reverse((old, handle))));
+            match (on_top, deadline) {
+                (true, Some(new)) => {
+                    if let Some(mut top) = self.timers.heap.peek_mut() {
+                        *top = Reverse((new, handle));
+                    }
+                }
+                (true, None) => {
+                    self.timers.heap.pop();
+                }
+                (false, Some(new)) => self.timers.heap.push(Reverse((new, handle))),
+                (false, None) => {}
+            }
+            timer.armed = deadline;
         }
         if self.timers.heap.len() > 2 * self.conns.len() + 64 {
             self.timers.heap = self

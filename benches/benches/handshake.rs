@@ -7,9 +7,7 @@
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use tickwire_benches::raw::{self, RawNet};
 use tickwire_benches::tw::{self, TwNet};
-
-/// Seed of every net's endpoint secrets and QUIC randomness.
-const SEED: u64 = 1;
+use tickwire_benches::SEED;
 
 fn handshake(c: &mut Criterion) {
     let mut group = c.benchmark_group("handshake");

@@ -21,22 +21,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tickwire_benches::raw::{self, RawNet};
 use tickwire_benches::tw::{self, TwNet};
-use tickwire_benches::{messages_per_client, Delivery, Net};
+use tickwire_benches::{
+    messages_per_client, Net, CLIENTS, INPUT_BYTES, MESSAGE_WORKLOADS, SEED, SNAPSHOT_BYTES, TICK,
+};
 
-/// Seed of every net's endpoint secrets and QUIC randomness.
-const SEED: u64 = 1;
 /// Rounds per workload; odd, so the median is one round's ratio.
 const ROUNDS: usize = 41;
 /// Wall time of the raw side of a round, about.
 const SLICE: Duration = Duration::from_millis(20);
-/// Client counts measured.
-const CLIENTS: [usize; 2] = [1, 100];
-/// One tick at 60 Hz.
-const TICK: Duration = Duration::from_nanos(16_666_667);
-/// Size of a client input in the game traffic, in bytes.
-const INPUT_BYTES: usize = 32;
-/// Size of a server snapshot in the game traffic, in bytes.
-const SNAPSHOT_BYTES: usize = 512;
 
 #[allow(clippy::disallowed_methods)] // a benchmark reads the clock
 fn now() -> Instant {
@@ -131,12 +123,7 @@ fn on_net<'a, N: Net + 'a>(mut net: N, step: impl Fn(&mut N) + 'a) -> Side<'a> {
 fn workloads<'a>(filter: &'a str, mode: Mode, issuer: &'a tickwire_core::TicketIssuer) -> Vec<Outcome> {
     let mut out = Vec::new();
     let wanted = |name: &str| name.contains(filter);
-    let message_kinds = [
-        ("unreliable", 64, Delivery::Unreliable),
-        ("unreliable", 1_000, Delivery::Unreliable),
-        ("reliable", 64, Delivery::Reliable),
-    ];
-    for (kind, size, delivery) in message_kinds {
+    for (kind, size, delivery) in MESSAGE_WORKLOADS {
         for clients in CLIENTS {
             let name = format!("msg_{kind}_{size}B_N{clients}");
             if !wanted(&name) {

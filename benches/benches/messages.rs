@@ -5,25 +5,16 @@
 //! Also 60 Hz game traffic: each iteration is one tick of virtual time in which the server
 //! sends every client a snapshot and every client sends the server an input.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use tickwire_benches::raw::RawNet;
 use tickwire_benches::tw::TwNet;
-use tickwire_benches::{messages_per_client, Delivery, Net};
-
-/// Seed of every net's endpoint secrets and QUIC randomness.
-const SEED: u64 = 1;
-/// Client counts measured.
-const CLIENTS: [usize; 2] = [1, 100];
-/// Size of a client input in the game traffic, in bytes.
-const INPUT_BYTES: usize = 32;
-/// Size of a server snapshot in the game traffic, in bytes.
-const SNAPSHOT_BYTES: usize = 512;
-/// One tick at 60 Hz.
-const TICK: Duration = Duration::from_nanos(16_666_667);
+use tickwire_benches::{
+    messages_per_client, Net, CLIENTS, INPUT_BYTES, MESSAGE_WORKLOADS, SEED, SNAPSHOT_BYTES, TICK,
+};
 
 #[allow(clippy::disallowed_methods)] // criterion's custom timing reads the clock
 fn now() -> Instant {
@@ -45,12 +36,7 @@ fn bench<N: Net>(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, mut net: 
 }
 
 fn messages(c: &mut Criterion) {
-    let workloads = [
-        ("unreliable", 64, Delivery::Unreliable),
-        ("unreliable", 1_000, Delivery::Unreliable),
-        ("reliable", 64, Delivery::Reliable),
-    ];
-    for (kind, size, delivery) in workloads {
+    for (kind, size, delivery) in MESSAGE_WORKLOADS {
         for clients in CLIENTS {
             let per_client = messages_per_client(clients);
             let total = (clients * per_client) as u64;

@@ -2,12 +2,10 @@
 //! perf): `cargo run --release -p tickwire-benches --example profile -- tw|raw unreliable64|unreliable1000|reliable64|game N BATCHES`,
 //! or `-- tw|raw handshake JOINS`.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use tickwire_benches::raw::RawNet;
 use tickwire_benches::tw::TwNet;
-use tickwire_benches::{Delivery, Net};
+use tickwire_benches::{Delivery, Net, INPUT_BYTES, SEED, SNAPSHOT_BYTES, TICK};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -28,12 +26,12 @@ fn main() {
             _ => panic!("{usage}"),
         },
         payload: Bytes::from(vec![0xa5; if workload == "unreliable1000" { 1000 } else { 64 }]),
-        input: Bytes::from(vec![0x11; 32]),
-        snapshot: Bytes::from(vec![0x22; 512]),
+        input: Bytes::from(vec![0x11; INPUT_BYTES]),
+        snapshot: Bytes::from(vec![0x22; SNAPSHOT_BYTES]),
     };
     match side.as_str() {
-        "tw" => job.run(TwNet::joined(clients, 1)),
-        "raw" => job.run(RawNet::connected(clients, 1)),
+        "tw" => job.run(TwNet::joined(clients, SEED)),
+        "raw" => job.run(RawNet::connected(clients, SEED)),
         _ => panic!("{usage}"),
     }
 }
@@ -51,11 +49,10 @@ struct Job {
 
 impl Job {
     fn run<N: Net>(&self, mut net: N) {
-        let tick = Duration::from_nanos(16_666_667);
         for _ in 0..self.batches {
             match self.delivery {
                 Some(delivery) => net.batch(delivery, &self.payload, self.per_client),
-                None => net.game_tick(tick, &self.snapshot, &self.input),
+                None => net.game_tick(TICK, &self.snapshot, &self.input),
             }
         }
     }
@@ -68,11 +65,11 @@ fn handshakes(side: &str, joins: usize) {
     let config = tickwire_benches::raw::client_config();
     for _ in 0..joins {
         if side == "tw" {
-            let mut net = TwNet::new(1, 1);
+            let mut net = TwNet::new(1, SEED);
             let tickets = net.tickets(&issuer);
             join(&mut net, tickets);
         } else {
-            let mut net = RawNet::new(1, 1);
+            let mut net = RawNet::new(1, SEED);
             connect(&mut net, &config);
         }
     }

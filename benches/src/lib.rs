@@ -112,6 +112,28 @@ pub trait Net: Sized {
     }
 }
 
+/// Seed of every benchmark net's endpoint secrets and QUIC randomness.
+pub const SEED: u64 = 1;
+
+/// Client counts the per-message and game-traffic benchmarks measure.
+pub const CLIENTS: [usize; 2] = [1, 100];
+
+/// The per-message workloads: name, message size in bytes, and how the messages travel.
+pub const MESSAGE_WORKLOADS: [(&str, usize, Delivery); 3] = [
+    ("unreliable", 64, Delivery::Unreliable),
+    ("unreliable", 1_000, Delivery::Unreliable),
+    ("reliable", 64, Delivery::Reliable),
+];
+
+/// Size of a client input in the game traffic, in bytes.
+pub const INPUT_BYTES: usize = 32;
+
+/// Size of a server snapshot in the game traffic, in bytes.
+pub const SNAPSHOT_BYTES: usize = 512;
+
+/// One tick of the game traffic, at 60 Hz.
+pub const TICK: Duration = Duration::from_nanos(16_666_667);
+
 /// Messages each client sends per batch of the per-message benchmarks: enough to amortise a
 /// turn with one client, few enough per client that a hundred stay within a congestion window
 /// or two.

@@ -14,9 +14,10 @@ use crate::shared::ConnHandle;
 ///
 /// The heap is lazy: a connection whose deadline moves gets a new entry and its old one stays
 /// behind, recognised as stale (it no longer equals the connection's [`TimerSlot::armed`]) and
-/// dropped when it reaches the top; an entry already on top is moved in place instead. QUIC moves a connection's idle deadline with every packet,
-/// so this trades an ordered-set removal per packet for a heap push. Stale entries are bounded:
-/// the heap is rebuilt from the connections when they outnumber them.
+/// dropped when it reaches the top; an entry already on top is moved in place instead. QUIC
+/// moves a connection's idle deadline with every packet, so this trades an ordered-set removal
+/// per packet for a heap push. Stale entries are bounded: the heap is rebuilt from the
+/// connections when they outnumber them.
 #[derive(Debug, Default)]
 pub(super) struct Timers {
     /// `(deadline, connection)`, earliest first; an entry is live while it equals the
@@ -157,4 +158,61 @@ pub(super) fn touch_entry(
         active.push_back(handle);
     }
     timers.mark_dirty(handle, &mut entry.timer);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use rand::{RngExt, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    use crate::testing::{epoch, Net};
+    use crate::{ChannelId, Endpoint};
+
+    /// After a re-read, every connection's armed deadline is the one it reports now, and the
+    /// heap's first entry is the earliest of them.
+    fn assert_consistent(endpoint: &mut Endpoint) {
+        endpoint.refresh_timers();
+        let mut earliest = None;
+        for (handle, entry) in endpoint.conns.iter() {
+            if let Some(armed) = entry.timer.armed {
+                earliest = Some(earliest.map_or((armed, handle), |e: (_, _)| e.min((armed, handle))));
+            }
+        }
+        for entry in endpoint.conns.values_mut() {
+            assert_eq!(entry.timer.armed, entry.conn.poll_timeout(), "an unread deadline");
+        }
+        assert_eq!(endpoint.timers.heap.peek().map(|top| top.0), earliest);
+    }
+
+    #[test]
+    fn the_heap_top_is_the_earliest_deadline_through_random_sends_and_timeouts() {
+        let mut net = Net::new(epoch(), 5);
+        let server = net.add_server(Net::config());
+        let clients: Vec<_> = (0..4).map(|_| net.add_client(Net::config())).collect();
+        let conns: Vec<_> = clients.iter().map(|&c| net.join(c, server)).collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        for _ in 0..400 {
+            let i = rng.random_range(0..clients.len());
+            let (client_conn, server_conn) = conns[i];
+            let now = net.now;
+            let payload = Bytes::from(vec![7; rng.random_range(1..2_000)]);
+            let sent = if rng.random_bool(0.5) {
+                net.node_mut(clients[i])
+                    .endpoint
+                    .send(now, client_conn, ChannelId::UNRELIABLE, payload)
+            } else {
+                net.node_mut(server)
+                    .endpoint
+                    .send(now, server_conn, ChannelId::GAME, payload)
+            };
+            sent.expect("the send is accepted");
+            net.run_for(Duration::from_millis(rng.random_range(0..120)));
+            for &node in clients.iter().chain([&server]) {
+                assert_consistent(&mut net.node_mut(node).endpoint);
+            }
+        }
+    }
 }

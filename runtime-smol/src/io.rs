@@ -22,7 +22,7 @@ pub const MAX_DATAGRAMS_PER_WAKE: usize = 64;
 /// deadline and then does one turn of the drive loop (receive, timers, transmit), and
 /// [`SmolEndpoint::flush`] sends what commands queued. Events and ticks stay in the
 /// endpoint for the caller to poll. Datagrams go through the shared
-/// [`Datapath`](tickwire_udp::Datapath) (quinn-udp: ECN, destination addresses, GRO).
+/// [`Datapath`] (quinn-udp: ECN, destination addresses, GRO).
 pub struct SmolEndpoint {
     socket: Async<UdpSocket>,
     datapath: Datapath,

@@ -54,7 +54,7 @@ impl Phase {
     }
 }
 
-/// Where [`PhaseCounts`] counts one connection, kept in its [`Entry`](super::Entry).
+/// Where [`PhaseCounts`] counts one connection, kept in its [`Entry`].
 #[derive(Debug, Default)]
 pub(super) struct Counted {
     /// The counter it is in (kept equal to [`Phase::of`] after every operation).

@@ -23,6 +23,10 @@ pub(super) struct QueuedDatagram {
     pub(super) deadline: Option<Instant>,
 }
 
+/// The most a bundle entry's length and header take together: a 3-byte length and a
+/// sequenced header (`PROTOCOL.md` §5.7, §5.3).
+const ENTRY_FRONT_MAX: usize = BUNDLE_LENGTH_MAX_LEN + SEQUENCED_HEADER_LEN;
+
 /// Where `part`, a subslice of `bytes`, lies in it.
 fn within(bytes: &[u8], part: &[u8]) -> std::ops::Range<usize> {
     let start = (part.as_ptr() as usize).saturating_sub(bytes.as_ptr() as usize);
@@ -180,15 +184,19 @@ impl Conn {
         let Ok(len16) = u16::try_from(len) else {
             return false;
         };
-        // The entry's length and `head` are written in one piece, then `body`.
-        let mut front = [0; BUNDLE_LENGTH_MAX_LEN + SEQUENCED_HEADER_LEN];
+        // The entry's length and `head` are assembled in a fixed-size array, which goes into
+        // the bundle as one constant-size copy and is then cut to their length: copying the
+        // two pieces at their runtime sizes would take two calls into `memcpy`.
         let mut length = [0; BUNDLE_LENGTH_MAX_LEN];
         let used = encode_bundle_length(len16, &mut length);
-        let Some(front) = front.get_mut(..used + head.len()) else {
+        let front_len = used + head.len();
+        if front_len > ENTRY_FRONT_MAX {
             return false;
-        };
-        front[..used].copy_from_slice(&length[..used]);
-        front[used..].copy_from_slice(head);
+        }
+        let mut front = [0; ENTRY_FRONT_MAX];
+        for (slot, &byte) in front.iter_mut().zip(length[..used].iter().chain(head)) {
+            *slot = byte;
+        }
         let entry = used + len;
         if 1 + entry > max {
             return false;
@@ -198,7 +206,8 @@ impl Conn {
             self.close_bundle(now, config);
         }
         if self.bundle_entries == 0 {
-            let room = prefix + max;
+            // Slack for the constant-size copy of the last entry's front.
+            let room = prefix + max + ENTRY_FRONT_MAX;
             if self.bundle.capacity() < room {
                 // Takes the chunk back when every bundle cut from it is gone, else allocates.
                 self.bundle.reserve(room.max(TX_ARENA_BYTES));
@@ -208,7 +217,9 @@ impl Conn {
             self.bundle_first = self.bundle.len() + used;
             self.bundle_max = max;
         }
-        self.bundle.extend_from_slice(front);
+        let end = self.bundle.len() + front_len;
+        self.bundle.extend_from_slice(&front);
+        self.bundle.truncate(end);
         self.bundle.extend_from_slice(body);
         self.bundle_entries += 1;
         true

@@ -81,7 +81,10 @@ fn pack3(arena: &mut BytesMut, prefix: &[u8], head: &[u8], body: &[u8]) -> Bytes
         // Takes the chunk back when every `Bytes` cut from it is gone, else allocates.
         arena.reserve(len.max(TX_ARENA_BYTES));
     }
-    arena.extend_from_slice(prefix);
+    // A native session's prefix is empty: skip the call into `memcpy` for it.
+    if !prefix.is_empty() {
+        arena.extend_from_slice(prefix);
+    }
     arena.extend_from_slice(head);
     arena.extend_from_slice(body);
     arena.split().freeze()

@@ -212,7 +212,9 @@ impl Conn {
                 // Takes the chunk back when every bundle cut from it is gone, else allocates.
                 self.bundle.reserve(room.max(TX_ARENA_BYTES));
             }
-            self.bundle.extend_from_slice(&self.dgram_prefix);
+            if !self.dgram_prefix.is_empty() {
+                self.bundle.extend_from_slice(&self.dgram_prefix);
+            }
             self.bundle.extend_from_slice(&[BUNDLE_TYPE_BYTE]);
             self.bundle_first = self.bundle.len() + used;
             self.bundle_max = max;

@@ -8,9 +8,8 @@
 //! session's buffer; [`Endpoint::poll_recorded`] takes what has accumulated. A record that
 //! would take the buffer past `Config::recording_buffer_bytes` is dropped and counted into a
 //! pending `Gap` record, written before the next record that fits (or at the end of the next
-//! chunk taken), so a chunk may exceed the cap by one gap frame
-//! ([`MAX_GAP_FRAME_BYTES`]), and the last chunk by the
-//! end's seal.
+//! chunk taken), so a chunk may exceed the cap by one gap frame ([`MAX_GAP_FRAME_BYTES`]), and
+//! the last chunk by the end's seal.
 //!
 //! After each checkpoint (when the seal fits the buffer) and after the end the recorder seals
 //! the file: a `Seal` record holds

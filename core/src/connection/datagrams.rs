@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use bytes::{Buf, Bytes};
 
-use super::{pack3, Conn, Ctx, TX_ARENA_BYTES};
+use super::{pack3, put_prefix, Conn, Ctx, TX_ARENA_BYTES};
 use crate::channel::{ChannelId, ChannelKind, OversizePolicy, SendOptions};
 use crate::compress::Codec;
 use crate::config::Config;
@@ -212,9 +212,7 @@ impl Conn {
                 // Takes the chunk back when every bundle cut from it is gone, else allocates.
                 self.bundle.reserve(room.max(TX_ARENA_BYTES));
             }
-            if !self.dgram_prefix.is_empty() {
-                self.bundle.extend_from_slice(&self.dgram_prefix);
-            }
+            put_prefix(&mut self.bundle, &self.dgram_prefix);
             self.bundle.extend_from_slice(&[BUNDLE_TYPE_BYTE]);
             self.bundle_first = self.bundle.len() + used;
             self.bundle_max = max;

@@ -81,13 +81,18 @@ fn pack3(arena: &mut BytesMut, prefix: &[u8], head: &[u8], body: &[u8]) -> Bytes
         // Takes the chunk back when every `Bytes` cut from it is gone, else allocates.
         arena.reserve(len.max(TX_ARENA_BYTES));
     }
-    // A native session's prefix is empty: skip the call into `memcpy` for it.
-    if !prefix.is_empty() {
-        arena.extend_from_slice(prefix);
-    }
+    put_prefix(arena, prefix);
     arena.extend_from_slice(head);
     arena.extend_from_slice(body);
     arena.split().freeze()
+}
+
+/// Appends a session's stream or datagram `prefix` to `buf`. A native session's prefix is
+/// empty, and the check spares the call into `memcpy` that copying it would still make.
+fn put_prefix(buf: &mut BytesMut, prefix: &[u8]) {
+    if !prefix.is_empty() {
+        buf.extend_from_slice(prefix);
+    }
 }
 
 /// Per-connection state; see the module docs.

@@ -378,6 +378,23 @@ impl PeerLimiter {
     /// separately by the frame limit.
     pub fn check(&mut self, now: Instant, bytes: usize) -> Result<(), RateLimited> {
         let bytes = u64::try_from(bytes).unwrap_or(u64::MAX).min(self.byte_capacity);
+        // Messages arrive in bursts at one instant: once both buckets were refilled at `now`,
+        // a message they both cover only takes its tokens.
+        if now <= self.messages.last && now <= self.bytes.last {
+            let needed = u128::from(bytes) * UNITS_PER_TOKEN;
+            if self.messages.tokens >= UNITS_PER_TOKEN && self.bytes.tokens >= needed {
+                self.messages.tokens -= UNITS_PER_TOKEN;
+                self.bytes.tokens -= needed;
+                self.stats.allowed += 1;
+                return Ok(());
+            }
+        }
+        self.check_refilled(now, bytes)
+    }
+
+    /// [`PeerLimiter::check`] after refilling both buckets; `bytes` is already capped.
+    #[inline(never)]
+    fn check_refilled(&mut self, now: Instant, bytes: u64) -> Result<(), RateLimited> {
         self.messages.refill(now);
         self.bytes.refill(now);
         let result = match (self.messages.shortfall(1), self.bytes.shortfall(bytes)) {

@@ -814,6 +814,14 @@ impl<'a> Datagram<'a> {
             other => Err(WireError::UnknownDatagramType(other)),
         }
     }
+
+    /// The channel and payload of an unreliable message (kind 2, `PROTOCOL.md` §5.3); `None`
+    /// for any other datagram. The common case, read without the rest of [`Datagram::decode`].
+    #[inline]
+    pub fn unreliable(bytes: &'a [u8]) -> Option<(u8, &'a [u8])> {
+        let (&first, payload) = bytes.split_first()?;
+        (first >> 5 == DatagramKind::Unreliable as u8).then_some((first & 0x1f, payload))
+    }
 }
 
 /// Encodes a heartbeat datagram (`kind` is [`DatagramKind::Ping`] or [`DatagramKind::Pong`]).
@@ -831,6 +839,20 @@ pub fn seq_newer(a: u16, b: u16) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_unreliable_shortcut_agrees_with_decode_for_every_type_byte() {
+        assert_eq!(Datagram::unreliable(&[]), None);
+        for first in 0..=u8::MAX {
+            for bytes in [vec![first], vec![first, 1, 2, 3]] {
+                let full = match Datagram::decode(&bytes) {
+                    Ok(Datagram::Unreliable { channel, payload }) => Some((channel, payload)),
+                    _ => None,
+                };
+                assert_eq!(Datagram::unreliable(&bytes), full, "type byte {first:#04x}");
+            }
+        }
+    }
 
     #[test]
     fn frame_roundtrip_across_arbitrary_splits() {

@@ -10,7 +10,7 @@ use tickwire_core::config::Config;
 use tickwire_core::handshake::capability;
 use tickwire_core::stats::ConnectionStats;
 use tickwire_core::testing::Net;
-use tickwire_core::{ChannelId, ConnHandle};
+use tickwire_core::{Channel, ChannelId, ConnHandle, SendOptions};
 
 fn stats(net: &Net, node: usize, conn: ConnHandle) -> ConnectionStats {
     net.node(node)
@@ -151,21 +151,24 @@ fn a_peer_bundle_is_read_entry_by_entry_and_a_malformed_one_is_dropped_whole() {
         assert!(net.raw_datagram(client, conn, Bytes::copy_from_slice(malformed)));
     }
     assert!(net.raw_datagram(client, conn, Bytes::from_static(&BUNDLE)));
+    // An unreliable entry on the sequenced channel 3 (`x`), dropped and counted alone, then
+    // one on channel 2 (`ok`).
+    let wrong_channel = [0xc0, 0x02, 0x43, 0x78, 0x03, 0x42, 0x6f, 0x6b];
+    assert!(net.raw_datagram(client, conn, Bytes::copy_from_slice(&wrong_channel)));
     net.run_until(Duration::from_secs(1), |net| {
-        !net.node(server)
-            .messages(server_conn, ChannelId::LATEST)
-            .is_empty()
+        let node = net.node(server);
+        !node.messages(server_conn, ChannelId::LATEST).is_empty()
+            && node.messages(server_conn, ChannelId::UNRELIABLE).len() == 2
     });
     let node = net.node(server);
-    assert_eq!(
-        node.messages(server_conn, ChannelId::UNRELIABLE),
-        [Bytes::from_static(b"hi")]
-    );
+    let mut unreliable = node.messages(server_conn, ChannelId::UNRELIABLE);
+    unreliable.sort();
+    assert_eq!(unreliable, [Bytes::from_static(b"hi"), Bytes::from_static(b"ok")]);
     assert_eq!(
         node.messages(server_conn, ChannelId::LATEST),
         [Bytes::from_static(b"yo")]
     );
-    assert_eq!(stats(&net, server, server_conn).datagrams_dropped_malformed, 4);
+    assert_eq!(stats(&net, server, server_conn).datagrams_dropped_malformed, 5);
     assert!(
         net.node(server).closure_of(server_conn).is_none(),
         "datagrams never close a session"
@@ -194,4 +197,83 @@ fn a_bundle_the_session_did_not_negotiate_is_dropped_and_counted() {
     );
     assert!(node.messages(server_conn, ChannelId::LATEST).is_empty());
     assert_eq!(stats(&net, server, server_conn).datagrams_dropped_malformed, 1);
+}
+
+#[test]
+fn messages_that_cannot_join_the_open_bundle_directly_keep_their_order_form_and_counts() {
+    // Channel 4 is a compressed unreliable channel; a compressed message goes through the
+    // encoder even while a bundle is open, as do a message with a deadline, a sequenced one and
+    // one that needs fragments.
+    let mut config = Net::config();
+    config.channels.push(Channel {
+        compress: true,
+        ..Channel::unreliable()
+    });
+    config.compression.enabled = true;
+    let compressed = ChannelId(4);
+    let (mut net, server, client, conn, server_conn) = Net::joined_pair(4, config.clone(), config);
+    let granted = net
+        .node(server)
+        .endpoint
+        .session(server_conn)
+        .unwrap()
+        .capabilities;
+    assert_ne!(granted & capability::ZSTD, 0, "both sides offer zstd");
+
+    let now = net.now;
+    let mut sent: Vec<(ChannelId, Bytes)> = Vec::new();
+    for i in 0..40u8 {
+        let (channel, message, options) = match i % 5 {
+            0 | 1 => (
+                ChannelId::UNRELIABLE,
+                vec![i; 1 + usize::from(i)],
+                SendOptions::default(),
+            ),
+            2 => (compressed, vec![i; 200], SendOptions::default()),
+            3 => (
+                ChannelId::UNRELIABLE,
+                vec![i; 12],
+                SendOptions {
+                    deadline: Some(now + Duration::from_secs(1)),
+                },
+            ),
+            _ if i == 39 => (ChannelId::UNRELIABLE, vec![i; 3_000], SendOptions::default()),
+            _ => (ChannelId::LATEST, vec![i; 8], SendOptions::default()),
+        };
+        let message = Bytes::from(message);
+        net.node_mut(client)
+            .endpoint
+            .send_with(now, conn, channel, message.clone(), options)
+            .expect("the client may send");
+        sent.push((channel, message));
+    }
+    net.drain(client);
+    let expect = |channel: ChannelId| -> Vec<Bytes> {
+        sent.iter()
+            .filter(|(c, _)| *c == channel)
+            .map(|(_, m)| m.clone())
+            .collect()
+    };
+    net.run_until(Duration::from_secs(1), |net| {
+        net.node(server)
+            .messages(server_conn, ChannelId::UNRELIABLE)
+            .len()
+            == expect(ChannelId::UNRELIABLE).len()
+            && net.node(server).messages(server_conn, compressed).len() == 8
+    });
+    for channel in [ChannelId::UNRELIABLE, compressed, ChannelId::LATEST] {
+        assert_eq!(
+            net.node(server).messages(server_conn, channel),
+            expect(channel),
+            "channel {channel:?}"
+        );
+    }
+    let after = stats(&net, client, conn);
+    assert_eq!(after.messages_sent, 40);
+    let bytes: usize = sent.iter().map(|(_, m)| m.len()).sum();
+    assert_eq!(after.message_bytes_sent, bytes as u64);
+    assert_eq!(after.messages_fragmented, 1);
+    assert_eq!(after.compression.messages_sent, 8, "{:?}", after.compression);
+    assert!(after.datagram_bundles_sent >= 1);
+    assert_eq!(stats(&net, server, server_conn).datagrams_dropped_malformed, 0);
 }

@@ -27,6 +27,41 @@ pub(super) struct QueuedDatagram {
 /// sequenced header (`PROTOCOL.md` §5.7, §5.3).
 const ENTRY_FRONT_MAX: usize = BUNDLE_LENGTH_MAX_LEN + SEQUENCED_HEADER_LEN;
 
+/// A bundle entry's front: its length as a varint, then the datagram's header (`PROTOCOL.md`
+/// §5.7), in a fixed-size array. It goes into the bundle as one constant-size copy, then cut
+/// to `len`: copying the pieces at their runtime sizes would take calls into `memcpy`.
+struct EntryFront {
+    bytes: [u8; ENTRY_FRONT_MAX],
+    /// Bytes in use.
+    len: usize,
+    /// Bytes of the length varint.
+    length_len: usize,
+}
+
+impl EntryFront {
+    /// The front of an entry `head` ‖ a body of `body_len` bytes; `None` if the entry is
+    /// longer than a bundle length can say, or `head` is longer than any header.
+    #[inline]
+    fn new(head: &[u8], body_len: usize) -> Option<Self> {
+        let len16 = u16::try_from(head.len() + body_len).ok()?;
+        let mut length = [0; BUNDLE_LENGTH_MAX_LEN];
+        let length_len = encode_bundle_length(len16, &mut length);
+        let len = length_len + head.len();
+        if len > ENTRY_FRONT_MAX {
+            return None;
+        }
+        let mut bytes = [0; ENTRY_FRONT_MAX];
+        for (slot, &byte) in bytes.iter_mut().zip(length[..length_len].iter().chain(head)) {
+            *slot = byte;
+        }
+        Some(Self {
+            bytes,
+            len,
+            length_len,
+        })
+    }
+}
+
 /// Where `part`, a subslice of `bytes`, lies in it.
 fn within(bytes: &[u8], part: &[u8]) -> std::ops::Range<usize> {
     let start = (part.as_ptr() as usize).saturating_sub(bytes.as_ptr() as usize);
@@ -111,10 +146,8 @@ impl Conn {
                 }
             }
             Datagram::Unreliable { channel, payload } => {
-                if self.check_datagram_channel(ctx, channel, false) && self.admit(now, payload.len()) {
-                    let range = within(&bytes, payload);
-                    let _ = self.deliver(ctx, ChannelId(channel), cut(bytes, range), false);
-                }
+                let range = within(&bytes, payload);
+                self.receive_unreliable(ctx, channel, cut(bytes, range));
             }
             Datagram::Sequenced {
                 channel,
@@ -156,15 +189,29 @@ impl Conn {
                     self.stats.datagrams_dropped_malformed += 1;
                     return;
                 }
-                // Each entry as a datagram of its own; none is a bundle (checked whole).
+                // Each entry as a datagram of its own; none is a bundle (checked whole), and
+                // none is empty. The common entry, an unreliable message, skips the decoding.
                 for entry in bundle.entries() {
-                    let entry = bytes.slice(within(&bytes, entry));
-                    self.handle_datagram(ctx, entry);
+                    match Datagram::unreliable(entry) {
+                        Some((channel, payload)) => {
+                            let payload = bytes.slice(within(&bytes, payload));
+                            self.receive_unreliable(ctx, channel, payload);
+                        }
+                        None => self.handle_datagram(ctx, bytes.slice(within(&bytes, entry))),
+                    }
                     if self.is_closed() {
                         return;
                     }
                 }
             }
+        }
+    }
+
+    /// An unreliable message (`PROTOCOL.md` §5.3) on `channel`: delivered if the channel is an
+    /// unreliable one and the rate limit admits it.
+    fn receive_unreliable(&mut self, ctx: &mut Ctx<'_>, channel: u8, payload: Bytes) {
+        if self.check_datagram_channel(ctx, channel, false) && self.admit(ctx.now, payload.len()) {
+            let _ = self.deliver(ctx, ChannelId(channel), payload, false);
         }
     }
 
@@ -180,24 +227,10 @@ impl Conn {
     /// `max` bytes beside it. False when the entry would not fit in a bundle even alone: the
     /// caller sends it as a datagram of its own.
     fn bundle_append(&mut self, now: Instant, config: &Config, max: usize, head: &[u8], body: &[u8]) -> bool {
-        let len = head.len() + body.len();
-        let Ok(len16) = u16::try_from(len) else {
+        let Some(front) = EntryFront::new(head, body.len()) else {
             return false;
         };
-        // The entry's length and `head` are assembled in a fixed-size array, which goes into
-        // the bundle as one constant-size copy and is then cut to their length: copying the
-        // two pieces at their runtime sizes would take two calls into `memcpy`.
-        let mut length = [0; BUNDLE_LENGTH_MAX_LEN];
-        let used = encode_bundle_length(len16, &mut length);
-        let front_len = used + head.len();
-        if front_len > ENTRY_FRONT_MAX {
-            return false;
-        }
-        let mut front = [0; ENTRY_FRONT_MAX];
-        for (slot, &byte) in front.iter_mut().zip(length[..used].iter().chain(head)) {
-            *slot = byte;
-        }
-        let entry = used + len;
+        let entry = front.len + body.len();
         if 1 + entry > max {
             return false;
         }
@@ -214,14 +247,57 @@ impl Conn {
             }
             put_prefix(&mut self.bundle, &self.dgram_prefix);
             self.bundle.extend_from_slice(&[BUNDLE_TYPE_BYTE]);
-            self.bundle_first = self.bundle.len() + used;
+            self.bundle_first = self.bundle.len() + front.length_len;
             self.bundle_max = max;
         }
-        let end = self.bundle.len() + front_len;
-        self.bundle.extend_from_slice(&front);
+        self.push_entry(&front, body);
+        true
+    }
+
+    /// Appends an entry to the open bundle, which has room for it and for the slack of its
+    /// front's constant-size copy.
+    #[inline]
+    fn push_entry(&mut self, front: &EntryFront, body: &[u8]) {
+        let end = self.bundle.len() + front.len;
+        self.bundle.extend_from_slice(&front.bytes);
         self.bundle.truncate(end);
         self.bundle.extend_from_slice(body);
         self.bundle_entries += 1;
+    }
+
+    /// The common send, without the general path's steps ([`Conn::send`]): a whole message on
+    /// an unreliable channel that compresses nothing, without a deadline, appended to the
+    /// bundle already open when it fits beside it. False, with nothing done, when the general
+    /// path must take the message. The caller checked the channel's senders.
+    #[inline]
+    pub(crate) fn send_bundled(
+        &mut self,
+        config: &Config,
+        channel: ChannelId,
+        payload: &[u8],
+        options: SendOptions,
+    ) -> bool {
+        if self.bundle_entries == 0 || options.deadline.is_some() || !self.is_established() {
+            return false;
+        }
+        let plain = config
+            .channels
+            .get(usize::from(channel.0))
+            .is_some_and(|c| c.kind == ChannelKind::Unreliable && !c.compress);
+        if !plain || payload.len() > config.fragment.max_message_bytes {
+            return false;
+        }
+        let head = [type_byte(DatagramKind::Unreliable, channel.0)];
+        let Some(front) = EntryFront::new(&head, payload.len()) else {
+            return false;
+        };
+        if self.bundle.len() - self.dgram_prefix.len() + front.len + payload.len() > self.bundle_max {
+            return false;
+        }
+        self.push_entry(&front, payload);
+        self.carrying = true;
+        self.stats.messages_sent += 1;
+        self.stats.message_bytes_sent += payload.len() as u64;
         true
     }
 

@@ -754,9 +754,11 @@ impl Endpoint {
             .then(|| payload.clone());
         // A send queues or hands bytes to QUIC; it never changes the connection's phase, so
         // the phase counts need no resync.
-        entry
-            .conn
-            .send(now, config, &mut self.codec, channel, payload, options)?;
+        if !entry.conn.send_bundled(config, channel, &payload, options) {
+            entry
+                .conn
+                .send(now, config, &mut self.codec, channel, payload, options)?;
+        }
         timers::touch_entry(&mut self.active, &mut self.timers, handle, entry);
         if let Some(payload) = recorded {
             self.record_sent(handle, channel.0, &payload);

@@ -88,3 +88,56 @@ fn frames_waiting_for_the_next_transmit_count_against_the_queue_limit() {
         vec![message; 5]
     );
 }
+
+#[test]
+fn the_queue_limit_holds_frame_by_frame_while_the_open_buffer_has_room() {
+    let config = Config {
+        max_reliable_message_bytes: 1_000,
+        max_queued_reliable_bytes: 2_100,
+        ..Net::config()
+    };
+    let (mut net, server, client, conn, server_conn) = session(3, config);
+    let now = net.now;
+    let message = Bytes::from(vec![9; 100]);
+    let endpoint = &mut net.node_mut(client).endpoint;
+    // The stream's one-byte channel header and 20 frames of 104 bytes fit in 2 100; the 21st
+    // frame does not, whatever room the open buffer has left.
+    for _ in 0..20 {
+        endpoint
+            .send(now, conn, ChannelId::GAME, message.clone())
+            .unwrap();
+    }
+    assert_eq!(
+        endpoint.send(now, conn, ChannelId::GAME, message.clone()),
+        Err(SendError::QueueFull)
+    );
+    net.drain(client);
+    net.run_until(Duration::from_secs(1), |net| {
+        net.node(server).messages(server_conn, ChannelId::GAME).len() == 20
+    });
+    assert_eq!(net.node(client).endpoint.stats(conn).unwrap().messages_sent, 20);
+}
+
+#[test]
+fn a_burst_on_a_compressed_channel_is_compressed_message_by_message() {
+    let mut config = Net::config();
+    config.channels[usize::from(ChannelId::GAME.0)].compress = true;
+    config.compression.enabled = true;
+    let (mut net, server, client, conn, server_conn) = Net::joined_pair(4, config.clone(), config);
+    let now = net.now;
+    let sent: Vec<Bytes> = (0..8u8).map(|i| Bytes::from(vec![i; 200])).collect();
+    for message in &sent {
+        net.node_mut(client)
+            .endpoint
+            .send(now, conn, ChannelId::GAME, message.clone())
+            .expect("the client may send");
+    }
+    net.drain(client);
+    net.run_until(Duration::from_secs(1), |net| {
+        net.node(server).messages(server_conn, ChannelId::GAME).len() == sent.len()
+    });
+    assert_eq!(net.node(server).messages(server_conn, ChannelId::GAME), sent);
+    let stats = net.node(client).endpoint.stats(conn).unwrap();
+    assert_eq!(stats.compression.messages_sent, 8);
+    assert!(stats.compression.compressed_bytes_sent < 8 * 200);
+}

@@ -265,26 +265,16 @@ impl Conn {
         self.bundle_entries += 1;
     }
 
-    /// The common send, without the general path's steps ([`Conn::send`]): a whole message on
-    /// an unreliable channel that compresses nothing, without a deadline, appended to the
-    /// bundle already open when it fits beside it. False, with nothing done, when the general
-    /// path must take the message. The caller checked the channel's senders.
+    /// [`Conn::send_shortcut`] for an unreliable channel: the message joins the bundle already
+    /// open if it fits beside it.
     #[inline]
-    pub(crate) fn send_bundled(
+    pub(super) fn append_to_open_bundle(
         &mut self,
         config: &Config,
         channel: ChannelId,
         payload: &[u8],
-        options: SendOptions,
     ) -> bool {
-        if self.bundle_entries == 0 || options.deadline.is_some() || !self.is_established() {
-            return false;
-        }
-        let plain = config
-            .channels
-            .get(usize::from(channel.0))
-            .is_some_and(|c| c.kind == ChannelKind::Unreliable && !c.compress);
-        if !plain || payload.len() > config.fragment.max_message_bytes {
+        if self.bundle_entries == 0 || payload.len() > config.fragment.max_message_bytes {
             return false;
         }
         let head = [type_byte(DatagramKind::Unreliable, channel.0)];
@@ -295,9 +285,6 @@ impl Conn {
             return false;
         }
         self.push_entry(&front, payload);
-        self.carrying = true;
-        self.stats.messages_sent += 1;
-        self.stats.message_bytes_sent += payload.len() as u64;
         true
     }
 

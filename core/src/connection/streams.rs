@@ -62,6 +62,18 @@ pub(super) struct TxChannel {
     open: BytesMut,
 }
 
+/// A frame's length prefix (`PROTOCOL.md` §3): the payload's length, big-endian.
+fn frame_prefix(len: usize) -> [u8; wire::FRAME_PREFIX_LEN] {
+    u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes()
+}
+
+/// Appends the frame prefix ‖ `payload` to `open`.
+#[inline]
+fn push_frame(open: &mut BytesMut, payload: &[u8]) {
+    open.extend_from_slice(&frame_prefix(payload.len()));
+    open.extend_from_slice(payload);
+}
+
 impl TxChannel {
     /// Moves the open buffer, if it holds frames, to the back of the queue as one chunk.
     fn seal(&mut self) {
@@ -258,6 +270,34 @@ impl Conn {
         }
     }
 
+    /// [`Conn::send_shortcut`] for a reliable channel: a small message joins the channel's
+    /// open buffer if the channel's stream is open and the buffer has room.
+    #[inline]
+    pub(super) fn append_to_open_frames(
+        &mut self,
+        config: &Config,
+        channel: ChannelId,
+        payload: &[u8],
+    ) -> bool {
+        let frame_len = wire::FRAME_PREFIX_LEN + payload.len();
+        if payload.len() > COPY_BELOW_BYTES
+            || payload.len() > config.max_reliable_message_bytes
+            || self.queued_reliable_bytes + frame_len > config.max_queued_reliable_bytes
+        {
+            return false;
+        }
+        let Some(tx) = self.tx_channels.get_mut(&channel) else {
+            return false;
+        };
+        if tx.stream.is_none() || tx.open.capacity() - tx.open.len() < frame_len {
+            return false;
+        }
+        push_frame(&mut tx.open, payload);
+        self.queued_reliable_bytes += frame_len;
+        self.frames_open = true;
+        true
+    }
+
     /// Sends `payload` as one frame on `channel`'s stream: a small frame without a deadline
     /// joins the channel's open buffer, anything else goes to QUIC at once or waits on the
     /// channel's queue. Returns whether a frame now waits on the queue (call
@@ -303,21 +343,20 @@ impl Conn {
                 id
             }
         };
-        let prefix = u32::try_from(payload.len()).unwrap_or(u32::MAX).to_be_bytes();
         if payload.len() <= COPY_BELOW_BYTES && options.deadline.is_none() {
             // A small frame without a deadline joins the channel's open buffer.
             if tx.open.capacity() - tx.open.len() < frame_len {
                 // Takes the chunk back when QUIC has let go of every frame cut from it.
                 tx.open.reserve(frame_len.max(OPEN_BUFFER_BYTES));
             }
-            tx.open.extend_from_slice(&prefix);
-            tx.open.extend_from_slice(&payload);
+            push_frame(&mut tx.open, &payload);
             self.queued_reliable_bytes += frame_len;
             self.frames_open = true;
             self.count_sent(config, channel, raw_len, payload.len());
             // It leaves with the buffer, sealed and flushed before the next transmit.
             return Ok(false);
         }
+        let prefix = frame_prefix(payload.len());
         // Anything else follows the open buffer.
         tx.seal();
         if tx.queue.is_empty() {

@@ -754,7 +754,7 @@ impl Endpoint {
             .then(|| payload.clone());
         // A send queues or hands bytes to QUIC; it never changes the connection's phase, so
         // the phase counts need no resync.
-        if !entry.conn.send_bundled(config, channel, &payload, options) {
+        if !entry.conn.send_shortcut(config, channel, &payload, options) {
             entry
                 .conn
                 .send(now, config, &mut self.codec, channel, payload, options)?;

@@ -113,6 +113,13 @@ pub struct Config {
     /// measure the path, not our backlog. tickwire refills it before every transmit, so a few
     /// datagrams suffice to keep the path busy. Default 4 KiB.
     pub datagram_send_buffer_bytes: usize,
+    /// Size of the chunks a connection writes its outgoing datagrams, bundles and frame
+    /// headers into: many share one allocation, freed once QUIC has sent them all. A burst of
+    /// large datagrams takes one allocation per chunk; a connection keeps up to two partly
+    /// used chunks (its open bundle's and its header arena's) between sends, so a server with
+    /// very many connections may trade some CPU for memory with a smaller size. In
+    /// 1 024..=1 048 576. Default 16 KiB.
+    pub transmit_chunk_bytes: usize,
     /// Offer datagram bundles (capability `BUNDLE`, `PROTOCOL.md` §5.7): in sessions where
     /// both peers offer them, small datagram-channel messages sent between two transmits (and
     /// without a send deadline) travel together in one QUIC datagram, which costs both ends
@@ -203,6 +210,7 @@ impl Default for Config {
             max_queued_reliable_bytes: 32 << 20,
             max_queued_datagrams: 1024,
             datagram_send_buffer_bytes: 4 << 10,
+            transmit_chunk_bytes: 16 << 10,
             bundle_datagrams: true,
             oversize_unreliable: OversizePolicy::Reject,
             idle_timeout_ms: 20_000,
@@ -323,6 +331,9 @@ impl Config {
         }
         if self.datagram_send_buffer_bytes < 2048 {
             return fail("datagram_send_buffer_bytes must be >= 2048 (one datagram plus a heartbeat)");
+        }
+        if !(1 << 10..=1 << 20).contains(&self.transmit_chunk_bytes) {
+            return fail("transmit_chunk_bytes must be in 1024..=1048576");
         }
         if self.recording_buffer_bytes < 4096 {
             return fail("recording_buffer_bytes must be >= 4096");
@@ -657,7 +668,7 @@ mod tests {
     #[test]
     fn every_bad_value_is_refused_naming_its_path() {
         type Edit = fn(&mut Config);
-        let cases: [(Edit, &str); 34] = [
+        let cases: [(Edit, &str); 36] = [
             (|c| c.heartbeat.interval_ms = 0, "heartbeat.interval_ms"),
             (|c| c.heartbeat.timeout_ms = 500, "heartbeat.timeout_ms"),
             (|c| c.heartbeat.rtt_window = 0, "heartbeat.rtt_window"),
@@ -713,6 +724,8 @@ mod tests {
                 "ack_frequency.max_ack_delay_ms",
             ),
             (|c| c.max_queued_datagrams = 0, "max_queued_datagrams"),
+            (|c| c.transmit_chunk_bytes = 512, "transmit_chunk_bytes"),
+            (|c| c.transmit_chunk_bytes = 2 << 20, "transmit_chunk_bytes"),
             (
                 |c| c.max_queued_reliable_bytes = 8 << 20,
                 "max_queued_reliable_bytes",

@@ -277,3 +277,15 @@ fn messages_that_cannot_join_the_open_bundle_directly_keep_their_order_form_and_
     assert!(after.datagram_bundles_sent >= 1);
     assert_eq!(stats(&net, server, server_conn).datagrams_dropped_malformed, 0);
 }
+
+#[test]
+fn the_smallest_transmit_chunk_still_carries_bursts_of_large_and_small_messages() {
+    let config = Config {
+        transmit_chunk_bytes: 1 << 10,
+        ..Net::config()
+    };
+    let (mut net, server, client, conn, server_conn) = Net::joined_pair(8, Net::config(), config);
+    let mut sent = send_burst(&mut net, client, conn, ChannelId::UNRELIABLE, 20, 1_100);
+    sent.extend(send_burst(&mut net, client, conn, ChannelId::UNRELIABLE, 50, 20));
+    assert_arrive(&mut net, server, server_conn, &sent);
+}

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use bytes::{Buf, Bytes};
 
-use super::{pack3, put_prefix, Conn, Ctx, TX_ARENA_BYTES};
+use super::{put_prefix, reserve_chunk, Conn, Ctx};
 use crate::channel::{ChannelId, ChannelKind, OversizePolicy, SendOptions};
 use crate::compress::Codec;
 use crate::config::Config;
@@ -100,7 +100,7 @@ impl Conn {
         if self.dgram_prefix.is_empty() {
             return bytes;
         }
-        pack3(&mut self.tx_arena, &self.dgram_prefix, &bytes, &[])
+        self.tx_arena.pack3(&self.dgram_prefix, &bytes, &[])
     }
 
     pub(super) fn read_datagrams(&mut self, ctx: &mut Ctx<'_>) {
@@ -241,10 +241,7 @@ impl Conn {
         if self.bundle_entries == 0 {
             // Slack for the constant-size copy of the last entry's front.
             let room = prefix + max + ENTRY_FRONT_MAX;
-            if self.bundle.capacity() < room {
-                // Takes the chunk back when every bundle cut from it is gone, else allocates.
-                self.bundle.reserve(room.max(TX_ARENA_BYTES));
-            }
+            reserve_chunk(&mut self.bundle, room, self.tx_arena.chunk);
             put_prefix(&mut self.bundle, &self.dgram_prefix);
             self.bundle.extend_from_slice(&[BUNDLE_TYPE_BYTE]);
             self.bundle_first = self.bundle.len() + front.length_len;
@@ -376,7 +373,7 @@ impl Conn {
             if !bundled {
                 // Behind the open bundle, so that a sequenced channel's order holds.
                 self.close_bundle(now, config);
-                let bytes = pack3(&mut self.tx_arena, &self.dgram_prefix, &head[..header], &payload);
+                let bytes = self.tx_arena.pack3(&self.dgram_prefix, &head[..header], &payload);
                 self.queue_datagram(now, config, bytes, options.deadline);
             }
         } else {
@@ -406,7 +403,7 @@ impl Conn {
                     }
                     .encode(),
                 );
-                let bytes = pack3(&mut self.tx_arena, &self.dgram_prefix, &head, chunk);
+                let bytes = self.tx_arena.pack3(&self.dgram_prefix, &head, chunk);
                 self.queue_datagram(now, config, bytes, options.deadline);
             }
             self.stats.messages_fragmented += 1;

@@ -61,30 +61,48 @@ pub(crate) enum State {
     Closed,
 }
 
-/// Size of the chunks [`pack`] writes outgoing bytes into.
-const TX_ARENA_BYTES: usize = 4096;
-
-/// `head` followed by `body` as one `Bytes`, written behind the previous one in `arena` and
-/// split off, so that small datagrams and frame prefixes share one allocation; a chunk is
-/// freed once every `Bytes` cut from it is. A connection holds at most one partly used chunk
-/// of [`TX_ARENA_BYTES`] (or the size of its largest datagram), and one more for its open
-/// datagram bundle.
-fn pack(arena: &mut BytesMut, head: &[u8], body: &[u8]) -> Bytes {
-    pack3(arena, &[], head, body)
+/// Where a connection writes outgoing bytes: chunks of `Config::transmit_chunk_bytes`.
+#[derive(Debug)]
+struct Arena {
+    buf: BytesMut,
+    /// Size of a new chunk.
+    chunk: usize,
 }
 
-/// [`pack`] behind a `prefix` (a WebTransport session's stream or datagram prefix, empty on a
-/// native session).
-fn pack3(arena: &mut BytesMut, prefix: &[u8], head: &[u8], body: &[u8]) -> Bytes {
-    let len = prefix.len() + head.len() + body.len();
-    if arena.capacity() < len {
-        // Takes the chunk back when every `Bytes` cut from it is gone, else allocates.
-        arena.reserve(len.max(TX_ARENA_BYTES));
+impl Arena {
+    fn new(config: &Config) -> Self {
+        Self {
+            buf: BytesMut::new(),
+            chunk: config.transmit_chunk_bytes,
+        }
     }
-    put_prefix(arena, prefix);
-    arena.extend_from_slice(head);
-    arena.extend_from_slice(body);
-    arena.split().freeze()
+
+    /// `head` followed by `body` as one `Bytes`, written behind the previous one and split
+    /// off, so that small datagrams and frame prefixes share one allocation; a chunk is freed
+    /// once every `Bytes` cut from it is. The arena holds at most one partly used chunk (of
+    /// the chunk size, or the size of its largest datagram).
+    fn pack(&mut self, head: &[u8], body: &[u8]) -> Bytes {
+        self.pack3(&[], head, body)
+    }
+
+    /// [`Arena::pack`] behind a `prefix` (a WebTransport session's stream or datagram prefix,
+    /// empty on a native session).
+    fn pack3(&mut self, prefix: &[u8], head: &[u8], body: &[u8]) -> Bytes {
+        let len = prefix.len() + head.len() + body.len();
+        reserve_chunk(&mut self.buf, len, self.chunk);
+        put_prefix(&mut self.buf, prefix);
+        self.buf.extend_from_slice(head);
+        self.buf.extend_from_slice(body);
+        self.buf.split().freeze()
+    }
+}
+
+/// Makes room for `len` more bytes in `buf`: takes its chunk back when every `Bytes` cut from
+/// it is gone, else allocates a new one of `chunk` bytes (or `len`, if larger).
+fn reserve_chunk(buf: &mut BytesMut, len: usize, chunk: usize) {
+    if buf.capacity() - buf.len() < len {
+        buf.reserve(len.max(chunk));
+    }
 }
 
 /// Appends a session's stream or datagram `prefix` to `buf`. A native session's prefix is
@@ -123,8 +141,8 @@ pub(crate) struct Conn {
     tx_seq: [u16; MAX_CHANNELS],
     rx_seq: [Option<u16>; MAX_CHANNELS],
     next_fragment_id: u16,
-    /// Room for outgoing headers and datagrams (see [`pack`]).
-    tx_arena: BytesMut,
+    /// Room for outgoing headers and datagrams (see [`Arena::pack`]).
+    tx_arena: Arena,
     /// The open datagram bundle (`PROTOCOL.md` §5.7): datagram prefix ‖ type byte ‖ entries;
     /// empty when none is open. Closed before every transmit.
     bundle: BytesMut,
@@ -247,7 +265,7 @@ impl Conn {
             tx_seq: [0; MAX_CHANNELS],
             rx_seq: [None; MAX_CHANNELS],
             next_fragment_id: 0,
-            tx_arena: BytesMut::new(),
+            tx_arena: Arena::new(config),
             bundle: BytesMut::new(),
             bundle_entries: 0,
             bundle_first: 0,

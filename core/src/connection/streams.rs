@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes, BytesMut};
 use quinn_proto::{Dir, StreamId};
 
-use super::{pack, Conn, Ctx};
+use super::{Conn, Ctx};
 use crate::channel::SendOptions;
 use crate::channel::{ChannelId, ChannelKind, CONTROL_PRIORITY};
 use crate::compress::Codec;
@@ -333,7 +333,7 @@ impl Conn {
                 let _ = self.quic.send_stream(id).set_priority(priority);
                 tx.stream = Some(id);
                 // On a WebTransport session the stream begins with its prefix (`PROTOCOL.md` §12.4).
-                let head = pack(&mut self.tx_arena, &self.stream_prefix, &[channel.0]);
+                let head = self.tx_arena.pack(&self.stream_prefix, &[channel.0]);
                 self.queued_reliable_bytes += head.len();
                 tx.queue.push_back(QueuedFrame {
                     bytes: head,
@@ -365,9 +365,9 @@ impl Conn {
             // A small payload is copied behind its prefix instead: QUIC's send buffer costs
             // per chunk, more than copying a few hundred bytes.
             let mut parts = if payload.len() <= COPY_BELOW_BYTES {
-                [pack(&mut self.tx_arena, &prefix, &payload), Bytes::new()]
+                [self.tx_arena.pack(&prefix, &payload), Bytes::new()]
             } else {
-                [pack(&mut self.tx_arena, &prefix, &[]), payload.clone()]
+                [self.tx_arena.pack(&prefix, &[]), payload.clone()]
             };
             let written = match self.quic.send_stream(id).write_chunks(&mut parts) {
                 Ok(written) => written.bytes,

@@ -19,6 +19,15 @@ fn stats(net: &Net, node: usize, conn: ConnHandle) -> ConnectionStats {
         .expect("the connection is live")
 }
 
+/// The capabilities the server granted the session.
+fn granted(net: &Net, server: usize, server_conn: ConnHandle) -> u64 {
+    net.node(server)
+        .endpoint
+        .session(server_conn)
+        .expect("the session is live")
+        .capabilities
+}
+
 /// `count` messages of `len` bytes on `channel` from the client, all before one transmit;
 /// returns them.
 fn send_burst(
@@ -59,14 +68,8 @@ fn assert_arrive(net: &mut Net, server: usize, server_conn: ConnHandle, sent: &[
 #[test]
 fn a_burst_of_small_messages_travels_in_one_bundle_and_arrives_whole_and_in_order() {
     let (mut net, server, client, conn, server_conn) = Net::joined_pair(1, Net::config(), Net::config());
-    let granted = net
-        .node(server)
-        .endpoint
-        .session(server_conn)
-        .unwrap()
-        .capabilities;
     assert_ne!(
-        granted & capability::BUNDLE,
+        granted(&net, server, server_conn) & capability::BUNDLE,
         0,
         "both sides offer bundles by default"
     );
@@ -212,13 +215,11 @@ fn messages_that_cannot_join_the_open_bundle_directly_keep_their_order_form_and_
     config.compression.enabled = true;
     let compressed = ChannelId(4);
     let (mut net, server, client, conn, server_conn) = Net::joined_pair(4, config.clone(), config);
-    let granted = net
-        .node(server)
-        .endpoint
-        .session(server_conn)
-        .unwrap()
-        .capabilities;
-    assert_ne!(granted & capability::ZSTD, 0, "both sides offer zstd");
+    assert_ne!(
+        granted(&net, server, server_conn) & capability::ZSTD,
+        0,
+        "both sides offer zstd"
+    );
 
     let now = net.now;
     let mut sent: Vec<(ChannelId, Bytes)> = Vec::new();

@@ -234,13 +234,12 @@ impl Conn {
         if 1 + entry > max {
             return false;
         }
-        let prefix = self.dgram_prefix.len();
-        if self.bundle_entries > 0 && self.bundle.len() - prefix + entry > max {
+        if !self.joins_open_bundle(entry, max) {
             self.close_bundle(now, config);
         }
         if self.bundle_entries == 0 {
             // Slack for the constant-size copy of the last entry's front.
-            let room = prefix + max + ENTRY_FRONT_MAX;
+            let room = self.dgram_prefix.len() + max + ENTRY_FRONT_MAX;
             reserve_chunk(&mut self.bundle, room, self.tx_arena.chunk);
             put_prefix(&mut self.bundle, &self.dgram_prefix);
             self.bundle.extend_from_slice(&[BUNDLE_TYPE_BYTE]);
@@ -249,6 +248,12 @@ impl Conn {
         }
         self.push_entry(&front, body);
         true
+    }
+
+    /// Whether a bundle is open and an entry of `entry` bytes fits in it beside the entries it
+    /// holds, within `max` bytes after the datagram prefix.
+    fn joins_open_bundle(&self, entry: usize, max: usize) -> bool {
+        self.bundle_entries > 0 && self.bundle.len() - self.dgram_prefix.len() + entry <= max
     }
 
     /// Appends an entry to the open bundle, which has room for it and for the slack of its
@@ -271,14 +276,14 @@ impl Conn {
         channel: ChannelId,
         payload: &[u8],
     ) -> bool {
-        if self.bundle_entries == 0 || payload.len() > config.fragment.max_message_bytes {
+        if payload.len() > config.fragment.max_message_bytes {
             return false;
         }
         let head = [type_byte(DatagramKind::Unreliable, channel.0)];
         let Some(front) = EntryFront::new(&head, payload.len()) else {
             return false;
         };
-        if self.bundle.len() - self.dgram_prefix.len() + front.len + payload.len() > self.bundle_max {
+        if !self.joins_open_bundle(front.len + payload.len(), self.bundle_max) {
             return false;
         }
         self.push_entry(&front, payload);

@@ -270,6 +270,12 @@ impl Conn {
         }
     }
 
+    /// Whether `frame_len` more bytes fit in the connection's queue of reliable messages
+    /// (`Config::max_queued_reliable_bytes`).
+    fn reliable_queue_has_room(&self, config: &Config, frame_len: usize) -> bool {
+        self.queued_reliable_bytes + frame_len <= config.max_queued_reliable_bytes
+    }
+
     /// [`Conn::send_shortcut`] for a reliable channel: a small message joins the channel's
     /// open buffer if the channel's stream is open and the buffer has room.
     #[inline]
@@ -282,7 +288,7 @@ impl Conn {
         let frame_len = wire::FRAME_PREFIX_LEN + payload.len();
         if payload.len() > COPY_BELOW_BYTES
             || payload.len() > config.max_reliable_message_bytes
-            || self.queued_reliable_bytes + frame_len > config.max_queued_reliable_bytes
+            || !self.reliable_queue_has_room(config, frame_len)
         {
             return false;
         }
@@ -320,7 +326,7 @@ impl Conn {
             });
         }
         let frame_len = wire::FRAME_PREFIX_LEN + payload.len();
-        if self.queued_reliable_bytes + frame_len > config.max_queued_reliable_bytes {
+        if !self.reliable_queue_has_room(config, frame_len) {
             return Err(SendError::QueueFull);
         }
         let tx = self.tx_channels.entry(channel).or_default();

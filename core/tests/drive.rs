@@ -222,3 +222,45 @@ fn a_closed_connection_has_no_more_ticks() {
     client.handle_timeout(later);
     assert!(client.poll_tick(later).is_none(), "no tick for a closed session");
 }
+
+#[test]
+fn a_server_tick_due_at_the_latest_time_seen_is_delivered_to_an_earlier_reading() {
+    let now = epoch();
+    let (mut server, _client, _conn) = endpoints(now);
+    let due = server.poll_timeout().expect("the first tick's deadline");
+    assert!(
+        server.poll_tick(due - Duration::from_millis(1)).is_none(),
+        "not yet due"
+    );
+    // An input at the deadline, then a tick poll whose clock reads earlier: time never runs
+    // backwards inside the endpoint, so the tick is due.
+    server.handle_timeout(due);
+    let tick = server
+        .poll_tick(due - Duration::from_millis(1))
+        .expect("due at the latest time seen");
+    assert_eq!((tick.tick, tick.scheduled_at), (1, due));
+    assert!(server.poll_tick(due).is_none(), "one tick per period");
+}
+
+#[test]
+fn a_wake_up_that_finds_no_connection_due_leaves_the_timers_armed() {
+    let now = epoch();
+    let (mut server, mut client, _conn) = endpoints(now);
+    let (now, _) = join(&mut server, &mut client, now);
+    let mut buf = Vec::new();
+    while client.poll_transmit(now, &mut buf).is_some() {}
+    let deadline = client.poll_timeout().expect("a connection timer is armed");
+    assert!(deadline > now);
+    // Early and spurious: nothing runs, nothing moves.
+    client.handle_timeout(now);
+    assert!(client.poll_transmit(now, &mut buf).is_none());
+    assert_eq!(client.poll_timeout(), Some(deadline));
+    // At the deadline the connection's timer work runs (a ping or a tick is due by then).
+    client.handle_timeout(deadline);
+    while client.poll_tick(deadline).is_some() {}
+    while client.poll_transmit(deadline, &mut buf).is_some() {}
+    assert!(
+        client.poll_timeout().is_some_and(|t| t > deadline),
+        "re-armed later"
+    );
+}

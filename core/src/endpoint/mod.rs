@@ -362,6 +362,12 @@ impl Endpoint {
                 }
             }
         }
+        // The usual wake-up is a tick's, or one for deadlines moved by sends: re-read, no
+        // connection is due.
+        self.refresh_timers();
+        if self.next_timer().is_none_or(|deadline| deadline > now) {
+            return;
+        }
         let due = self.due_timers(now);
         for &handle in &due {
             if self
@@ -473,7 +479,20 @@ impl Endpoint {
     /// Output: the next UDP datagram to send, written into `buf` (cleared first); the
     /// returned [`Transmit`] says where to, its size and segment size. Drain until `None`.
     #[must_use]
+    #[inline]
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
+        // The drain's last call, answered in the caller: nothing waits and no deadline is
+        // unread.
+        if self.responses.is_empty() && self.active.is_empty() && !self.timers.any_dirty() {
+            return None;
+        }
+        self.next_transmit(now, buf)
+    }
+
+    /// [`Endpoint::poll_transmit`] when a response, a touched connection or an unread deadline
+    /// waits.
+    #[inline(never)]
+    fn next_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
         let now = self.advance(now);
         if let Some((transmit, bytes)) = self.responses.pop_front() {
             buf.clear();
@@ -510,7 +529,17 @@ impl Endpoint {
 
     /// Output: the next event. Drain until `None` after every input.
     #[must_use]
+    #[inline]
     pub fn poll_event(&mut self) -> Option<Event> {
+        if self.events.is_empty() {
+            return None;
+        }
+        self.next_event()
+    }
+
+    /// [`Endpoint::poll_event`] when an event waits.
+    #[inline(never)]
+    fn next_event(&mut self) -> Option<Event> {
         let event = self.events.pop_front()?;
         if self.events.is_empty() {
             // Back to the start of the ring, so that the next burst of events lands in the
@@ -560,7 +589,22 @@ impl Endpoint {
     /// server by the configured margin ([`TickInfo::conn`] says which connection); also
     /// [`Endpoint::poll_client_tick`] for one connection.
     #[must_use]
+    #[inline]
     pub fn poll_tick(&mut self, now: Instant) -> Option<TickInfo> {
+        // A server's usual answer, in the caller: its next tick is not due at `now`, nor at
+        // the latest time seen (time never runs backwards here).
+        if let Some(server) = &self.server {
+            let due = server.scheduler.poll_timeout();
+            if now < due && self.last_now.is_none_or(|last| last < due) {
+                return None;
+            }
+        }
+        self.next_tick(now)
+    }
+
+    /// [`Endpoint::poll_tick`] past its fast answer.
+    #[inline(never)]
+    fn next_tick(&mut self, now: Instant) -> Option<TickInfo> {
         let now = self.advance(now);
         let Some(server) = self.server.as_mut() else {
             let (scheduled_at, conn) = self.next_client_tick(true).filter(|(due, _)| *due <= now)?;

@@ -39,6 +39,12 @@ pub(super) struct TimerSlot {
 }
 
 impl Timers {
+    /// Whether a connection's deadline may have moved since it was last read.
+    #[inline]
+    pub(super) fn any_dirty(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+
     /// Notes that `handle`'s deadline may have moved.
     pub(super) fn mark_dirty(&mut self, handle: ConnHandle, slot: &mut TimerSlot) {
         if !slot.dirty {

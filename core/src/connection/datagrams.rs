@@ -120,6 +120,12 @@ impl Conn {
     }
 
     fn handle_datagram(&mut self, ctx: &mut Ctx<'_>, bytes: Bytes) {
+        // The common datagram, an unreliable message, skips the decoding.
+        if let Some((channel, payload)) = Datagram::unreliable(&bytes) {
+            let range = within(&bytes, payload);
+            self.receive_unreliable(ctx, channel, cut(bytes, range));
+            return;
+        }
         let now = ctx.now;
         let datagram = match Datagram::decode(&bytes) {
             Ok(d) => d,

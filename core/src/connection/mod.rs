@@ -764,9 +764,12 @@ impl Conn {
 
     /// Moves queued frames and datagrams into QUIC as far as flow control and the datagram
     /// buffer allow, dropping those past their deadline.
+    #[inline]
     pub(crate) fn flush(&mut self, now: Instant) {
         self.flush_streams(now);
-        self.flush_datagrams(now);
+        if !self.datagrams.is_empty() {
+            self.flush_datagrams(now);
+        }
     }
 
     /// Fills the transport counters and sub-machine stats into a snapshot.

@@ -456,10 +456,15 @@ impl Conn {
 
     /// Moves queued control and channel frames into QUIC's streams as far as flow control
     /// allows, dropping frames past their deadline that were not started.
+    #[inline]
     pub(super) fn flush_streams(&mut self, now: Instant) {
-        if self.queued_reliable_bytes == 0 && self.control_tx.is_empty() {
-            return;
+        if self.queued_reliable_bytes != 0 || !self.control_tx.is_empty() {
+            self.write_streams(now);
         }
+    }
+
+    /// [`Conn::flush_streams`] when frames wait.
+    fn write_streams(&mut self, now: Instant) {
         if let Some(id) = self.control {
             Self::write_queue(
                 &mut self.quic,

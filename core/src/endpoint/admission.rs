@@ -99,7 +99,18 @@ impl PhaseCounts {
     }
 
     /// Moves `conn` to the counters of its current phase.
+    #[inline]
     pub(super) fn sync(&mut self, handle: ConnHandle, conn: &Conn, counted: &mut Counted) {
+        // After almost every operation: an established session, counted as one, still is
+        // (and waits for no Hello).
+        if counted.phase == Phase::Established && counted.hello.is_none() && conn.is_established() {
+            return;
+        }
+        self.resync(handle, conn, counted);
+    }
+
+    /// [`PhaseCounts::sync`] for a connection that may have changed phase.
+    fn resync(&mut self, handle: ConnHandle, conn: &Conn, counted: &mut Counted) {
         let waiting = conn.awaiting_hello_since();
         if waiting != counted.hello {
             if let Some(since) = counted.hello {

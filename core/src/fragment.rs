@@ -629,7 +629,11 @@ impl Reassembler {
 
     /// When the oldest partial expires, or `None` when nothing is buffered (or it never expires).
     #[must_use]
+    #[inline]
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.by_age.is_empty() {
+            return None;
+        }
         let key = self.by_age.values().next()?;
         self.partials.get(key)?.deadline
     }

@@ -309,6 +309,7 @@ impl Heartbeat {
     /// waits until it is `grace` overdue, so that it can ride with data instead of costing a
     /// packet of its own. Its timestamp is taken when it goes, so the wait never biases RTT.
     #[must_use]
+    #[inline]
     pub fn poll_ping_carried(&mut self, now: Instant, local_tick: u64, carrier: bool) -> Option<Ping> {
         if !carrier && now < self.ping_by {
             return None;
@@ -321,10 +322,16 @@ impl Heartbeat {
     /// Returns `None` after failure. If the outstanding table is full, the oldest entry is
     /// forgotten and counted lost if it was not already.
     #[must_use]
+    #[inline]
     pub fn poll_ping(&mut self, now: Instant, local_tick: u64) -> Option<Ping> {
         if self.failed || now < self.next_ping_at {
             return None;
         }
+        self.next_ping(now, local_tick)
+    }
+
+    /// [`Heartbeat::poll_ping`] when a ping is due.
+    fn next_ping(&mut self, now: Instant, local_tick: u64) -> Option<Ping> {
         self.detect_losses(now);
         if self.outstanding.len() >= self.max_outstanding {
             if let Some(evicted) = self.outstanding.pop_front() {

@@ -80,6 +80,7 @@ impl Conn {
     /// transmit) they go now and share its packet; without, each waits out its grace first
     /// (`PROTOCOL.md` §5.5), so that heartbeats on a busy connection cost no packet of their
     /// own.
+    #[inline]
     pub(super) fn send_heartbeat(&mut self, now: Instant, tick: u64, carrier: bool) {
         if let Some(ping) = self.heartbeat.poll_ping_carried(now, tick, carrier) {
             self.send_heartbeat_datagram(wire::encode_heartbeat(DatagramKind::Ping, &ping));
@@ -298,10 +299,15 @@ impl Conn {
 
     /// Queues the open bundle, if any, as one datagram; a bundle of one entry (on a native
     /// session) goes out as that entry alone.
+    #[inline]
     pub(super) fn close_bundle(&mut self, now: Instant, config: &Config) {
-        if self.bundle_entries == 0 {
-            return;
+        if self.bundle_entries != 0 {
+            self.queue_bundle(now, config);
         }
+    }
+
+    /// [`Conn::close_bundle`] when a bundle is open.
+    fn queue_bundle(&mut self, now: Instant, config: &Config) {
         let mut bytes = self.bundle.split().freeze();
         if self.bundle_entries == 1 && self.dgram_prefix.is_empty() {
             bytes.advance(self.bundle_first);

@@ -90,7 +90,11 @@ impl TxChannel {
 impl Conn {
     /// The earliest stall deadline of a channel stream holding a partial frame. There are at
     /// most `channels.len()` receive streams (QUIC's concurrent-stream limit), so a scan is cheap.
+    #[inline]
     pub(super) fn next_stall(&self) -> Option<Instant> {
+        if self.rx_streams.is_empty() {
+            return None;
+        }
         self.rx_streams.values().filter_map(|rx| rx.stall_deadline).min()
     }
 

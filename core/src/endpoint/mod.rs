@@ -288,12 +288,19 @@ impl Endpoint {
     }
 
     /// Time only moves forward: an earlier `now` than already seen is replaced by the latest.
+    #[inline]
     fn advance(&mut self, now: Instant) -> Instant {
-        let now = match self.last_now {
-            Some(last) if last > now => last,
-            Some(last) if last == now => return now,
-            _ => now,
-        };
+        // Most calls come at the instant of the one before: one comparison, no ordering.
+        if self.last_now == Some(now) {
+            return now;
+        }
+        self.advance_to(now)
+    }
+
+    /// [`Endpoint::advance`] to an instant other than the latest seen.
+    #[inline(never)]
+    fn advance_to(&mut self, now: Instant) -> Instant {
+        let now = self.last_now.map_or(now, |last| last.max(now));
         self.last_now = Some(now);
         self.time_source.set(self.wall.unix_ms_at(now));
         now

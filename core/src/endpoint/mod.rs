@@ -354,7 +354,10 @@ impl Endpoint {
     }
 
     /// Input: the deadline from [`Endpoint::poll_timeout`] passed (spurious calls are fine).
-    /// Only connections whose deadline is due are visited: O(due · log n).
+    /// Only connections whose deadline is due are visited: O(due · log n). A connection's
+    /// deadline counts as last read: one touched by an input or a command since is read again
+    /// when [`Endpoint::poll_transmit`] is drained, and if it passed by then, `poll_timeout`
+    /// says so.
     pub fn handle_timeout(&mut self, now: Instant) {
         let now = self.advance(now);
         if self.server.is_none() {
@@ -369,10 +372,8 @@ impl Endpoint {
                 }
             }
         }
-        // The usual wake-up is a tick's, or one for deadlines moved by sends: re-read, no
-        // connection is due.
-        self.refresh_timers();
-        if self.next_timer().is_none_or(|deadline| deadline > now) {
+        // The usual wake-up is a tick's, or an input's: no deadline as last read is due.
+        if self.timers.earliest().is_none_or(|deadline| deadline > now) {
             return;
         }
         let due = self.due_timers(now);

@@ -45,6 +45,13 @@ impl Timers {
         !self.dirty.is_empty()
     }
 
+    /// No later than the earliest connection deadline as last read: the heap's first entry.
+    /// Every armed deadline has an entry, so stale entries can only make it earlier.
+    #[inline]
+    pub(super) fn earliest(&self) -> Option<Instant> {
+        self.heap.peek().map(|&Reverse((deadline, _))| deadline)
+    }
+
     /// Notes that `handle`'s deadline may have moved.
     pub(super) fn mark_dirty(&mut self, handle: ConnHandle, slot: &mut TimerSlot) {
         if !slot.dirty {

@@ -304,6 +304,14 @@ impl Heartbeat {
         self.grace
     }
 
+    /// False when neither [`poll_ping_carried`](Self::poll_ping_carried) nor
+    /// [`poll_pong`](Self::poll_pong) can return anything at `now`: no pong is held and no
+    /// ping is due.
+    #[inline]
+    pub(crate) fn may_send(&self, now: Instant) -> bool {
+        self.owed.is_some() || (!self.failed && now >= self.next_ping_at)
+    }
+
     /// Output: like [`poll_ping`](Self::poll_ping), for a caller about to transmit. With
     /// `carrier` (the packet will carry application data) a due ping goes now; without, it
     /// waits until it is `grace` overdue, so that it can ride with data instead of costing a

@@ -82,6 +82,13 @@ impl Conn {
     /// own.
     #[inline]
     pub(super) fn send_heartbeat(&mut self, now: Instant, tick: u64, carrier: bool) {
+        if self.heartbeat.may_send(now) {
+            self.send_due_heartbeat(now, tick, carrier);
+        }
+    }
+
+    /// [`Conn::send_heartbeat`] when a ping may be due or a pong is held.
+    fn send_due_heartbeat(&mut self, now: Instant, tick: u64, carrier: bool) {
         if let Some(ping) = self.heartbeat.poll_ping_carried(now, tick, carrier) {
             self.send_heartbeat_datagram(wire::encode_heartbeat(DatagramKind::Ping, &ping));
         }

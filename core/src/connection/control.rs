@@ -208,6 +208,7 @@ impl Conn {
             conn: ctx.handle,
             session: Box::new(session.clone()),
         });
+        ctx.session_events += 1;
         self.session = Some(session);
         self.send_heartbeat(ctx.now, self.local_tick(ctx.server_tick), true);
         // Reliable messages that arrived with or before the accept were held in QUIC until now.

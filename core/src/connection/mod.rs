@@ -185,6 +185,10 @@ pub(crate) struct Ctx<'a> {
     pub server: Option<ServerCtx<'a>>,
     /// The endpoint's zstd contexts.
     pub codec: &'a mut Codec,
+    /// Session events ([`Event::Connected`], [`Event::Rejected`], [`Event::Disconnected`])
+    /// pushed to `events`, for the endpoint's counters: messages, the usual events, need no
+    /// counting.
+    pub session_events: usize,
 }
 
 /// What a server connection needs from its endpoint to answer a Hello (`PROTOCOL.md` §4.4.1).
@@ -541,6 +545,7 @@ impl Conn {
         self.rx_streams.clear();
         self.queued_reliable_bytes = 0;
         ctx.events.push_back(event);
+        ctx.session_events += 1;
     }
 
     /// Closes the session with `rejection` as the reason the peer sees, and reports it.

@@ -446,7 +446,7 @@ impl Endpoint {
             _ => self.wall.unix_ms_at(now),
         };
         let server_tick = self.server.as_ref().map_or(0, |s| s.scheduler.current_tick());
-        let result = {
+        let (result, session_events) = {
             let mut nonce = nonce_fn(&mut self.rng);
             let identity = &self.identity;
             let server = self.server.as_mut().map(|server| ServerCtx {
@@ -466,19 +466,31 @@ impl Endpoint {
                 unix_ms,
                 server,
                 codec: &mut self.codec,
+                session_events: 0,
             };
-            f(&mut entry.conn, &mut ctx)
+            let result = f(&mut entry.conn, &mut ctx);
+            (result, ctx.session_events)
         };
         self.counts.sync(handle, &entry.conn, &mut entry.counted);
-        let webtransport = entry.conn.is_webtransport();
-        let handshake_time = || now.saturating_duration_since(entry.created);
-        count_events(
-            &mut self.stats,
-            &self.events,
-            before,
-            handshake_time,
-            webtransport,
+        debug_assert_eq!(
+            session_events,
+            self.events
+                .range(before..)
+                .filter(|e| is_session_event(e))
+                .count(),
+            "every session event pushed is reported in the context"
         );
+        if session_events > 0 {
+            let webtransport = entry.conn.is_webtransport();
+            let handshake_time = || now.saturating_duration_since(entry.created);
+            count_events(
+                &mut self.stats,
+                &self.events,
+                before,
+                handshake_time,
+                webtransport,
+            );
+        }
         Some(result)
     }
 
@@ -990,6 +1002,14 @@ fn nonce_fn(rng: &mut ChaCha12Rng) -> impl FnMut() -> [u8; NONCE_LEN] + '_ {
         rng.fill_bytes(&mut nonce);
         nonce
     }
+}
+
+/// Whether `event` is one the endpoint's session counters count.
+fn is_session_event(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::Connected { .. } | Event::Rejected { .. } | Event::Disconnected { .. }
+    )
 }
 
 /// Counts the events a connection raised; a `Connected` one took `handshake_time()` (read only

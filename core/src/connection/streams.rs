@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes, BytesMut};
 use quinn_proto::{Dir, StreamId};
 
-use super::{Conn, Ctx};
+use super::{reserve_chunk, Conn, Ctx};
 use crate::channel::SendOptions;
 use crate::channel::{ChannelId, ChannelKind, CONTROL_PRIORITY};
 use crate::compress::Codec;
@@ -355,10 +355,7 @@ impl Conn {
         };
         if payload.len() <= COPY_BELOW_BYTES && options.deadline.is_none() {
             // A small frame without a deadline joins the channel's open buffer.
-            if tx.open.capacity() - tx.open.len() < frame_len {
-                // Takes the chunk back when QUIC has let go of every frame cut from it.
-                tx.open.reserve(frame_len.max(OPEN_BUFFER_BYTES));
-            }
+            reserve_chunk(&mut tx.open, frame_len, OPEN_BUFFER_BYTES);
             push_frame(&mut tx.open, &payload);
             self.queued_reliable_bytes += frame_len;
             self.frames_open = true;

@@ -145,10 +145,10 @@ impl Endpoint {
     /// The earliest connection deadline; the latest `now` seen while a touched connection's
     /// deadline is unread (it may have moved earlier).
     pub(super) fn next_timer(&self) -> Option<Instant> {
-        if !self.timers.dirty.is_empty() {
+        if self.timers.any_dirty() {
             return self.last_now;
         }
-        self.timers.heap.peek().map(|&Reverse((deadline, _))| deadline)
+        self.timers.earliest()
     }
 
     /// Marks `handle` as possibly having output and a moved deadline.

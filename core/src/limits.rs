@@ -89,7 +89,11 @@ impl TokenBucket {
             self.last = now;
             return;
         }
-        let elapsed = now.duration_since(self.last);
+        self.gain(now, now.duration_since(self.last));
+    }
+
+    /// Moves the clock to `now`, `elapsed` after the last refill, and adds the tokens gained.
+    fn gain(&mut self, now: Instant, elapsed: Duration) {
         let gained = elapsed.as_nanos().saturating_mul(self.refill_per_ns);
         self.tokens = self.tokens.saturating_add(gained).min(self.capacity);
         self.last = now;
@@ -378,9 +382,9 @@ impl PeerLimiter {
     /// separately by the frame limit.
     pub fn check(&mut self, now: Instant, bytes: usize) -> Result<(), RateLimited> {
         let bytes = u64::try_from(bytes).unwrap_or(u64::MAX).min(self.byte_capacity);
-        // Messages arrive in bursts at one instant: once both buckets were refilled at `now`,
-        // a message they both cover only takes its tokens.
-        if now <= self.messages.last && now <= self.bytes.last {
+        // Messages arrive in bursts at one instant: once both buckets were refilled at `now`
+        // (they always are together), a message they both cover only takes its tokens.
+        if now <= self.messages.last {
             let needed = u128::from(bytes) * UNITS_PER_TOKEN;
             if self.messages.tokens >= UNITS_PER_TOKEN && self.bytes.tokens >= needed {
                 self.messages.tokens -= UNITS_PER_TOKEN;
@@ -395,8 +399,13 @@ impl PeerLimiter {
     /// [`PeerLimiter::check`] after refilling both buckets; `bytes` is already capped.
     #[inline(never)]
     fn check_refilled(&mut self, now: Instant, bytes: u64) -> Result<(), RateLimited> {
-        self.messages.refill(now);
-        self.bytes.refill(now);
+        // Both buckets are refilled together, so they share one clock and one elapsed time.
+        debug_assert_eq!(self.messages.last, self.bytes.last);
+        if now > self.messages.last {
+            let elapsed = now.duration_since(self.messages.last);
+            self.messages.gain(now, elapsed);
+            self.bytes.gain(now, elapsed);
+        }
         let result = match (self.messages.shortfall(1), self.bytes.shortfall(bytes)) {
             (Ok(()), Ok(())) => {
                 self.messages.take(1);

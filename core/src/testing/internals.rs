@@ -6,7 +6,7 @@
 pub use crate::compress::{decode_message, encode_message, FLAG_STORED, FLAG_ZSTD, FLAG_ZSTD_DICTIONARY};
 pub use crate::fragment::{split, FragmentHeader, Reassembler};
 pub use crate::heartbeat::Heartbeat;
-pub use crate::limits::{AddressLimiter, PeerLimiter, TokenBucket};
+pub use crate::limits::{AddressLimiter, PeerLimiter, RateLimited, TokenBucket};
 pub use crate::ticket::JOIN_TICKET_CONTEXT;
 pub use crate::tls::ExporterBoundVerifier;
 

@@ -111,7 +111,6 @@ impl From<TicketError> for Rejection {
 
 /// The agreed session, as each side sees it once the handshake completes.
 #[derive(Debug, Clone, PartialEq)]
-// In declaration order (`repr(C)`): role and permissions, checked on every message, come first.
 #[repr(C)]
 pub struct Session {
     /// Assigned role.

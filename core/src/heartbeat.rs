@@ -222,7 +222,6 @@ pub struct HeartbeatStats {
 /// [`stats`](Self::stats). Failure is terminal: after a `HeartbeatFailure` is returned no more
 /// pings are emitted and no timer is armed (pings are still answered).
 #[derive(Debug)]
-// In declaration order (`repr(C)`): the deadlines read before every transmit come first.
 #[repr(C)]
 pub struct Heartbeat {
     next_ping_at: Instant,

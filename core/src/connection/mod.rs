@@ -115,9 +115,6 @@ fn put_prefix(buf: &mut BytesMut, prefix: &[u8]) {
 
 /// Per-connection state; see the module docs.
 #[derive(Debug)]
-// In declaration order (`repr(C)`): the fields every message, transmit and deadline read come
-// first, so that a connection touches few cache lines per message; rarely read state follows
-// QUIC's.
 #[repr(C)]
 pub(crate) struct Conn {
     pub(crate) state: State,

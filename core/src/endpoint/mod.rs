@@ -98,8 +98,6 @@ impl Default for ConnectOptions {
 /// A connection and the endpoint's bookkeeping about it: whether it is queued for transmit,
 /// its armed timer, and the counters it is counted in.
 #[derive(Debug)]
-// In declaration order (`repr(C)`): the bookkeeping sits just before the connection's first
-// fields, which are its most read.
 #[repr(C)]
 struct Entry {
     /// Whether the connection is in [`Endpoint::active`].

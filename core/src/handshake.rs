@@ -111,31 +111,30 @@ impl From<TicketError> for Rejection {
 
 /// The agreed session, as each side sees it once the handshake completes.
 #[derive(Debug, Clone, PartialEq)]
-#[repr(C)]
 pub struct Session {
+    /// Negotiated protocol version.
+    pub version: u16,
+    /// Server-assigned session id.
+    pub session_id: u64,
     /// Assigned role.
     pub role: Role,
     /// Granted permission bits.
     pub permissions: u32,
-    /// Negotiated protocol version.
-    pub version: u16,
-    /// The server's tick rate, in hertz.
-    pub tick_rate_hz: u16,
-    /// Server-assigned session id.
-    pub session_id: u64,
     /// Capability intersection.
     pub capabilities: u64,
-    /// The server's tick when it accepted.
-    pub server_tick: u64,
-    /// *Client side*: the server's verified play ticket, when the client asked for the check.
-    pub play_ticket: Option<Box<PlayTicketClaims>>,
-    /// *Server side*: the verified ticket (used for revalidation); `None` for a game server
-    /// on its verification server. *Client side*: `None`.
-    pub ticket: Option<AdmittedTicket>,
     /// The client's Ed25519 identity key.
     pub client_key: [u8; 32],
     /// The server's Ed25519 identity key.
     pub server_key: [u8; 32],
+    /// The server's tick when it accepted.
+    pub server_tick: u64,
+    /// The server's tick rate, in hertz.
+    pub tick_rate_hz: u16,
+    /// *Server side*: the verified ticket (used for revalidation); `None` for a game server
+    /// on its verification server. *Client side*: `None`.
+    pub ticket: Option<AdmittedTicket>,
+    /// *Client side*: the server's verified play ticket, when the client asked for the check.
+    pub play_ticket: Option<Box<PlayTicketClaims>>,
 }
 
 /// A join ticket the server accepted: its issuer key id and verified claims.

@@ -222,31 +222,30 @@ pub struct HeartbeatStats {
 /// [`stats`](Self::stats). Failure is terminal: after a `HeartbeatFailure` is returned no more
 /// pings are emitted and no timer is armed (pings are still answered).
 #[derive(Debug)]
-#[repr(C)]
 pub struct Heartbeat {
-    next_ping_at: Instant,
-    /// `next_ping_at + grace`: when a due ping leaves even without data.
-    ping_by: Instant,
-    /// `last_receive + failure_timeout`, kept so that reading the deadline costs no addition.
-    failure_at: Instant,
-    last_receive: Instant,
-    /// The pong owed for the peer's latest ping, and when that ping arrived.
-    owed: Option<(Pong, Instant)>,
-    failed: bool,
-    next_seq: u32,
-    /// Our unanswered pings, oldest first.
-    outstanding: VecDeque<Outstanding>,
-    max_outstanding: usize,
-    /// How long a due ping, or a pong, may wait for a packet that carries application data
-    /// (zero unless set with [`Heartbeat::with_grace`]).
-    grace: Duration,
     epoch: Instant,
     interval: Duration,
     min_timeout: Duration,
+    max_outstanding: usize,
+    next_seq: u32,
+    next_ping_at: Instant,
+    /// `next_ping_at + grace`: when a due ping leaves even without data.
+    ping_by: Instant,
+    /// Our unanswered pings, oldest first.
+    outstanding: VecDeque<Outstanding>,
     rtt: RttEstimator,
     incoming: IncomingPath,
+    last_receive: Instant,
+    /// `last_receive + failure_timeout`, kept so that reading the deadline costs no addition.
+    failure_at: Instant,
     /// [`Heartbeat::failure_timeout`], recomputed when the RTT estimate changes.
     failure_timeout: Duration,
+    failed: bool,
+    /// How long a due ping, or a pong, may wait for a packet that carries application data
+    /// (zero unless set with [`Heartbeat::with_grace`]).
+    grace: Duration,
+    /// The pong owed for the peer's latest ping, and when that ping arrived.
+    owed: Option<(Pong, Instant)>,
     /// Counters only; [`Heartbeat::stats`] fills in the rest. Boxed: they change once a ping
     /// or pong, and 456 bytes inline would sit between the fields every poll reads.
     counters: Box<HeartbeatStats>,

@@ -115,25 +115,43 @@ fn put_prefix(buf: &mut BytesMut, prefix: &[u8]) {
 
 /// Per-connection state; see the module docs.
 #[derive(Debug)]
-#[repr(C)]
 pub(crate) struct Conn {
+    pub(crate) quic: quinn_proto::Connection,
     pub(crate) state: State,
+    pub(crate) session: Option<Session>,
+    handshake_deadline: Option<Instant>,
+    control: Option<StreamId>,
+    control_rx: FrameDecoder,
+    control_tx: VecDeque<QueuedFrame>,
+    rx_streams: BTreeMap<StreamId, RxStream>,
+    tx_channels: BTreeMap<ChannelId, TxChannel>,
+    queued_reliable_bytes: usize,
+    /// Whether a channel's open buffer holds frames (see [`TxChannel`]).
+    frames_open: bool,
+    datagrams: VecDeque<QueuedDatagram>,
+    heartbeat: Heartbeat,
     /// Whether the application sent a message since the last transmit: a due ping and a held
     /// pong ride with it (see [`Conn::send_heartbeat`]).
     carrying: bool,
-    /// Whether a channel's open buffer holds frames (see [`TxChannel`]).
-    frames_open: bool,
+    reassembler: Reassembler,
+    tick_sync: Option<TickSync>,
+    limiter: Option<PeerLimiter>,
+    /// Server: the channel table's receive rules (senders, per-channel rate limits).
+    policy: Option<Policy>,
+    tx_seq: [u16; MAX_CHANNELS],
+    rx_seq: [Option<u16>; MAX_CHANNELS],
+    next_fragment_id: u16,
+    /// Room for outgoing headers and datagrams (see [`Arena::pack`]).
+    tx_arena: Arena,
+    /// The open datagram bundle (`PROTOCOL.md` §5.7): datagram prefix ‖ type byte ‖ entries;
+    /// empty when none is open. Closed before every transmit.
+    bundle: BytesMut,
     /// Entries in the open bundle.
     bundle_entries: usize,
     /// Where the open bundle's first entry starts (a bundle of one goes out as that entry).
     bundle_first: usize,
     /// QUIC's datagram limit (less the prefix) when the open bundle was opened.
     bundle_max: usize,
-    /// The open datagram bundle (`PROTOCOL.md` §5.7): datagram prefix ‖ type byte ‖ entries;
-    /// empty when none is open. Closed before every transmit.
-    bundle: BytesMut,
-    dgram_prefix: heapless::Vec<u8, 8>,
-    datagrams: VecDeque<QueuedDatagram>,
     /// QUIC's count of liveness frames received (see [`Conn::read_liveness`]) at the last read.
     last_frames_rx: u64,
     /// When QUIC's frame counters were last read.
@@ -141,33 +159,14 @@ pub(crate) struct Conn {
     /// When the last datagram for this connection arrived, authenticated or not.
     last_datagram_at: Instant,
     pub(crate) stats: Box<ConnectionStats>,
-    /// WebTransport connections: the HTTP/3 session carrying this one (`PROTOCOL.md` §12).
-    wt: Option<Box<Carrier>>,
-    rx_streams: BTreeMap<StreamId, RxStream>,
-    tx_channels: BTreeMap<ChannelId, TxChannel>,
-    queued_reliable_bytes: usize,
-    /// Room for outgoing headers and datagrams (see [`Arena::pack`]).
-    tx_arena: Arena,
-    /// Server: the channel table's receive rules (senders, per-channel rate limits).
-    policy: Option<Policy>,
-    pub(crate) session: Option<Session>,
-    heartbeat: Heartbeat,
-    limiter: Option<PeerLimiter>,
-    tick_sync: Option<TickSync>,
-    tx_seq: [u16; MAX_CHANNELS],
-    pub(crate) quic: quinn_proto::Connection,
-    reassembler: Reassembler,
-    rx_seq: [Option<u16>; MAX_CHANNELS],
-    next_fragment_id: u16,
-    handshake_deadline: Option<Instant>,
     /// Server: when the TLS handshake completed and the wait for the Hello began.
     hello_wait_since: Option<Instant>,
-    control: Option<StreamId>,
-    control_rx: FrameDecoder,
-    control_tx: VecDeque<QueuedFrame>,
+    /// WebTransport connections: the HTTP/3 session carrying this one (`PROTOCOL.md` §12).
+    wt: Option<Box<Carrier>>,
     /// What begins each channel stream before its channel byte, and each datagram: empty on
     /// a native session, the WebTransport session's prefixes once it is live.
     stream_prefix: heapless::Vec<u8, 16>,
+    dgram_prefix: heapless::Vec<u8, 8>,
 }
 
 /// What [`Conn::process`] needs from the endpoint.

@@ -98,17 +98,16 @@ impl Default for ConnectOptions {
 /// A connection and the endpoint's bookkeeping about it: whether it is queued for transmit,
 /// its armed timer, and the counters it is counted in.
 #[derive(Debug)]
-#[repr(C)]
 struct Entry {
+    conn: Conn,
     /// Whether the connection is in [`Endpoint::active`].
     tx_queued: bool,
-    counted: Counted,
     timer: TimerSlot,
+    counted: Counted,
     /// Client endpoints: the synchronised-tick deadline a `handle_timeout` already woke the
     /// application for; left out of `poll_timeout` until the tick is taken, so an
     /// application that does not tick is woken once per tick, not continuously.
     tick_woken: Option<Instant>,
-    conn: Conn,
     /// When the connection was created (server: its first Initial arrived; client: `connect`),
     /// for the handshake-time histogram.
     created: Instant,

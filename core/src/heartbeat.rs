@@ -309,7 +309,13 @@ impl Heartbeat {
     /// ping is due.
     #[inline]
     pub(crate) fn may_send(&self, now: Instant) -> bool {
-        self.owed.is_some() || (!self.failed && now >= self.next_ping_at)
+        self.owed.is_some() || self.ping_due(now)
+    }
+
+    /// Whether [`poll_ping`](Self::poll_ping) sends a ping at `now`.
+    #[inline]
+    fn ping_due(&self, now: Instant) -> bool {
+        !self.failed && now >= self.next_ping_at
     }
 
     /// Output: like [`poll_ping`](Self::poll_ping), for a caller about to transmit. With
@@ -332,7 +338,7 @@ impl Heartbeat {
     #[must_use]
     #[inline]
     pub fn poll_ping(&mut self, now: Instant, local_tick: u64) -> Option<Ping> {
-        if self.failed || now < self.next_ping_at {
+        if !self.ping_due(now) {
             return None;
         }
         self.next_ping(now, local_tick)

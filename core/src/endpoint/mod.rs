@@ -1006,10 +1006,10 @@ fn nonce_fn(rng: &mut ChaCha12Rng) -> impl FnMut() -> [u8; NONCE_LEN] + '_ {
 
 /// Whether `event` is one the endpoint's session counters count.
 fn is_session_event(event: &Event) -> bool {
-    matches!(
-        event,
-        Event::Connected { .. } | Event::Rejected { .. } | Event::Disconnected { .. }
-    )
+    match event {
+        Event::Connected { .. } | Event::Rejected { .. } | Event::Disconnected { .. } => true,
+        Event::Message { .. } | Event::MessageRefused { .. } => false,
+    }
 }
 
 /// Counts the events a connection raised; a `Connected` one took `handshake_time()` (read only

@@ -77,7 +77,7 @@
 //! |---|---|---|
 //! | `tickwire_info` | info (a gauge in the text format 0.0.4), 1 | `kind`: `game_server`, `verification_server` |
 //! | `tickwire_ready`, `tickwire_draining` | gauge, 0 or 1 | |
-//! | `tickwire_sessions` | gauge | `state`: `handshaking`, `established` |
+//! | `tickwire_sessions` | gauge | `state`: `handshaking`, `established` (on a game server, its own session to the verification server too: role `game_server`) |
 //! | `tickwire_sessions_established_by_role` | gauge | `role`: `player`, `spectator`, `admin`, `game_server` |
 //! | `tickwire_handshakes_total` | counter | `outcome`: `established`; `outcome`: `rejected` with `reason` |
 //! | `tickwire_sessions_established_total` | counter | `carrier`: `native`, `webtransport` |

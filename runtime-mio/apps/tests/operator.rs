@@ -64,10 +64,17 @@ fn a_game_server_and_its_verification_server_are_observable_and_drain() {
         let options = client_options(&issuer, Duration::from_secs(15));
         std::thread::spawn(move || run_clients(gs_addr, 0, 1, &options).unwrap())
     };
+    // The GS's own session to the VS is established too (role `game_server`), so the
+    // player's join is told apart by its role: two sessions, two handshakes timed.
     eventually("the join shows in the GS's metrics", || {
         let text = get(gs_admin, "/metrics").1;
-        sample(&text, "tickwire_sessions{state=\"established\"}") == Some(1.0)
-            && sample(&text, "tickwire_handshake_duration_seconds_count") == Some(1.0)
+        sample(&text, "tickwire_sessions_established_by_role{role=\"player\"}") == Some(1.0)
+            && sample(
+                &text,
+                "tickwire_sessions_established_by_role{role=\"game_server\"}",
+            ) == Some(1.0)
+            && sample(&text, "tickwire_sessions{state=\"established\"}") == Some(2.0)
+            && sample(&text, "tickwire_handshake_duration_seconds_count") >= Some(2.0)
     });
     let intruder = {
         let options = client_options(&stranger, Duration::from_secs(2));

@@ -24,7 +24,7 @@
 //! | | |
 //! |---|---|
 //! | [`ServerCertificate`], [`CertificateOptions`] | one certificate: DER, PKCS#8 key, hash, validity |
-//! | [`CertificateRotation`], [`RotationPolicy`] | when to replace it; the current and previous hashes |
+//! | [`CertificateRotation`], [`RotationPolicy`] | when to replace it; the current, next and previous hashes |
 //! | [`CertificateHashesDocument`], [`CertificateHash`] | the JSON a lobby publishes |
 //! | [`CertificateError`] | why a certificate or a policy is refused |
 
@@ -57,6 +57,8 @@ pub const DEFAULT_VALIDITY: Duration = Duration::from_secs(13 * 24 * 60 * 60);
 pub const DEFAULT_ROTATE_BEFORE_EXPIRY: Duration = Duration::from_secs(3 * 24 * 60 * 60);
 /// Default [`RotationPolicy::backdate`]: 1 hour, for clients whose clocks run behind.
 pub const DEFAULT_BACKDATE: Duration = Duration::from_secs(60 * 60);
+/// Default [`RotationPolicy::announce_before_rotation`]: 1 day.
+pub const DEFAULT_ANNOUNCE_BEFORE_ROTATION: Duration = Duration::from_secs(24 * 60 * 60);
 /// The `algorithm` string of a SHA-256 certificate hash in `serverCertificateHashes`.
 pub const SHA_256: &str = "sha-256";
 
@@ -96,11 +98,13 @@ pub enum CertificateError {
     #[error("invalid DNS name {0:?} for the certificate")]
     InvalidDnsName(String),
     /// The rotation policy would rotate before the certificate is valid, or never leave it in
-    /// service: it needs `backdate + rotate_before_expiry < validity`.
-    #[error("rotation policy rotates before the certificate is in service: backdate ({backdate_ms} ms) + rotate_before_expiry ({rotate_before_expiry_ms} ms) must be less than the validity ({validity_ms} ms)")]
+    /// service: it needs `backdate + announce_before_rotation + rotate_before_expiry < validity`.
+    #[error("rotation policy rotates before the certificate is in service: backdate ({backdate_ms} ms) + announce_before_rotation ({announce_before_rotation_ms} ms) + rotate_before_expiry ({rotate_before_expiry_ms} ms) must be less than the validity ({validity_ms} ms)")]
     RotationTooEarly {
         /// [`RotationPolicy::backdate`], in milliseconds.
         backdate_ms: u128,
+        /// [`RotationPolicy::announce_before_rotation`], in milliseconds.
+        announce_before_rotation_ms: u128,
         /// [`RotationPolicy::rotate_before_expiry`], in milliseconds.
         rotate_before_expiry_ms: u128,
         /// [`RotationPolicy::validity`], in milliseconds.
@@ -454,9 +458,10 @@ mod base64_32 {
 /// {"server_certificate_hashes":[{"algorithm":"sha-256","value":"<base64>"}],"not_after_unix_ms":1767225600000}
 /// ```
 ///
-/// `server_certificate_hashes` lists the current certificate first, then the previous one while
-/// it is still valid (see [`CertificateRotation::document`]); `not_after_unix_ms` is the current
-/// certificate's `notAfter` in Unix milliseconds, by which the document must be fetched again.
+/// `server_certificate_hashes` lists the current certificate first, then the next one once it
+/// is announced, then the previous one while it is still valid (see
+/// [`CertificateRotation::document`]); `not_after_unix_ms` is the current certificate's
+/// `notAfter` in Unix milliseconds, by which the document must be fetched again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CertificateHashesDocument {
@@ -475,8 +480,17 @@ pub struct RotationPolicy {
     pub validity: Duration,
     /// Rotate once less than this much validity remains. Default
     /// [`DEFAULT_ROTATE_BEFORE_EXPIRY`]. It is also how long the previous hash stays published
-    /// after a rotation, so it should cover the time lobbies take to refresh their copy.
+    /// after a rotation.
     pub rotate_before_expiry: Duration,
+    /// Generate the next certificate and publish its hash this long before it replaces the
+    /// current one, so that a document handed out shortly before a rotation already pins the
+    /// certificate served after it: a browser can only be served one certificate per handshake,
+    /// and the server cannot tell which hashes it pinned. It should cover how long a lobby keeps
+    /// its copy of the document and a browser keeps the hashes before connecting. Default
+    /// [`DEFAULT_ANNOUNCE_BEFORE_ROTATION`]; zero announces the next certificate only when it
+    /// takes over, and browsers holding an older document then fail to connect until they fetch
+    /// it again.
+    pub announce_before_rotation: Duration,
     /// A new certificate's `notBefore` is this far before the time of its generation, so that
     /// clients whose clocks run behind accept it at once. Default [`DEFAULT_BACKDATE`].
     pub backdate: Duration,
@@ -492,6 +506,7 @@ impl Default for RotationPolicy {
         Self {
             validity: DEFAULT_VALIDITY,
             rotate_before_expiry: DEFAULT_ROTATE_BEFORE_EXPIRY,
+            announce_before_rotation: DEFAULT_ANNOUNCE_BEFORE_ROTATION,
             backdate: DEFAULT_BACKDATE,
             dns_names: options.dns_names,
             ip_addresses: options.ip_addresses,
@@ -505,12 +520,19 @@ impl RotationPolicy {
     /// # Errors
     /// [`CertificateError::ValidityTooLong`] / [`CertificateError::ValidityTooShort`] for the
     /// validity; [`CertificateError::RotationTooEarly`] unless
-    /// `backdate + rotate_before_expiry < validity`.
+    /// `backdate + announce_before_rotation + rotate_before_expiry < validity` (a certificate
+    /// announced ahead is generated that much before it takes over, and must still have time in
+    /// service before its own rotation).
     pub fn validate(&self) -> Result<(), CertificateError> {
         self.options(0).validity_secs()?;
-        if self.backdate.saturating_add(self.rotate_before_expiry) >= self.validity {
+        let lead = self
+            .backdate
+            .saturating_add(self.announce_before_rotation)
+            .saturating_add(self.rotate_before_expiry);
+        if lead >= self.validity {
             return Err(CertificateError::RotationTooEarly {
                 backdate_ms: self.backdate.as_millis(),
+                announce_before_rotation_ms: self.announce_before_rotation.as_millis(),
                 rotate_before_expiry_ms: self.rotate_before_expiry.as_millis(),
                 validity_ms: self.validity.as_millis(),
             });
@@ -542,8 +564,15 @@ pub struct RetiredCertificate {
     pub not_after_unix_ms: u64,
 }
 
-/// A server's certificate over time: the current one, the hash of the previous one, and when
-/// to make the next.
+/// A server's certificate over time: the current one, the next one once announced, the hash of
+/// the previous one, and when to make the next.
+///
+/// A certificate's life: generated and its hash published
+/// [`announce_before_rotation`](RotationPolicy::announce_before_rotation) before it takes over
+/// ([`announce`](Self::announce)), served from its rotation ([`rotate`](Self::rotate)) until
+/// [`rotate_before_expiry`](RotationPolicy::rotate_before_expiry) before its `notAfter`, and
+/// published until it expires. Every document handed out thus pins both the certificate served
+/// now and, from a day before a rotation (by default), the one served after it.
 ///
 /// Driven with the wall clock as an argument (Unix milliseconds), e.g. on a server's loop:
 ///
@@ -554,12 +583,20 @@ pub struct RetiredCertificate {
 /// let day = 24 * 60 * 60 * 1000;
 /// let start = 1_750_000_000_000; // from the wall clock, in the runtime
 /// let mut rotation = CertificateRotation::new(RotationPolicy::default(), start, &[1; 32])?;
-/// assert!(!rotation.needs_rotation(start + day));
+/// assert!(!rotation.needs_announcement(start + day));
 ///
-/// let later = start + 10 * day; // 13-day certificates, rotated 3 days before they expire
+/// // 13-day certificates, rotated 3 days before they expire, the next announced a day ahead.
+/// let announce = start + 9 * day;
+/// assert!(rotation.needs_announcement(announce));
+/// rotation.announce(announce, &[2; 32])?; // fresh key material from the OS in production
+/// let document = rotation.document(announce);
+/// assert_eq!(document.server_certificate_hashes.len(), 2);
+///
+/// let later = start + 10 * day;
 /// assert!(rotation.needs_rotation(later));
-/// rotation.rotate(later, &[2; 32])?; // fresh key material from the OS in production
-/// // Both hashes stay published until the old certificate expires.
+/// rotation.rotate(later, &[3; 32])?; // installs the announced certificate
+/// assert!(document.server_certificate_hashes.contains(&rotation.current().hash()));
+/// // The old hash stays published until the old certificate expires.
 /// assert_eq!(rotation.document(later).server_certificate_hashes.len(), 2);
 /// assert_eq!(rotation.document(later + 4 * day).server_certificate_hashes.len(), 1);
 /// # Ok(()) }
@@ -568,6 +605,8 @@ pub struct RetiredCertificate {
 pub struct CertificateRotation {
     policy: RotationPolicy,
     current: ServerCertificate,
+    /// The certificate announced to take over at the next rotation.
+    next: Option<ServerCertificate>,
     previous: Option<RetiredCertificate>,
     generation: u64,
 }
@@ -581,17 +620,12 @@ impl CertificateRotation {
     pub fn new(policy: RotationPolicy, now_unix_ms: u64, key: &[u8; 32]) -> Result<Self, CertificateError> {
         policy.validate()?;
         let current = ServerCertificate::generate(key, &policy.options(now_unix_ms))?;
-        Ok(Self {
-            policy,
-            current,
-            previous: None,
-            generation: 0,
-        })
+        Ok(Self::starting_with(policy, current))
     }
 
     /// [`new`](Self::new) with the key of generation 0 derived from `secrets` (see
-    /// [`ServerCertificate::from_secrets`]); [`rotate_from_secrets`](Self::rotate_from_secrets)
-    /// continues with generations 1, 2, …
+    /// [`ServerCertificate::from_secrets`]); [`announce_from_secrets`](Self::announce_from_secrets)
+    /// and [`rotate_from_secrets`](Self::rotate_from_secrets) continue with generations 1, 2, …
     ///
     /// # Errors
     /// As [`new`](Self::new).
@@ -602,12 +636,17 @@ impl CertificateRotation {
     ) -> Result<Self, CertificateError> {
         policy.validate()?;
         let current = ServerCertificate::from_secrets(secrets, 0, &policy.options(now_unix_ms))?;
-        Ok(Self {
+        Ok(Self::starting_with(policy, current))
+    }
+
+    fn starting_with(policy: RotationPolicy, current: ServerCertificate) -> Self {
+        Self {
             policy,
             current,
+            next: None,
             previous: None,
             generation: 0,
-        })
+        }
     }
 
     /// The policy.
@@ -618,6 +657,12 @@ impl CertificateRotation {
     /// The certificate to serve.
     pub fn current(&self) -> &ServerCertificate {
         &self.current
+    }
+
+    /// The certificate announced to replace the current one at the next rotation, once
+    /// [`announce`](Self::announce)d.
+    pub fn next(&self) -> Option<&ServerCertificate> {
+        self.next.as_ref()
     }
 
     /// The certificate rotated out last, if any (published while `now ≤ not_after_unix_ms`).
@@ -633,9 +678,27 @@ impl CertificateRotation {
     /// When the current certificate is due for rotation: its `notAfter` minus
     /// [`RotationPolicy::rotate_before_expiry`], in Unix milliseconds.
     pub fn rotate_at_unix_ms(&self) -> u64 {
-        self.current
+        self.retire_at(&self.current)
+    }
+
+    /// When `certificate`, in service, is due for rotation.
+    fn retire_at(&self, certificate: &ServerCertificate) -> u64 {
+        certificate
             .not_after_unix_ms
             .saturating_sub(duration_ms(self.policy.rotate_before_expiry))
+    }
+
+    /// When the next certificate is due to be announced: [`rotate_at_unix_ms`](Self::rotate_at_unix_ms)
+    /// minus [`RotationPolicy::announce_before_rotation`], in Unix milliseconds.
+    pub fn announce_at_unix_ms(&self) -> u64 {
+        self.rotate_at_unix_ms()
+            .saturating_sub(duration_ms(self.policy.announce_before_rotation))
+    }
+
+    /// Whether to [`announce`](Self::announce) the next certificate now: none is announced and
+    /// the announcement time has come.
+    pub fn needs_announcement(&self, now_unix_ms: u64) -> bool {
+        self.next.is_none() && now_unix_ms >= self.announce_at_unix_ms()
     }
 
     /// Whether to [`rotate`](Self::rotate) now: less than `rotate_before_expiry` of validity is
@@ -644,11 +707,16 @@ impl CertificateRotation {
         now_unix_ms >= self.rotate_at_unix_ms()
     }
 
-    /// When to look again, in Unix milliseconds: the earlier of the rotation time and, while a
-    /// previous hash is published, its expiry (when [`document`](Self::document) changes).
-    /// `now_unix_ms` itself when a rotation is due.
+    /// When to look again, in Unix milliseconds: the earliest of the announcement time (while
+    /// nothing is announced), the rotation time and, while a previous hash is published, its
+    /// expiry (each changes [`document`](Self::document)). `now_unix_ms` itself when an
+    /// announcement or a rotation is due.
     pub fn next_check_unix_ms(&self, now_unix_ms: u64) -> u64 {
-        let mut next = self.rotate_at_unix_ms();
+        let mut next = if self.next.is_none() {
+            self.announce_at_unix_ms()
+        } else {
+            self.rotate_at_unix_ms()
+        };
         if let Some(previous) = &self.previous {
             // The document drops the previous hash just after its notAfter.
             let drop_at = previous.not_after_unix_ms.saturating_add(1);
@@ -659,15 +727,47 @@ impl CertificateRotation {
         next.max(now_unix_ms)
     }
 
-    /// Replaces the current certificate with one generated at `now_unix_ms` from `key`
-    /// (fresh key material); the old one's hash stays published until it expires.
+    /// Generates, at `now_unix_ms` from `key` (fresh key material), the certificate that takes
+    /// over at the next rotation, and publishes its hash from now on. Announcing again replaces
+    /// the announced certificate.
+    ///
+    /// # Errors
+    /// As [`ServerCertificate::generate`]; on error nothing changes.
+    pub fn announce(&mut self, now_unix_ms: u64, key: &[u8; 32]) -> Result<(), CertificateError> {
+        self.next = Some(ServerCertificate::generate(
+            key,
+            &self.policy.options(now_unix_ms),
+        )?);
+        Ok(())
+    }
+
+    /// [`announce`](Self::announce) with the key of the next generation derived from `secrets`.
+    ///
+    /// # Errors
+    /// As [`announce`](Self::announce).
+    pub fn announce_from_secrets(
+        &mut self,
+        now_unix_ms: u64,
+        secrets: &Secrets,
+    ) -> Result<(), CertificateError> {
+        let options = self.policy.options(now_unix_ms);
+        self.next = Some(ServerCertificate::from_secrets(
+            secrets,
+            self.generation + 1,
+            &options,
+        )?);
+        Ok(())
+    }
+
+    /// Replaces the current certificate with the announced one, or, when none was announced or
+    /// the announced one cannot serve from `now_unix_ms` until its own rotation (the server
+    /// started late, or the clock jumped), with one generated at `now_unix_ms` from `key` (fresh
+    /// key material, unused otherwise). The old one's hash stays published until it expires.
     ///
     /// # Errors
     /// As [`ServerCertificate::generate`]; on error nothing changes.
     pub fn rotate(&mut self, now_unix_ms: u64, key: &[u8; 32]) -> Result<(), CertificateError> {
-        let next = ServerCertificate::generate(key, &self.policy.options(now_unix_ms))?;
-        self.install(next);
-        Ok(())
+        self.rotate_with(now_unix_ms, |options| ServerCertificate::generate(key, options))
     }
 
     /// [`rotate`](Self::rotate) with the key of the next generation derived from `secrets`.
@@ -679,25 +779,47 @@ impl CertificateRotation {
         now_unix_ms: u64,
         secrets: &Secrets,
     ) -> Result<(), CertificateError> {
-        let next =
-            ServerCertificate::from_secrets(secrets, self.generation + 1, &self.policy.options(now_unix_ms))?;
-        self.install(next);
-        Ok(())
+        let generation = self.generation + 1;
+        self.rotate_with(now_unix_ms, |options| {
+            ServerCertificate::from_secrets(secrets, generation, options)
+        })
     }
 
-    fn install(&mut self, next: ServerCertificate) {
+    fn rotate_with(
+        &mut self,
+        now_unix_ms: u64,
+        generate: impl FnOnce(&CertificateOptions) -> Result<ServerCertificate, CertificateError>,
+    ) -> Result<(), CertificateError> {
+        let serves = self
+            .next
+            .as_ref()
+            .is_some_and(|next| next.not_before_unix_ms <= now_unix_ms && now_unix_ms < self.retire_at(next));
+        let next = match self.next.take() {
+            Some(announced) if serves => announced,
+            stale => match generate(&self.policy.options(now_unix_ms)) {
+                Ok(fresh) => fresh,
+                Err(e) => {
+                    self.next = stale;
+                    return Err(e);
+                }
+            },
+        };
         let old = std::mem::replace(&mut self.current, next);
         self.previous = Some(RetiredCertificate {
             hash: old.hash(),
             not_after_unix_ms: old.not_after_unix_ms,
         });
         self.generation += 1;
+        Ok(())
     }
 
-    /// The hashes to publish at `now_unix_ms`: the current certificate's, then the previous
-    /// one's while it has not expired (`now ≤ notAfter`).
+    /// The hashes to publish at `now_unix_ms`: the current certificate's, then the next one's
+    /// once announced, then the previous one's while it has not expired (`now ≤ notAfter`).
     pub fn hashes(&self, now_unix_ms: u64) -> Vec<CertificateHash> {
         let mut hashes = vec![self.current.hash()];
+        if let Some(next) = &self.next {
+            hashes.push(next.hash());
+        }
         if let Some(previous) = &self.previous {
             if now_unix_ms <= previous.not_after_unix_ms {
                 hashes.push(previous.hash);

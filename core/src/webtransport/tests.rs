@@ -198,6 +198,17 @@ fn policy_must_leave_the_certificate_in_service() {
         p.validate(),
         Err(CertificateError::RotationTooEarly { .. })
     ));
+    // The announcement counts: a certificate announced 10 days before it takes over would be
+    // rotated out as soon as it did.
+    let p = RotationPolicy {
+        announce_before_rotation: Duration::from_secs(10 * 24 * 3600),
+        ..RotationPolicy::default()
+    };
+    let err = p.validate().unwrap_err();
+    assert!(
+        matches!(err, CertificateError::RotationTooEarly { announce_before_rotation_ms, .. } if announce_before_rotation_ms == 10 * 24 * 3600 * 1000),
+        "{err}"
+    );
     RotationPolicy::default().validate().unwrap();
 }
 
@@ -211,7 +222,10 @@ fn rotation_schedule_in_virtual_time() {
     assert_eq!(first.not_after_unix_ms(), T0 - backdate + 13 * DAY_MS);
     let rotate_at = first.not_after_unix_ms() - 3 * DAY_MS;
     assert_eq!(r.rotate_at_unix_ms(), rotate_at);
-    assert_eq!(r.next_check_unix_ms(T0), rotate_at);
+    assert_eq!(r.announce_at_unix_ms(), rotate_at - DAY_MS);
+    assert_eq!(r.next_check_unix_ms(T0), rotate_at - DAY_MS);
+    assert!(!r.needs_announcement(rotate_at - DAY_MS - 1));
+    assert!(r.needs_announcement(rotate_at - DAY_MS));
     assert!(!r.needs_rotation(T0));
     assert!(!r.needs_rotation(rotate_at - 1));
     assert!(r.needs_rotation(rotate_at));
@@ -234,7 +248,8 @@ fn rotation_schedule_in_virtual_time() {
             not_after_unix_ms: first.not_after_unix_ms()
         })
     );
-    // Next check: when the previous hash drops out (3 days), before the next rotation (10 days).
+    // Next check: when the previous hash drops out (3 days), before the next announcement
+    // (9 days).
     assert_eq!(r.next_check_unix_ms(now), first.not_after_unix_ms() + 1);
     assert_eq!(r.hashes(now), vec![second.hash(), first.hash()]);
     assert_eq!(
@@ -244,33 +259,118 @@ fn rotation_schedule_in_virtual_time() {
     assert_eq!(r.hashes(first.not_after_unix_ms() + 1), vec![second.hash()]);
     assert_eq!(
         r.next_check_unix_ms(first.not_after_unix_ms() + 1),
-        r.rotate_at_unix_ms()
+        r.announce_at_unix_ms()
     );
     assert_eq!(r.rotate_at_unix_ms(), second.not_after_unix_ms() - 3 * DAY_MS);
 
     // A clock that jumped past expiry asks for rotation at once.
     assert!(r.needs_rotation(second.not_after_unix_ms() + DAY_MS));
 
-    // Over 60 virtual days, polling at each next check, every published certificate is valid
-    // at the time it is published, and each rotation happens exactly when due.
+    // Over 60 virtual days, polling at each next check: every announcement and rotation
+    // happens exactly when due, each rotation installs the announced certificate, every
+    // certificate published is valid from then on, and every document handed out pins the
+    // certificate served until the next check.
     let mut r = CertificateRotation::new(RotationPolicy::default(), T0, &[1; 32]).unwrap();
     let mut now = T0;
-    let mut rotations = 0;
+    let (mut announcements, mut rotations) = (0_u8, 0);
     while now < T0 + 60 * DAY_MS {
+        if r.needs_announcement(now) {
+            assert_eq!(now, r.announce_at_unix_ms());
+            announcements += 1;
+            r.announce(now, &[announcements + 1; 32]).unwrap();
+        }
         if r.needs_rotation(now) {
             assert_eq!(now, r.rotate_at_unix_ms());
+            let announced = r.next().unwrap().sha256();
             rotations += 1;
-            r.rotate(now, &[rotations as u8 + 1; 32]).unwrap();
+            r.rotate(now, &[0xee; 32]).unwrap();
+            assert_eq!(
+                r.current().sha256(),
+                announced,
+                "the announced certificate takes over"
+            );
+            assert!(r.next().is_none());
         }
         let current = r.current();
         assert!(current.not_before_unix_ms() <= now && now <= current.not_after_unix_ms());
-        assert!(r.hashes(now).len() <= 2);
+        if let Some(next) = r.next() {
+            assert!(next.not_before_unix_ms() <= now && r.rotate_at_unix_ms() < next.not_after_unix_ms());
+        }
+        let document = r.hashes(now);
+        assert!(document.len() <= 2, "{document:?}");
         let next = r.next_check_unix_ms(now);
         assert!(next > now);
+        // Just before the next check, the same certificate is served; just after, the one
+        // served is still in this document (a rotation installs the announced certificate).
+        if r.needs_rotation(next) {
+            assert!(document.contains(&r.next().unwrap().hash()));
+        }
         now = next;
     }
     // 13-day certificates rotated at 10 days minus the hour of backdating.
     assert_eq!(rotations, 6);
+    assert_eq!(announcements, 6);
+}
+
+/// The race the announcement closes: a lobby hands a browser the document a moment before the
+/// rotation, and the browser connects a moment after it, to a server serving the new
+/// certificate. The document already pins it.
+#[test]
+fn a_document_fetched_before_a_rotation_pins_the_certificate_served_after_it() {
+    let mut r = CertificateRotation::new(RotationPolicy::default(), T0, &[1; 32]).unwrap();
+    let rotate_at = r.rotate_at_unix_ms();
+    r.announce(r.announce_at_unix_ms(), &[2; 32]).unwrap();
+    let handed_out = r.document(rotate_at - 1);
+    r.rotate(rotate_at, &[3; 32]).unwrap();
+    assert!(handed_out.server_certificate_hashes.contains(&r.current().hash()));
+    // And one fetched just after pins the certificate served before it, for a browser whose
+    // handshake began before the rotation.
+    let first = handed_out.server_certificate_hashes[0];
+    assert!(r
+        .document(rotate_at + 1)
+        .server_certificate_hashes
+        .contains(&first));
+
+    // Without an announcement ahead, the document handed out before pins only the old one.
+    let policy = RotationPolicy {
+        announce_before_rotation: Duration::ZERO,
+        ..RotationPolicy::default()
+    };
+    let mut r = CertificateRotation::new(policy, T0, &[1; 32]).unwrap();
+    let rotate_at = r.rotate_at_unix_ms();
+    assert_eq!(r.announce_at_unix_ms(), rotate_at);
+    let handed_out = r.document(rotate_at - 1);
+    assert!(r.needs_announcement(rotate_at));
+    r.announce(rotate_at, &[2; 32]).unwrap();
+    r.rotate(rotate_at, &[3; 32]).unwrap();
+    assert!(!handed_out.server_certificate_hashes.contains(&r.current().hash()));
+}
+
+/// An announced certificate that cannot serve until its own rotation (the clock jumped past
+/// it) is not installed: a fresh one is generated from the key given.
+#[test]
+fn a_stale_announcement_is_replaced_at_rotation() {
+    let mut r = CertificateRotation::new(RotationPolicy::default(), T0, &[1; 32]).unwrap();
+    r.announce(r.announce_at_unix_ms(), &[2; 32]).unwrap();
+    let announced = r.next().unwrap().clone();
+    let jumped = announced.not_after_unix_ms() - DAY_MS;
+    r.rotate(jumped, &[3; 32]).unwrap();
+    assert_ne!(r.current().sha256(), announced.sha256());
+    assert_eq!(
+        r.current().not_before_unix_ms(),
+        jumped - DEFAULT_BACKDATE.as_millis() as u64
+    );
+    assert!(r.next().is_none());
+    assert!(!r.hashes(jumped).contains(&announced.hash()));
+
+    // A certificate generated at the time given, ahead of its notBefore, is not installed
+    // either (the clock went back).
+    let mut r = CertificateRotation::new(RotationPolicy::default(), T0, &[1; 32]).unwrap();
+    let rotate_at = r.rotate_at_unix_ms();
+    r.announce(rotate_at + 2 * DAY_MS, &[2; 32]).unwrap();
+    let announced = r.next().unwrap().sha256();
+    r.rotate(rotate_at, &[3; 32]).unwrap();
+    assert_ne!(r.current().sha256(), announced);
 }
 
 #[test]
@@ -280,11 +380,16 @@ fn rotation_from_secrets_is_reproducible() {
         let mut r = CertificateRotation::from_secrets(RotationPolicy::default(), T0, &s).unwrap();
         let first = r.current().sha256();
         r.rotate_from_secrets(T0 + 10 * DAY_MS, &s).unwrap();
-        (first, r.current().sha256())
+        let second = r.current().sha256();
+        r.announce_from_secrets(r.announce_at_unix_ms(), &s).unwrap();
+        let announced = r.next().unwrap().sha256();
+        r.rotate_from_secrets(r.rotate_at_unix_ms(), &s).unwrap();
+        assert_eq!(r.current().sha256(), announced);
+        (first, second, announced)
     };
-    let (a, b) = run();
-    assert_ne!(a, b);
-    assert_eq!(run(), (a, b));
+    let (a, b, c) = run();
+    assert!(a != b && b != c && a != c);
+    assert_eq!(run(), (a, b, c));
 }
 
 #[test]

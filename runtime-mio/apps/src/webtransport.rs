@@ -5,9 +5,11 @@
 //! At start the server generates a certificate from fresh OS randomness and writes
 //! [`CertificateHashesDocument`] to `PATH` (a temporary file renamed over it, so readers never
 //! see half a document). Its loop calls [`CertificateJson::on_time`] with the wall clock: a
-//! certificate with less than three days left is replaced by a new one (13 days each, the
-//! WebTransport maximum being 14), and the document is rewritten, listing the new hash and the
-//! old one until the old certificate expires; then once more without it.
+//! day before a certificate has three days left, the next one is generated (13 days each, the
+//! WebTransport maximum being 14) and the document rewritten to list its hash too, so that
+//! copies handed out before the rotation pin it; at three days left the next one takes over,
+//! and the document lists the new hash and the old one until the old certificate expires;
+//! then once more without it.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -58,7 +60,8 @@ impl CertificateJson {
         Ok(this)
     }
 
-    /// The rotation: the current certificate and the previous hash.
+    /// The rotation: the current certificate, the next one once announced, and the previous
+    /// hash.
     pub fn rotation(&self) -> &CertificateRotation {
         &self.rotation
     }
@@ -73,21 +76,37 @@ impl CertificateJson {
         self.rotation.document(now_unix_ms)
     }
 
-    /// Rotates the certificate when due, with key material from `fresh_key`, and rewrites the
-    /// document when it changes (a rotation, or the previous hash expiring). Returns whether
-    /// it rotated. Cheap when nothing is due: call it on every turn or every second.
+    /// Announces the next certificate and rotates to it when due, with key material from
+    /// `fresh_key`, and rewrites the document when it changes (an announcement, a rotation, or
+    /// the previous hash expiring). Returns whether it rotated: the server must then serve
+    /// [`CertificateRotation::current`]. Cheap when nothing is due: call it on every turn or
+    /// every second.
     ///
     /// # Errors
     /// No key material, or the file cannot be written; the next call tries again.
     pub fn on_time(
         &mut self,
         now_unix_ms: u64,
-        fresh_key: impl FnOnce() -> io::Result<[u8; 32]>,
+        mut fresh_key: impl FnMut() -> io::Result<[u8; 32]>,
     ) -> io::Result<bool> {
         if now_unix_ms < self.next_check_unix_ms {
             return Ok(false);
         }
+        if self.rotation.needs_announcement(now_unix_ms) {
+            self.rotation
+                .announce(now_unix_ms, &fresh_key()?)
+                .map_err(io::Error::other)?;
+            if let Some(next) = self.rotation.next() {
+                tracing::info!(
+                    sha256 = %base64_hash(&next.sha256()),
+                    takes_over_unix_ms = self.rotation.rotate_at_unix_ms(),
+                    path = %self.path.display(),
+                    "webtransport certificate announced"
+                );
+            }
+        }
         let rotated = if self.rotation.needs_rotation(now_unix_ms) {
+            // The key is used only if the announced certificate cannot serve (a clock jump).
             self.rotation
                 .rotate(now_unix_ms, &fresh_key()?)
                 .map_err(io::Error::other)?;
@@ -179,13 +198,25 @@ mod tests {
 
         // Nothing due: no key drawn, no rewrite.
         assert!(!file.on_time(T0 + DAY_MS, || panic!("no key needed")).unwrap());
-        let rotate_at = file.rotation().rotate_at_unix_ms();
-        assert!(file.on_time(rotate_at, || Ok([2; 32])).unwrap());
-        let both = read(&path);
-        assert_eq!(both.server_certificate_hashes.len(), 2);
+        // A day before the rotation the next certificate is announced: listed, not served.
+        let announce_at = file.rotation().announce_at_unix_ms();
+        assert!(!file.on_time(announce_at - 1, || panic!("no key needed")).unwrap());
+        assert!(!file.on_time(announce_at, || Ok([2; 32])).unwrap());
+        let announced = read(&path);
+        assert_eq!(announced.server_certificate_hashes.len(), 2);
         assert_eq!(
-            both.server_certificate_hashes[1],
+            announced.server_certificate_hashes[0],
             first.server_certificate_hashes[0]
+        );
+        // At the rotation it takes over: the copy handed out before pins what is served now.
+        let rotate_at = file.rotation().rotate_at_unix_ms();
+        assert!(file.on_time(rotate_at, || Ok([3; 32])).unwrap());
+        let served = file.rotation().current().hash();
+        assert_eq!(served, announced.server_certificate_hashes[1]);
+        let both = read(&path);
+        assert_eq!(
+            both.server_certificate_hashes,
+            vec![served, first.server_certificate_hashes[0]]
         );
         // Once the old certificate has expired, it is dropped from the file.
         assert!(!file

@@ -97,8 +97,9 @@ struct Args {
     record: Option<PathBuf>,
     /// For browser clients: accept WebTransport sessions on the same socket (path
     /// `/tickwire`, PROTOCOL.md §12), presenting a self-signed ECDSA P-256 certificate (13
-    /// days, rotated with 3 days left), and write the hashes browsers pin with WebTransport
-    /// `serverCertificateHashes` to this file as JSON, replaced atomically on each rotation.
+    /// days, rotated with 3 days left, the next one listed a day ahead), and write the hashes
+    /// browsers pin with WebTransport `serverCertificateHashes` to this file as JSON, replaced
+    /// atomically whenever the list changes.
     #[arg(long, value_name = "PATH")]
     webtransport_cert_json: Option<PathBuf>,
 }

@@ -14,7 +14,9 @@ use tickwire_apps::demo::{
 use tickwire_apps::vs::{
     binary_sha256, demo_config_sha256, run_vs, vs_endpoint_config, vs_keys, VsLink, VsOptions, VsReport,
 };
+use tickwire_core::retry::RetryConfig;
 use tickwire_core::vs::{GsConfig, Measurement, VsConfig};
+use tickwire_core::Config;
 
 const SECONDS: f64 = 4.0;
 const GS_ID: u64 = 42;
@@ -97,10 +99,20 @@ fn run(tpm: String) -> (VsReport, ServerReport, Vec<ClientReport>) {
         )
     });
     let gs_addr: SocketAddr = gs_rx.recv().unwrap();
+    // The game server refuses joins (`NOT_AUTHORISED`, retryable) until its first play ticket,
+    // which takes its attestation: the clients retry every 200 ms at most through it, however
+    // slow the machine, rather than giving up after the default few quick attempts.
     let client_options = ClientOptions {
         issuer: issuer(),
         gs_id: GS_ID,
-        config: demo_config(),
+        config: Config {
+            retry: RetryConfig {
+                max_attempts: 100,
+                max_backoff_ms: 200,
+                ..RetryConfig::default()
+            },
+            ..demo_config()
+        },
         duration: Duration::from_secs_f64(SECONDS),
         trusted_vs: Some(issuer().verifying_key()),
     };
@@ -142,7 +154,7 @@ fn vs_gs_and_clients_on_loopback_with_swtpm() {
 #[test]
 fn a_gs_whose_binary_is_not_allowed_fails_with_the_reason() {
     let vs_options = vs_options(
-        Duration::from_secs(3),
+        Duration::from_secs(6),
         VsConfig {
             allow_unenrolled: true,
             ..VsConfig::default()
@@ -152,7 +164,8 @@ fn a_gs_whose_binary_is_not_allowed_fails_with_the_reason() {
     let vs = std::thread::spawn(move || run_vs(&vs_options, |addr| vs_tx.send(addr).unwrap(), |_, _| {}));
     let vs_addr = vs_rx.recv().unwrap();
     let options = server_options(
-        Duration::from_secs_f64(2.5),
+        // Long enough for the refusal on a slow machine; the refusal ends it at once.
+        Duration::from_secs(5),
         link(vs_addr, "simulated".into(), GsConfig::default()),
     );
     let err = run_server("127.0.0.1:0".parse().unwrap(), &options, |_| {}, |_, _| {}).unwrap_err();

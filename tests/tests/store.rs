@@ -81,12 +81,13 @@ fn a_join_ticket_used_before_a_game_server_restart_is_refused_after_it() {
         .build();
     let ticket = TicketIssuer::new(DEMO_KEY_ID, issuer()).issue(&claims);
 
-    let (addr, first) = start_server(&store, Duration::from_secs(2));
+    // Each server runs for a fixed time, which must cover the join on a loaded machine.
+    let (addr, first) = start_server(&store, Duration::from_secs(4));
     assert_eq!(join(addr, ticket.clone()), Ok(()), "the ticket's first use");
     first.join().unwrap();
 
     // A new process on the same store: the ticket is still valid, and already used.
-    let (addr, second) = start_server(&store, Duration::from_secs(2));
+    let (addr, second) = start_server(&store, Duration::from_secs(4));
     assert_eq!(join(addr, ticket), Err(ReasonCode::TICKET_REPLAYED));
     second.join().unwrap();
 }

@@ -218,21 +218,13 @@ fn two_verification_servers_on_one_postgresql_behave_as_one() {
 
     // A game server attested by the first, with a client; it fails over to the second.
     let public = format!("{}.pub", issuer.display());
-    let gs = Process::start(
-        GS,
-        "tickwire-gs",
-        &[
-            "--issuer-key",
-            &public,
-            "--listen",
-            "127.0.0.1:0",
-            "--vs",
-            &first_addr,
-            "--vs-failover",
-            &second_addr,
-        ],
-    );
-    let gs_addr = gs.address_after("listening on ");
+    let (gs, gs_admin, gs_addr) =
+        Process::game_server(&public, &first_addr, &["--vs-failover", &second_addr]);
+    // Until its first play ticket a game server refuses joins, and the client gives up after a
+    // few quick retries: start it once the game server admits.
+    eventually("the game server is admitted by the first instance", || {
+        get(gs_admin, "/ready").0 == 200
+    });
     let player = {
         let options = ClientOptions {
             issuer: tickwire_udp::os::load_signing_key(Path::new(&issuer)).unwrap(),

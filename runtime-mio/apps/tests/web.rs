@@ -267,8 +267,9 @@ fn plays_beside_a_native_client_and_sees_the_server_drain(browser: BrowserKind) 
             &gs_addr.to_string(),
             "--clients",
             "1",
+            // Longer than the browser's part however slow the machine: the drain ends it.
             "--seconds",
-            "50",
+            "600",
             "--json",
             &native_json,
         ],

@@ -11,7 +11,8 @@ use crate::fixtures::{client_identity, signing_key, GS_ID, KEY_ID, NOW_MS, SCHEM
 use crate::input::base_instant;
 
 /// A real client's first Initial to a server: its connection ids and decrypted frames
-/// (the ClientHello in a CRYPTO frame; trailing PADDING dropped).
+/// (the ClientHello in a CRYPTO frame; trailing PADDING dropped). Its TLS randomness and key
+/// share come from a seed, so the corpus written from it is the same on every run.
 fn recorded_initial() -> (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>) {
     let start = base_instant();
     let wall = WallClock::new(start, NOW_MS);
@@ -24,6 +25,7 @@ fn recorded_initial() -> (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>) {
         client_identity(0),
         wall,
     )
+    .crypto(tickwire_sim::crypto::sim_crypto([9; 32], None))
     .client()
     .unwrap();
     let ticket = TicketIssuer::new(KEY_ID, signing_key()).issue(

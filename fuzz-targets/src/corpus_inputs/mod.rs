@@ -58,6 +58,13 @@ fn every_target_has_corpus_inputs_and_they_pass() {
     corpus::check_inputs(&all(), TARGETS);
 }
 
+/// No input draws on the OS (TLS randomness included), so writing the corpus twice writes the
+/// same files.
+#[test]
+fn the_inputs_are_the_same_on_every_run() {
+    assert!(all() == all(), "an input generator is not deterministic");
+}
+
 /// Writes the inputs to `fuzz/corpus/<name>/<sha256 prefix>` (existing files are kept):
 /// `cargo test -p tickwire-fuzz-targets --lib -- --ignored write_corpus`.
 #[test]

@@ -3,7 +3,8 @@
 //!
 //! The core does no I/O, so it cannot draw randomness itself. Each state machine takes a
 //! [`Secrets`] at construction instead of a default: runtimes fill it from the operating
-//! system's CSPRNG (`tickwire_udp::os_secrets`) or a key file; the simulator and tests use
+//! system's CSPRNG (`tickwire_udp::os_secrets`), optionally with token keys kept in a file
+//! ([`Secrets::with_kept_token_keys`]); the simulator and tests use
 //! [`Secrets::insecure_from_seed`], whose name says what it is.
 //!
 //! ## What is derived, and why it must be secret
@@ -25,6 +26,16 @@
 //! Identity keys and ticket-issuer keys are separate long-term Ed25519 keys that binaries load
 //! from PKCS#8 files; they are not derived from a [`Secrets`].
 //!
+//! ## Surviving a restart
+//! With [`Secrets::with_kept_token_keys`], the two token keys (`quic/token-key`,
+//! `quic/reset-key`) come from 32 bytes kept in a file, the same at every start, and every
+//! other row from fresh bytes. A peer still sending to a connection of the process before the
+//! restart then gets a stateless reset it accepts (RFC 9000 §10.3: the token is keyed by the
+//! reset key and the connection id) and learns of the restart within a round trip, instead of
+//! at its idle or heartbeat timeout; Retry tokens issued before the restart stay valid. The
+//! other rows must not be kept: a key used at every start would issue the same connection ids,
+//! nonces and session ids after each restart.
+//!
 //! Give each state machine its own [`Secrets`]: two endpoints built from the same key issue the
 //! same connection ids and nonces. The type is deliberately not `Clone`, and its `Debug` output
 //! hides the key.
@@ -37,14 +48,37 @@ const SALT: &[u8] = b"tickwire/secrets/v1";
 /// 32 bytes of secret key material for one state machine. See `PROTOCOL.md` §2.6.
 pub struct Secrets {
     prk: hkdf::Prk,
+    /// The token keys' PRK when they are kept across restarts.
+    kept: Option<hkdf::Prk>,
+}
+
+/// The labels [`Secrets::with_kept_token_keys`] derives from the kept key.
+const KEPT_LABELS: [&str; 2] = ["quic/token-key", "quic/reset-key"];
+
+fn extract(key: &[u8; 32]) -> hkdf::Prk {
+    hkdf::Salt::new(hkdf::HKDF_SHA256, SALT).extract(key)
 }
 
 impl Secrets {
-    /// Secrets from 32 bytes of key material: fresh bytes from the operating system's CSPRNG
-    /// (`getrandom`), or a key kept in a file so that tokens survive a restart.
+    /// Secrets from 32 bytes of key material, fresh from the operating system's CSPRNG
+    /// (`getrandom`) at every start. Never reuse the bytes across starts: the connection ids,
+    /// nonces and session ids would repeat. To keep the token keys across restarts, see
+    /// [`Secrets::with_kept_token_keys`].
     pub fn from_bytes(key: [u8; 32]) -> Self {
         Self {
-            prk: hkdf::Salt::new(hkdf::HKDF_SHA256, SALT).extract(&key),
+            prk: extract(&key),
+            kept: None,
+        }
+    }
+
+    /// Secrets whose token keys survive a restart (see the [module docs](self)): the Retry
+    /// token key and the stateless-reset key derive from `kept` (32 bytes kept in a file, the
+    /// same at every start; HKDF as for [`from_bytes`](Self::from_bytes)), every other value
+    /// from `fresh` (from the operating system's CSPRNG at this start). The two must differ.
+    pub fn with_kept_token_keys(kept: [u8; 32], fresh: [u8; 32]) -> Self {
+        Self {
+            prk: extract(&fresh),
+            kept: Some(extract(&kept)),
         }
     }
 
@@ -64,8 +98,11 @@ impl Secrets {
     pub(crate) fn derive(&self, label: &str) -> [u8; 32] {
         let mut out = [0u8; 32];
         let info = [label.as_bytes()];
-        self.prk
-            .expand(&info, hkdf::HKDF_SHA256)
+        let prk = match &self.kept {
+            Some(kept) if KEPT_LABELS.contains(&label) => kept,
+            _ => &self.prk,
+        };
+        prk.expand(&info, hkdf::HKDF_SHA256)
             .and_then(|okm| okm.fill(&mut out))
             .expect("HKDF-SHA256 can expand 32 bytes (RFC 5869 §2.3 allows up to 8160)");
         out
@@ -109,6 +146,30 @@ mod tests {
             b"tickwire/rng\x01",
         );
         assert_eq!(Secrets::from_bytes(ikm).derive("tickwire/rng"), t1.as_ref());
+    }
+
+    #[test]
+    fn kept_token_keys_survive_a_restart_and_nothing_else_does() {
+        let kept = [3; 32];
+        let before = Secrets::with_kept_token_keys(kept, [4; 32]);
+        let after = Secrets::with_kept_token_keys(kept, [5; 32]);
+        for label in KEPT_LABELS {
+            assert_eq!(before.derive(label), after.derive(label), "{label}");
+            // As `from_bytes(kept)` would give them.
+            assert_eq!(before.derive(label), Secrets::from_bytes(kept).derive(label));
+        }
+        for label in [
+            "quic/cid",
+            "quic/initial-dcid",
+            "quic/initial-dcid/wt",
+            "quic/rng",
+            "tickwire/rng",
+            "vs/verifier",
+            "vs/gs-agent",
+        ] {
+            assert_ne!(before.derive(label), after.derive(label), "{label}");
+            assert_eq!(before.derive(label), Secrets::from_bytes([4; 32]).derive(label));
+        }
     }
 
     #[test]

@@ -41,6 +41,7 @@ fn start_vs() -> SocketAddr {
             ..VsConfig::default()
         },
         store: None,
+        token_key_file: None,
     };
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || run_vs(&options, |addr| tx.send(addr).unwrap(), |_, _| {}));

@@ -35,6 +35,7 @@ fn vs_options(duration: Duration, config: VsConfig) -> VsOptions {
         duration,
         config,
         store: None,
+        token_key_file: None,
     }
 }
 
@@ -47,6 +48,7 @@ fn server_options(duration: Duration, vs: VsLink) -> ServerOptions {
         duration,
         vs: Some(vs),
         store: None,
+        token_key_file: None,
         record: None,
     }
 }

@@ -37,6 +37,7 @@ fn start_server(store: &Path, duration: Duration) -> (SocketAddr, std::thread::J
         duration,
         vs: None,
         store: Some(store.to_path_buf()),
+        token_key_file: None,
         record: None,
     };
     let (tx, rx) = mpsc::channel();

@@ -14,7 +14,7 @@
 #![deny(missing_docs)]
 
 pub mod os;
-pub use os::{os_secrets, os_signing_key};
+pub use os::{os_secrets, os_secrets_with_token_key_file, os_signing_key};
 
 use std::io::{self, IoSliceMut};
 use std::os::fd::AsFd;

@@ -1,5 +1,6 @@
 //! What a runtime takes from the operating system at start: secret material for the sans-IO
-//! state machines, fresh Ed25519 keys, and long-term keys kept in PKCS#8 PEM files.
+//! state machines (optionally with QUIC token keys kept in a file), fresh Ed25519 keys, and
+//! long-term keys kept in PKCS#8 PEM files.
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -26,6 +27,61 @@ pub fn os_random() -> io::Result<[u8; 32]> {
 /// See [`os_random`].
 pub fn os_secrets() -> io::Result<Secrets> {
     os_random().map(Secrets::from_bytes)
+}
+
+/// [`Secrets`] whose QUIC token keys survive a restart
+/// ([`Secrets::with_kept_token_keys`]): peers still sending to a connection of the process
+/// before the restart get a stateless reset they accept and learn of the restart within a
+/// round trip. The kept key is read from `path` (64 hex digits), or created there from the
+/// operating system's CSPRNG, readable by its owner only (mode 0600), if the file does not
+/// exist; every other value is fresh from the CSPRNG. Give each endpoint its own file.
+///
+/// # Errors
+/// The file cannot be read or created, or holds anything but 64 hex digits (surrounding
+/// whitespace aside); the message names the file. See also [`os_random`].
+pub fn os_secrets_with_token_key_file(path: &Path) -> io::Result<Secrets> {
+    let kept = token_key_file(path)?;
+    Ok(Secrets::with_kept_token_keys(kept, os_random()?))
+}
+
+/// Reads the token key at `path`, creating it first if there is no file.
+fn token_key_file(path: &Path) -> io::Result<[u8; 32]> {
+    let read = |path: &Path| -> io::Result<[u8; 32]> {
+        let text = read_text(path)?;
+        parse_key_hex(text.trim()).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: not a token key (64 hex digits)", path.display()),
+            )
+        })
+    };
+    if path.exists() {
+        return read(path);
+    }
+    let key = os_random()?;
+    let text: String = key
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .chain(["\n".into()])
+        .collect();
+    match write_new(path, text.as_bytes(), 0o600) {
+        Ok(()) => Ok(key),
+        // Another process created it meanwhile: theirs is the key.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => read(path),
+        Err(e) => Err(e),
+    }
+}
+
+/// 32 bytes from exactly 64 hex digits (either case).
+fn parse_key_hex(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut key = [0u8; 32];
+    for (byte, pair) in key.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
+        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(key)
 }
 
 /// A fresh Ed25519 key from the operating system's CSPRNG (an ephemeral identity).
@@ -131,6 +187,32 @@ mod tests {
     #[test]
     fn os_secrets_differ_each_time() {
         assert_ne!(os_random().unwrap(), os_random().unwrap());
+    }
+
+    #[test]
+    fn a_token_key_file_is_created_private_then_kept() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("tickwire-token-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("token.key");
+        let _ = std::fs::remove_file(&path);
+        let first = token_key_file(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.trim().len(), 64);
+        assert_eq!(token_key_file(&path).unwrap(), first, "read back, not replaced");
+        os_secrets_with_token_key_file(&path).unwrap();
+
+        std::fs::write(&path, "not hex\n").unwrap();
+        let err = token_key_file(&path).unwrap_err();
+        assert!(err.to_string().contains("token.key: not a token key"), "{err}");
+        std::fs::write(&path, format!("{}\n", "AB".repeat(32))).unwrap();
+        assert_eq!(token_key_file(&path).unwrap(), [0xab; 32]);
+        let missing_dir = dir.join("absent").join("token.key");
+        let err = token_key_file(&missing_dir).unwrap_err();
+        assert!(err.to_string().contains("absent"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -63,6 +63,18 @@ pub fn write_json(path: &std::path::Path, value: &impl Serialize) -> io::Result<
     std::fs::write(path, json)
 }
 
+/// A server endpoint's secrets: fresh from the OS, with its QUIC token keys from
+/// `token_key_file` if given.
+///
+/// # Errors
+/// No OS randomness, or the file cannot be read, created or parsed (the message names it).
+pub fn endpoint_secrets(token_key_file: Option<&std::path::Path>) -> io::Result<tickwire_core::Secrets> {
+    match token_key_file {
+        Some(path) => tickwire_udp::os::os_secrets_with_token_key_file(path),
+        None => os_secrets(),
+    }
+}
+
 /// Options of [`run_server`].
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
@@ -83,6 +95,9 @@ pub struct ServerOptions {
     /// Accept leaves) and refuse them again after a restart; `None`: in memory only, so a
     /// ticket used before a restart could be replayed after it until it expires.
     pub store: Option<std::path::PathBuf>,
+    /// Keep the endpoint's QUIC token keys in this file across restarts
+    /// ([`tickwire_udp::os::os_secrets_with_token_key_file`]); `None`: fresh each run.
+    pub token_key_file: Option<std::path::PathBuf>,
     /// Record every client session into this directory, one file per session
     /// ([`crate::record`], `PROTOCOL.md` §11); `None`: no recording.
     pub record: Option<std::path::PathBuf>,
@@ -412,7 +427,7 @@ pub fn run_server_webtransport(
     let start = Instant::now();
     let builder = Endpoint::builder(
         options.config.clone(),
-        os_secrets()?,
+        endpoint_secrets(options.token_key_file.as_deref())?,
         options.identity.clone(),
         wall_clock_now(),
     )

@@ -9,6 +9,7 @@
 //! admin = "127.0.0.1:9433"
 //! issuer_key = "/etc/tickwire/issuer.pem.pub"
 //! identity_key = "/etc/tickwire/gs.pem"
+//! token_key_file = "/var/lib/tickwire/gs-token.key"
 //! vs = "10.0.0.5:4500"
 //! log_format = "json"
 //! record = "/var/lib/tickwire/recordings"
@@ -49,6 +50,10 @@ pub struct GsSettings {
     pub seconds: Option<f64>,
     /// The game server's Ed25519 identity key (PKCS#8 PEM); unset: fresh from the OS.
     pub identity_key: Option<PathBuf>,
+    /// The key of the endpoint's QUIC Retry and stateless-reset tokens (64 hex digits),
+    /// created if missing: the same file at every start lets peers still sending to the last
+    /// run's connections learn of the restart within a round trip; unset: fresh each start.
+    pub token_key_file: Option<PathBuf>,
     /// The ticket issuer's (and verification server's) public key.
     pub issuer_key: Option<PathBuf>,
     /// INSECURE, demos only: an issuer key derived from this public number.
@@ -92,6 +97,7 @@ impl Default for GsSettings {
             admin: None,
             seconds: None,
             identity_key: None,
+            token_key_file: None,
             issuer_key: None,
             insecure_demo_issuer_seed: None,
             gs_id: DEMO_GS_ID,
@@ -122,6 +128,11 @@ pub struct VsSettings {
     pub seconds: Option<f64>,
     /// The endpoint's Ed25519 identity key (PKCS#8 PEM); unset: fresh from the OS.
     pub identity_key: Option<PathBuf>,
+    /// The key of the endpoint's QUIC Retry and stateless-reset tokens (64 hex digits),
+    /// created if missing: the same file at every start lets game servers still sending to
+    /// the last run's connections learn of the restart within a round trip; unset: fresh each
+    /// start.
+    pub token_key_file: Option<PathBuf>,
     /// The VS signing key (PKCS#8 PEM private key): play tickets, receipts, join tickets.
     pub issuer_key: Option<PathBuf>,
     /// INSECURE, demos only: a signing key derived from this public number.
@@ -154,6 +165,7 @@ impl Default for VsSettings {
             admin: None,
             seconds: None,
             identity_key: None,
+            token_key_file: None,
             issuer_key: None,
             insecure_demo_issuer_seed: None,
             allow_gs_binary: Vec::new(),
@@ -191,6 +203,12 @@ pub struct ServerArgs {
     /// from the OS each run (a game server enrolled at its VS needs a stable one).
     #[arg(long, value_name = "PATH")]
     pub identity_key: Option<PathBuf>,
+    /// Keep the key of the QUIC Retry and stateless-reset tokens in this file (64 hex digits,
+    /// created with mode 0600 if missing), so that peers still sending to the connections of
+    /// the run before a restart are reset at once and reconnect, instead of waiting out their
+    /// heartbeat timeout. Without it, a fresh key each run. Give each server its own file.
+    #[arg(long, value_name = "PATH")]
+    pub token_key_file: Option<PathBuf>,
     /// Write the run's report as JSON here at the end.
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
@@ -209,6 +227,7 @@ pub struct CommonSettings<'a> {
     admin: &'a mut Option<SocketAddr>,
     seconds: &'a mut Option<f64>,
     identity_key: &'a mut Option<PathBuf>,
+    token_key_file: &'a mut Option<PathBuf>,
     json: &'a mut Option<PathBuf>,
     log_format: &'a mut LogFormat,
     drain: &'a mut DrainSettings,
@@ -220,6 +239,7 @@ impl ServerArgs {
         overlay_some(settings.admin, self.admin);
         overlay_some(settings.seconds, self.seconds.map(|d| d.as_secs_f64()));
         overlay_some(settings.identity_key, self.identity_key.clone());
+        overlay_some(settings.token_key_file, self.token_key_file.clone());
         overlay_some(settings.json, self.json.clone());
         overlay(settings.log_format, self.log_format);
         overlay(&mut settings.drain.timeout_ms, self.drain_timeout_ms);
@@ -233,6 +253,7 @@ impl GsSettings {
             admin: &mut self.admin,
             seconds: &mut self.seconds,
             identity_key: &mut self.identity_key,
+            token_key_file: &mut self.token_key_file,
             json: &mut self.json,
             log_format: &mut self.log_format,
             drain: &mut self.drain,
@@ -247,6 +268,7 @@ impl VsSettings {
             admin: &mut self.admin,
             seconds: &mut self.seconds,
             identity_key: &mut self.identity_key,
+            token_key_file: &mut self.token_key_file,
             json: &mut self.json,
             log_format: &mut self.log_format,
             drain: &mut self.drain,

@@ -411,6 +411,10 @@ pub struct VsOptions {
     /// the PostgreSQL database a `postgres://` URL names (shared with other instances), and
     /// restore it at start; `None`: in memory only, forgotten at exit.
     pub store: Option<PathBuf>,
+    /// Keep the endpoint's QUIC token keys in this file across restarts, so that game servers
+    /// still sending to the last run's connections are reset at once
+    /// ([`tickwire_udp::os::os_secrets_with_token_key_file`]); `None`: fresh each run.
+    pub token_key_file: Option<PathBuf>,
 }
 
 /// What a VS run saw.
@@ -478,7 +482,7 @@ pub fn run_vs_with(
     let start = Instant::now();
     let endpoint = Endpoint::builder(
         options.endpoint.clone(),
-        os_secrets()?,
+        crate::demo::endpoint_secrets(options.token_key_file.as_deref())?,
         options.identity.clone(),
         wall_clock_now(),
     )

@@ -186,6 +186,11 @@ fn the_game_server_refuses_bad_options_and_files() {
         (vec!["--issuer-key", &not_a_key], By::Binary, "not an Ed25519"),
         (vec!["--issuer-key", &missing], By::Binary, "No such file"),
         (
+            vec!["--issuer-key", &public, "--token-key-file", &not_a_key],
+            By::Binary,
+            "not-a-key.pem: not a token key (64 hex digits)",
+        ),
+        (
             vec!["--issuer-key", &public, "--identity-key", &public],
             By::Binary,
             "--identity-key",
@@ -256,11 +261,24 @@ fn the_verification_server_refuses_bad_options_and_files() {
         "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
     );
     let public = format!("{issuer}.pub");
+    let nowhere_key = dir.path("nowhere/token.key");
     let cases: Vec<(Vec<&str>, By, &str)> = vec![
         (
             vec!["--issuer-key", &issuer, "--verifier-config", &missing],
             By::Binary,
             "missing.toml: No such file",
+        ),
+        (
+            vec![
+                "--issuer-key",
+                &issuer,
+                "--allow-gs-binary",
+                &binary,
+                "--token-key-file",
+                &nowhere_key,
+            ],
+            By::Binary,
+            "nowhere/token.key: No such file",
         ),
         (
             vec!["--issuer-key", &issuer, "--verifier-config", &unknown],

@@ -176,6 +176,9 @@ fn a_verification_server_killed_and_restarted_on_its_store_forgets_nothing() {
     );
     let vs_addr = free_udp_port();
     let vs_listen = vs_addr.to_string();
+    // The same token key at every start: the restarted VS resets the game server's link to
+    // the killed one at its next packet, instead of leaving it to its heartbeat timeout.
+    let token_key = dir.path("vs-token.key");
     let vs_args = [
         "--config",
         &vs_config,
@@ -183,6 +186,8 @@ fn a_verification_server_killed_and_restarted_on_its_store_forgets_nothing() {
         &vs_listen,
         "--admin",
         "127.0.0.1:0",
+        "--token-key-file",
+        &token_key,
     ];
     let vs = Process::start(VS, "tickwire-vs", &vs_args);
     vs.address_after("admin on ");
@@ -266,6 +271,25 @@ fn a_verification_server_killed_and_restarted_on_its_store_forgets_nothing() {
     assert_eq!(
         sum_of(&gs_text, "tickwire_gs_starvation_closed_sessions_total", &[]),
         0.0
+    );
+    // The link to the killed VS ended with the restarted one's stateless reset (a transport
+    // error, "reset by peer"), never with the heartbeat timeout.
+    assert!(
+        sum_of(
+            &gs_text,
+            "tickwire_disconnections_total",
+            &["reason=\"transport_error\""]
+        ) >= 1.0,
+        "{gs_text}"
+    );
+    assert_eq!(
+        sum_of(
+            &gs_text,
+            "tickwire_disconnections_total",
+            &["reason=\"heartbeat_timeout\""]
+        ),
+        0.0,
+        "{gs_text}"
     );
 
     gs.signal("TERM");

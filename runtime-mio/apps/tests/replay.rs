@@ -67,6 +67,7 @@ fn play_reproduces_the_sends_of_recorded_sessions_and_finds_an_edited_input() {
         duration: Duration::from_secs(4),
         vs: None,
         store: None,
+        token_key_file: None,
         record: Some(record.clone()),
     };
     let (tx, rx) = std::sync::mpsc::channel();

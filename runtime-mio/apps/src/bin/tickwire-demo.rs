@@ -208,6 +208,7 @@ fn start_vs(args: &Args, issuer: &SigningKey) -> Result<VsLink, String> {
             ..VsConfig::default()
         },
         store: None,
+        token_key_file: None,
     };
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -285,6 +286,7 @@ fn main() -> ExitCode {
         duration: args.seconds + Duration::from_millis(1_500),
         vs,
         store: None,
+        token_key_file: None,
         record: None,
     };
     let (tx, rx) = mpsc::channel();

@@ -217,6 +217,7 @@ fn options(settings: &GsSettings) -> Result<ServerOptions, UsageError> {
         duration,
         vs,
         store: settings.store.clone(),
+        token_key_file: settings.token_key_file.clone(),
         record: settings.record.clone(),
     })
 }

@@ -179,6 +179,7 @@ fn options(settings: &VsSettings) -> Result<VsOptions, UsageError> {
         duration,
         config,
         store: settings.store.clone(),
+        token_key_file: settings.token_key_file.clone(),
     })
 }
 

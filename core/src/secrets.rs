@@ -28,13 +28,9 @@
 //!
 //! ## Surviving a restart
 //! With [`Secrets::with_kept_token_keys`], the two token keys (`quic/token-key`,
-//! `quic/reset-key`) come from 32 bytes kept in a file, the same at every start, and every
-//! other row from fresh bytes. A peer still sending to a connection of the process before the
-//! restart then gets a stateless reset it accepts (RFC 9000 §10.3: the token is keyed by the
-//! reset key and the connection id) and learns of the restart within a round trip, instead of
-//! at its idle or heartbeat timeout; Retry tokens issued before the restart stay valid. The
-//! other rows must not be kept: a key used at every start would issue the same connection ids,
-//! nonces and session ids after each restart.
+//! `quic/reset-key`) come from 32 bytes kept in a file, the same at every start, so that
+//! stateless resets reach the peers of the run before a restart; every other row comes from
+//! fresh bytes, and must: kept, it would repeat connection ids and nonces after each restart.
 //!
 //! Give each state machine its own [`Secrets`]: two endpoints built from the same key issue the
 //! same connection ids and nonces. The type is deliberately not `Clone`, and its `Debug` output
@@ -71,10 +67,17 @@ impl Secrets {
         }
     }
 
-    /// Secrets whose token keys survive a restart (see the [module docs](self)): the Retry
-    /// token key and the stateless-reset key derive from `kept` (32 bytes kept in a file, the
-    /// same at every start; HKDF as for [`from_bytes`](Self::from_bytes)), every other value
-    /// from `fresh` (from the operating system's CSPRNG at this start). The two must differ.
+    /// Secrets whose token keys survive a restart (`PROTOCOL.md` §2.6): the Retry token key
+    /// and the stateless-reset key derive from `kept` (32 bytes kept in a file, the same at
+    /// every start; HKDF as for [`from_bytes`](Self::from_bytes)), every other value from
+    /// `fresh` (from the operating system's CSPRNG at this start). The two must differ.
+    ///
+    /// A peer still sending to a connection of the process before the restart then gets a
+    /// stateless reset it accepts (RFC 9000 §10.3: the token is keyed by the reset key and the
+    /// connection id) and learns of the restart within a round trip, instead of at its idle or
+    /// heartbeat timeout; Retry tokens issued before the restart stay valid. Nothing else may
+    /// be kept: a key used at every start would issue the same connection ids, nonces and
+    /// session ids after each restart.
     pub fn with_kept_token_keys(kept: [u8; 32], fresh: [u8; 32]) -> Self {
         Self {
             prk: extract(&fresh),

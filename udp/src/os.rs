@@ -189,16 +189,26 @@ mod tests {
         assert_ne!(os_random().unwrap(), os_random().unwrap());
     }
 
+    /// A fresh directory for one test.
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("tickwire-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// The permission bits of `path`.
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
     #[test]
     fn a_token_key_file_is_created_private_then_kept() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("tickwire-token-key-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch("token-key");
         let path = dir.join("token.key");
-        let _ = std::fs::remove_file(&path);
         let first = token_key_file(&path).unwrap();
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(mode(&path), 0o600);
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.trim().len(), 64);
         assert_eq!(token_key_file(&path).unwrap(), first, "read back, not replaced");
@@ -217,15 +227,10 @@ mod tests {
 
     #[test]
     fn key_files_round_trip_and_are_private() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("tickwire-keys-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch("keys");
         let path = dir.join("issuer.pem");
-        let _ = std::fs::remove_file(&path);
-        let _ = std::fs::remove_file(public_key_path(&path));
         let public = generate_key_file(&path).unwrap();
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
+        assert_eq!(mode(&path), 0o600);
         assert_eq!(load_signing_key(&path).unwrap().verifying_key(), public);
         assert_eq!(load_verifying_key(&path).unwrap(), public);
         assert_eq!(load_verifying_key(&public_key_path(&path)).unwrap(), public);

@@ -74,8 +74,8 @@ impl Secrets {
     ///
     /// A peer still sending to a connection of the process before the restart then gets a
     /// stateless reset it accepts (RFC 9000 §10.3: the token is keyed by the reset key and the
-    /// connection id) and learns of the restart within a round trip, instead of at its idle or
-    /// heartbeat timeout; Retry tokens issued before the restart stay valid. Nothing else may
+    /// connection id) in answer to its next packet, and learns of the restart then instead of
+    /// at its idle or heartbeat timeout; Retry tokens issued before the restart stay valid. Nothing else may
     /// be kept: a key used at every start would issue the same connection ids, nonces and
     /// session ids after each restart.
     pub fn with_kept_token_keys(kept: [u8; 32], fresh: [u8; 32]) -> Self {

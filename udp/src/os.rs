@@ -31,8 +31,7 @@ pub fn os_secrets() -> io::Result<Secrets> {
 
 /// [`Secrets`] whose QUIC token keys survive a restart
 /// ([`Secrets::with_kept_token_keys`]): peers still sending to a connection of the process
-/// before the restart get a stateless reset they accept and learn of the restart within a
-/// round trip. The kept key is read from `path` (64 hex digits), or created there from the
+/// before the restart get a stateless reset they accept in answer to their next packet. The kept key is read from `path` (64 hex digits), or created there from the
 /// operating system's CSPRNG, readable by its owner only (mode 0600), if the file does not
 /// exist; every other value is fresh from the CSPRNG. Give each endpoint its own file.
 ///

@@ -52,7 +52,7 @@ pub struct GsSettings {
     pub identity_key: Option<PathBuf>,
     /// The key of the endpoint's QUIC Retry and stateless-reset tokens (64 hex digits),
     /// created if missing: the same file at every start lets peers still sending to the last
-    /// run's connections learn of the restart within a round trip; unset: fresh each start.
+    /// run's connections learn of the restart at their next packet; unset: fresh each start.
     pub token_key_file: Option<PathBuf>,
     /// The ticket issuer's (and verification server's) public key.
     pub issuer_key: Option<PathBuf>,
@@ -130,8 +130,8 @@ pub struct VsSettings {
     pub identity_key: Option<PathBuf>,
     /// The key of the endpoint's QUIC Retry and stateless-reset tokens (64 hex digits),
     /// created if missing: the same file at every start lets game servers still sending to
-    /// the last run's connections learn of the restart within a round trip; unset: fresh each
-    /// start.
+    /// the last run's connections learn of the restart at their next packet; unset: fresh
+    /// each start.
     pub token_key_file: Option<PathBuf>,
     /// The VS signing key (PKCS#8 PEM private key): play tickets, receipts, join tickets.
     pub issuer_key: Option<PathBuf>,

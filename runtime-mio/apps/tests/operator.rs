@@ -61,8 +61,7 @@ fn a_game_server_and_its_verification_server_are_observable_and_drain() {
 
     // A client joins; another, with a ticket from an issuer the GS does not trust, is refused.
     let player = {
-        // Plays until the drain ends it (the run returns then), however long the test takes.
-        let options = client_options(&issuer, Duration::from_secs(120));
+        let options = client_options(&issuer, UNTIL_DRAINED);
         std::thread::spawn(move || run_clients(gs_addr, 0, 1, &options).unwrap())
     };
     // The GS's own session to the VS is established too (role `game_server`), so the
@@ -200,15 +199,11 @@ fn a_verification_server_killed_and_restarted_on_its_store_forgets_nothing() {
     // By the restarted VS: a ticket from the first, had it come before the kill, would make
     // the GS ready for a while on a dead link.
     eventually("the GS joins the restarted VS", || {
-        sample(
-            &get(vs_admin, "/metrics").1,
-            "tickwire_vs_game_servers_authorised",
-        ) == Some(1.0)
+        game_servers_authorised(vs_admin) == Some(1.0)
     });
     eventually("the GS is admitted", || get(gs_admin, "/ready").0 == 200);
     let player = {
-        // Plays until the drain ends it (the run returns then), however long the test takes.
-        let options = client_options(&issuer, Duration::from_secs(120));
+        let options = client_options(&issuer, UNTIL_DRAINED);
         std::thread::spawn(move || run_clients(gs_addr, 0, 1, &options).unwrap())
     };
     eventually("a receipt is signed", || {
@@ -250,10 +245,7 @@ fn a_verification_server_killed_and_restarted_on_its_store_forgets_nothing() {
     let vs = Process::start(VS, "tickwire-vs", &vs_args);
     let vs_admin = vs.address_after("admin on ");
     eventually("the GS rejoins the restarted VS", || {
-        sample(
-            &get(vs_admin, "/metrics").1,
-            "tickwire_vs_game_servers_authorised",
-        ) == Some(1.0)
+        game_servers_authorised(vs_admin) == Some(1.0)
     });
     eventually("and is admitting again", || get(gs_admin, "/ready").0 == 200);
     let listed = request(vs_admin, "GET", "/v1/revocations", Some(TOKEN)).1;
@@ -357,8 +349,7 @@ fn a_game_server_fails_over_to_a_second_verification_server() {
         get(gs_admin, "/ready").0 == 200
     });
     let player = {
-        // Plays until the drain ends it (the run returns then), however long the test takes.
-        let options = client_options(&issuer, Duration::from_secs(120));
+        let options = client_options(&issuer, UNTIL_DRAINED);
         std::thread::spawn(move || run_clients(gs_addr, 0, 1, &options).unwrap())
     };
     eventually("the client joins", || {
@@ -370,10 +361,7 @@ fn a_game_server_fails_over_to_a_second_verification_server() {
 
     drop(first); // SIGKILL
     eventually("the GS joins the second VS", || {
-        sample(
-            &get(second_admin, "/metrics").1,
-            "tickwire_vs_game_servers_authorised",
-        ) == Some(1.0)
+        game_servers_authorised(second_admin) == Some(1.0)
     });
     eventually("and admits again", || get(gs_admin, "/ready").0 == 200);
     let gs_text = get(gs_admin, "/metrics").1;

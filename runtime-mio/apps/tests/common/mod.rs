@@ -20,6 +20,10 @@ pub const VS: &str = env!("CARGO_BIN_EXE_tickwire-vs");
 /// Longest wait for anything a test expects to happen.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
+/// How long a player plays in a test that ends with the game server's drain: longer than any
+/// test takes, since the drain ends the run (and `run_clients` returns then).
+pub const UNTIL_DRAINED: Duration = Duration::from_secs(120);
+
 /// A fresh directory for one test's files, removed when dropped.
 pub struct TempDir(pub PathBuf);
 
@@ -183,6 +187,15 @@ pub fn eventually(what: &str, mut probe: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "never happened: {what}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// How many game servers the verification server with admin endpoint `vs_admin` holds
+/// authorised, as its `/metrics` says.
+pub fn game_servers_authorised(vs_admin: SocketAddr) -> Option<f64> {
+    sample(
+        &get(vs_admin, "/metrics").1,
+        "tickwire_vs_game_servers_authorised",
+    )
 }
 
 /// The value of the sample named exactly `series` (name and labels as exposed).
